@@ -1,0 +1,1 @@
+"""The `personagraph` command line."""

@@ -1,0 +1,151 @@
+"""`personagraph`: command line for chat, indexing, local services and the app.
+
+    personagraph chat --message TEXT [--user ID] [--thread ID] [--persona ID]
+    personagraph app [--port 7860]            the Gradio app
+    personagraph index [--persona ID]         (re)build the Chroma index
+    personagraph serve-model [--port P]       run the embedded model server in the foreground
+    personagraph redis [--port P]             run a local Redis with search + JSON modules
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+
+
+def _offline_defaults() -> None:
+    # No telemetry or hub look-ups: the app must work with no network.
+    for key, value in {
+        "ANONYMIZED_TELEMETRY": "False",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from graphs.chat_session import ChatService, InvalidRequestError, validate_request
+    from personas.model import UnknownPersonaError
+
+    try:
+        request = validate_request(
+            message=args.message, user_id=args.user, thread_id=args.thread or uuid.uuid4().hex,
+            persona_id=args.persona,
+        )  # fmt: skip
+    except (InvalidRequestError, UnknownPersonaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    service = ChatService()
+    streamed = False
+    for event in service.stream_turn(request):
+        if event.kind == "token":
+            print(event.text, end="", flush=True)
+            streamed = True
+        elif event.kind == "reset":
+            print("\n[rewriting the reply]", file=sys.stderr)
+            streamed = False
+        elif event.kind == "error":
+            print(f"\nerror: {event.text}", file=sys.stderr)
+            print(f"Your message was not added to thread {request.thread_id}; run the same command again to retry.",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        elif event.kind == "final" and event.result is not None:
+            if not streamed or event.result.blocks:
+                # The streamed draft was replaced (refusal or output check): show the final reply.
+                print(("\n" if streamed else "") + event.result.reply, end="")
+            print()
+            print(f"[thread {request.thread_id} | intent {event.result.intent or '-'}]", file=sys.stderr)
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from ui.app import launch
+
+    launch(host=args.host, port=args.port)
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from personas.index import main as index_main
+
+    return index_main(sum((["--persona", p] for p in args.persona or []), []))
+
+
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    from serving.local_model import resolve_model_file
+    from serving.local_server import LocalModelServer
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    model_file, alias = resolve_model_file(args.model or settings.local_model, settings.model_cache_dir)
+    server = LocalModelServer(model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads)
+    server.start(timeout_s=settings.local_server_start_timeout_s)
+    print(f"serving {alias} at {server.base_url}  (export LLM_BASE_URL={server.base_url} LLM_MODEL={alias})")
+    return _wait_forever(server.stop)
+
+
+def cmd_redis(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from memory.redis_server import LocalRedis
+
+    server = LocalRedis(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None).start()
+    print(f"Redis with search + JSON at {server.url}  (export REDIS_URL={server.url})")
+    return _wait_forever(server.stop)
+
+
+def _wait_forever(stop: object) -> int:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()  # type: ignore[operator]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="personagraph", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="send one message to a persona and print the streamed reply")
+    chat.add_argument("--message", required=True)
+    chat.add_argument("--user", default="anonymous", help="fan id; long-term memory is kept per fan")
+    chat.add_argument("--thread", default=None, help="thread id; reuse it to continue a conversation")
+    chat.add_argument("--persona", default="stella_yuna")
+    chat.set_defaults(func=cmd_chat)
+
+    app = sub.add_parser("app", help="start the Gradio app")
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=7860)
+    app.set_defaults(func=cmd_app)
+
+    index = sub.add_parser("index", help="build the Chroma index of persona knowledge")
+    index.add_argument("--persona", action="append")
+    index.set_defaults(func=cmd_index)
+
+    serve = sub.add_parser("serve-model", help="run the embedded model server until Ctrl-C")
+    serve.add_argument("--model", default=None, help="qwen2.5-coder-1.5b, smollm2-135m or a .gguf path")
+    serve.set_defaults(func=cmd_serve_model)
+
+    redis = sub.add_parser("redis", help="run a local Redis (search + JSON modules) until Ctrl-C")
+    redis.add_argument("--port", type=int, default=6379)
+    redis.add_argument("--data-dir", default=None)
+    redis.set_defaults(func=cmd_redis)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline_defaults()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per graph: state schema, wiring and a module-level compiled `graph`."""

@@ -1,0 +1,44 @@
+"""persona_chat: a fan chats with a persona that keeps its voice, refuses safely and remembers the fan.
+
+input_safety -> (unsafe) refuse -> memory_write
+             -> route_intent -> (smalltalk) draft | retrieve -> draft -> output_safety
+                                 output_safety -> (failed, once) draft | respond -> memory_write
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+
+from nodes.context import ChatContext
+from nodes.draft import draft, respond
+from nodes.memory_write import memory_write
+from nodes.retrieval import retrieve
+from nodes.routing import route_after_intent, route_intent
+from nodes.safety import input_safety, output_safety, refuse, route_after_input_safety, route_after_output_safety
+from nodes.state import ConversationInput, ConversationOutput, ConversationState
+
+builder = StateGraph(
+    ConversationState, context_schema=ChatContext, input_schema=ConversationInput, output_schema=ConversationOutput
+)
+builder.add_node("input_safety", input_safety)
+builder.add_node("refuse", refuse)
+builder.add_node("route_intent", route_intent)
+builder.add_node("retrieve", retrieve)
+builder.add_node("draft", draft)
+builder.add_node("output_safety", output_safety)
+builder.add_node("respond", respond)
+builder.add_node("memory_write", memory_write)
+
+builder.add_edge(START, "input_safety")
+builder.add_conditional_edges("input_safety", route_after_input_safety)
+builder.add_conditional_edges("route_intent", route_after_intent)
+builder.add_edge("retrieve", "draft")
+builder.add_edge("draft", "output_safety")
+builder.add_conditional_edges("output_safety", route_after_output_safety)
+builder.add_edge("respond", "memory_write")
+builder.add_edge("refuse", "memory_write")
+builder.add_edge("memory_write", END)
+
+# Compiled without persistence for LangGraph Studio / `langgraph dev`, which supplies its own.
+graph = builder.compile()
+graph.name = "persona_chat"

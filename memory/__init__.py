@@ -1,0 +1,1 @@
+"""Memory and data layer: checkpointers, long-term stores, vector store and embeddings."""

@@ -1,0 +1,65 @@
+"""Retrieval: intent decides which stores are searched.
+
+knowledge -> the persona's world knowledge (Chroma); story -> story events up to the current point
+of the story (Chroma, filtered by index); personal -> the fan's own memories (LangGraph store).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from chromadb.api import ClientAPI
+from langgraph.runtime import Runtime
+
+from memory.vectors import chroma_client, search
+from nodes.context import ChatContext
+from nodes.state import ConversationState
+from personas.index import ensure_persona_index
+from personas.model import load_story
+
+
+@lru_cache(maxsize=1)
+def vector_client() -> ClientAPI:
+    """One Chroma client per process (PersistentClient or HttpClient by settings)."""
+    return chroma_client()
+
+
+def profile_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
+    return ("fans", user_id, persona_id)
+
+
+def memories_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
+    return ("memories", user_id, persona_id)
+
+
+def read_profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    if runtime.store is None:
+        return {}
+    item = runtime.store.get(profile_namespace(runtime.context.user_id, runtime.context.persona_id), "profile")
+    return dict(item.value) if item else {}
+
+
+def retrieve(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Search the stores the intent calls for; record the sources used."""
+    ctx = runtime.context
+    query = state.get("search_query") or ""
+    intent = state.get("intent", "knowledge")
+    found: list[dict[str, Any]] = []
+    if intent in ("knowledge", "story"):
+        knowledge, story = ensure_persona_index(vector_client(), ctx.persona_id)
+        if intent == "story" and story.count():
+            current = load_story(ctx.persona_id).current_index
+            hits = search(story, query, k=ctx.top_k, where={"index": {"$lte": current}} if current else None)
+        else:
+            hits = search(knowledge, query, k=ctx.top_k)
+        found += [
+            {"text": h.text, "source": str(h.metadata.get("source", "")),
+             "category": str(h.metadata.get("category", "")), "score": round(h.score, 4)}
+            for h in hits
+        ]  # fmt: skip
+    if intent == "personal" and runtime.store is not None:
+        for item in runtime.store.search(memories_namespace(ctx.user_id, ctx.persona_id), query=query, limit=ctx.top_k):
+            found.append({"text": item.value.get("text", ""), "source": f"memory:{item.key}",
+                          "category": "fan_memory", "score": round(item.score or 0.0, 4)})  # fmt: skip
+    return {"retrieved": found, "sources": [d["source"] for d in found]}

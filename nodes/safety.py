@@ -1,0 +1,170 @@
+"""Input and output safety nodes, and the in-character refusal.
+
+Input: layered filter (normalised rules now; a trained classifier and the judge role plug in here).
+Output: the draft is checked against the persona's speech rules and forbidden topics, and for leaked
+personal data or system prompt. Every block is recorded in `state["blocks"]` with its category.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.runtime import Runtime
+
+from nodes.context import ChatContext
+from nodes.safety_rules import match_rules, normalise
+from nodes.state import ConversationState
+from personas.model import Persona, load_persona
+from serving.language import detect_language
+
+REFUSAL_FALLBACK = {
+    "ko": "음, 그 얘기는 내가 하기 좀 어려워. 우리 다른 얘기 하자!",
+    "en": "Hmm, that's something I can't talk about. Let's talk about something else!",
+}
+SELF_HARM_REPLY = {
+    "ko": "{address}, 지금 많이 힘들구나. 네 마음이 정말 소중해. 혼자 견디지 말고 꼭 도움을 받아 줘: "
+    "자살예방상담전화 109 (24시간), 또는 가까운 사람에게 지금 이야기해 줘. 나도 여기서 응원할게.",
+    "en": "{address}, I'm really sorry you're feeling this way, and you matter so much. Please reach out now "
+    "to someone you trust or a crisis line (in Korea call 109; in the US call or text 988; elsewhere your "
+    "local emergency number). You don't have to carry this alone.",
+}
+
+_PHONE = re.compile(r"(?:\+?\d{1,3}[-.\s]?)?(?:0\d{1,2}|\(\d{2,3}\))[-.\s]?\d{3,4}[-.\s]?\d{4}")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_RRN = re.compile(r"\b\d{6}-?[1-4]\d{6}\b")
+_ROLE_BREAK_OUT = re.compile(
+    r"\b(?:as an ai|i am an ai|i'm an ai|language model|large language model|i am a bot|openai|chatgpt)\b"
+    r"|(?:저는|나는)\s*(?:ai|인공지능|언어\s*모델|챗봇)",
+    re.IGNORECASE,
+)
+_PROMPT_MARKERS = re.compile(r"\[(?:PERSONA|SAFETY RULES|CONTEXT|CONVERSATION SO FAR|ABOUT THIS FAN)\]")
+UNSAFE_OUTPUT_CATEGORIES = {"profanity", "sexual", "hate"}
+
+
+def last_human(state: ConversationState) -> HumanMessage | None:
+    for message in reversed(state.get("messages", [])):
+        if isinstance(message, HumanMessage):
+            return message
+    return None
+
+
+def last_human_text(state: ConversationState) -> str:
+    message = last_human(state)
+    return str(message.content) if message is not None else ""
+
+
+def block_record(state: ConversationState, stage: str, **details: Any) -> dict[str, Any]:
+    """A safety block, tied to the fan message it concerns."""
+    message = last_human(state)
+    return {"stage": stage, "message_id": message.id if message is not None else None, **details}
+
+
+def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Check the fan's message with the layered input filter and detect its language."""
+    text = last_human_text(state)
+    lang = detect_language(text)
+    base: dict[str, Any] = {"lang": lang, "revisions": 0, "revision_reason": "", "draft": "", "last_error": None}
+    if not text.strip():
+        verdict = {"safe": False, "category": "invalid_input", "reason": "empty message", "layer": "validation"}
+    elif len(text) > runtime.context.max_message_chars:
+        verdict = {
+            "safe": False,
+            "category": "invalid_input",
+            "reason": f"message longer than {runtime.context.max_message_chars} characters",
+            "layer": "validation",
+        }
+    else:
+        hits = match_rules(text)
+        verdict = (
+            {"safe": False, "category": hits[0].category, "reason": f"matched {hits[0].matched!r}", "layer": "rules"}
+            if hits
+            else {"safe": True, "category": "safe", "reason": "", "layer": "rules"}
+        )
+    update = {**base, "safety": verdict}
+    if not verdict["safe"]:
+        update["blocks"] = [block_record(state, "input", **verdict)]
+    return update
+
+
+def route_after_input_safety(state: ConversationState) -> Literal["route_intent", "refuse"]:
+    return "route_intent" if state.get("safety", {}).get("safe", False) else "refuse"
+
+
+def refusal_text(persona: Persona, category: str, lang: str, seed: str = "") -> str:
+    address = persona.fan_address(lang) or ("별빛" if lang == "ko" else "friend")
+    if category == "self_harm":
+        return SELF_HARM_REPLY[lang].format(address=address)
+    lines = persona.refusal_lines.get(lang) or [REFUSAL_FALLBACK[lang]]
+    return random.Random(seed).choice(lines)
+
+
+def refuse(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Answer an unsafe message with an in-character refusal (no retrieval, no draft)."""
+    persona = load_persona(runtime.context.persona_id)
+    category = state.get("safety", {}).get("category", "unsafe")
+    lang = state.get("lang", "en")
+    reply = refusal_text(persona, category, lang, seed=last_human_text(state))
+    return {"messages": [AIMessage(content=reply)], "intent": "refused", "sources": []}
+
+
+def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[dict[str, str]]:
+    """Problems with a draft: unsafe language, forbidden topics, personal data, role breaks, prompt leaks."""
+    problems: list[dict[str, str]] = []
+    if not text.strip():
+        problems.append({"category": "empty", "reason": "the reply is empty"})
+    for hit in match_rules(text):
+        if hit.category in UNSAFE_OUTPUT_CATEGORIES:
+            problems.append({"category": hit.category, "reason": f"contains {hit.matched!r}"})
+    spaced, compact = normalise(text)
+    for topic in persona.forbidden_topics:
+        for keyword in topic.keywords:
+            kw_spaced, kw_compact = normalise(keyword)
+            if kw_compact and (kw_compact in compact if not kw_compact.isascii() else
+                               re.search(rf"\b{re.escape(kw_spaced)}\b", spaced)):  # fmt: skip
+                problems.append({"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"})
+                break
+    if _PHONE.search(text) or _EMAIL.search(text) or _RRN.search(text):
+        problems.append({"category": "personal_data", "reason": "contains a phone number, e-mail or ID number"})
+    if _ROLE_BREAK_OUT.search(text):
+        problems.append({"category": "role_break", "reason": "says it is an AI or a model"})
+    if _PROMPT_MARKERS.search(text) or leaks_prompt(text, system_prompt):
+        problems.append({"category": "prompt_leak", "reason": "repeats the system prompt"})
+    return problems
+
+
+def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
+    """True when the text repeats any run of `n` words of the system prompt."""
+    words = text.lower().split()
+    if not system_prompt or len(words) < n:
+        return False
+    prompt_grams = {tuple(g) for g in _ngrams(system_prompt.lower().split(), n)}
+    return any(tuple(g) in prompt_grams for g in _ngrams(words, n))
+
+
+def _ngrams(words: list[str], n: int) -> list[list[str]]:
+    return [words[i : i + n] for i in range(len(words) - n + 1)]
+
+
+def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Check the draft; ask for one regeneration with the reason, then fall back to a safe reply."""
+    from nodes.draft import build_system_prompt  # the prompt the draft saw, for leak detection
+
+    persona = load_persona(runtime.context.persona_id)
+    draft = state.get("draft", "")
+    problems = check_output(draft, persona, build_system_prompt(state, runtime.context))
+    if not problems:
+        return {"revision_reason": ""}
+    reason = "; ".join(p["reason"] for p in problems)
+    blocks = [block_record(state, "output", safe=False, layer="output_check", **p) for p in problems]
+    if state.get("revisions", 0) < runtime.context.max_revisions:
+        return {"revision_reason": reason, "revisions": state.get("revisions", 0) + 1, "blocks": blocks}
+    lang = state.get("lang", "en")
+    safe_reply = refusal_text(persona, problems[0]["category"], lang, seed=draft)
+    return {"draft": safe_reply, "revision_reason": "", "blocks": blocks}
+
+
+def route_after_output_safety(state: ConversationState) -> Literal["draft", "respond"]:
+    return "draft" if state.get("revision_reason") else "respond"

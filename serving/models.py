@@ -1,0 +1,189 @@
+"""One factory for every LLM call: `chat_model(role)` and `structured(role, Schema)`.
+
+Both the embedded llama.cpp server and vLLM are reached through `langchain-openai`'s `ChatOpenAI`,
+so they share one code path. Structured output is constrained per backend (llama.cpp rejects
+`json_schema`, vLLM wants it), validated by pydantic, retried with the validation error, and
+reported clearly when it still fails. Tests swap in fake models with `use_models(...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import openai
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel, ValidationError
+
+from serving.local_server import ensure_local_server
+from serving.settings import ResolvedRole, Role, get_settings
+
+T = TypeVar("T", bound=BaseModel)
+
+_overrides: dict[str, BaseChatModel] = {}
+
+
+class ModelError(RuntimeError):
+    """A model call failed in a way the user can act on; `str()` says what happened and what to do."""
+
+
+class ModelUnavailableError(ModelError):
+    """The model server could not be reached or answered with a server error."""
+
+
+class StructuredOutputError(ModelError):
+    """The model did not produce valid structured output after all attempts."""
+
+    def __init__(self, message: str, raw: str = ""):
+        super().__init__(message)
+        self.raw = raw
+
+
+@contextmanager
+def use_models(models: Mapping[str, BaseChatModel]) -> Iterator[None]:
+    """Serve the given role -> model instances instead of real servers (tests, notebooks)."""
+    previous = dict(_overrides)
+    _overrides.update(models)
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(previous)
+
+
+def resolve_role(role: Role) -> ResolvedRole:
+    return get_settings().role(role)
+
+
+def endpoint_of(role: Role) -> tuple[str, str]:
+    """(base URL, model name) that a role's calls go to, starting the embedded server if needed."""
+    resolved = resolve_role(role)
+    if resolved.embedded:
+        server = ensure_local_server()
+        return server.base_url, server.alias
+    assert resolved.base_url is not None
+    return resolved.base_url, resolved.model
+
+
+def chat_model(role: Role, *, max_tokens: int | None = None, temperature: float | None = None) -> BaseChatModel:
+    """The chat model for a role: an override if one is set, else ChatOpenAI on the role's server."""
+    if role in _overrides:
+        return _overrides[role]
+    settings = get_settings()
+    resolved = resolve_role(role)
+    base_url, model = endpoint_of(role)
+    return ChatOpenAI(
+        model=model,
+        base_url=base_url,
+        api_key=resolved.api_key,  # type: ignore[arg-type]
+        temperature=resolved.temperature if temperature is None else temperature,
+        max_tokens=max_tokens or settings.llm_max_tokens,  # type: ignore[call-arg]
+        timeout=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+        stream_usage=False,
+    )
+
+
+def response_format_for(role: Role, schema: type[BaseModel]) -> dict[str, Any] | None:
+    """JSON-schema constrained decoding in the form the role's backend accepts (None for overrides)."""
+    if role in _overrides:
+        return None
+    json_schema = schema.model_json_schema()
+    if resolve_role(role).backend == "llamacpp":
+        # llama-cpp-python turns the schema into a grammar; it answers HTTP 500 to `json_schema`.
+        return {"type": "json_object", "schema": json_schema}
+    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": json_schema}}
+
+
+def describe_failure(role: Role, exc: Exception) -> ModelError:
+    """Turn a client exception into an error that names the server and what to do."""
+    try:
+        base_url, _ = endpoint_of(role) if role not in _overrides else ("(test model)", "")
+    except Exception as inner:  # the embedded server itself failed to start
+        return ModelUnavailableError(f"the embedded model server for role '{role}' failed to start: {inner}")
+    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+        return ModelUnavailableError(
+            f"model server for role '{role}' at {base_url} is unreachable ({type(exc).__name__}). "
+            f"Start it, or point LLM_BASE_URL / LLM_{role.upper()}_BASE_URL at a running "
+            "OpenAI-compatible server (unset both to use the embedded local model), then retry."
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return ModelUnavailableError(
+            f"model server for role '{role}' at {base_url} answered HTTP {exc.status_code}: "
+            f"{str(exc)[:300]}. Check the model name (LLM_{role.upper()}_MODEL) and the server log, then retry."
+        )
+    return ModelError(f"model call for role '{role}' failed: {type(exc).__name__}: {exc}")
+
+
+def invoke_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any) -> AIMessage:
+    """Plain text call with errors mapped to `ModelError` (streams when run under stream_mode='messages')."""
+    model = chat_model(role, **model_kwargs)
+    try:
+        reply = model.invoke(list(messages))
+    except ModelError:
+        raise
+    except (openai.OpenAIError, OSError) as exc:
+        raise describe_failure(role, exc) from exc
+    return reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply.content))
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+def extract_json(text: str) -> str:
+    """The JSON object in a reply, tolerating code fences and chatter around it."""
+    cleaned = _FENCE.sub("", text.strip())
+    start, end = cleaned.find("{"), cleaned.rfind("}")
+    return cleaned[start : end + 1] if start != -1 and end > start else cleaned
+
+
+def structured(
+    role: Role,
+    schema: type[T],
+    messages: Sequence[BaseMessage],
+    *,
+    attempts: int | None = None,
+    max_tokens: int | None = None,
+) -> T:
+    """Ask a role for an instance of `schema`: constrained decoding, pydantic validation, retries.
+
+    Each failed attempt is retried with the validation error shown to the model; after the last
+    one a `StructuredOutputError` names the role, the schema and the problem. Values are never
+    coerced into range silently: bounds live in the pydantic schema and are enforced there.
+    """
+    attempts = attempts or get_settings().llm_structured_attempts
+    schema_text = json.dumps(schema.model_json_schema(), ensure_ascii=False)
+    instruction = SystemMessage(
+        content=f"Reply with one JSON object only, no prose, matching this JSON schema:\n{schema_text}"
+    )
+    conversation: list[BaseMessage] = [*messages, instruction]
+    model: Any = chat_model(role, max_tokens=max_tokens, temperature=0.0)
+    response_format = response_format_for(role, schema)
+    if response_format is not None:
+        model = model.bind(response_format=response_format)
+    raw, problem = "", ""
+    for _ in range(attempts):
+        try:
+            reply = model.invoke(conversation)
+        except (openai.OpenAIError, OSError) as exc:
+            raise describe_failure(role, exc) from exc
+        raw = str(reply.content)
+        try:
+            return schema.model_validate_json(extract_json(raw))
+        except ValidationError as exc:
+            problem = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+            )
+        conversation = [
+            *conversation,
+            AIMessage(content=raw),
+            HumanMessage(content=f"That reply was invalid ({problem}). Reply again with corrected JSON only."),
+        ]
+    raise StructuredOutputError(
+        f"role '{role}' gave no valid {schema.__name__} after {attempts} attempts: {problem}", raw=raw
+    )
