@@ -1,10 +1,10 @@
 """`personagraph`: command line for chat, indexing, local services and the app.
 
-    personagraph chat --message TEXT [--user ID] [--thread ID] [--persona ID]
-    personagraph app [--port 7860]            the Gradio app
-    personagraph index [--persona ID]         (re)build the Chroma index
-    personagraph serve-model [--port P]       run the embedded model server in the foreground
-    personagraph redis [--port P]             run a local Redis with search + JSON modules
+personagraph chat --message TEXT [--user ID] [--thread ID] [--persona ID]
+personagraph app [--port 7860]            the Gradio app
+personagraph index [--persona ID]         (re)build the Chroma index
+personagraph serve-model [--port P]       run the embedded model server in the foreground
+personagraph redis [--port P]             run a local Redis with search + JSON modules
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     model_file, alias = resolve_model_file(args.model or settings.local_model, settings.model_cache_dir)
-    server = LocalModelServer(model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads)
+    server = LocalModelServer(
+        model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads
+    )
     server.start(timeout_s=settings.local_server_start_timeout_s)
     print(f"serving {alias} at {server.base_url}  (export LLM_BASE_URL={server.base_url} LLM_MODEL={alias})")
     return _wait_forever(server.stop)

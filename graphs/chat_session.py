@@ -125,10 +125,12 @@ class ChatService:
                     current_id = chunk.id
                 if chunk.content:
                     yield TurnEvent("token", str(chunk.content))
-        except (ModelError, OSError) as exc:
-            message = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the thread usable
+            message = str(exc) if isinstance(exc, ModelError) else f"internal error: {type(exc).__name__}: {exc}"
             self._roll_back(config, human, message)
-            yield TurnEvent("error", message, TurnResult(reply="", thread_id=request.thread_id, error=message))
+            yield TurnEvent(
+                "error", message, TurnResult(reply="", thread_id=request.thread_id, error=message)
+            )
             return
         values = self.graph.get_state(config).values
         reply = _last_ai_text(values.get("messages", []))

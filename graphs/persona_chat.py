@@ -14,11 +14,20 @@ from nodes.draft import draft, respond
 from nodes.memory_write import memory_write
 from nodes.retrieval import retrieve
 from nodes.routing import route_after_intent, route_intent
-from nodes.safety import input_safety, output_safety, refuse, route_after_input_safety, route_after_output_safety
+from nodes.safety import (
+    input_safety,
+    output_safety,
+    refuse,
+    route_after_input_safety,
+    route_after_output_safety,
+)
 from nodes.state import ConversationInput, ConversationOutput, ConversationState
 
 builder = StateGraph(
-    ConversationState, context_schema=ChatContext, input_schema=ConversationInput, output_schema=ConversationOutput
+    ConversationState,
+    context_schema=ChatContext,
+    input_schema=ConversationInput,
+    output_schema=ConversationOutput,
 )
 builder.add_node("input_safety", input_safety)
 builder.add_node("refuse", refuse)

@@ -90,7 +90,8 @@ def chunk_text(text: str, max_tokens: int = 512, overlap: int = 64) -> list[str]
             # Overlap: carry the previous paragraph when it is short enough.
             tail = current[-1]
             tail_len = len(_TOKEN.findall(tail))
-            current, current_len = ([tail], tail_len) if tail_len <= overlap else ([], 0)
+            fits = tail_len <= overlap and tail_len + n <= max_tokens
+            current, current_len = ([tail], tail_len) if fits else ([], 0)
         current.append(paragraph)
         current_len += n
     if current:
@@ -135,4 +136,7 @@ def search(
     docs: Sequence[str] = (result.get("documents") or [[]])[0]
     metas: Sequence[Mapping[str, Any]] = (result.get("metadatas") or [[]])[0]
     dists: Sequence[float] = (result.get("distances") or [[]])[0]
-    return [Hit(text=d, metadata=m or {}, score=1.0 - float(s)) for d, m, s in zip(docs, metas, dists, strict=False)]
+    return [
+        Hit(text=d, metadata=m or {}, score=1.0 - float(s))
+        for d, m, s in zip(docs, metas, dists, strict=False)
+    ]

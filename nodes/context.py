@@ -11,7 +11,9 @@ from serving.settings import Role
 class ChatContext:
     """Knobs of one chat run; every field is visible in LangGraph Studio."""
 
-    persona_id: str = field(default="stella_yuna", metadata={"description": "Persona folder under data/personas."})
+    persona_id: str = field(
+        default="stella_yuna", metadata={"description": "Persona folder under data/personas."}
+    )
     user_id: str = field(
         default="anonymous", metadata={"description": "The fan; long-term memory is kept per user id."}
     )
@@ -28,4 +30,6 @@ class ChatContext:
     extract_profile: bool = field(
         default=True, metadata={"description": "Extract profile facts from the fan's messages."}
     )
-    max_revisions: int = field(default=1, metadata={"description": "Regenerations after a failed output check."})
+    max_revisions: int = field(
+        default=1, metadata={"description": "Regenerations after a failed output check."}
+    )

@@ -48,7 +48,9 @@ def context_block(state: ConversationState) -> str:
     )
 
 
-def build_system_prompt(state: ConversationState, ctx: ChatContext, profile: dict[str, Any] | None = None) -> str:
+def build_system_prompt(
+    state: ConversationState, ctx: ChatContext, profile: dict[str, Any] | None = None
+) -> str:
     persona = load_persona(ctx.persona_id)
     lang = state.get("lang", "en")
     forbidden = ", ".join(t.topic for t in persona.forbidden_topics) or "none"
@@ -76,7 +78,9 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
     persona = load_persona(ctx.persona_id)
     lang = state.get("lang", "en")
     _, recent = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
-    instruction = prompts.DRAFT_INSTRUCTION.format(name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang])
+    instruction = prompts.DRAFT_INSTRUCTION.format(
+        name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang]
+    )
     if state.get("revision_reason"):
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])
     messages: list[BaseMessage] = [

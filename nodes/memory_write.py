@@ -78,7 +78,9 @@ def memory_write(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
                 )  # fmt: skip
                 profile = merge_profile(read_profile(runtime), extracted)
                 profile["updated_at"] = now
-                runtime.store.put(profile_namespace(ctx.user_id, ctx.persona_id), "profile", profile, index=False)
+                runtime.store.put(
+                    profile_namespace(ctx.user_id, ctx.persona_id), "profile", profile, index=False
+                )
                 update["profile"] = profile
     older, _ = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
     if older:

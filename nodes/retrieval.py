@@ -36,7 +36,9 @@ def memories_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
 def read_profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:
     if runtime.store is None:
         return {}
-    item = runtime.store.get(profile_namespace(runtime.context.user_id, runtime.context.persona_id), "profile")
+    item = runtime.store.get(
+        profile_namespace(runtime.context.user_id, runtime.context.persona_id), "profile"
+    )
     return dict(item.value) if item else {}
 
 
@@ -59,7 +61,9 @@ def retrieve(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[st
             for h in hits
         ]  # fmt: skip
     if intent == "personal" and runtime.store is not None:
-        for item in runtime.store.search(memories_namespace(ctx.user_id, ctx.persona_id), query=query, limit=ctx.top_k):
+        for item in runtime.store.search(
+            memories_namespace(ctx.user_id, ctx.persona_id), query=query, limit=ctx.top_k
+        ):
             found.append({"text": item.value.get("text", ""), "source": f"memory:{item.key}",
                           "category": "fan_memory", "score": round(item.score or 0.0, 4)})  # fmt: skip
     return {"retrieved": found, "sources": [d["source"] for d in found]}

@@ -66,9 +66,20 @@ def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
     """Check the fan's message with the layered input filter and detect its language."""
     text = last_human_text(state)
     lang = detect_language(text)
-    base: dict[str, Any] = {"lang": lang, "revisions": 0, "revision_reason": "", "draft": "", "last_error": None}
+    base: dict[str, Any] = {
+        "lang": lang,
+        "revisions": 0,
+        "revision_reason": "",
+        "draft": "",
+        "last_error": None,
+    }
     if not text.strip():
-        verdict = {"safe": False, "category": "invalid_input", "reason": "empty message", "layer": "validation"}
+        verdict = {
+            "safe": False,
+            "category": "invalid_input",
+            "reason": "empty message",
+            "layer": "validation",
+        }
     elif len(text) > runtime.context.max_message_chars:
         verdict = {
             "safe": False,
@@ -79,7 +90,12 @@ def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
     else:
         hits = match_rules(text)
         verdict = (
-            {"safe": False, "category": hits[0].category, "reason": f"matched {hits[0].matched!r}", "layer": "rules"}
+            {
+                "safe": False,
+                "category": hits[0].category,
+                "reason": f"matched {hits[0].matched!r}",
+                "layer": "rules",
+            }
             if hits
             else {"safe": True, "category": "safe", "reason": "", "layer": "rules"}
         )
@@ -124,10 +140,14 @@ def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[d
             kw_spaced, kw_compact = normalise(keyword)
             if kw_compact and (kw_compact in compact if not kw_compact.isascii() else
                                re.search(rf"\b{re.escape(kw_spaced)}\b", spaced)):  # fmt: skip
-                problems.append({"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"})
+                problems.append(
+                    {"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"}
+                )
                 break
     if _PHONE.search(text) or _EMAIL.search(text) or _RRN.search(text):
-        problems.append({"category": "personal_data", "reason": "contains a phone number, e-mail or ID number"})
+        problems.append(
+            {"category": "personal_data", "reason": "contains a phone number, e-mail or ID number"}
+        )
     if _ROLE_BREAK_OUT.search(text):
         problems.append({"category": "role_break", "reason": "says it is an AI or a model"})
     if _PROMPT_MARKERS.search(text) or leaks_prompt(text, system_prompt):

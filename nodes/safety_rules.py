@@ -18,7 +18,9 @@ import yaml
 from serving.settings import get_settings
 
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+)
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _REPEATS = re.compile(r"(.)\1{2,}")
 
@@ -32,12 +34,10 @@ class RuleHit:
 
 def normalise(text: str) -> tuple[str, str]:
     """(spaced, compact) normal forms of a text."""
-    text = unicodedata.normalize("NFKC", text)  # full-width -> ascii, compatibility jamo kept
+    text = unicodedata.normalize("NFKC", text)  # full-width -> ascii; jamo ㅅ -> conjoining jamo
     text = unicodedata.normalize("NFC", _ZERO_WIDTH.sub("", text)).lower()
     text = _REPEATS.sub(r"\1\1", text)
-    leet = " ".join(
-        word.translate(_LEET) if re.search(r"[a-z]", word) else word for word in text.split()
-    )
+    leet = " ".join(word.translate(_LEET) if re.search(r"[a-z]", word) else word for word in text.split())
     spaced = re.sub(r"\s+", " ", leet).strip()
     compact = _NON_WORD.sub("", spaced)
     # Single letters separated by spaces or dots ("f u c k", "시 발") only join in the compact form.
@@ -51,7 +51,8 @@ def _compiled(path: Path) -> list[tuple[str, str, re.Pattern[str]]]:
     for category, forms in data["categories"].items():
         for form in ("spaced", "compact"):
             for pattern in forms.get(form, []) or []:
-                rules.append((category, form, re.compile(pattern)))
+                # NFKC like the text, so patterns written with compatibility jamo ("ㅅㅂ") match.
+                rules.append((category, form, re.compile(unicodedata.normalize("NFKC", pattern))))
     return rules
 
 

@@ -20,7 +20,6 @@ from memory.vectors import Document, chroma_client, get_collection, index_docume
 from personas.model import list_personas, load_knowledge, load_story, persona_dir
 
 _lock = threading.Lock()
-_ready: set[tuple[int, str]] = set()
 
 
 def knowledge_collection_name(persona_id: str) -> str:
@@ -76,22 +75,17 @@ def _rebuild(client: ClientAPI, name: str, documents: list[Document], stamp: str
         client.delete_collection(name)
     collection = get_collection(client, name)
     index_documents(collection, documents)
-    collection.modify(metadata={"hnsw:space": "cosine", "fingerprint": stamp})
+    # Stamped only after indexing finished, so an interrupted build is redone next time.
+    collection.modify(metadata={"fingerprint": stamp})
     return collection
 
 
 def ensure_persona_index(client: ClientAPI, persona_id: str) -> tuple[Collection, Collection]:
     """Knowledge and story collections for a persona, built or rebuilt when its files changed."""
     with _lock:
-        if (id(client), persona_id) in _ready:
-            return (
-                get_collection(client, knowledge_collection_name(persona_id)),
-                get_collection(client, story_collection_name(persona_id)),
-            )
         stamp = fingerprint(persona_id)
         kb = _rebuild(client, knowledge_collection_name(persona_id), knowledge_documents(persona_id), stamp)
         story = _rebuild(client, story_collection_name(persona_id), story_documents(persona_id), stamp)
-        _ready.add((id(client), persona_id))
         return kb, story
 
 

@@ -101,9 +101,13 @@ def assemble_qwen(cache_dir: Path) -> Path:
     model = QWEN_CODER_1_5B
     target = cache_dir / model.file_name
     verified_marker = target.with_suffix(".sha256")
-    if target.is_file() and target.stat().st_size == model.size and verified_marker.is_file():
-        if verified_marker.read_text().strip() == model.sha256:
-            return target
+    if (
+        target.is_file()
+        and target.stat().st_size == model.size
+        and verified_marker.is_file()
+        and verified_marker.read_text().strip() == model.sha256
+    ):
+        return target
     parts = _qwen_part_paths()
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".part.{os.getpid()}")

@@ -70,19 +70,24 @@ def endpoint_of(role: Role) -> tuple[str, str]:
     return resolved.base_url, resolved.model
 
 
-def chat_model(role: Role, *, max_tokens: int | None = None, temperature: float | None = None) -> BaseChatModel:
+def chat_model(
+    role: Role, *, max_tokens: int | None = None, temperature: float | None = None
+) -> BaseChatModel:
     """The chat model for a role: an override if one is set, else ChatOpenAI on the role's server."""
     if role in _overrides:
         return _overrides[role]
     settings = get_settings()
     resolved = resolve_role(role)
     base_url, model = endpoint_of(role)
+    limit = max_tokens or settings.llm_max_tokens
     return ChatOpenAI(
         model=model,
         base_url=base_url,
         api_key=resolved.api_key,  # type: ignore[arg-type]
         temperature=resolved.temperature if temperature is None else temperature,
-        max_tokens=max_tokens or settings.llm_max_tokens,  # type: ignore[call-arg]
+        max_tokens=limit,  # type: ignore[call-arg]
+        # ChatOpenAI sends `max_completion_tokens`, which llama-cpp-python's server ignores.
+        extra_body={"max_tokens": limit} if resolved.backend == "llamacpp" else None,
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
         stream_usage=False,
@@ -182,7 +187,9 @@ def structured(
         conversation = [
             *conversation,
             AIMessage(content=raw),
-            HumanMessage(content=f"That reply was invalid ({problem}). Reply again with corrected JSON only."),
+            HumanMessage(
+                content=f"That reply was invalid ({problem}). Reply again with corrected JSON only."
+            ),
         ]
     raise StructuredOutputError(
         f"role '{role}' gave no valid {schema.__name__} after {attempts} attempts: {problem}", raw=raw

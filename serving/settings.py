@@ -36,7 +36,9 @@ class RoleSettings(BaseSettings):
     model: str | None = Field(default=None, description="Model (or LoRA adapter) name for this role.")
     base_url: str | None = Field(default=None, description="OpenAI-compatible base URL for this role.")
     api_key: SecretStr | None = Field(default=None, description="API key for this role's server.")
-    backend: Backend | None = Field(default=None, description="Server kind, picks the structured-output method.")
+    backend: Backend | None = Field(
+        default=None, description="Server kind, picks the structured-output method."
+    )
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
 
 

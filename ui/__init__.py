@@ -1,1 +1,1 @@
-"""ui"""
+"""Gradio app: one tab per job."""

