@@ -52,7 +52,8 @@ def retrieve(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[st
         knowledge, story = ensure_persona_index(vector_client(), ctx.persona_id)
         if intent == "story" and story.count():
             current = load_story(ctx.persona_id).current_index
-            hits = search(story, query, k=ctx.top_k, where={"index": {"$lte": current}} if current else None)
+            where = {"index": {"$lte": current}} if current is not None else None
+            hits = search(story, query, k=ctx.top_k, where=where)
         else:
             hits = search(knowledge, query, k=ctx.top_k)
         found += [

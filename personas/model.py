@@ -79,7 +79,9 @@ class StoryEvent(BaseModel):
 
 class Story(BaseModel):
     events: list[StoryEvent] = []
-    current_index: int = 0
+    current_index: int | None = Field(
+        default=None, description="The persona knows events up to this index; None = the whole story."
+    )
 
 
 class KnowledgeDoc(BaseModel):

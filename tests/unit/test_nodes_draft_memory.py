@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.store.memory import InMemoryStore
 
@@ -12,7 +14,7 @@ from serving.models import use_models
 from tests.fakes import scripted
 
 
-def conversation(*texts: str) -> list:
+def conversation(*texts: str) -> Any:
     """Alternating human / AI messages, starting with a human one."""
     return [(HumanMessage if i % 2 == 0 else AIMessage)(content=t, id=f"m{i}") for i, t in enumerate(texts)]
 
@@ -24,7 +26,7 @@ def test_draft_prompt_has_the_four_blocks(make_runtime) -> None:
     store = InMemoryStore()
     store.put(profile_namespace("fan1", "tiny"), "profile", {"name": "Minji", "facts": ["loves cats"]})
     chat = scripted("Hi Minji! 🌱")
-    state = {
+    state: Any = {
         "messages": conversation("hello", "hi!", "when did you debut?"),
         "lang": "en",
         "retrieved": [{"text": "PEBBLE debuted on March 3, 2020.", "source": "tiny/knowledge/debut_en.md"}],
@@ -71,7 +73,11 @@ def test_draft_sends_only_recent_turns(make_runtime) -> None:
 
 def test_draft_revision_reason_is_in_the_prompt(make_runtime) -> None:
     chat = scripted("Let's talk about dance!")
-    state = {"messages": conversation("hi"), "lang": "en", "revision_reason": "says it is an AI or a model"}
+    state: Any = {
+        "messages": conversation("hi"),
+        "lang": "en",
+        "revision_reason": "says it is an AI or a model",
+    }
     with use_models({"chat": chat}):
         draft(state, make_runtime())
     assert (
@@ -112,7 +118,7 @@ def test_draft_no_retry_without_drift(make_runtime) -> None:
 def test_build_system_prompt_matches_draft_prompt(make_runtime) -> None:
     chat = scripted("hi")
     runtime = make_runtime()
-    state = {"messages": conversation("hi"), "lang": "en"}
+    state: Any = {"messages": conversation("hi"), "lang": "en"}
     with use_models({"chat": chat}):
         draft(state, runtime)
     assert chat.calls[0]["messages"][0].content.startswith(build_system_prompt(state, runtime.context))
@@ -123,13 +129,19 @@ def test_format_profile_skips_empty_values() -> None:
     assert text == "- name: Minji\n- a\n- b"
 
 
+def profile_value(store: InMemoryStore, user_id: str = "fan1") -> dict[str, Any]:
+    item = store.get(profile_namespace(user_id, "tiny"), "profile")
+    assert item is not None
+    return item.value
+
+
 # --- memory_write -------------------------------------------------------------------------------
 
 
 def test_memory_write_self_reference_stores_profile_and_memory(make_runtime) -> None:
     store = InMemoryStore()
     extractor = scripted({"name": "Minji", "birthday": "May 3", "facts": ["studies dance"]})
-    state = {"messages": conversation("I'm Minji and my birthday is May 3"), "lang": "en"}
+    state: Any = {"messages": conversation("I'm Minji and my birthday is May 3"), "lang": "en"}
     with use_models({"router": extractor}):
         update = memory_write(state, make_runtime(store=store))
     assert len(extractor.calls) == 1
@@ -158,7 +170,7 @@ def test_memory_write_merges_with_existing_profile(make_runtime) -> None:
         memory_write(
             {"messages": conversation("my favourite song is Small Steps")}, make_runtime(store=store)
         )
-    profile = store.get(profile_namespace("fan1", "tiny"), "profile").value
+    profile = profile_value(store)
     assert profile["name"] == "Minji" and profile["birthday"] == "May 3"
     assert profile["favourite_song"] == "Small Steps"
     assert profile["facts"] == ["a", "b"]
@@ -169,7 +181,7 @@ def test_memory_write_korean_self_reference(make_runtime) -> None:
     extractor = scripted({"nickname": "민지"})
     with use_models({"router": extractor}):
         memory_write({"messages": conversation("나는 민지야")}, make_runtime(store=store))
-    assert store.get(profile_namespace("fan1", "tiny"), "profile").value["nickname"] == "민지"
+    assert profile_value(store)["nickname"] == "민지"
 
 
 def test_memory_write_without_self_reference_makes_no_model_call(make_runtime) -> None:
@@ -209,7 +221,7 @@ def test_memory_write_summarises_turns_beyond_the_window(make_runtime) -> None:
     store = InMemoryStore()
     summariser = scripted("The fan greeted Tiny and asked about the debut.")
     messages = conversation("hello", "hi!", "when did you debut?", "In 2020!", "cool")
-    state = {"messages": messages, "lang": "en", "summary": "", "summarized_count": 0}
+    state: Any = {"messages": messages, "lang": "en", "summary": "", "summarized_count": 0}
     with use_models({"router": summariser}):
         update = memory_write(state, make_runtime(store=store, history_turns=1))
     assert update["summary"] == "The fan greeted Tiny and asked about the debut."
@@ -221,7 +233,7 @@ def test_memory_write_summarises_turns_beyond_the_window(make_runtime) -> None:
 
     # Next turn: only the newly old messages are summarised, with the previous summary in the prompt.
     summariser2 = scripted("Updated summary.")
-    state2 = {
+    state2: Any = {
         **state,
         "messages": [*messages, AIMessage(content="yes!", id="m5"), HumanMessage(content="bye", id="m6")],
         **update,

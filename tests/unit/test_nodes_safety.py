@@ -129,7 +129,7 @@ def test_route_after_output_safety(reason, expected: str) -> None:
     [("en", "Pebbler, I'm really sorry"), ("ko", "조약돌, 지금 많이 힘들구나")],
 )
 def test_refuse_self_harm_gives_help_line(make_runtime, lang: str, expected_text: str) -> None:
-    state = {**human("..."), "safety": {"category": "self_harm"}, "lang": lang}
+    state: Any = {**human("..."), "safety": {"category": "self_harm"}, "lang": lang}
     update = refuse(state, make_runtime())
     (message,) = update["messages"]
     assert isinstance(message, AIMessage)
@@ -145,7 +145,7 @@ def test_refuse_self_harm_gives_help_line(make_runtime, lang: str, expected_text
 def test_refuse_other_categories_use_persona_refusal_line(
     make_runtime, category: str, lang: str, line: str
 ) -> None:
-    state = {**human("whatever"), "safety": {"category": category}, "lang": lang}
+    state: Any = {**human("whatever"), "safety": {"category": category}, "lang": lang}
     update = refuse(state, make_runtime())
     assert update["messages"][0].content == line
     assert "109" not in update["messages"][0].content
