@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, RemoveMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
@@ -109,7 +110,7 @@ class ChatService:
 
     def stream_turn(self, request: ChatRequest, **context_overrides: Any) -> Iterator[TurnEvent]:
         """Run one turn, yielding reply tokens as the model writes them, then the final result."""
-        config: dict[str, Any] = {"configurable": {"thread_id": request.thread_id}}
+        config: RunnableConfig = {"configurable": {"thread_id": request.thread_id}}
         context = self.context_for(request, **context_overrides)
         human = HumanMessage(content=request.message, id=uuid.uuid4().hex)
         current_id = None
@@ -117,7 +118,9 @@ class ChatService:
             for chunk, metadata in self.graph.stream(
                 {"messages": [human]}, config, context=context, stream_mode="messages"
             ):
-                if metadata.get("langgraph_node") != "draft" or not isinstance(chunk, AIMessageChunk):
+                if not isinstance(metadata, dict) or metadata.get("langgraph_node") != "draft":
+                    continue
+                if not isinstance(chunk, AIMessageChunk):
                     continue
                 if chunk.id != current_id:  # a new model call (language retry or revision)
                     if current_id is not None:
@@ -126,7 +129,9 @@ class ChatService:
                 if chunk.content:
                     yield TurnEvent("token", str(chunk.content))
         except Exception as exc:  # noqa: BLE001 - any failure must leave the thread usable
-            message = str(exc) if isinstance(exc, ModelError) else f"internal error: {type(exc).__name__}: {exc}"
+            message = (
+                str(exc) if isinstance(exc, ModelError) else f"internal error: {type(exc).__name__}: {exc}"
+            )
             self._roll_back(config, human, message)
             yield TurnEvent(
                 "error", message, TurnResult(reply="", thread_id=request.thread_id, error=message)
@@ -150,17 +155,17 @@ class ChatService:
                 return event.result
         raise RuntimeError("turn ended without a result")
 
-    def _roll_back(self, config: dict[str, Any], human: HumanMessage, error: str) -> None:
+    def _roll_back(self, config: RunnableConfig, human: HumanMessage, error: str) -> None:
         """Undo a failed turn: drop its message and pending work so the thread stays usable."""
         state = self.graph.get_state(config)
         if not state.values:
             return
         present = {m.id for m in state.values.get("messages", [])}
-        removals = [RemoveMessage(id=human.id)] if human.id in present else []
+        removals = [RemoveMessage(id=human.id)] if human.id and human.id in present else []
         self.graph.update_state(config, {"messages": removals, "last_error": error}, as_node="memory_write")
 
     def history(self, thread_id: str) -> list[AnyMessage]:
-        state = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        state = self.graph.get_state(RunnableConfig(configurable={"thread_id": thread_id}))
         return list(state.values.get("messages", [])) if state.values else []
 
     def _register_thread(self, request: ChatRequest, reply: str) -> None:

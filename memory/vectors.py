@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import chromadb
@@ -56,7 +56,9 @@ def chroma_client(settings: Settings | None = None) -> ClientAPI:
 
 def get_collection(client: ClientAPI, name: str) -> Collection:
     return client.get_or_create_collection(
-        name=name, embedding_function=E5EmbeddingFunction(), metadata={"hnsw:space": "cosine"}
+        name=name,
+        embedding_function=cast(Any, E5EmbeddingFunction()),  # chroma's generic bound is narrower than needed
+        metadata={"hnsw:space": "cosine"},
     )
 
 

@@ -13,7 +13,7 @@ from nodes.retrieval import read_profile
 from nodes.state import ConversationState
 from personas.model import Persona, load_persona
 from prompts import persona_chat as prompts
-from serving.language import script_drift
+from serving.language import Lang, script_drift
 from serving.models import invoke_text
 
 
@@ -76,7 +76,7 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
     """Write the reply; retry once if it drifted out of the fan's language."""
     ctx = runtime.context
     persona = load_persona(ctx.persona_id)
-    lang = state.get("lang", "en")
+    lang: Lang = "ko" if state.get("lang") == "ko" else "en"
     _, recent = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
     instruction = prompts.DRAFT_INSTRUCTION.format(
         name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang]

@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,11 +89,16 @@ def _qwen_part_paths() -> list[Path]:
     return parts
 
 
+def _blocks(path: Path, size: int = 1 << 22) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while block := fh.read(size):
+            yield block
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
+    for block in _blocks(path):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -114,10 +120,9 @@ def assemble_qwen(cache_dir: Path) -> Path:
     digest = hashlib.sha256()
     with tmp.open("wb") as out:
         for part in parts:
-            with part.open("rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
-                    digest.update(block)
-                    out.write(block)
+            for block in _blocks(part):
+                digest.update(block)
+                out.write(block)
     size = tmp.stat().st_size
     if size != model.size or digest.hexdigest() != model.sha256:
         tmp.unlink(missing_ok=True)

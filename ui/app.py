@@ -111,11 +111,11 @@ def build_app(service: ChatService | None = None) -> gr.Blocks:
             outputs = [chatbot, box, thread, details, status]
             inputs = [box, chatbot, persona, user, thread]
             send_btn.click(send, inputs, outputs, api_name="send")
-            box.submit(send, inputs, outputs, api_name=False)
+            box.submit(send, inputs, outputs, api_visibility="private")
             new_btn.click(new_session, [persona], [chatbot, thread, status], api_name="new_session")
-            sessions.change(load_thread, [sessions], [chatbot, thread], api_name=False)
-            user.change(refresh_threads, [user], [sessions], api_name=False)
-            app.load(refresh_threads, [user], [sessions], api_name=False)
+            sessions.change(load_thread, [sessions], [chatbot, thread], api_visibility="private")
+            user.change(refresh_threads, [user], [sessions], api_visibility="private")
+            app.load(refresh_threads, [user], [sessions], api_visibility="private")
         for title, text in COMING.items():
             with gr.Tab(title):
                 gr.Markdown(f"**Coming soon.** {text}")

@@ -1,0 +1,36 @@
+"""`python -m evals NAME [options]`: run one evaluation; the last line of output is one JSON object.
+
+Evaluations: chat_smoke (more arrive with each job).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+EVALS = {
+    "chat_smoke": "evals.chat_smoke",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in EVALS:
+        names = ", ".join(sorted(EVALS))
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"unknown evaluation {argv[0]!r}; available: {names}", file=sys.stderr)
+            return 2
+        print(f"usage: python -m evals NAME [options]\navailable: {names}")
+        return 0
+    for key, value in {"ANONYMIZED_TELEMETRY": "False", "LANGSMITH_TRACING": "false"}.items():
+        os.environ.setdefault(key, value)
+    module = importlib.import_module(EVALS[argv[0]])
+    result = module.run(argv[1:])
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
