@@ -39,13 +39,17 @@ def persona_block(persona: Persona, lang: str) -> str:
     )
 
 
-def context_block(state: ConversationState) -> str:
+def context_block(state: ConversationState, max_chars: int = 1800) -> str:
+    """Retrieved documents with their sources, best first, within a character budget."""
     docs = state.get("retrieved") or []
     if not docs:
         return prompts.CONTEXT_BLOCK.format(context=prompts.NO_CONTEXT)
-    return prompts.CONTEXT_BLOCK.format(
-        context="\n\n".join(f"(source: {d['source']})\n{d['text']}" for d in docs)
-    )
+    share = max(200, max_chars // len(docs))
+    parts = []
+    for doc in docs:
+        text = doc["text"] if len(doc["text"]) <= share else doc["text"][:share].rsplit(" ", 1)[0] + " …"
+        parts.append(f"(source: {doc['source']})\n{text}")
+    return prompts.CONTEXT_BLOCK.format(context="\n\n".join(parts))
 
 
 def build_system_prompt(
@@ -57,7 +61,7 @@ def build_system_prompt(
     blocks = [
         persona_block(persona, lang),
         prompts.SAFETY_BLOCK.format(name=persona.name, forbidden=forbidden),
-        context_block(state),
+        context_block(state, ctx.max_context_chars),
     ]
     if profile:
         blocks.append(prompts.FAN_BLOCK.format(profile=format_profile(profile)))
@@ -84,8 +88,10 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
     if state.get("revision_reason"):
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])
     messages: list[BaseMessage] = [
-        SystemMessage(content=build_system_prompt(state, ctx, read_profile(runtime)) + "\n\n" + instruction),
+        SystemMessage(content=build_system_prompt(state, ctx, read_profile(runtime))),
         *recent,
+        # The instruction comes last: small models follow what they read most recently.
+        SystemMessage(content=instruction),
     ]
     reply = invoke_text(ctx.chat_role, messages)
     text = str(reply.content).strip()

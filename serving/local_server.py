@@ -60,8 +60,10 @@ class LocalModelServer:
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
         ]  # fmt: skip
-        if self.threads:
-            command += ["--n_threads", str(self.threads)]
+        # llama-cpp-python defaults to half the cores for decoding and computes logits for every
+        # prompt token; we use all cores and need logits for the last token only.
+        threads = self.threads or os.cpu_count() or 1
+        command += ["--n_threads", str(threads), "--n_threads_batch", str(threads), "--logits_all", "false"]
         fd, log_name = tempfile.mkstemp(prefix="personagraph-llm-", suffix=".log")
         self.log_path = Path(log_name)
         with os.fdopen(fd, "wb") as log:

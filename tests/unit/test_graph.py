@@ -89,7 +89,7 @@ def test_draft_failing_output_checks_twice_ends_with_refusal(service: ChatServic
     assert events[-1].kind == "final" and result is not None
     assert result.reply == TINY_REFUSAL_EN
     assert len(chat.calls) == 2  # one revision, then the safe fallback
-    assert "Your previous draft was rejected" in chat.calls[1]["messages"][0].content
+    assert "Your previous draft was rejected" in chat.calls[1]["messages"][-1].content  # instruction comes last
     assert [b["category"] for b in result.blocks].count("role_break") == 2
     assert all(b["stage"] == "output" for b in result.blocks)
     # The streamed draft was reset when the model rewrote it.
@@ -159,7 +159,7 @@ def test_two_turns_on_one_thread_keep_history(service: ChatService) -> None:
         service.send(request("hello from Busan"))
         result = service.send(request("what did I just say?"))
     assert result.reply == "You said hello earlier!"
-    second_prompt = [m.content for m in chat.calls[1]["messages"][1:]]
+    second_prompt = [m.content for m in chat.calls[1]["messages"][1:-1]]
     assert second_prompt == ["hello from Busan", "Nice to meet you!", "what did I just say?"]
     assert len(service.history("t1")) == 4
     # Another thread starts empty.

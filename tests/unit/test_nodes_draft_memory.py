@@ -22,6 +22,11 @@ def conversation(*texts: str) -> Any:
 # --- draft --------------------------------------------------------------------------------------
 
 
+def prompt_text(call: dict[str, Any]) -> str:
+    """The system prompt blocks plus the closing instruction of a draft call."""
+    return f"{call['messages'][0].content}\n{call['messages'][-1].content}"
+
+
 def test_draft_prompt_has_the_four_blocks(make_runtime) -> None:
     store = InMemoryStore()
     store.put(profile_namespace("fan1", "tiny"), "profile", {"name": "Minji", "facts": ["loves cats"]})
@@ -36,8 +41,8 @@ def test_draft_prompt_has_the_four_blocks(make_runtime) -> None:
         update = draft(state, make_runtime(store=store))
     assert update == {"draft": "Hi Minji! 🌱"}
     (call,) = chat.calls
-    system, *history = call["messages"]
-    assert isinstance(system, SystemMessage)
+    system, *history, instruction = call["messages"]
+    assert isinstance(system, SystemMessage) and isinstance(instruction, SystemMessage)
     text = system.content
     blocks = ["[PERSONA]", "[SAFETY RULES]", "[CONTEXT]", "[ABOUT THIS FAN]", "[CONVERSATION SO FAR]"]
     positions = [text.index(b) for b in blocks]
@@ -48,7 +53,7 @@ def test_draft_prompt_has_the_four_blocks(make_runtime) -> None:
     assert "(source: tiny/knowledge/debut_en.md)\nPEBBLE debuted on March 3, 2020." in text
     assert "- name: Minji" in text and "- loves cats" in text
     assert "The fan said she studies in Busan." in text
-    assert "English only" in text
+    assert "English only" in instruction.content
     assert [m.content for m in history] == ["hello", "hi!", "when did you debut?"]
 
 
@@ -56,7 +61,7 @@ def test_draft_prompt_without_context_profile_or_summary(make_runtime) -> None:
     chat = scripted("안녕 조약돌! 🌱")
     with use_models({"chat": chat}):
         draft({"messages": conversation("안녕"), "lang": "ko"}, make_runtime())
-    text = chat.calls[0]["messages"][0].content
+    text = prompt_text(chat.calls[0])
     assert "(no retrieved context for this message)" in text
     assert "[ABOUT THIS FAN]" not in text and "[CONVERSATION SO FAR]" not in text
     assert 'Address the fan as "조약돌"' in text
@@ -68,7 +73,7 @@ def test_draft_sends_only_recent_turns(make_runtime) -> None:
     messages = conversation("t0", "r0", "t1", "r1", "t2")
     with use_models({"chat": chat}):
         draft({"messages": messages, "lang": "en"}, make_runtime(history_turns=2))
-    assert [m.content for m in chat.calls[0]["messages"][1:]] == ["t1", "r1", "t2"]
+    assert [m.content for m in chat.calls[0]["messages"][1:-1]] == ["t1", "r1", "t2"]
 
 
 def test_draft_revision_reason_is_in_the_prompt(make_runtime) -> None:
@@ -82,7 +87,7 @@ def test_draft_revision_reason_is_in_the_prompt(make_runtime) -> None:
         draft(state, make_runtime())
     assert (
         "Your previous draft was rejected: says it is an AI or a model."
-        in chat.calls[0]["messages"][0].content
+        in chat.calls[0]["messages"][-1].content  # the instruction comes last
     )
 
 
