@@ -3,6 +3,8 @@
 personagraph chat --message TEXT [--user ID] [--thread ID] [--persona ID]
 personagraph app [--port 7860]            the Gradio app
 personagraph index [--persona ID]         (re)build the Chroma index
+personagraph import-card FILE [--id ID] [--overwrite]   a Character Card V2 (.json/.png) as a persona
+personagraph export-card PERSONA_ID [--out FILE]        a persona as Character Card V2 JSON
 personagraph serve-model [--port P]       run the embedded model server in the foreground
 personagraph redis [--port P]             run a local Redis with search + JSON modules
 """
@@ -76,6 +78,39 @@ def cmd_index(args: argparse.Namespace) -> int:
     return index_main(sum((["--persona", p] for p in args.persona or []), []))
 
 
+def cmd_import_card(args: argparse.Namespace) -> int:
+    from personas.cards import CardError, import_card, load_card
+
+    try:
+        persona_id = import_card(load_card(args.file), persona_id=args.id, overwrite=args.overwrite)
+    except CardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(persona_id)
+    return 0
+
+
+def cmd_export_card(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from personas.cards import CardError, export_card
+    from personas.model import UnknownPersonaError
+
+    try:
+        card = export_card(args.persona_id)
+    except (UnknownPersonaError, CardError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(card, ensure_ascii=False, indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(args.out)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_serve_model(args: argparse.Namespace) -> int:
     from serving.local_model import resolve_model_file
     from serving.local_server import LocalModelServer
@@ -131,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="build the Chroma index of persona knowledge")
     index.add_argument("--persona", action="append")
     index.set_defaults(func=cmd_index)
+
+    imp = sub.add_parser("import-card", help="import a Character Card V2 (.json or .png) as a new persona")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--id", default=None, help="persona id (default: from the character's name)")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing persona with this id")
+    imp.set_defaults(func=cmd_import_card)
+
+    exp = sub.add_parser("export-card", help="print a persona as Character Card V2 JSON")
+    exp.add_argument("persona_id", metavar="PERSONA_ID")
+    exp.add_argument("--out", default=None, help="write the card to this file instead of stdout")
+    exp.set_defaults(func=cmd_export_card)
 
     serve = sub.add_parser("serve-model", help="run the embedded model server until Ctrl-C")
     serve.add_argument("--model", default=None, help="qwen2.5-coder-1.5b, smollm2-135m or a .gguf path")

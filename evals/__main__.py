@@ -12,6 +12,10 @@ import sys
 
 EVALS = {
     "chat_smoke": "evals.chat_smoke",
+    "persona": "evals.persona",
+    "memory": "evals.memory",
+    "twins": "evals.twins",
+    "safety": "evals.safety",
 }
 
 

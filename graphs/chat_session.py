@@ -7,6 +7,7 @@ turn that leaves the thread exactly as it was (the fan's message is returned to 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -19,16 +20,18 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from graphs.persona_chat import builder
 from memory.persistence import make_checkpointer, make_store
 from nodes.context import ChatContext
+from nodes.retrieval import memories_namespace, profile_namespace
 from personas.model import list_personas, persona_dir
 from serving.models import ModelError
 from serving.settings import get_settings
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
+_PERSONA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 class InvalidRequestError(ValueError):
@@ -74,6 +77,71 @@ def validate_request(**fields: Any) -> ChatRequest:
         raise InvalidRequestError(problems.replace("Value error, ", "")) from exc
 
 
+class FanProfile(BaseModel):
+    """What a persona remembers about a fan, in the form the fan may read and edit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=60)
+    nickname: str | None = Field(default=None, max_length=60)
+    birthday: str | None = Field(default=None, max_length=40)
+    favourite_member: str | None = Field(default=None, max_length=60)
+    favourite_song: str | None = Field(default=None, max_length=80)
+    facts: list[str] = Field(default_factory=list, max_length=30)
+    updated_at: str | None = None  # kept by the store; ignored on input
+
+    @field_validator("facts")
+    @classmethod
+    def _facts(cls, value: list[str]) -> list[str]:
+        for fact in value:
+            if len(fact) > 300:
+                raise ValueError(f"each fact must be at most 300 characters; one has {len(fact)}")
+        return value
+
+
+def validate_profile(profile: dict[str, Any] | str) -> dict[str, Any]:
+    """A fan-edited profile (dict or JSON text), cleaned: empty fields dropped, facts de-duplicated."""
+    if isinstance(profile, str):
+        try:
+            profile = json.loads(profile) if profile.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"profile: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    if not isinstance(profile, dict):
+        raise InvalidRequestError(f"profile: must be a JSON object; got {type(profile).__name__}")
+    try:
+        parsed = FanProfile.model_validate(profile)
+    except ValidationError as exc:
+        allowed = ", ".join(f for f in FanProfile.model_fields if f != "updated_at")
+        problems = []
+        for e in exc.errors():
+            path = ".".join(str(p) for p in ("profile", *e["loc"]))
+            message = f"unknown field; allowed: {allowed}" if e["type"] == "extra_forbidden" else e["msg"]
+            message = message.removeprefix("Value error, ")
+            problems.append(f"{path}: {message}")
+        raise InvalidRequestError("; ".join(problems)) from exc
+    cleaned: dict[str, Any] = {}
+    for key, value in parsed.model_dump(exclude={"facts", "updated_at"}).items():
+        if value and value.strip():
+            cleaned[key] = value.strip()
+    facts: list[str] = []
+    for fact in parsed.facts:
+        if fact.strip() and fact.strip() not in facts:
+            facts.append(fact.strip())
+    if facts:
+        cleaned["facts"] = facts
+    return cleaned
+
+
+def _check_ids(user_id: str, persona_id: str) -> None:
+    problems = []
+    if not _ID.match(user_id or ""):
+        problems.append("user_id: must be 1-128 characters of letters, digits, _ . : @ -")
+    if not _PERSONA_ID.match(persona_id or ""):
+        problems.append("persona_id: must be 1-64 characters of letters, digits, _ -")
+    if problems:
+        raise InvalidRequestError("; ".join(problems))
+
+
 @dataclass
 class TurnEvent:
     """One streamed event: a token of the reply, a reset (the draft is being rewritten), or the end."""
@@ -91,6 +159,7 @@ class TurnResult:
     sources: list[str] = field(default_factory=list)
     blocks: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    retrieved: list[dict[str, Any]] = field(default_factory=list)  # {"source", "category", "score", "text"}
 
 
 class ChatService:
@@ -146,8 +215,121 @@ class ChatService:
             intent=values.get("intent", ""),
             sources=list(values.get("sources") or []),
             blocks=[b for b in values.get("blocks", []) if b.get("message_id") == human.id],
+            retrieved=[dict(d) for d in values.get("retrieved") or []] if values.get("sources") else [],
         )
         yield TurnEvent("final", reply, result)
+
+    def regenerate(
+        self,
+        thread_id: str,
+        user_id: str = "anonymous",
+        persona_id: str | None = None,
+        **context_overrides: Any,
+    ) -> Iterator[TurnEvent]:
+        """Re-run the thread's last fan message: its exchange is removed, then the same text is sent again.
+
+        Yields the same events as `stream_turn`. If the new run fails, the previous exchange is put
+        back, so the thread is as it was. Raises InvalidRequestError when there is nothing to redo.
+        """
+        messages = self.history(thread_id)
+        index = next(
+            (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)), None
+        )
+        if index is None:
+            raise InvalidRequestError(f"thread_id: thread {thread_id!r} has no fan message to regenerate")
+        if persona_id is None:
+            registered = self.store.get(("threads", user_id), thread_id) if _ID.match(user_id or "") else None
+            persona_id = registered.value.get("persona_id") if registered else None
+        request = validate_request(
+            message=str(messages[index].content), user_id=user_id, thread_id=thread_id,
+            persona_id=persona_id or ChatRequest.model_fields["persona_id"].default,
+        )  # fmt: skip
+        return self._regenerate(request, messages[index:], **context_overrides)
+
+    def _regenerate(
+        self, request: ChatRequest, removed: list[AnyMessage], **context_overrides: Any
+    ) -> Iterator[TurnEvent]:
+        config: RunnableConfig = {"configurable": {"thread_id": request.thread_id}}
+        namespace = memories_namespace(request.user_id, request.persona_id)
+        earlier = set(self._memory_keys(namespace, request.message))
+        self.graph.update_state(
+            config, {"messages": [RemoveMessage(id=str(m.id)) for m in removed]}, as_node="memory_write"
+        )
+        for event in self.stream_turn(request, **context_overrides):
+            if event.kind == "error":
+                # Put the previous exchange back: a failed regeneration changes nothing.
+                self.graph.update_state(
+                    config, {"messages": list(removed), "last_error": event.text}, as_node="memory_write"
+                )
+            elif event.kind == "final":
+                # The re-run stored the fan's words again; drop the copy from the first run.
+                now = set(self._memory_keys(namespace, request.message))
+                if now - earlier:
+                    for key in earlier:
+                        self.store.delete(namespace, key)
+            yield event
+
+    def _memory_keys(self, namespace: tuple[str, ...], text: str) -> list[str]:
+        return [item.key for item in self._all_items(namespace) if item.value.get("text") == text]
+
+    def _all_items(self, namespace: tuple[str, ...]) -> list[Any]:
+        items: list[Any] = []
+        while True:
+            page = self.store.search(namespace, limit=100, offset=len(items))
+            items += page
+            if len(page) < 100:
+                return items
+
+    # --- what the persona remembers about a fan ---------------------------------------------------
+
+    def get_profile(self, user_id: str, persona_id: str) -> dict[str, Any]:
+        """The fan's profile for this persona (name, nickname, ..., facts, updated_at); {} if none."""
+        _check_ids(user_id, persona_id)
+        item = self.store.get(profile_namespace(user_id, persona_id), "profile")
+        return dict(item.value) if item else {}
+
+    def memories(self, user_id: str, persona_id: str) -> list[dict[str, Any]]:
+        """The fan's stored messages for this persona, newest first: [{"key", "text", "at"}]."""
+        _check_ids(user_id, persona_id)
+        rows = [{"key": item.key, "text": item.value.get("text", ""), "at": item.value.get("at", "")}
+                for item in self._all_items(memories_namespace(user_id, persona_id))]  # fmt: skip
+        return sorted(rows, key=lambda r: r["at"], reverse=True)
+
+    def update_profile(self, user_id: str, persona_id: str, profile: dict[str, Any] | str) -> dict[str, Any]:
+        """Replace the fan's profile with an edited one (validated); an empty profile deletes it."""
+        _check_ids(user_id, persona_id)
+        cleaned = validate_profile(profile)
+        namespace = profile_namespace(user_id, persona_id)
+        if not cleaned:
+            self.store.delete(namespace, "profile")
+            return {}
+        cleaned["updated_at"] = datetime.now(UTC).isoformat()
+        self.store.put(namespace, "profile", cleaned, index=False)
+        return cleaned
+
+    def forget(self, user_id: str, persona_id: str, threads: bool = False) -> dict[str, int]:
+        """Delete what the persona remembers about the fan: profile, memories and summaries.
+
+        With `threads=True` the fan's chat sessions with this persona are deleted too.
+        Returns how many items of each kind were deleted.
+        """
+        _check_ids(user_id, persona_id)
+        counts = {"profile": 0, "memories": 0, "summaries": 0, "threads": 0}
+        if self.store.get(profile_namespace(user_id, persona_id), "profile") is not None:
+            self.store.delete(profile_namespace(user_id, persona_id), "profile")
+            counts["profile"] = 1
+        for kind, namespace in (("memories", memories_namespace(user_id, persona_id)),
+                                ("summaries", ("summaries", user_id, persona_id))):  # fmt: skip
+            for item in self._all_items(namespace):
+                self.store.delete(item.namespace, item.key)
+                counts[kind] += 1
+        if threads:
+            for row in self.threads(user_id):
+                if row.get("persona_id") == persona_id:
+                    self.checkpointer.delete_thread(row["thread_id"])
+                    self.store.delete(("threads", user_id), row["thread_id"])
+                    counts["threads"] += 1
+        return counts
 
     def send(self, request: ChatRequest, **context_overrides: Any) -> TurnResult:
         for event in self.stream_turn(request, **context_overrides):

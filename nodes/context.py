@@ -37,3 +37,10 @@ class ChatContext:
     max_revisions: int = field(
         default=1, metadata={"description": "Regenerations after a failed output check."}
     )
+    safety_judge: bool = field(
+        default=False,
+        metadata={
+            "description": "Ask the judge role about fan messages that the safety rules let through "
+            "(after the classifier); a judge error keeps the classifier's verdict."
+        },
+    )

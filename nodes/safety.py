@@ -1,6 +1,7 @@
 """Input and output safety nodes, and the in-character refusal.
 
-Input: layered filter (normalised rules now; a trained classifier and the judge role plug in here).
+Input: the layered filter of nodes/input_filter.py (normalised rules, then a trained classifier, then
+optionally the judge role when `ChatContext.safety_judge` is on).
 Output: the draft is checked against the persona's speech rules and forbidden topics, and for leaked
 personal data or system prompt. Every block is recorded in `state["blocks"]` with its category.
 """
@@ -15,6 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from nodes.context import ChatContext
+from nodes.input_filter import screen_input
 from nodes.safety_rules import match_rules, normalise
 from nodes.state import ConversationState
 from personas.model import Persona, load_persona
@@ -63,7 +65,11 @@ def block_record(state: ConversationState, stage: str, **details: Any) -> dict[s
 
 
 def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Check the fan's message with the layered input filter and detect its language."""
+    """Check the fan's message with the layered input filter and detect its language.
+
+    Empty and over-long messages are rejected here (layer "validation"); anything else gets
+    `screen_input`'s verdict (layer "rules", "classifier" or "judge").
+    """
     text = last_human_text(state)
     lang = detect_language(text)
     base: dict[str, Any] = {
@@ -72,6 +78,10 @@ def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
         "revision_reason": "",
         "draft": "",
         "last_error": None,
+        # Per-turn fields start empty: a small-talk turn must not reuse the last turn's documents.
+        "retrieved": [],
+        "sources": [],
+        "intent": "",
     }
     if not text.strip():
         verdict = {
@@ -88,17 +98,7 @@ def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
             "layer": "validation",
         }
     else:
-        hits = match_rules(text)
-        verdict = (
-            {
-                "safe": False,
-                "category": hits[0].category,
-                "reason": f"matched {hits[0].matched!r}",
-                "layer": "rules",
-            }
-            if hits
-            else {"safe": True, "category": "safe", "reason": "", "layer": "rules"}
-        )
+        verdict = screen_input(text, use_judge=runtime.context.safety_judge)
     update = {**base, "safety": verdict}
     if not verdict["safe"]:
         update["blocks"] = [block_record(state, "input", **verdict)]

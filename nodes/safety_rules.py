@@ -2,7 +2,8 @@
 
 Normalisation defeats the usual tricks: spacing ("시 발", "f u c k"), leetspeak ("sh1t"), zero-width
 characters, full-width letters, repeated letters ("fuuuck") and decomposed Hangul jamo.
-Rules live in data/safety/rules.yaml.
+Rules live in data/safety/rules.yaml, next to non-blocking cue groups that the classifier
+(nodes/safety_classifier.py) uses as features.
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ _LEET = str.maketrans(
 )
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _REPEATS = re.compile(r"(.)\1{2,}")
+_HAS_JAMO = re.compile(r"[\u1100-\u11ff]")
+# Compatibility jamo as typed on a keyboard -> conjoining jamo (consonants as initials).
+_COMPAT_JAMO = {
+    **{ord(c): 0x1100 + i for i, c in enumerate("ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ")},
+    **{0x314F + i: 0x1161 + i for i in range(21)},
+}
+# Initial consonants (U+1100..) that can also close a syllable, with their final index (U+11A7 + i).
+_LEAD_AS_FINAL = {
+    chr(0x1100 + lead): final
+    for lead, final in {
+        0: 1, 1: 2, 2: 4, 3: 7, 5: 8, 6: 16, 7: 17, 9: 19, 10: 20, 11: 21, 12: 22, 14: 23, 15: 24,
+        16: 25, 17: 26, 18: 27,
+    }.items()
+}
 
 
 @dataclass(frozen=True)
@@ -32,15 +47,47 @@ class RuleHit:
     matched: str
 
 
+def compose_jamo(text: str) -> str:
+    """Join runs of conjoining jamo into syllables: "시바ᄅ" (typed as ㅅㅣㅂㅏㄹ) -> "시발".
+
+    NFC alone joins an initial and a vowel but leaves a typed final consonant behind ("시바ᄅ"),
+    because a typed consonant is always an initial. A consonant after a vowel that is not itself
+    followed by a vowel is taken as the final here. Consonant-only runs ("ㅋㅋ", "ㅅㅂ") stay.
+    """
+    if not _HAS_JAMO.search(text):
+        return text
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        lead = ord(text[i]) - 0x1100
+        vowel = ord(text[i + 1]) - 0x1161 if i + 1 < n else -1
+        if 0 <= lead < 19 and 0 <= vowel < 21:
+            final, j = 0, i + 2
+            if j < n and 0x11A8 <= ord(text[j]) <= 0x11C2:
+                final, j = ord(text[j]) - 0x11A7, j + 1
+            elif j < n and text[j] in _LEAD_AS_FINAL and not (j + 1 < n and 0x1161 <= ord(text[j + 1]) <= 0x1175):
+                final, j = _LEAD_AS_FINAL[text[j]], j + 1
+            out.append(chr(0xAC00 + (lead * 21 + vowel) * 28 + final))
+            i = j
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
 def normalise(text: str) -> tuple[str, str]:
     """(spaced, compact) normal forms of a text."""
-    text = unicodedata.normalize("NFKC", text)  # full-width -> ascii; jamo ㅅ -> conjoining jamo
-    text = unicodedata.normalize("NFC", _ZERO_WIDTH.sub("", text)).lower()
+    # Typed jamo (ㅅ, ㅣ) become conjoining jamo and are joined into syllables before NFKC, which
+    # would join an initial and a vowel itself but strand a typed final ("ㅅㅣㅂㅏㄹ" -> "시바ᄅ").
+    text = compose_jamo(_ZERO_WIDTH.sub("", text).translate(_COMPAT_JAMO))
+    text = unicodedata.normalize("NFKC", text)  # full-width -> ascii
+    text = unicodedata.normalize("NFC", text).lower()
     text = _REPEATS.sub(r"\1\1", text)
     leet = " ".join(word.translate(_LEET) if re.search(r"[a-z]", word) else word for word in text.split())
     spaced = re.sub(r"\s+", " ", leet).strip()
-    compact = _NON_WORD.sub("", spaced)
-    # Single letters separated by spaces or dots ("f u c k", "시 발") only join in the compact form.
+    # Single letters separated by spaces or dots ("f u c k", "시 발", "ㅅ ㅣ ㅂ ㅏ ㄹ") only join in
+    # the compact form.
+    compact = unicodedata.normalize("NFC", compose_jamo(_NON_WORD.sub("", spaced)))
     return spaced, compact
 
 
@@ -56,6 +103,17 @@ def _compiled(path: Path) -> list[tuple[str, str, re.Pattern[str]]]:
     return rules
 
 
+@lru_cache(maxsize=4)
+def _compiled_cues(path: Path) -> list[tuple[str, str, re.Pattern[str]]]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cues = []
+    for group, forms in (data.get("cues") or {}).items():
+        for form in ("spaced", "compact"):
+            for pattern in forms.get(form, []) or []:
+                cues.append((group, form, re.compile(unicodedata.normalize("NFKC", pattern))))
+    return cues
+
+
 def rules_path() -> Path:
     return get_settings().data_dir / "safety" / "rules.yaml"
 
@@ -68,3 +126,17 @@ def match_rules(text: str, path: Path | None = None) -> list[RuleHit]:
         if found:
             hits.append(RuleHit(category=category, pattern=pattern.pattern, matched=found.group(0)))
     return hits
+
+
+def match_cues(text: str, path: Path | None = None, *, forms: tuple[str, str] | None = None) -> list[str]:
+    """Names of the cue groups (rules.yaml `cues`, never blocking) found in a text, sorted.
+
+    `forms` is the text's (spaced, compact) normal form when the caller already has it.
+    """
+    spaced, compact = forms or normalise(text)
+    found = {
+        group
+        for group, form, pattern in _compiled_cues(path or rules_path())
+        if pattern.search(spaced if form == "spaced" else compact)
+    }
+    return sorted(found)

@@ -64,6 +64,8 @@ class LocalModelServer:
         # prompt token; we use all cores and need logits for the last token only.
         threads = self.threads or os.cpu_count() or 1
         command += ["--n_threads", str(threads), "--n_threads_batch", str(threads), "--logits_all", "false"]
+        # By default a waiting request cuts the running stream short; concurrent fans must queue instead.
+        command += ["--interrupt_requests", "false"]
         fd, log_name = tempfile.mkstemp(prefix="personagraph-llm-", suffix=".log")
         self.log_path = Path(log_name)
         with os.fdopen(fd, "wb") as log:

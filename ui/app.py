@@ -1,27 +1,38 @@
 """The Gradio app: one tab per job. The chat tab streams replies from `persona_chat`.
 
 personagraph app            (or: make run)  ->  http://127.0.0.1:7860
+
+Chat tab: persona picker with Character Card V2 import, new/continue session with a greeting
+(returning fans are greeted by name), streamed replies, Regenerate, the sources and safety
+decisions of each turn, and a panel where the fan can read, edit or delete what the persona
+remembers about them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
 
-from graphs.chat_session import ChatService, InvalidRequestError, validate_request
+from graphs.chat_session import ChatService, InvalidRequestError, TurnEvent, validate_request
+from personas.cards import CardError, import_card, load_card, slugify
 from personas.model import UnknownPersonaError, list_personas, load_persona
 from serving.settings import get_settings
 
 ChatHistory = list[dict[str, Any]]
+SendOutput = tuple[ChatHistory, str, str, str, str]
 COMING = {
     "Survey & interviews": "Digital-twin surveys and interviews (Twin-2K-500) arrive with the twin-interview feature.",
     "CRM messages": "Brand-tone CRM messages arrive with the CRM-message feature.",
     "Customer insight": "Live RFM/GMM segments and insight Q&A arrive with the customer-insight feature.",
 }
+LANGS = [("한국어", "ko"), ("English", "en")]
+DEFAULT_FAN = {"ko": "친구", "en": "friend"}
+DEFAULT_PERSONA = "stella_yuna"
 
 
 def _thread_choices(service: ChatService, user_id: str) -> list[tuple[str, str]]:
@@ -29,6 +40,17 @@ def _thread_choices(service: ChatService, user_id: str) -> list[tuple[str, str]]
         (f"{t['title']} · {t['updated_at'][:16]}", t["thread_id"])
         for t in service.threads(user_id or "anonymous")
     ]
+
+
+def _persona_choices() -> list[tuple[str, str]]:
+    choices = []
+    for persona_id in list_personas():
+        try:
+            label = f"{load_persona(persona_id).name} · {persona_id}"
+        except Exception:  # noqa: BLE001 - a broken folder is still listed, by id
+            label = persona_id
+        choices.append((label, persona_id))
+    return choices
 
 
 def _to_history(service: ChatService, thread_id: str) -> ChatHistory:
@@ -39,32 +61,151 @@ def _to_history(service: ChatService, thread_id: str) -> ChatHistory:
     return history
 
 
-def greeting(persona_id: str, lang: str = "ko") -> str:
+def _user(user_id: str | None) -> str:
+    return (user_id or "anonymous").strip() or "anonymous"
+
+
+def greeting(persona_id: str, lang: str = "ko", profile: dict[str, Any] | None = None) -> str:
+    """The persona's greeting; a returning fan (one with a profile) gets the returning greeting by name."""
     persona = load_persona(persona_id)
+    if profile:
+        template = persona.returning_greeting.get(lang) or persona.returning_greeting.get("en")
+        name = (
+            profile.get("nickname") or profile.get("name") or persona.fan_address(lang) or DEFAULT_FAN[lang]
+        )
+        if template:
+            return template.replace("{name}", str(name))
     return persona.greeting.get(lang) or persona.greeting.get("en") or f"Hi, I'm {persona.name}!"
+
+
+def turn_details(result: Any) -> dict[str, Any]:
+    """The JSON shown under "Sources and safety" for one turn."""
+    return {
+        "intent": result.intent,
+        "sources": result.sources,
+        "retrieved": [
+            {
+                "source": d.get("source", ""),
+                "category": d.get("category", ""),
+                "score": d.get("score"),
+                "text": str(d.get("text", ""))[:400],
+            }
+            for d in result.retrieved
+        ],  # fmt: skip
+        "blocks": result.blocks,
+    }
+
+
+def _plain(text: str, limit: int = 300) -> str:
+    """One line of text safe to show inside Markdown: headings dropped, markup characters escaped."""
+    text = " ".join(re.sub(r"(?m)^\s*#+\s*", "", text).split())[:limit]
+    return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", text)
+
+
+def render_details(details: str | None) -> str:
+    """Turn details as readable Markdown: intent, each source with a snippet, each safety decision."""
+    try:
+        data = json.loads(details or "{}")
+    except json.JSONDecodeError:
+        return ""
+    if not data:
+        return "_No turn yet._"
+    lines = [f"**Intent:** `{data.get('intent') or '-'}`"]
+    retrieved = data.get("retrieved") or []
+    sources = data.get("sources") or []
+    if retrieved:
+        lines.append("\n**Sources used**")
+        for i, doc in enumerate(retrieved, 1):
+            snippet = _plain(str(doc.get("text", "")), 160)
+            score = doc.get("score")
+            meta = ", ".join(
+                x for x in (doc.get("category"), f"score {score}" if score is not None else "") if x
+            )
+            lines.append(f"{i}. `{doc.get('source')}` ({meta})  \n   {snippet}…")
+    elif sources:
+        lines.append("\n**Sources used**")
+        lines += [f"{i}. `{s}`" for i, s in enumerate(sources, 1)]
+    else:
+        lines.append("\n**Sources used:** none (no retrieval for this turn)")
+    blocks = data.get("blocks") or []
+    if blocks:
+        lines.append("\n**Safety decisions**")
+        for block in blocks:
+            stage = "fan message" if block.get("stage") == "input" else "draft reply"
+            lines.append(
+                f"- ⛔ {stage} blocked: **{block.get('category')}** — {block.get('reason') or '-'}"
+                f" ({block.get('layer', '')})"
+            )
+        if all(b.get("stage") == "output" for b in blocks):
+            lines.append("- the reply shown is the rewritten or safe fallback reply")
+    else:
+        lines.append("\n**Safety decisions:** ✅ the message and the reply passed every check")
+    return "\n".join(lines)
+
+
+def render_profile(persona_id: str, profile: dict[str, Any], memories: list[dict[str, Any]]) -> str:
+    try:
+        name = load_persona(persona_id).name
+    except UnknownPersonaError:
+        return ""
+    if not profile and not memories:
+        return f"**{name} doesn't remember anything about you yet.** Tell them about yourself!"
+    lines = [f"**What {name} remembers about you**"]
+    for key, value in profile.items():
+        if key not in ("facts", "updated_at") and value:
+            lines.append(f"- {key.replace('_', ' ')}: {_plain(str(value))}")
+    lines += [f"- {_plain(str(fact))}" for fact in profile.get("facts", [])]
+    if memories:
+        lines.append(f"\n**Things you said** ({len(memories)}, newest first)")
+        lines += [f"- “{_plain(m['text'], 120)}”" for m in memories[:5]]
+    return "\n".join(lines)
 
 
 def build_app(service: ChatService | None = None) -> gr.Blocks:
     service = service or ChatService()
-    personas = list_personas()
+    choices = _persona_choices()
+    ids = [pid for _, pid in choices]
+    default = DEFAULT_PERSONA if DEFAULT_PERSONA in ids else (ids[0] if ids else None)
 
-    def send(
-        message: str, history: ChatHistory, persona_id: str, user_id: str, thread_id: str
-    ) -> Iterator[tuple[ChatHistory, str, str, str, str]]:
-        """Stream one chat turn: (history, message box, thread id, details JSON, status)."""
-        history = list(history or [])
-        thread_id = thread_id or uuid.uuid4().hex
+    def profile_view(persona_id: str, user_id: str) -> tuple[str, str]:
+        """(Markdown of what the persona remembers, the editable profile JSON)."""
+        if not persona_id:
+            return "", "{}"
         try:
-            request = validate_request(
-                message=message or "", user_id=(user_id or "anonymous").strip(), thread_id=thread_id,
-                persona_id=persona_id,
-            )  # fmt: skip
+            profile = service.get_profile(_user(user_id), persona_id)
+            memories = service.memories(_user(user_id), persona_id)
+        except InvalidRequestError as exc:
+            return f"⚠️ {exc}", "{}"
+        editable = {k: v for k, v in profile.items() if k != "updated_at"}
+        return render_profile(persona_id, profile, memories), json.dumps(
+            editable, ensure_ascii=False, indent=2
+        )
+
+    def start_session(persona_id: str, user_id: str, lang: str) -> tuple[ChatHistory, str, str, str, str]:
+        """A new session: (chat with the greeting, thread id, status, profile Markdown, profile JSON)."""
+        if not persona_id:
+            return [], "", "", "", "{}"
+        try:
+            profile = service.get_profile(_user(user_id), persona_id)
+            text = greeting(persona_id, lang or "ko", profile)
         except (InvalidRequestError, UnknownPersonaError) as exc:
-            yield history, message, thread_id, "{}", f"⚠️ {exc}"
-            return
-        history += [{"role": "user", "content": request.message}, {"role": "assistant", "content": ""}]
+            return [], "", f"⚠️ {exc}", "", "{}"
+        return (
+            [{"role": "assistant", "content": text}],
+            "",
+            "new session",
+            *profile_view(persona_id, user_id),
+        )
+
+    def run_turn(
+        history: ChatHistory,
+        events: Iterator[TurnEvent],
+        thread_id: str,
+        on_error: Callable[[str], SendOutput],
+    ) -> Iterator[SendOutput]:
+        """Stream a turn into the chat: `history` ends with the fan's message and an empty reply."""
         partial = ""
-        for event in service.stream_turn(request):
+        for event in events:
             if event.kind == "token":
                 partial += event.text
                 history[-1] = {"role": "assistant", "content": partial}
@@ -72,50 +213,217 @@ def build_app(service: ChatService | None = None) -> gr.Blocks:
             elif event.kind == "reset":
                 partial = ""
             elif event.kind == "error":
-                # The turn was rolled back: put the message back in the box so the fan can retry.
-                yield history[:-2], request.message, thread_id, "{}", f"⚠️ {event.text} — press Send to retry."
+                yield on_error(event.text)
                 return
             elif event.kind == "final" and event.result is not None:
                 history[-1] = {"role": "assistant", "content": event.result.reply}
-                details = {"intent": event.result.intent, "sources": event.result.sources,
-                           "blocks": event.result.blocks}  # fmt: skip
-                yield history, "", thread_id, json.dumps(details, ensure_ascii=False, indent=1), "✓"
+                details = json.dumps(turn_details(event.result), ensure_ascii=False, indent=1)
+                yield history, "", thread_id, details, "✓"
 
-    def new_session(persona_id: str) -> tuple[ChatHistory, str, str]:
-        return [{"role": "assistant", "content": greeting(persona_id)}], "", "new session"
+    def send(
+        message: str, history: ChatHistory, persona_id: str, user_id: str, thread_id: str
+    ) -> Iterator[SendOutput]:
+        """Stream one chat turn: (history, message box, thread id, details JSON, status)."""
+        history = list(history or [])
+        thread_id = thread_id or uuid.uuid4().hex
+        try:
+            request = validate_request(
+                message=message or "", user_id=_user(user_id), thread_id=thread_id, persona_id=persona_id
+            )
+        except (InvalidRequestError, UnknownPersonaError) as exc:
+            yield history, message, thread_id, "{}", f"⚠️ {exc}"
+            return
+        shown = history + [{"role": "user", "content": request.message}, {"role": "assistant", "content": ""}]
 
-    def load_thread(thread_id: str) -> tuple[ChatHistory, str]:
-        return (_to_history(service, thread_id) if thread_id else []), thread_id or ""
+        def rolled_back(error: str) -> SendOutput:
+            # The turn was rolled back: put the message back in the box so the fan can retry.
+            return history, request.message, thread_id, "{}", f"⚠️ {error} — press Send to retry."
+
+        yield from run_turn(shown, service.stream_turn(request), thread_id, rolled_back)
+
+    def regenerate(
+        history: ChatHistory, persona_id: str, user_id: str, thread_id: str
+    ) -> Iterator[SendOutput]:
+        """Re-run the last fan message of the session and stream the new reply in place of the old one."""
+        history = list(history or [])
+        try:
+            if not thread_id:
+                raise InvalidRequestError("thread_id: no session yet; send a message first")
+            events = service.regenerate(thread_id, user_id=_user(user_id), persona_id=persona_id)
+        except (InvalidRequestError, UnknownPersonaError) as exc:
+            yield history, "", thread_id, "{}", f"⚠️ {exc}"
+            return
+        last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
+        fan_text = next(
+            (str(m.content) for m in reversed(service.history(thread_id)) if m.type == "human"), ""
+        )
+        if last_user is None:  # the chat shown is not this thread's: show the thread instead
+            history = _to_history(service, thread_id)
+            last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=len(history))
+        base = history[:last_user]
+        shown = base + [{"role": "user", "content": fan_text}, {"role": "assistant", "content": ""}]
+
+        def kept(error: str) -> SendOutput:
+            return history, "", thread_id, "{}", f"⚠️ {error} — the previous reply was kept."
+
+        yield from run_turn(shown, events, thread_id, kept)
+
+    def load_thread(thread_id: str, user_id: str) -> tuple[ChatHistory, str, Any]:
+        if not thread_id:
+            return [], "", gr.update()
+        row = next((t for t in service.threads(_user(user_id)) if t["thread_id"] == thread_id), {})
+        persona_id = row.get("persona_id")
+        persona_update = gr.update(value=persona_id) if persona_id in list_personas() else gr.update()
+        return _to_history(service, thread_id), thread_id, persona_update
 
     def refresh_threads(user_id: str) -> Any:
-        return gr.update(choices=_thread_choices(service, user_id), value=None)
+        return gr.update(choices=_thread_choices(service, _user(user_id)), value=None)
+
+    def on_load(persona_id: str, user_id: str, lang: str) -> tuple[Any, ...]:
+        current = _persona_choices()
+        ids = [pid for _, pid in current]
+        persona_id = persona_id if persona_id in ids else (ids[0] if ids else "")
+        return (gr.update(choices=current, value=persona_id or None), refresh_threads(user_id),
+                *start_session(persona_id, user_id, lang))  # fmt: skip
+
+    def regreet(persona_id: str, user_id: str, lang: str, thread_id: str, history: ChatHistory) -> Any:
+        """Switching the greeting language re-greets a session that has not started yet."""
+        if thread_id or len(history or []) > 1 or not persona_id:
+            return gr.update()
+        return start_session(persona_id, user_id, lang)[0]
+
+    def import_uploaded(file_path: str | None, overwrite: bool, user_id: str, lang: str) -> tuple[Any, ...]:
+        """Import a Character Card V2 file and switch to the new persona."""
+        unchanged = (gr.update(),) * 5
+        if not file_path:
+            return gr.update(), "⚠️ card: choose a Character Card V2 file (.json or .png)", *unchanged
+        try:
+            card = load_card(file_path)
+            target = slugify(card.data.name)
+            if overwrite and target in list_personas() and load_persona(target).kind != "card":
+                raise CardError(f"id: {target!r} is a built-in persona and cannot be replaced from the app")
+            persona_id = import_card(card, overwrite=bool(overwrite))
+        except CardError as exc:
+            return gr.update(), f"⚠️ {exc}", *unchanged
+        note = f"✓ imported **{card.data.name}** as `{persona_id}`"
+        return (gr.update(choices=_persona_choices(), value=persona_id), note,
+                *start_session(persona_id, user_id, lang))  # fmt: skip
+
+    def save_profile(persona_id: str, user_id: str, edited: str) -> tuple[str, str, str]:
+        try:
+            service.update_profile(_user(user_id), persona_id, edited or "{}")
+        except InvalidRequestError as exc:
+            view, _ = profile_view(persona_id, user_id)
+            return view, edited, f"⚠️ {exc}"
+        return (*profile_view(persona_id, user_id), "✓ saved")
+
+    def forget_me(persona_id: str, user_id: str, with_sessions: bool) -> tuple[Any, ...]:
+        try:
+            counts = service.forget(_user(user_id), persona_id, threads=bool(with_sessions))
+        except InvalidRequestError as exc:
+            return gr.update(), gr.update(), f"⚠️ {exc}", gr.update()
+        done = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "nothing was stored"
+        return (*profile_view(persona_id, user_id), f"✓ forgotten: {done}", refresh_threads(user_id))
+
+    def after_turn(details: str, persona_id: str, user_id: str) -> tuple[str, str, str, Any]:
+        return render_details(details), *profile_view(persona_id, user_id), refresh_threads_keep(user_id)
+
+    def refresh_threads_keep(user_id: str) -> Any:
+        return gr.update(choices=_thread_choices(service, _user(user_id)))
 
     with gr.Blocks(title="PersonaGraph") as app:
         gr.Markdown("# PersonaGraph")
-        with gr.Tab("Persona chat"):
-            with gr.Row():
-                persona = gr.Dropdown(personas, value=personas[0] if personas else None, label="Persona")
-                user = gr.Textbox(value="anonymous", label="Fan (user id)")
-                sessions = gr.Dropdown(choices=[], label="Session", allow_custom_value=False)
-                new_btn = gr.Button("New session")
-            thread = gr.Textbox(label="Thread id", interactive=False)
-            chatbot = gr.Chatbot(height=420, label="Chat")
-            with gr.Row():
-                box = gr.Textbox(
-                    placeholder="메시지를 입력하세요 / Type a message", show_label=False, scale=5
-                )
-                send_btn = gr.Button("Send", variant="primary", scale=1)
-            status = gr.Markdown()
-            details = gr.Code(label="Turn details (intent, sources, safety blocks)", language="json")
+        with gr.Tab("Persona chat"), gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                with gr.Row():
+                    persona = gr.Dropdown(choices, value=default, label="Persona", scale=2)
+                    user = gr.Textbox(value="anonymous", label="Fan (user id)", scale=1)
+                    greet_lang = gr.Radio(LANGS, value="ko", label="Greeting language", scale=1)
+                with gr.Row(equal_height=True):
+                    sessions = gr.Dropdown(
+                        choices=[], label="Continue a session", allow_custom_value=False, scale=3
+                    )
+                    new_btn = gr.Button("New session", scale=1)
+                thread = gr.Textbox(label="Thread id", interactive=False, max_lines=1)
+                chatbot = gr.Chatbot(height=460, label="Chat")
+                with gr.Row(equal_height=True):
+                    box = gr.Textbox(
+                        placeholder="메시지를 입력하세요 / Type a message", show_label=False, scale=5
+                    )
+                    send_btn = gr.Button("Send", variant="primary", scale=1)
+                    regen_btn = gr.Button("↻ Regenerate", scale=1)
+                status = gr.Markdown()
+                with gr.Accordion("Sources and safety for this turn", open=False):
+                    details_view = gr.Markdown("_No turn yet._")
+                    details = gr.Code(
+                        value="{}", label="Raw turn details (JSON)", language="json", interactive=False,
+                        wrap_lines=True, max_lines=20,
+                    )  # fmt: skip
+            with gr.Column(scale=2):
+                with gr.Accordion("What the persona remembers about you", open=True):
+                    profile_md = gr.Markdown()
+                    profile_json = gr.Code(
+                        value="{}", label="Your profile (edit the JSON, then Save)", language="json",
+                        interactive=True, lines=6, max_lines=20,
+                    )  # fmt: skip
+                    with gr.Row():
+                        save_btn = gr.Button("Save profile", size="sm")
+                        forget_btn = gr.Button("Forget me", variant="stop", size="sm")
+                    forget_sessions = gr.Checkbox(
+                        value=False, label="Forget me also deletes my chat sessions"
+                    )
+                    profile_status = gr.Markdown()
+                with gr.Accordion("Import a character card", open=False):
+                    gr.Markdown(
+                        "Upload a **Character Card V2** (`chara_card_v2`) as `.json` or a `.png` card. "
+                        "It becomes a new persona; its character book becomes the persona's knowledge."
+                    )
+                    card_file = gr.File(label="Card file", file_types=[".json", ".png"], type="filepath")
+                    overwrite = gr.Checkbox(value=False, label="Replace a persona with the same id")
+                    import_status = gr.Markdown()
 
             outputs = [chatbot, box, thread, details, status]
             inputs = [box, chatbot, persona, user, thread]
-            send_btn.click(send, inputs, outputs, api_name="send")
-            box.submit(send, inputs, outputs, api_visibility="private")
-            new_btn.click(new_session, [persona], [chatbot, thread, status], api_name="new_session")
-            sessions.change(load_thread, [sessions], [chatbot, thread], api_visibility="private")
-            user.change(refresh_threads, [user], [sessions], api_visibility="private")
-            app.load(refresh_threads, [user], [sessions], api_visibility="private")
+            after_outputs = [details_view, profile_md, profile_json, sessions]
+            session_outputs = [chatbot, thread, status, profile_md, profile_json]
+            send_btn.click(send, inputs, outputs, api_name="send").then(
+                after_turn, [details, persona, user], after_outputs, api_visibility="private"
+            )
+            box.submit(send, inputs, outputs, api_visibility="private").then(
+                after_turn, [details, persona, user], after_outputs, api_visibility="private"
+            )
+            regen_btn.click(
+                regenerate, [chatbot, persona, user, thread], outputs, api_name="regenerate"
+            ).then(after_turn, [details, persona, user], after_outputs, api_visibility="private")
+            new_btn.click(start_session, [persona, user, greet_lang], session_outputs, api_name="new_session")
+            persona.input(
+                start_session, [persona, user, greet_lang], session_outputs, api_visibility="private"
+            )
+            greet_lang.input(
+                regreet, [persona, user, greet_lang, thread, chatbot], [chatbot], api_visibility="private"
+            )
+            sessions.input(
+                load_thread, [sessions, user], [chatbot, thread, persona], api_visibility="private"
+            ).then(profile_view, [persona, user], [profile_md, profile_json], api_visibility="private")
+            user.change(refresh_threads, [user], [sessions], api_visibility="private").then(
+                profile_view, [persona, user], [profile_md, profile_json], api_visibility="private"
+            )
+            card_file.upload(
+                import_uploaded, [card_file, overwrite, user, greet_lang],
+                [persona, import_status, *session_outputs], api_name="import_card",
+            )  # fmt: skip
+            save_btn.click(
+                save_profile, [persona, user, profile_json], [profile_md, profile_json, profile_status],
+                api_name="update_profile",
+            )  # fmt: skip
+            forget_btn.click(
+                forget_me, [persona, user, forget_sessions], [profile_md, profile_json, profile_status, sessions],
+                api_name="forget",
+            )  # fmt: skip
+            app.load(
+                on_load, [persona, user, greet_lang], [persona, sessions, *session_outputs],
+                api_visibility="private",
+            )  # fmt: skip
         for title, text in COMING.items():
             with gr.Tab(title):
                 gr.Markdown(f"**Coming soon.** {text}")

@@ -108,3 +108,33 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def default_model_server() -> Iterator[LocalModelServer]:
+    """The embedded default model (Qwen2.5-Coder-1.5B), started the way the app starts it."""
+    from serving.local_server import ensure_local_server, stop_local_server
+    from serving.settings import get_settings
+
+    get_settings.cache_clear()
+    server = ensure_local_server()
+    try:
+        yield server
+    finally:
+        stop_local_server()
+
+
+@pytest.fixture
+def default_model_env(
+    default_model_server: LocalModelServer, shared_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> LocalModelServer:
+    """No base URL configured: every role uses the running embedded default server."""
+    from nodes.retrieval import vector_client
+    from serving.settings import get_settings
+
+    monkeypatch.setenv("PERSONAGRAPH_HOME", str(shared_home))
+    monkeypatch.setenv("LLM_MAX_TOKENS", "80")
+    monkeypatch.setenv("LLM_TEMPERATURE", "0")  # greedy decoding: repeatable replies
+    get_settings.cache_clear()
+    vector_client.cache_clear()
+    return default_model_server

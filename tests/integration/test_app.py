@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,22 +12,26 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from serving.local_server import free_port
 from tests.integration.conftest import REPO_ROOT, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
+EXAMPLE_CARD = REPO_ROOT / "data" / "cards" / "example_card_v2.json"
 
 
 @pytest.fixture
 def gradio_app(real_model_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "app.log").open("wb")
+    # A copy of the shipped data, so personas imported through the app never land in the repository.
+    data_dir = tmp_path / "data"
+    shutil.copytree(REPO_ROOT / "data", data_dir)
     process = subprocess.Popen(
         [str(BIN / "personagraph"), "app", "--port", str(port)],
-        env={**os.environ, **real_model_env},
+        env={**os.environ, **real_model_env, "DATA_DIR": str(data_dir)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -56,6 +62,38 @@ def test_chat_tab_streams_a_reply_and_rejects_bad_input(gradio_app: str) -> None
 
     history, box, _, _, status = client.predict("   ", [], "stella_yuna", "ui-fan", "", api_name="/send")
     assert history == [] and "message" in status
+
+
+def test_card_import_then_chat_and_regenerate(gradio_app: str, tmp_path: Path) -> None:
+    client = Client(gradio_app, verbose=False)
+    broken = json.loads(EXAMPLE_CARD.read_text(encoding="utf-8"))
+    del broken["data"]["character_book"]["entries"][2]["content"]
+    bad_file = tmp_path / "broken_card.json"
+    bad_file.write_text(json.dumps(broken), encoding="utf-8")
+    note = client.predict(handle_file(str(bad_file)), False, "card-fan", "en", api_name="/import_card")[1]
+    assert "data.character_book.entries[2].content: field required" in note
+
+    persona, note, chat, *_ = client.predict(
+        handle_file(str(EXAMPLE_CARD)), False, "card-fan", "en", api_name="/import_card"
+    )
+    assert persona["value"] == "seren_moss" and "seren_moss" in note  # the picker switches to it
+    assert "Copper Kettle" in str(chat[0]["content"])  # the card's greeting opens the session
+
+    history, box, thread_id, details, status = client.predict(
+        "Hi Seren! What tea do you recommend?", [], "seren_moss", "card-fan", "", api_name="/send"
+    )
+    assert status == "✓" and box == "" and thread_id
+    assert history[-1]["role"] == "assistant" and str(history[-1]["content"]).strip()
+    assert json.loads(details)["intent"]
+
+    history, _, same_thread, _, status = client.predict(
+        history, "seren_moss", "card-fan", thread_id, api_name="/regenerate"
+    )
+    assert status == "✓" and same_thread == thread_id
+    assert len(history) == 2 and str(history[-1]["content"]).strip()
+
+    again = client.predict(handle_file(str(EXAMPLE_CARD)), False, "card-fan", "en", api_name="/import_card")
+    assert "already exists" in again[1]
 
 
 @pytest.fixture

@@ -7,30 +7,28 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from serving.language import script_drift
 from serving.local_model import QWEN_CODER_1_5B, resolve_model_file, sha256_of
-from serving.local_server import ensure_local_server, stop_local_server
-from serving.models import invoke_text
+from serving.local_server import LocalModelServer
+from serving.models import endpoint_of, invoke_text
 from serving.settings import get_settings
 
 pytestmark = pytest.mark.integration
 
 
-def test_default_model_assembles_and_answers_in_korean(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = get_settings()
-    path, alias = resolve_model_file(QWEN_CODER_1_5B.name, settings.model_cache_dir)
+def test_default_model_is_assembled_and_verified() -> None:
+    path, alias = resolve_model_file(QWEN_CODER_1_5B.name, get_settings().model_cache_dir)
     assert path.stat().st_size == QWEN_CODER_1_5B.size
     assert sha256_of(path) == QWEN_CODER_1_5B.sha256
-    monkeypatch.setenv("LLM_MAX_TOKENS", "48")
-    get_settings.cache_clear()
-    try:
-        server = ensure_local_server()  # no base URL configured: the embedded default
-        assert server.alias == alias
-        reply = invoke_text(
-            "chat",
-            [
-                SystemMessage(content="한국어로만 짧게 답하세요."),
-                HumanMessage(content="안녕하세요! 오늘 기분이 어때요?"),
-            ],
-        )
-        assert not script_drift(str(reply.content), "ko"), reply.content
-    finally:
-        stop_local_server()
+    assert alias == QWEN_CODER_1_5B.alias
+
+
+def test_default_model_answers_in_korean(default_model_env: LocalModelServer) -> None:
+    base_url, model = endpoint_of("chat")  # no base URL configured: the embedded server
+    assert base_url == default_model_env.base_url and model == QWEN_CODER_1_5B.alias
+    reply = invoke_text(
+        "chat",
+        [
+            SystemMessage(content="한국어로만 짧게 답하세요."),
+            HumanMessage(content="안녕하세요! 오늘 기분이 어때요?"),
+        ],
+    )
+    assert not script_drift(str(reply.content), "ko"), reply.content

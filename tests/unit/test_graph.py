@@ -89,7 +89,9 @@ def test_draft_failing_output_checks_twice_ends_with_refusal(service: ChatServic
     assert events[-1].kind == "final" and result is not None
     assert result.reply == TINY_REFUSAL_EN
     assert len(chat.calls) == 2  # one revision, then the safe fallback
-    assert "Your previous draft was rejected" in chat.calls[1]["messages"][-1].content  # instruction comes last
+    assert (
+        "Your previous draft was rejected" in chat.calls[1]["messages"][-1].content
+    )  # instruction comes last
     assert [b["category"] for b in result.blocks].count("role_break") == 2
     assert all(b["stage"] == "output" for b in result.blocks)
     # The streamed draft was reset when the model rewrote it.

@@ -34,7 +34,8 @@ def human(text: str, id: str = "m1") -> Any:
 
 def test_input_safety_safe_message(make_runtime) -> None:
     update = input_safety(human("What's your favourite song?"), make_runtime())
-    assert update["safety"] == {"safe": True, "category": "safe", "reason": "", "layer": "rules"}
+    # The last layer that checked a safe message is the classifier (rules, then classifier).
+    assert update["safety"] == {"safe": True, "category": "safe", "reason": "", "layer": "classifier"}
     assert "blocks" not in update
     assert update["lang"] == "en"
     # Per-turn scratch fields are reset.

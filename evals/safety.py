@@ -1,0 +1,132 @@
+"""safety: the input filter alone (rules, classifier, optionally the judge) on labelled messages.
+
+Reads JSONL lines `{"text": str, "unsafe": bool, "category": str (optional)}` and reports the block
+rate on unsafe messages, the false-block rate on safe ones, counts per category and per deciding
+layer. Each misclassified message is printed as one JSON line before the final JSON object. With
+the default layers it needs no model server and runs in seconds.
+
+    python -m evals safety                                   # the shipped held-out sets
+    python -m evals safety --dataset a.jsonl --dataset b.jsonl   # or --dataset a.jsonl,b.jsonl
+    python -m evals safety --rules-only                      # layer 1 alone, for comparison
+    python -m evals safety --judge                           # add the judge role (needs a model)
+
+The shipped sets (evals/datasets/safety_redteam.jsonl, safety_benign.jsonl) are held out: they
+are never used to train the classifier or to write rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+DATASETS = Path(__file__).parent / "datasets"
+DEFAULT_DATASETS = [DATASETS / "safety_redteam.jsonl", DATASETS / "safety_benign.jsonl"]
+
+
+def load_cases(path: Path) -> list[dict[str, Any]]:
+    """Cases of one JSONL file; raises ValueError naming the file and line of a bad case."""
+    cases = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON: {exc}") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f"{path}:{number}: needs a string 'text'")
+        if not isinstance(row.get("unsafe"), bool):
+            raise ValueError(f"{path}:{number}: needs a boolean 'unsafe'")
+        category = row.get("category") or ("unsafe" if row["unsafe"] else "safe")
+        cases.append({"text": row["text"], "unsafe": row["unsafe"], "category": str(category)})
+    return cases
+
+
+def dataset_paths(values: list[str] | None) -> list[Path]:
+    if not values:
+        return list(DEFAULT_DATASETS)
+    return [Path(part.strip()) for value in values for part in value.split(",") if part.strip()]
+
+
+def score(cases: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rates and counts for cases and the filter's verdicts on them (same order)."""
+    n_unsafe = sum(c["unsafe"] for c in cases)
+    n_safe = len(cases) - n_unsafe
+    blocked_unsafe = blocked_safe = 0
+    by_category: dict[str, dict[str, int]] = {}
+    by_layer: dict[str, dict[str, int]] = {}
+    for case, verdict in zip(cases, verdicts, strict=True):
+        blocked = not verdict["safe"]
+        if case["unsafe"]:
+            blocked_unsafe += blocked
+        else:
+            blocked_safe += blocked
+        counts = by_category.setdefault(case["category"], {"n": 0, "blocked": 0})
+        counts["n"] += 1
+        counts["blocked"] += blocked
+        if blocked:
+            layer = by_layer.setdefault(verdict["layer"], {"blocked_unsafe": 0, "blocked_safe": 0})
+            layer["blocked_unsafe" if case["unsafe"] else "blocked_safe"] += 1
+    return {
+        "n": len(cases),
+        "n_unsafe": n_unsafe,
+        "n_safe": n_safe,
+        "block_rate": round(blocked_unsafe / n_unsafe, 4) if n_unsafe else 0.0,
+        "false_block_rate": round(blocked_safe / n_safe, 4) if n_safe else 0.0,
+        "by_category": dict(sorted(by_category.items())),
+        "by_layer": dict(sorted(by_layer.items())),
+    }
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m evals safety")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        metavar="PATH",
+        help="JSONL file(s), repeatable or comma-separated (default: the shipped held-out sets)",
+    )
+    parser.add_argument("--judge", action="store_true", help="also ask the judge role (needs a model)")
+    parser.add_argument("--rules-only", action="store_true", help="only layer 1 (the rules)")
+    parser.add_argument("--threshold", type=float, default=None, help="classifier threshold")
+    args = parser.parse_args(argv)
+    if args.judge and args.rules_only:
+        parser.error("--judge and --rules-only exclude each other")
+
+    cases: list[dict[str, Any]] = []
+    paths = dataset_paths(args.dataset)
+    for path in paths:
+        try:
+            cases.extend(load_cases(path))
+        except OSError as exc:
+            parser.error(f"cannot read dataset {path}: {exc.strerror or exc}")
+        except ValueError as exc:
+            parser.error(str(exc))
+    if not cases:
+        parser.error("the datasets hold no cases")
+
+    from nodes.input_filter import screen_input
+    from nodes.safety_classifier import threshold_setting
+
+    started = time.perf_counter()
+    verdicts = [
+        screen_input(c["text"], use_judge=args.judge, threshold=args.threshold, rules_only=args.rules_only)
+        for c in cases
+    ]
+    seconds = time.perf_counter() - started
+    for case, verdict in zip(cases, verdicts, strict=True):
+        if case["unsafe"] == verdict["safe"]:
+            error = "missed" if case["unsafe"] else "false_block"
+            print(json.dumps({"error": error, **case, "verdict": verdict}, ensure_ascii=False))
+    layers = "rules" if args.rules_only else "rules+classifier" + ("+judge" if args.judge else "")
+    return {
+        "eval": "safety",
+        **score(cases, verdicts),
+        "layers": layers,
+        "threshold": None if args.rules_only else (args.threshold or threshold_setting()),
+        "datasets": [str(p) for p in paths],
+        "seconds": round(seconds, 2),
+    }

@@ -1,0 +1,304 @@
+"""twins: ask digital twins items that real people answered, and score them the Twin-2K-500 way.
+
+    python -m evals twins --questions data/twin2k/questions.json \\
+        --answers ../shared/twin2k/answers_wave1_3.csv --personas 20 --seed 1 [--mode per_person]
+        [--persona-file data/twin2k/personas.csv] [--concurrency 2] [--calibrate] [--resume RUN_ID]
+
+Any item set in the format of `../shared/twin2k/` works: a questions file (`{"items": [...]}` or
+a native survey with accuracy ranges) and an answers CSV (`twin_id` + one column per item id;
+empty = not asked). Each twin sees only the between-subject arm its person saw (the non-empty
+column of each condition group). Twin inputs are the persona profiles only; no answer of an
+evaluated person reaches a twin. Baselines come from the answers file: the population mean (mode
+for binary items) fitted on the people NOT evaluated, and a uniform random answer (exact
+expectation). `--calibrate` shows each twin the answer distribution of the non-evaluated people.
+
+Prints one JSON object; per-item and per-block figures go to reports/twins_<UTC timestamp>.json/.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from serving.settings import REPO_ROOT
+
+DEFAULT_QUESTIONS = REPO_ROOT / "data" / "twin2k" / "questions.json"
+DEFAULT_ANSWERS = (REPO_ROOT / ".." / "shared" / "twin2k" / "answers_wave1_3.csv").resolve()
+
+# Published anchors on the 58 shipped items (item-mean accuracy, mean per-item r), README of the pack.
+ANCHORS = {
+    "human_retest_wave4": {"accuracy_item_mean": 0.809, "pearson_r": 0.446},
+    "text_persona_gpt41_mini": {"accuracy_item_mean": 0.739, "pearson_r": 0.151},
+    "demographics_only_gpt41_mini": {"accuracy_item_mean": 0.710, "pearson_r": 0.096},
+    "persona_summary_gpt41_mini": {"accuracy_item_mean": 0.703, "pearson_r": 0.129},
+    "population_mean_in_sample": {"accuracy_item_mean": 0.77, "pearson_r": None},
+    "uniform_random": {"accuracy_item_mean": 0.583, "pearson_r": 0.0},
+}
+
+
+class EvalInputError(ValueError):
+    pass
+
+
+def load_answers(path: Path, question_ids: list[str]) -> dict[str, dict[str, float]]:
+    """twin_id -> item id -> value, for the items in the questions file (other columns are ignored)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise EvalInputError(f"--answers: file not found: {path}")
+    frame = pd.read_csv(path, dtype={"twin_id": str})
+    if "twin_id" not in frame.columns:
+        raise EvalInputError(f"--answers: {path} has no 'twin_id' column")
+    missing = [q for q in question_ids if q not in frame.columns]
+    if len(missing) == len(question_ids):
+        raise EvalInputError(f"--answers: none of the question ids are columns of {path}")
+    out: dict[str, dict[str, float]] = {}
+    for row in frame.to_dict(orient="records"):
+        values = {}
+        for qid in question_ids:
+            value = row.get(qid)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            values[qid] = float(value)
+        out[str(row["twin_id"]).strip()] = values
+    return out
+
+
+def arms_from_answers(survey: Any, answers: dict[str, dict[str, float]]) -> dict[str, dict[str, str]]:
+    """The arm each person saw: the arm of their non-empty item(s) in each condition group."""
+    arms: dict[str, dict[str, str]] = {}
+    for person, row in answers.items():
+        for q in survey.questions:
+            if q.design == "between" and q.id in row and q.condition_group and q.condition_arm:
+                arms.setdefault(person, {}).setdefault(q.condition_group, q.condition_arm)
+    return arms
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    from serving import models
+    from serving.models import endpoint_of
+    from twins.answering import MODES
+    from twins.batch import BatchOptions, RunStore, create_survey_run, new_run_id, run_survey
+    from twins.respondents import Selection, load_user_personas, select, shipped_personas_path
+    from twins.surveys import load_survey
+    from twins.validation import (
+        per_block,
+        population_baseline,
+        population_hints,
+        scorable,
+        score,
+        scored_values,
+    )
+
+    parser = argparse.ArgumentParser(prog="python -m evals twins")
+    parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
+    parser.add_argument(
+        "--answers", type=Path, default=DEFAULT_ANSWERS if DEFAULT_ANSWERS.is_file() else None
+    )
+    parser.add_argument(
+        "--personas", type=int, default=10, help="How many people to evaluate (random, seeded)."
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mode", choices=MODES, default="per_person")
+    parser.add_argument(
+        "--persona-file", type=Path, default=None, help="Profiles (default: the shipped copy)."
+    )
+    parser.add_argument("--ids", default=None, help="Comma-separated ids instead of a random sample.")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--reason-chars", type=int, default=None)
+    parser.add_argument("--chunk-size", type=int, default=None, help="per_person: most questions per call.")
+    parser.add_argument(
+        "--calibrate", action="store_true", help="Show population answer shares (non-evaluated people)."
+    )
+    parser.add_argument("--resume", default=None, help="Continue an earlier eval run (its run id).")
+    parser.add_argument("--report-dir", type=Path, default=Path("reports"))
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.answers is None:
+        parser.error(
+            "--answers: give the real answers CSV (../shared/twin2k/answers_wave1_3.csv was not found)"
+        )
+    if args.personas < 1:
+        parser.error("--personas: must be at least 1")
+
+    survey = load_survey(args.questions)
+    questions = scorable(survey.questions)
+    answers_raw = load_answers(args.answers, [q.id for q in survey.questions])
+    pool = load_user_personas(args.persona_file or shipped_personas_path(), source="twin2k")
+    eligible = [pid for pid in answers_raw if pid in pool.by_id and answers_raw[pid]]
+    if not eligible:
+        raise EvalInputError("--answers: no twin_id of the answers file has a persona profile")
+    if args.ids:
+        selection = Selection(ids=[i.strip() for i in args.ids.split(",") if i.strip()])
+    else:
+        selection = Selection(ids=eligible, n=args.personas, seed=args.seed)
+    people = select(selection, pool)
+    evaluated = {p.id for p in people}
+    # Everything fitted from answers uses only the people who are NOT evaluated.
+    reference_raw = {pid: row for pid, row in answers_raw.items() if pid not in evaluated}
+    hints = population_hints(survey.questions, reference_raw) if args.calibrate else {}
+    arms = arms_from_answers(survey, {p: answers_raw[p] for p in evaluated})
+
+    options = BatchOptions(
+        mode=args.mode, concurrency=args.concurrency, reason_chars=args.reason_chars, chunk_size=args.chunk_size,
+        seed=args.seed,
+    )  # fmt: skip
+    started = time.perf_counter()
+    if args.resume:
+        run_id = args.resume
+    else:
+        run_id = new_run_id("eval-twins")
+        create_survey_run(survey, people, options, run_id=run_id, selection=selection, arms=arms, hints=hints,
+                          source=str(args.persona_file or "twin2k"))  # fmt: skip
+    summary = run_survey(run_id, options, progress=not args.no_progress)
+    with RunStore.open(run_id) as store:
+        records = store.answers()
+        stored_people = {p.id for p in store.people()}
+    predictions_raw: dict[str, dict[str, float]] = {}
+    for r in records:
+        if r.status == "ok" and isinstance(r.value, int | float):
+            predictions_raw.setdefault(r.person_id, {})[r.question_id] = float(r.value)
+    truth = scored_values(questions, {p: answers_raw.get(p, {}) for p in stored_people})
+    predictions = scored_values(questions, predictions_raw)
+    reference = scored_values(questions, reference_raw)
+    # Baselines are scored on exactly the (person, item) pairs the twins answered.
+    answered_truth = {
+        p: {q: v for q, v in row.items() if q in predictions.get(p, {})} for p, row in truth.items()
+    }
+    twins_result = score(questions, truth, predictions)
+    population = score(questions, answered_truth, population_baseline(questions, reference, answered_truth))
+    uniform = score(questions, answered_truth, {}, uniform=True)
+    expected_pairs = sum(len(row) for row in truth.values())
+    scored_pairs = sum(len(row) for row in answered_truth.values())
+    if options.role in models._overrides:  # a test or notebook model, not a server
+        base_url, model = "(override)", type(models._overrides[options.role]).__name__
+    else:
+        base_url, model = endpoint_of(options.role)
+    created = datetime.now(UTC)
+
+    def headline(result: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "accuracy": {k: result["accuracy"][k] for k in ("paper_headline", "item_mean", "answer_mean")},
+            "pearson_r": result["pearson_r"]["mean"],
+            "pearson_r_items_defined": result["pearson_r"]["items_defined"],
+            "variance_ratio": result["variance_ratio"]["mean"],
+            "variance_ratio_median": result["variance_ratio"]["median"],
+            "distribution_distance": result["distribution_distance"]["mean"],
+        }
+
+    output: dict[str, Any] = {
+        "eval": "twins",
+        "questions": str(args.questions),
+        "answers": str(args.answers),
+        "mode": args.mode,
+        "calibrate": args.calibrate,
+        "people": len(stored_people),
+        "seed": args.seed,
+        "items": len(questions),
+        "run_id": run_id,
+        "model": model,
+        "base_url": base_url,
+        "coverage": round(scored_pairs / expected_pairs, 4) if expected_pairs else 0.0,
+        "failed_answers": summary.failed,
+        **headline(twins_result),
+        "distribution_distance_per_item": twins_result["distribution_distance"]["per_item"],
+        "baselines": {
+            "population_mean_mode (fitted on the non-evaluated people)": {
+                **headline(population),
+                "distribution_distance_per_item": population["distribution_distance"]["per_item"],
+            },
+            "uniform_random (exact expectation)": {
+                **headline(uniform),
+                "distribution_distance_per_item": uniform["distribution_distance"]["per_item"],
+            },
+        },
+        "anchors_published": ANCHORS,
+        "notes": [
+            "accuracy.paper_headline = per person mean within task, then across tasks, then over people; "
+            "tasks marked '(not scored in paper)' are excluded from it.",
+            "baselines are scored on the same (person, item) pairs as the twins.",
+            "with few people, r / variance ratio / distance are noisy and undefined for many items.",
+        ],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    report = {
+        **output,
+        "created_at": created.isoformat(timespec="seconds"),
+        "per_block": {
+            "twins": per_block(survey.questions, twins_result),
+            "population": per_block(survey.questions, population),
+            "uniform": per_block(survey.questions, uniform),
+        },
+        "per_item": {
+            "twins": twins_result["items"],
+            "population": population["items"],
+            "uniform": uniform["items"],
+        },
+    }
+    stamp = created.strftime("%Y%m%dT%H%M%SZ")
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    json_path = args.report_dir / f"twins_{stamp}.json"
+    md_path = args.report_dir / f"twins_{stamp}.md"
+    import json
+
+    json_path.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    output["report"] = str(json_path)
+    output["report_md"] = str(md_path)
+    return output
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if pct else f"{value:.3f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    rows = [("twins", report)] + list(report["baselines"].items())
+    lines = [
+        f"# Twin validation: {report['created_at']}",
+        "",
+        f"- questions `{report['questions']}`, answers `{report['answers']}`",
+        f"- {report['people']} people (seed {report['seed']}), {report['items']} items, mode `{report['mode']}`, "
+        f"calibrate {report['calibrate']}, model `{report['model']}`, run `{report['run_id']}`",
+        f"- coverage {_fmt(report['coverage'], True)}, failed answers {report['failed_answers']}, {report['seconds']} s",
+        "",
+        "| who | paper headline | item mean accuracy | mean r (items) | variance ratio | distance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows:
+        lines.append(
+            f"| {name} | {_fmt(r['accuracy']['paper_headline'], True)} | {_fmt(r['accuracy']['item_mean'], True)} "
+            f"| {_fmt(r['pearson_r'])} ({r['pearson_r_items_defined']}) | {_fmt(r['variance_ratio'])} "
+            f"| {_fmt(r['distribution_distance'])} |"
+        )
+    lines += ["", "Published anchors (58 items, item mean accuracy / r):", ""]
+    for name, a in report["anchors_published"].items():
+        lines.append(f"- {name}: {_fmt(a['accuracy_item_mean'], True)} / {_fmt(a['pearson_r'])}")
+    lines += [
+        "",
+        "## Per block",
+        "",
+        "| block | who | items | accuracy | r | variance ratio | distance |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for who, blocks in report["per_block"].items():
+        for block, b in blocks.items():
+            lines.append(
+                f"| {block} | {who} | {b['items']} | {_fmt(b['accuracy'], True)} | {_fmt(b['pearson_r'])} "
+                f"| {_fmt(b['variance_ratio'])} | {_fmt(b['distance'])} |"
+            )
+    lines += ["", "## Per item (twins)", "", "| item | n | accuracy | r | variance ratio | distance | mean true | mean pred |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for qid, i in report["per_item"]["twins"].items():
+        lines.append(
+            f"| {qid} | {i['n']} | {_fmt(i['accuracy'], True)} | {_fmt(i['pearson_r'])} | {_fmt(i['variance_ratio'])} "
+            f"| {_fmt(i['distance'])} | {_fmt(i['mean_true'])} | {_fmt(i['mean_pred'])} |"
+        )
+    lines += ["", *[f"- {n}" for n in report["notes"]]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,236 @@
+"""Layer 2 of input safety: a small text classifier trained from data/safety/train.jsonl.
+
+Features: TF-IDF character n-grams (1-5, within words) of the normalised text (the same `normalise`
+as the rules, so spacing, leet and jamo tricks look like the plain word), plus one feature per
+non-blocking cue group of data/safety/rules.yaml that matches (and per pair of groups), which lets
+the model weigh synonyms its training set never showed. A linear SVM with sigmoid-calibrated
+probabilities decides unsafe vs safe; a second linear SVM, trained on the unsafe examples only,
+names the category. It trains at first use (about a second) and is cached in-process; training is
+deterministic (fixed random state).
+
+    classify("can I see what's under your dress")  # -> (True, "sexual", 0.9...)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from nodes.safety_rules import match_cues, match_rules, normalise
+from serving.settings import get_settings
+
+CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
+# Block when P(unsafe) >= threshold. Chosen by 5-fold cross-validation on the training set
+# (see `python -m nodes.safety_classifier --cv`); override with SAFETY_CLASSIFIER_THRESHOLD.
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
+RANDOM_STATE = 0
+CUE_WEIGHT = 1.0  # scale of the cue-group features next to the TF-IDF character n-grams
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    unsafe: bool
+    category: str
+
+
+def train_path() -> Path:
+    return get_settings().data_dir / "safety" / "train.jsonl"
+
+
+def load_examples(path: Path) -> list[Example]:
+    """Labelled examples from a JSONL file; a bad line is an error that names the line."""
+    return parse_examples(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_examples(content: str, source: str = "<examples>") -> list[Example]:
+    examples = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            unsafe = row["unsafe"]
+            if not isinstance(unsafe, bool) or not isinstance(row["text"], str):
+                raise ValueError("'text' must be a string and 'unsafe' a boolean")
+            category = str(row.get("category") or ("unsafe" if unsafe else "safe"))
+            if unsafe == (category == "safe") or category not in CATEGORIES:
+                raise ValueError(f"category {category!r} does not fit unsafe={unsafe}")
+            examples.append(Example(text=row["text"], unsafe=unsafe, category=category))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{source}:{number}: bad training example: {exc}") from exc
+    return examples
+
+
+def features(text: str) -> tuple[str, str]:
+    """What the vectorisers see: (normal form, cue groups as words).
+
+    The normal form is the spaced one, plus the compact one when they differ (so "죽 고 싶 어" and
+    "f.u.c.k" also show their joined-up n-grams).
+    """
+    spaced, compact = normalise(text)
+    shown = spaced if compact == spaced.replace(" ", "") else f"{spaced} {compact}"
+    return shown, " ".join(match_cues(text, forms=(spaced, compact)))
+
+
+@dataclass
+class SafetyClassifier:
+    """Binary unsafe/safe model with calibrated probabilities, and a category model over unsafe text."""
+
+    text_vectoriser: Any
+    cue_vectoriser: Any
+    unsafe_model: Any
+    category_model: Any
+
+    def matrix(self, rows: Sequence[tuple[str, str]], *, fit: bool = False) -> Any:
+        import scipy.sparse as sp
+
+        texts, cues = [r[0] for r in rows], [r[1] for r in rows]
+        if fit:
+            return sp.hstack(
+                [self.text_vectoriser.fit_transform(texts), CUE_WEIGHT * self.cue_vectoriser.fit_transform(cues)]
+            ).tocsr()
+        return sp.hstack(
+            [self.text_vectoriser.transform(texts), CUE_WEIGHT * self.cue_vectoriser.transform(cues)]
+        ).tocsr()
+
+    def fit(self, examples: Sequence[Example]) -> SafetyClassifier:
+        import numpy as np
+
+        matrix = self.matrix([features(e.text) for e in examples], fit=True)
+        unsafe = np.array([e.unsafe for e in examples])
+        self.unsafe_model.fit(matrix, unsafe)
+        self.category_model.fit(matrix[unsafe], [e.category for e in examples if e.unsafe])
+        return self
+
+    def scores(self, texts: Sequence[str]) -> list[tuple[float, str]]:
+        """(P(unsafe), most likely unsafe category) for each text."""
+        if not texts:
+            return []
+        matrix = self.matrix([features(t) for t in texts])
+        positive = list(self.unsafe_model.classes_).index(True)
+        probabilities = self.unsafe_model.predict_proba(matrix)[:, positive]
+        categories = self.category_model.predict(matrix)
+        return [(float(p), str(c)) for p, c in zip(probabilities, categories, strict=True)]
+
+
+def build_model() -> SafetyClassifier:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import LinearSVC
+
+    return SafetyClassifier(
+        text_vectoriser=TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True),
+        # Single cue groups and pairs of them ("sh_method sh_finality"): the pairs carry intent.
+        cue_vectoriser=CountVectorizer(binary=True, token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2)),
+        unsafe_model=CalibratedClassifierCV(
+            LinearSVC(C=1.0, class_weight="balanced", random_state=RANDOM_STATE),
+            method="sigmoid",
+            cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=RANDOM_STATE),
+        ),
+        category_model=LinearSVC(C=1.0, class_weight="balanced", random_state=RANDOM_STATE),
+    )
+
+
+def fit(examples: Sequence[Example]) -> SafetyClassifier:
+    return build_model().fit(examples)
+
+
+@lru_cache(maxsize=4)
+def _trained(content: str, source: str) -> SafetyClassifier:
+    return fit(parse_examples(content, source))
+
+
+def trained_model(path: Path | None = None) -> SafetyClassifier:
+    """The classifier trained on `path` (default: the shipped training set), cached in-process by
+    the file's content, so an edited file retrains and a copy of it does not."""
+    path = path or train_path()
+    content = path.read_text(encoding="utf-8")
+    return _trained(content, source=path.name)
+
+
+def threshold_setting() -> float:
+    raw = os.environ.get(THRESHOLD_ENV, "").strip()
+    if not raw:
+        return DEFAULT_THRESHOLD
+    value = float(raw)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{THRESHOLD_ENV} must be in (0, 1], got {raw!r}")
+    return value
+
+
+def classify(
+    text: str, *, threshold: float | None = None, model: SafetyClassifier | None = None
+) -> tuple[bool, str, float]:
+    """(unsafe, category, P(unsafe)); category is "safe" when P(unsafe) is below the threshold."""
+    threshold = threshold_setting() if threshold is None else threshold
+    ((probability, category),) = (model or trained_model()).scores([text])
+    unsafe = probability >= threshold
+    return unsafe, (category if unsafe else "safe"), round(probability, 4)
+
+
+def cross_validate(examples: Sequence[Example], folds: int = 5, threshold: float | None = None) -> dict:
+    """Stratified k-fold estimate of block rate (on unsafe) and false-block rate (on safe), for the
+    classifier alone and for the rules followed by the classifier (the input filter without judge)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    threshold = threshold_setting() if threshold is None else threshold
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
+    labels = [e.category for e in examples]
+    blocked = {"classifier": [0, 0], "layered": [0, 0]}  # [unsafe blocked, safe blocked]
+    right_category = 0
+    for train_index, test_index in splitter.split(labels, labels):
+        model = fit([examples[i] for i in train_index])
+        held = [examples[i] for i in test_index]
+        for example, (p, category) in zip(held, model.scores([e.text for e in held]), strict=True):
+            by_classifier = p >= threshold
+            by_either = by_classifier or bool(match_rules(example.text))
+            column = 0 if example.unsafe else 1
+            blocked["classifier"][column] += by_classifier
+            blocked["layered"][column] += by_either
+            right_category += example.unsafe and by_classifier and category == example.category
+    n_unsafe = sum(e.unsafe for e in examples)
+    n_safe = len(examples) - n_unsafe
+
+    def rate(count: int, total: int) -> float:
+        return round(count / total, 4) if total else 0.0
+
+    return {
+        "folds": folds,
+        "threshold": threshold,
+        "n": len(examples),
+        "block_rate": rate(blocked["classifier"][0], n_unsafe),
+        "false_block_rate": rate(blocked["classifier"][1], n_safe),
+        "rules_then_classifier": {
+            "block_rate": rate(blocked["layered"][0], n_unsafe),
+            "false_block_rate": rate(blocked["layered"][1], n_safe),
+        },
+        "category_accuracy_on_blocked": rate(right_category, blocked["classifier"][0]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nodes.safety_classifier --cv [--threshold T]`: cross-validation on the training set."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nodes.safety_classifier")
+    parser.add_argument("--cv", action="store_true", help="5-fold cross-validation on train.jsonl")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--threshold", type=float, action="append", default=None)
+    parser.add_argument("--train", type=Path, default=None)
+    args = parser.parse_args(argv)
+    examples = load_examples(args.train or train_path())
+    for threshold in args.threshold or [threshold_setting()]:
+        print(json.dumps(cross_validate(examples, args.folds, threshold)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Long-term memory across threads with the real embedded model; isolation of concurrent fans on Redis."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from graphs.chat_session import ChatService, validate_request
+from memory.persistence import make_checkpointer
+from memory.redis_server import LocalRedis
+from nodes.retrieval import memories_namespace, profile_namespace
+from serving.local_server import LocalModelServer
+from serving.settings import get_settings
+
+pytestmark = pytest.mark.integration
+NAMES = ["Minji", "Jisoo", "Haerin", "Daniel", "Olivia", "Mateo", "Sakura", "Noah"]
+
+
+def test_fan_is_remembered_in_a_new_thread(default_model_env: LocalModelServer) -> None:
+    service = ChatService()
+    told = service.send(
+        validate_request(
+            message="Hi Yuna! My name is Minji and my favourite song is Polaris.",
+            user_id="fan-minji",
+            thread_id="memory-a",
+        )  # fmt: skip
+    )
+    assert told.error is None
+    profile = service.store.get(profile_namespace("fan-minji", "stella_yuna"), "profile")
+    assert profile is not None and "minji" in str(profile.value).lower()
+    asked = service.send(
+        validate_request(message="Do you remember my name?", user_id="fan-minji", thread_id="memory-b")
+    )
+    assert asked.error is None
+    assert "minji" in asked.reply.lower() or "민지" in asked.reply, asked.reply
+    assert service.history("memory-b")[0].content == "Do you remember my name?"  # a separate thread
+
+
+def test_eight_concurrent_fans_stay_isolated_on_redis(
+    real_model_env: dict[str, str], redis_server: LocalRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("LLM_MAX_TOKENS", "32")
+    get_settings.cache_clear()
+    service = ChatService(checkpointer=make_checkpointer())
+
+    def chat(name: str) -> str | None:
+        request = validate_request(
+            message=f"Hi! I'm {name} and I live in {name}ville.",
+            user_id=f"fan-{name}",
+            thread_id=f"iso-{name}",
+        )
+        return service.send(request).error
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        errors = list(pool.map(chat, NAMES))
+    assert errors == [None] * 8
+    for name in NAMES:
+        others = [n for n in NAMES if n != name]
+        history = service.history(f"iso-{name}")
+        assert [m.type for m in history] == ["human", "ai"]
+        assert name in history[0].content
+        thread_text = " ".join(str(m.content) for m in history)
+        assert not any(f"{other}ville" in thread_text for other in others)
+        memories = service.store.search(memories_namespace(f"fan-{name}", "stella_yuna"), limit=10)
+        assert memories and all(name in item.value["text"] for item in memories)
+        profile = service.store.get(profile_namespace(f"fan-{name}", "stella_yuna"), "profile")
+        if profile is not None:  # the tiny test model may extract nothing, but never another fan's data
+            assert not any(other in str(profile.value) for other in others)

@@ -1,0 +1,268 @@
+"""Batch runs: concurrency, durable results, resume after a kill without re-asking or duplicates, exports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from serving.models import ModelUnavailableError, use_models
+from serving.settings import REPO_ROOT
+from tests.fakes import scripted
+from tests.unit.twins_support import answer_bot, people_from
+from twins.answering import Mode
+from twins.batch import (
+    BatchOptions,
+    Progress,
+    RateLimiter,
+    RunError,
+    RunStore,
+    create_survey_run,
+    export_all,
+    run_path,
+    run_survey,
+    summarize,
+)
+from twins.surveys import load_survey
+
+BRAND = load_survey(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")
+
+
+def _rows(run_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(run_path(run_id)) as conn:
+        return conn.execute("SELECT person_id, question_id FROM answers").fetchall()
+
+
+def _expected(run_id: str) -> int:
+    with RunStore.open(run_id) as store:
+        return int(store.meta("expected"))
+
+
+@pytest.mark.parametrize("mode", ["per_question", "per_person"])
+def test_concurrent_run_stores_every_answer_once(mode: Mode) -> None:
+    people = people_from(6)
+    log: list[tuple[str, str]] = []
+    twin = scripted(answer_bot(BRAND, people, log=log))
+    seen: list[int] = []
+    with use_models({"twin": twin}):
+        run = create_survey_run(BRAND, people, BatchOptions(mode=mode, concurrency=4, seed=5))
+        summary = run_survey(run.run_id, progress=False, on_progress=lambda p: seen.append(p.done))
+    rows = _rows(run.run_id)
+    assert len(rows) == len(set(rows)) == run.expected == summary.ok == summary.stored
+    assert run.expected == 6 * (len(BRAND.questions) - 1)  # one of the two price arms each
+    assert len(twin.calls) == (6 if mode == "per_person" else run.expected)
+    assert seen == sorted(seen) and seen[-1] == run.expected
+    # Each twin saw only its own arm, the one recorded in the run.
+    with RunStore.open(run.run_id) as store:
+        arms = store.arms()
+        answers = store.answers()
+    asked = {(p, q) for p, q in log}
+    for person in people:
+        arm = arms[person.id]["price_framing"]
+        assert (person.id, f"price_{arm}") in asked
+        assert (person.id, "price_discount" if arm == "regular" else "price_regular") not in asked
+    assert {a.arm for a in answers if a.question_id.startswith("price_")} <= {"regular", "discount"}
+    assert len({arms[p.id]["price_framing"] for p in people}) == 2  # seeded random assignment uses both arms
+
+
+@pytest.mark.parametrize("mode", ["per_question", "per_person"])
+def test_resume_after_a_crash_asks_only_the_rest(mode: Mode) -> None:
+    people = people_from(4)
+    first_log: list[tuple[str, str]] = []
+    bot = answer_bot(BRAND, people, log=first_log)
+    calls = {"n": 0}
+    crash_at = 3 if mode == "per_person" else 17
+
+    def crashing(messages):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise RuntimeError("killed mid-batch")
+        return bot(messages)
+
+    with use_models({"twin": scripted(crashing)}):
+        run = create_survey_run(BRAND, people, BatchOptions(mode=mode, concurrency=1))
+        with pytest.raises(RuntimeError, match="killed mid-batch"):
+            run_survey(run.run_id, progress=False)
+    stored_before = set(_rows(run.run_id))
+    assert 0 < len(stored_before) < run.expected
+    second_log: list[tuple[str, str]] = []
+    twin = scripted(answer_bot(BRAND, people, log=second_log))
+    with use_models({"twin": twin}):
+        summary = run_survey(run.run_id, progress=False)
+    rows = _rows(run.run_id)
+    assert len(rows) == len(set(rows)) == run.expected == summary.stored
+    assert not stored_before & set(second_log)  # nothing stored was asked again
+    assert len(second_log) == run.expected - len(stored_before)
+    assert summary.asked_now == len(second_log)
+    # A third run has nothing left to ask.
+    idle = scripted(AssertionError("nothing to ask"))
+    with use_models({"twin": idle}):
+        assert run_survey(run.run_id, progress=False).asked_now == 0
+    assert idle.calls == []
+
+
+def test_resume_after_sigkill_of_a_real_process(tmp_path: Path) -> None:
+    """Kill -9 a batch process mid-run, then resume: no duplicates, nothing stored is asked again."""
+    people = people_from(5)
+    run = create_survey_run(BRAND, people, BatchOptions(concurrency=2))
+    script = tmp_path / "worker.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            sys.path.insert(0, {str(REPO_ROOT)!r})
+            from serving.models import use_models
+            from tests.fakes import scripted
+            from tests.unit.twins_support import answer_bot, people_from
+            from twins.batch import run_survey
+            from twins.surveys import load_survey
+            survey = load_survey({str(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")!r})
+            bot = answer_bot(survey, people_from(5))
+            def slow(messages):
+                time.sleep(0.1)
+                return bot(messages)
+            with use_models({{"twin": scripted(slow)}}):
+                run_survey({run.run_id!r}, progress=False)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], env=dict(os.environ), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if run_path(run.run_id).exists() and len(_rows(run.run_id)) >= 8:
+                break
+            assert proc.poll() is None, "the worker ended before it could be killed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stored_before = set(_rows(run.run_id))
+    assert 8 <= len(stored_before) < run.expected
+    log: list[tuple[str, str]] = []
+    with use_models({"twin": scripted(answer_bot(BRAND, people, log=log))}):
+        run_survey(run.run_id, progress=False)
+    rows = _rows(run.run_id)
+    assert len(rows) == len(set(rows)) == run.expected
+    assert not stored_before & set(log)
+    assert len(log) == run.expected - len(stored_before)
+
+
+def test_failures_are_recorded_kept_on_resume_and_retried_on_request() -> None:
+    people = people_from(2)
+    bot = answer_bot(BRAND, people)
+
+    def never_valid_nps(messages):
+        if "[nps]" in str(messages[1].content):
+            return '{"answer": 11, "reason": "off the scale"}'
+        return bot(messages)
+
+    with use_models({"twin": scripted(never_valid_nps)}):
+        run = create_survey_run(BRAND, people, BatchOptions())
+        summary = run_survey(run.run_id, progress=False)
+    assert summary.failed == 2 and summary.ok == run.expected - 2
+    with RunStore.open(run.run_id) as store:
+        failed = [a for a in store.answers() if a.status == "failed"]
+        report = summarize(store)
+    assert {a.question_id for a in failed} == {"nps"} and all(a.value is None for a in failed)
+    nps = next(q for q in report["questions"] if q["question_id"] == "nps")
+    assert (nps["ok"], nps["failed"], nps["validity"], nps["coverage"]) == (0, 2, 0.0, 0.0)
+    assert report["coverage"] == round((run.expected - 2) / run.expected, 4)
+    # Resume leaves failures alone; --retry-failed asks them again and replaces them.
+    idle = scripted(AssertionError("nothing to ask"))
+    with use_models({"twin": idle}):
+        run_survey(run.run_id, progress=False)
+    log: list[tuple[str, str]] = []
+    with use_models({"twin": scripted(answer_bot(BRAND, people, log=log))}):
+        summary = run_survey(run.run_id, BatchOptions(retry_failed=True), progress=False)
+    assert sorted(log) == [("p0", "nps"), ("p1", "nps")]
+    assert summary.failed == 0 and summary.ok == summary.stored == run.expected
+
+
+def test_server_errors_are_retried_with_backoff_then_stop_the_run() -> None:
+    people = people_from(1)
+    bot = answer_bot(BRAND, people)
+    script: list[Any] = [ModelUnavailableError("blip"), ModelUnavailableError("blip"), *[bot] * 50]
+    twin = scripted(*script)
+    with use_models({"twin": twin}):
+        run = create_survey_run(BRAND, people, BatchOptions(concurrency=1, backoff_s=0, retries=3))
+        summary = run_survey(run.run_id, progress=False)
+    assert summary.ok == run.expected and summary.calls_failed_now == 0
+    # A server that stays down: the run stops after a few units and keeps what it had.
+    down = scripted(ModelUnavailableError("down"))
+    with use_models({"twin": down}):
+        run2 = create_survey_run(BRAND, people_from(3), BatchOptions(concurrency=1, backoff_s=0, retries=1))
+        summary2 = run_survey(run2.run_id, progress=False, max_consecutive_errors=3)
+    assert summary2.stopped and "3 calls in a row failed" in summary2.stopped
+    # 3 failed units, plus at most one already in flight; each had 1 try + 1 retry.
+    assert summary2.stored == 0 and summary2.calls_failed_now in (3, 4)
+    assert len(down.calls) == 2 * summary2.calls_failed_now
+
+
+def test_rate_limiter_spaces_call_starts() -> None:
+    limiter = RateLimiter(20.0)
+    started = time.monotonic()
+    for _ in range(5):
+        limiter.acquire()
+    assert time.monotonic() - started >= 0.19
+    RateLimiter(None).acquire()  # unlimited: no wait
+
+
+def test_exports_are_readable_back(tmp_path: Path) -> None:
+    people = people_from(3)
+    with use_models({"twin": scripted(answer_bot(BRAND, people))}):
+        run = create_survey_run(BRAND, people, BatchOptions(mode="per_person"))
+        run_survey(run.run_id, progress=False)
+    files = export_all(run.run_id, tmp_path / "out")
+    sheets = pd.read_excel(files["excel"], sheet_name=None)
+    assert set(sheets) == {"brand_en", "summary"}
+    wide = sheets["brand_en"]
+    assert list(wide["person_id"]) == ["p0", "p1", "p2"]
+    assert "arm:price_framing" in wide.columns and "nps" in wide.columns
+    assert list(wide["awareness"]) == [1, 2, 3]  # the fake answers code (position % options) + 1
+    summary = sheets["summary"]
+    assert set(summary["question_id"]) == {q.id for q in BRAND.questions}
+    assert summary.set_index("question_id").loc["awareness", "validity"] == 1.0
+    long = pd.read_csv(files["csv"])
+    assert len(long) == run.expected and set(long["status"]) == {"ok"}
+    import json
+
+    data = json.loads(Path(files["json"]).read_text(encoding="utf-8"))
+    assert len(data["answers"]) == run.expected and data["run"]["run_id"] == run.run_id
+    assert data["summary"]["coverage"] == 1.0
+
+
+def test_invalid_options_and_run_ids_name_the_field() -> None:
+    with pytest.raises(ValidationError, match="concurrency"):
+        BatchOptions(concurrency=0)
+    with pytest.raises(ValidationError, match="mode"):
+        BatchOptions(mode="per_page")  # type: ignore[arg-type]
+    with pytest.raises(RunError, match="run id: '../x' is not allowed"):
+        run_path("../x")
+    with pytest.raises(RunError, match="run 'missing' not found"):
+        run_survey("missing", progress=False)
+    people = people_from(1)
+    create_survey_run(BRAND, people, BatchOptions(), run_id="fixed")
+    with pytest.raises(RunError, match="already exists; resume it instead"):
+        create_survey_run(BRAND, people, BatchOptions(), run_id="fixed")
+    with pytest.raises(RunError, match="respondents: the selection is empty"):
+        create_survey_run(BRAND, [], BatchOptions())
+
+
+def test_progress_object_is_plain_data() -> None:
+    progress = Progress(run_id="r", total=3, done=1)
+    assert progress.as_dict()["total"] == 3
+    assert Counter(progress.as_dict())  # serialisable mapping for the UI

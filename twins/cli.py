@@ -1,0 +1,224 @@
+"""`personagraph survey` and `personagraph interview`: parsers ready to be added to cli/main.py.
+
+    from twins.cli import add_interview_parser, add_survey_parser
+    add_survey_parser(sub); add_interview_parser(sub)      # each sets `func`, returning an exit code
+
+personagraph survey --survey FILE --select SPEC [--select SPEC ...] --out DIR
+                    [--mode per_question|per_person] [--concurrency N] [--rate PER_S] [--resume RUN_ID]
+personagraph survey --select SPEC --count                 how many respondents match, then exit
+personagraph interview --guide FILE --select SPEC --out DIR [--max-followups N] [--resume RUN_ID]
+personagraph interview --guide FILE --select ids:17 --interactive      type your own follow-ups
+
+--select (combined in order): all | random:N[:SEED] | ids:1,2,3 | where:KEY=V1|V2;KEY=LO..HI |
+saved:NAME | file:PATH.json | source:twin2k|hf:PATH|PERSONAS_FILE.  Exit codes: 0 ok, 1 model or
+run error (the run can be resumed), 2 invalid input (the message names the field and allowed values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+SELECT_HELP = (
+    "respondents, combined in order: all | random:N[:SEED] | ids:1,2,3 | where:KEY=V1|V2;KEY=LO..HI | "
+    "saved:NAME | file:PATH.json | source:twin2k|hf:PATH|FILE (repeatable)"
+)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--select", action="append", default=[], metavar="SPEC", help=SELECT_HELP)
+    parser.add_argument(
+        "--count", action="store_true", help="print how many respondents the selection gives, then exit"
+    )
+    parser.add_argument("--save-selection", metavar="NAME", help="save the selection for reuse (saved:NAME)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the exports")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="model calls in flight at once (default 2)"
+    )
+    parser.add_argument("--rate", type=float, default=None, help="most model calls started per second")
+    parser.add_argument(
+        "--retries", type=int, default=3, help="retries after a server error (backoff doubles)"
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_ID", help="continue an earlier run (asks only what is missing)"
+    )
+    parser.add_argument("--retry-failed", action="store_true", help="on resume, ask failed answers again")
+    parser.add_argument("--run-id", default=None, help="id for a new run (default: generated)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_survey_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("survey", help="digital twins answer a survey (resumable batch run)")
+    parser.add_argument("--survey", type=Path, help="survey file: JSON/YAML, native or Twin-2K-500 format")
+    parser.add_argument("--mode", default="per_question", help="per_question (default) or per_person")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the between-subject arm assignment")
+    parser.add_argument("--reason-chars", type=int, default=None, help="longest reason per answer (0 = none)")
+    _common(parser)
+    parser.set_defaults(func=cmd_survey)
+    return parser
+
+
+def add_interview_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "interview", help="interview digital twins from a guide (batch or interactive)"
+    )
+    parser.add_argument("--guide", type=Path, help="interview guide: JSON/YAML")
+    parser.add_argument(
+        "--max-followups", type=int, default=2, help="most follow-ups per question (default 2)"
+    )
+    parser.add_argument(
+        "--interactive", action="store_true", help="interview one twin, typing your own follow-ups"
+    )
+    _common(parser)
+    parser.set_defaults(func=cmd_interview)
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+_FLAGS = {"mode": "--mode", "concurrency": "--concurrency", "rate_per_s": "--rate", "retries": "--retries",
+          "reason_chars": "--reason-chars", "max_followups": "--max-followups", "seed": "--seed"}  # fmt: skip
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from twins.answering import MODES
+    from twins.batch import BatchOptions
+
+    mode: Any = getattr(args, "mode", "per_question")
+    if mode not in MODES:
+        raise ValueError(f"--mode: {mode!r} is not allowed; allowed: {', '.join(MODES)}")
+    try:
+        return BatchOptions(
+            mode=mode, concurrency=args.concurrency, rate_per_s=args.rate, retries=args.retries,
+            reason_chars=getattr(args, "reason_chars", None), seed=getattr(args, "seed", 0),
+            retry_failed=args.retry_failed, max_followups=getattr(args, "max_followups", 2),
+        )  # fmt: skip
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "options"
+        raise ValueError(f"{_FLAGS.get(field, field)}: {err['msg']}") from None
+
+
+def _selection(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    from twins.respondents import count, load_respondents, parse_select, save_selection, select
+
+    selection = parse_select(args.select or ["all"])
+    pool = load_respondents(selection.source)
+    matching = count(selection, pool)
+    print(f"{matching} respondents selected ({selection.describe()})", file=sys.stderr)
+    if args.save_selection:
+        print(f"selection saved: {save_selection(selection, args.save_selection)}", file=sys.stderr)
+    return selection, select(selection, pool) if not args.count else []
+
+
+def _progress_printer(args: argparse.Namespace) -> bool:
+    return not args.no_progress
+
+
+def cmd_survey(args: argparse.Namespace) -> int:
+    from serving.models import ModelError
+    from twins.batch import RunError, create_survey_run, export_all, run_survey
+    from twins.respondents import RespondentError
+    from twins.surveys import SurveyError, load_survey
+
+    try:
+        options = _options(args)
+        if args.resume:
+            run_id = args.resume
+        else:
+            selection, people = _selection(args)
+            if args.count:
+                return 0
+            if args.survey is None:
+                return _error("--survey: give a survey file (JSON/YAML), or --resume RUN_ID")
+            if args.out is None:
+                return _error("--out: give a folder for the exports")
+            survey = load_survey(args.survey)
+            run_id = create_survey_run(survey, people, options, run_id=args.run_id, selection=selection,
+                                       source=selection.source).run_id  # fmt: skip
+            print(f"run {run_id}: {len(people)} respondents x {len(survey.questions)} questions "
+                  f"(resume with --resume {run_id})", file=sys.stderr)  # fmt: skip
+        summary = run_survey(run_id, options, progress=_progress_printer(args))
+    except (SurveyError, RespondentError, ValueError) as exc:
+        return _error(str(exc))
+    except (ModelError, RunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    result: dict[str, Any] = summary.as_dict()
+    if args.out is not None:
+        result["files"] = export_all(run_id, args.out)
+    print(json.dumps(result, ensure_ascii=False))
+    if summary.stopped:
+        print(f"stopped: {summary.stopped}; run again with --resume {run_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_interview(args: argparse.Namespace) -> int:
+    from serving.models import ModelError
+    from twins.batch import RunError, export_all
+    from twins.guides import GuideError, load_guide
+    from twins.interviews import create_interview_run, run_interviews
+    from twins.respondents import RespondentError
+
+    try:
+        options = _options(args)
+        if args.resume:
+            run_id = args.resume
+        else:
+            selection, people = _selection(args)
+            if args.count:
+                return 0
+            if args.guide is None:
+                return _error("--guide: give an interview guide (JSON/YAML), or --resume RUN_ID")
+            guide = load_guide(args.guide)
+            if args.interactive:
+                if len(people) != 1:
+                    return _error(
+                        f"--select: --interactive interviews exactly one respondent, got {len(people)}"
+                    )
+                return interactive_interview(people[0], guide, args.out, options.max_followups)
+            if args.out is None:
+                return _error("--out: give a folder for the transcripts")
+            run_id = create_interview_run(guide, people, options, run_id=args.run_id, selection=selection,
+                                          source=selection.source)  # fmt: skip
+            print(f"run {run_id}: {len(people)} interviews (resume with --resume {run_id})", file=sys.stderr)
+        summary = run_interviews(run_id, options, progress=_progress_printer(args))
+    except (GuideError, RespondentError, ValueError) as exc:
+        return _error(str(exc))
+    except (ModelError, RunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    result: dict[str, Any] = summary.as_dict()
+    if args.out is not None:
+        result["files"] = export_all(run_id, args.out)
+    print(json.dumps(result, ensure_ascii=False))
+    return 1 if summary.stopped else 0
+
+
+def interactive_interview(person: Any, guide: Any, out: Path | None, max_followups: int) -> int:
+    """A terminal interview: the twin answers; you type a follow-up, Enter to move on, /end to stop."""
+    from nodes.interview import InterviewContext
+    from twins.interviews import InterviewSession, export_session_transcript
+
+    session = InterviewSession(context=InterviewContext(interactive=True, max_followups=max_followups))
+    turn = session.start(person, guide)
+    while turn.waiting is not None:
+        print(f"\nQ: {turn.waiting['question']}\n{person.id}: {turn.waiting['answer']}\n")
+        try:
+            text = input("follow-up (Enter = next question, /end = finish)> ")
+        except EOFError:
+            text = "/end"
+        turn = session.reply(turn.thread_id, text)
+    if out is not None:
+        files = export_session_transcript(turn, guide, person, out)
+        print(json.dumps({"thread_id": turn.thread_id, "files": files}, ensure_ascii=False))
+    return 0
