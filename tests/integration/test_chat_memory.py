@@ -55,7 +55,7 @@ def test_eight_concurrent_fans_stay_isolated_on_redis(
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         errors = list(pool.map(chat, NAMES))
-    assert errors == [None] * 8
+    assert errors == [None] * 8, errors
     for name in NAMES:
         others = [n for n in NAMES if n != name]
         history = service.history(f"iso-{name}")
