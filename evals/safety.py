@@ -10,8 +10,12 @@ the default layers it needs no model server and runs in seconds.
     python -m evals safety --rules-only                      # layer 1 alone, for comparison
     python -m evals safety --judge                           # add the judge role (needs a model)
 
-The shipped sets (evals/datasets/safety_redteam.jsonl, safety_benign.jsonl) are held out: they
-are never used to train the classifier or to write rules.
+The shipped sets (evals/datasets/safety_redteam.jsonl, safety_benign.jsonl) are held out: never
+used to train the classifier, and no rule copies their strings. They were written in two rounds,
+in a different style from data/safety/train.jsonl: round 1 (the first 99 red-team and 170 benign
+lines) was measured blind once, then its misses guided general fixes (normalisation, rule and cue
+vocabulary, threshold from cross-validation on the training set only); round 2 (the remaining 70 and
+100 lines) was written after those fixes and measured blind once.
 """
 
 from __future__ import annotations

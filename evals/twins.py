@@ -115,6 +115,12 @@ def run(argv: list[str]) -> dict[str, Any]:
         "--calibrate", action="store_true", help="Show population answer shares (non-evaluated people)."
     )
     parser.add_argument("--resume", default=None, help="Continue an earlier eval run (its run id).")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="Time budget: no new model calls after it; scores what was answered (resume to finish).",
+    )
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -154,7 +160,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         run_id = new_run_id("eval-twins")
         create_survey_run(survey, people, options, run_id=run_id, selection=selection, arms=arms, hints=hints,
                           source=str(args.persona_file or "twin2k"))  # fmt: skip
-    summary = run_survey(run_id, options, progress=not args.no_progress)
+    budget = args.max_minutes * 60 if args.max_minutes else None
+    summary = run_survey(run_id, options, progress=not args.no_progress, time_budget_s=budget)
     with RunStore.open(run_id) as store:
         records = store.answers()
         stored_people = {p.id for p in store.people()}
@@ -204,6 +211,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "base_url": base_url,
         "coverage": round(scored_pairs / expected_pairs, 4) if expected_pairs else 0.0,
         "failed_answers": summary.failed,
+        "stopped": summary.stopped,
         **headline(twins_result),
         "distribution_distance_per_item": twins_result["distribution_distance"]["per_item"],
         "baselines": {

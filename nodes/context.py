@@ -20,7 +20,9 @@ class ChatContext:
     top_k: int = field(default=3, metadata={"description": "Documents retrieved per store."})
     max_context_chars: int = field(
         default=1800,
-        metadata={"description": "Budget for retrieved text in the draft prompt (small local models are slow)."},
+        metadata={
+            "description": "Budget for retrieved text in the draft prompt (small local models are slow)."
+        },
     )
     history_turns: int = field(
         default=20, metadata={"description": "Recent turns sent verbatim; older ones are summarised."}

@@ -27,10 +27,10 @@ from serving.settings import get_settings
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
 # Block when P(unsafe) >= threshold. Chosen by 5-fold cross-validation on the training set
 # (see `python -m nodes.safety_classifier --cv`); override with SAFETY_CLASSIFIER_THRESHOLD.
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.75
 THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
-CUE_WEIGHT = 1.0  # scale of the cue-group features next to the TF-IDF character n-grams
+CUE_WEIGHT = 0.5  # scale of the cue-group features next to the TF-IDF character n-grams
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,10 @@ class SafetyClassifier:
         texts, cues = [r[0] for r in rows], [r[1] for r in rows]
         if fit:
             return sp.hstack(
-                [self.text_vectoriser.fit_transform(texts), CUE_WEIGHT * self.cue_vectoriser.fit_transform(cues)]
+                [
+                    self.text_vectoriser.fit_transform(texts),
+                    CUE_WEIGHT * self.cue_vectoriser.fit_transform(cues),
+                ]
             ).tocsr()
         return sp.hstack(
             [self.text_vectoriser.transform(texts), CUE_WEIGHT * self.cue_vectoriser.transform(cues)]
@@ -129,7 +132,9 @@ def build_model() -> SafetyClassifier:
     return SafetyClassifier(
         text_vectoriser=TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True),
         # Single cue groups and pairs of them ("sh_method sh_finality"): the pairs carry intent.
-        cue_vectoriser=CountVectorizer(binary=True, token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2)),
+        cue_vectoriser=CountVectorizer(
+            binary=True, token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2)
+        ),
         unsafe_model=CalibratedClassifierCV(
             LinearSVC(C=1.0, class_weight="balanced", random_state=RANDOM_STATE),
             method="sigmoid",
@@ -143,9 +148,12 @@ def fit(examples: Sequence[Example]) -> SafetyClassifier:
     return build_model().fit(examples)
 
 
+_SOURCE = "<training set>"
+
+
 @lru_cache(maxsize=4)
-def _trained(content: str, source: str) -> SafetyClassifier:
-    return fit(parse_examples(content, source))
+def _trained(content: str) -> SafetyClassifier:
+    return fit(parse_examples(content, source=_SOURCE))
 
 
 def trained_model(path: Path | None = None) -> SafetyClassifier:
@@ -153,7 +161,10 @@ def trained_model(path: Path | None = None) -> SafetyClassifier:
     the file's content, so an edited file retrains and a copy of it does not."""
     path = path or train_path()
     content = path.read_text(encoding="utf-8")
-    return _trained(content, source=path.name)
+    try:
+        return _trained(content)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(_SOURCE, str(path))) from exc
 
 
 def threshold_setting() -> float:

@@ -25,6 +25,8 @@ _LEET = str.maketrans(
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _REPEATS = re.compile(r"(.)\1{2,}")
 _HAS_JAMO = re.compile(r"[\u1100-\u11ff]")
+_DIGITS_IN_HANGUL = re.compile(r"(?<=[가-힣])\d+(?=[가-힣])")
+_LETTER_RUN = re.compile(r"(?<!\S)\w(?: \w){2,}(?!\S)")
 # Compatibility jamo as typed on a keyboard -> conjoining jamo (consonants as initials).
 _COMPAT_JAMO = {
     **{ord(c): 0x1100 + i for i, c in enumerate("ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ")},
@@ -34,8 +36,22 @@ _COMPAT_JAMO = {
 _LEAD_AS_FINAL = {
     chr(0x1100 + lead): final
     for lead, final in {
-        0: 1, 1: 2, 2: 4, 3: 7, 5: 8, 6: 16, 7: 17, 9: 19, 10: 20, 11: 21, 12: 22, 14: 23, 15: 24,
-        16: 25, 17: 26, 18: 27,
+        0: 1,
+        1: 2,
+        2: 4,
+        3: 7,
+        5: 8,
+        6: 16,
+        7: 17,
+        9: 19,
+        10: 20,
+        11: 21,
+        12: 22,
+        14: 23,
+        15: 24,
+        16: 25,
+        17: 26,
+        18: 27,
     }.items()
 }
 
@@ -65,7 +81,11 @@ def compose_jamo(text: str) -> str:
             final, j = 0, i + 2
             if j < n and 0x11A8 <= ord(text[j]) <= 0x11C2:
                 final, j = ord(text[j]) - 0x11A7, j + 1
-            elif j < n and text[j] in _LEAD_AS_FINAL and not (j + 1 < n and 0x1161 <= ord(text[j + 1]) <= 0x1175):
+            elif (
+                j < n
+                and text[j] in _LEAD_AS_FINAL
+                and not (j + 1 < n and 0x1161 <= ord(text[j + 1]) <= 0x1175)
+            ):
                 final, j = _LEAD_AS_FINAL[text[j]], j + 1
             out.append(chr(0xAC00 + (lead * 21 + vowel) * 28 + final))
             i = j
@@ -86,9 +106,16 @@ def normalise(text: str) -> tuple[str, str]:
     leet = " ".join(word.translate(_LEET) if re.search(r"[a-z]", word) else word for word in text.split())
     spaced = re.sub(r"\s+", " ", leet).strip()
     # Single letters separated by spaces or dots ("f u c k", "시 발", "ㅅ ㅣ ㅂ ㅏ ㄹ") only join in
-    # the compact form.
+    # the compact form (and in `join_letters` for runs of three or more).
     compact = unicodedata.normalize("NFC", compose_jamo(_NON_WORD.sub("", spaced)))
+    # Digits slipped inside a Korean word ("병1신", "존1나") drop out of the compact form.
+    compact = _DIGITS_IN_HANGUL.sub("", compact)
     return spaced, compact
+
+
+def join_letters(spaced: str) -> str:
+    """Join runs of three or more single letters in the spaced form: "s e x t me" -> "sext me"."""
+    return _LETTER_RUN.sub(lambda m: m.group(0).replace(" ", ""), spaced)
 
 
 @lru_cache(maxsize=4)
@@ -120,11 +147,15 @@ def rules_path() -> Path:
 
 def match_rules(text: str, path: Path | None = None) -> list[RuleHit]:
     spaced, compact = normalise(text)
+    joined = join_letters(spaced)
+    views = {"spaced": (spaced,) if joined == spaced else (spaced, joined), "compact": (compact,)}
     hits = []
     for category, form, pattern in _compiled(path or rules_path()):
-        found = pattern.search(spaced if form == "spaced" else compact)
-        if found:
-            hits.append(RuleHit(category=category, pattern=pattern.pattern, matched=found.group(0)))
+        for view in views[form]:
+            found = pattern.search(view)
+            if found:
+                hits.append(RuleHit(category=category, pattern=pattern.pattern, matched=found.group(0)))
+                break
     return hits
 
 

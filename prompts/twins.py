@@ -4,10 +4,19 @@ LANGUAGE_NAMES = {"en": "English", "ko": "Korean (한국어)"}
 
 # --- surveys ----------------------------------------------------------------------------------------
 
-TWIN_SYSTEM = """You are taking part in a survey as one specific real person, described below. Answer every question exactly as THIS person would: their own opinions, knowledge, habits, mood and typical mistakes, not what is correct, popular or socially desirable, and never as an AI assistant. Real people differ a lot: use the whole scale when it fits this person.
+TWIN_RULES = """You are taking part in a survey as one specific real person, described {where}. Answer every question exactly as THIS person would: their own opinions, knowledge, habits, mood and typical mistakes, not what is correct, popular or socially desirable, and never as an AI assistant. Real people differ a lot: use the whole scale when it fits this person."""
+
+# One question per call: the person first, so a server's prefix cache reuses it across their questions.
+TWIN_SYSTEM = (
+    TWIN_RULES.replace("{where}", "below")
+    + """
 
 [PERSON]
 {profile}"""
+)
+
+# The whole questionnaire per call: the questions first, so the prefix cache reuses them across people.
+TWIN_SYSTEM_QUESTIONNAIRE = TWIN_RULES.replace("{where}", "after the questions")
 
 SURVEY_INTRO = """[SURVEY] {title}
 {instructions}"""
@@ -30,8 +39,14 @@ Answer all {n} questions below. Each question has its id in [brackets]; question
 
 {questions}
 
+[PERSON]
+{profile}
+
 {reason_rule}
-Reply with one JSON object whose keys are the question ids, in order, each {{"answer": ..., "reason": "..."}}."""
+Reply with one JSON object whose keys are the question ids, in order, {reply_format}."""
+
+EACH_WITH_REASON = 'each {"answer": ..., "reason": "..."}'
+EACH_ANSWER_ONLY = "each with the answer only (a number, or text for open questions)"
 
 OPTIONS_LINE = "Options: {options}"
 ANSWER_CODES = "Answer with one option number."

@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from prompts import twins as prompts
 from serving.models import StructuredOutputError, extract_json, structured
@@ -134,10 +134,12 @@ def _field_name(index: int) -> str:
 
 
 def questionnaire_model(questions: Sequence[Question], reason_chars: int = 80) -> type[BaseModel]:
-    """One field per question id (the JSON key is the id), each an `{answer, reason}` object."""
-    fields: dict[str, Any] = {
-        _field_name(i): (answer_model(q, reason_chars), Field(alias=q.id)) for i, q in enumerate(questions)
-    }
+    """One field per question id (the JSON key is the id): an `{answer, reason}` object, or just
+    the answer when `reason_chars` is 0 (the shortest output, as in the paper's answer-only prompts)."""
+    fields: dict[str, Any] = {}
+    for i, q in enumerate(questions):
+        kind = answer_model(q, reason_chars) if reason_chars > 0 else _value_type(_signature(q))
+        fields[_field_name(i)] = (kind, Field(alias=q.id))
     model = create_model(  # type: ignore[call-overload]
         "Questionnaire", __base__=CompactModel, **fields
     )
@@ -248,10 +250,9 @@ def system_message(respondent: Respondent) -> SystemMessage:
 # --- asking -----------------------------------------------------------------------------------------
 
 
-def _record(
-    respondent: Respondent, q: Question, parsed: BaseModel, mode: str, seconds: float
-) -> AnswerRecord:
-    value = parsed.answer  # type: ignore[attr-defined]
+def _record(respondent: Respondent, q: Question, parsed: Any, mode: str, seconds: float) -> AnswerRecord:
+    """An ok record from a validated `{answer, reason}` model, or from a bare validated value."""
+    value = parsed.answer if isinstance(parsed, BaseModel) else parsed
     return AnswerRecord(
         person_id=respondent.id, question_id=q.id, status="ok", value=value,
         reason=str(getattr(parsed, "reason", "") or ""), arm=q.condition_arm, mode=mode, seconds=round(seconds, 3),
@@ -320,17 +321,21 @@ def ask_questionnaire(
         return []
     schema = questionnaire_model(questions, reason_chars)
     messages = [
-        system_message(respondent),
+        SystemMessage(content=prompts.TWIN_SYSTEM_QUESTIONNAIRE),
         HumanMessage(
             content=prompts.ALL_QUESTIONS.format(
                 intro=_intro(survey),
                 n=len(questions),
                 questions=render_questionnaire(questions, survey.language, hints),
+                profile=respondent.profile,
                 reason_rule=_reason_rule(survey, reason_chars),
+                reply_format=prompts.EACH_WITH_REASON if reason_chars > 0 else prompts.EACH_ANSWER_ONLY,
             )
         ),
     ]
-    per_answer_tokens = 16 + max(reason_chars, 0) // 2 + max(len(q.id) // 3 for q in questions)
+    per_answer_tokens = (16 + reason_chars // 2 if reason_chars > 0 else 6) + max(
+        len(q.id) // 3 for q in questions
+    )
     max_tokens = 64 + per_answer_tokens * len(questions) + 300 * sum(q.type == "open" for q in questions)
     started = time.perf_counter()
     try:
@@ -344,6 +349,13 @@ def ask_questionnaire(
         _record(respondent, q, getattr(parsed, _field_name(i)), "per_person", seconds)
         for i, q in enumerate(questions)
     ]
+
+
+def _validate_item(q: Question, item: Any, reason_chars: int) -> Any:
+    """One questionnaire field validated on its own (raises `ValidationError`)."""
+    if reason_chars > 0:
+        return answer_model(q, reason_chars).model_validate(item)
+    return TypeAdapter(_value_type(_signature(q))).validate_python(item, strict=True)
 
 
 def _salvage(
@@ -369,7 +381,7 @@ def _salvage(
     for q in questions:
         item = data.get(q.id)
         try:
-            parsed = answer_model(q, reason_chars).model_validate(item)
+            parsed = _validate_item(q, item, reason_chars)
         except ValidationError as invalid:
             problem = "; ".join(e["msg"] for e in invalid.errors())
             if fallback:

@@ -488,12 +488,14 @@ def run_survey(
     progress: bool = True,
     on_progress: ProgressCallback | None = None,
     max_consecutive_errors: int = 5,
+    time_budget_s: float | None = None,
 ) -> RunSummary:
     """Run (or resume) a survey run until every person has a result for every question they see.
 
     Results are written as they arrive. Server errors are retried with backoff; after
-    `max_consecutive_errors` units fail that way in a row the run stops with `RunStopped`-style
-    summary (`stopped`), keeping what was stored. Any other exception stops the run and propagates.
+    `max_consecutive_errors` units fail that way in a row the run stops (`summary.stopped`), keeping
+    what was stored; so does `time_budget_s` (no new calls start after it; resume later). Any other
+    exception stops the run and propagates.
     """
     store = RunStore.open(run_id)
     try:
@@ -512,7 +514,7 @@ def run_survey(
         total = sum(len(u.questions) for u in units)
         return _execute(store, run_id, "survey", units, total, opts,
                         lambda u: _answer_unit(u, survey, opts, hints), store.write_answers,
-                        progress, on_progress, max_consecutive_errors)  # fmt: skip
+                        progress, on_progress, max_consecutive_errors, time_budget_s)  # fmt: skip
     finally:
         store.close()
 
@@ -529,6 +531,7 @@ def _execute(
     progress: bool,
     on_progress: ProgressCallback | None,
     max_consecutive_errors: int,
+    time_budget_s: float | None = None,
 ) -> RunSummary:
     from tqdm import tqdm
 
@@ -546,6 +549,9 @@ def _execute(
     in_flight: dict[Future[Any], Any] = {}
 
     def submit_more() -> None:
+        nonlocal stopped
+        if time_budget_s is not None and stopped is None and time.perf_counter() - started > time_budget_s:
+            stopped = f"time budget of {time_budget_s:g} s reached; resume the run to finish it"
         while stopped is None and len(in_flight) < window:
             unit = next(queue, None)
             if unit is None:
@@ -649,6 +655,39 @@ def summarize(store: RunStore) -> dict[str, Any]:
         "validity": round(ok_total / len(answers), 4) if answers else None,
         "questions": questions,
     }  # fmt: skip
+
+
+def by_segment(store: RunStore, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per segment (the people's value of `attribute`, e.g. age_band): each question's n, mean and
+    option counts, from the valid answers. For numeric attributes, group them first (e.g. by tertile)."""
+    survey = store.survey()
+    people = {p.id: p for p in store.people()}
+    known = {key for p in people.values() for key in p.attributes}
+    if attribute not in known:
+        raise RunError(
+            f"attribute: {attribute!r} is not an attribute of this run's people; allowed: {', '.join(sorted(known))}"
+        )
+    groups: dict[str, dict[str, list[Any]]] = {}
+    for a in store.answers():
+        if a.status != "ok" or a.person_id not in people:
+            continue
+        segment = people[a.person_id].attributes.get(attribute)
+        groups.setdefault("(missing)" if segment is None else str(segment), {}).setdefault(
+            a.question_id, []
+        ).append(a.value)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for segment, questions in sorted(groups.items()):
+        out[segment] = {}
+        for q in survey.questions:
+            values = questions.get(q.id, [])
+            entry: dict[str, Any] = {"n": len(values)}
+            numbers = [float(v) for v in values if isinstance(v, int | float)]
+            if numbers and q.type != "open":
+                entry["mean"] = round(sum(numbers) / len(numbers), 4)
+            if q.options:
+                entry["distribution"] = {o.code: sum(v == o.code for v in values) for o in q.options}
+            out[segment][q.id] = entry
+    return out
 
 
 def export_json(store: RunStore, path: Path) -> Path:
@@ -778,5 +817,6 @@ __all__ = [
     "export_json",
     "list_runs",
     "run_survey",
+    "by_segment",
     "summarize",
 ]

@@ -117,6 +117,25 @@ def test_per_person_one_call_for_the_whole_questionnaire() -> None:
     assert all(r.mode == "per_person" for r in records)
 
 
+def test_per_person_answer_only_schema_is_flat() -> None:
+    model = questionnaire_model(SURVEY.questions, reason_chars=0)
+    schema = model.model_json_schema()
+    assert schema["properties"]["lik"] == {"enum": [1, 2, 3, 4, 5], "type": "integer"}
+    twin = scripted(
+        {"lik": 9, "pct": 70, "num": 3, "open": "Yes."},  # lik out of range three times
+        {"lik": 9, "pct": 70, "num": 3, "open": "Yes."},
+        {"lik": 9, "pct": 70, "num": 3, "open": "Yes."},
+        {"answer": 2},
+    )
+    with use_models({"twin": twin}):
+        records = ask_questionnaire(PERSON, SURVEY, SURVEY.questions, reason_chars=0)
+    assert "each with the answer only" in str(twin.calls[0]["messages"][1].content)
+    assert [(r.question_id, r.value, r.mode) for r in records] == [
+        ("lik", 2, "per_person_fallback"), ("pct", 70, "per_person_salvaged"),
+        ("num", 3, "per_person_salvaged"), ("open", "Yes.", "per_person_salvaged"),
+    ]  # fmt: skip
+
+
 def test_per_person_salvages_valid_fields_and_asks_the_rest_alone() -> None:
     bad = {**_all_valid(), "pct": {"answer": 250, "reason": "lots"}}
     twin = scripted(bad, bad, bad, {"answer": 40, "reason": "some"})

@@ -28,6 +28,7 @@ from twins.batch import (
     RateLimiter,
     RunError,
     RunStore,
+    by_segment,
     create_survey_run,
     export_all,
     run_path,
@@ -212,6 +213,22 @@ def test_server_errors_are_retried_with_backoff_then_stop_the_run() -> None:
     assert len(down.calls) == 2 * summary2.calls_failed_now
 
 
+def test_time_budget_stops_the_run_and_resume_finishes_it() -> None:
+    people = people_from(2)
+    bot = answer_bot(BRAND, people)
+
+    def slow(messages):
+        time.sleep(0.05)
+        return bot(messages)
+
+    with use_models({"twin": scripted(slow)}):
+        run = create_survey_run(BRAND, people, BatchOptions(concurrency=1))
+        summary = run_survey(run.run_id, progress=False, time_budget_s=0.2)
+        assert summary.stopped and "time budget" in summary.stopped
+        assert 0 < summary.stored < run.expected
+        assert run_survey(run.run_id, progress=False).stored == run.expected
+
+
 def test_rate_limiter_spaces_call_starts() -> None:
     limiter = RateLimiter(20.0)
     started = time.monotonic()
@@ -236,6 +253,12 @@ def test_exports_are_readable_back(tmp_path: Path) -> None:
     summary = sheets["summary"]
     assert set(summary["question_id"]) == {q.id for q in BRAND.questions}
     assert summary.set_index("question_id").loc["awareness", "validity"] == 1.0
+    with RunStore.open(run.run_id) as store:
+        segments = by_segment(store, "age")
+        with pytest.raises(RunError, match="attribute: 'planet' is not an attribute"):
+            by_segment(store, "planet")
+    assert set(segments) == {"20.0", "21.0", "22.0"}
+    assert segments["21.0"]["awareness"] == {"n": 1, "mean": 2.0, "distribution": {1: 0, 2: 1, 3: 0, 4: 0}}
     long = pd.read_csv(files["csv"])
     assert len(long) == run.expected and set(long["status"]) == {"ok"}
     import json

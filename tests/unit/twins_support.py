@@ -29,8 +29,8 @@ def valid_value(q: Question, person_seed: int = 0) -> Any:
 
 
 def person_of(messages: list[BaseMessage], people: list[Respondent]) -> Respondent:
-    system = str(messages[0].content)
-    return next(p for p in people if p.profile in system)
+    text = "\n".join(str(m.content) for m in messages[:2])
+    return next(p for p in people if p.profile in text)
 
 
 def asked_ids(messages: list[BaseMessage], survey: Survey) -> list[str]:
@@ -65,7 +65,10 @@ def answer_bot(
             v = value(q, person) if value else valid_value(q, position)
             return {"answer": v, "reason": "fits me"}
 
-        if "whose keys are the question ids" in str(messages[1].content):
+        text = str(messages[1].content)
+        if "each with the answer only" in text:
+            return json.dumps({qid: one(qid)["answer"] for qid in ids})
+        if "whose keys are the question ids" in text:
             return json.dumps({qid: one(qid) for qid in ids})
         return json.dumps(one(ids[0]))
 
