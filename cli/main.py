@@ -186,11 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     redis.add_argument("--port", type=int, default=6379)
     redis.add_argument("--data-dir", default=None)
     redis.set_defaults(func=cmd_redis)
+    from twins.cli import add_interview_parser, add_survey_parser
+
+    add_survey_parser(sub)
+    add_interview_parser(sub)
     return parser
+
+
+def _exit_on_sigterm() -> None:
+    # SIGTERM (kill, a stopped container) exits normally, so atexit stops the embedded model server.
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
+    _exit_on_sigterm()
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for key, value in {"ANONYMIZED_TELEMETRY": "False", "LANGSMITH_TRACING": "false"}.items():
         os.environ.setdefault(key, value)
+    import signal
+
+    # SIGTERM exits normally, so atexit stops any embedded model server this process started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     module = importlib.import_module(EVALS[argv[0]])
     result = module.run(argv[1:])
     print(json.dumps(result, ensure_ascii=False))

@@ -160,7 +160,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         run_id = new_run_id("eval-twins")
         create_survey_run(survey, people, options, run_id=run_id, selection=selection, arms=arms, hints=hints,
                           source=str(args.persona_file or "twin2k"))  # fmt: skip
-    budget = args.max_minutes * 60 if args.max_minutes else None
+    budget = args.max_minutes * 60 if args.max_minutes is not None else None
     summary = run_survey(run_id, options, progress=not args.no_progress, time_budget_s=budget)
     with RunStore.open(run_id) as store:
         records = store.answers()

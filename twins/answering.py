@@ -252,7 +252,7 @@ def system_message(respondent: Respondent) -> SystemMessage:
 
 def _record(respondent: Respondent, q: Question, parsed: Any, mode: str, seconds: float) -> AnswerRecord:
     """An ok record from a validated `{answer, reason}` model, or from a bare validated value."""
-    value = parsed.answer if isinstance(parsed, BaseModel) else parsed
+    value = getattr(parsed, "answer") if isinstance(parsed, BaseModel) else parsed  # noqa: B009
     return AnswerRecord(
         person_id=respondent.id, question_id=q.id, status="ok", value=value,
         reason=str(getattr(parsed, "reason", "") or ""), arm=q.condition_arm, mode=mode, seconds=round(seconds, 3),

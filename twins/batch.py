@@ -592,6 +592,8 @@ def _execute(
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    if stopped and stopped.startswith("time budget") and state.done >= total:
+        stopped = None  # the budget ran out while the last calls finished: nothing is left
     counts = _counts(store, kind)
     return RunSummary(
         run_id=run_id, path=str(store.path), kind=kind, people=len(store.people()),

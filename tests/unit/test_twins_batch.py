@@ -226,7 +226,8 @@ def test_time_budget_stops_the_run_and_resume_finishes_it() -> None:
         summary = run_survey(run.run_id, progress=False, time_budget_s=0.2)
         assert summary.stopped and "time budget" in summary.stopped
         assert 0 < summary.stored < run.expected
-        assert run_survey(run.run_id, progress=False).stored == run.expected
+        finished = run_survey(run.run_id, progress=False, time_budget_s=600)
+    assert finished.stored == run.expected and finished.stopped is None
 
 
 def test_rate_limiter_spaces_call_starts() -> None:
