@@ -30,11 +30,12 @@ def test_fan_is_remembered_in_a_new_thread(default_model_env: LocalModelServer) 
     profile = service.store.get(profile_namespace("fan-minji", "stella_yuna"), "profile")
     assert profile is not None and "minji" in str(profile.value).lower()
     asked = service.send(
-        validate_request(message="Do you remember my name?", user_id="fan-minji", thread_id="memory-b")
+        validate_request(message="What is my name? Please say it.", user_id="fan-minji", thread_id="memory-b")
     )
     assert asked.error is None
+    assert any(source.startswith("memory:") for source in asked.sources)  # the fan's memory was retrieved
     assert "minji" in asked.reply.lower() or "민지" in asked.reply, asked.reply
-    assert service.history("memory-b")[0].content == "Do you remember my name?"  # a separate thread
+    assert service.history("memory-b")[0].content == "What is my name? Please say it."  # a separate thread
 
 
 def test_eight_concurrent_fans_stay_isolated_on_redis(
