@@ -67,8 +67,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_app(args: argparse.Namespace) -> int:
     from ui.app import launch
+    from ui.auth import AuthConfigError
 
-    launch(host=args.host, port=args.port)
+    try:
+        launch(host=args.host, port=args.port)
+    except AuthConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

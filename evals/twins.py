@@ -85,14 +85,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from twins.batch import BatchOptions, RunStore, create_survey_run, new_run_id, run_survey
     from twins.respondents import Selection, load_user_personas, select, shipped_personas_path
     from twins.surveys import load_survey
-    from twins.validation import (
-        per_block,
-        population_baseline,
-        population_hints,
-        scorable,
-        score,
-        scored_values,
-    )
+    from twins.validation import compare_with_answers, headline, per_block, population_hints, scorable
 
     parser = argparse.ArgumentParser(prog="python -m evals twins")
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
@@ -169,33 +162,13 @@ def run(argv: list[str]) -> dict[str, Any]:
     for r in records:
         if r.status == "ok" and isinstance(r.value, int | float):
             predictions_raw.setdefault(r.person_id, {})[r.question_id] = float(r.value)
-    truth = scored_values(questions, {p: answers_raw.get(p, {}) for p in stored_people})
-    predictions = scored_values(questions, predictions_raw)
-    reference = scored_values(questions, reference_raw)
-    # Baselines are scored on exactly the (person, item) pairs the twins answered.
-    answered_truth = {
-        p: {q: v for q, v in row.items() if q in predictions.get(p, {})} for p, row in truth.items()
-    }
-    twins_result = score(questions, truth, predictions)
-    population = score(questions, answered_truth, population_baseline(questions, reference, answered_truth))
-    uniform = score(questions, answered_truth, {}, uniform=True)
-    expected_pairs = sum(len(row) for row in truth.values())
-    scored_pairs = sum(len(row) for row in answered_truth.values())
+    compared = compare_with_answers(survey.questions, predictions_raw, answers_raw, stored_people)
+    twins_result, population, uniform = compared["twins"], compared["population"], compared["uniform"]
     if options.role in models._overrides:  # a test or notebook model, not a server
         base_url, model = "(override)", type(models._overrides[options.role]).__name__
     else:
         base_url, model = endpoint_of(options.role)
     created = datetime.now(UTC)
-
-    def headline(result: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "accuracy": {k: result["accuracy"][k] for k in ("paper_headline", "item_mean", "answer_mean")},
-            "pearson_r": result["pearson_r"]["mean"],
-            "pearson_r_items_defined": result["pearson_r"]["items_defined"],
-            "variance_ratio": result["variance_ratio"]["mean"],
-            "variance_ratio_median": result["variance_ratio"]["median"],
-            "distribution_distance": result["distribution_distance"]["mean"],
-        }
 
     output: dict[str, Any] = {
         "eval": "twins",
@@ -209,7 +182,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "run_id": run_id,
         "model": model,
         "base_url": base_url,
-        "coverage": round(scored_pairs / expected_pairs, 4) if expected_pairs else 0.0,
+        "coverage": compared["coverage"],
         "failed_answers": summary.failed,
         "stopped": summary.stopped,
         **headline(twins_result),

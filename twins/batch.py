@@ -154,6 +154,34 @@ def list_runs() -> list[str]:
     return sorted(p.parent.name for p in base.glob("*/results.sqlite")) if base.is_dir() else []
 
 
+def run_info(run_id: str) -> dict[str, Any]:
+    """What a run is, whose it is and how far it got (for listings)."""
+    with RunStore.open(run_id) as store:
+        stored = store.count_answers() if store.meta("kind") == "survey" else len(store.transcripts())
+        return {
+            "run_id": run_id, "kind": store.meta("kind"), "owner": store.meta("owner", "") or "",
+            "created_at": store.meta("created_at", ""), "survey_id": store.meta("survey_id", ""),
+            "people": len(store.people()), "expected": store.meta("expected", 0), "stored": stored,
+        }  # fmt: skip
+
+
+def visible_runs(owner: str, *, admin: bool) -> list[dict[str, Any]]:
+    """Runs a user may see, newest first: their own, or every run for an admin."""
+    infos = [run_info(r) for r in list_runs()]
+    mine = infos if admin else [i for i in infos if i["owner"] == owner]
+    return sorted(mine, key=lambda i: str(i["created_at"]), reverse=True)
+
+
+def delete_run(run_id: str) -> None:
+    """Remove a run's folder (answers, transcripts, checkpoints)."""
+    import shutil
+
+    path = run_path(run_id)
+    if not path.exists():
+        raise RunError(f"run id: no run {run_id!r}; allowed: {', '.join(list_runs()) or '(none)'}")
+    shutil.rmtree(path.parent)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS people (
@@ -393,6 +421,7 @@ def create_survey_run(
     arms: Mapping[str, Mapping[str, str]] | None = None,
     hints: Mapping[str, str] | None = None,
     source: str = "",
+    owner: str = "",
 ) -> RunHandle:
     """Create a run: the survey, people, arms and options are frozen into the run's SQLite file.
 
@@ -408,6 +437,7 @@ def create_survey_run(
     with RunStore(path) as store:
         store.set_meta("kind", "survey")
         store.set_meta("run_id", run_id)
+        store.set_meta("owner", owner)
         store.set_meta("created_at", _now())
         store.set_meta("survey_id", survey.id)
         store.set_meta("survey", to_twin2k(survey) if survey.format == "twin2k" else to_native(survey))

@@ -50,6 +50,7 @@ def create_interview_run(
     run_id: str | None = None,
     selection: Any = None,
     source: str = "",
+    owner: str = "",
 ) -> str:
     if not respondents:
         raise RunError("respondents: the selection is empty; nothing to run")
@@ -60,6 +61,7 @@ def create_interview_run(
     with RunStore(path) as store:
         store.set_meta("kind", "interview")
         store.set_meta("run_id", run_id)
+        store.set_meta("owner", owner)
         store.set_meta("created_at", _now())
         store.set_meta("guide", guide.model_dump())
         store.set_meta("survey_id", guide.id)

@@ -305,3 +305,52 @@ def per_block(questions: Sequence[Question], result: Mapping[str, Any]) -> dict[
         }
         for block, items in blocks.items()
     }
+
+
+def headline(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary figures of a `score` result."""
+    return {
+        "accuracy": {k: result["accuracy"][k] for k in ("paper_headline", "item_mean", "answer_mean")},
+        "pearson_r": result["pearson_r"]["mean"],
+        "pearson_r_items_defined": result["pearson_r"]["items_defined"],
+        "variance_ratio": result["variance_ratio"]["mean"],
+        "variance_ratio_median": result["variance_ratio"]["median"],
+        "distribution_distance": result["distribution_distance"]["mean"],
+    }
+
+
+def compare_with_answers(
+    questions: Sequence[Question],
+    predictions_raw: Answers,
+    answers_raw: Answers,
+    people: Iterable[str],
+) -> dict[str, Any]:
+    """Score twins' answers against the real ones, with both baselines on the same (person, item) pairs.
+
+    `people` are the evaluated people (the twins); the population baseline is fitted on everyone else
+    in `answers_raw`, so no evaluated person's answer informs their own baseline.
+    """
+    scored_questions = scorable(questions)
+    evaluated = set(people)
+    reference_raw = {pid: row for pid, row in answers_raw.items() if pid not in evaluated}
+    truth = scored_values(scored_questions, {p: answers_raw.get(p, {}) for p in evaluated})
+    predictions = scored_values(scored_questions, predictions_raw)
+    reference = scored_values(scored_questions, reference_raw)
+    answered_truth = {
+        p: {q: v for q, v in row.items() if q in predictions.get(p, {})} for p, row in truth.items()
+    }
+    twins_result = score(scored_questions, truth, predictions)
+    population = score(
+        scored_questions, answered_truth, population_baseline(scored_questions, reference, answered_truth)
+    )
+    uniform = score(scored_questions, answered_truth, {}, uniform=True)
+    expected_pairs = sum(len(row) for row in truth.values())
+    scored_pairs = sum(len(row) for row in answered_truth.values())
+    return {
+        "people": len(evaluated),
+        "items": len(scored_questions),
+        "coverage": round(scored_pairs / expected_pairs, 4) if expected_pairs else 0.0,
+        "twins": twins_result,
+        "population": population,
+        "uniform": uniform,
+    }

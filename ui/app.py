@@ -22,11 +22,12 @@ from graphs.chat_session import ChatService, InvalidRequestError, TurnEvent, val
 from personas.cards import CardError, import_card, load_card, slugify
 from personas.model import UnknownPersonaError, list_personas, load_persona
 from serving.settings import get_settings
+from ui.auth import AuthConfig
+from ui.twins_tab import build_twins_tabs
 
 ChatHistory = list[dict[str, Any]]
 SendOutput = tuple[ChatHistory, str, str, str, str]
 COMING = {
-    "Survey & interviews": "Digital-twin surveys and interviews (Twin-2K-500) arrive with the twin-interview feature.",
     "CRM messages": "Brand-tone CRM messages arrive with the CRM-message feature.",
     "Customer insight": "Live RFM/GMM segments and insight Q&A arrive with the customer-insight feature.",
 }
@@ -161,8 +162,9 @@ def render_profile(persona_id: str, profile: dict[str, Any], memories: list[dict
     return "\n".join(lines)
 
 
-def build_app(service: ChatService | None = None) -> gr.Blocks:
+def build_app(service: ChatService | None = None, auth: AuthConfig | None = None) -> gr.Blocks:
     service = service or ChatService()
+    auth = auth or AuthConfig.from_env()
     choices = _persona_choices()
     ids = [pid for _, pid in choices]
     default = DEFAULT_PERSONA if DEFAULT_PERSONA in ids else (ids[0] if ids else None)
@@ -333,6 +335,7 @@ def build_app(service: ChatService | None = None) -> gr.Blocks:
 
     with gr.Blocks(title="PersonaGraph") as app:
         gr.Markdown("# PersonaGraph")
+        gr.Markdown(auth.banner())
         with gr.Tab("Persona chat"), gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 with gr.Row():
@@ -424,6 +427,7 @@ def build_app(service: ChatService | None = None) -> gr.Blocks:
                 on_load, [persona, user, greet_lang], [persona, sessions, *session_outputs],
                 api_visibility="private",
             )  # fmt: skip
+        build_twins_tabs(auth)
         for title, text in COMING.items():
             with gr.Tab(title):
                 gr.Markdown(f"**Coming soon.** {text}")
@@ -444,7 +448,15 @@ def warm_up(service: ChatService) -> None:
 
 def launch(host: str = "127.0.0.1", port: int = 7860) -> None:
     settings = get_settings()
+    auth = AuthConfig.from_env()
+    auth.check_host(host)
     print(f"PersonaGraph: state in {settings.personagraph_home}")
+    print(
+        "sign-in: " + ("required (AUTH_* accounts)" if auth.enabled else "none (open mode, 127.0.0.1 only)")
+    )
     service = ChatService()
     warm_up(service)
-    build_app(service).queue(default_concurrency_limit=4).launch(server_name=host, server_port=port)
+    build_app(service, auth).queue(default_concurrency_limit=4).launch(
+        server_name=host, server_port=port, auth=auth.check if auth.enabled else None,
+        auth_message="PersonaGraph: sign in with the AUTH_USER_* or AUTH_ADMIN_* account.",
+    )  # fmt: skip

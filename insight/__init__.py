@@ -1,0 +1,11 @@
+"""Customer insight: seeded order history, a live order stream (Redis Streams), RFM + GMM segments.
+
+orders.py     Order model, product catalogue, seeded history generator (SQLite under PERSONAGRAPH_HOME)
+simulator.py  publishes live orders to a Redis Stream at a configurable rate
+store.py      live customer state in Redis hashes (idempotent order application, segment sizes)
+segments.py   RFM features, GMM fit, segment names from centroids, scheduled refit, model report
+consumer.py   consumer-group reader: apply orders exactly once, re-score the customer's segment
+stats.py      exact figures per segment / customer from a snapshot of the live state
+profiles.py   segment profile documents rebuilt from live stats, indexed in Chroma
+source.py     where the graph, tools and UI read live data from (Redis, an in-process demo, or history)
+"""

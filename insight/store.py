@@ -1,0 +1,304 @@
+"""Live customer state in Redis.
+
+Why Redis (not SQLite): the stream is already in Redis, several consumer processes and the UI share
+the state, and a Lua script makes "mark the order processed + update the customer's RFM" one atomic
+step, so a crash between the update and the XACK cannot double count (the redelivered order finds
+its id in the processed set and only re-scores). SQLite keeps the generated history archive.
+
+Keys (prefix `insight`):
+    {p}:c:{customer}   hash  first_ts, last_ts, frequency, monetary, segment, model_version,
+                             visible_at, last_order_id
+    {p}:k:{customer}   hash  counters: p:{sku} units, ch:{channel} orders, m:{YYYY-MM}:n / :a
+    {p}:customers      set   every customer id
+    {p}:processed      set   order ids applied from the stream
+    {p}:segsize        hash  segment -> customers
+    {p}:model          str   the current SegmentModel as JSON ({p}:model:version its version)
+    {p}:latency        list  order -> visible latencies in ms (only when a consumer records them)
+    {p}:consumers      hash  consumer name -> orders applied
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+
+from insight.orders import History, Order
+from insight.segments import SegmentModel, rfm_raw
+
+APPLY_ORDER = """
+-- KEYS: processed, customer hash, counters hash, customers set, consumers hash
+-- ARGV: order_id, customer_id, ts, amount, channel, month, consumer, sku1, qty1, sku2, qty2, ...
+local fresh = redis.call('SADD', KEYS[1], ARGV[1])
+if fresh == 1 then
+  local ts = tonumber(ARGV[3])
+  redis.call('SADD', KEYS[4], ARGV[2])
+  redis.call('HSETNX', KEYS[2], 'first_ts', ARGV[3])
+  local first = tonumber(redis.call('HGET', KEYS[2], 'first_ts'))
+  if ts < first then redis.call('HSET', KEYS[2], 'first_ts', ARGV[3]) end
+  local last = tonumber(redis.call('HGET', KEYS[2], 'last_ts') or '0')
+  if ts > last then redis.call('HSET', KEYS[2], 'last_ts', ARGV[3]) end
+  redis.call('HINCRBY', KEYS[2], 'frequency', 1)
+  redis.call('HINCRBY', KEYS[2], 'monetary', ARGV[4])
+  redis.call('HSET', KEYS[2], 'last_order_id', ARGV[1])
+  redis.call('HINCRBY', KEYS[3], 'ch:' .. ARGV[5], 1)
+  redis.call('HINCRBY', KEYS[3], 'm:' .. ARGV[6] .. ':n', 1)
+  redis.call('HINCRBY', KEYS[3], 'm:' .. ARGV[6] .. ':a', ARGV[4])
+  for i = 8, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[3], 'p:' .. ARGV[i], ARGV[i + 1])
+  end
+  if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[7], 1) end
+end
+local v = redis.call('HMGET', KEYS[2], 'last_ts', 'frequency', 'monetary')
+return {fresh, v[1], v[2], v[3]}
+"""
+
+SET_SEGMENT = """
+-- KEYS: customer hash, segsize hash
+-- ARGV: expected frequency ('' = any), segment, model version, visible_at
+local freq = redis.call('HGET', KEYS[1], 'frequency')
+if ARGV[1] ~= '' and freq ~= ARGV[1] then return 0 end
+local old = redis.call('HGET', KEYS[1], 'segment')
+if old ~= ARGV[2] then
+  if old then redis.call('HINCRBY', KEYS[2], old, -1) end
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  redis.call('HSET', KEYS[1], 'segment', ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'model_version', ARGV[3], 'visible_at', ARGV[4])
+return 1
+"""
+
+
+def month_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m")
+
+
+@dataclass
+class Applied:
+    """What applying one order did: `fresh` is False for an order id seen before."""
+
+    order_id: str
+    customer_id: str
+    fresh: bool
+    last_ts: float
+    frequency: int
+    monetary: int
+
+
+@dataclass
+class Snapshot:
+    """A read of the whole live state (or of the history), as tables the stats are computed from."""
+
+    customers: pd.DataFrame  # index customer_id: first_ts, last_ts, frequency, monetary, segment
+    products: pd.DataFrame  # customer_id, sku, units
+    channels: pd.DataFrame  # customer_id, channel, orders
+    months: pd.DataFrame  # customer_id, month, orders, revenue
+    as_of: float
+    model_version: int = 0
+    source: str = "redis"
+
+    def raw(self) -> np.ndarray:
+        c = self.customers
+        return rfm_raw(c["last_ts"].to_numpy(), c["frequency"].to_numpy(), c["monetary"].to_numpy(), self.as_of)
+
+
+class InsightStore:
+    """Customer state and segment bookkeeping in one Redis database."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "insight"):
+        self.r = client
+        self.p = prefix
+        self._apply = client.register_script(APPLY_ORDER)
+        self._set_segment = client.register_script(SET_SEGMENT)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "insight") -> InsightStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.p, *parts))
+
+    # --- writes -------------------------------------------------------------------------------
+    def apply_orders(self, orders: Sequence[Order], consumer: str = "") -> list[Applied]:
+        """Apply orders atomically each (idempotent by order id); one round trip for the batch."""
+        pipe = self.r.pipeline(transaction=False)
+        for o in orders:
+            args: list[Any] = [o.order_id, o.customer_id, repr(o.ts), o.amount, o.channel, month_of(o.ts), consumer]
+            for item in o.items:
+                args += [item.sku, item.qty]
+            keys = [self.key("processed"), self.key("c", o.customer_id), self.key("k", o.customer_id),
+                    self.key("customers"), self.key("consumers")]  # fmt: skip
+            self._apply(keys=keys, args=args, client=pipe)
+        out = []
+        for o, (fresh, last_ts, freq, money) in zip(orders, pipe.execute(), strict=True):
+            out.append(Applied(o.order_id, o.customer_id, bool(fresh), float(last_ts), int(freq), int(money)))
+        return out
+
+    def set_segments(
+        self, rows: Iterable[tuple[str, str, int | None]], model_version: int, visible_at: float | None = None
+    ) -> int:
+        """Set (customer, segment, expected frequency or None); a row whose customer changed meanwhile
+        is skipped (the consumer that changed it scores it). Keeps the segment sizes in step."""
+        pipe = self.r.pipeline(transaction=False)
+        now = repr(visible_at if visible_at is not None else time.time())
+        n = 0
+        for customer, segment, freq in rows:
+            keys = [self.key("c", customer), self.key("segsize")]
+            self._set_segment(keys=keys, args=["" if freq is None else freq, segment, model_version, now], client=pipe)
+            n += 1
+        return sum(int(x) for x in pipe.execute()) if n else 0
+
+    def save_model(self, model: SegmentModel) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key("model"), model.to_json())
+        pipe.set(self.key("model", "version"), model.version)
+        pipe.execute()
+
+    def load_model(self) -> SegmentModel | None:
+        text = self.r.get(self.key("model"))
+        return SegmentModel.from_json(text) if text else None  # type: ignore[arg-type]
+
+    def model_version(self) -> int:
+        return int(self.r.get(self.key("model", "version")) or 0)  # type: ignore[arg-type]
+
+    def load_history(self, history: History, chunk: int = 500) -> int:
+        """Replace the state with a history's customers (aggregated, pipelined); returns customers."""
+        self.clear()
+        o, it = history.orders, history.items
+        agg = o.groupby("customer_id").agg(
+            first_ts=("ts", "min"), last_ts=("ts", "max"), frequency=("ts", "size"), monetary=("amount", "sum")
+        )
+        counters: dict[str, dict[str, int]] = {c: {} for c in agg.index}
+        units = it.merge(o[["order_id", "customer_id"]], on="order_id").groupby(["customer_id", "sku"])["qty"].sum()
+        for (c, sku), n in units.items():
+            counters[str(c)][f"p:{sku}"] = int(n)
+        for (c, ch), n in o.groupby(["customer_id", "channel"]).size().items():
+            counters[str(c)][f"ch:{ch}"] = int(n)
+        months = pd.to_datetime(o["ts"], unit="s", utc=True).dt.strftime("%Y-%m")
+        by_month = o.assign(month=months).groupby(["customer_id", "month"])["amount"].agg(["size", "sum"])
+        for (c, m), row in by_month.iterrows():  # type: ignore[misc]
+            counters[str(c)][f"m:{m}:n"] = int(row["size"])
+            counters[str(c)][f"m:{m}:a"] = int(row["sum"])
+        ids = list(agg.index)
+        for start in range(0, len(ids), chunk):
+            pipe = self.r.pipeline(transaction=False)
+            for c in ids[start : start + chunk]:
+                row = agg.loc[c]
+                pipe.hset(self.key("c", c), mapping={
+                    "first_ts": repr(float(row["first_ts"])), "last_ts": repr(float(row["last_ts"])),
+                    "frequency": int(row["frequency"]), "monetary": int(row["monetary"]),
+                })  # fmt: skip
+                pipe.hset(self.key("k", c), mapping=counters[c])  # type: ignore[arg-type]
+            pipe.sadd(self.key("customers"), *ids[start : start + chunk])
+            pipe.execute()
+        return len(ids)
+
+    def clear(self) -> None:
+        """Delete every key of this prefix (not the stream)."""
+        batch: list[str] = []
+        for k in self.r.scan_iter(match=f"{self.p}:*", count=1000):
+            if k == f"{self.p}:orders":
+                continue
+            batch.append(k)
+            if len(batch) >= 1000:
+                self.r.delete(*batch)
+                batch = []
+        if batch:
+            self.r.delete(*batch)
+
+    # --- reads --------------------------------------------------------------------------------
+    def customer_ids(self) -> list[str]:
+        return sorted(self.r.smembers(self.key("customers")))  # type: ignore[arg-type]
+
+    def customer(self, customer_id: str) -> dict[str, str]:
+        return self.r.hgetall(self.key("c", customer_id))  # type: ignore[return-value]
+
+    def segment_sizes(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(self.key("segsize")).items() if int(v) > 0}  # type: ignore[union-attr]
+
+    def consumer_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(self.key("consumers")).items()}  # type: ignore[union-attr]
+
+    def processed_count(self) -> int:
+        return int(self.r.scard(self.key("processed")))  # type: ignore[arg-type]
+
+    def rfm_rows(self) -> tuple[list[str], np.ndarray, list[int]]:
+        """(customer ids, raw RFM now, frequencies) of every customer, for scoring and refits."""
+        ids = self.customer_ids()
+        pipe = self.r.pipeline(transaction=False)
+        for c in ids:
+            pipe.hmget(self.key("c", c), "last_ts", "frequency", "monetary")
+        values = pipe.execute()
+        last = np.array([float(v[0] or 0) for v in values])
+        freq = np.array([int(v[1] or 0) for v in values])
+        money = np.array([int(v[2] or 0) for v in values])
+        return ids, rfm_raw(last, freq, money, time.time()), freq.tolist()
+
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        """Every customer's state and counters (a few pipelined round trips)."""
+        ids = self.customer_ids()
+        pipe = self.r.pipeline(transaction=False)
+        for c in ids:
+            pipe.hgetall(self.key("c", c))
+            pipe.hgetall(self.key("k", c))
+        values = pipe.execute()
+        rows, products, channels, months = [], [], [], {}
+        for i, c in enumerate(ids):
+            state, counters = values[2 * i], values[2 * i + 1]
+            rows.append({
+                "customer_id": c, "first_ts": float(state.get("first_ts", 0)), "last_ts": float(state.get("last_ts", 0)),
+                "frequency": int(state.get("frequency", 0)), "monetary": int(state.get("monetary", 0)),
+                "segment": state.get("segment", "unscored"),
+            })  # fmt: skip
+            for field, value in counters.items():
+                kind, _, rest = field.partition(":")
+                if kind == "p":
+                    products.append((c, rest, int(value)))
+                elif kind == "ch":
+                    channels.append((c, rest, int(value)))
+                elif kind == "m":
+                    month, _, what = rest.rpartition(":")
+                    entry = months.setdefault((c, month), [0, 0])
+                    entry[0 if what == "n" else 1] += int(value)
+        customers = pd.DataFrame(rows, columns=["customer_id", "first_ts", "last_ts", "frequency", "monetary", "segment"])
+        return Snapshot(
+            customers=customers.set_index("customer_id"),
+            products=pd.DataFrame(products, columns=["customer_id", "sku", "units"]),
+            channels=pd.DataFrame(channels, columns=["customer_id", "channel", "orders"]),
+            months=pd.DataFrame(
+                [(c, m, n, a) for (c, m), (n, a) in months.items()],
+                columns=["customer_id", "month", "orders", "revenue"],
+            ),
+            as_of=now if now is not None else time.time(),
+            model_version=self.model_version(),
+            source="redis",
+        )
+
+
+def snapshot_from_history(history: History, model: SegmentModel, now: float | None = None) -> Snapshot:
+    """The same tables computed from a stored history (no Redis): the static view."""
+    o, it = history.orders, history.items
+    now = history.anchor if now is None else now
+    agg = o.groupby("customer_id").agg(
+        first_ts=("ts", "min"), last_ts=("ts", "max"), frequency=("ts", "size"), monetary=("amount", "sum")
+    )
+    raw = rfm_raw(agg["last_ts"].to_numpy(), agg["frequency"].to_numpy(), agg["monetary"].to_numpy(), now)
+    agg["segment"] = model.predict(raw)
+    units = it.merge(o[["order_id", "customer_id"]], on="order_id").groupby(["customer_id", "sku"])["qty"].sum()
+    months = o.assign(month=pd.to_datetime(o["ts"], unit="s", utc=True).dt.strftime("%Y-%m"))
+    by_month = months.groupby(["customer_id", "month"])["amount"].agg(["size", "sum"]).reset_index()
+    return Snapshot(
+        customers=agg,
+        products=units.rename("units").reset_index(),
+        channels=o.groupby(["customer_id", "channel"]).size().rename("orders").reset_index(),
+        months=by_month.rename(columns={"size": "orders", "sum": "revenue"}),
+        as_of=now,
+        model_version=model.version,
+        source="history",
+    )

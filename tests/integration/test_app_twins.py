@@ -1,0 +1,100 @@
+"""The twin tabs of the real app, signed in: selection, a survey run on the real model, results, roles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from serving.local_server import free_port
+from tests.integration.conftest import stop_process, wait_http
+from tests.integration.test_app import BIN
+
+pytestmark = pytest.mark.integration
+ACCOUNTS = {
+    "AUTH_USER_ID": "mina",
+    "AUTH_USER_PW": "mina-pw",
+    "AUTH_ADMIN_ID": "boss",
+    "AUTH_ADMIN_PW": "boss-pw",
+}
+TINY_SURVEY = """
+id: tiny
+title: Tiny survey
+language: en
+questions:
+  - id: like_coffee
+    type: likert
+    text: I enjoy drinking coffee.
+    points: 5
+    labels: {1: Strongly disagree, 3: Neutral, 5: Strongly agree}
+  - id: pet
+    type: single_choice
+    text: Which pet would you rather have?
+    options: [Cat, Dog]
+"""
+
+
+@pytest.fixture
+def signed_in_app(real_model_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "app.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "personagraph"), "app", "--host", "0.0.0.0", "--port", str(port)],
+        env={**os.environ, **real_model_env, **ACCOUNTS, "PERSONAGRAPH_HOME": str(tmp_path / "home")},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/config", 240, process)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop_process(process)
+        log.close()
+
+
+def test_open_mode_refuses_a_public_address() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
+    done = subprocess.run([str(BIN / "personagraph"), "app", "--host", "0.0.0.0", "--port", str(free_port())],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert "--host 0.0.0.0" in done.stderr and "AUTH_USER_ID" in done.stderr
+
+
+def test_survey_run_results_and_roles(signed_in_app: str) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - any refusal: the app needs a sign-in
+        Client(signed_in_app, verbose=False).predict("random:2:1", api_name="/count_respondents")
+    user = Client(signed_in_app, auth=("mina", "mina-pw"), verbose=False)
+    admin = Client(signed_in_app, auth=("boss", "boss-pw"), verbose=False)
+
+    text, table = user.predict("random:2:1\nwhere:sex=Female|Male", api_name="/count_respondents")
+    assert "**2 respondents**" in text and len(table["data"]) == 2
+    bad, _ = user.predict("random:lots", api_name="/count_respondents")
+    assert bad.startswith("⚠️") and "random" in bad
+
+    assert "2 questions" in user.predict(TINY_SURVEY, api_name="/check_survey")
+    assert user.predict("questions: [", api_name="/check_survey").startswith("⚠️")
+
+    job = user.submit(TINY_SURVEY, "random:1:7", "per_question", 1, 0, "", api_name="/run_survey")
+    updates = list(job)
+    status = job.outputs()[-1][0]
+    assert updates and "Run `" in status, status
+    run_id = status.split("Run `", 1)[1].split("`", 1)[0]
+    assert "✅ Done" in status and "2/2 answers stored" in status, status  # grammar-constrained: always valid
+
+    mine = user.predict(api_name="/list_runs")
+    assert run_id in str(mine)
+    summary, table, question, plot = user.predict(run_id, api_name="/show_run")
+    assert "coverage **100.0%**" in summary and len(table["data"]) == 2
+    files, note = user.predict(run_id, api_name="/export_run")
+    assert {Path(f).suffix for f in files} >= {".json", ".csv", ".xlsx"}, note
+
+    refused, _ = user.predict(run_id, api_name="/delete_run")
+    assert "Only an admin" in refused
+    assert run_id in str(admin.predict(api_name="/list_runs"))  # admins see every run
+    deleted, _ = admin.predict(run_id, api_name="/delete_run")
+    assert deleted.startswith("Deleted")
+    assert run_id not in str(user.predict(api_name="/list_runs"))

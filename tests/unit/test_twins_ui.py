@@ -1,0 +1,113 @@
+"""The twin tabs' logic without a browser: selections, survey text, run visibility, plots, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from serving.models import use_models
+from serving.settings import REPO_ROOT
+from tests.fakes import scripted
+from tests.unit.twins_support import answer_bot, people_from
+from twins.batch import BatchOptions, RunError, create_survey_run, delete_run, run_survey, visible_runs
+from twins.surveys import SurveyError, load_survey
+from ui import twins_tab
+
+BRAND_FILE = REPO_ROOT / "data" / "surveys" / "brand_en.yaml"
+
+
+def _finished_run(owner: str, n: int = 3) -> tuple[str, list[str]]:
+    survey = load_survey(BRAND_FILE)
+    people = people_from(n)
+    options = BatchOptions(concurrency=1)
+    run_id = create_survey_run(survey, people, options, owner=owner).run_id
+    with use_models({"twin": scripted(answer_bot(survey, people))}):
+        summary = run_survey(run_id, options, progress=False)
+    assert summary.stopped is None
+    return run_id, [p.id for p in people]
+
+
+def test_selection_preview_counts_and_names_bad_specs() -> None:
+    text, table = twins_tab.preview_selection("random:7:3\n")
+    assert text.startswith("**7 respondents**") and len(table) == 7 and "id" in table.columns
+    _, again = twins_tab.preview_selection("random:7:3")
+    assert list(table["id"]) == list(again["id"])  # seeded
+    with pytest.raises(ValueError, match="random"):
+        twins_tab.selection_from_text("random:many")
+
+
+def test_survey_text_round_trip_and_errors() -> None:
+    survey = twins_tab.survey_from_text(BRAND_FILE.read_text(encoding="utf-8"))
+    assert survey.questions
+    with pytest.raises(SurveyError, match="empty"):
+        twins_tab.survey_from_text("  ")
+    with pytest.raises(SurveyError):
+        twins_tab.survey_from_text("questions: [")
+    assert any("twin2k" in label for label, _ in twins_tab.template_choices())
+    assert twins_tab.guide_choices()
+
+
+def test_users_see_their_own_runs_and_admins_all() -> None:
+    mine, _ = _finished_run("mina")
+    theirs, _ = _finished_run("joon")
+    assert [r["run_id"] for r in visible_runs("mina", admin=False)] == [mine]
+    assert {r["run_id"] for r in visible_runs("boss", admin=True)} == {mine, theirs}
+    twins_tab.may_see(mine, "mina", False)
+    with pytest.raises(RunError, match="another user"):
+        twins_tab.may_see(theirs, "mina", False)
+    delete_run(theirs)
+    assert [r["run_id"] for r in visible_runs("boss", admin=True)] == [mine]
+    with pytest.raises(RunError, match="run id"):
+        delete_run(theirs)
+
+
+def test_summary_plots_show_the_stored_answers() -> None:
+    from twins.batch import RunStore, by_segment, summarize
+
+    run_id, _ = _finished_run("mina", n=4)
+    with RunStore.open(run_id) as store:
+        summary = summarize(store)
+        attribute = next(iter(store.people()[0].attributes))
+        segments = by_segment(store, attribute)
+    chosen = next(q for q in summary["questions"] if q.get("distribution"))
+    figure = twins_tab.distribution_figure(summary, chosen["question_id"])
+    assert sum(figure.data[0].y) == chosen["ok"] == 4
+    assert "coverage **100.0%**" in twins_tab.summary_markdown(summary)
+    seg = twins_tab.segment_figure(segments, chosen["question_id"])
+    assert sum(sum(trace.y) for trace in seg.data) == 4
+    assert twins_tab.distribution_figure({}).layout.title.text.startswith("No answered")
+
+
+def test_validation_scores_a_run_against_an_answers_file(tmp_path: Path) -> None:
+    run_id, ids = _finished_run("mina", n=3)
+    survey = load_survey(BRAND_FILE)
+    scored = [q for q in survey.questions if q.options or q.scale_max is not None]
+    # Real answers: the first two people match the twins' answers exactly, others are strangers.
+    from twins.batch import RunStore
+
+    with RunStore.open(run_id) as store:
+        twin_answers = {(a.person_id, a.question_id): a.value for a in store.answers() if a.status == "ok"}
+    rows = []
+    for pid in ids[:2]:
+        rows.append(
+            {
+                "twin_id": pid,
+                **{q.id: twin_answers[(pid, q.id)] for q in scored if (pid, q.id) in twin_answers},
+            }
+        )
+    for k in range(5):
+        rows.append(
+            {"twin_id": f"other{k}", **{q.id: (q.codes[0] if q.options else q.scale_min) for q in scored}}
+        )
+    path = tmp_path / "answers.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    report = twins_tab.validation_report(run_id, str(path))
+    assert report["people"] == 2 and report["people_without_answers"] == [ids[2]]
+    assert report["twins"]["accuracy"]["item_mean"] == pytest.approx(1.0)
+    assert "| twins | " in twins_tab.validation_markdown(report)
+    stranger = tmp_path / "strangers.csv"
+    pd.DataFrame(rows[2:]).to_csv(stranger, index=False)
+    with pytest.raises(RunError, match="none of this run's respondents"):
+        twins_tab.validation_report(run_id, str(stranger))
