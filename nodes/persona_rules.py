@@ -184,7 +184,6 @@ def forbidden_topic_hits(text: str, persona: Persona) -> list[tuple[ForbiddenTop
 
     Same matching as the output safety check: both sides normalised; a Korean keyword matches
     anywhere in the compact form (particles attach to words), an ASCII keyword as whole words.
-    NOTE for the lead: nodes/safety.check_output repeats this loop; it can call this helper instead.
     """
     spaced, compact = normalise(text)
     hits = []

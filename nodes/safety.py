@@ -17,7 +17,8 @@ from langgraph.runtime import Runtime
 
 from nodes.context import ChatContext
 from nodes.input_filter import screen_input
-from nodes.safety_rules import match_rules, normalise
+from nodes.persona_rules import forbidden_topic_hits
+from nodes.safety_rules import match_rules
 from nodes.state import ConversationState
 from personas.model import Persona, load_persona
 from serving.language import detect_language
@@ -134,16 +135,8 @@ def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[d
     for hit in match_rules(text):
         if hit.category in UNSAFE_OUTPUT_CATEGORIES:
             problems.append({"category": hit.category, "reason": f"contains {hit.matched!r}"})
-    spaced, compact = normalise(text)
-    for topic in persona.forbidden_topics:
-        for keyword in topic.keywords:
-            kw_spaced, kw_compact = normalise(keyword)
-            if kw_compact and (kw_compact in compact if not kw_compact.isascii() else
-                               re.search(rf"\b{re.escape(kw_spaced)}\b", spaced)):  # fmt: skip
-                problems.append(
-                    {"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"}
-                )
-                break
+    for topic, keyword in forbidden_topic_hits(text, persona):
+        problems.append({"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"})
     if _PHONE.search(text) or _EMAIL.search(text) or _RRN.search(text):
         problems.append(
             {"category": "personal_data", "reason": "contains a phone number, e-mail or ID number"}
