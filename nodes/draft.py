@@ -39,6 +39,13 @@ def persona_block(persona: Persona, lang: str) -> str:
     )
 
 
+def speech_hint(persona: Persona, lang: str) -> str:
+    """The persona's usual Korean speech level, spelled out (nothing for English replies)."""
+    if lang != "ko":
+        return ""
+    return prompts.SPEECH_HINT_BANMAL if persona.speech.banmal_ratio >= 0.5 else prompts.SPEECH_HINT_JONDAE
+
+
 def context_block(state: ConversationState, max_chars: int = 1800) -> str:
     """Retrieved documents with their sources, best first, within a character budget."""
     docs = state.get("retrieved") or []
@@ -83,7 +90,7 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
     lang: Lang = "ko" if state.get("lang") == "ko" else "en"
     _, recent = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
     instruction = prompts.DRAFT_INSTRUCTION.format(
-        name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang]
+        name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang], speech_hint=speech_hint(persona, lang)
     )
     if state.get("revision_reason"):
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])

@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 
 from nodes.context import ChatContext
 from nodes.input_filter import screen_input
-from nodes.persona_rules import forbidden_topic_hits
+from nodes.persona_rules import check_speech, forbidden_topic_hits, hard_problems
 from nodes.safety_rules import match_rules
 from nodes.state import ConversationState
 from personas.model import Persona, load_persona
@@ -169,7 +169,7 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     draft = state.get("draft", "")
     problems = check_output(draft, persona, build_system_prompt(state, runtime.context))
     if not problems:
-        return {"revision_reason": ""}
+        return _style_review(state, runtime, persona, draft)
     reason = "; ".join(p["reason"] for p in problems)
     blocks = [block_record(state, "output", safe=False, layer="output_check", **p) for p in problems]
     if state.get("revisions", 0) < runtime.context.max_revisions:
@@ -177,6 +177,26 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     lang = state.get("lang", "en")
     safe_reply = refusal_text(persona, problems[0]["category"], lang, seed=draft)
     return {"draft": safe_reply, "revision_reason": "", "blocks": blocks}
+
+
+# Speech rules worth one rewrite; a reply that still misses them is sent (style, not safety).
+STYLE_RULES = ("speech_level", "emoji_set", "length")
+
+
+def _style_review(
+    state: ConversationState, runtime: Runtime[ChatContext], persona: Persona, draft: str
+) -> dict[str, Any]:
+    """A safe draft that breaks the persona's speech rules is rewritten once with the reason."""
+    lang = state.get("lang", "en")
+    style = [p for p in hard_problems(check_speech(draft, persona, lang)) if p["rule"] in STYLE_RULES]
+    if not style or state.get("revisions", 0) >= runtime.context.max_revisions:
+        return {"revision_reason": ""}
+    blocks = [
+        block_record(state, "output", safe=True, layer="speech_rules", category=p["rule"], reason=p["reason"])
+        for p in style
+    ]
+    reason = "it breaks the persona's speech rules: " + "; ".join(p["reason"] for p in style)
+    return {"revision_reason": reason, "revisions": state.get("revisions", 0) + 1, "blocks": blocks}
 
 
 def route_after_output_safety(state: ConversationState) -> Literal["draft", "respond"]:

@@ -34,7 +34,13 @@ FAN_BLOCK = """[ABOUT THIS FAN]
 CONVERSATION_BLOCK = """[CONVERSATION SO FAR]
 Summary of earlier turns: {summary}"""
 
-DRAFT_INSTRUCTION = """Now reply to the fan's last message as {name}: {language_name} only, 1-4 short sentences, warm and in character, using the facts above when they help."""
+DRAFT_INSTRUCTION = """Now reply to the fan's last message as {name}: {language_name} only, 1-4 short sentences, warm and in character, using the facts above when they help.{speech_hint}"""
+
+# Added to the instruction for Korean replies: small models default to 존댓말 unless told plainly.
+SPEECH_HINT_BANMAL = (
+    " 반말로 친근하게 말해 (문장 끝은 '~야', '~어', '~지', '~자'처럼; '~요', '~니다'는 쓰지 마)."
+)
+SPEECH_HINT_JONDAE = " 존댓말로 말해요 (문장 끝은 '~요', '~니다'처럼)."
 
 REVISION_INSTRUCTION = """Your previous draft was rejected: {reason}. Write a new reply that fixes this."""
 

@@ -243,3 +243,24 @@ def test_output_safety_max_revisions_zero_refuses_at_once(make_runtime) -> None:
     update = output_safety(draft_state("As an AI, hello"), make_runtime(max_revisions=0))
     assert update["draft"] == TINY_REFUSAL_EN
     assert update["revision_reason"] == ""
+
+
+def test_speech_rule_misses_get_one_rewrite_then_pass(make_runtime) -> None:
+    runtime = make_runtime()
+    first = output_safety(draft_state("Hi Pebbler! 😀"), runtime)  # 😀 is outside Tiny's emoji set
+    assert "speech rules" in first["revision_reason"] and "😀" in first["revision_reason"]
+    assert first["revisions"] == 1 and route_after_output_safety(first) == "draft"  # type: ignore[arg-type]
+    assert [b["category"] for b in first["blocks"]] == ["emoji_set"] and first["blocks"][0]["safe"] is True
+    second = output_safety(draft_state("Hi Pebbler! 😀", revisions=1), runtime)
+    assert second == {"revision_reason": ""}  # style, not safety: the rewrite is sent, never a refusal
+
+
+def test_korean_speech_level_hint_follows_the_persona(data_dir) -> None:
+    from nodes.draft import speech_hint
+    from prompts import persona_chat as prompts
+
+    tiny = load_persona("tiny")
+    assert speech_hint(tiny, "en") == ""
+    assert speech_hint(tiny, "ko") == prompts.SPEECH_HINT_BANMAL  # ratio 0.5: mostly 반말
+    polite = tiny.model_copy(update={"speech": tiny.speech.model_copy(update={"banmal_ratio": 0.2})})
+    assert speech_hint(polite, "ko") == prompts.SPEECH_HINT_JONDAE
