@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,60 @@ def _progress_printer(args: argparse.Namespace) -> bool:
 
 
 def cmd_survey(args: argparse.Namespace) -> int:
+    from twins.batch import create_survey_run, run_survey
+    from twins.surveys import load_survey
+
+    def create(options: Any, selection: Any, people: list[Any]) -> str | int:
+        if args.survey is None:
+            return _error("--survey: give a survey file (JSON/YAML), or --resume RUN_ID")
+        if args.out is None:
+            return _error("--out: give a folder for the exports")
+        survey = load_survey(args.survey)
+        run_id = create_survey_run(survey, people, options, run_id=args.run_id, selection=selection,
+                                   source=selection.source).run_id  # fmt: skip
+        print(f"run {run_id}: {len(people)} respondents x {len(survey.questions)} questions "
+              f"(resume with --resume {run_id})", file=sys.stderr)  # fmt: skip
+        return run_id
+
+    return _run_command(args, create, run_survey)
+
+
+def cmd_interview(args: argparse.Namespace) -> int:
+    from twins.guides import load_guide
+    from twins.interviews import create_interview_run, run_interviews
+
+    def create(options: Any, selection: Any, people: list[Any]) -> str | int:
+        if args.guide is None:
+            return _error("--guide: give an interview guide (JSON/YAML), or --resume RUN_ID")
+        guide = load_guide(args.guide)
+        if args.interactive:
+            if len(people) != 1:
+                return _error(f"--select: --interactive interviews exactly one respondent, got {len(people)}")
+            return interactive_interview(people[0], guide, args.out, options.max_followups)
+        if args.out is None:
+            return _error("--out: give a folder for the transcripts")
+        run_id = create_interview_run(guide, people, options, run_id=args.run_id, selection=selection,
+                                      source=selection.source)  # fmt: skip
+        print(f"run {run_id}: {len(people)} interviews (resume with --resume {run_id})", file=sys.stderr)
+        return run_id
+
+    return _run_command(args, create, run_interviews)
+
+
+def _run_command(
+    args: argparse.Namespace,
+    create: Callable[[Any, Any, list[Any]], str | int],
+    run: Callable[..., Any],
+) -> int:
+    """Shared flow of `survey` and `interview`: select or resume, run, export, print the summary.
+
+    `create` makes the run and returns its id, or an exit code when it finished the command itself.
+    """
     from serving.models import ModelError
-    from twins.batch import RunError, create_survey_run, export_all, run_survey
+    from twins.batch import RunError, export_all
+    from twins.guides import GuideError
     from twins.respondents import RespondentError
-    from twins.surveys import SurveyError, load_survey
+    from twins.surveys import SurveyError
 
     try:
         options = _options(args)
@@ -137,17 +188,12 @@ def cmd_survey(args: argparse.Namespace) -> int:
             selection, people = _selection(args)
             if args.count:
                 return 0
-            if args.survey is None:
-                return _error("--survey: give a survey file (JSON/YAML), or --resume RUN_ID")
-            if args.out is None:
-                return _error("--out: give a folder for the exports")
-            survey = load_survey(args.survey)
-            run_id = create_survey_run(survey, people, options, run_id=args.run_id, selection=selection,
-                                       source=selection.source).run_id  # fmt: skip
-            print(f"run {run_id}: {len(people)} respondents x {len(survey.questions)} questions "
-                  f"(resume with --resume {run_id})", file=sys.stderr)  # fmt: skip
-        summary = run_survey(run_id, options, progress=_progress_printer(args))
-    except (SurveyError, RespondentError, ValueError) as exc:
+            created = create(options, selection, people)
+            if isinstance(created, int):
+                return created
+            run_id = created
+        summary = run(run_id, options, progress=_progress_printer(args))
+    except (SurveyError, GuideError, RespondentError, ValueError) as exc:
         return _error(str(exc))
     except (ModelError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -160,48 +206,6 @@ def cmd_survey(args: argparse.Namespace) -> int:
         print(f"stopped: {summary.stopped}; run again with --resume {run_id}", file=sys.stderr)
         return 1
     return 0
-
-
-def cmd_interview(args: argparse.Namespace) -> int:
-    from serving.models import ModelError
-    from twins.batch import RunError, export_all
-    from twins.guides import GuideError, load_guide
-    from twins.interviews import create_interview_run, run_interviews
-    from twins.respondents import RespondentError
-
-    try:
-        options = _options(args)
-        if args.resume:
-            run_id = args.resume
-        else:
-            selection, people = _selection(args)
-            if args.count:
-                return 0
-            if args.guide is None:
-                return _error("--guide: give an interview guide (JSON/YAML), or --resume RUN_ID")
-            guide = load_guide(args.guide)
-            if args.interactive:
-                if len(people) != 1:
-                    return _error(
-                        f"--select: --interactive interviews exactly one respondent, got {len(people)}"
-                    )
-                return interactive_interview(people[0], guide, args.out, options.max_followups)
-            if args.out is None:
-                return _error("--out: give a folder for the transcripts")
-            run_id = create_interview_run(guide, people, options, run_id=args.run_id, selection=selection,
-                                          source=selection.source)  # fmt: skip
-            print(f"run {run_id}: {len(people)} interviews (resume with --resume {run_id})", file=sys.stderr)
-        summary = run_interviews(run_id, options, progress=_progress_printer(args))
-    except (GuideError, RespondentError, ValueError) as exc:
-        return _error(str(exc))
-    except (ModelError, RunError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    result: dict[str, Any] = summary.as_dict()
-    if args.out is not None:
-        result["files"] = export_all(run_id, args.out)
-    print(json.dumps(result, ensure_ascii=False))
-    return 1 if summary.stopped else 0
 
 
 def interactive_interview(person: Any, guide: Any, out: Path | None, max_followups: int) -> int:
