@@ -1,6 +1,6 @@
-"""Layer 2 of input safety: a small text classifier trained from data/safety/train.jsonl.
+"""Layer 2 of input safety: a small text classifier trained from data/safety/train*.jsonl.
 
-Features: TF-IDF character n-grams (1-5, within words) of the normalised text (the same `normalise`
+Features: TF-IDF character n-grams (1-5, within words) and word uni/bigrams of the normalised text (the same `normalise`
 as the rules, so spacing, leet and jamo tricks look like the plain word), plus one feature per
 non-blocking cue group of data/safety/rules.yaml that matches (and per pair of groups), which lets
 the model weigh synonyms its training set never showed. A linear SVM with sigmoid-calibrated
@@ -40,8 +40,13 @@ class Example:
     category: str
 
 
-def train_path() -> Path:
-    return get_settings().data_dir / "safety" / "train.jsonl"
+def train_paths() -> list[Path]:
+    """The training files: every `train*.jsonl` under data/safety (train.jsonl, train_more.jsonl, ...)."""
+    return sorted((get_settings().data_dir / "safety").glob("train*.jsonl"))
+
+
+def load_training_examples(paths: Sequence[Path] | None = None) -> list[Example]:
+    return [e for path in (paths or train_paths()) for e in load_examples(path)]
 
 
 def load_examples(path: Path) -> list[Example]:
@@ -84,6 +89,7 @@ class SafetyClassifier:
     """Binary unsafe/safe model with calibrated probabilities, and a category model over unsafe text."""
 
     text_vectoriser: Any
+    word_vectoriser: Any
     cue_vectoriser: Any
     unsafe_model: Any
     category_model: Any
@@ -96,11 +102,16 @@ class SafetyClassifier:
             return sp.hstack(
                 [
                     self.text_vectoriser.fit_transform(texts),
+                    self.word_vectoriser.fit_transform(texts),
                     CUE_WEIGHT * self.cue_vectoriser.fit_transform(cues),
                 ]
             ).tocsr()
         return sp.hstack(
-            [self.text_vectoriser.transform(texts), CUE_WEIGHT * self.cue_vectoriser.transform(cues)]
+            [
+                self.text_vectoriser.transform(texts),
+                self.word_vectoriser.transform(texts),
+                CUE_WEIGHT * self.cue_vectoriser.transform(cues),
+            ]
         ).tocsr()
 
     def fit(self, examples: Sequence[Example]) -> SafetyClassifier:
@@ -131,6 +142,10 @@ def build_model() -> SafetyClassifier:
 
     return SafetyClassifier(
         text_vectoriser=TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True),
+        # Word uni- and bigrams carry phrasing that character n-grams split ("before i go").
+        word_vectoriser=TfidfVectorizer(
+            analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+"
+        ),
         # Single cue groups and pairs of them ("sh_method sh_finality"): the pairs carry intent.
         cue_vectoriser=CountVectorizer(
             binary=True, token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2)
@@ -157,14 +172,16 @@ def _trained(content: str) -> SafetyClassifier:
 
 
 def trained_model(path: Path | None = None) -> SafetyClassifier:
-    """The classifier trained on `path` (default: the shipped training set), cached in-process by
-    the file's content, so an edited file retrains and a copy of it does not."""
-    path = path or train_path()
-    content = path.read_text(encoding="utf-8")
-    try:
-        return _trained(content)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace(_SOURCE, str(path))) from exc
+    """The classifier trained on `path` (default: the shipped training files), cached in-process by
+    content, so an edited file retrains and a copy of it does not."""
+    paths = [path] if path is not None else train_paths()
+    if not paths:
+        raise ValueError(
+            f"no training file: expected data/safety/train*.jsonl under {get_settings().data_dir}"
+        )
+    for p in paths:  # a bad line is reported with its own file and line number
+        load_examples(p)
+    return _trained("\n".join(p.read_text(encoding="utf-8").rstrip("\n") for p in paths))
 
 
 def threshold_setting() -> float:
@@ -235,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv", action="store_true", help="5-fold cross-validation on train.jsonl")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threshold", type=float, action="append", default=None)
-    parser.add_argument("--train", type=Path, default=None)
+    parser.add_argument(
+        "--train", type=Path, action="append", default=None, help="default: data/safety/train*.jsonl"
+    )
     args = parser.parse_args(argv)
-    examples = load_examples(args.train or train_path())
+    examples = load_training_examples(args.train)
     for threshold in args.threshold or [threshold_setting()]:
         print(json.dumps(cross_validate(examples, args.folds, threshold)))
     return 0
