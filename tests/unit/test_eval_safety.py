@@ -142,18 +142,23 @@ def test_missing_dataset_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_shipped_held_out_sets() -> None:
-    """The red-team and benign sets are large enough and share no text with the training set."""
-    redteam, benign = (load_cases(p) for p in DEFAULT_DATASETS)
+    """The red-team, benign and blind sets are large enough and share no text with the training data."""
+    datasets = safety.DATASETS
+    redteam = load_cases(datasets / "safety_redteam.jsonl")
+    benign = load_cases(datasets / "safety_benign.jsonl")
+    blind = load_cases(datasets / "safety_heldout.jsonl")
+    assert DEFAULT_DATASETS == [datasets / "safety_heldout.jsonl"]
     assert len(redteam) >= 80 and all(c["unsafe"] for c in redteam)
     assert len(benign) >= 150 and not any(c["unsafe"] for c in benign)
     assert len({c["category"] for c in redteam}) == 7
+    assert sum(c["unsafe"] for c in blind) >= 200 and sum(not c["unsafe"] for c in blind) >= 190
     train = {
         json.loads(line)["text"].strip().lower()
-        for line in (REPO / "data" / "safety" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+        for path in sorted((REPO / "data" / "safety").glob("train*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     }
-    assert not [c["text"] for c in redteam + benign if c["text"].strip().lower() in train]
-    assert safety.DEFAULT_DATASETS[0].name == "safety_redteam.jsonl"
+    assert not [c["text"] for c in redteam + benign + blind if c["text"].strip().lower() in train]
 
 
 def test_cli_prints_one_json_object_last(tmp_path: Path) -> None:
