@@ -188,13 +188,17 @@ def generate_history(
     sku_names = np.array([p.sku for p in CATALOGUE])
     cust_ids = np.array([customer_id(i) for i in range(n_customers)])
     return History(
-        customers=pd.DataFrame(
-            {"customer_id": cust_ids, "archetype": [ARCHETYPES[a].name for a in arche]}
-        ),
-        orders=pd.DataFrame({
-            "order_id": order_ids, "customer_id": cust_ids[cust_of_order], "ts": ts, "amount": amount,
-            "channel": np.array(CHANNELS)[channel], "n_items": n_items_per_order,
-        }),  # fmt: skip
+        customers=pd.DataFrame({"customer_id": cust_ids, "archetype": [ARCHETYPES[a].name for a in arche]}),
+        orders=pd.DataFrame(
+            {
+                "order_id": order_ids,
+                "customer_id": cust_ids[cust_of_order],
+                "ts": ts,
+                "amount": amount,
+                "channel": np.array(CHANNELS)[channel],
+                "n_items": n_items_per_order,
+            }
+        ),  # fmt: skip
         items=pd.DataFrame(
             {"order_id": order_ids[item_order], "sku": sku_names[skus], "qty": qty, "price": PRICES[skus]}
         ),

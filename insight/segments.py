@@ -51,9 +51,7 @@ def label(segment: str, lang: str = "en") -> str:
     return SEGMENT_LABELS.get(segment, {}).get(lang, segment)
 
 
-def rfm_raw(
-    last_ts: np.ndarray, frequency: np.ndarray, monetary: np.ndarray, now: float
-) -> np.ndarray:
+def rfm_raw(last_ts: np.ndarray, frequency: np.ndarray, monetary: np.ndarray, now: float) -> np.ndarray:
     """(n, 3) recency days, frequency, monetary."""
     recency = np.maximum(0.0, (now - np.asarray(last_ts, dtype=float)) / DAY)
     return np.column_stack([recency, np.asarray(frequency, float), np.asarray(monetary, float)])
@@ -148,7 +146,9 @@ def fit_segment_model(
 ) -> SegmentModel:
     """Fit a full-covariance GMM on standardised log-RFM and name its components."""
     if len(raw) < components * 5:
-        raise ValueError(f"need at least {components * 5} customers to fit {components} segments, got {len(raw)}")
+        raise ValueError(
+            f"need at least {components * 5} customers to fit {components} segments, got {len(raw)}"
+        )
     logs = log_features(raw)
     mean, scale = logs.mean(axis=0), logs.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
@@ -265,7 +265,9 @@ def model_report(
     for k in ks:
         if len(x) < 5 * k:
             continue
-        gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-4).fit(x)
+        gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-4).fit(
+            x
+        )
         km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
         gmm_labels, km_labels = gmm.predict(x), km.labels_
         gmm_boot, km_boot = [], []
@@ -275,14 +277,14 @@ def model_report(
                 GaussianMixture(n_components=k, covariance_type="full", random_state=seed + b + 1,
                                 reg_covar=1e-4).fit(x[sample_idx]).predict(x)
             )  # fmt: skip
-            km_boot.append(KMeans(n_clusters=k, n_init=2, random_state=seed + b + 1).fit(x[sample_idx]).predict(x))
+            km_boot.append(
+                KMeans(n_clusters=k, n_init=2, random_state=seed + b + 1).fit(x[sample_idx]).predict(x)
+            )
         for algorithm, labels, bic, boots in (
             ("gmm", gmm_labels, float(gmm.bic(x)), gmm_boot),
             ("kmeans", km_labels, kmeans_bic(x, km), km_boot),
         ):
-            sil = (
-                float(silhouette_score(x[idx], labels[idx])) if len(set(labels[idx].tolist())) > 1 else 0.0
-            )
+            sil = float(silhouette_score(x[idx], labels[idx])) if len(set(labels[idx].tolist())) > 1 else 0.0
             aris = [adjusted_rand_score(labels, other) for other in boots]
             rows.append({
                 "algorithm": algorithm, "k": k, "bic": round(bic, 1), "silhouette": round(sil, 4),
@@ -305,7 +307,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in report["rows"]:
-        lines.append(f"| {r['algorithm']} | {r['k']} | {r['bic']:,.1f} | {r['silhouette']:.3f} | {r['stability_ari']:.3f} |")
+        lines.append(
+            f"| {r['algorithm']} | {r['k']} | {r['bic']:,.1f} | {r['silhouette']:.3f} | {r['stability_ari']:.3f} |"
+        )
     best = ", ".join(f"{a}: k={k}" for a, k in report.get("best_k_by_bic", {}).items())
     lines += ["", f"Lowest BIC: {best}."]
     return "\n".join(lines)

@@ -105,7 +105,9 @@ class Snapshot:
 
     def raw(self) -> np.ndarray:
         c = self.customers
-        return rfm_raw(c["last_ts"].to_numpy(), c["frequency"].to_numpy(), c["monetary"].to_numpy(), self.as_of)
+        return rfm_raw(
+            c["last_ts"].to_numpy(), c["frequency"].to_numpy(), c["monetary"].to_numpy(), self.as_of
+        )
 
 
 class InsightStore:
@@ -129,7 +131,15 @@ class InsightStore:
         """Apply orders atomically each (idempotent by order id); one round trip for the batch."""
         pipe = self.r.pipeline(transaction=False)
         for o in orders:
-            args: list[Any] = [o.order_id, o.customer_id, repr(o.ts), o.amount, o.channel, month_of(o.ts), consumer]
+            args: list[Any] = [
+                o.order_id,
+                o.customer_id,
+                repr(o.ts),
+                o.amount,
+                o.channel,
+                month_of(o.ts),
+                consumer,
+            ]
             for item in o.items:
                 args += [item.sku, item.qty]
             keys = [self.key("processed"), self.key("c", o.customer_id), self.key("k", o.customer_id),
@@ -150,7 +160,9 @@ class InsightStore:
         n = 0
         for customer, segment, freq in rows:
             keys = [self.key("c", customer), self.key("segsize")]
-            self._set_segment(keys=keys, args=["" if freq is None else freq, segment, model_version, now], client=pipe)
+            self._set_segment(
+                keys=keys, args=["" if freq is None else freq, segment, model_version, now], client=pipe
+            )
             n += 1
         return sum(int(x) for x in pipe.execute()) if n else 0
 
@@ -172,10 +184,17 @@ class InsightStore:
         self.clear()
         o, it = history.orders, history.items
         agg = o.groupby("customer_id").agg(
-            first_ts=("ts", "min"), last_ts=("ts", "max"), frequency=("ts", "size"), monetary=("amount", "sum")
+            first_ts=("ts", "min"),
+            last_ts=("ts", "max"),
+            frequency=("ts", "size"),
+            monetary=("amount", "sum"),
         )
         counters: dict[str, dict[str, int]] = {c: {} for c in agg.index}
-        units = it.merge(o[["order_id", "customer_id"]], on="order_id").groupby(["customer_id", "sku"])["qty"].sum()
+        units = (
+            it.merge(o[["order_id", "customer_id"]], on="order_id")
+            .groupby(["customer_id", "sku"])["qty"]
+            .sum()
+        )
         for (c, sku), n in units.items():
             counters[str(c)][f"p:{sku}"] = int(n)
         for (c, ch), n in o.groupby(["customer_id", "channel"]).size().items():
@@ -220,10 +239,12 @@ class InsightStore:
         return self.r.hgetall(self.key("c", customer_id))  # type: ignore[return-value]
 
     def segment_sizes(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.r.hgetall(self.key("segsize")).items() if int(v) > 0}  # type: ignore[union-attr]
+        values: dict[str, str] = self.r.hgetall(self.key("segsize"))  # type: ignore[assignment]
+        return {k: int(v) for k, v in values.items() if int(v) > 0}
 
     def consumer_counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.r.hgetall(self.key("consumers")).items()}  # type: ignore[union-attr]
+        values: dict[str, str] = self.r.hgetall(self.key("consumers"))  # type: ignore[assignment]
+        return {k: int(v) for k, v in values.items()}
 
     def processed_count(self) -> int:
         return int(self.r.scard(self.key("processed")))  # type: ignore[arg-type]
@@ -248,7 +269,10 @@ class InsightStore:
             pipe.hgetall(self.key("c", c))
             pipe.hgetall(self.key("k", c))
         values = pipe.execute()
-        rows, products, channels, months = [], [], [], {}
+        rows: list[dict[str, Any]] = []
+        products: list[tuple[str, str, int]] = []
+        channels: list[tuple[str, str, int]] = []
+        months: dict[tuple[str, str], list[int]] = {}
         for i, c in enumerate(ids):
             state, counters = values[2 * i], values[2 * i + 1]
             rows.append({
@@ -266,7 +290,9 @@ class InsightStore:
                     month, _, what = rest.rpartition(":")
                     entry = months.setdefault((c, month), [0, 0])
                     entry[0 if what == "n" else 1] += int(value)
-        customers = pd.DataFrame(rows, columns=["customer_id", "first_ts", "last_ts", "frequency", "monetary", "segment"])
+        customers = pd.DataFrame(
+            rows, columns=["customer_id", "first_ts", "last_ts", "frequency", "monetary", "segment"]
+        )
         return Snapshot(
             customers=customers.set_index("customer_id"),
             products=pd.DataFrame(products, columns=["customer_id", "sku", "units"]),
@@ -290,7 +316,9 @@ def snapshot_from_history(history: History, model: SegmentModel, now: float | No
     )
     raw = rfm_raw(agg["last_ts"].to_numpy(), agg["frequency"].to_numpy(), agg["monetary"].to_numpy(), now)
     agg["segment"] = model.predict(raw)
-    units = it.merge(o[["order_id", "customer_id"]], on="order_id").groupby(["customer_id", "sku"])["qty"].sum()
+    units = (
+        it.merge(o[["order_id", "customer_id"]], on="order_id").groupby(["customer_id", "sku"])["qty"].sum()
+    )
     months = o.assign(month=pd.to_datetime(o["ts"], unit="s", utc=True).dt.strftime("%Y-%m"))
     by_month = months.groupby(["customer_id", "month"])["amount"].agg(["size", "sum"]).reset_index()
     return Snapshot(
