@@ -7,6 +7,8 @@ personagraph import-card FILE [--id ID] [--overwrite]   a Character Card V2 (.js
 personagraph export-card PERSONA_ID [--out FILE]        a persona as Character Card V2 JSON
 personagraph serve-model [--port P]       run the embedded model server in the foreground
 personagraph redis [--port P]             run a local Redis with search + JSON modules
+personagraph survey ... | interview ...    digital twins (see `personagraph survey --help`)
+personagraph insight generate-history|load|simulate|consume|report|ask   customer insight
 """
 
 from __future__ import annotations
@@ -195,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_survey_parser(sub)
     add_interview_parser(sub)
+    from insight.cli import add_insight_parser
+
+    add_insight_parser(sub)
     return parser
 
 

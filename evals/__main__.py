@@ -1,6 +1,6 @@
 """`python -m evals NAME [options]`: run one evaluation; the last line of output is one JSON object.
 
-Evaluations: chat_smoke (more arrive with each job).
+Evaluations: see EVALS below (`python -m evals --help` lists them).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ EVALS = {
     "memory": "evals.memory",
     "twins": "evals.twins",
     "safety": "evals.safety",
+    "insight": "evals.insight",
 }
 
 

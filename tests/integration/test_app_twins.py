@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -44,7 +45,14 @@ def signed_in_app(real_model_env: dict[str, str], tmp_path: Path) -> Iterator[st
     log = (tmp_path / "app.log").open("wb")
     process = subprocess.Popen(
         [str(BIN / "personagraph"), "app", "--host", "0.0.0.0", "--port", str(port)],
-        env={**os.environ, **real_model_env, **ACCOUNTS, "PERSONAGRAPH_HOME": str(tmp_path / "home")},
+        env={
+            **os.environ,
+            **real_model_env,
+            **ACCOUNTS,
+            "PERSONAGRAPH_HOME": str(tmp_path / "home"),
+            "INSIGHT_CUSTOMERS": "400",
+            "INSIGHT_ORDERS": "6000",
+        },  # a small live demo: fast on 2 cores
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -98,3 +106,26 @@ def test_survey_run_results_and_roles(signed_in_app: str) -> None:
     deleted, _ = admin.predict(run_id, api_name="/delete_run")
     assert deleted.startswith("Deleted")
     assert run_id not in str(user.predict(api_name="/list_runs"))
+
+
+def test_insight_tab_goes_live_and_answers_from_the_figures(signed_in_app: str) -> None:
+    admin = Client(signed_in_app, auth=("boss", "boss-pw"), verbose=False)
+    status, sizes, scatter, _ = admin.predict(api_name="/insight_refresh")  # starts the in-process demo
+    assert "in-process demo Redis" in status, status
+    first = int(status.rsplit("live orders applied: ", 1)[1].replace(",", ""))
+    import time
+
+    time.sleep(2.5)  # the simulator publishes 20 orders/s; the consumer applies them
+    status, *_ = admin.predict(api_name="/insight_refresh")
+    assert int(status.rsplit("live orders applied: ", 1)[1].replace(",", "")) > first, status
+
+    history, figures, box = admin.predict(
+        "What are our VIP customers like?", [], "keywords", api_name="/insight_ask"
+    )
+    details = json.loads(figures)
+    assert box == "" and history[-1]["role"] == "assistant" and str(history[-1]["content"]).strip()
+    assert details["intent"] == "segment_profile" and [s.lower() for s in details["scope"]["segments"]] == [
+        "vip"
+    ], details
+    out, *_ = admin.predict("오늘 날씨 어때?", [], "keywords", api_name="/insight_ask")
+    assert out[-1]["role"] == "assistant"

@@ -1,0 +1,179 @@
+"""insight: intent accuracy, scope, leakage and numeric faithfulness of insight_qa on labelled questions.
+
+Reads JSONL lines `{"question", "intent", "segments": [..] | "all", "customers": [..]}` and reports
+`n`, `intent_accuracy`, `scope_accuracy`, `leakage_rate` (answers naming a segment outside the asked
+scope, or citing a figure that matches only another segment's stats) and `numeric_faithfulness`
+(share of checked figures in answers that match the tool results). Answers are written by the
+drafter role (a real model server); `--drafter template` writes them from the figures without a
+model (checks the pipeline, not a model). Writes a report under reports/.
+
+    python -m evals insight [--limit N] [--router hybrid|model|keywords] [--drafter model|template]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from insight.lexicon import INTENTS, mentioned_segments
+from insight.numbers import check_numbers
+from insight.source import get_source
+from insight.stats import known_segments, segment_stats
+
+DATASET = Path(__file__).parent / "datasets" / "insight_questions.jsonl"
+REPORTS = Path("reports")
+
+
+def load_cases(path: Path) -> list[dict[str, Any]]:
+    cases = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON: {exc}") from exc
+        if not isinstance(row.get("question"), str) or row.get("intent") not in INTENTS:
+            raise ValueError(
+                f"{path}:{number}: needs a string 'question' and 'intent' in {', '.join(INTENTS)}"
+            )
+        cases.append({"question": row["question"], "intent": row["intent"],
+                      "segments": row.get("segments", []), "customers": row.get("customers", [])})  # fmt: skip
+    return cases
+
+
+class TemplateDrafter(GenericFakeChatModel):
+    """Writes an answer from the FIGURES block of the prompt, no model (pipeline checks only)."""
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:  # fmt: skip
+        text = str(messages[-1].content)
+        found = re.findall(r'"(customers|share_of_revenue_pct|avg_spend_per_customer_krw|avg_order_value_krw|'
+                           r'recency_days|avg_recency_days|orders|spend_krw)": (-?[\d.]+)', text)[:6]  # fmt: skip
+        body = "; ".join(f"{k.replace('_', ' ')}: {float(v):,.1f}" for k, v in found) or "no figures"
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=f"Figures — {body}."))])
+
+
+def other_segment_figures(snap: Any, allowed: list[str]) -> list[float]:
+    """Figures that belong to segments outside the scope (for the leakage check)."""
+    values: list[float] = []
+    for s in known_segments(snap):
+        if s not in allowed:
+            stats = segment_stats(snap, s)
+            values += [float(v) for k, v in stats.items() if isinstance(v, int | float) and not isinstance(v, bool)
+                       and k not in ("customers",) and abs(float(v)) >= 10]  # fmt: skip
+    return values
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m evals insight")
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--limit", type=int, default=None, help="first N questions only")
+    parser.add_argument("--router", default="hybrid", choices=["hybrid", "model", "keywords"])
+    parser.add_argument("--drafter", default="model", choices=["model", "template"])
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report file (default reports/insight-<time>.json)"
+    )
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+
+    from graphs.insight_qa import graph
+    from nodes.insight import InsightContext
+    from serving.models import use_models
+
+    cases = load_cases(args.dataset)[: args.limit]
+    snap = get_source().snapshot()
+    all_segments = known_segments(snap)
+    models = {"drafter": TemplateDrafter(messages=iter(()))} if args.drafter == "template" else {}
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    with use_models(models):  # type: ignore[arg-type]
+        for case in cases:
+            t0 = time.monotonic()
+            try:
+                out = graph.invoke(
+                    {"question": case["question"]}, context=InsightContext(router_mode=args.router)
+                )
+                error = out.get("error")
+            except Exception as exc:  # noqa: BLE001 - one failing question is reported, not fatal
+                out, error = {}, f"{type(exc).__name__}: {exc}"
+            expected_segments = all_segments if case["segments"] == "all" else case["segments"]
+            got = out.get("scope") or {"segments": [], "customers": []}
+            answer_text = out.get("answer", "") if out.get("tool_results") else ""
+            allowed = list(expected_segments)
+            for name, result in (out.get("tool_results") or {}).items():
+                if (
+                    name.startswith("customer_lookup") and isinstance(result, dict) and result.get("segment")
+                    and result.get("customer_id") in case["customers"]
+                ):  # fmt: skip
+                    allowed.append(result["segment"])
+            named_leak = [s for s in mentioned_segments(answer_text) if s not in allowed]
+            check = check_numbers(answer_text, out.get("tool_results") or {}, case["question"])
+            foreign = other_segment_figures(snap, allowed) if check.unsupported else []
+            figure_leak = [u for u in check.unsupported
+                           if any(abs(n - f) <= max(0.5, 0.005 * abs(f)) for n in _values(u) for f in foreign)]  # fmt: skip
+            rows.append({
+                "question": case["question"], "expected_intent": case["intent"], "intent": out.get("intent"),
+                "router": out.get("router"), "expected_scope": {"segments": expected_segments, "customers": case["customers"]},
+                "scope": got, "answer": out.get("answer", ""), "checked": check.checked,
+                "supported": len(check.supported), "unsupported": check.unsupported,
+                "leak": named_leak + figure_leak, "flagged": out.get("flagged"), "error": error,
+                "seconds": round(time.monotonic() - t0, 2),
+            })  # fmt: skip
+    return summarise(rows, args, time.monotonic() - started, snap)
+
+
+def _values(token: str) -> list[float]:
+    from insight.numbers import parse_numbers
+
+    return [abs(n.value) for n in parse_numbers(token)]
+
+
+def summarise(
+    rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float, snap: Any
+) -> dict[str, Any]:
+    n = len(rows)
+    answered = [r for r in rows if r["checked"] or r["answer"]]
+    scoped = [r for r in rows if r["expected_intent"] != "out_of_scope"]
+    checked = sum(r["checked"] for r in rows)
+    supported = sum(r["supported"] for r in rows)
+    scope_ok = [
+        sorted(r["scope"].get("segments", [])) == sorted(r["expected_scope"]["segments"])
+        and sorted(r["scope"].get("customers", [])) == sorted(r["expected_scope"]["customers"])
+        for r in scoped
+    ]
+    result = {
+        "eval": "insight",
+        "n": n,
+        "intent_accuracy": round(sum(r["intent"] == r["expected_intent"] for r in rows) / n, 4) if n else 0.0,
+        "scope_accuracy": round(sum(scope_ok) / len(scope_ok), 4) if scope_ok else 0.0,
+        "leakage_rate": round(sum(bool(r["leak"]) for r in answered) / len(answered), 4) if answered else 0.0,
+        "numeric_faithfulness": round(supported / checked, 4) if checked else 1.0,
+        "figures_checked": checked,
+        "flagged": sum(bool(r["flagged"]) for r in rows),
+        "errors": sum(bool(r["error"]) for r in rows),
+        "router": args.router,
+        "drafter": "template (no model)" if args.drafter == "template" else "drafter role",
+        "data": f"{snap.source}, {len(snap.customers):,} customers",
+        "seconds": round(seconds, 1),
+    }
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    out = args.out or REPORTS / f"insight-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(
+        json.dumps({"summary": result, "rows": rows}, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    result["report"] = str(out)
+    for r in rows:
+        if r["intent"] != r["expected_intent"] or r["leak"] or r["error"]:
+            print(json.dumps({k: r[k] for k in ("question", "expected_intent", "intent", "leak", "error")},
+                             ensure_ascii=False))  # fmt: skip
+    return result

@@ -1,0 +1,54 @@
+"""insight_qa: marketers ask about live customer segments in Korean or English; answers cite exact figures.
+
+extract_intent -> scope -> (out of scope) refuse
+                        -> (scope missing) clarify
+                        -> gather (tools, scoped) -> retrieve_profiles (scoped) -> answer
+answer -> (model error) END | check_numbers -> (unsupported figure or other segment, once) answer | END
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+
+from nodes.insight import (
+    InsightContext,
+    InsightInput,
+    InsightOutput,
+    InsightState,
+    answer,
+    check_numbers,
+    clarify,
+    extract_intent,
+    gather,
+    refuse,
+    retrieve_profiles,
+    route_after_answer,
+    route_after_check,
+    route_after_scope,
+    scope,
+)
+
+builder = StateGraph(
+    InsightState, context_schema=InsightContext, input_schema=InsightInput, output_schema=InsightOutput
+)
+builder.add_node("extract_intent", extract_intent)
+builder.add_node("scope", scope)
+builder.add_node("refuse", refuse)
+builder.add_node("clarify", clarify)
+builder.add_node("gather", gather)
+builder.add_node("retrieve_profiles", retrieve_profiles)
+builder.add_node("answer", answer)
+builder.add_node("check_numbers", check_numbers)
+
+builder.add_edge(START, "extract_intent")
+builder.add_edge("extract_intent", "scope")
+builder.add_conditional_edges("scope", route_after_scope)
+builder.add_edge("gather", "retrieve_profiles")
+builder.add_edge("retrieve_profiles", "answer")
+builder.add_conditional_edges("answer", route_after_answer)
+builder.add_conditional_edges("check_numbers", route_after_check)
+builder.add_edge("refuse", END)
+builder.add_edge("clarify", END)
+
+graph = builder.compile()
+graph.name = "insight_qa"

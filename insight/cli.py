@@ -1,0 +1,202 @@
+"""`personagraph insight ...`: history, live stream, consumers, model report, questions.
+
+    from insight.cli import add_insight_parser
+    add_insight_parser(sub)           # sets `func`, returning an exit code
+
+personagraph insight generate-history [--customers 5000] [--orders 100000] [--seed 7] [--regenerate]
+personagraph insight load [--redis-url URL]           history -> Redis (replaces the live state), fit, score
+personagraph insight simulate --rate 200 --seed 1 (--count N | --seconds S) [--redis-url URL]
+personagraph insight consume [--name c1] [--seconds S] [--refit-interval 60] [--record-latency]
+personagraph insight report                           K-Means vs GMM (BIC, silhouette, stability)
+personagraph insight ask "question" [--router hybrid|model|keywords] [--json]
+Redis: --redis-url, else INSIGHT_REDIS_URL, else REDIS_URL (`personagraph redis` runs one).
+Exit codes: 0 ok, 1 service or model error, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("insight", help="customer insight: order history, live segments, Q&A")
+    sub = parser.add_subparsers(dest="insight_command", required=True)
+
+    gen = sub.add_parser("generate-history", help="generate the seeded order history (SQLite)")
+    gen.add_argument("--customers", type=int, default=None)
+    gen.add_argument("--orders", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--regenerate", action="store_true", help="overwrite a stored history")
+    gen.set_defaults(func=cmd_generate)
+
+    load = sub.add_parser("load", help="load the history into Redis and segment every customer")
+    load.add_argument("--redis-url", default=None)
+    load.set_defaults(func=cmd_load)
+
+    sim = sub.add_parser("simulate", help="publish live orders to the Redis Stream")
+    sim.add_argument("--rate", type=float, default=200.0, help="orders per second (default 200)")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--count", type=int, default=None, help="stop after N orders")
+    sim.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    sim.add_argument("--redis-url", default=None)
+    sim.set_defaults(func=cmd_simulate)
+
+    con = sub.add_parser("consume", help="run one consumer of the group until Ctrl-C")
+    con.add_argument("--name", default="c1", help="consumer name in the group (restart with the same name)")
+    con.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    con.add_argument("--refit-interval", type=float, default=None, help="seconds between model refits")
+    con.add_argument("--record-latency", action="store_true", help="store order->visible latencies in Redis")
+    con.add_argument("--redis-url", default=None)
+    con.set_defaults(func=cmd_consume)
+
+    rep = sub.add_parser("report", help="K-Means vs GMM model report")
+    rep.add_argument("--redis-url", default=None, help="use the live state (default: the stored history)")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=cmd_report)
+
+    ask = sub.add_parser("ask", help="ask a question (Korean or English)")
+    ask.add_argument("question")
+    ask.add_argument("--router", default="hybrid", choices=["hybrid", "model", "keywords"])
+    ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.add_argument("--redis-url", default=None)
+    ask.set_defaults(func=cmd_ask)
+    return parser
+
+
+def _error(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _redis_source(url: str | None) -> Any:
+    from insight.settings import get_insight_settings
+    from insight.source import RedisSource
+    from serving.settings import get_settings
+
+    url = url or get_insight_settings().redis_url or get_settings().redis_url
+    if not url:
+        raise LookupError("no Redis configured: pass --redis-url, or set INSIGHT_REDIS_URL or REDIS_URL "
+                          "(`personagraph redis` runs a local one)")  # fmt: skip
+    return RedisSource(url)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from insight.orders import history_path, load_or_generate
+    from insight.settings import get_insight_settings
+
+    s = get_insight_settings()
+    customers, orders, seed = (
+        args.customers or s.customers,
+        args.orders or s.orders,
+        s.seed if args.seed is None else args.seed,
+    )
+    try:
+        h = load_or_generate(customers, orders, seed=seed, regenerate=args.regenerate)
+    except ValueError as exc:
+        return _error(str(exc), 2)
+    print(f"{len(h.customers):,} customers, {len(h.orders):,} orders, {len(h.items):,} items -> "
+          f"{history_path(customers, orders, seed)}")  # fmt: skip
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import redis
+
+    try:
+        source = _redis_source(args.redis_url)
+        n = source.store.load_history(source.history())
+        source.store.r.delete(source.store.key("model"), source.store.key("model", "version"))
+        source.bootstrap()
+    except LookupError as exc:
+        return _error(str(exc), 2)
+    except redis.RedisError as exc:
+        return _error(f"Redis: {exc}", 1)
+    print(json.dumps({"customers": n, "segments": source.store.segment_sizes()}, ensure_ascii=False))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import redis
+
+    from insight.simulator import OrderFactory, simulate
+
+    if args.count is None and args.seconds is None:
+        return _error("give --count N or --seconds S", 2)
+    try:
+        source = _redis_source(args.redis_url)
+        source.bootstrap()
+        h = source.history()
+        factory = OrderFactory(
+            h.customers["customer_id"].tolist(), h.customers["archetype"].tolist(), seed=args.seed
+        )
+        sent = simulate(source.store.r, source.settings.stream, factory, rate=args.rate, count=args.count,
+                        seconds=args.seconds)  # fmt: skip
+    except (LookupError, ValueError) as exc:
+        return _error(str(exc), 2)
+    except redis.RedisError as exc:
+        return _error(f"Redis: {exc}", 1)
+    except KeyboardInterrupt:
+        return 0
+    print(f"published {sent} orders to {source.settings.stream} (run {factory.run_id})")
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    import redis
+
+    try:
+        source = _redis_source(args.redis_url)
+        source.bootstrap()
+        consumer = source.consumer(args.name, record_latency=args.record_latency,
+                                   refit_interval_s=args.refit_interval or source.settings.refit_interval_s)  # fmt: skip
+        print(
+            f"consumer {args.name} of group {source.settings.group} on {source.settings.stream}",
+            file=sys.stderr,
+        )
+        stats = consumer.run(max_seconds=args.seconds)
+    except LookupError as exc:
+        return _error(str(exc), 2)
+    except redis.RedisError as exc:
+        return _error(f"Redis: {exc}", 1)
+    except KeyboardInterrupt:
+        stats = consumer.stats
+    print(json.dumps({"read": stats.read, "applied": stats.applied, "duplicates": stats.duplicates,
+                      "invalid": stats.invalid}))  # fmt: skip
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from insight.segments import model_report, report_markdown
+    from insight.source import HistorySource
+
+    try:
+        source = _redis_source(args.redis_url) if args.redis_url else HistorySource()
+        raw = source.snapshot().raw()
+    except LookupError as exc:
+        return _error(str(exc), 2)
+    report = model_report(raw)
+    print(json.dumps(report) if args.json else report_markdown(report))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from graphs.insight_qa import graph
+    from insight.source import RedisSource, set_source
+    from nodes.insight import InsightContext, InvalidQuestionError
+
+    if args.redis_url:
+        set_source(RedisSource(args.redis_url))
+    try:
+        out = graph.invoke({"question": args.question}, context=InsightContext(router_mode=args.router))
+    except InvalidQuestionError as exc:
+        return _error(str(exc), 2)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=1, default=str))
+    else:
+        print(out.get("answer", ""))
+        print(f"[intent {out.get('intent')} | scope {out.get('scope')} | figures {len(out.get('figures') or [])}"
+              f"{' | FLAGGED' if out.get('flagged') else ''}]", file=sys.stderr)  # fmt: skip
+    return 1 if out.get("error") else 0

@@ -1,0 +1,144 @@
+"""Words for segments, customer ids and intents in Korean and English (pre-router, leakage check)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+INTENTS = (
+    "summary", "segment_profile", "strategy", "message_drafting", "customer_lookup", "segment_comparison",
+    "out_of_scope",
+)  # fmt: skip
+
+SEGMENT_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "vip": ("vip", "vips", "브이아이피", "최우수 고객", "최상위 고객", "top spenders", "big spenders", "best customers"),
+    "loyal": ("loyal", "loyalists", "충성 고객", "충성고객", "충성", "단골"),
+    "new": ("new customer", "new customers", "new segment", "new buyers", "newcomers", "first-time buyers",
+            "new and", "new or", "new vs", "new versus",
+            "신규 고객", "신규고객", "신규"),
+    "at_risk": ("at-risk", "at risk", "churn risk", "about to churn", "이탈 위험", "이탈위험", "이탈 가능", "이탈 우려"),
+    "dormant": ("dormant", "inactive customers", "lapsed", "휴면 고객", "휴면고객", "휴면"),
+    "regular": ("regular customers", "regular segment", "일반 고객", "일반고객"),
+    "occasional": ("occasional", "간헐 구매", "간헐"),
+}  # fmt: skip
+
+CUSTOMER_ID = re.compile(r"(?<![A-Za-z0-9])([Cc]\d{5}|N[0-9a-f]{8}-\d{6})(?![A-Za-z0-9])")
+
+_INTENT_WORDS: dict[str, tuple[str, ...]] = {
+    "message_drafting": ("write", "draft", "message", "copy", "push notification", "sms", "e-mail", "email",
+                         "subject line", "headline", "문구", "메시지", "카피", "작성", "써줘", "써 줘", "문자", "푸시",
+                         "이메일", "알림톡"),
+    "segment_comparison": ("compare", "comparison", " vs", "versus", "difference between", "differ", "비교", "차이",
+                           "보다 더", "와 비교", "과 비교"),
+    "strategy": ("strategy", "strategies", "how should we", "how can we", "how do we", "what should we", "ideas",
+                 "plan", "campaign", "win back", "win them back", "retain", "retention", "reactivate", "grow",
+                 "increase", "upsell", "전략", "어떻게", "방안", "아이디어", "캠페인", "늘리", "높이", "되살리", "유지",
+                 "재활성", "활성화", "잡으려면", "붙잡", "방법"),
+    "summary": ("overview", "summary", "summarize", "summarise", "all segments", "overall", "each segment",
+                "every segment", "segment sizes", "segments do we have", "customer base", "요약", "전체", "개요",
+                "현황", "각 세그먼트", "세그먼트별", "모든 세그먼트", "세그먼트 구성"),
+    "segment_profile": ("like", "who are", "profile", "describe", "tell me about", "what do", "buy", "products",
+                        "trend", "spend", "how many", "how often", "channel", "특징", "어떤", "누구", "프로필",
+                        "알려줘", "사는", "구매", "상품", "제품", "추이", "트렌드", "얼마", "몇 명", "채널", "성향"),
+}  # fmt: skip
+
+DOMAIN_WORDS = (
+    "customer", "segment", "sales", "revenue", "order", "buy", "purchase", "product", "campaign", "marketing",
+    "churn", "retention", "message", "spend", "shopper", "client", "rfm", "basket",
+    "고객", "세그먼트", "매출", "주문", "구매", "상품", "제품", "캠페인", "마케팅", "이탈", "메시지", "문구", "소비", "회원",
+)  # fmt: skip
+
+
+def _position(text: str, phrase: str) -> int | None:
+    """Where a phrase first occurs; English phrases only as whole words ("new" not in "renew")."""
+    if re.fullmatch(r"[ -~]+", phrase) and phrase[:1].isalnum():
+        m = re.search(rf"(?<![A-Za-z]){re.escape(phrase)}(?![A-Za-z])", text)
+        return m.start() if m else None
+    i = text.find(phrase)
+    return i if i >= 0 else None
+
+
+def _has(text: str, phrase: str) -> bool:
+    return _position(text, phrase.strip() if phrase.strip()[:1].isalnum() else phrase) is not None
+
+
+def find_segments(text: str) -> list[str]:
+    """Segment ids named in a text, in order of first mention."""
+    lowered = text.lower()
+    found: list[tuple[int, str]] = []
+    for segment, words in SEGMENT_SYNONYMS.items():
+        positions = [p for w in words if (p := _position(lowered, w)) is not None]
+        if positions:
+            found.append((min(positions), segment))
+    return [s for _, s in sorted(found)]
+
+
+def find_customers(text: str) -> list[str]:
+    out: list[str] = []
+    for m in CUSTOMER_ID.finditer(text):
+        cid = m.group(1)
+        cid = cid.upper() if cid[0] in "cC" else cid
+        if cid not in out:
+            out.append(cid)
+    return out
+
+
+@dataclass
+class KeywordGuess:
+    intent: str
+    confident: bool
+    segments: list[str] = field(default_factory=list)
+    customers: list[str] = field(default_factory=list)
+
+
+def keyword_intent(question: str) -> KeywordGuess:
+    """A deterministic guess of intent and named scope; `confident` when the cues are unambiguous."""
+    text = question.lower()
+    segments, customers = find_segments(question), find_customers(question)
+    cues = {intent: any(_has(text, w) for w in words) for intent, words in _INTENT_WORDS.items()}
+    domain = bool(segments or customers) or any(
+        re.search(rf"(?<![A-Za-z]){re.escape(w)}", text)
+        for w in DOMAIN_WORDS  # prefixes: "customers" too
+    )
+    if customers:
+        return KeywordGuess("customer_lookup", True, segments, customers)
+    if not domain:
+        return KeywordGuess("out_of_scope", not any(cues.values()), segments, customers)
+    if cues["message_drafting"] and segments:
+        return KeywordGuess("message_drafting", True, segments, customers)
+    if len(segments) >= 2 and (cues["segment_comparison"] or not cues["strategy"]):
+        return KeywordGuess("segment_comparison", True, segments, customers)
+    if cues["segment_comparison"] and segments:
+        return KeywordGuess("segment_comparison", False, segments, customers)
+    if cues["strategy"] and segments:
+        return KeywordGuess("strategy", len(segments) == 1, segments, customers)
+    if cues["summary"] and not segments:
+        return KeywordGuess("summary", True, segments, customers)
+    if segments:
+        return KeywordGuess("segment_profile", len(segments) == 1, segments, customers)
+    if cues["message_drafting"]:
+        return KeywordGuess("message_drafting", False, segments, customers)
+    if cues["strategy"]:
+        return KeywordGuess("strategy", False, segments, customers)
+    return KeywordGuess("summary", False, segments, customers)
+
+
+# Stricter phrases for finding which segments an answer talks about (leakage check): plain words
+# such as "loyal" or "new" are common in answers about any segment, so they need a noun after them.
+ANSWER_MENTIONS: dict[str, tuple[str, ...]] = {
+    "vip": ("vip", "vips", "브이아이피"),
+    "loyal": ("loyal customers", "loyal segment", "loyal group", "loyal buyers", "충성 고객", "충성고객"),
+    "new": ("new customers", "new segment", "new customer segment", "new buyers", "신규 고객", "신규고객"),
+    "at_risk": ("at-risk", "at risk customers", "at risk segment", "이탈 위험", "이탈위험"),
+    "dormant": ("dormant", "휴면 고객", "휴면고객", "휴면 세그먼트"),
+    "regular": ("regular customers", "regular segment", "일반 고객", "일반고객"),
+    "occasional": ("occasional customers", "occasional segment", "간헐 구매"),
+}
+
+
+def mentioned_segments(text: str) -> list[str]:
+    """Segments an answer mentions by name (see ANSWER_MENTIONS)."""
+    lowered = text.lower()
+    return [
+        s for s, words in ANSWER_MENTIONS.items() if any(_position(lowered, w) is not None for w in words)
+    ]

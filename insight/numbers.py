@@ -1,0 +1,123 @@
+"""The numeric check: every figure in an answer must match a figure the tools returned.
+
+Numbers are read in the forms answers use: 1,234 / 1234.5 / 1.2k / ₩1.2M / 12.3% / 35만원 / 3.5만 원 /
+1억 / 45일 / 2026-03 / 3월. A number matches a tool figure when it equals it up to the precision it
+is written with (12% matches 12.34; 1.2k matches 1,234; 35만원 matches 352,300; a rounded 1,200
+matches 1,234 but 1,000 does not: rounding is accepted to within 5%). Percentages are matched
+against percentage figures only. Not checked: numbers inside identifiers (C00012, SPF50), numbers the
+question itself contains, and bare integers up to 10 without a unit (list markers, "3 ideas").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from insight.stats import figures
+
+_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})(?:-(\d{2}))?(?!\d)")
+_KO_DATE = re.compile(r"(?<!\d)(\d{4})년|(?<![\d.])(\d{1,2})월")
+_NUMBER = re.compile(
+    r"(?<![A-Za-z0-9_.,\-])(?P<sign>[-−+])?(?P<cur>[₩$])?\s?"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?![\d,]*[A-Za-z]\d)"  # not the start of an identifier like 3A4
+    r"\s?(?P<suf>%|퍼센트|percent\b|[kK](?![A-Za-z])|M(?![A-Za-z])|천|만|억)?"
+    r"\s?(?P<unit>원|KRW|won)?"
+)
+_SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "천": 1e3, "만": 1e4, "억": 1e8}
+
+
+@dataclass
+class Number:
+    text: str
+    value: float
+    tolerance: float
+    percent: bool
+
+
+def parse_numbers(text: str) -> list[Number]:
+    """The numbers written in a text (dates excluded), with the tolerance their precision implies."""
+    text = _DATE.sub(" ", text)
+    text = _KO_DATE.sub(" ", text)
+    out: list[Number] = []
+    for m in _NUMBER.finditer(text):
+        raw = m.group("num")
+        digits = raw.replace(",", "")
+        value = float(digits)
+        suffix = m.group("suf") or ""
+        percent = suffix in ("%", "퍼센트") or suffix.startswith("percent")
+        scale = _SCALE.get(suffix, 1.0)
+        if "." in digits:
+            step = 10 ** -len(digits.split(".")[1])
+            tolerance = step / 2 * scale
+        else:
+            trailing = len(digits) - len(digits.rstrip("0")) if value else 0
+            tolerance = max(0.5, min(10**trailing / 2, 0.05 * value)) * scale
+        value *= scale
+        if m.group("sign") in ("-", "−"):
+            value = -value
+        out.append(Number(text=m.group(0).strip(), value=value, tolerance=tolerance + 1e-9, percent=percent))
+    return out
+
+
+def dates_in(text: str) -> list[str]:
+    out = [m.group(0) for m in _DATE.finditer(text)]
+    out += [m.group(0) for m in _KO_DATE.finditer(text)]
+    return out
+
+
+@dataclass
+class NumericCheck:
+    checked: int
+    supported: list[str]
+    unsupported: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unsupported
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "supported": self.supported,
+            "unsupported": self.unsupported,
+            "ok": self.ok,
+        }
+
+
+def _date_supported(token: str, source_text: str) -> bool:
+    if "년" in token:
+        return token.rstrip("년") in source_text
+    if "월" in token:
+        month = int(token.rstrip("월"))
+        return 1 <= month <= 12 and f"-{month:02d}" in source_text
+    return token in source_text
+
+
+def check_numbers(answer: str, tool_results: Any, question: str = "") -> NumericCheck:
+    """Which numbers of an answer are supported by the tool results (see the module docstring)."""
+    values = figures(tool_results)
+    percents = [abs(v) for path, v in values if "pct" in path]
+    plain = [abs(v) for _, v in values]
+    source_text = json.dumps(tool_results, ensure_ascii=False, default=str)
+    asked = {n.value for n in parse_numbers(question)} | {abs(n.value) for n in parse_numbers(question)}
+    supported: list[str] = []
+    unsupported: list[str] = []
+    checked = 0
+    for token in dates_in(answer):
+        checked += 1
+        (supported if _date_supported(token, source_text) else unsupported).append(token)
+    for n in parse_numbers(answer):
+        bare = (
+            not n.percent and n.value == int(n.value) and abs(n.value) <= 10 and n.text.strip("+-−").isdigit()
+        )
+        if bare or n.value in asked:
+            continue
+        checked += 1
+        pool = percents if n.percent else plain
+        target = abs(n.value)
+        hit = any(abs(target - f) <= n.tolerance or (f and abs(target - f) / f <= 0.005) for f in pool)
+        (supported if hit else unsupported).append(n.text)
+    return NumericCheck(checked=checked, supported=supported, unsupported=unsupported)

@@ -1,0 +1,93 @@
+"""Segment profile documents, rebuilt from live stats and indexed in Chroma (`insight_segments`).
+
+One document per segment (English and Korean text together, so either language retrieves it),
+with metadata `segment`, so retrieval can be limited to the segments in a question's scope.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from chromadb.api import ClientAPI
+
+from insight import stats
+from insight.store import Snapshot
+from memory.vectors import Document, get_collection, index_documents, search
+
+COLLECTION = "insight_segments"
+
+# What each segment means for a marketer, independent of the numbers (which come from the stats).
+DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    "vip": ("Top customers: buy often, spend the most, bought recently. Protect them with early access, "
+            "gifts and premium lines; avoid heavy discounts.",
+            "가장 자주, 가장 많이 구매하고 최근에도 구매한 최상위 고객. 선공개·사은품·프리미엄 라인으로 관리하고 과도한 할인은 피한다."),
+    "loyal": ("Regular buyers with solid spend who bought recently. Grow them with bundles, refills and "
+              "membership benefits.",
+              "꾸준히 구매하며 최근에도 구매한 충성 고객. 번들·리필·멤버십 혜택으로 객단가를 키운다."),
+    "new": ("Recently acquired customers with few orders so far. Onboard them toward a second purchase "
+            "with samples and how-to content.",
+            "최근 유입되어 구매 횟수가 적은 신규 고객. 샘플과 사용법 콘텐츠로 두 번째 구매를 유도한다."),
+    "at_risk": ("Used to buy often and spend well, but have not ordered for months. Win them back with "
+                "personal reminders and replenishment offers before they go dormant.",
+                "예전엔 자주 구매했지만 몇 달째 구매가 없는 이탈 위험 고객. 휴면 전에 개인화 리마인드와 재구매 혜택으로 되찾는다."),
+    "dormant": ("Few orders, long ago. Low-cost reactivation campaigns; many will not return.",
+                "오래전에 몇 번 구매하고 끊긴 휴면 고객. 저비용 재활성화 캠페인을 하되 상당수는 돌아오지 않는다."),
+    "regular": ("Average customers: moderate frequency and spend.", "구매 빈도와 금액이 중간인 일반 고객."),
+    "occasional": ("Buy now and then with small baskets.", "가끔 적은 금액으로 구매하는 고객."),
+}  # fmt: skip
+
+
+def profile_document(snap: Snapshot, segment: str) -> Document:
+    s = stats.segment_stats(snap, segment)
+    top = stats.top_products(snap, segment, n=3)["products"]
+    en, ko = DESCRIPTIONS.get(segment, ("", ""))
+    names_en = ", ".join(p["name_en"] for p in top)
+    names_ko = ", ".join(p["name_ko"] for p in top)
+    channel = max(s["channel_mix_pct"].items(), key=lambda kv: kv[1])[0] if s["channel_mix_pct"] else "-"
+    text = (
+        f"Segment {s['label_en']} ({s['label_ko']}). {en} "
+        f"{s['customers']:,} customers ({s['share_of_customers_pct']}% of customers, "
+        f"{s['share_of_revenue_pct']}% of revenue); last order {s['avg_recency_days']} days ago on average; "
+        f"{s['avg_orders_per_customer']} orders per customer; average order value "
+        f"{s['avg_order_value_krw']:,} KRW. Favourite products: {names_en}. Main channel: {channel}.\n\n"
+        f"{s['label_ko']} 세그먼트. {ko} 고객 {s['customers']:,}명, 즐겨 찾는 상품: {names_ko}. 주 채널: {channel}."
+    )
+    return Document(text=text, metadata={"segment": segment, "source": f"segment_profile:{segment}",
+                                         "model_version": snap.model_version, "built_at": time.time()})  # fmt: skip
+
+
+_built: dict[str, float] = {}
+_build_lock = threading.Lock()
+
+
+def rebuild_profiles(client: ClientAPI, snap: Snapshot) -> int:
+    """Replace every segment's profile document with one built from this snapshot."""
+    collection = get_collection(client, COLLECTION)
+    docs = [profile_document(snap, s) for s in stats.known_segments(snap)]
+    for doc in docs:
+        collection.delete(where={"segment": str(doc.metadata["segment"])})
+    return index_documents(collection, docs)
+
+
+def ensure_profiles(client: ClientAPI, snap: Snapshot, max_age_s: float) -> None:
+    """Rebuild the profiles when they are older than max_age_s (once per process at least)."""
+    key = str(id(client))
+    with _build_lock:
+        if time.monotonic() - _built.get(key, -1e18) > max_age_s:
+            rebuild_profiles(client, snap)
+            _built[key] = time.monotonic()
+
+
+def search_profiles(client: ClientAPI, query: str, segments: list[str], k: int = 2) -> list[dict[str, Any]]:
+    """Profile chunks of the given segments only (nothing when no segment is in scope)."""
+    if not segments:
+        return []
+    collection = get_collection(client, COLLECTION)
+    where = {"segment": segments[0]} if len(segments) == 1 else {"segment": {"$in": list(segments)}}
+    return [
+        {"text": h.text, "segment": str(h.metadata.get("segment", "")), "source": str(h.metadata.get("source", "")),
+         "score": round(h.score, 4)}
+        for h in search(collection, query, k=k, where=where)
+    ]  # fmt: skip

@@ -1,0 +1,235 @@
+"""Where live customer data is read from, one per process.
+
+- INSIGHT_REDIS_URL (or REDIS_URL) set: the live state in that Redis (loaded from the generated
+  history on first use when it is empty; consumers started with `personagraph insight consume`).
+- nothing set: the generated history, read statically (graph, CLI `ask`, evals), or, once
+  `start_live_demo()` is called (the UI does), an in-process Redis (LocalRedis) with a consumer and a
+  slow simulator, so the insight tab is live with no setup.
+Tests install their own snapshot with `use_snapshot(...)`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from insight.consumer import OrderConsumer
+from insight.orders import History, load_or_generate
+from insight.segments import SegmentModel, fit_segment_model, rfm_raw
+from insight.settings import InsightSettings, get_insight_settings
+from insight.store import InsightStore, Snapshot, snapshot_from_history
+from serving.settings import get_settings
+
+
+class InsightSource:
+    """Snapshots of the customer state, cached for `ttl_s` seconds."""
+
+    mode = "history"
+
+    def __init__(self, settings: InsightSettings | None = None):
+        self.settings = settings or get_insight_settings()
+        self._cached: tuple[float, Snapshot] | None = None
+        self._lock = threading.Lock()
+
+    def read(self) -> Snapshot:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def snapshot(self, fresh: bool = False) -> Snapshot:
+        with self._lock:
+            now = time.monotonic()
+            if not fresh and self._cached and now - self._cached[0] <= self.settings.snapshot_ttl_s:
+                return self._cached[1]
+            snap = self.read()
+            self._cached = (now, snap)
+            return snap
+
+    def history(self) -> History:
+        s = self.settings
+        return load_or_generate(s.customers, s.orders, seed=s.seed)
+
+    def model(self) -> SegmentModel | None:
+        return None
+
+    def describe(self) -> str:
+        return self.mode
+
+    def close(self) -> None:
+        pass
+
+
+class FixedSource(InsightSource):
+    mode = "fixed"
+
+    def __init__(self, snap: Snapshot):
+        super().__init__()
+        self._snap = snap
+
+    def read(self) -> Snapshot:
+        return self._snap
+
+
+class HistorySource(InsightSource):
+    """The generated history, segmented once with a GMM fitted on it (as of the history's end)."""
+
+    mode = "history"
+
+    def __init__(self, settings: InsightSettings | None = None):
+        super().__init__(settings)
+        self._snap: Snapshot | None = None
+        self._model: SegmentModel | None = None
+
+    def read(self) -> Snapshot:
+        if self._snap is None:
+            h = self.history()
+            agg = h.orders.groupby("customer_id").agg(
+                last=("ts", "max"), f=("ts", "size"), m=("amount", "sum")
+            )
+            raw = rfm_raw(agg["last"].to_numpy(), agg["f"].to_numpy(), agg["m"].to_numpy(), h.anchor)
+            self._model = fit_segment_model(raw, components=self.settings.components, seed=self.settings.seed)
+            self._snap = snapshot_from_history(h, self._model)
+        return self._snap
+
+    def model(self) -> SegmentModel | None:
+        self.read()
+        return self._model
+
+    def describe(self) -> str:
+        s = self.settings
+        return (
+            f"static history ({s.customers:,} customers, {s.orders:,} orders, seed {s.seed}); no live orders"
+        )
+
+
+class RedisSource(InsightSource):
+    """The live state in Redis; an empty Redis is loaded from the history and segmented first."""
+
+    mode = "redis"
+
+    def __init__(self, url: str, settings: InsightSettings | None = None):
+        super().__init__(settings)
+        self.url = url
+        self.store = InsightStore.from_url(url, self.settings.prefix)
+        self._bootstrapped = False
+
+    def bootstrap(self) -> None:
+        if self._bootstrapped:
+            return
+        if not self.store.r.scard(self.store.key("customers")):
+            self.store.load_history(self.history())
+        consumer = self.consumer("bootstrap")
+        consumer.ensure_group()
+        consumer.ensure_model()
+        self._bootstrapped = True
+
+    def consumer(self, name: str, **kwargs: Any) -> OrderConsumer:
+        s = self.settings
+        return OrderConsumer(
+            self.store, stream=s.stream, group=s.group, name=name, components=s.components, **kwargs
+        )
+
+    def read(self) -> Snapshot:
+        self.bootstrap()
+        return self.store.snapshot()
+
+    def model(self) -> SegmentModel | None:
+        return self.store.load_model()
+
+    def describe(self) -> str:
+        return f"live Redis at {self.url} (stream {self.settings.stream})"
+
+
+class LiveDemoSource(RedisSource):
+    """An in-process Redis with one consumer (refitting on schedule) and a slow simulator thread."""
+
+    mode = "live-demo"
+
+    def __init__(self, rate: float = 20.0, settings: InsightSettings | None = None):
+        from memory.redis_server import LocalRedis
+
+        self.server = LocalRedis().start()
+        # The demo's redis-server is a child process: stop it when the app exits.
+        atexit.register(self.server.stop)
+        super().__init__(self.server.url, settings)
+        self.rate = rate
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._consumer: OrderConsumer | None = None
+
+    def start(self) -> LiveDemoSource:
+        from insight.simulator import OrderFactory, simulate
+
+        self.bootstrap()
+        h = self.history()
+        factory = OrderFactory(h.customers["customer_id"].tolist(), h.customers["archetype"].tolist(), seed=1)
+        self._consumer = self.consumer("demo", refit_interval_s=self.settings.refit_interval_s)
+        self._threads = [
+            threading.Thread(target=self._consumer.run, name="insight-consumer", daemon=True),
+            threading.Thread(target=simulate, args=(self.store.r, self.settings.stream, factory),
+                             kwargs={"rate": self.rate, "stop": self._stop}, name="insight-simulator", daemon=True),
+        ]  # fmt: skip
+        for t in self._threads:
+            t.start()
+        return self
+
+    def describe(self) -> str:
+        return f"in-process demo Redis ({self.url}): simulated orders at {self.rate:g}/s, live consumer"
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._consumer is not None:
+            self._consumer.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.server.stop()
+
+
+_source: InsightSource | None = None
+_source_lock = threading.Lock()
+
+
+def get_source() -> InsightSource:
+    """The process-wide source (see the module docstring)."""
+    global _source
+    with _source_lock:
+        if _source is None:
+            url = get_insight_settings().redis_url or get_settings().redis_url
+            _source = RedisSource(url) if url else HistorySource()
+        return _source
+
+
+def set_source(source: InsightSource | None) -> InsightSource | None:
+    global _source
+    with _source_lock:
+        previous, _source = _source, source
+        return previous
+
+
+def start_live_demo(rate: float = 20.0) -> InsightSource:
+    """Use the configured Redis if any; otherwise start the in-process demo (falls back to the history)."""
+    global _source
+    with _source_lock:
+        if _source is not None and _source.mode in ("redis", "live-demo", "fixed"):
+            return _source
+        url = get_insight_settings().redis_url or get_settings().redis_url
+        if url:
+            _source = RedisSource(url)
+            return _source
+        try:
+            _source = LiveDemoSource(rate=rate).start()
+        except Exception:  # noqa: BLE001 - no Redis binary: the static history still answers questions
+            _source = HistorySource()
+        return _source
+
+
+@contextmanager
+def use_snapshot(snap: Snapshot) -> Iterator[InsightSource]:
+    """Serve a fixed snapshot to the tools and the graph (tests)."""
+    previous = set_source(FixedSource(snap))
+    try:
+        yield get_source()
+    finally:
+        set_source(previous)

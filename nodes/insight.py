@@ -1,0 +1,333 @@
+"""Nodes of the insight_qa graph: intent -> scope -> tools + profile retrieval -> answer -> numeric check.
+
+extract_intent  keyword pre-router (Korean/English); the router role decides when the cues are not
+                unambiguous (structured output), with the keyword guess as fallback on a model error
+scope           the segments / customer ids the question is about, per intent; nothing else is read
+gather          tools with exact figures, each called with the scope
+retrieve_profiles  segment profile documents of the scope's segments only
+answer          a prompt specialised for the intent, in the question's language
+check_numbers   every number must match a tool figure and no other segment may be named; a failing
+                answer is regenerated once, then flagged (and sentences naming other segments dropped)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from insight import profiles as profile_docs
+from insight.lexicon import find_customers, keyword_intent, mentioned_segments
+from insight.numbers import check_numbers as numeric_check
+from insight.segments import SEGMENT_LABELS, label
+from insight.settings import get_insight_settings
+from insight.source import get_source
+from insight.stats import figures, known_segments
+from prompts import insight as prompts
+from serving.language import detect_language
+from serving.models import ModelError, invoke_text, structured
+from serving.settings import Role
+from tools import insight as tools
+
+Intent = Literal[
+    "summary", "segment_profile", "strategy", "message_drafting", "customer_lookup", "segment_comparison",
+    "out_of_scope",
+]  # fmt: skip
+SegmentId = Literal["vip", "loyal", "new", "at_risk", "dormant", "regular", "occasional"]
+RouterMode = Literal["hybrid", "model", "keywords"]
+ROUTER_MODES = ("hybrid", "model", "keywords")
+
+
+@dataclass(kw_only=True)
+class InsightContext:
+    """Knobs of one insight_qa run; every field is visible in LangGraph Studio."""
+
+    router_role: Role = field(default="router", metadata={"description": "Model role for intent extraction."})
+    drafter_role: Role = field(default="drafter", metadata={"description": "Model role that writes answers."})
+    router_mode: RouterMode = field(
+        default="hybrid",
+        metadata={"description": "hybrid: keywords decide when unambiguous, else the router model; "
+                  "model: always the router model; keywords: never a model."},
+    )  # fmt: skip
+    top_k: int = field(default=2, metadata={"description": "Segment profile chunks retrieved."})
+    use_profiles: bool = field(default=True, metadata={"description": "Retrieve segment profile documents."})
+    top_products: int = field(default=5, metadata={"description": "Products per top-products figure."})
+    trend_months: int = field(default=6, metadata={"description": "Months in the trend figure."})
+    max_revisions: int = field(
+        default=1, metadata={"description": "Regenerations after a failed numeric check."}
+    )
+    max_question_chars: int = field(default=1000, metadata={"description": "Longest question accepted."})
+    answer_max_tokens: int = field(default=400, metadata={"description": "Longest answer, in tokens."})
+
+
+class InsightInput(TypedDict):
+    question: str
+
+
+class InsightOutput(TypedDict, total=False):
+    question: str
+    answer: str
+    lang: str
+    intent: str
+    router: str  # keywords | model | keywords (model error: ...)
+    scope: dict[str, list[str]]  # {"segments": [...], "customers": [...]}
+    tool_results: dict[str, Any]
+    figures: list[dict[str, Any]]  # {"tool", "path", "value"}
+    retrieved: list[dict[str, Any]]
+    check: dict[str, Any]
+    flagged: bool
+    error: str | None
+
+
+class InsightState(InsightOutput, total=False):
+    clarify: str  # what to ask for when the scope is missing: segment | segments | customer
+    revisions: int
+    revision_note: str
+
+
+class IntentDecision(BaseModel):
+    """The router's reading of a question."""
+
+    intent: Intent = Field(description="What the marketer wants.")
+    segments: list[SegmentId] = Field(
+        default_factory=list, max_length=7, description="Segments the question is about."
+    )
+    customers: list[str] = Field(default_factory=list, max_length=5, description="Customer ids it names.")
+
+
+class InvalidQuestionError(ValueError):
+    pass
+
+
+def validate_question(question: Any, max_chars: int) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidQuestionError("question: must be a non-empty string")
+    if len(question) > max_chars:
+        raise InvalidQuestionError(f"question: at most {max_chars} characters (got {len(question)})")
+    return question.strip()
+
+
+def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
+    """Intent and named segments/customers: keywords when unambiguous, else the router model."""
+    ctx = runtime.context
+    if ctx.router_mode not in ROUTER_MODES:
+        raise InvalidQuestionError(
+            f"router_mode: {ctx.router_mode!r} is not one of {', '.join(ROUTER_MODES)}"
+        )
+    question = validate_question(state.get("question"), ctx.max_question_chars)
+    lang = detect_language(question)
+    guess = keyword_intent(question)
+    base = {"question": question, "lang": lang, "revisions": 0, "error": None, "flagged": False}
+    if ctx.router_mode == "keywords" or (ctx.router_mode == "hybrid" and guess.confident):
+        return {**base, "intent": guess.intent, "router": "keywords",
+                "scope": {"segments": guess.segments, "customers": guess.customers}}  # fmt: skip
+    try:
+        decision = structured(
+            ctx.router_role,
+            IntentDecision,
+            [
+                SystemMessage(
+                    content=prompts.ROUTER_SYSTEM.format(
+                        segments=", ".join(SEGMENT_LABELS),
+                        hint_intent=guess.intent,
+                        hint_segments=guess.segments,
+                    )
+                ),
+                HumanMessage(content=question),
+            ],  # fmt: skip
+            max_tokens=120,
+        )
+    except ModelError as exc:
+        return {**base, "intent": guess.intent, "router": f"keywords (model error: {str(exc)[:200]})",
+                "scope": {"segments": guess.segments, "customers": guess.customers}}  # fmt: skip
+    # Segments the question names explicitly win over the model's; customer ids must be in the text.
+    segments = guess.segments or list(dict.fromkeys(decision.segments))
+    named = find_customers(question)
+    customers = named or [c for c in decision.customers if c in question]
+    return {**base, "intent": decision.intent, "router": "model",
+            "scope": {"segments": segments, "customers": customers}}  # fmt: skip
+
+
+def scope(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
+    """Limit the data the answer may use to what the intent and the question name."""
+    intent = state.get("intent", "out_of_scope")
+    named = state.get("scope") or {}
+    available = known_segments(get_source().snapshot())
+    segments = [s for s in named.get("segments", []) if s in available]
+    customers = list(named.get("customers", []))
+    clarify = ""
+    if intent == "out_of_scope":
+        segments, customers = [], []
+    elif intent == "summary":
+        segments, customers = available, []
+    elif intent == "customer_lookup":
+        segments = []
+        clarify = "" if customers else "customer"
+    elif intent == "segment_comparison":
+        customers = []
+        clarify = "" if len(segments) >= 2 else "segments"
+    else:
+        customers = []
+        clarify = "" if segments else "segment"
+    return {"scope": {"segments": segments, "customers": customers}, "clarify": clarify}
+
+
+def route_after_scope(state: InsightState) -> Literal["refuse", "clarify", "gather"]:
+    if state.get("intent") == "out_of_scope":
+        return "refuse"
+    return "clarify" if state.get("clarify") else "gather"
+
+
+def refuse(state: InsightState) -> dict[str, Any]:
+    """Out of scope: a polite refusal, no tools."""
+    return {"answer": prompts.REFUSAL[state.get("lang", "en")], "tool_results": {}, "figures": []}
+
+
+def clarify(state: InsightState) -> dict[str, Any]:
+    """The scope is missing: ask which segment(s) or customer."""
+    lang = state.get("lang", "en")
+    names = ", ".join(label(s, lang) for s in known_segments(get_source().snapshot()))
+    what = prompts.CLARIFY_WHAT[state.get("clarify") or "segment"][lang]
+    return {
+        "answer": prompts.CLARIFY[lang].format(what=what, segments=names),
+        "tool_results": {},
+        "figures": [],
+    }
+
+
+def gather(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
+    """Call the tools the intent needs, each limited to the scope."""
+    ctx = runtime.context
+    intent = state.get("intent")
+    sc = state.get("scope") or {}
+    segs, custs = list(sc.get("segments", [])), list(sc.get("customers", []))
+    results: dict[str, Any] = {}
+    if intent == "summary":
+        results["segment_overview"] = tools.segment_overview.invoke({"scope": segs})
+    elif intent == "customer_lookup":
+        for c in custs:
+            results[f"customer_lookup[{c}]"] = tools.customer_lookup.invoke(
+                {"customer_id": c, "scope": custs}
+            )
+    elif intent == "segment_comparison":
+        results["compare_segments"] = tools.compare_segments.invoke({"segments": segs, "scope": segs})
+    else:
+        for s in segs:
+            results[f"segment_stats[{s}]"] = tools.segment_stats.invoke({"segment": s, "scope": segs})
+            results[f"top_products[{s}]"] = tools.top_products.invoke(
+                {"segment": s, "scope": segs, "n": ctx.top_products}
+            )
+            if intent in ("segment_profile", "strategy"):
+                results[f"trend[{s}]"] = tools.trend.invoke(
+                    {"segment": s, "scope": segs, "months": ctx.trend_months}
+                )
+    return {
+        "tool_results": results,
+        "figures": [
+            {"tool": name, "path": path, "value": value}
+            for name, result in results.items()
+            for path, value in figures(result)
+        ],  # fmt: skip
+    }
+
+
+def retrieve_profiles(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
+    """Segment profile documents of the in-scope segments (rebuilt from live stats when stale)."""
+    ctx = runtime.context
+    segs = list((state.get("scope") or {}).get("segments", []))
+    if not ctx.use_profiles or not segs or state.get("intent") == "customer_lookup":
+        return {"retrieved": []}
+    from nodes.retrieval import vector_client
+
+    client = vector_client()
+    profile_docs.ensure_profiles(client, get_source().snapshot(), get_insight_settings().profile_max_age_s)
+    hits = profile_docs.search_profiles(client, state.get("question", ""), segs, k=max(ctx.top_k, len(segs)))
+    return {"retrieved": [h for h in hits if h["segment"] in segs]}
+
+
+def allowed_segments(state: InsightState) -> list[str]:
+    """Segments an answer may name: the scope's, plus the segment of each looked-up customer."""
+    allowed = list((state.get("scope") or {}).get("segments", []))
+    for name, result in (state.get("tool_results") or {}).items():
+        if name.startswith("customer_lookup") and isinstance(result, dict) and result.get("segment"):
+            allowed.append(str(result["segment"]))
+    return allowed
+
+
+def _scope_names(state: InsightState, lang: str) -> str:
+    sc = state.get("scope") or {}
+    names = [f"{label(s, 'en')} ({label(s, 'ko')})" for s in allowed_segments(state)]
+    names += [f"customer {c}" for c in sc.get("customers", [])]
+    return ", ".join(names) or "-"
+
+
+def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
+    """Write the answer from the figures with the intent's prompt, in the question's language."""
+    ctx = runtime.context
+    lang = state.get("lang", "en")
+    intent = state.get("intent", "summary")
+    system = prompts.SYSTEM.format(
+        scope_names=_scope_names(state, lang), language_name=prompts.LANGUAGE_NAMES[lang],
+        intent_instruction=prompts.INTENT_INSTRUCTIONS.get(intent, ""),
+    )  # fmt: skip
+    context = prompts.CONTEXT.format(
+        figures=json.dumps(state.get("tool_results") or {}, ensure_ascii=False, indent=1),
+        profiles="\n\n".join(d["text"] for d in state.get("retrieved") or []) or "(none)",
+    )
+    human = f"{context}\n\nQUESTION: {state.get('question', '')}"
+    if state.get("revision_note"):
+        human += "\n\n" + state["revision_note"]
+    try:
+        reply = invoke_text(ctx.drafter_role, [SystemMessage(content=system), HumanMessage(content=human)],
+                            max_tokens=ctx.answer_max_tokens)  # fmt: skip
+    except ModelError as exc:
+        return {
+            "answer": prompts.ERROR[lang].format(error=str(exc)[:300]),
+            "error": str(exc),
+            "flagged": True,
+        }
+    return {"answer": str(reply.content).strip(), "error": None}
+
+
+def route_after_answer(state: InsightState) -> Literal["check_numbers", "__end__"]:
+    return "__end__" if state.get("error") else "check_numbers"
+
+
+_SENTENCE = re.compile(r"(?<=[.!?。])\s+|\n+")
+
+
+def drop_sentences_naming(text: str, segments: list[str]) -> str:
+    """The text without the sentences/lines that name any of these segments."""
+    parts = [p for p in _SENTENCE.split(text) if p.strip()]
+    kept = [p for p in parts if not set(mentioned_segments(p)) & set(segments)]
+    return " ".join(kept).strip()
+
+
+def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
+    """Numbers must come from the tool results and only in-scope segments may be named."""
+    text = state.get("answer", "")
+    result = numeric_check(text, state.get("tool_results") or {}, state.get("question", ""))
+    leaks = [s for s in mentioned_segments(text) if s not in allowed_segments(state)]
+    check = {**result.as_dict(), "leaked_segments": leaks}
+    if result.ok and not leaks:
+        return {"check": check, "revision_note": ""}
+    revisions = state.get("revisions", 0)
+    if revisions < runtime.context.max_revisions:
+        leak = prompts.LEAK.format(segments=", ".join(leaks)) if leaks else ""
+        note = prompts.REVISION.format(unsupported=", ".join(result.unsupported) or "none", leak=leak)
+        return {"check": check, "revisions": revisions + 1, "revision_note": note}
+    lang = state.get("lang", "en")
+    if leaks:
+        text = drop_sentences_naming(text, leaks)
+    if result.unsupported:
+        text += prompts.FLAGGED_NOTE[lang].format(numbers=", ".join(result.unsupported))
+    return {"check": check, "answer": text, "flagged": True, "revision_note": ""}
+
+
+def route_after_check(state: InsightState) -> Literal["answer", "__end__"]:
+    return "answer" if state.get("revision_note") else "__end__"

@@ -1,0 +1,66 @@
+"""The numeric check reads figures in many formats and catches made-up ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from insight.numbers import check_numbers, parse_numbers
+
+RESULTS = {
+    "segment_stats[vip]": {
+        "customers": 1234, "share_of_revenue_pct": 37.46, "avg_order_value_krw": 352300,
+        "avg_recency_days": 8.2, "revenue_krw": 1_520_000_000,
+    },
+    "trend[vip]": {"months": [{"month": "2026-03", "orders": 410}], "revenue_change_pct": -12.3},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "percent"),
+    [("1,234", 1234, False), ("1.2k", 1200, False), ("12.3%", 12.3, True), ("35만원", 350000, False),
+     ("3.5만 원", 35000, False), ("₩1.52M", 1_520_000, False), ("15억", 1.5e9, False), ("45일", 45, False)],
+)  # fmt: skip
+def test_parse_formats(text: str, value: float, percent: bool) -> None:
+    (number,) = parse_numbers(f"about {text} here")
+    assert number.value == pytest.approx(value)
+    assert number.percent is percent
+
+
+def test_identifiers_and_dates_are_not_numbers() -> None:
+    assert parse_numbers("customer C00012 uses SPF50 sunscreen; see 2026-03") == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "VIP has 1,234 customers and 37.5% of revenue.",
+        "VIP는 약 1,200명이며 매출의 37%를 차지합니다.",
+        "Average order value is ₩352,300 (about 35만원), last order 8.2 days ago.",
+        "Revenue fell 12.3% in 2026-03 to 410 orders; total revenue 15.2억원.",
+        "3 ideas: 1. gifts 2. early access",
+    ],
+)
+def test_supported_answers_pass(answer: str) -> None:
+    check = check_numbers(answer, RESULTS)
+    assert check.ok, check.unsupported
+
+
+@pytest.mark.parametrize(
+    ("answer", "bad"),
+    [
+        ("VIP has 1,234 customers and 42.7% of revenue.", "42.7%"),
+        ("VIP customers spend 58만원 per order.", "58만원"),
+        ("VIP has 1,000 customers.", "1,000"),  # rounding further than 5% is not a match
+        ("Orders rose in 2026-05.", "2026-05"),
+        ("1,234 customers is 1234% of plan.", "1234%"),  # a count is not a percentage
+    ],
+)
+def test_made_up_figure_is_caught(answer: str, bad: str) -> None:
+    check = check_numbers(answer, RESULTS)
+    assert not check.ok
+    assert bad in check.unsupported
+
+
+def test_numbers_from_the_question_are_allowed() -> None:
+    assert check_numbers("Here are the top 25 products.", RESULTS, question="show the top 25 products").ok
+    assert not check_numbers("Here are the top 25 products.", RESULTS, question="show the top products").ok

@@ -1,0 +1,35 @@
+"""The insight tab builds inside a Blocks context; its chart and chat helpers work on a small snapshot."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+from insight.source import use_snapshot
+from serving.models import use_models
+from tests.fakes import scripted
+from tests.unit.insight_support import small_snapshot
+from ui import insight_tab
+
+
+def test_tab_builds_inside_blocks() -> None:
+    with gr.Blocks() as app, gr.Tab("Insight"):
+        insight_tab.build_insight_tab()
+    assert app is not None
+
+
+def test_charts_and_chat_use_the_snapshot() -> None:
+    snap = small_snapshot()
+    with use_snapshot(snap), use_models({"drafter": scripted("The data says so.")}):
+        status, sizes, scatter, _report = insight_tab.refresh()
+        assert "fixed" in status
+        names = {trace.name for trace in scatter.data}
+        assert names == {"VIP", "Loyal", "New", "At-risk", "Dormant"}
+        assert sum(t.y[-1] for t in sizes.data) == len(snap.customers)
+        history, details, cleared = insight_tab.answer_question(
+            "VIP 고객은 어떤 특징이 있어?", [], "keywords"
+        )
+    assert history[-1]["role"] == "assistant" and cleared == ""
+    data = json.loads(details)
+    assert data["intent"] == "segment_profile" and "segment_stats[vip]" in data["figures_used"]

@@ -1,0 +1,172 @@
+"""The CRM tab: a request form, the message with its facts highlighted by evidence id, the checks, and a
+batch upload (JSON, JSONL or CSV) with progress and a downloadable results file.
+
+    with gr.Tab("CRM"):
+        build_crm_tab()
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from crm.catalog import load_catalog
+from crm.definitions import PERSONAS, STAGES, STYLES
+from crm.inputs import CrmInputError
+from crm.service import BatchFileError, CrmService, load_rows, write_results
+
+Highlight = list[tuple[str, str | None]]
+
+
+def highlight(result: dict[str, Any]) -> Highlight:
+    """The message split into plain text and facts, each fact labelled with its evidence ids (or UNSUPPORTED)."""
+    message = str(result.get("message") or "")
+    grounding = (result.get("checks") or {}).get("grounding") or {}
+    spans = [(f["start"], f["end"], "+".join(f["evidence_ids"])) for f in grounding.get("supported", [])]
+    spans += [(f["start"], f["end"], "UNSUPPORTED") for f in grounding.get("unsupported", [])]
+    parts: Highlight = []
+    position = 0
+    for start, end, label in sorted(spans):
+        if start < position:
+            continue
+        if start > position:
+            parts.append((message[position:start], None))
+        parts.append((message[start:end], label))
+        position = end
+    if position < len(message):
+        parts.append((message[position:], None))
+    return parts
+
+
+def render_checks(result: dict[str, Any]) -> str:
+    if result.get("status") in ("invalid", "error"):
+        return f"**{result['status']}**: {result.get('error')}"
+    lines = [f"**status: {result.get('status')}** · rounds {result.get('rounds')} · "
+             f"{'cached · ' if result.get('cached') else ''}total {result.get('timings', {}).get('total', 0):.1f}s"]  # fmt: skip
+    for name, check in (result.get("checks") or {}).items():
+        lines.append(f"- {'✅' if check.get('passed') else '❌'} {name}")
+    lines += [f"- reason: {reason}" for reason in result.get("reasons") or []]
+    event = result.get("event")
+    if event:
+        lines.append(f"\n**event**: {event.get('text')}")
+    return "\n".join(lines)
+
+
+def evidence_rows(result: dict[str, Any]) -> list[list[Any]]:
+    return [[e["id"], e["kind"], "✓" if e.get("cited") else "", "✓" if e.get("supports_message") else "", e["text"]]
+            for e in result.get("evidence") or []]  # fmt: skip
+
+
+def _products(brand_id: str) -> list[tuple[str, str]]:
+    return [(f"{p.name} · {p.price:,}원", p.id) for p in load_catalog().brand_products(brand_id)]
+
+
+def generate(persona: int, brand: str, product: str, stage: int, style: int, event: bool, channel: str,
+             top_k: float, lang: str, disable_cache: bool) -> tuple[str, Highlight, str, list[list[Any]], dict[str, Any]]:  # fmt: skip
+    raw = {"persona": persona, "brand": brand, "product": product, "stage_index": stage, "style_index": style,
+           "is_event": int(bool(event)), "channel": channel, "top_k": int(top_k), "lang": lang}  # fmt: skip
+    try:
+        result = CrmService(use_cache=not disable_cache).run(raw)
+    except CrmInputError as exc:
+        result = {"status": "invalid", "error": str(exc)}
+    return (
+        str(result.get("message") or ""),
+        highlight(result),
+        render_checks(result),
+        evidence_rows(result),
+        result,
+    )
+
+
+def run_batch_file(file_path: str | None, disable_cache: bool,
+                   progress: gr.Progress | None = None) -> tuple[list[list[Any]], str | None, str]:  # fmt: skip
+    if not file_path:
+        return [], None, "Upload a .json, .jsonl or .csv file of requests first."
+    try:
+        rows = load_rows(Path(file_path))
+    except BatchFileError as exc:
+        return [], None, f"error: {exc}"
+    tracker = progress or (lambda *a, **k: None)
+
+    def report(done: int, total: int) -> None:
+        tracker((done, total), desc=f"{done}/{total} messages")
+
+    results = CrmService(use_cache=not disable_cache).run_batch(rows, progress=report)
+    out = Path(tempfile.mkdtemp(prefix="crm-batch-")) / f"crm-results-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_results(results, out)
+    table = [[r["row"], r.get("status"), r.get("message") or "", "; ".join(r.get("reasons") or [r.get("error") or ""])]
+             for r in results]  # fmt: skip
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
+    return (
+        table,
+        str(out),
+        f"{len(results)} rows: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+    )
+
+
+def build_crm_tab() -> None:
+    """Components of the CRM tab, created inside the caller's open Blocks/Tab context."""
+    catalog = load_catalog()
+    brands = [(f"{b.name} ({b.name_en})", b.id) for b in catalog.brands.values()]
+    first = brands[0][1]
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            persona = gr.Dropdown([(f"{p.index} {p.name} · {p.name_ko}", p.index) for p in PERSONAS], value=0,
+                                  label="Persona (Who)")  # fmt: skip
+            brand = gr.Dropdown(brands, value=first, label="Brand")
+            product = gr.Dropdown(_products(first), value=_products(first)[0][1], label="Product (What)")
+            stage = gr.Dropdown([(f"{s.index} {s.name} · {s.name_ko}", s.index) for s in STAGES], value=0,
+                                label="AARRR stage (Why)")  # fmt: skip
+            style = gr.Dropdown([(f"{s.index} {s.name} · {s.name_ko}", s.index) for s in STYLES], value=0,
+                                label="Style template")  # fmt: skip
+            channel = gr.Dropdown([(f"{c.label} ({k})", k) for k, c in catalog.channels.items()], value="sms",
+                                  label="Channel")  # fmt: skip
+            with gr.Row():
+                event = gr.Checkbox(value=False, label="Include the promotion")
+                disable_cache = gr.Checkbox(value=False, label="Skip cache")
+            top_k = gr.Slider(1, 10, value=3, step=1, label="Reviews / tone exemplars (top_k)")
+            lang = gr.Radio([("한국어", "ko"), ("English", "en")], value="ko", label="Language")
+            go = gr.Button("Generate", variant="primary")
+        with gr.Column(scale=2):
+            message = gr.Textbox(label="Message", lines=5, buttons=["copy"], interactive=False)
+            marked = gr.HighlightedText(label="Facts and their evidence (UNSUPPORTED = not in the data)",
+                                        combine_adjacent=False, show_legend=True)  # fmt: skip
+            checks = gr.Markdown()
+            evidence = gr.Dataframe(headers=["id", "kind", "cited by draft", "supports message", "text"],
+                                    label="Evidence", wrap=True, interactive=False)  # fmt: skip
+            with gr.Accordion("Result JSON", open=False):
+                result_json = gr.JSON()
+    with gr.Accordion("Batch (JSON list, JSONL or CSV with columns persona, brand, product, stage_index, "
+                      "style_index, is_event, channel)", open=False):  # fmt: skip
+        with gr.Row():
+            upload = gr.File(label="Requests file", file_types=[".json", ".jsonl", ".csv"], type="filepath")
+            batch_cache = gr.Checkbox(value=False, label="Skip cache")
+        run_batch = gr.Button("Run batch")
+        batch_status = gr.Markdown()
+        batch_table = gr.Dataframe(headers=["row", "status", "message", "reasons / error"], wrap=True,
+                                   interactive=False)  # fmt: skip
+        download = gr.File(label="Results (JSON)", interactive=False)
+
+    def on_brand(brand_id: str) -> Any:
+        choices = _products(brand_id)
+        return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+    def on_batch(file_path: str | None, skip: bool, progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+        return run_batch_file(file_path, skip, progress)
+
+    brand.change(on_brand, [brand], [product], api_visibility="private")
+    go.click(
+        generate,
+        [persona, brand, product, stage, style, event, channel, top_k, lang, disable_cache],
+        [message, marked, checks, evidence, result_json],
+        api_visibility="private",
+    )
+    run_batch.click(
+        on_batch, [upload, batch_cache], [batch_table, download, batch_status], api_visibility="private"
+    )
