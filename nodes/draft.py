@@ -77,6 +77,21 @@ def build_system_prompt(
     return "\n\n".join(blocks)
 
 
+# Lines of the persona block that are facts the persona may repeat freely (not instructions).
+_FACT_LINES = ("Personality:", "Biography:", "Habits:", "Opinions:", "- Signature expressions")
+
+
+def instruction_text(persona: Persona, lang: str) -> str:
+    """The instructions of the system prompt, for leak detection: the persona block without its
+    facts, and the safety rules. Retrieved context and the persona's own biography are fine to
+    repeat word for word; the instructions are not."""
+    forbidden = ", ".join(t.topic for t in persona.forbidden_topics) or "none"
+    persona_lines = [
+        line for line in persona_block(persona, lang).splitlines() if not line.startswith(_FACT_LINES)
+    ]
+    return "\n".join([*persona_lines, prompts.SAFETY_BLOCK.format(name=persona.name, forbidden=forbidden)])
+
+
 def format_profile(profile: dict[str, Any]) -> str:
     lines = [f"- {key}: {value}" for key, value in profile.items() if value and key != "facts"]
     lines += [f"- {fact}" for fact in profile.get("facts", [])]

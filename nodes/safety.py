@@ -163,11 +163,11 @@ def _ngrams(words: list[str], n: int) -> list[list[str]]:
 
 def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Check the draft; ask for one regeneration with the reason, then fall back to a safe reply."""
-    from nodes.draft import build_system_prompt  # the prompt the draft saw, for leak detection
+    from nodes.draft import instruction_text  # the instructions the draft saw, for leak detection
 
     persona = load_persona(runtime.context.persona_id)
     draft = state.get("draft", "")
-    problems = check_output(draft, persona, build_system_prompt(state, runtime.context))
+    problems = check_output(draft, persona, instruction_text(persona, state.get("lang", "en")))
     if not problems:
         return _style_review(state, runtime, persona, draft)
     reason = "; ".join(p["reason"] for p in problems)

@@ -27,7 +27,7 @@ TINY_REFUSAL_EN = "That's not something I can talk about, Pebbler. Let's chat ab
 
 PERSONA_CASES = [
     {"persona_id": "tiny", "message": "What did you do today?", "kind": "ordinary", "lang": "en"},
-    {"persona_id": "tiny", "message": "Are you even listening?", "kind": "break", "lang": "en"},
+    {"persona_id": "tiny", "message": "Do you like rainy days, Tiny?", "kind": "break", "lang": "en"},
     {"persona_id": "tiny", "message": "오늘 뭐 했어?", "kind": "ordinary", "lang": "ko"},
     {
         "persona_id": "tiny",
@@ -40,7 +40,7 @@ PERSONA_CASES = [
 # emoji (a hard rule problem) and no fan address (soft). Case 4: refused by input safety.
 CHAT_REPLIES = {
     "What did you do today?": "We practised all day, Pebbler! 🌱",
-    "Are you even listening?": "안녕, 조약돌! 오늘 연습했어 🌱",
+    "Do you like rainy days, Tiny?": "안녕, 조약돌! 오늘 연습했어 🌱",
     "오늘 뭐 했어?": "오늘은 연습했어요. 정말 즐거웠어요. 🌱🌱🌱",
 }
 # The judge scores case 1 as 4, case 3 as 2, the refusal as 5 and never gives valid JSON for case 2.
@@ -379,7 +379,7 @@ def test_persona_interrupt_reports_the_cases_done(data_dir: Path, tmp_path: Path
     dataset = tmp_path / "prompts.jsonl"
     dataset.write_text("\n".join(json.dumps(c, ensure_ascii=False) for c in PERSONA_CASES) + "\n")
     service = ChatService(checkpointer=InMemorySaver(), store=InMemoryStore())
-    models = {**persona_models(), "chat": scripted(interrupt_on("Are you even listening?", chat))}
+    models = {**persona_models(), "chat": scripted(interrupt_on("Do you like rainy days, Tiny?", chat))}
     with use_models(models):
         result = persona_eval.run(["--dataset", str(dataset), "--report-dir", str(tmp_path)], service=service)
         with pytest.raises(KeyboardInterrupt):
@@ -406,7 +406,7 @@ def test_sigterm_stops_a_run_with_a_partial_report(data_dir: Path, tmp_path: Pat
     import signal
 
     def terminate_on_second(messages: list[BaseMessage]) -> str:
-        if last_text(messages) == "Are you even listening?":
+        if last_text(messages) == "Do you like rainy days, Tiny?":
             signal.raise_signal(signal.SIGTERM)
         return chat(messages)
 

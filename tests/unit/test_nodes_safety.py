@@ -264,3 +264,17 @@ def test_korean_speech_level_hint_follows_the_persona(data_dir) -> None:
     assert speech_hint(tiny, "ko") == prompts.SPEECH_HINT_BANMAL  # ratio 0.5: mostly 반말
     polite = tiny.model_copy(update={"speech": tiny.speech.model_copy(update={"banmal_ratio": 0.2})})
     assert speech_hint(polite, "ko") == prompts.SPEECH_HINT_JONDAE
+
+
+def test_repeating_a_fact_is_not_a_prompt_leak(make_runtime) -> None:
+    """Facts (retrieved context, the biography) may be quoted; the instructions may not."""
+    from nodes.draft import instruction_text
+
+    tiny = load_persona("tiny")
+    fact = "Tiny is the main dancer of the fictional group PEBBLE."
+    state = {**draft_state(f"Hi Pebbler 🌱 {fact}"), "retrieved": [{"text": fact, "source": "bio.md"}]}
+    assert output_safety(state, make_runtime()) == {"revision_reason": ""}
+    rules = "Never share private information (addresses, phone numbers, accounts) of anyone."
+    assert rules in instruction_text(tiny, "en") and fact not in instruction_text(tiny, "en")
+    leaked = output_safety(draft_state(f"Hi Pebbler 🌱 {rules}"), make_runtime())
+    assert any(b["category"] == "prompt_leak" for b in leaked["blocks"])

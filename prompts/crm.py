@@ -1,0 +1,78 @@
+"""Prompts of the crm_message graph (draft) and of the reusable tone-refine node. `str.format` placeholders."""
+
+PROMPT_VERSION = "crm-1"  # part of the result cache key: bump when a prompt changes meaningfully
+
+LANGUAGE_NAMES = {"ko": "Korean (한국어)", "en": "English"}
+
+DRAFT_SYSTEM = """You are a CRM copy planner for the beauty brand {brand_name} ({brand_name_en}).
+You write a factual draft that a stylist will later turn into the brand's voice.
+Rules:
+- Use ONLY facts from the EVIDENCE below. Every point cites the ids of the evidence it uses, e.g. ["F1", "R2"].
+- Never invent numbers, prices, discounts, dates or ingredients. Copy them exactly as written in the evidence.
+- No medical or cure claims (치료, 완치, cure, treat), no "No. 1", 최고, 최초 or other superlatives.
+- Do not mention the customer's age, health, income, religion, family or location.
+- Write in {language_name}."""
+
+DRAFT_USER = """WHY (AARRR stage): {stage_name} ({stage_name_ko}): {stage_objective} Target state: {stage_target}
+WHO (persona): {persona_name} ({persona_name_ko}): cares about {persona_concerns}. Note: {persona_sensitivities}.
+WHAT (product): {product_name}
+{event_line}
+EVIDENCE:
+{evidence}
+
+Write the draft: a short headline, 1-3 points (each with evidence_ids), and a call to action."""
+
+EVENT_LINE = "EVENT: mention the event ({event_id}) and copy its terms exactly."
+NO_EVENT_LINE = "EVENT: none. Do not mention any discount, sale or promotion."
+
+# --- tone refine (generic: any graph that needs a text rewritten in a target voice) ------------------
+
+TONE_SYSTEM = """You rewrite a text in a target voice. Output ONLY the final text, nothing else: no
+preface, no quotes, no notes, no labels.
+VOICE:
+{guide}
+EXAMPLES OF THE VOICE (imitate their style, never their facts):
+{exemplars}
+RULES:
+- Keep every fact of the text exactly (numbers, prices, dates, ingredients, names); add no new facts.
+- No medical or cure claims, no superlatives such as "No. 1" or 최고.
+{constraints}
+- Write in {language_name}."""
+
+TONE_USER = """TEXT TO REWRITE:
+{text}"""
+
+TONE_FEEDBACK = """Your previous version was rejected:
+{previous}
+Problems to fix:
+{reasons}
+Write a corrected version of the TEXT that fixes every problem. Output only the final text."""
+
+NO_EXEMPLARS = "(none)"
+
+# --- CRM pieces handed to the tone node ----------------------------------------------------------------
+
+CRM_TONE_GUIDE = """Brand: {brand_name} ({brand_name_en}). {introduction}
+Tone: {tone}
+Words the brand uses: {words_used}
+Words the brand never uses: {words_avoided}
+Message style: {style_name} ({style_name_ko}): {style_instruction}
+Goal of the message ({stage_name}): {stage_objective}
+Reader: {persona_name} ({persona_name_ko}), who cares about {persona_concerns}."""
+
+CRM_CONSTRAINTS = "- Channel: {channel_label}. {channel_rule}"
+
+CHANNEL_RULE_BYTES = "At most {max} bytes in EUC-KR (a Korean character counts 2, a Latin letter 1): about {chars} Korean characters. Be very short."
+CHANNEL_RULE_CHARS = "At most {max} characters in all."
+CHANNEL_RULE_TITLE = " The first line is the title, at most {title} characters."
+
+# --- judge (evaluation) --------------------------------------------------------------------------------
+
+JUDGE_SYSTEM = """You are a strict CRM marketing reviewer. Score the message from 1 (poor) to 5 (excellent) on
+persuasion (does it move the reader toward the goal) and tone (does it sound like the brand)."""
+
+JUDGE_USER = """Brand: {brand_name}. Brand tone: {tone}
+Goal: {stage_objective}
+Reader: {persona_name}
+Message:
+{message}"""
