@@ -9,6 +9,8 @@ personagraph serve-model [--port P]       run the embedded model server in the f
 personagraph redis [--port P]             run a local Redis with search + JSON modules
 personagraph survey ... | interview ...    digital twins (see `personagraph survey --help`)
 personagraph insight generate-history|load|simulate|consume|report|ask   customer insight
+personagraph crm --persona 0 --brand B --product P --stage_index 1 --style_index 2 --is_event 1 [--channel sms]
+personagraph crm --batch_json FILE --out_path FILE | --build_index | --list       CRM messages
 """
 
 from __future__ import annotations
@@ -200,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     from insight.cli import add_insight_parser
 
     add_insight_parser(sub)
+    from crm.cli import add_crm_parser
+
+    add_crm_parser(sub)
     return parser
 
 

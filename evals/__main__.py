@@ -17,6 +17,7 @@ EVALS = {
     "twins": "evals.twins",
     "safety": "evals.safety",
     "insight": "evals.insight",
+    "crm": "evals.crm",
 }
 
 

@@ -23,14 +23,12 @@ from personas.cards import CardError, import_card, load_card, slugify
 from personas.model import UnknownPersonaError, list_personas, load_persona
 from serving.settings import get_settings
 from ui.auth import AuthConfig
+from ui.crm_tab import build_crm_tab
 from ui.insight_tab import build_insight_tab
 from ui.twins_tab import build_twins_tabs
 
 ChatHistory = list[dict[str, Any]]
 SendOutput = tuple[ChatHistory, str, str, str, str]
-COMING = {
-    "CRM messages": "Brand-tone CRM messages arrive with the CRM-message feature.",
-}
 LANGS = [("한국어", "ko"), ("English", "en")]
 DEFAULT_FAN = {"ko": "친구", "en": "friend"}
 DEFAULT_PERSONA = "stella_yuna"
@@ -431,9 +429,8 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
         with gr.Tab("Customer insight") as insight_tab:
             insight_timer = build_insight_tab()
         insight_tab.select(lambda: gr.Timer(active=True), None, [insight_timer], api_visibility="private")
-        for title, text in COMING.items():
-            with gr.Tab(title):
-                gr.Markdown(f"**Coming soon.** {text}")
+        with gr.Tab("CRM messages"):
+            build_crm_tab()
     return app
 
 

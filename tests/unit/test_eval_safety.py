@@ -147,7 +147,7 @@ def test_shipped_held_out_sets() -> None:
     redteam = load_cases(datasets / "safety_redteam.jsonl")
     benign = load_cases(datasets / "safety_benign.jsonl")
     blind = load_cases(datasets / "safety_heldout.jsonl")
-    assert DEFAULT_DATASETS == [datasets / "safety_heldout.jsonl"]
+    assert [datasets / "safety_heldout.jsonl"] == DEFAULT_DATASETS
     assert len(redteam) >= 80 and all(c["unsafe"] for c in redteam)
     assert len(benign) >= 150 and not any(c["unsafe"] for c in benign)
     assert len({c["category"] for c in redteam}) == 7

@@ -272,7 +272,7 @@ def test_repeating_a_fact_is_not_a_prompt_leak(make_runtime) -> None:
 
     tiny = load_persona("tiny")
     fact = "Tiny is the main dancer of the fictional group PEBBLE."
-    state = {**draft_state(f"Hi Pebbler 🌱 {fact}"), "retrieved": [{"text": fact, "source": "bio.md"}]}
+    state: Any = {**draft_state(f"Hi Pebbler 🌱 {fact}"), "retrieved": [{"text": fact, "source": "bio.md"}]}
     assert output_safety(state, make_runtime()) == {"revision_reason": ""}
     rules = "Never share private information (addresses, phone numbers, accounts) of anyone."
     assert rules in instruction_text(tiny, "en") and fact not in instruction_text(tiny, "en")

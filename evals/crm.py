@@ -1,0 +1,170 @@
+"""crm: the crm_message graph over input combinations (evals/datasets/crm_inputs.jsonl, 60 rows).
+
+    python -m evals crm [--limit N] [--dataset FILE] [--no-judge] [--out-dir reports]
+
+Prints (as the last line, via the registry) one JSON object:
+- n, valid_rate: results that are valid JSON with every field of the result schema (status passed or
+  failed; an error or invalid row counts as not valid);
+- grounded_rate: messages with no unsupported number, price, discount, date or ingredient;
+- length_ok_rate: messages within their channel's limit; passed_rate: messages that passed every check;
+- brand_id_accuracy: a TF-IDF character n-gram classifier trained on the brands' tone material only
+  (introductions, official copy, words used) predicts the brand of each final message, with brand and
+  product names removed first (so it scores the voice, not the name);
+- judge_mean: the judge role's mean score (1-5) for persuasion and tone (null with --no-judge or when
+  every judge call failed);
+and writes reports/crm-<timestamp>.json (all results, the worst cases with their reasons) and
+reports/crm-preferences.jsonl (accepted/rejected pairs for DPO training of the stylist).
+Needs a model server (LLM_BASE_URL, or the embedded model); results are not cached here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
+DATASET = Path(__file__).parent / "datasets" / "crm_inputs.jsonl"
+RESULT_FIELDS = ("status", "request", "stage", "style", "channel", "event", "draft", "message", "checks",
+                 "evidence", "timings")  # fmt: skip
+
+
+class JudgeScore(BaseModel):
+    persuasion: int = Field(ge=1, le=5)
+    tone: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=300)
+
+
+def brand_classifier() -> Any:
+    """TF-IDF char n-grams + logistic regression on the brands' tone material (never on eval outputs)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from crm.catalog import load_catalog
+
+    texts, labels = [], []
+    for brand in load_catalog().brands.values():
+        samples = [brand.introduction, brand.tone, " ".join(brand.words_used), *brand.copy_examples]
+        texts += samples
+        labels += [brand.id] * len(samples)
+    model = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
+        LogisticRegression(max_iter=2000, C=10.0),
+    )
+    model.fit(texts, labels)
+    return model
+
+
+def mask_names(text: str) -> str:
+    """The message without brand and product names, so the classifier judges the voice, not the label."""
+    from crm.catalog import load_catalog
+
+    catalog = load_catalog()
+    names = [n for b in catalog.brands.values() for n in (b.name, b.name_en)]
+    names += [n for p in catalog.products.values() for n in (p.name, p.name_en)]
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(name, " ")
+    return text
+
+
+def is_valid(result: Mapping[str, Any]) -> bool:
+    return result.get("status") in ("passed", "failed") and all(k in result for k in RESULT_FIELDS)
+
+
+def judge(result: Mapping[str, Any]) -> float | None:
+    from crm.catalog import load_catalog
+    from prompts import crm as prompts
+    from serving.models import ModelError, structured
+
+    brand = load_catalog().brands[result["request"]["brand"]]
+    messages = [
+        SystemMessage(content=prompts.JUDGE_SYSTEM),
+        HumanMessage(content=prompts.JUDGE_USER.format(
+            brand_name=brand.name, tone=brand.tone, stage_objective=result["stage"]["objective"],
+            persona_name=result["persona"]["name"], message=result["message"],
+        )),
+    ]  # fmt: skip
+    try:
+        score = structured("judge", JudgeScore, messages, max_tokens=120)
+    except ModelError:
+        return None
+    return (score.persuasion + score.tone) / 2
+
+
+def severity(result: Mapping[str, Any]) -> tuple[int, int]:
+    """Worse first: errors, then failed checks (more reasons worse), then passed."""
+    rank = {"error": 0, "invalid": 0, "failed": 1}.get(str(result.get("status")), 2)
+    return rank, -len(result.get("reasons") or [])
+
+
+def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | None],
+              scores: Sequence[float | None]) -> dict[str, Any]:  # fmt: skip
+    n = len(results)
+    valid = [r for r in results if is_valid(r)]
+    with_message = [r for r in valid if r.get("message")]
+    grounded = [r for r in with_message if r["checks"].get("grounding", {}).get("passed")]
+    length_ok = [r for r in with_message if r["checks"].get("length", {}).get("passed")]
+    brand_hits = [
+        p == r.get("request", {}).get("brand") for r, p in zip(results, predictions, strict=True) if p
+    ]
+    judged = [s for s in scores if s is not None]
+    return {
+        "n": n,
+        "valid_rate": round(len(valid) / n, 4) if n else 0.0,
+        "grounded_rate": round(len(grounded) / len(with_message), 4) if with_message else 0.0,
+        "length_ok_rate": round(len(length_ok) / len(with_message), 4) if with_message else 0.0,
+        "passed_rate": round(sum(r.get("status") == "passed" for r in results) / n, 4) if n else 0.0,
+        "brand_id_accuracy": round(sum(brand_hits) / len(brand_hits), 4) if brand_hits else 0.0,
+        "judge_mean": round(sum(judged) / len(judged), 3) if judged else None,
+        "judged": len(judged),
+    }
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    from crm.preferences import export_preferences
+    from crm.service import CrmService, load_rows
+
+    parser = argparse.ArgumentParser(prog="python -m evals crm")
+    parser.add_argument("--limit", type=int, default=None, help="first N combinations only")
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--no-judge", action="store_true", help="skip the judge role (judge_mean = null)")
+    parser.add_argument("--out-dir", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    rows = load_rows(args.dataset)[: args.limit] if args.limit else load_rows(args.dataset)
+    started = time.time()
+    service = CrmService(use_cache=False)
+    results = service.run_batch(rows, progress=lambda d, t: print(f"crm eval {d}/{t}", flush=True))
+    classifier = brand_classifier()
+    predictions = [
+        str(classifier.predict([mask_names(r["message"])])[0]) if r.get("message") else None for r in results
+    ]
+    scores = [None if args.no_judge or not r.get("message") else judge(r) for r in results]
+    summary = summarise(results, predictions, scores)
+    for result, predicted, score in zip(results, predictions, scores, strict=True):
+        result["predicted_brand"], result["judge_score"] = predicted, score
+    worst = sorted(results, key=severity)[:10]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    report_path = args.out_dir / f"crm-{stamp}.json"
+    preferences_path = args.out_dir / "crm-preferences.jsonl"
+    pairs = export_preferences(results, preferences_path)
+    unexplained = [
+        r["row"] for r in results if r.get("status") != "passed" and not (r.get("reasons") or r.get("error"))
+    ]
+    summary.update(preference_pairs=pairs, unexplained_failures=unexplained, seconds=round(time.time() - started, 1),
+                   report=str(report_path), preferences=str(preferences_path))  # fmt: skip
+    worst_cases = [{"row": r["row"], "status": r.get("status"), "request": r.get("request"),
+                    "message": r.get("message"), "reasons": r.get("reasons") or [r.get("error")]} for r in worst]  # fmt: skip
+    report_path.write_text(
+        json.dumps(
+            {"summary": summary, "worst_cases": worst_cases, "results": results}, ensure_ascii=False, indent=1
+        ),
+        encoding="utf-8",
+    )
+    return summary
