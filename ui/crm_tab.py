@@ -165,8 +165,8 @@ def build_crm_tab() -> None:
         generate,
         [persona, brand, product, stage, style, event, channel, top_k, lang, disable_cache],
         [message, marked, checks, evidence, result_json],
-        api_visibility="private",
+        api_name="crm_generate",
     )
     run_batch.click(
-        on_batch, [upload, batch_cache], [batch_table, download, batch_status], api_visibility="private"
+        on_batch, [upload, batch_cache], [batch_table, download, batch_status], api_name="crm_batch"
     )

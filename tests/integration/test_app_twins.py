@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from serving.local_server import free_port
+from serving.local_server import LocalModelServer, free_port
 from tests.integration.conftest import stop_process, wait_http
 from tests.integration.test_app import BIN
 
@@ -39,8 +39,14 @@ questions:
 """
 
 
-@pytest.fixture
-def signed_in_app(real_model_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def signed_in_app(model_server: LocalModelServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One signed-in app for the module (starting the app is the slow part)."""
+    tmp_path = tmp_path_factory.mktemp("signed-in-app")
+    real_model_env = {
+        "LLM_BASE_URL": model_server.base_url, "LLM_MODEL": model_server.alias, "LLM_BACKEND": "llamacpp",
+        "LLM_MAX_TOKENS": "96",
+    }  # fmt: skip
     port = free_port()
     log = (tmp_path / "app.log").open("wb")
     process = subprocess.Popen(
@@ -129,3 +135,23 @@ def test_insight_tab_goes_live_and_answers_from_the_figures(signed_in_app: str) 
     ], details
     out, *_ = admin.predict("오늘 날씨 어때?", [], "keywords", api_name="/insight_ask")
     assert out[-1]["role"] == "assistant"
+
+
+def test_crm_tab_rejects_bad_requests_by_field(signed_in_app: str, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    user = Client(signed_in_app, auth=("mina", "mina-pw"), verbose=False)
+    message, _, checks, _, result = user.predict(
+        0, "dewylab", "lum-01", 0, 0, False, "sms", 3, "ko", True, api_name="/crm_generate"
+    )  # a product of another brand
+    assert message == "" and result["status"] == "invalid"
+    assert result["error"].startswith("product:") and "allowed: dew-01" in result["error"], result
+    bad_rows = tmp_path / "requests.csv"
+    bad_rows.write_text(
+        "persona,brand,product,stage_index,style_index,is_event,channel\n9,x,y,0,0,0,sms\n0,x,y,7,0,0,fax\n",
+        encoding="utf-8",
+    )
+    table, download, status = user.predict(handle_file(str(bad_rows)), True, api_name="/crm_batch")
+    rows = table["data"]
+    assert [r[1] for r in rows] == ["invalid", "invalid"] and "persona" in rows[0][3], rows
+    assert download and "2 rows" in status
