@@ -203,9 +203,21 @@ def draft_messages(state: CrmState) -> list[BaseMessage]:
     return [SystemMessage(content=system), HumanMessage(content=user)]
 
 
-def render_draft(draft: dict[str, Any]) -> str:
-    """The draft as plain text for the stylist (no evidence ids)."""
-    lines = [draft["headline"], *(f"- {p['text']}" for p in draft["points"]), draft["call_to_action"]]
+def points_for(channel: Any) -> int | None:
+    """How many draft points a channel has room for (None = all): a 45-character SMS gets the headline
+    and the call to action only; a small model cannot compress four points into it."""
+    budget = channel.max // 2 if channel.measure == "bytes" else channel.max
+    if budget <= 60:
+        return 0
+    if budget <= 200:
+        return 1
+    return 2 if budget <= 600 else None
+
+
+def render_draft(draft: dict[str, Any], max_points: int | None = None) -> str:
+    """The draft as plain text for the stylist (no evidence ids), with at most `max_points` points."""
+    points = draft["points"] if max_points is None else draft["points"][:max_points]
+    lines = [draft["headline"], *(f"- {p['text']}" for p in points), draft["call_to_action"]]
     return "\n".join(line.strip() for line in lines if line.strip())
 
 
@@ -234,7 +246,7 @@ def tone_inputs(state: CrmState, draft: dict[str, Any]) -> dict[str, Any]:
         persona_name_ko=persona.name_ko, persona_concerns=persona.concerns,
     )  # fmt: skip
     return {
-        "tone_text": render_draft(draft),
+        "tone_text": render_draft(draft, points_for(channel)),
         "tone_guide": guide,
         "tone_exemplars": [e["text"] for e in state.get("evidence") or [] if e["kind"] == "tone"],
         "tone_constraints": [prompts.CRM_CONSTRAINTS.format(channel_label=channel.label, channel_rule=rule)],

@@ -283,3 +283,14 @@ def test_tone_refine_is_a_generic_node() -> None:
     with use_models({"stylist": scripted(ModelUnavailableError("stylist down"))}):
         failed = tone_refine({"tone_text": "hello"}, Runtime(context=AnyContext()))
     assert failed["tone_error"] == "stylist down" and "tone_output" not in failed
+
+
+def test_short_channels_get_fewer_draft_points() -> None:
+    from crm.catalog import load_catalog
+    from nodes.crm import points_for, render_draft
+
+    channels = load_catalog().channels
+    assert points_for(channels["sms"]) == 0 and points_for(channels["push"]) == 1
+    assert points_for(channels["email"]) is None
+    draft = {"headline": "H", "points": [{"text": "a"}, {"text": "b"}], "call_to_action": "C"}
+    assert render_draft(draft, 0) == "H\nC" and render_draft(draft) == "H\n- a\n- b\nC"
