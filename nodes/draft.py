@@ -107,6 +107,8 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
     instruction = prompts.DRAFT_INSTRUCTION.format(
         name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang], speech_hint=speech_hint(persona, lang)
     )
+    if state.get("intent") == "personal":
+        instruction += prompts.PERSONAL_HINT
     if state.get("revision_reason"):
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])
     messages: list[BaseMessage] = [

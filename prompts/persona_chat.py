@@ -42,6 +42,10 @@ SPEECH_HINT_BANMAL = (
 )
 SPEECH_HINT_JONDAE = " 존댓말로 말해요 (문장 끝은 '~요', '~니다'처럼)."
 
+# Added when the router says the fan is asking about themselves (small models answer "yes, I remember!"
+# without saying what).
+PERSONAL_HINT = """ The fan is asking about themselves: say the exact facts you know from [ABOUT THIS FAN] and [CONTEXT] (for example their name), naming them explicitly."""
+
 REVISION_INSTRUCTION = """Your previous draft was rejected: {reason}. Write a new reply that fixes this."""
 
 LANGUAGE_RETRY = """Reply again in {language_name} only. {hint}"""

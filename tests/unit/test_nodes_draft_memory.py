@@ -259,3 +259,20 @@ def test_merge_profile_ignores_blank_values_and_caps_facts() -> None:
     assert merged["name"] == "Minji"
     assert merged["nickname"] == "MJ"
     assert len(merged["facts"]) == 30 and merged["facts"][-1] == "new" and "f0" not in merged["facts"]
+
+
+def test_personal_questions_ask_for_the_remembered_facts_by_name(make_runtime) -> None:
+    from langchain_core.messages import HumanMessage
+
+    from nodes.draft import draft
+    from prompts import persona_chat as prompts
+    from serving.models import use_models
+    from tests.fakes import scripted
+
+    model = scripted("Of course, Minji! 🌱")
+    state: Any = {"messages": [HumanMessage(content="do you remember my name?", id="m1")], "lang": "en"}
+    with use_models({"chat": model}):
+        draft({**state, "intent": "personal"}, make_runtime())
+        draft({**state, "intent": "smalltalk"}, make_runtime())
+    personal, small = (str(call["messages"][-1].content) for call in model.calls)
+    assert prompts.PERSONAL_HINT.strip() in personal and prompts.PERSONAL_HINT.strip() not in small
