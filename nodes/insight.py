@@ -22,6 +22,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
 from insight import profiles as profile_docs
+from insight.intent_classifier import combine
 from insight.lexicon import find_customers, keyword_intent, mentioned_segments
 from insight.numbers import check_numbers as numeric_check
 from insight.segments import SEGMENT_LABELS, label
@@ -121,7 +122,7 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
         )
     question = validate_question(state.get("question"), ctx.max_question_chars)
     lang = detect_language(question)
-    guess = keyword_intent(question)
+    guess = combine(question, keyword_intent(question))
     base = {"question": question, "lang": lang, "revisions": 0, "error": None, "flagged": False}
     if ctx.router_mode == "keywords" or (ctx.router_mode == "hybrid" and guess.confident):
         return {**base, "intent": guess.intent, "router": "keywords",
