@@ -75,6 +75,36 @@ def preview_selection(specs: str, limit: int = 20) -> tuple[str, pd.DataFrame]:
     return text, pd.DataFrame(rows)
 
 
+def attribute_info(attribute: str, source: str = "twin2k") -> tuple[str, list[str], str]:
+    """(kind, categories, range text) of a respondent attribute, for the filter builder."""
+    pool = load_respondents(source)
+    kind = pool.kinds.get(attribute)
+    if kind is None:
+        raise RespondentError(
+            f"attribute: {attribute!r} is unknown; allowed: {', '.join(sorted(pool.kinds))}"
+        )
+    if kind == "categorical":
+        return kind, pool.categories(attribute), ""
+    low_high = pool.numeric_range(attribute)
+    return kind, [], f"{low_high[0]:g} .. {low_high[1]:g}" if low_high else ""
+
+
+def filter_spec(attribute: str, values: list[str] | None, low: float | None, high: float | None) -> str:
+    """One `where:` spec from the builder: allowed values of a category, or a numeric range."""
+    if not attribute:
+        raise RespondentError("attribute: choose an attribute to filter on")
+    if values:
+        return f"where:{attribute}={'|'.join(values)}"
+    if low is None and high is None:
+        raise RespondentError(f"{attribute}: choose values, or a minimum and/or maximum")
+    return f"where:{attribute}={'' if low is None else f'{low:g}'}..{'' if high is None else f'{high:g}'}"
+
+
+def add_spec(specs: str, spec: str) -> str:
+    lines = [line for line in (specs or "").splitlines() if line.strip() and line.strip() != "all"]
+    return "\n".join([*lines, spec])
+
+
 def survey_from_text(text: str) -> Survey:
     """A survey from JSON or YAML text (native or Twin-2K-500 format)."""
     if not (text or "").strip():
@@ -288,9 +318,56 @@ def build_twins_tabs(auth: AuthConfig) -> None:
                 saved = gr.Dropdown(choices=list_selections(), label="Saved selections", value=None)
                 save_name = gr.Textbox(label="Save as", placeholder="name")
                 save_btn = gr.Button("Save selection", size="sm")
+        with gr.Accordion("Build a filter", open=True), gr.Row():
+            attributes = sorted(load_respondents().kinds)
+            attribute = gr.Dropdown(attributes, value=None, label="Attribute", scale=2)
+            values = gr.Dropdown([], multiselect=True, label="Values (categories)", scale=3)
+            low = gr.Number(value=None, label="Min", scale=1)
+            high = gr.Number(value=None, label="Max", scale=1)
+            add_filter = gr.Button("Add filter", scale=1)
+        with gr.Row():
+            sample_n = gr.Number(value=20, precision=0, minimum=1, label="Random sample size", scale=1)
+            sample_seed = gr.Number(value=1, precision=0, label="Seed", scale=1)
+            add_sample = gr.Button("Add random sample", scale=1)
+            clear_btn = gr.Button("Everyone (clear)", scale=1)
         count_btn = gr.Button("Count and preview", variant="primary")
         count_md = gr.Markdown()
         preview = gr.Dataframe(label="First 20 respondents", interactive=False, wrap=True)
+
+        def on_attribute(name: str) -> tuple[Any, str]:
+            try:
+                kind, categories, span = attribute_info(name)
+            except INPUT_ERRORS as exc:
+                return gr.update(choices=[], value=[]), f"⚠️ {exc}"
+            if kind == "categorical":
+                return gr.update(choices=categories, value=[]), f"`{name}`: choose one or more values."
+            return gr.update(
+                choices=[], value=[]
+            ), f"`{name}` is numeric ({span}): set a minimum and/or maximum."
+
+        def do_add_filter(text: str, name: str, chosen: list[str], lo: float | None, hi: float | None) -> Any:
+            try:
+                spec = filter_spec(name, chosen, lo, hi)
+                updated = add_spec(text, spec)
+                summary, table = preview_selection(updated)
+            except INPUT_ERRORS as exc:
+                return gr.update(), f"⚠️ {exc}", gr.update()
+            return updated, summary, table
+
+        def do_add_sample(text: str, n: float, seed: float) -> Any:
+            try:
+                updated = add_spec(text, f"random:{int(n)}:{int(seed)}")
+                summary, table = preview_selection(updated)
+            except INPUT_ERRORS as exc:
+                return gr.update(), f"⚠️ {exc}", gr.update()
+            return updated, summary, table
+
+        attribute.input(on_attribute, [attribute], [values, count_md], api_visibility="private")
+        add_filter.click(do_add_filter, [specs, attribute, values, low, high], [specs, count_md, preview],
+                         api_visibility="private")  # fmt: skip
+        add_sample.click(do_add_sample, [specs, sample_n, sample_seed], [specs, count_md, preview],
+                         api_visibility="private")  # fmt: skip
+        clear_btn.click(lambda: "all", None, [specs], api_visibility="private")
 
         def do_preview(text: str) -> tuple[str, Any]:
             try:

@@ -111,3 +111,21 @@ def test_validation_scores_a_run_against_an_answers_file(tmp_path: Path) -> None
     pd.DataFrame(rows[2:]).to_csv(stranger, index=False)
     with pytest.raises(RunError, match="none of this run's respondents"):
         twins_tab.validation_report(run_id, str(stranger))
+
+
+def test_filter_builder_writes_specs_that_select() -> None:
+    kind, categories, _ = twins_tab.attribute_info("sex")
+    assert kind == "categorical" and "Female" in categories
+    kind, _, span = twins_tab.attribute_info("big5_openness")
+    assert kind == "numeric" and ".." in span
+    with pytest.raises(ValueError, match="attribute"):
+        twins_tab.attribute_info("shoe_size")
+    spec = twins_tab.filter_spec("sex", ["Female"], None, None)
+    assert spec == "where:sex=Female"
+    assert twins_tab.filter_spec("big5_openness", [], 4, None) == "where:big5_openness=4.."
+    with pytest.raises(ValueError, match="big5_openness"):
+        twins_tab.filter_spec("big5_openness", [], None, None)
+    text = twins_tab.add_spec(twins_tab.add_spec("all", spec), "random:5:1")
+    assert text == "where:sex=Female\nrandom:5:1"
+    people = twins_tab.select(twins_tab.selection_from_text(text), twins_tab.load_respondents())
+    assert len(people) == 5 and all(p.attributes["sex"] == "Female" for p in people)
