@@ -155,3 +155,33 @@ def test_crm_tab_rejects_bad_requests_by_field(signed_in_app: str, tmp_path: Pat
     rows = table["data"]
     assert [r[1] for r in rows] == ["invalid", "invalid"] and "persona" in rows[0][3], rows
     assert download and "2 rows" in status
+
+
+ONE_QUESTION_GUIDE = """
+id: tiny_guide
+title: Tiny interview
+language: en
+questions:
+  - id: coffee
+    text: How do you take your coffee?
+"""
+
+
+def test_interactive_interview_through_the_app(signed_in_app: str) -> None:
+    user = Client(signed_in_app, auth=("mina", "mina-pw"), verbose=False)
+    _, table = user.predict("random:1:3", api_name="/count_respondents")
+    person = str(table["data"][0][0])
+    # The session's interview state stays on the server (gr.State): the client sends only text.
+    chat, status, files = user.predict(
+        ONE_QUESTION_GUIDE, person, 0, "random:1:3", api_name="/start_interview"
+    )
+    assert (
+        chat[0]["role"] == "user" and "coffee" in str(chat[0]["content"]) and chat[1]["role"] == "assistant"
+    )
+    assert "Next question" in status, status
+    chat, status, files = user.predict("Why that way?", api_name="/interview_reply")
+    assert len(chat) == 4 and "Why that way?" in str(chat[2]["content"])  # your follow-up, answered
+    chat, status, files = user.predict("/end", api_name="/interview_reply")
+    assert "finished" in status and {Path(f).suffix for f in files} == {".md", ".json"}
+    _, bad, _ = user.predict(ONE_QUESTION_GUIDE, "no-such-id", 0, "random:1:3", api_name="/start_interview")
+    assert bad.startswith("⚠️") and "respondent id" in bad
