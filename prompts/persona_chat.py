@@ -37,10 +37,9 @@ Summary of earlier turns: {summary}"""
 DRAFT_INSTRUCTION = """Now reply to the fan's last message as {name}: {language_name} only, 1-4 short sentences, warm and in character, using the facts above when they help.{speech_hint}"""
 
 # Added to the instruction for Korean replies: small models default to 존댓말 unless told plainly.
-SPEECH_HINT_BANMAL = (
-    " 반말로 친근하게 말해 (문장 끝은 '~야', '~어', '~지', '~자'처럼; '~요', '~니다'는 쓰지 마)."
-)
-SPEECH_HINT_JONDAE = " 존댓말로 말해요 (문장 끝은 '~요', '~니다'처럼)."
+# (No quoted endings: the 1.5B model copied "'~야'" into its reply.)
+SPEECH_HINT_BANMAL = " 친한 친구에게 말하듯 반말로 답해. 문장을 요나 니다로 끝내지 마."
+SPEECH_HINT_JONDAE = " 정중한 존댓말로 답해 주세요."
 
 # Added when the router says the fan is asking about themselves (small models answer "yes, I remember!"
 # without saying what).
