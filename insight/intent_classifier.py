@@ -98,9 +98,13 @@ def trained() -> IntentClassifier | None:
     paths = train_paths()
     if not paths:
         return None
-    for path in paths:  # a bad line is reported with its file and line number
-        parse_rows(path.read_text(encoding="utf-8"), str(path))
-    return _trained("\n".join(p.read_text(encoding="utf-8").rstrip("\n") for p in paths))
+    contents = [p.read_text(encoding="utf-8") for p in paths]
+    try:
+        return _trained("\n".join(c.rstrip("\n") for c in contents))
+    except ValueError:
+        for path, content in zip(paths, contents, strict=True):  # name the file and line of the bad row
+            parse_rows(content, str(path))
+        raise
 
 
 def predict(question: str) -> tuple[str, float] | None:

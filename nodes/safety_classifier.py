@@ -179,9 +179,13 @@ def trained_model(path: Path | None = None) -> SafetyClassifier:
         raise ValueError(
             f"no training file: expected data/safety/train*.jsonl under {get_settings().data_dir}"
         )
-    for p in paths:  # a bad line is reported with its own file and line number
-        load_examples(p)
-    return _trained("\n".join(p.read_text(encoding="utf-8").rstrip("\n") for p in paths))
+    contents = [p.read_text(encoding="utf-8") for p in paths]
+    try:
+        return _trained("\n".join(c.rstrip("\n") for c in contents))
+    except ValueError:
+        for p, content in zip(paths, contents, strict=True):  # name the file and line of the bad example
+            parse_examples(content, source=str(p))
+        raise
 
 
 def threshold_setting() -> float:
