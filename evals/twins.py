@@ -156,12 +156,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     budget = args.max_minutes * 60 if args.max_minutes is not None else None
     summary = run_survey(run_id, options, progress=not args.no_progress, time_budget_s=budget)
     with RunStore.open(run_id) as store:
-        records = store.answers()
+        predictions_raw = store.numeric_answers()
         stored_people = {p.id for p in store.people()}
-    predictions_raw: dict[str, dict[str, float]] = {}
-    for r in records:
-        if r.status == "ok" and isinstance(r.value, int | float):
-            predictions_raw.setdefault(r.person_id, {})[r.question_id] = float(r.value)
     compared = compare_with_answers(survey.questions, predictions_raw, answers_raw, stored_people)
     twins_result, population, uniform = compared["twins"], compared["population"], compared["uniform"]
     if options.role in models._overrides:  # a test or notebook model, not a server

@@ -343,6 +343,14 @@ class RunStore:
             for r in rows
         ]
 
+    def numeric_answers(self) -> dict[str, dict[str, float]]:
+        """person -> question -> value of the valid numeric answers (what validation scores)."""
+        out: dict[str, dict[str, float]] = {}
+        for a in self.answers():
+            if a.status == "ok" and isinstance(a.value, int | float):
+                out.setdefault(a.person_id, {})[a.question_id] = float(a.value)
+        return out
+
     def count_answers(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 

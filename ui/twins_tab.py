@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from twins.batch import (
     Progress,
     RunError,
     RunStore,
+    RunSummary,
     by_segment,
     create_survey_run,
     delete_run,
@@ -105,25 +106,23 @@ def add_spec(specs: str, spec: str) -> str:
     return "\n".join([*lines, spec])
 
 
+def _yaml_text(text: str, what: str, error: type[ValueError], hint: str) -> Any:
+    """The data of a JSON/YAML text typed or loaded in the UI; errors name `what`."""
+    if not (text or "").strip():
+        raise error(f"{what}: the {what} text is empty; {hint}")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{what}: not valid JSON/YAML: {exc}") from exc
+
+
 def survey_from_text(text: str) -> Survey:
     """A survey from JSON or YAML text (native or Twin-2K-500 format)."""
-    if not (text or "").strip():
-        raise SurveyError("survey: the survey text is empty; load a template or upload a file")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SurveyError(f"survey: not valid JSON/YAML: {exc}") from exc
-    return survey_from_data(data)
+    return survey_from_data(_yaml_text(text, "survey", SurveyError, "load a template or upload a file"))
 
 
 def guide_from_text(text: str) -> InterviewGuide:
-    if not (text or "").strip():
-        raise GuideError("guide: the guide text is empty; load a guide or upload a file")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise GuideError(f"guide: not valid JSON/YAML: {exc}") from exc
-    return guide_from_data(data)
+    return guide_from_data(_yaml_text(text, "guide", GuideError, "load a guide or upload a file"))
 
 
 def template_choices() -> list[tuple[str, str]]:
@@ -228,7 +227,7 @@ def validation_report(run_id: str, answers_path: str) -> dict[str, Any]:
         if store.meta("kind") != "survey":
             raise RunError(f"run {run_id!r}: only survey runs can be validated")
         survey = store.survey()
-        records = store.answers()
+        predictions = store.numeric_answers()
         people = {p.id for p in store.people()}
     try:
         answers = load_answers(Path(answers_path), [q.id for q in survey.questions])
@@ -237,10 +236,6 @@ def validation_report(run_id: str, answers_path: str) -> dict[str, Any]:
     missing = sorted(people - set(answers))
     if len(missing) == len(people):
         raise RunError("answers file: none of this run's respondents has a row (twin_id) in it")
-    predictions: dict[str, dict[str, float]] = {}
-    for r in records:
-        if r.status == "ok" and isinstance(r.value, int | float):
-            predictions.setdefault(r.person_id, {})[r.question_id] = float(r.value)
     compared = compare_with_answers(survey.questions, predictions, answers, people - set(missing))
     return {
         "run_id": run_id, "people": compared["people"], "people_without_answers": missing,
@@ -500,28 +495,15 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             except INPUT_ERRORS as exc:
                 yield f"⚠️ {exc}"
                 return
-            progress: dict[str, Any] = {}
-            outcome: dict[str, Any] = {}
-
-            def work() -> None:
-                try:
-                    outcome["summary"] = run_interviews(
-                        run_id, options, progress=False, on_progress=lambda p: progress.update(p.as_dict())
-                    )
-                except (ModelError, RunError) as exc:
-                    outcome["error"] = str(exc)
-
-            thread = threading.Thread(target=work, daemon=True)
-            thread.start()
-            while thread.is_alive():
-                yield f"Run `{run_id}`: {progress.get('done', 0)}/{progress.get('total', len(people))} interviews…"
-                thread.join(timeout=1.0)
-            if "error" in outcome:
-                yield f"⚠️ {outcome['error']} — resume it from the Results tab or CLI (`--resume {run_id}`)."
-                return
-            s = outcome["summary"]
-            note = f" Stopped: {s.stopped}." if s.stopped else ""
-            yield f"Run `{run_id}` done: {s.ok} interviews ok, {s.failed} failed.{note} See the **Results** tab."
+            for alive, progress, outcome in _in_background(run_interviews, run_id, options):
+                if alive:
+                    yield f"Run `{run_id}`: {progress.get('done', 0)}/{progress.get('total', len(people))} interviews…"
+                elif "error" in outcome:
+                    yield f"⚠️ {outcome['error']} — resume it from the Results tab or CLI (`--resume {run_id}`)."
+                else:
+                    s = outcome["summary"]
+                    note = f" Stopped: {s.stopped}." if s.stopped else ""
+                    yield f"Run `{run_id}` done: {s.ok} interviews ok, {s.failed} failed.{note} See the **Results** tab."
 
         batch_btn.click(
             do_batch, [guide_text, specs, max_followups], [batch_status], api_name="run_interviews"
@@ -722,8 +704,11 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         validate_btn.click(do_validate, [run_pick, answers_file], [validation_md], api_name="validate_run")
 
 
-def _follow_run(run_id: str, options: BatchOptions) -> Iterator[tuple[str, Any, Any]]:
-    """Run a survey in a worker thread; yield progress and the live plots about once a second."""
+def _in_background(
+    run: Callable[..., RunSummary], run_id: str, options: BatchOptions
+) -> Iterator[tuple[bool, dict[str, Any], dict[str, Any]]]:
+    """Run a batch (`run_survey` or `run_interviews`) in a worker thread; about once a second yield
+    (still running, the latest progress, the outcome: "summary" or "error"), the last time not running."""
     progress: dict[str, Any] = {}
     outcome: dict[str, Any] = {}
 
@@ -732,15 +717,22 @@ def _follow_run(run_id: str, options: BatchOptions) -> Iterator[tuple[str, Any, 
 
     def work() -> None:
         try:
-            outcome["summary"] = run_survey(run_id, options, progress=False, on_progress=on_progress)
+            outcome["summary"] = run(run_id, options, progress=False, on_progress=on_progress)
         except (ModelError, RunError) as exc:
             outcome["error"] = str(exc)
 
-    thread = threading.Thread(target=work, daemon=True, name=f"survey-{run_id}")
+    thread = threading.Thread(target=work, daemon=True, name=f"batch-{run_id}")
     thread.start()
+    while thread.is_alive():
+        yield True, progress, outcome
+        thread.join(timeout=1.0)
+    yield False, progress, outcome
+
+
+def _follow_run(run_id: str, options: BatchOptions) -> Iterator[tuple[str, Any, Any]]:
+    """Run a survey in a worker thread; yield progress and the live plots about once a second."""
     started = time.monotonic()
-    while True:
-        alive = thread.is_alive()
+    for alive, progress, outcome in _in_background(run_survey, run_id, options):
         summary = _summary_or_none(run_id)
         done, total = progress.get("done", 0), progress.get("total", "?")
         text = f"Run `{run_id}`: {done}/{total} answers this session · {time.monotonic() - started:.0f} s"
@@ -757,9 +749,6 @@ def _follow_run(run_id: str, options: BatchOptions) -> Iterator[tuple[str, Any, 
             (distribution_figure(summary), means_figure(summary)) if summary else (gr.update(), gr.update())
         )
         yield text, *figures
-        if not alive:
-            return
-        thread.join(timeout=1.0)
 
 
 def _summary_or_none(run_id: str) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,23 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextmanager
+def running_app(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`personagraph app` on a free port with `env`, until the block ends; yields its URL."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "personagraph"), "app", *args, "--port", str(port)],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            # /config answers with or without sign-in (the root page redirects to the login form).
+            wait_http(f"http://127.0.0.1:{port}/config", 240, process)
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")

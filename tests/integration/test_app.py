@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from serving.local_server import free_port
-from tests.integration.conftest import REPO_ROOT, stop_process, wait_http
+from tests.integration.conftest import REPO_ROOT, running_app, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -24,23 +24,11 @@ EXAMPLE_CARD = REPO_ROOT / "data" / "cards" / "example_card_v2.json"
 
 @pytest.fixture
 def gradio_app(real_model_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "app.log").open("wb")
     # A copy of the shipped data, so personas imported through the app never land in the repository.
     data_dir = tmp_path / "data"
     shutil.copytree(REPO_ROOT / "data", data_dir)
-    process = subprocess.Popen(
-        [str(BIN / "personagraph"), "app", "--port", str(port)],
-        env={**os.environ, **real_model_env, "DATA_DIR": str(data_dir)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", 240, process)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        stop_process(process)
-        log.close()
+    with running_app([], {**real_model_env, "DATA_DIR": str(data_dir)}, tmp_path / "app.log") as url:
+        yield url
 
 
 def test_chat_tab_streams_a_reply_and_rejects_bad_input(gradio_app: str) -> None:

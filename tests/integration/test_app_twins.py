@@ -12,7 +12,7 @@ import pytest
 from gradio_client import Client
 
 from serving.local_server import LocalModelServer, free_port
-from tests.integration.conftest import stop_process, wait_http
+from tests.integration.conftest import running_app
 from tests.integration.test_app import BIN
 
 pytestmark = pytest.mark.integration
@@ -47,27 +47,12 @@ def signed_in_app(model_server: LocalModelServer, tmp_path_factory: pytest.TempP
         "LLM_BASE_URL": model_server.base_url, "LLM_MODEL": model_server.alias, "LLM_BACKEND": "llamacpp",
         "LLM_MAX_TOKENS": "96",
     }  # fmt: skip
-    port = free_port()
-    log = (tmp_path / "app.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "personagraph"), "app", "--host", "0.0.0.0", "--port", str(port)],
-        env={
-            **os.environ,
-            **real_model_env,
-            **ACCOUNTS,
-            "PERSONAGRAPH_HOME": str(tmp_path / "home"),
-            "INSIGHT_CUSTOMERS": "400",
-            "INSIGHT_ORDERS": "6000",
-        },  # a small live demo: fast on 2 cores
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/config", 240, process)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        stop_process(process)
-        log.close()
+    env = {
+        **real_model_env, **ACCOUNTS, "PERSONAGRAPH_HOME": str(tmp_path / "home"),
+        "INSIGHT_CUSTOMERS": "400", "INSIGHT_ORDERS": "6000",  # a small live demo: fast on 2 cores
+    }  # fmt: skip
+    with running_app(["--host", "0.0.0.0"], env, tmp_path / "app.log") as url:
+        yield url
 
 
 def test_open_mode_refuses_a_public_address() -> None:
