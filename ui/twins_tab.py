@@ -276,10 +276,12 @@ def run_choices(owner: str, admin: bool, kind: str | None = None) -> list[tuple[
     ]  # fmt: skip
 
 
-def may_see(run_id: str, owner: str, admin: bool) -> None:
+def may_see(run_id: str, owner: str, admin: bool) -> dict[str, Any]:
+    """The run's info when this user may see it (their own run, or any for an admin)."""
     info = run_info(run_id)
     if not admin and info["owner"] != owner:
         raise RunError(f"run {run_id!r} belongs to another user")
+    return info
 
 
 # --- the tabs -----------------------------------------------------------------------------------------
@@ -625,8 +627,7 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             if not run_id:
                 return "", pd.DataFrame(), gr.update(choices=[]), go.Figure()
             try:
-                may_see(run_id, owner, admin)
-                info = run_info(run_id)
+                info = may_see(run_id, owner, admin)
                 if info["kind"] != "survey":
                     return (f"Interview run `{run_id}`: {info['stored']}/{info['expected']} transcripts. "
                             "Export it to read them.", pd.DataFrame(), gr.update(choices=[]), go.Figure())  # fmt: skip
