@@ -25,7 +25,7 @@ import redis
 from pydantic import ValidationError
 
 from insight.orders import Order
-from insight.segments import SegmentModel, SegmentScorer, rfm_raw
+from insight.segments import DEFAULT_COMPONENTS, SegmentModel, SegmentScorer, rfm_raw
 from insight.store import Applied, InsightStore
 
 Entry = tuple[str, dict[str, str]]
@@ -57,7 +57,7 @@ class OrderConsumer:
         claim_idle_ms: int = 30_000,
         refit_interval_s: float | None = None,
         record_latency: bool = False,
-        components: int = 5,
+        components: int = DEFAULT_COMPONENTS,
     ):
         self.store = store
         self.r: redis.Redis = store.r

@@ -22,7 +22,8 @@ class InsightSettings(BaseSettings):
     customers: int = Field(default=5000, ge=50, description="Customers in the generated history.")
     orders: int = Field(default=100_000, ge=100, description="Orders in the generated history.")
     seed: int = Field(default=7, description="Seed of the generated history.")
-    components: int = Field(default=5, ge=2, le=7, description="Segments (GMM components).")
+    # 7 = every named segment (insight.segments.DEFAULT_COMPONENTS; kept literal so settings stay light).
+    components: int = Field(default=7, ge=2, le=7, description="Segments (GMM components).")
     refit_interval_s: float = Field(default=60.0, gt=0, description="Seconds between model refits.")
     snapshot_ttl_s: float = Field(default=1.0, ge=0, description="How long a read snapshot is reused.")
     profile_max_age_s: float = Field(

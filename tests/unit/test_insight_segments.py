@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from insight.orders import CATALOGUE, Order, generate_history, load_or_generate, read_history
-from insight.segments import SegmentModel, SegmentScorer, fit_segment_model, model_report, name_components
+from insight.segments import (
+    SEGMENTS,
+    SegmentModel,
+    SegmentScorer,
+    fit_segment_model,
+    model_report,
+    name_components,
+)
 from insight.simulator import OrderFactory
 from tests.unit.insight_support import ANCHOR, small_history, small_model
 
@@ -40,7 +47,7 @@ def test_history_is_stored_under_home_and_reused() -> None:
 
 def test_segments_are_named_from_centroids() -> None:
     model = small_model()
-    assert sorted(model.names) == ["at_risk", "dormant", "loyal", "new", "vip"]
+    assert sorted(model.names) == sorted(SEGMENTS)
     centres = model.centroids()
     assert centres["vip"]["monetary"] == max(c["monetary"] for c in centres.values())
     assert centres["dormant"]["recency_days"] == max(c["recency_days"] for c in centres.values())

@@ -6,6 +6,7 @@ import json
 
 import gradio as gr
 
+from insight.segments import SEGMENTS, label
 from insight.source import use_snapshot
 from serving.models import use_models
 from tests.fakes import scripted
@@ -25,7 +26,7 @@ def test_charts_and_chat_use_the_snapshot() -> None:
         status, sizes, scatter, _report = insight_tab.refresh()
         assert "fixed" in status
         names = {trace.name for trace in scatter.data}
-        assert names == {"VIP", "Loyal", "New", "At-risk", "Dormant"}
+        assert names == {label(s) for s in SEGMENTS}
         assert sum(t.y[-1] for t in sizes.data) == len(snap.customers)
         history, details, cleared = insight_tab.answer_question(
             "VIP 고객은 어떤 특징이 있어?", [], "keywords"
