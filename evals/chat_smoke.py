@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from evals.jsonl import load_jsonl
 from graphs.chat_session import ChatService, validate_request
 from serving.models import endpoint_of
 
@@ -26,9 +27,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
-    cases = [
-        json.loads(line) for line in args.dataset.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    cases = load_jsonl(args.dataset)
     cases = cases[: args.limit] if args.limit else cases
     service = ChatService()
     base_url, model = endpoint_of("chat")

@@ -23,6 +23,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from evals.jsonl import read_jsonl
 from insight.lexicon import INTENTS, mentioned_segments
 from insight.numbers import check_numbers
 from insight.source import get_source
@@ -34,17 +35,9 @@ REPORTS = Path("reports")
 
 def load_cases(path: Path) -> list[dict[str, Any]]:
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON: {exc}") from exc
+    for where, row in read_jsonl(path):
         if not isinstance(row.get("question"), str) or row.get("intent") not in INTENTS:
-            raise ValueError(
-                f"{path}:{number}: needs a string 'question' and 'intent' in {', '.join(INTENTS)}"
-            )
+            raise ValueError(f"{where}: needs a string 'question' and 'intent' in {', '.join(INTENTS)}")
         cases.append({"question": row["question"], "intent": row["intent"],
                       "segments": row.get("segments", []), "customers": row.get("customers", [])})  # fmt: skip
     return cases

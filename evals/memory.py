@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evals.persona import describe_endpoint, elapsed, load_jsonl, rate, stop_signals
+from evals.jsonl import load_jsonl
+from evals.persona import describe_endpoint, elapsed, rate, stop_signals
 from graphs.chat_session import ChatService, validate_request
 
 DATASET_DIR = Path(__file__).parent

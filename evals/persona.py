@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
+from evals.jsonl import load_jsonl
 from graphs.chat_session import ChatService, validate_request
 from nodes.persona_rules import (
     FAN_ADDRESS_MIN_RATE,
@@ -72,20 +73,6 @@ class JudgeScore(BaseModel):
 
 
 # --- shared helpers (also used by evals/memory.py) --------------------------------------------------------
-
-
-def load_jsonl(paths: Path | Iterable[Path]) -> list[dict[str, Any]]:
-    """Objects of one or more JSONL files, in order; blank lines are skipped."""
-    files = [paths] if isinstance(paths, Path) else list(paths)
-    rows = []
-    for path in files:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-    return rows
 
 
 def describe_endpoint(role: Role) -> dict[str, str]:

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evals.jsonl import read_jsonl
+
 DATASETS = Path(__file__).parent / "datasets"
 DEFAULT_DATASETS = [DATASETS / "safety_heldout.jsonl"]
 
@@ -33,17 +35,11 @@ DEFAULT_DATASETS = [DATASETS / "safety_heldout.jsonl"]
 def load_cases(path: Path) -> list[dict[str, Any]]:
     """Cases of one JSONL file; raises ValueError naming the file and line of a bad case."""
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON: {exc}") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}:{number}: needs a string 'text'")
+    for where, row in read_jsonl(path):
+        if not isinstance(row.get("text"), str):
+            raise ValueError(f"{where}: needs a string 'text'")
         if not isinstance(row.get("unsafe"), bool):
-            raise ValueError(f"{path}:{number}: needs a boolean 'unsafe'")
+            raise ValueError(f"{where}: needs a boolean 'unsafe'")
         category = row.get("category") or ("unsafe" if row["unsafe"] else "safe")
         cases.append({"text": row["text"], "unsafe": row["unsafe"], "category": str(category)})
     return cases

@@ -119,7 +119,7 @@ def test_datasets_repeatable_or_comma_separated(tmp_path: Path, data_dir) -> Non
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("not json", "tiny.jsonl:2: not JSON"),
+        ("not json", "tiny.jsonl:2: not valid JSON"),
         ('{"text": "hi"}', "tiny.jsonl:2: needs a boolean 'unsafe'"),
         ('{"text": 3, "unsafe": true}', "tiny.jsonl:2: needs a string 'text'"),
     ],
@@ -175,3 +175,15 @@ def test_cli_prints_one_json_object_last(tmp_path: Path) -> None:
     result = json.loads(lines[-1])
     assert result["eval"] == "safety" and result["n"] == 10
     assert all(json.loads(line)["error"] in ("missed", "false_block") for line in lines[:-1])
+
+
+def test_dataset_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    from evals.jsonl import load_jsonl
+
+    bad = tmp_path / "cases.jsonl"
+    bad.write_text('{"text": "hi", "unsafe": false}\n\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"cases\.jsonl:3: expected a JSON object"):
+        load_jsonl(bad)
+    bad.write_text('{"text": "hi", "unsafe": false}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"cases\.jsonl:2: not valid JSON"):
+        load_cases(bad)
