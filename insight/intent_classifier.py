@@ -17,7 +17,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from insight.lexicon import INTENTS, KeywordGuess
+from insight.lexicon import (
+    INTENTS,
+    SEGMENT_SYNONYMS,
+    KeywordGuess,
+    has_domain_words,
+    intent_cues,
+    keyword_intent,
+)
 from serving.settings import get_settings
 
 RANDOM_STATE = 0
@@ -25,35 +32,68 @@ RANDOM_STATE = 0
 OVERRIDE_PROBABILITY = 0.8
 # Below this the classifier's answer is not trusted on its own (hybrid mode then asks the model).
 CONFIDENT_PROBABILITY = 0.5
+# A segment the words did not find counts as named when the segment model is at least this sure.
+SEGMENT_PROBABILITY = 0.3
+CUE_WEIGHT = 0.5  # scale of the word-list features next to the TF-IDF n-grams (chosen by --cv)
+SEGMENTS: tuple[str, ...] = tuple(SEGMENT_SYNONYMS)
 
 
 def train_paths() -> list[Path]:
     return sorted((get_settings().data_dir / "insight").glob("intent_train*.jsonl"))
 
 
-def parse_rows(content: str, source: str) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class LabelledQuestion:
+    question: str
+    intent: str
+    segments: tuple[str, ...] | None  # None = "all" (the whole base)
+
+
+def word_features(question: str, detected: Sequence[str] = ()) -> list[float]:
+    """What the word lists see, as features: cue words per intent, how many segments (named in words
+    or `detected` by the segment model) and ids, a domain word, and the keyword guess itself. The
+    model learns how far to trust each."""
+    guess = keyword_intent(question)
+    cues = intent_cues(question)
+    named = len(set(guess.segments) | set(detected))
+    return [
+        *(float(cues[i]) for i in cues),
+        float(named == 0), float(named == 1), float(named >= 2), float(bool(guess.customers)),
+        float(has_domain_words(question)),
+        *(float(guess.intent == i) for i in INTENTS), float(guess.confident),
+    ]  # fmt: skip
+
+
+def parse_rows(content: str, source: str) -> list[LabelledQuestion]:
     rows = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            question, intent = row["question"], row["intent"]
+            question, intent, segments = row["question"], row["intent"], row.get("segments", [])
             if not isinstance(question, str) or intent not in INTENTS:
                 raise ValueError(f"intent must be one of {', '.join(INTENTS)}")
+            if segments != "all" and (
+                not isinstance(segments, list) or any(s not in SEGMENT_SYNONYMS for s in segments)
+            ):
+                raise ValueError(f'segments must be "all" or a list of {", ".join(SEGMENT_SYNONYMS)}')
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{source}:{number}: bad training question: {exc}") from exc
-        rows.append((question, intent))
+        rows.append(LabelledQuestion(question, intent, None if segments == "all" else tuple(segments)))
     return rows
 
 
 @dataclass
 class IntentClassifier:
+    """Intent (one of INTENTS, with a probability) and the segments a question is about."""
+
     char_vectoriser: Any
     word_vectoriser: Any
     model: Any
+    segment_model: Any
 
-    def _matrix(self, texts: Sequence[str], fit: bool = False) -> Any:
+    def _text_matrix(self, texts: Sequence[str], fit: bool = False) -> Any:
         import scipy.sparse as sp
 
         lowered = [t.lower() for t in texts]
@@ -63,20 +103,57 @@ class IntentClassifier:
             parts = [self.char_vectoriser.transform(lowered), self.word_vectoriser.transform(lowered)]
         return sp.hstack(parts).tocsr()
 
-    def fit(self, rows: Sequence[tuple[str, str]]) -> IntentClassifier:
-        self.model.fit(self._matrix([q for q, _ in rows], fit=True), [i for _, i in rows])
+    @staticmethod
+    def _intent_matrix(text_matrix: Any, texts: Sequence[str], detected: Sequence[Sequence[str]]) -> Any:
+        import scipy.sparse as sp
+
+        cues = sp.csr_matrix([word_features(t, d) for t, d in zip(texts, detected, strict=True)])
+        return sp.hstack([text_matrix, CUE_WEIGHT * cues]).tocsr()
+
+    def fit(self, rows: Sequence[LabelledQuestion]) -> IntentClassifier:
+        import numpy as np
+        from sklearn.base import clone
+        from sklearn.model_selection import cross_val_predict
+
+        texts = [r.question for r in rows]
+        x = self._text_matrix(texts, fit=True)
+        # One yes/no model per segment: is the question about it? ("all" and no segment are "no".)
+        y = np.array([[s in (r.segments or ()) for s in SEGMENTS] for r in rows], dtype=int)
+        self.segment_model.fit(x, y)
+        # The intent model sees the segments found as it will at run time: from models that did not
+        # see the question (out-of-fold), not the labels.
+        folds = cross_val_predict(clone(self.segment_model), x, y, cv=5, method="predict_proba")
+        self.model.fit(self._intent_matrix(x, texts, _above(folds)), [r.intent for r in rows])
         return self
 
     def predict(self, texts: Sequence[str]) -> list[tuple[str, float]]:
         """(intent, probability) per text."""
-        probabilities = self.model.predict_proba(self._matrix(texts))
+        x = self._text_matrix(texts)
+        probabilities = self.model.predict_proba(self._intent_matrix(x, texts, self._segments(x)))
         classes = list(self.model.classes_)
         return [(str(classes[row.argmax()]), float(row.max())) for row in probabilities]
+
+    def segments(self, texts: Sequence[str]) -> list[list[str]]:
+        """Segments each text is about with at least SEGMENT_PROBABILITY, most likely first."""
+        return self._segments(self._text_matrix(texts))
+
+    def _segments(self, text_matrix: Any) -> list[list[str]]:
+        return _above(self.segment_model.predict_proba(text_matrix))
+
+
+def _above(probabilities: Any) -> list[list[str]]:
+    out = []
+    for row in probabilities:
+        ranked = sorted(zip(row, SEGMENTS, strict=True), reverse=True)
+        out.append([s for p, s in ranked if p >= SEGMENT_PROBABILITY])
+    return out
 
 
 def build() -> IntentClassifier:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.svm import LinearSVC
 
     return IntentClassifier(
@@ -84,7 +161,12 @@ def build() -> IntentClassifier:
         word_vectoriser=TfidfVectorizer(
             analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+"
         ),
-        model=CalibratedClassifierCV(LinearSVC(C=1.0, random_state=RANDOM_STATE), method="sigmoid", cv=3),
+        model=CalibratedClassifierCV(
+            LinearSVC(C=1.0, random_state=RANDOM_STATE), method="sigmoid", cv=5, ensemble=False
+        ),
+        segment_model=OneVsRestClassifier(
+            LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, random_state=RANDOM_STATE)
+        ),
     )
 
 
@@ -112,31 +194,88 @@ def predict(question: str) -> tuple[str, float] | None:
     return model.predict([question])[0] if model is not None else None
 
 
-def combine(question: str, guess: KeywordGuess) -> KeywordGuess:
-    """Keyword guess and classifier together; scope (segments, customers) always comes from the words.
+SEGMENT_INTENTS = ("segment_profile", "strategy", "message_drafting", "segment_comparison")
 
-    Customer ids decide `customer_lookup` outright. A confident keyword guess stands unless the
-    classifier disagrees with at least OVERRIDE_PROBABILITY; an unsure keyword guess yields to a
-    classifier that is at least CONFIDENT_PROBABILITY sure. An intent that needs a segment, in a
-    question that names none, is never confident: hybrid mode then asks the router model for the scope.
+
+def combine(question: str, guess: KeywordGuess) -> KeywordGuess:
+    """Keyword guess and the trained classifier together (see `decide`)."""
+    model = trained()
+    if guess.customers or model is None:
+        return guess
+    return decide(guess, model.predict([question])[0], model.segments([question])[0])
+
+
+def decide(guess: KeywordGuess, predicted: tuple[str, float], detected: Sequence[str]) -> KeywordGuess:
+    """The router's rule for the keyword guess and the classifier (which also sees the word lists).
+
+    Customer ids decide `customer_lookup` outright; otherwise the classifier's intent stands (the
+    words' guess when it says lookup without an id). Segments named in words always count; the
+    segment model adds the ones the words missed (all of them when the words found none, the missing
+    ones of a comparison). The result is confident when the classifier is at least
+    CONFIDENT_PROBABILITY sure and a segment intent has its segments; hybrid mode asks the router
+    model otherwise.
     """
     if guess.customers:
         return guess
-    predicted = predict(question)
-    if predicted is None:
-        return guess
     intent, probability = predicted
-    needs_segment = intent in ("segment_profile", "strategy", "message_drafting", "segment_comparison")
-    # Without a named segment the scope is unknown: stay unsure so hybrid mode asks the router model.
-    scoped = not needs_segment or bool(guess.segments)
-    if not scoped and guess.intent in ("summary", "out_of_scope"):
-        return guess  # the words found no segment and no segment question: trust them
-    if intent == "customer_lookup":  # no id in the text: the words decide
-        return guess
-    if guess.confident:
-        if intent != guess.intent and probability >= OVERRIDE_PROBABILITY:
-            return KeywordGuess(intent, scoped, guess.segments, guess.customers)
-        return guess
-    if probability >= CONFIDENT_PROBABILITY:
-        return KeywordGuess(intent, scoped, guess.segments, guess.customers)
-    return guess
+    if intent == "customer_lookup":  # no id in the text: nothing to look up, the words decide
+        intent, probability = guess.intent, 0.0
+    segments = list(guess.segments) or list(detected)
+    if intent == "segment_comparison" and len(segments) < 2:
+        segments += [s for s in detected if s not in segments]
+    if intent not in SEGMENT_INTENTS:
+        return KeywordGuess(intent, probability >= CONFIDENT_PROBABILITY, list(guess.segments), [])
+    return KeywordGuess(intent, probability >= CONFIDENT_PROBABILITY and bool(segments), segments, [])
+
+
+def cross_validate(rows: Sequence[LabelledQuestion], folds: int = 5) -> dict[str, float]:
+    """Accuracy of the words alone, the classifier alone and the combined router, on held-out folds."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = [r.intent for r in rows]
+    hits: dict[str, list[bool]] = {k: [] for k in ("words", "classifier", "combined")}
+    scope: dict[str, list[bool]] = {k: [] for k in ("words", "combined")}
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
+    for train, test in splitter.split(np.zeros(len(rows)), labels):
+        model = build().fit([rows[i] for i in train])
+        held = [rows[i] for i in test]
+        questions = [r.question for r in held]
+        for row, predicted, detected in zip(
+            held, model.predict(questions), model.segments(questions), strict=True
+        ):
+            guess = keyword_intent(row.question)
+            final = decide(guess, predicted, detected)
+            hits["words"].append(guess.intent == row.intent)
+            hits["classifier"].append(predicted[0] == row.intent)
+            hits["combined"].append(final.intent == row.intent)
+            if row.intent in SEGMENT_INTENTS:
+                expected = sorted(row.segments or ())
+                scope["words"].append(sorted(guess.segments) == expected)
+                scope["combined"].append(sorted(final.segments) == expected)
+    result = {f"intent_{k}": round(float(np.mean(v)), 4) for k, v in hits.items()}
+    result.update({f"scope_{k}": round(float(np.mean(v)), 4) for k, v in scope.items()})
+    return {"n": len(rows), "folds": folds, **result}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m insight.intent_classifier")
+    parser.add_argument("--cv", action="store_true", help="cross-validate on the training files")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("question", nargs="*", help="questions to classify")
+    args = parser.parse_args(argv)
+    rows = [r for p in train_paths() for r in parse_rows(p.read_text(encoding="utf-8"), str(p))]
+    if args.cv:
+        print(json.dumps(cross_validate(rows, args.folds)))
+    for question in args.question:
+        model = trained()
+        if model is not None:
+            print(json.dumps({"question": question, "intent": model.predict([question])[0],
+                              "segments": model.segments([question])[0]}, ensure_ascii=False))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

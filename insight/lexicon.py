@@ -11,18 +11,20 @@ INTENTS = (
 )  # fmt: skip
 
 SEGMENT_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "vip": ("vip", "vips", "vvip", "브이아이피", "최우수 고객", "최상위 고객", "우수 고객", "큰손", "top spenders",
+    "vip": ("vip", "vips", "vvip", "브이아이피", "브이브이아이피", "최우수 고객", "최상위 고객", "우수 고객", "큰손", "top spenders",
             "big spenders", "best customers", "top customers", "high-value", "high value", "whales"),
-    "loyal": ("loyal", "loyalists", "repeat customers", "repeat buyers", "충성 고객", "충성고객", "충성", "단골"),
+    "loyal": ("loyal", "loyalists", "repeat customers", "repeat buyers", "충성 고객", "충성고객", "충성", "단골",
+              "로열 ", "로열,", "로열고객", "로열이", "로열과", "로열하고"),  # 로열 but not 로열티 (loyalty)
     "new": ("new customer", "new customers", "new segment", "new buyers", "newcomers", "first-time buyers",
             "new and", "new or", "new vs", "new versus",
             "recently acquired", "new signups", "신규 고객", "신규고객", "신규", "첫 구매", "첫구매", "신규 가입"),
     "at_risk": ("at-risk", "at risk", "churn risk", "churn-risk", "risk of churn", "about to churn", "likely to churn",
-                "churning", "이탈 위험", "이탈위험", "이탈 가능", "이탈 우려", "이탈할", "이탈하려는", "떠나려는"),
-    "dormant": ("dormant", "inactive", "lapsed", "sleeping customers", "휴면 고객", "휴면고객", "휴면", "잠든 고객",
+                "churning", "이탈 위험", "이탈위험", "떠날 것 같은", "앳리스크", "앳 리스크", "이탈 가능", "이탈 우려", "이탈할", "이탈하려는", "떠나려는"),
+    "dormant": ("dormant", "inactive", "lapsed", "도먼트", "sleeping customers", "휴면 고객", "휴면고객", "휴면", "잠든 고객",
                 "잠자는 고객", "비활성"),
-    "regular": ("regular customers", "regular segment", "일반 고객", "일반고객"),
-    "occasional": ("occasional", "간헐 구매", "간헐"),
+    "regular": ("regular customers", "regular segment", "regulars", "average customers", "mid-tier", "레귤러", "일반 고객", "일반고객",
+                "보통 고객", "보통고객"),
+    "occasional": ("occasional", "infrequent", "sporadic", "오케이저널", "간헐 구매", "간헐", "가끔 사는", "가끔 구매"),
 }  # fmt: skip
 
 CUSTOMER_ID = re.compile(r"(?<![A-Za-z0-9])([Cc]\d{5}|N[0-9a-f]{8}-\d{6})(?![A-Za-z0-9])")
@@ -55,9 +57,10 @@ DOMAIN_WORDS = (
 
 
 def _position(text: str, phrase: str) -> int | None:
-    """Where a phrase first occurs; English phrases only as whole words ("new" not in "renew")."""
+    """Where a phrase first occurs; English phrases only as whole words ("new" not in "renew"), plural
+    included ("regular segment" in "regular segments")."""
     if re.fullmatch(r"[ -~]+", phrase) and phrase[:1].isalnum():
-        m = re.search(rf"(?<![A-Za-z]){re.escape(phrase)}(?![A-Za-z])", text)
+        m = re.search(rf"(?<![A-Za-z]){re.escape(phrase)}(?:e?s)?(?![A-Za-z])", text)
         return m.start() if m else None
     i = text.find(phrase)
     return i if i >= 0 else None
@@ -96,15 +99,23 @@ class KeywordGuess:
     customers: list[str] = field(default_factory=list)
 
 
+def intent_cues(question: str) -> dict[str, bool]:
+    """Which intents' cue words occur in a question."""
+    text = question.lower()
+    return {intent: any(_has(text, w) for w in words) for intent, words in _INTENT_WORDS.items()}
+
+
+def has_domain_words(question: str) -> bool:
+    """Whether the question uses words of our data (customers, orders, ...), as prefixes."""
+    text = question.lower()
+    return any(re.search(rf"(?<![A-Za-z]){re.escape(w)}", text) for w in DOMAIN_WORDS)
+
+
 def keyword_intent(question: str) -> KeywordGuess:
     """A deterministic guess of intent and named scope; `confident` when the cues are unambiguous."""
-    text = question.lower()
     segments, customers = find_segments(question), find_customers(question)
-    cues = {intent: any(_has(text, w) for w in words) for intent, words in _INTENT_WORDS.items()}
-    domain = bool(segments or customers) or any(
-        re.search(rf"(?<![A-Za-z]){re.escape(w)}", text)
-        for w in DOMAIN_WORDS  # prefixes: "customers" too
-    )
+    cues = intent_cues(question)
+    domain = bool(segments or customers) or has_domain_words(question)
     if customers:
         return KeywordGuess("customer_lookup", True, segments, customers)
     if not domain:
