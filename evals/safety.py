@@ -29,7 +29,8 @@ from typing import Any
 from evals.jsonl import read_jsonl
 
 DATASETS = Path(__file__).parent / "datasets"
-DEFAULT_DATASETS = [DATASETS / "safety_heldout.jsonl"]
+# The newest blind set (its author saw neither the training data, the rules nor the other sets).
+DEFAULT_DATASETS = [DATASETS / "safety_blind2.jsonl"]
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:

@@ -21,15 +21,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from memory.embeddings import embed_queries, embed_queries_cached
 from nodes.safety_rules import match_cues, match_rules, normalise
 from serving.settings import get_settings
 
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
 # Block when P(unsafe) >= threshold. Chosen by 5-fold cross-validation on the training set
 # (see `python -m nodes.safety_classifier --cv`); override with SAFETY_CLASSIFIER_THRESHOLD.
-DEFAULT_THRESHOLD = 0.75
+DEFAULT_THRESHOLD = 0.65
 THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
+EMBEDDING_WEIGHT = 0.5  # share of the embedding model in P(unsafe) (chosen by --cv)
 CUE_WEIGHT = 0.5  # scale of the cue-group features next to the TF-IDF character n-grams
 
 
@@ -93,6 +95,9 @@ class SafetyClassifier:
     cue_vectoriser: Any
     unsafe_model: Any
     category_model: Any
+    # P(unsafe) from multilingual sentence embeddings: they carry meaning that shares no n-gram with
+    # the training lines ("I won't need my photocards anymore"); averaged with the n-gram model.
+    embedding_model: Any = None
 
     def matrix(self, rows: Sequence[tuple[str, str]], *, fit: bool = False) -> Any:
         import scipy.sparse as sp
@@ -120,6 +125,8 @@ class SafetyClassifier:
         matrix = self.matrix([features(e.text) for e in examples], fit=True)
         unsafe = np.array([e.unsafe for e in examples])
         self.unsafe_model.fit(matrix, unsafe)
+        if self.embedding_model is not None:
+            self.embedding_model.fit(embed_queries_cached([e.text for e in examples]), unsafe)
         self.category_model.fit(matrix[unsafe], [e.category for e in examples if e.unsafe])
         return self
 
@@ -130,6 +137,11 @@ class SafetyClassifier:
         matrix = self.matrix([features(t) for t in texts])
         positive = list(self.unsafe_model.classes_).index(True)
         probabilities = self.unsafe_model.predict_proba(matrix)[:, positive]
+        if self.embedding_model is not None:
+            by_meaning = self.embedding_model.predict_proba(embed_queries(list(texts)))
+            probabilities = (1 - EMBEDDING_WEIGHT) * probabilities + EMBEDDING_WEIGHT * by_meaning[
+                :, list(self.embedding_model.classes_).index(True)
+            ]
         categories = self.category_model.predict(matrix)
         return [(float(p), str(c)) for p, c in zip(probabilities, categories, strict=True)]
 
@@ -137,6 +149,7 @@ class SafetyClassifier:
 def build_model() -> SafetyClassifier:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import LinearSVC
 
@@ -156,6 +169,7 @@ def build_model() -> SafetyClassifier:
             cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=RANDOM_STATE),
         ),
         category_model=LinearSVC(C=1.0, class_weight="balanced", random_state=RANDOM_STATE),
+        embedding_model=LogisticRegression(C=3.0, class_weight="balanced", max_iter=3000),
     )
 
 
@@ -216,6 +230,7 @@ def cross_validate(examples: Sequence[Example], folds: int = 5, threshold: float
     threshold = threshold_setting() if threshold is None else threshold
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
     labels = [e.category for e in examples]
+    embed_queries_cached([e.text for e in examples])  # once: the folds' subsets reuse these vectors
     blocked = {"classifier": [0, 0], "layered": [0, 0]}  # [unsafe blocked, safe blocked]
     right_category = 0
     for train_index, test_index in splitter.split(labels, labels):
