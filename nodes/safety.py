@@ -77,6 +77,7 @@ def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
         "lang": lang,
         "revisions": 0,
         "revision_reason": "",
+        "style_original": "",
         "draft": "",
         "last_error": None,
         # Per-turn fields start empty: a small-talk turn must not reuse the last turn's documents.
@@ -168,6 +169,9 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     persona = load_persona(runtime.context.persona_id)
     draft = state.get("draft", "")
     problems = check_output(draft, persona, instruction_text(persona, state.get("lang", "en")))
+    original = state.get("style_original", "")
+    if original:  # this draft is the style rewrite of a safe one
+        return _accept_style_rewrite(state, persona, original, draft, problems)
     if not problems:
         return _style_review(state, runtime, persona, draft)
     reason = "; ".join(p["reason"] for p in problems)
@@ -196,7 +200,44 @@ def _style_review(
         for p in style
     ]
     reason = "it breaks the persona's speech rules: " + "; ".join(p["reason"] for p in style)
-    return {"revision_reason": reason, "revisions": state.get("revisions", 0) + 1, "blocks": blocks}
+    return {
+        "revision_reason": reason,
+        "revisions": state.get("revisions", 0) + 1,
+        "blocks": blocks,
+        "style_original": draft,
+    }
+
+
+# Words about the rules themselves: a rewrite that starts talking about speech levels or rules
+# (small models echo the feedback: "반말은 0.5를 넘기면...") is worse than the draft it replaces.
+_RULE_TALK = re.compile(
+    r"반말|존댓말|높임말|말투\s*규칙|speech (?:level|rule)|banmal|jondaetmal|honorific|"
+    r"previous (?:draft|reply|message)|rewrite|이전 (?:메시지|답변|초안)|다시 작성",
+    re.IGNORECASE,
+)
+
+
+def _accept_style_rewrite(
+    state: ConversationState, persona: Persona, original: str, rewrite: str, problems: list[dict[str, str]]
+) -> dict[str, Any]:
+    """Send the rewrite only if it is safe, does not talk about the rules, and breaks fewer of them;
+    otherwise the original (safe) draft is sent as it was."""
+    lang = state.get("lang", "en")
+    fan = last_human_text(state)
+
+    def style_misses(text: str) -> int:
+        return len([p for p in hard_problems(check_speech(text, persona, lang)) if p["rule"] in STYLE_RULES])
+
+    echoes = bool(_RULE_TALK.search(rewrite)) and not _RULE_TALK.search(original + " " + fan)
+    if problems or echoes or style_misses(rewrite) >= style_misses(original):
+        why = "; ".join(p["reason"] for p in problems) or (
+            "talks about the rules" if echoes else "breaks as many speech rules"
+        )
+        block = block_record(
+            state, "output", safe=True, layer="speech_rules", category="rewrite_rejected", reason=why
+        )
+        return {"draft": original, "style_original": "", "revision_reason": "", "blocks": [block]}
+    return {"style_original": "", "revision_reason": ""}
 
 
 def route_after_output_safety(state: ConversationState) -> Literal["draft", "respond"]:

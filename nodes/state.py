@@ -36,5 +36,6 @@ class ConversationState(ConversationOutput, total=False):
     draft: str
     revision_reason: str
     revisions: int
+    style_original: str  # a safe draft sent back for a style rewrite; kept if the rewrite is worse
     summary: str  # running summary of turns older than the history window
     summarized_count: int  # how many leading messages the summary covers

@@ -103,7 +103,7 @@ def test_draft_failing_output_checks_twice_ends_with_refusal(service: ChatServic
 def test_revision_that_passes_is_published(service: ChatService) -> None:
     chat = scripted("Call me at 010-1234-5678!", "Let's meet at the fan meeting instead 🌱")
     with use_models({"router": smalltalk(), "chat": chat}):
-        result = service.send(request("can we talk privately?"))
+        result = service.send(request("tell me about your day"))
     assert result.reply == "Let's meet at the fan meeting instead 🌱"
     assert [b["category"] for b in result.blocks] == ["personal_data"]
 

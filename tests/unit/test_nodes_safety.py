@@ -251,8 +251,26 @@ def test_speech_rule_misses_get_one_rewrite_then_pass(make_runtime) -> None:
     assert "speech rules" in first["revision_reason"] and "😀" in first["revision_reason"]
     assert first["revisions"] == 1 and route_after_output_safety(first) == "draft"  # type: ignore[arg-type]
     assert [b["category"] for b in first["blocks"]] == ["emoji_set"] and first["blocks"][0]["safe"] is True
-    second = output_safety(draft_state("Hi Pebbler! 😀", revisions=1), runtime)
-    assert second == {"revision_reason": ""}  # style, not safety: the rewrite is sent, never a refusal
+    assert first["style_original"] == "Hi Pebbler! 😀"
+    rewrite: Any = {**draft_state("Hi Pebbler! 🌱", revisions=1), "style_original": "Hi Pebbler! 😀"}
+    assert output_safety(rewrite, runtime) == {"style_original": "", "revision_reason": ""}  # better: sent
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "why"),
+    [
+        ("Hi Pebbler! 😀 still", "breaks as many speech rules"),  # no better: style, not safety
+        ("I should not use honorific speech level in my previous draft 🌱", "talks about the rules"),
+        ("Text me: 010-1234-5678 🌱", "phone number"),  # unsafe: the safe original beats a refusal
+    ],
+)
+def test_a_worse_style_rewrite_keeps_the_original_draft(make_runtime, rewrite: str, why: str) -> None:
+    state: Any = {**draft_state(rewrite, revisions=1), "style_original": "Hi Pebbler! 😀"}
+    update: Any = output_safety(state, make_runtime())
+    assert update["draft"] == "Hi Pebbler! 😀" and update["revision_reason"] == ""
+    assert update["style_original"] == "" and route_after_output_safety(update) == "respond"
+    (block,) = update["blocks"]
+    assert block["category"] == "rewrite_rejected" and why in block["reason"] and block["safe"] is True
 
 
 def test_korean_speech_level_hint_follows_the_persona(data_dir) -> None:
