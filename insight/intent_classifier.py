@@ -21,6 +21,9 @@ from insight.lexicon import (
     INTENTS,
     SEGMENT_SYNONYMS,
     KeywordGuess,
+    find_customers,
+    find_segments,
+    guess_intent,
     has_domain_words,
     intent_cues,
     keyword_intent,
@@ -28,8 +31,6 @@ from insight.lexicon import (
 from serving.settings import get_settings
 
 RANDOM_STATE = 0
-# The classifier overrides a confident keyword guess only when it is at least this sure.
-OVERRIDE_PROBABILITY = 0.8
 # Below this the classifier's answer is not trusted on its own (hybrid mode then asks the model).
 CONFIDENT_PROBABILITY = 0.5
 # A segment the words did not find counts as named when the segment model is at least this sure.
@@ -53,13 +54,14 @@ def word_features(question: str, detected: Sequence[str] = ()) -> list[float]:
     """What the word lists see, as features: cue words per intent, how many segments (named in words
     or `detected` by the segment model) and ids, a domain word, and the keyword guess itself. The
     model learns how far to trust each."""
-    guess = keyword_intent(question)
-    cues = intent_cues(question)
-    named = len(set(guess.segments) | set(detected))
+    cues, domain = intent_cues(question), has_domain_words(question)
+    segments, customers = find_segments(question), find_customers(question)
+    guess = guess_intent(segments, customers, cues, bool(segments or customers) or domain)
+    named = len(set(segments) | set(detected))
     return [
         *(float(cues[i]) for i in cues),
-        float(named == 0), float(named == 1), float(named >= 2), float(bool(guess.customers)),
-        float(has_domain_words(question)),
+        float(named == 0), float(named == 1), float(named >= 2), float(bool(customers)),
+        float(domain),
         *(float(guess.intent == i) for i in INTENTS), float(guess.confident),
     ]  # fmt: skip
 
@@ -189,11 +191,6 @@ def trained() -> IntentClassifier | None:
         raise
 
 
-def predict(question: str) -> tuple[str, float] | None:
-    model = trained()
-    return model.predict([question])[0] if model is not None else None
-
-
 SEGMENT_INTENTS = ("segment_profile", "strategy", "message_drafting", "segment_comparison")
 
 
@@ -269,8 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [r for p in train_paths() for r in parse_rows(p.read_text(encoding="utf-8"), str(p))]
     if args.cv:
         print(json.dumps(cross_validate(rows, args.folds)))
+    model = trained() if args.question else None
     for question in args.question:
-        model = trained()
         if model is not None:
             print(json.dumps({"question": question, "intent": model.predict([question])[0],
                               "segments": model.segments([question])[0]}, ensure_ascii=False))  # fmt: skip

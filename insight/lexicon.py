@@ -114,8 +114,14 @@ def has_domain_words(question: str) -> bool:
 def keyword_intent(question: str) -> KeywordGuess:
     """A deterministic guess of intent and named scope; `confident` when the cues are unambiguous."""
     segments, customers = find_segments(question), find_customers(question)
-    cues = intent_cues(question)
     domain = bool(segments or customers) or has_domain_words(question)
+    return guess_intent(segments, customers, intent_cues(question), domain)
+
+
+def guess_intent(
+    segments: list[str], customers: list[str], cues: dict[str, bool], domain: bool
+) -> KeywordGuess:
+    """`keyword_intent` from what the words found (the classifier's features reuse the same parts)."""
     if customers:
         return KeywordGuess("customer_lookup", True, segments, customers)
     if not domain:
