@@ -187,12 +187,16 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
 STYLE_RULES = ("speech_level", "emoji_set", "length")
 
 
+def style_problems(text: str, persona: Persona, lang: str) -> list[dict[str, Any]]:
+    """The speech-rule misses worth a rewrite (STYLE_RULES) in a text."""
+    return [p for p in hard_problems(check_speech(text, persona, lang)) if p["rule"] in STYLE_RULES]
+
+
 def _style_review(
     state: ConversationState, runtime: Runtime[ChatContext], persona: Persona, draft: str
 ) -> dict[str, Any]:
     """A safe draft that breaks the persona's speech rules is rewritten once with the reason."""
-    lang = state.get("lang", "en")
-    style = [p for p in hard_problems(check_speech(draft, persona, lang)) if p["rule"] in STYLE_RULES]
+    style = style_problems(draft, persona, state.get("lang", "en"))
     if not style or state.get("revisions", 0) >= runtime.context.max_revisions:
         return {"revision_reason": ""}
     blocks = [
@@ -223,13 +227,11 @@ def _accept_style_rewrite(
     """Send the rewrite only if it is safe, does not talk about the rules, and breaks fewer of them;
     otherwise the original (safe) draft is sent as it was."""
     lang = state.get("lang", "en")
-    fan = last_human_text(state)
-
-    def style_misses(text: str) -> int:
-        return len([p for p in hard_problems(check_speech(text, persona, lang)) if p["rule"] in STYLE_RULES])
-
-    echoes = bool(_RULE_TALK.search(rewrite)) and not _RULE_TALK.search(original + " " + fan)
-    if problems or echoes or style_misses(rewrite) >= style_misses(original):
+    echoes = bool(_RULE_TALK.search(rewrite)) and not _RULE_TALK.search(
+        f"{original} {last_human_text(state)}"
+    )
+    worse = len(style_problems(rewrite, persona, lang)) >= len(style_problems(original, persona, lang))
+    if problems or echoes or worse:
         why = "; ".join(p["reason"] for p in problems) or (
             "talks about the rules" if echoes else "breaks as many speech rules"
         )
