@@ -70,6 +70,8 @@ def embed_queries_cached(texts: Sequence[str]) -> np.ndarray:
     missing = list(dict.fromkeys(t for t in texts if t not in _memo))
     _memo.update(zip(missing, embed_queries(missing), strict=True))
     result = np.stack([_memo[t] for t in texts]) if texts else np.zeros((0, DIMS), dtype=np.float32)
+    if not missing:
+        return result  # a subset of a set already embedded (cross-validation folds): no new file
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
