@@ -27,6 +27,7 @@ from insight.lexicon import (
     has_domain_words,
     intent_cues,
     keyword_intent,
+    names_other_company,
 )
 from serving.settings import get_settings
 
@@ -61,7 +62,7 @@ def word_features(question: str, detected: Sequence[str] = ()) -> list[float]:
     return [
         *(float(cues[i]) for i in cues),
         float(named == 0), float(named == 1), float(named >= 2), float(bool(customers)),
-        float(domain),
+        float(domain), float(names_other_company(question)),
         *(float(guess.intent == i) for i in INTENTS), float(guess.confident),
     ]  # fmt: skip
 

@@ -12,19 +12,28 @@ INTENTS = (
 
 SEGMENT_SYNONYMS: dict[str, tuple[str, ...]] = {
     "vip": ("vip", "vips", "vvip", "브이아이피", "브이브이아이피", "최우수 고객", "최상위 고객", "우수 고객", "큰손", "top spenders",
-            "big spenders", "best customers", "top customers", "high-value", "high value", "whales"),
+            "big spenders", "best customers", "top customers", "high-value", "high value", "whales", "탑티어", "top tier",
+            "top-tier", "최상위", "상위 고객", "헤비 구매", "power buyers", "heavy spenders", "highest spenders",
+            "premium customers", "프리미엄 고객"),
     "loyal": ("loyal", "loyalists", "repeat customers", "repeat buyers", "충성 고객", "충성고객", "충성", "단골",
-              "로열 ", "로열,", "로열고객", "로열이", "로열과", "로열하고"),  # 로열 but not 로열티 (loyalty)
+              "로열 ", "로열,", "로열고객", "로열이", "로열과", "로열하고", "찐팬", "단골손님", "재구매 고객", "재구매고객",
+              "frequent buyers", "loyal fans"),  # 로열 but not 로열티 (loyalty)
     "new": ("new customer", "new customers", "new segment", "new buyers", "newcomers", "first-time buyers",
             "new and", "new or", "new vs", "new versus",
-            "recently acquired", "new signups", "신규 고객", "신규고객", "신규", "첫 구매", "첫구매", "신규 가입"),
+            "recently acquired", "new signups", "신규 고객", "신규고객", "신규", "첫 구매", "첫구매", "신규 가입",
+            "first-timers", "first timers", "newbies", "뉴비", "막 가입한", "새로 가입한", "새로 온", "just signed up",
+            "just joined"),
     "at_risk": ("at-risk", "at risk", "churn risk", "churn-risk", "risk of churn", "about to churn", "likely to churn",
-                "churning", "이탈 위험", "이탈위험", "떠날 것 같은", "앳리스크", "앳 리스크", "이탈 가능", "이탈 우려", "이탈할", "이탈하려는", "떠나려는"),
+                "churning", "이탈 위험", "이탈위험", "떠날 것 같은", "앳리스크", "앳 리스크", "이탈 가능", "이탈 우려", "이탈할", "이탈하려는", "떠나려는",
+                "이탈각", "이탈 조짐", "이탈 직전", "이탈 징후", "slipping away", "drifting away", "lapsing", "on the verge of churning"),
     "dormant": ("dormant", "inactive", "lapsed", "도먼트", "sleeping customers", "휴면 고객", "휴면고객", "휴면", "잠든 고객",
-                "잠자는 고객", "비활성"),
+                "잠자는 고객", "비활성", "잠수", "장기 미구매", "장기미구매", "발길 끊", "ghosted", "gone quiet", "gone cold",
+                "long-lost"),
     "regular": ("regular customers", "regular segment", "regulars", "average customers", "mid-tier", "레귤러", "일반 고객", "일반고객",
-                "보통 고객", "보통고객"),
-    "occasional": ("occasional", "infrequent", "sporadic", "오케이저널", "간헐 구매", "간헐", "가끔 사는", "가끔 구매"),
+                "보통 고객", "보통고객", "중간층", "middle tier", "mid tier", "steady customers", "steady buyers",
+                "꾸준히 사는", "꾸준한 고객"),
+    "occasional": ("occasional", "infrequent", "sporadic", "오케이저널", "간헐 구매", "간헐", "가끔 사는", "가끔 구매",
+                   "뜨내기", "어쩌다 사는", "어쩌다 한 번", "가끔 오는", "once in a while", "now and then", "비정기"),
 }  # fmt: skip
 
 CUSTOMER_ID = re.compile(r"(?<![A-Za-z0-9])([Cc]\d{5}|N[0-9a-f]{8}-\d{6})(?![A-Za-z0-9])")
@@ -53,6 +62,18 @@ DOMAIN_WORDS = (
     "customer", "segment", "sales", "revenue", "order", "buy", "purchase", "product", "campaign", "marketing",
     "churn", "retention", "message", "spend", "shopper", "client", "rfm", "basket",
     "고객", "세그먼트", "매출", "주문", "구매", "상품", "제품", "캠페인", "마케팅", "이탈", "메시지", "문구", "소비", "회원",
+)  # fmt: skip
+
+
+# Other companies and their customers: a question about them is not about our data ("올리브영 VIP는
+#뭘 사?"), though ours may be compared with them ("how do we stop VIPs drifting to competitors?").
+OTHER_COMPANIES = (
+    "competitor", "rival", "other brands", "other companies", "other retailers", "industry average",
+    "amazon", "sephora", "ulta", "walmart", "costco", "shein", "temu", "aliexpress", "glossier", "zara", "uniqlo",
+    "olive young", "coupang", "musinsa", "kurly", "starbucks", "nike", "adidas",
+    "경쟁사", "경쟁 업체", "경쟁업체", "타사", "다른 회사", "다른 브랜드", "다른 쇼핑몰", "업계 평균", "올리브영", "쿠팡", "무신사",
+    "컬리", "지그재그", "에이블리", "11번가", "지마켓", "g마켓", "옥션", "신세계", "롯데", "현대백화점", "이마트", "홈플러스", "다이소",
+    "스타벅스", "세포라", "아마존", "알리익스프레스", "테무", "쉬인", "나이키", "아디다스", "시코르", "아모레", "이니스프리",
 )  # fmt: skip
 
 
@@ -103,6 +124,12 @@ def intent_cues(question: str) -> dict[str, bool]:
     """Which intents' cue words occur in a question."""
     text = question.lower()
     return {intent: any(_has(text, w) for w in words) for intent, words in _INTENT_WORDS.items()}
+
+
+def names_other_company(question: str) -> bool:
+    """Whether the question names another company, a competitor or an industry figure."""
+    text = question.lower()
+    return any(_has(text, w) for w in OTHER_COMPANIES)
 
 
 def has_domain_words(question: str) -> bool:
