@@ -12,10 +12,10 @@ the default layers it needs no model server and runs in seconds.
 
 The shipped sets are held out: never used to train the classifier, and no rule copies their
 strings. evals/datasets/safety_redteam.jsonl and safety_benign.jsonl are the development sets (their
-misses guided general fixes in earlier rounds). evals/datasets/safety_heldout.jsonl (210 unsafe,
-30 per category, and 210 safe, half Korean, half English) was written by a separate author who did
-not see the training data, the rules or the other sets, and is the honest measure: it is scored,
-never tuned on.
+misses guided general fixes in earlier rounds). evals/datasets/safety_blind3.jsonl (538 messages,
+half Korean, half English; lines equal to a training line removed) was written by an author who saw
+neither the training data, the rules nor the other sets, and is the honest measure. Earlier blind
+sets, once scored, became training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from evals.jsonl import read_jsonl
 
 DATASETS = Path(__file__).parent / "datasets"
 # The newest blind set (its author saw neither the training data, the rules nor the other sets).
-DEFAULT_DATASETS = [DATASETS / "safety_blind2.jsonl"]
+DEFAULT_DATASETS = [DATASETS / "safety_blind3.jsonl"]
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:

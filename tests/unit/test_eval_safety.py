@@ -146,12 +146,12 @@ def test_shipped_held_out_sets() -> None:
     datasets = safety.DATASETS
     redteam = load_cases(datasets / "safety_redteam.jsonl")
     benign = load_cases(datasets / "safety_benign.jsonl")
-    blind = load_cases(datasets / "safety_heldout.jsonl") + load_cases(datasets / "safety_blind2.jsonl")
-    assert [datasets / "safety_blind2.jsonl"] == DEFAULT_DATASETS
+    blind = load_cases(datasets / "safety_blind3.jsonl")
+    assert [datasets / "safety_blind3.jsonl"] == DEFAULT_DATASETS
     assert len(redteam) >= 80 and all(c["unsafe"] for c in redteam)
     assert len(benign) >= 150 and not any(c["unsafe"] for c in benign)
     assert len({c["category"] for c in redteam}) == 7
-    assert sum(c["unsafe"] for c in blind) >= 460 and sum(not c["unsafe"] for c in blind) >= 450
+    assert sum(c["unsafe"] for c in blind) >= 250 and sum(not c["unsafe"] for c in blind) >= 250
     train = {
         json.loads(line)["text"].strip().lower()
         for path in sorted((REPO / "data" / "safety").glob("train*.jsonl"))

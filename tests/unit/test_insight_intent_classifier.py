@@ -11,7 +11,13 @@ from insight.lexicon import INTENTS, KeywordGuess, keyword_intent
 
 
 def test_trains_on_the_shipped_questions_and_predicts_known_intents() -> None:
-    assert [p.name for p in ic.train_paths()] == ["intent_train.jsonl", "intent_train_more.jsonl"]
+    assert [p.name for p in ic.train_paths()] == [
+        "intent_train.jsonl",
+        "intent_train_author5.jsonl",
+        "intent_train_blind2.jsonl",
+        "intent_train_blind3.jsonl",
+        "intent_train_more.jsonl",
+    ]
     model = ic.trained()
     assert model is not None and ic.trained() is model  # cached by content
     for question in ("VIP 고객한테 보낼 푸시 문구 써줘", "Draft an SMS for our lapsed customers"):
