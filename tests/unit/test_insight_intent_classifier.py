@@ -83,3 +83,36 @@ def test_without_training_files_the_words_decide(monkeypatch: pytest.MonkeyPatch
     guess = keyword_intent("What are VIP customers like?")
     assert ic.trained() is None and ic.combine("What are VIP customers like?", guess) is guess
     get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("question", "segments"),
+    [
+        ("탑티어 고객들 요즘 뭐 사?", ["vip"]),
+        ("찐팬들한테 보낼 문구", ["loyal"]),
+        ("이탈각 보이는 고객 대응", ["at_risk"]),
+        ("잠수탄 고객 다시 부르려면?", ["dormant"]),
+        ("뜨내기 손님 특징", ["occasional"]),
+        ("how do first-timers differ from whales?", ["new", "vip"]),
+        ("customers who ghosted us last year", ["dormant"]),
+    ],
+)
+def test_team_nicknames_name_their_segment(question: str, segments: list[str]) -> None:
+    from insight.lexicon import find_segments
+
+    assert find_segments(question) == segments
+
+
+def test_other_companies_are_a_feature_not_a_verdict() -> None:
+    from insight.lexicon import names_other_company
+
+    assert names_other_company("올리브영 VIP는 뭘 사?")
+    assert names_other_company("What does Sephora's loyalty program offer?")
+    assert names_other_company("경쟁사 대비 우리 VIP 객단가")
+    assert not names_other_company("우리 VIP 고객들 뭐 사?")
+    assert not names_other_company("카톡으로 보낼 신규 고객 문구")  # a channel, not a company
+    # The router weighs it with the rest: another company's customers are out of scope, ours stay ours.
+    model = ic.trained()
+    assert model is not None
+    assert model.predict(["올리브영 VIP 고객들은 뭘 많이 사?"])[0][0] == "out_of_scope"
+    assert model.predict(["how do we stop our VIPs from drifting to competitors?"])[0][0] == "strategy"
