@@ -66,7 +66,7 @@ DOMAIN_WORDS = (
 
 
 # Other companies and their customers: a question about them is not about our data ("올리브영 VIP는
-#뭘 사?"), though ours may be compared with them ("how do we stop VIPs drifting to competitors?").
+# 뭘 사?"), though ours may be compared with them ("how do we stop VIPs drifting to competitors?").
 OTHER_COMPANIES = (
     "competitor", "rival", "other brands", "other companies", "other retailers", "industry average",
     "amazon", "sephora", "ulta", "walmart", "costco", "shein", "temu", "aliexpress", "glossier", "zara", "uniqlo",
