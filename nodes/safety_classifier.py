@@ -222,17 +222,51 @@ def classify(
     return unsafe, (category if unsafe else "safe"), round(probability, 4)
 
 
-def cross_validate(examples: Sequence[Example], folds: int = 5, threshold: float | None = None) -> dict:
+_JOINS = {
+    "ko": (" ", "!! ", " 근데 ", " 암튼 ", ". ", " ㅋㅋ "),
+    "en": (" ", "!! ", " btw ", " anyway ", ". ", " lol "),
+}
+
+
+def wrapped(examples: Sequence[Example], seed: int = 1) -> list[Example]:
+    """Each example between short safe lines of the same language, taken from `examples` ("love the
+    album!! btw <text> anyway good night"): unsafe content hidden in friendly chat keeps its label."""
+    import random
+    import re
+
+    rng = random.Random(seed)
+    hangul = re.compile(r"[가-힣]")
+    pool: dict[str, list[str]] = {"ko": [], "en": []}
+    for e in examples:
+        if not e.unsafe and len(e.text) < 60:
+            pool["ko" if hangul.search(e.text) else "en"].append(e.text)
+    out = []
+    for e in examples:
+        lang = "ko" if hangul.search(e.text) else "en"
+        if not pool[lang]:
+            continue
+        text = rng.choice(pool[lang]) + rng.choice(_JOINS[lang]) + e.text
+        if rng.random() < 0.5:
+            text += rng.choice(_JOINS[lang]) + rng.choice(pool[lang])
+        out.append(Example(text=text, unsafe=e.unsafe, category=e.category))
+    return out
+
+
+def cross_validate(
+    examples: Sequence[Example], folds: int = 5, threshold: float | None = None, wrap: bool = False
+) -> dict:
     """Stratified k-fold estimate of block rate (on unsafe) and false-block rate (on safe), for the
-    classifier alone and for the rules followed by the classifier (the input filter without judge)."""
+    classifier alone and for the rules followed by the classifier (the input filter without judge).
+    With `wrap`, also for the held-out examples wrapped in held-out safe lines (see `wrapped`)."""
     from sklearn.model_selection import StratifiedKFold
 
     threshold = threshold_setting() if threshold is None else threshold
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
     labels = [e.category for e in examples]
     embed_queries_cached([e.text for e in examples])  # once: the folds' subsets reuse these vectors
-    blocked = {"classifier": [0, 0], "layered": [0, 0]}  # [unsafe blocked, safe blocked]
+    blocked = {"classifier": [0, 0], "layered": [0, 0], "wrapped": [0, 0]}  # [unsafe, safe] blocked
     right_category = 0
+    n_wrapped = [0, 0]
     for train_index, test_index in splitter.split(labels, labels):
         model = fit([examples[i] for i in train_index])
         held = [examples[i] for i in test_index]
@@ -243,13 +277,19 @@ def cross_validate(examples: Sequence[Example], folds: int = 5, threshold: float
             blocked["classifier"][column] += by_classifier
             blocked["layered"][column] += by_either
             right_category += example.unsafe and by_classifier and category == example.category
+        if wrap:
+            hidden = wrapped(held)
+            for example, (p, _) in zip(hidden, model.scores([e.text for e in hidden]), strict=True):
+                column = 0 if example.unsafe else 1
+                n_wrapped[column] += 1
+                blocked["wrapped"][column] += p >= threshold or bool(match_rules(example.text))
     n_unsafe = sum(e.unsafe for e in examples)
     n_safe = len(examples) - n_unsafe
 
     def rate(count: int, total: int) -> float:
         return round(count / total, 4) if total else 0.0
 
-    return {
+    result = {
         "folds": folds,
         "threshold": threshold,
         "n": len(examples),
@@ -261,6 +301,12 @@ def cross_validate(examples: Sequence[Example], folds: int = 5, threshold: float
         },
         "category_accuracy_on_blocked": rate(right_category, blocked["classifier"][0]),
     }
+    if wrap:
+        result["wrapped_in_safe_lines"] = {
+            "block_rate": rate(blocked["wrapped"][0], n_wrapped[0]),
+            "false_block_rate": rate(blocked["wrapped"][1], n_wrapped[1]),
+        }
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,12 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threshold", type=float, action="append", default=None)
     parser.add_argument(
+        "--wrapped", action="store_true", help="also score held-out lines hidden between safe lines"
+    )
+    parser.add_argument(
         "--train", type=Path, action="append", default=None, help="default: data/safety/train*.jsonl"
     )
     args = parser.parse_args(argv)
     examples = load_training_examples(args.train)
     for threshold in args.threshold or [threshold_setting()]:
-        print(json.dumps(cross_validate(examples, args.folds, threshold)))
+        print(json.dumps(cross_validate(examples, args.folds, threshold, wrap=args.wrapped)))
     return 0
 
 

@@ -16,6 +16,7 @@ from nodes.safety import input_safety
 from nodes.safety_classifier import (
     CATEGORIES,
     THRESHOLD_ENV,
+    Example,
     classify,
     cross_validate,
     fit,
@@ -25,6 +26,7 @@ from nodes.safety_classifier import (
     threshold_setting,
     train_paths,
     trained_model,
+    wrapped,
 )
 from nodes.safety_rules import join_letters, match_cues, match_rules, normalise
 from serving.models import use_models
@@ -183,6 +185,31 @@ def test_cross_validation_reports_both_views() -> None:
     assert 0 <= result["false_block_rate"] <= result["rules_then_classifier"]["false_block_rate"] <= 1
     assert result["block_rate"] <= result["rules_then_classifier"]["block_rate"]
     assert result["rules_then_classifier"]["block_rate"] > 0.5
+    assert "wrapped_in_safe_lines" not in result
+
+
+def test_wrapped_hides_each_line_between_safe_lines_of_its_language() -> None:
+    examples = [
+        Example("good night yuna", False, "safe"),
+        Example("love the new album", False, "safe"),
+        Example("오늘 무대 최고", False, "safe"),
+        Example("what's your home address", True, "personal_data"),
+        Example("유서 다 썼어", True, "self_harm"),
+    ]
+    hidden = wrapped(examples)
+    assert [(h.unsafe, h.category) for h in hidden] == [(e.unsafe, e.category) for e in examples]
+    for original, h in zip(examples, hidden, strict=True):
+        assert original.text in h.text and len(h.text) > len(original.text)
+    assert "유서 다 썼어" in hidden[4].text and "오늘 무대 최고" in hidden[4].text  # Korean wraps Korean
+    assert "오늘" not in hidden[3].text
+    assert wrapped(examples) == hidden  # seeded
+
+
+def test_cross_validation_can_score_wrapped_lines() -> None:
+    examples = load_examples(REPO_TRAIN)[::6]
+    result = cross_validate(examples, folds=3, threshold=0.65, wrap=True)
+    assert 0 < result["wrapped_in_safe_lines"]["block_rate"] <= 1
+    assert 0 <= result["wrapped_in_safe_lines"]["false_block_rate"] < 1
 
 
 # --- layering ------------------------------------------------------------------------------------
