@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -25,10 +26,33 @@ class IntentDecision(BaseModel):
     search_query: str = Field(default="", max_length=200, description="Keywords to search for.")
 
 
+# A fan asking what they told the persona, or about themselves: "personal" without asking the model.
+# The small router model often calls these "knowledge" (the memory eval's probes), and then the fan's
+# memories are not searched.
+_ASKS_ABOUT_THE_FAN = re.compile(
+    r"\b(?:what(?:'s| is| was| were)? my \w+|did i (?:tell|say|mention)|(?:i|i've) (?:told|said to|mentioned to) you"
+    r"|do you (?:still )?(?:remember|know|recall) (?:my|me|what|where|when|who|how|which)\b[^?]{0,40}\b(?:i|my|me)"
+    r"|what did i (?:say|tell|mention)|who am i|remember (?:my|me|what i|where i|when i)|where do i live"
+    r"|when is my|how old am i|what do (?:\w+ ){0,2}call me)\b"
+    r"|(?:^|[^가-힣])(?:내|제)\s?(?:[가-힣]{1,5}\s)?(?:이름|생일|최애|별명|닉네임|고향|직업|나이|취미)[^?？]{0,12}"
+    r"(?:뭐|뭘|누구|언제|어디|몇|기억|알아|아세요|알지)"
+    r"|(?:내가|제가)\s?[^?？]{0,16}(?:라고|다고|냐고)\s?(?:했|말했|얘기했|말씀드렸)"
+    r"|(?:나|내|제|저)\s?[^?？]{0,12}기억(?:해|나|하니|하세요|하시나요|하고\s?있)",
+    re.IGNORECASE,
+)
+
+
+def asks_about_the_fan(text: str) -> bool:
+    """Whether the fan asks about themselves or about what they told the persona."""
+    return bool(_ASKS_ABOUT_THE_FAN.search(text))
+
+
 def route_intent(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Classify the fan's message to decide which stores retrieval searches."""
     persona = load_persona(runtime.context.persona_id)
     text = last_human_text(state)
+    if asks_about_the_fan(text):
+        return {"intent": "personal", "search_query": text}
     decision = structured(
         runtime.context.router_role,
         IntentDecision,

@@ -208,13 +208,22 @@ MEMORY_SCENARIOS = [
         "probe": {"session": 2, "message": "Do you remember my name?"},
         "expect_any": ["MINJI", "민지"],
     },
-    {  # new session: the extractor misses the cat's name, so the new thread cannot know it
+    {  # new session: the extractor misses the cat's name, but the fan's own words are a memory,
+        # and a question about the fan searches them (personal route, no router call)
         "id": "cat-cross",
         "persona_id": "tiny",
         "lang": "en",
         "turns": [{"session": 1, "message": "My cat is Kongi."}],
         "probe": {"session": 2, "message": "What's my cat's name?"},
         "expect_any": ["Kongi"],
+    },
+    {  # the fan never said it: nothing to recall
+        "id": "dog-never-told",
+        "persona_id": "tiny",
+        "lang": "en",
+        "turns": [{"session": 1, "message": "My cat is Kongi."}],
+        "probe": {"session": 2, "message": "What's my dog's name?"},
+        "expect_any": ["Bori"],
     },
 ]
 
@@ -240,24 +249,25 @@ def memory_chat(messages: list[BaseMessage]) -> str:
 def test_memory_rows_and_summary(service: ChatService) -> None:
     with use_models({"router": scripted(memory_router), "chat": scripted(memory_chat)}):
         rows = memory_eval.evaluate(MEMORY_SCENARIOS, service)
-    assert [r["recalled"] for r in rows] == [True, True, False]
-    assert [r["same_session"] for r in rows] == [True, False, False]
+    assert [r["recalled"] for r in rows] == [True, True, True, False]
+    assert [r["same_session"] for r in rows] == [True, False, False, False]
     assert rows[1]["probe_reply"] == "Of course, it's minji! 🌱"
-    assert rows[2]["probe_reply"] == "Hmm, tell me again, Pebbler? 🌱"
-    assert [len(r["transcript"]) for r in rows] == [3, 2, 2]
+    assert rows[2]["probe_reply"] == "Of course, it's kongi! 🌱"
+    assert rows[3]["probe_reply"] == "Of course, it's kongi! 🌱"  # the wrong pet: not recalled
+    assert [len(r["transcript"]) for r in rows] == [3, 2, 2, 2]
     assert memory_eval.summarise(rows) == {
-        "n": 3,
-        "recall_rate": 0.6667,
+        "n": 4,
+        "recall_rate": 0.75,
         "same_session_recall": 1.0,
-        "cross_session_recall": 0.5,
-        "failures": ["cat-cross"],
+        "cross_session_recall": 0.6667,
+        "failures": ["dog-never-told"],
         "errors": 0,
     }
     # A fresh fan per scenario; only the Minji scenario's profile has a name.
     profiles = {item.namespace[1]: item.value for item in service.store.search(("fans",), limit=100)}
-    assert len(profiles) == 3
-    assert sorted(p.get("name", "-") for p in profiles.values()) == ["-", "-", "Minji"]
-    assert [len(service.threads(r["user_id"])) for r in rows] == [1, 2, 2]  # a new thread per session
+    assert len(profiles) == 4
+    assert sorted(p.get("name", "-") for p in profiles.values()) == ["-", "-", "-", "Minji"]
+    assert [len(service.threads(r["user_id"])) for r in rows] == [1, 2, 2, 2]  # a new thread per session
 
 
 def test_memory_turn_error_fails_the_scenario(service: ChatService) -> None:
@@ -399,7 +409,7 @@ def test_memory_interrupt_reports_the_scenarios_done(data_dir: Path, tmp_path: P
     with use_models({"router": scripted(memory_router), "chat": chat}):
         result = memory_eval.run(["--dataset", str(dataset)], service=service)
     assert result["n"] == 1 and result["recall_rate"] == 1.0
-    assert result["interrupted"] is True and result["planned"] == 3
+    assert result["interrupted"] is True and result["planned"] == len(MEMORY_SCENARIOS)
 
 
 def test_sigterm_stops_a_run_with_a_partial_report(data_dir: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ TINY = [
     {"text": "this song slaps", "unsafe": False, "category": "safe"},
     {"text": "미쳤다 진짜 너무 좋아", "unsafe": False, "category": "safe"},
     {"text": "I'm dead 😂 that dance", "unsafe": False, "category": "safe"},
-    {"text": "fuck yes, this comeback slaps", "unsafe": False},  # no category: defaults to "safe"
+    {"text": "ㅅㅂ 이번 컴백 너무 좋아", "unsafe": False},  # no category: defaults to "safe"
 ]
 
 

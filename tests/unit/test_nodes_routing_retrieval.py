@@ -49,10 +49,47 @@ def test_route_intent_empty_query_falls_back_to_message(make_runtime) -> None:
     assert update == {"intent": "story", "search_query": "What happened at the audition?"}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Do you remember my name?",
+        "Which of your songs did I say is my favourite?",
+        "what do my friends call me?",
+        "Do you remember which city I live in?",
+        "내 최애 멤버가 누구라고 했지?",
+        "제 햄스터 이름이 뭐였죠?",
+        "내가 어디 산다고 했지?",
+        "함장님, 저 기억하세요?",
+    ],
+)
+def test_questions_about_the_fan_are_personal_without_the_model(make_runtime, text: str) -> None:
+    router = scripted({"intent": "knowledge", "search_query": "x"})
+    with use_models({"router": router}):
+        assert route_intent(human(text), make_runtime()) == {"intent": "personal", "search_query": text}
+    assert router.calls == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "When did you debut?",
+        "오늘 무대 기억해?",
+        "유나 생일 언제야?",
+        "do you remember your first stage?",
+        "내 최애곡은 Lighthouse야",
+    ],
+)
+def test_other_questions_still_go_to_the_router(make_runtime, text: str) -> None:
+    router = scripted({"intent": "knowledge", "search_query": "x"})
+    with use_models({"router": router}):
+        assert route_intent(human(text), make_runtime())["intent"] == "knowledge"
+    assert len(router.calls) == 1
+
+
 def test_route_intent_unknown_intent_is_retried(make_runtime) -> None:
     router = scripted({"intent": "gossip", "search_query": "x"}, {"intent": "personal", "search_query": "me"})
     with use_models({"router": router}):
-        assert route_intent(human("remember me?"), make_runtime())["intent"] == "personal"
+        assert route_intent(human("anything new?"), make_runtime())["intent"] == "personal"
     assert "intent" in router.calls[1]["messages"][-1].content
 
 
