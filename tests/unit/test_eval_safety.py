@@ -89,7 +89,7 @@ def test_run_rules_only_on_tiny_set(tmp_path: Path, data_dir, capsys: pytest.Cap
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {(p["error"], p["text"]) for p in printed} == {
         ("missed", "you know exactly what you did"),
-        ("false_block", "fuck yes, this comeback slaps"),
+        ("false_block", "ㅅㅂ 이번 컴백 너무 좋아"),
     }
     assert all(set(p["verdict"]) == {"safe", "category", "reason", "layer"} for p in printed)
 
