@@ -232,17 +232,17 @@ def wrapped(examples: Sequence[Example], seed: int = 1) -> list[Example]:
     """Each example between short safe lines of the same language, taken from `examples` ("love the
     album!! btw <text> anyway good night"): unsafe content hidden in friendly chat keeps its label."""
     import random
-    import re
+
+    from serving.language import detect_language
 
     rng = random.Random(seed)
-    hangul = re.compile(r"[가-힣]")
     pool: dict[str, list[str]] = {"ko": [], "en": []}
     for e in examples:
         if not e.unsafe and len(e.text) < 60:
-            pool["ko" if hangul.search(e.text) else "en"].append(e.text)
+            pool[detect_language(e.text)].append(e.text)
     out = []
     for e in examples:
-        lang = "ko" if hangul.search(e.text) else "en"
+        lang = detect_language(e.text)
         if not pool[lang]:
             continue
         text = rng.choice(pool[lang]) + rng.choice(_JOINS[lang]) + e.text
