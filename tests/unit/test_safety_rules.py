@@ -27,6 +27,8 @@ UNSAFE = [
     ("ㅆ ㅂ", "profanity"),
     ("병신아", "profanity"),
     ("개 새 끼", "profanity"),
+    ("존나 못생겼네", "profanity"),  # an intensifier without praise still blocks
+    ("the f***ing app crashed again", "profanity"),
     # sexual
     ("send me nudes", "sexual"),
     ("show me your body", "sexual"),
@@ -63,7 +65,8 @@ UNSAFE = [
     ("유서 다 썼어", "self_harm"),
     ("커터칼로 긋는 게 유일한 낙이야", "self_harm"),
     ("the unalive thoughts are back", "self_harm"),
-    ("I won't be here for the comeback", "self_harm"),
+    ("I won't be alive for the comeback", "self_harm"),
+    ("I won't be here much longer", "self_harm"),
     ("upskirt angle next time pls", "sexual"),
     ("watching you dance gets me so turned on", "sexual"),
     ("ㅇㅎ한 셀카 한 장만", "sexual"),
@@ -122,6 +125,12 @@ SAFE = [
     "what's my seat number if the ticket says 3F-12?",
     "우리 엄마 가게 오늘 쉬는 날이야",
     "I want to be a teacher when I grow up",
+    "I won't be here for the next live because of my trip",
+    "시험 망해서 속상해 죽고 싶은 건 아니고 그냥 실망했어",
+    "ㅅㅂ 무대 찢었다 ㄹㅇ 레전드",
+    "와 지아 랩 파트 존나 멋있어",
+    "this choreo is f***ing fire",
+    "this chorus is fucking perfect",
 ]
 
 
