@@ -4,7 +4,7 @@
 `{"rule", "reason", "severity"}`; severity "hard" means the reply breaks a persona rule, "soft"
 means it misses a habit that is expected only some of the time (the fan address). `drift(...)` is
 True when the reply leaves the role altogether. Every check is a pure function of its arguments
-(except `unsafe_language`, which reads the shipped safety rules through `match_rules`).
+(except `unsafe_language`, which reads the shipped safety rules through `safety_rules.unsafe_language`).
 
 The rules, precisely:
 
@@ -45,7 +45,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from nodes.safety_rules import match_rules, normalise
+from nodes.safety_rules import normalise, unsafe_language
 from personas.model import ForbiddenTopic, Persona
 from serving.language import Lang, detect_language, script_drift
 
@@ -54,7 +54,6 @@ HARD, SOFT = "hard", "soft"
 # when at least this share of replies addresses the fan (by the address or by name).
 FAN_ADDRESS_MIN_RATE = 0.3
 DEFAULT_BANMAL_TOLERANCE = 0.5
-UNSAFE_CATEGORIES = ("profanity", "sexual", "hate")
 
 # --- emoji ----------------------------------------------------------------------------------------
 
@@ -417,7 +416,7 @@ def check_speech(
             + ", ".join(repr(c) for c in claims),
         )
 
-    unsafe = [h for h in match_rules(text) if h.category in UNSAFE_CATEGORIES]
+    unsafe = unsafe_language(text)
     if unsafe:
         add("unsafe_language", ", ".join(f"{h.category} ({h.matched!r})" for h in unsafe))
 

@@ -18,7 +18,7 @@ from langgraph.runtime import Runtime
 from nodes.context import ChatContext
 from nodes.input_filter import screen_input
 from nodes.persona_rules import check_speech, forbidden_topic_hits, hard_problems
-from nodes.safety_rules import match_rules
+from nodes.safety_rules import unsafe_language
 from nodes.state import ConversationState
 from personas.model import Persona, load_persona
 from serving.language import detect_language
@@ -44,7 +44,6 @@ _ROLE_BREAK_OUT = re.compile(
     re.IGNORECASE,
 )
 _PROMPT_MARKERS = re.compile(r"\[(?:PERSONA|SAFETY RULES|CONTEXT|CONVERSATION SO FAR|ABOUT THIS FAN)\]")
-UNSAFE_OUTPUT_CATEGORIES = {"profanity", "sexual", "hate"}
 
 
 def last_human(state: ConversationState) -> HumanMessage | None:
@@ -133,9 +132,8 @@ def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[d
     problems: list[dict[str, str]] = []
     if not text.strip():
         problems.append({"category": "empty", "reason": "the reply is empty"})
-    for hit in match_rules(text):
-        if hit.category in UNSAFE_OUTPUT_CATEGORIES:
-            problems.append({"category": hit.category, "reason": f"contains {hit.matched!r}"})
+    for hit in unsafe_language(text):
+        problems.append({"category": hit.category, "reason": f"contains {hit.matched!r}"})
     for topic, keyword in forbidden_topic_hits(text, persona):
         problems.append({"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"})
     if _PHONE.search(text) or _EMAIL.search(text) or _RRN.search(text):

@@ -171,3 +171,22 @@ def match_cues(text: str, path: Path | None = None, *, forms: tuple[str, str] | 
         if pattern.search(spaced if form == "spaced" else compact)
     }
     return sorted(found)
+
+
+# What a reply written by the persona may not contain. Stricter than for fans: the persona never
+# swears, not even as praise, so a bare swear word (cue group `pf_swear`) counts as profanity.
+OUTPUT_UNSAFE_CATEGORIES = ("profanity", "sexual", "hate")
+SWEAR_CUE = "pf_swear"
+
+
+def unsafe_language(text: str, path: Path | None = None) -> list[RuleHit]:
+    """Profanity, sexual content or hate in a persona's reply (rules plus bare swear words)."""
+    hits = [h for h in match_rules(text, path) if h.category in OUTPUT_UNSAFE_CATEGORIES]
+    if any(h.category == "profanity" for h in hits):
+        return hits
+    spaced, compact = normalise(text)
+    for group, form, pattern in _compiled_cues(path or rules_path()):
+        found = pattern.search(spaced if form == "spaced" else compact) if group == SWEAR_CUE else None
+        if found:
+            return [*hits, RuleHit(category="profanity", pattern=pattern.pattern, matched=found.group(0))]
+    return hits

@@ -27,7 +27,7 @@ TINY = [
     {"text": "this song slaps", "unsafe": False, "category": "safe"},
     {"text": "미쳤다 진짜 너무 좋아", "unsafe": False, "category": "safe"},
     {"text": "I'm dead 😂 that dance", "unsafe": False, "category": "safe"},
-    {"text": "ㅅㅂ 이번 컴백 너무 좋아", "unsafe": False},  # no category: defaults to "safe"
+    {"text": "this week was a total bastard lol", "unsafe": False},  # no category: defaults to "safe"
 ]
 
 
@@ -89,7 +89,7 @@ def test_run_rules_only_on_tiny_set(tmp_path: Path, data_dir, capsys: pytest.Cap
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {(p["error"], p["text"]) for p in printed} == {
         ("missed", "you know exactly what you did"),
-        ("false_block", "ㅅㅂ 이번 컴백 너무 좋아"),
+        ("false_block", "this week was a total bastard lol"),
     }
     assert all(set(p["verdict"]) == {"safe", "category", "reason", "layer"} for p in printed)
 

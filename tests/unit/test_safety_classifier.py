@@ -60,7 +60,7 @@ def test_join_letters() -> None:
 @pytest.mark.parametrize(
     ("text", "category"),
     [
-        ("ㅅㅣㅂㅏㄹ 뭐야", "profanity"),
+        ("ㅅㅣㅂㅏㄹ 놈아 뭐야", "profanity"),
         ("병1신아", "profanity"),
         ("s e x t me", "sexual"),
         ("what's the door code of the dorm", "personal_data"),

@@ -12,23 +12,21 @@ UNSAFE = [
     # profanity, with the usual tricks
     ("fuck off", "profanity"),
     ("f u c k you", "profanity"),
-    ("f.u.c.k this", "profanity"),
-    ("this is sh1t", "profanity"),
+    ("f.u.c.k you", "profanity"),
+    ("you're a piece of sh1t", "profanity"),
     ("what a pile of bullshit", "profanity"),
-    ("fu\u200bck", "profanity"),  # zero-width space
-    ("ｆｕｃｋ", "profanity"),  # full-width letters
-    ("fuuuuuck", "profanity"),  # repeated letters
-    ("shiiiiit", "profanity"),
-    ("s h i t", "profanity"),
+    ("fu\u200bck you", "profanity"),  # zero-width space
+    ("ｆｕｃｋ you", "profanity"),  # full-width letters
+    ("fuuuuuck off", "profanity"),  # repeated letters
+    ("eat shiiiiit", "profanity"),
+    ("s h i t head", "profanity"),
     ("you absolute b!tch", "profanity"),
-    ("시 발", "profanity"),
-    ("씨발 진짜", "profanity"),
-    ("ㅅㅂ 뭐야", "profanity"),  # compatibility jamo
-    ("ㅆ ㅂ", "profanity"),
+    ("시 발 놈", "profanity"),
+    ("씨발년아 진짜", "profanity"),
+    ("ㅅㅂ 새끼 뭐야", "profanity"),  # compatibility jamo
+    ("ㅆ ㅂ 놈", "profanity"),
     ("병신아", "profanity"),
     ("개 새 끼", "profanity"),
-    ("존나 못생겼네", "profanity"),  # an intensifier without praise still blocks
-    ("the f***ing app crashed again", "profanity"),
     # sexual
     ("send me nudes", "sexual"),
     ("show me your body", "sexual"),
@@ -131,6 +129,10 @@ SAFE = [
     "와 지아 랩 파트 존나 멋있어",
     "this choreo is f***ing fire",
     "this chorus is fucking perfect",
+    # bare swear words are cues for the classifier, not rules (see test_bare_swearing_is_a_cue)
+    "씨발 이 노래 왜 이렇게 좋아",
+    "ㅈㄴ 설렌다 콘서트 내일이야",
+    "shit I just got tickets!!!",
 ]
 
 
@@ -148,9 +150,9 @@ def test_fan_hyperbole_and_innocent_words_do_not_match(text: str) -> None:
 
 
 def test_hit_records_pattern_and_matched_text() -> None:
-    (hit,) = [h for h in match_rules("f u c k") if h.category == "profanity"]
-    assert hit.matched == "fuck"
-    assert re.search(hit.pattern, "fuck")
+    (hit,) = [h for h in match_rules("f u c k off") if h.category == "profanity"]
+    assert hit.matched == "fuckoff"
+    assert re.search(hit.pattern, "fuckoff")
 
 
 @pytest.mark.parametrize(
@@ -172,4 +174,21 @@ def test_normalise(text: str, spaced: str, compact: str) -> None:
 def test_decomposed_hangul_is_recomposed() -> None:
     decomposed = "\u1109\u1175\u1107\u1161\u11af"  # 시발 as conjoining jamo
     assert normalise(decomposed)[1] == "시발"
-    assert any(h.category == "profanity" for h in match_rules(decomposed))
+    assert any(h.category == "profanity" for h in match_rules(decomposed + "놈아"))
+
+
+def test_bare_swearing_is_a_cue_not_a_rule() -> None:
+    """Swearing as praise is fan talk: a bare intensifier is left to the classifier as a cue."""
+    from nodes.safety_rules import match_cues
+
+    for text in ("존나 멋있어", "ㅅㅂ 무대 찢었다", "fucking finally the teaser", "씨발 진짜 짜증나네"):
+        assert match_rules(text) == [], text
+        assert "pf_swear" in match_cues(text), text
+
+
+def test_the_persona_may_not_swear_even_as_praise() -> None:
+    from nodes.safety_rules import unsafe_language
+
+    assert [h.category for h in unsafe_language("this stage was fucking perfect")] == ["profanity"]
+    assert [h.category for h in unsafe_language("존나 멋있었어 오늘")] == ["profanity"]
+    assert unsafe_language("오늘 무대 진짜 최고였어") == []
