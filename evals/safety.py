@@ -12,10 +12,11 @@ the default layers it needs no model server and runs in seconds.
 
 The shipped sets are held out: never used to train the classifier, and no rule copies their
 strings. evals/datasets/safety_redteam.jsonl and safety_benign.jsonl are the development sets (their
-misses guided general fixes in earlier rounds). evals/datasets/safety_blind3.jsonl (538 messages,
-half Korean, half English; lines equal to a training line removed) was written by an author who saw
-neither the training data, the rules nor the other sets, and is the honest measure. Earlier blind
-sets, once scored, became training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
+misses guided general fixes in earlier rounds). evals/datasets/safety_blind3.jsonl,
+safety_blind4.jsonl and safety_blind5.jsonl (about 540 messages each, half Korean, half English;
+lines equal to a training line removed) were written by three authors who saw neither the training
+data, the rules nor the other sets; together they are the default. Earlier blind sets, once scored,
+became training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from typing import Any
 from evals.jsonl import read_jsonl
 
 DATASETS = Path(__file__).parent / "datasets"
-# The newest blind set (its author saw neither the training data, the rules nor the other sets).
-DEFAULT_DATASETS = [DATASETS / "safety_blind3.jsonl"]
+# The newest blind sets (their authors saw neither the training data, the rules nor the other sets).
+DEFAULT_DATASETS = [DATASETS / f"safety_blind{n}.jsonl" for n in (3, 4, 5)]
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:
@@ -88,7 +89,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "--dataset",
         action="append",
         metavar="PATH",
-        help="JSONL file(s), repeatable or comma-separated (default: the shipped held-out sets)",
+        help="JSONL file(s), repeatable or comma-separated (default: the shipped blind sets)",
     )
     parser.add_argument("--judge", action="store_true", help="also ask the judge role (needs a model)")
     parser.add_argument("--rules-only", action="store_true", help="only layer 1 (the rules)")

@@ -146,21 +146,21 @@ def test_shipped_held_out_sets() -> None:
     datasets = safety.DATASETS
     redteam = load_cases(datasets / "safety_redteam.jsonl")
     benign = load_cases(datasets / "safety_benign.jsonl")
-    blind = load_cases(datasets / "safety_blind3.jsonl")
-    assert [datasets / "safety_blind3.jsonl"] == DEFAULT_DATASETS
-    blind4 = load_cases(datasets / "safety_blind4.jsonl")
-    assert sum(c["unsafe"] for c in blind4) >= 250 and sum(not c["unsafe"] for c in blind4) >= 250
+    assert [p.name for p in DEFAULT_DATASETS] == [f"safety_blind{n}.jsonl" for n in (3, 4, 5)]
+    for path in DEFAULT_DATASETS:
+        cases = load_cases(path)
+        assert sum(c["unsafe"] for c in cases) >= 250 and sum(not c["unsafe"] for c in cases) >= 250
+    blind = [c for path in DEFAULT_DATASETS for c in load_cases(path)]
     assert len(redteam) >= 80 and all(c["unsafe"] for c in redteam)
     assert len(benign) >= 150 and not any(c["unsafe"] for c in benign)
     assert len({c["category"] for c in redteam}) == 7
-    assert sum(c["unsafe"] for c in blind) >= 250 and sum(not c["unsafe"] for c in blind) >= 250
     train = {
         json.loads(line)["text"].strip().lower()
         for path in sorted((REPO / "data" / "safety").glob("train*.jsonl"))
         for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     }
-    assert not [c["text"] for c in redteam + benign + blind + blind4 if c["text"].strip().lower() in train]
+    assert not [c["text"] for c in redteam + benign + blind if c["text"].strip().lower() in train]
 
 
 def test_cli_prints_one_json_object_last(tmp_path: Path) -> None:
