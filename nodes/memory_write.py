@@ -39,16 +39,26 @@ class ProfileUpdate(BaseModel):
     facts: list[str] = Field(default_factory=list, max_length=5)
 
 
+# Placeholders small models write instead of leaving a field null ("name": "None"): not facts.
+_NO_VALUE = {"", "none", "null", "n/a", "na", "unknown", "not provided", "not mentioned", "없음", "모름"}
+
+
+def _stated(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return None if text.lower().strip(".") in _NO_VALUE else text
+
+
 def merge_profile(profile: dict[str, Any], update: ProfileUpdate) -> dict[str, Any]:
     merged = dict(profile)
     for field in PROFILE_FIELDS:
-        value = getattr(update, field)
-        if value and value.strip():
-            merged[field] = value.strip()
+        value = _stated(getattr(update, field))
+        if value:
+            merged[field] = value
     facts = list(merged.get("facts", []))
     for fact in update.facts:
-        if fact.strip() and fact.strip() not in facts:
-            facts.append(fact.strip())
+        fact = _stated(fact) or ""
+        if fact and fact not in facts:
+            facts.append(fact)
     merged["facts"] = facts[-30:]
     return merged
 

@@ -261,6 +261,20 @@ def test_merge_profile_ignores_blank_values_and_caps_facts() -> None:
     assert len(merged["facts"]) == 30 and merged["facts"][-1] == "new" and "f0" not in merged["facts"]
 
 
+def test_merge_profile_ignores_placeholders_a_small_model_writes() -> None:
+    merged = merge_profile(
+        {"name": "Minji"},
+        ProfileUpdate(
+            name="None",
+            nickname="null",
+            birthday="unknown",
+            favourite_song="없음",
+            facts=["N/A", "likes tea"],
+        ),
+    )
+    assert merged == {"name": "Minji", "facts": ["likes tea"]}
+
+
 def test_personal_questions_ask_for_the_remembered_facts_by_name(make_runtime) -> None:
     from langchain_core.messages import HumanMessage
 
