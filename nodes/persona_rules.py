@@ -22,7 +22,8 @@ The rules, precisely:
   output safety check does (`forbidden_topic_hits`).
 - `banned_phrase` (hard): the reply claims or admits to being an AI, a model, a bot, a program or
   a fictional character, or uses assistant boilerplate ("How can I assist you today?").
-- `unsafe_language` (hard): profanity, sexual content or hate per data/safety/rules.yaml.
+- `unsafe_language` (hard): profanity (bare swear words included: the persona never swears), sexual
+  content or hate per data/safety/rules.yaml.
 - `length` (hard): when one of the persona's speech rules states a sentence limit ("under 4
   sentences" -> at most 3; "2-5 short sentences" -> at most 5; "at most N sentences"), the reply
   has no more sentences than that. Only the maximum is enforced: a one-line answer stays in
