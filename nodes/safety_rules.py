@@ -185,8 +185,11 @@ def unsafe_language(text: str, path: Path | None = None) -> list[RuleHit]:
     if any(h.category == "profanity" for h in hits):
         return hits
     spaced, compact = normalise(text)
-    for group, form, pattern in _compiled_cues(path or rules_path()):
-        found = pattern.search(spaced if form == "spaced" else compact) if group == SWEAR_CUE else None
+    swear_patterns = [
+        (form, p) for group, form, p in _compiled_cues(path or rules_path()) if group == SWEAR_CUE
+    ]
+    for form, pattern in swear_patterns:
+        found = pattern.search(spaced if form == "spaced" else compact)
         if found:
             return [*hits, RuleHit(category="profanity", pattern=pattern.pattern, matched=found.group(0))]
     return hits
