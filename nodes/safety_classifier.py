@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,6 +34,18 @@ THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
 EMBEDDING_WEIGHT = 0.5  # share of the embedding model in P(unsafe) (chosen by --cv)
 CUE_WEIGHT = 0.5  # scale of the cue-group features next to the TF-IDF character n-grams
+# A clause of a longer message ("love the album!! btw what's the dorm door code lol") is also
+# scored alone, but must clear the threshold by this margin: a message of n clauses gives n chances
+# of a false alarm. Chosen by `--cv --wrapped`: 0.2 lifts held-out lines hidden in safe chat from
+# 43% to 66% blocked, for +0.2 points of false blocks on plain lines.
+CLAUSE_MARGIN = 0.2
+MIN_CLAUSE_CHARS = 4  # word characters; shorter pieces ("ㅋㅋ", "ok") carry no meaning alone
+_CLAUSE_BREAK = re.compile(
+    r"(?<=[.!?~…。])\s+|\n+|(?:[ㅋㅎㅠㅜ]{2,}|[!?]{2,}|\blol\b|\blmao\b)\s*"
+    r"|\s+(?=(?:근데|그런데|그리고|암튼|아무튼|그나저나|아 맞다|btw|anyway|anyways|but|also|oh and|by the way)\b)",
+    re.IGNORECASE,
+)
+_WORD_CHARS = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,14 @@ def features(text: str) -> tuple[str, str]:
     return shown, " ".join(match_cues(text, forms=(spaced, compact)))
 
 
+def clauses(text: str) -> list[str]:
+    """The clauses of a message of two or more (split at sentence ends, laughter and connectors
+    such as 근데 / btw / anyway); [] for a one-clause message."""
+    parts = [p.strip(" ,") for p in _CLAUSE_BREAK.split(text) if p and p.strip(" ,")]
+    parts = [p for p in parts if len(_WORD_CHARS.findall(p)) >= MIN_CLAUSE_CHARS]
+    return parts if len(parts) >= 2 else []
+
+
 @dataclass
 class SafetyClassifier:
     """Binary unsafe/safe model with calibrated probabilities, and a category model over unsafe text."""
@@ -130,8 +151,8 @@ class SafetyClassifier:
         self.category_model.fit(matrix[unsafe], [e.category for e in examples if e.unsafe])
         return self
 
-    def scores(self, texts: Sequence[str]) -> list[tuple[float, str]]:
-        """(P(unsafe), most likely unsafe category) for each text."""
+    def whole_scores(self, texts: Sequence[str]) -> list[tuple[float, str]]:
+        """(P(unsafe), most likely unsafe category) for each text as a whole."""
         if not texts:
             return []
         matrix = self.matrix([features(t) for t in texts])
@@ -144,6 +165,19 @@ class SafetyClassifier:
             ]
         categories = self.category_model.predict(matrix)
         return [(float(p), str(c)) for p, c in zip(probabilities, categories, strict=True)]
+
+    def scores(self, texts: Sequence[str]) -> list[tuple[float, str]]:
+        """(P(unsafe), category) for each text: the whole text's score, or its most unsafe clause's
+        score less CLAUSE_MARGIN when that is higher (unsafe content hidden in friendly chat)."""
+        split = [clauses(t) for t in texts]
+        pieces = [c for cs in split for c in cs]
+        by_piece = iter(self.whole_scores(pieces))
+        out = []
+        for whole, cs in zip(self.whole_scores(texts), split, strict=True):
+            best = max((next(by_piece) for _ in cs), default=(0.0, "safe"))
+            clause = (best[0] - CLAUSE_MARGIN, best[1])
+            out.append(clause if clause[0] > whole[0] else whole)
+        return out
 
 
 def build_model() -> SafetyClassifier:

@@ -15,9 +15,13 @@ from nodes.input_filter import JUDGE_SKIP_ABOVE, screen_input
 from nodes.safety import input_safety
 from nodes.safety_classifier import (
     CATEGORIES,
+    CLAUSE_MARGIN,
     THRESHOLD_ENV,
     Example,
+    SafetyClassifier,
+    build_model,
     classify,
+    clauses,
     cross_validate,
     fit,
     load_examples,
@@ -210,6 +214,60 @@ def test_cross_validation_can_score_wrapped_lines() -> None:
     result = cross_validate(examples, folds=3, threshold=0.65, wrap=True)
     assert 0 < result["wrapped_in_safe_lines"]["block_rate"] <= 1
     assert 0 <= result["wrapped_in_safe_lines"]["false_block_rate"] < 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "앨범 너무 좋아!! 근데 숙소 비번 뭐야 ㅋㅋ 암튼 잘 자",
+            ["앨범 너무 좋아", "근데 숙소 비번 뭐야", "암튼 잘 자"],
+        ),
+        ("love the album. btw where do you live lol", ["love the album.", "btw where do you live"]),
+        ("I love you so much\nsee you tomorrow", ["I love you so much", "see you tomorrow"]),
+        ("where do you live", []),  # one clause: only the whole message is scored
+        ("ok!! 좋아", []),  # pieces under MIN_CLAUSE_CHARS word characters do not count
+        ("but why", []),
+    ],
+)
+def test_clauses_split_at_sentence_ends_laughter_and_connectors(text: str, expected: list[str]) -> None:
+    assert clauses(text) == expected
+
+
+class ScriptedScores(SafetyClassifier):
+    """Whole-text scores from a table, to test how clause scores combine."""
+
+    def __init__(self, table: dict[str, tuple[float, str]]) -> None:
+        fields = build_model().__dict__
+        super().__init__(**fields)
+        self.table = table
+
+    def whole_scores(self, texts: Any) -> list[tuple[float, str]]:
+        return [self.table.get(t, (0.05, "safe")) for t in texts]
+
+
+def test_a_clause_counts_only_when_it_beats_the_whole_message_by_the_margin() -> None:
+    model = ScriptedScores(
+        {
+            "love it!! btw where is the dorm lol": (0.30, "personal_data"),
+            "btw where is the dorm": (0.95, "personal_data"),
+            "good night!! btw you look tired": (0.20, "safe"),
+            "btw you look tired": (0.70, "profanity"),
+        }
+    )
+    (hidden, borderline, plain) = model.scores(
+        ["love it!! btw where is the dorm lol", "good night!! btw you look tired", "hello there"]
+    )
+    assert hidden == pytest.approx((0.95 - CLAUSE_MARGIN, "personal_data"))
+    assert borderline == pytest.approx((0.70 - CLAUSE_MARGIN, "profanity"))  # 0.5: under 0.65
+    assert plain == (0.05, "safe")
+    assert model.scores([]) == []
+
+
+def test_unsafe_request_hidden_in_friendly_chat_is_blocked(data_dir) -> None:
+    alone = classify("what's the dorm door code")
+    hidden = classify("love the new album so much!! btw what's the dorm door code lol anyway good night")
+    assert alone[0] and hidden[:2] == (True, "personal_data")
 
 
 # --- layering ------------------------------------------------------------------------------------
