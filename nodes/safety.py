@@ -19,6 +19,7 @@ from nodes.context import ChatContext
 from nodes.input_filter import screen_input
 from nodes.persona_rules import check_speech, forbidden_topic_hits, hard_problems
 from nodes.safety_rules import unsafe_language
+from nodes.speech_style import conform_speech_level
 from nodes.state import ConversationState
 from personas.model import Persona, load_persona
 from serving.language import detect_language
@@ -161,17 +162,35 @@ def _ngrams(words: list[str], n: int) -> list[list[str]]:
 
 
 def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Check the draft; ask for one regeneration with the reason, then fall back to a safe reply."""
+    """Check the draft; ask for one regeneration with the reason, then fall back to a safe reply.
+
+    A safe Korean draft first gets its sentence endings changed to the persona's speech level when
+    it is off (nodes/speech_style.py): no second model call for what a few morphemes fix.
+    """
     from nodes.draft import instruction_text  # the instructions the draft saw, for leak detection
 
     persona = load_persona(runtime.context.persona_id)
     draft = state.get("draft", "")
     problems = check_output(draft, persona, instruction_text(persona, state.get("lang", "en")))
+    adjusted: dict[str, Any] = {}
+    if not problems:
+        fitted = conform_speech_level(draft, persona, state.get("lang", "en"))
+        if fitted != draft:
+            reason = "sentence endings changed to the persona's speech level"
+            block = block_record(
+                state,
+                "output",
+                safe=True,
+                layer="speech_rules",
+                category="speech_level_adjusted",
+                reason=reason,
+            )
+            adjusted, draft = {"draft": fitted, "blocks": [block]}, fitted
     original = state.get("style_original", "")
     if original:  # this draft is the style rewrite of a safe one
-        return _accept_style_rewrite(state, persona, original, draft, problems)
+        return _merged(adjusted, _accept_style_rewrite(state, persona, original, draft, problems))
     if not problems:
-        return _style_review(state, runtime, persona, draft)
+        return _merged(adjusted, _style_review(state, runtime, persona, draft))
     reason = "; ".join(p["reason"] for p in problems)
     blocks = [block_record(state, "output", safe=False, layer="output_check", **p) for p in problems]
     if state.get("revisions", 0) < runtime.context.max_revisions:
@@ -179,6 +198,12 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     lang = state.get("lang", "en")
     safe_reply = refusal_text(persona, problems[0]["category"], lang, seed=draft)
     return {"draft": safe_reply, "revision_reason": "", "blocks": blocks}
+
+
+def _merged(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """Two state updates as one: `then` wins, except that their blocks add up."""
+    blocks = first.get("blocks", []) + then.get("blocks", [])
+    return {**first, **then, **({"blocks": blocks} if blocks else {})}
 
 
 # Speech rules worth one rewrite; a reply that still misses them is sent (style, not safety).
