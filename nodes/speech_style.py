@@ -223,6 +223,8 @@ def _convert_clause(morphs: list[Morph], changed: list[bool], clause: range, tar
         and morphs[last - 2] == ("시", "EP")
     ):
         morphs[last - 2], changed[last - 2] = ("", "EP"), True
+    if new == ("야", "EF") and last - 2 >= clause[0] and morphs[last - 2] == ("것", "NNB"):
+        morphs[last - 2], changed[last - 2] = ("거", "NNB"), True  # "될 것입니다" -> "될 거야"
     if target == "jondaemal" and new == ("예요", "EF") and before[1] in _COPULAS:
         morphs[last - 1], changed[last - 1] = ("", before[1]), True  # 가수+예요, not 가수+이+에요
     return True

@@ -26,6 +26,7 @@ from tests.unit.test_persona_rules import make_persona
         ("안녕하세요! 언제든지 말씀해 주세요.", "안녕! 언제든지 말해 줘."),
         ("함께 가 봅시다!", "함께 가 보자!"),
         ("어려웠습니다", "어려웠어"),  # irregular conjugation re-joined by Kiwi
+        ("도움이 될 것입니다.", "도움이 될 거야."),
     ],
 )
 def test_polite_endings_become_plain(polite: str, plain: str) -> None:
