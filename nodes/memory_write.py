@@ -49,7 +49,14 @@ def _stated(value: str | None) -> str | None:
 
 
 def merge_profile(profile: dict[str, Any], update: ProfileUpdate) -> dict[str, Any]:
-    merged = dict(profile)
+    """The stored profile with the update's stated values; placeholders stored by an earlier
+    version ("name": "None") are dropped on the way."""
+    merged = {
+        key: value
+        for key, value in profile.items()
+        if not (key in PROFILE_FIELDS and isinstance(value, str) and _stated(value) is None)
+    }
+    merged["facts"] = [f for f in profile.get("facts", []) if _stated(f)]
     for field in PROFILE_FIELDS:
         value = _stated(getattr(update, field))
         if value:

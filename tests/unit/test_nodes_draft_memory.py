@@ -275,6 +275,17 @@ def test_merge_profile_ignores_placeholders_a_small_model_writes() -> None:
     assert merged == {"name": "Minji", "facts": ["likes tea"]}
 
 
+def test_merge_profile_drops_placeholders_stored_before() -> None:
+    stored = {"name": "None", "nickname": "MJ", "facts": ["unknown", "likes tea"], "updated_at": "t"}
+    merged = merge_profile(stored, ProfileUpdate(favourite_song="Polaris"))
+    assert merged == {
+        "nickname": "MJ",
+        "favourite_song": "Polaris",
+        "facts": ["likes tea"],
+        "updated_at": "t",
+    }
+
+
 def test_personal_questions_ask_for_the_remembered_facts_by_name(make_runtime) -> None:
     from langchain_core.messages import HumanMessage
 
