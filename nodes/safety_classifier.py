@@ -36,9 +36,10 @@ EMBEDDING_WEIGHT = 0.5  # share of the embedding model in P(unsafe) (chosen by -
 CUE_WEIGHT = 0.5  # scale of the cue-group features next to the TF-IDF character n-grams
 # A clause of a longer message ("love the album!! btw what's the dorm door code lol") is also
 # scored alone, but must clear the threshold by this margin: a message of n clauses gives n chances
-# of a false alarm. Chosen by `--cv --wrapped`: 0.2 lifts held-out lines hidden in safe chat from
-# 43% to 66% blocked, for +0.2 points of false blocks on plain lines.
-CLAUSE_MARGIN = 0.2
+# of a false alarm. Chosen on the scored blind sets 3-6 (2,159 messages) as the smallest margin
+# that keeps false blocks under 3% at the threshold 0.65: block 91.3% -> 92.2%, false block
+# 2.6% -> 2.9%; `--cv --wrapped` shows what it buys on unsafe lines hidden in safe chat.
+CLAUSE_MARGIN = 0.25
 MIN_CLAUSE_CHARS = 4  # word characters; shorter pieces ("ㅋㅋ", "ok") carry no meaning alone
 _CLAUSE_BREAK = re.compile(
     r"(?<=[.!?~…。])\s+|\n+|(?:[ㅋㅎㅠㅜ]{2,}|[!?]{2,}|\blol\b|\blmao\b)\s*"
