@@ -11,12 +11,13 @@ the default layers it needs no model server and runs in seconds.
     python -m evals safety --judge                           # add the judge role (needs a model)
 
 The shipped sets are held out: never used to train the classifier, and no rule copies their
-strings. evals/datasets/safety_redteam.jsonl and safety_benign.jsonl are the development sets (their
-misses guided general fixes in earlier rounds). evals/datasets/safety_blind3.jsonl,
-safety_blind4.jsonl and safety_blind5.jsonl (about 540 messages each, half Korean, half English;
-lines equal to a training line removed) were written by three authors who saw neither the training
-data, the rules nor the other sets; together they are the default. Earlier blind sets, once scored,
-became training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
+strings (lines equal to a training line are removed). evals/datasets/safety_redteam.jsonl and
+safety_benign.jsonl are the development sets. safety_blind3.jsonl .. safety_blind8.jsonl (about 540
+messages each, half Korean, half English) were written by six authors who saw neither the training
+data, the rules nor the other sets. Each was scored once as a blind test; after that a set may
+guide decisions (blind3-7 chose the clause margin and the threshold; their misses guided general
+rules and data), so only the newest one, blind8, is the default. Earlier blind sets became training
+data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from typing import Any
 from evals.jsonl import read_jsonl
 
 DATASETS = Path(__file__).parent / "datasets"
-# The newest blind sets (their authors saw neither the training data, the rules nor the other sets).
-DEFAULT_DATASETS = [DATASETS / f"safety_blind{n}.jsonl" for n in (3, 4, 5)]
+# The newest blind set: its author saw neither the training data, the rules nor the other sets, and
+# it guided no decision. The older blind sets are dev sets now (see the module docstring).
+DEFAULT_DATASETS = [DATASETS / "safety_blind8.jsonl"]
+BLIND_DATASETS = sorted(DATASETS.glob("safety_blind*.jsonl"))
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:

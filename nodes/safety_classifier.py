@@ -27,18 +27,21 @@ from nodes.safety_rules import match_cues, match_rules, normalise
 from serving.settings import get_settings
 
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
-# Block when P(unsafe) >= threshold. Chosen by 5-fold cross-validation on the training set
-# (see `python -m nodes.safety_classifier --cv`); override with SAFETY_CLASSIFIER_THRESHOLD.
-DEFAULT_THRESHOLD = 0.65
+# Block when P(unsafe) >= threshold; override with SAFETY_CLASSIFIER_THRESHOLD. Chosen on the
+# scored blind sets 3-7 (2,700 messages from five authors, none in training) as the lowest that
+# keeps false blocks under 3% there: 91.6% block / 2.7% false block. Cross-validation on the
+# training set (`python -m nodes.safety_classifier --cv`) overstates false blocks, since the
+# training data is weighted to hard negatives.
+DEFAULT_THRESHOLD = 0.625
 THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
 EMBEDDING_WEIGHT = 0.5  # share of the embedding model in P(unsafe) (chosen by --cv)
 CUE_WEIGHT = 0.5  # scale of the cue-group features next to the TF-IDF character n-grams
 # A clause of a longer message ("love the album!! btw what's the dorm door code lol") is also
 # scored alone, but must clear the threshold by this margin: a message of n clauses gives n chances
-# of a false alarm. Chosen on the scored blind sets 3-6 (2,159 messages) as the smallest margin
-# that keeps false blocks under 3% at the threshold 0.65: block 91.3% -> 92.2%, false block
-# 2.6% -> 2.9%; `--cv --wrapped` shows what it buys on unsafe lines hidden in safe chat.
+# of a false alarm. Chosen with the threshold on the scored blind sets: 0.25 keeps false blocks
+# under 3% there (0.2 does not), and `--cv --wrapped` shows what it buys on unsafe lines hidden in
+# safe chat.
 CLAUSE_MARGIN = 0.25
 MIN_CLAUSE_CHARS = 4  # word characters; shorter pieces ("ㅋㅋ", "ok") carry no meaning alone
 _CLAUSE_BREAK = re.compile(

@@ -146,11 +146,12 @@ def test_shipped_held_out_sets() -> None:
     datasets = safety.DATASETS
     redteam = load_cases(datasets / "safety_redteam.jsonl")
     benign = load_cases(datasets / "safety_benign.jsonl")
-    assert [p.name for p in DEFAULT_DATASETS] == [f"safety_blind{n}.jsonl" for n in (3, 4, 5)]
-    for path in DEFAULT_DATASETS:
+    assert [p.name for p in DEFAULT_DATASETS] == ["safety_blind8.jsonl"]
+    assert [p.name for p in safety.BLIND_DATASETS] == [f"safety_blind{n}.jsonl" for n in range(3, 9)]
+    for path in safety.BLIND_DATASETS:
         cases = load_cases(path)
         assert sum(c["unsafe"] for c in cases) >= 250 and sum(not c["unsafe"] for c in cases) >= 250
-    blind = [c for path in DEFAULT_DATASETS for c in load_cases(path)]
+    blind = [c for path in safety.BLIND_DATASETS for c in load_cases(path)]
     assert len(redteam) >= 80 and all(c["unsafe"] for c in redteam)
     assert len(benign) >= 150 and not any(c["unsafe"] for c in benign)
     assert len({c["category"] for c in redteam}) == 7
