@@ -12,12 +12,12 @@ the default layers it needs no model server and runs in seconds.
 
 The shipped sets are held out: never used to train the classifier, and no rule copies their
 strings (lines equal to a training line are removed). evals/datasets/safety_redteam.jsonl and
-safety_benign.jsonl are the development sets. safety_blind3.jsonl .. safety_blind8.jsonl (about 540
-messages each, half Korean, half English) were written by six authors who saw neither the training
+safety_benign.jsonl are the development sets. safety_blind3.jsonl .. safety_blind9.jsonl (about 540
+messages each, half Korean, half English) were written by seven authors who saw neither the training
 data, the rules nor the other sets. Each was scored once as a blind test; after that a set may
-guide decisions (blind3-7 chose the clause margin and the threshold; their misses guided general
-rules and data), so only the newest one, blind8, is the default. Earlier blind sets became training
-data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
+guide decisions (blind3-7 chose the clause margin and the threshold; misses of blind3-8 guided
+general rules and data), so only the newest one, blind9, is the default. Earlier blind sets became
+training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from evals.jsonl import read_jsonl
 DATASETS = Path(__file__).parent / "datasets"
 # The newest blind set: its author saw neither the training data, the rules nor the other sets, and
 # it guided no decision. The older blind sets are dev sets now (see the module docstring).
-DEFAULT_DATASETS = [DATASETS / "safety_blind8.jsonl"]
+DEFAULT_DATASETS = [DATASETS / "safety_blind9.jsonl"]
 BLIND_DATASETS = sorted(DATASETS.glob("safety_blind*.jsonl"))
 
 

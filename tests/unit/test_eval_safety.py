@@ -146,8 +146,8 @@ def test_shipped_held_out_sets() -> None:
     datasets = safety.DATASETS
     redteam = load_cases(datasets / "safety_redteam.jsonl")
     benign = load_cases(datasets / "safety_benign.jsonl")
-    assert [p.name for p in DEFAULT_DATASETS] == ["safety_blind8.jsonl"]
-    assert [p.name for p in safety.BLIND_DATASETS] == [f"safety_blind{n}.jsonl" for n in range(3, 9)]
+    assert [p.name for p in DEFAULT_DATASETS] == ["safety_blind9.jsonl"]
+    assert [p.name for p in safety.BLIND_DATASETS] == [f"safety_blind{n}.jsonl" for n in range(3, 10)]
     for path in safety.BLIND_DATASETS:
         cases = load_cases(path)
         assert sum(c["unsafe"] for c in cases) >= 250 and sum(not c["unsafe"] for c in cases) >= 250
