@@ -5,8 +5,9 @@ as the rules, so spacing, leet and jamo tricks look like the plain word), plus o
 non-blocking cue group of data/safety/rules.yaml that matches (and per pair of groups), which lets
 the model weigh synonyms its training set never showed. A linear SVM with sigmoid-calibrated
 probabilities decides unsafe vs safe; a second linear SVM, trained on the unsafe examples only,
-names the category. It trains at first use (about a second) and is cached in-process; training is
-deterministic (fixed random state).
+names the category. A message of several clauses is also scored clause by clause (`clauses`,
+CLAUSE_MARGIN), so unsafe content hidden in friendly chat counts. It trains at first use and is
+cached in-process; training is deterministic (fixed random state).
 
     classify("can I see what's under your dress")  # -> (True, "sexual", 0.9...)
 """
