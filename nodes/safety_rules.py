@@ -28,7 +28,8 @@ _HAS_JAMO = re.compile(r"[\u1100-\u11ff]")
 _DIGITS_IN_HANGUL = re.compile(r"(?<=[가-힣])\d+(?=[가-힣])")
 _LETTER_RUN = re.compile(r"(?<!\S)\w(?: \w){2,}(?!\S)")
 # Letters split by one symbol each ("s.u.i.c.i.d.e", "f-u-c-k", "자.살"): joined in the spaced form too.
-_DOTTED_RUN = re.compile(r"(?<![\w.*_·-])\w(?:[.*_·-]\w){2,}(?![\w*_·-])")
+_DOT = r"[.*_·-]"
+_DOTTED_RUN = re.compile(rf"(?<![\w.*_·-])\w(?:{_DOT}\w){{2,}}(?![\w*_·-])")
 # Compatibility jamo as typed on a keyboard -> conjoining jamo (consonants as initials).
 _COMPAT_JAMO = {
     **{ord(c): 0x1100 + i for i, c in enumerate("ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ")},
@@ -105,7 +106,7 @@ def normalise(text: str) -> tuple[str, str]:
     text = unicodedata.normalize("NFKC", text)  # full-width -> ascii
     text = unicodedata.normalize("NFC", text).lower()
     text = _REPEATS.sub(r"\1\1", text)
-    text = _DOTTED_RUN.sub(lambda m: re.sub(r"[.*_·-]", "", m.group(0)), text)
+    text = _DOTTED_RUN.sub(lambda m: re.sub(_DOT, "", m.group(0)), text)
     leet = " ".join(word.translate(_LEET) if re.search(r"[a-z]", word) else word for word in text.split())
     spaced = re.sub(r"\s+", " ", leet).strip()
     # Single letters separated by spaces or dots ("f u c k", "시 발", "ㅅ ㅣ ㅂ ㅏ ㄹ") only join in
