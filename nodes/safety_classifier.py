@@ -1,21 +1,25 @@
 """Layer 2 of input safety: a small text classifier trained from data/safety/train*.jsonl.
 
-Features: TF-IDF character n-grams (1-5, within words) and word uni/bigrams of the normalised text (the same `normalise`
-as the rules, so spacing, leet and jamo tricks look like the plain word), plus one feature per
+Features: TF-IDF character n-grams (1-5, within words) and word uni/bigrams of the normalised text
+(the same `normalise` as the rules, so spacing, leet and jamo tricks look like the plain word), plus one feature per
 non-blocking cue group of data/safety/rules.yaml that matches (and per pair of groups), which lets
 the model weigh synonyms its training set never showed. A linear SVM with sigmoid-calibrated
-probabilities decides unsafe vs safe; a second linear SVM, trained on the unsafe examples only,
-names the category. A message of several clauses is also scored clause by clause (`clauses`,
-CLAUSE_MARGIN), so unsafe content hidden in friendly chat counts. It trains at first use and is
-cached in-process; training is deterministic (fixed random state).
+probabilities gives P(unsafe) from these; an RBF-kernel SVM over multilingual sentence embeddings
+gives a second P(unsafe) from meaning, and the two are averaged (EMBEDDING_WEIGHT). A second linear
+SVM, trained on the unsafe examples only, names the category. A message of several clauses is
+also scored clause by clause (`clauses`, CLAUSE_MARGIN), so unsafe content hidden in friendly chat
+counts. It trains at first use (about a minute on 2 cores) and is cached in-process and on disk,
+keyed by everything training reads; training is deterministic (fixed random state).
 
     classify("can I see what's under your dress")  # -> (True, "sexual", 0.9...)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,27 +27,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from memory.embeddings import embed_queries, embed_queries_cached
-from nodes.safety_rules import match_cues, match_rules, normalise
+from memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
+from nodes.safety_rules import match_cues, match_rules, normalise, rules_path
 from serving.settings import get_settings
 
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
 # Block when P(unsafe) >= threshold; override with SAFETY_CLASSIFIER_THRESHOLD. Chosen on the
-# scored blind sets 3-7 (2,700 messages from five authors, none in training) as the lowest that
-# keeps false blocks under 3% there: 91.6% block / 2.7% false block. Cross-validation on the
-# training set (`python -m nodes.safety_classifier --cv`) overstates false blocks, since the
-# training data is weighted to hard negatives.
-DEFAULT_THRESHOLD = 0.625
+# scored blind sets 3-9 (3,771 messages from seven authors, none in training) as the lowest that
+# keeps false blocks at or under 2.5% there, a margin under the goal of 3% for unseen data: 97.1%
+# block / 2.5% false block. Cross-validation on the training set (`python -m nodes.safety_classifier
+# --cv`) overstates false blocks, since the training data is weighted to hard negatives.
+DEFAULT_THRESHOLD = 0.57
 THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
-EMBEDDING_WEIGHT = 0.5  # share of the embedding model in P(unsafe) (chosen by --cv)
+EMBEDDING_WEIGHT = 0.4  # share of the embedding model in P(unsafe) (chosen on the scored blind sets)
 CUE_WEIGHT = 0.5  # scale of the cue-group features next to the TF-IDF character n-grams
 # A clause of a longer message ("love the album!! btw what's the dorm door code lol") is also
 # scored alone, but must clear the threshold by this margin: a message of n clauses gives n chances
-# of a false alarm. Chosen with the threshold on the scored blind sets: 0.25 keeps false blocks
-# under 3% there (0.2 does not), and `--cv --wrapped` shows what it buys on unsafe lines hidden in
-# safe chat.
-CLAUSE_MARGIN = 0.25
+# of a false alarm. Chosen with the threshold and EMBEDDING_WEIGHT on the scored blind sets
+# (0.25-0.3 block the most at an equal false-block rate there), and `--cv --wrapped` shows what it
+# buys on unsafe lines hidden in safe chat.
+CLAUSE_MARGIN = 0.3
 MIN_CLAUSE_CHARS = 4  # word characters; shorter pieces ("ㅋㅋ", "ok") carry no meaning alone
 _CLAUSE_BREAK = re.compile(
     r"(?<=[.!?~…。])\s+|\n+|(?:[ㅋㅎㅠㅜ]{2,}|[!?]{2,}|\blol\b|\blmao\b)\s*"
@@ -122,7 +126,10 @@ class SafetyClassifier:
     unsafe_model: Any
     category_model: Any
     # P(unsafe) from multilingual sentence embeddings: they carry meaning that shares no n-gram with
-    # the training lines ("I won't need my photocards anymore"); averaged with the n-gram model.
+    # the training lines ("I won't need my photocards anymore"); averaged with the n-gram model. An
+    # RBF kernel, because unsafe meanings form many small neighbourhoods rather than one side of a
+    # plane: on the scored blind sets it blocks about 3 points more than a logistic regression at
+    # the same false-block rate.
     embedding_model: Any = None
 
     def matrix(self, rows: Sequence[tuple[str, str]], *, fit: bool = False) -> Any:
@@ -188,9 +195,8 @@ class SafetyClassifier:
 def build_model() -> SafetyClassifier:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
-    from sklearn.svm import LinearSVC
+    from sklearn.svm import SVC, LinearSVC
 
     return SafetyClassifier(
         text_vectoriser=TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True),
@@ -208,7 +214,12 @@ def build_model() -> SafetyClassifier:
             cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=RANDOM_STATE),
         ),
         category_model=LinearSVC(C=1.0, class_weight="balanced", random_state=RANDOM_STATE),
-        embedding_model=LogisticRegression(C=3.0, class_weight="balanced", max_iter=3000),
+        embedding_model=CalibratedClassifierCV(
+            SVC(C=30.0, class_weight="balanced"),
+            method="sigmoid",
+            ensemble=False,
+            cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=RANDOM_STATE),
+        ),
     )
 
 
@@ -221,7 +232,43 @@ _SOURCE = "<training set>"
 
 @lru_cache(maxsize=4)
 def _trained(content: str) -> SafetyClassifier:
-    return fit(parse_examples(content, source=_SOURCE))
+    path = _stored_model_path(content)
+    try:
+        with path.open("rb") as stored:
+            model = pickle.load(stored)
+        if isinstance(model, SafetyClassifier):
+            return model
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
+        pass  # not trained yet, or a damaged or outdated file: train and replace it
+    model = fit(parse_examples(content, source=_SOURCE))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as out:
+            pickle.dump(model, out, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(path)  # atomic: a concurrent reader sees no file or the whole new one
+    except OSError:
+        pass  # a read-only cache only costs time
+    return model
+
+
+def _stored_model_path(content: str) -> Path:
+    """Where the classifier trained on `content` is kept: keyed by everything training reads (the
+    examples, the cue groups of the rules, the model settings and the scikit-learn version)."""
+    import sklearn
+
+    key = "\x1e".join(
+        [
+            content,
+            rules_path().read_text(encoding="utf-8"),
+            repr(build_model()),
+            f"{CUE_WEIGHT}",
+            sklearn.__version__,
+            E5EmbeddingFunction.name(),
+        ]
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return get_settings().model_cache_dir.parent / "safety" / f"classifier-{digest}.pkl"
 
 
 def trained_model(path: Path | None = None) -> SafetyClassifier:
