@@ -161,6 +161,31 @@ def test_trained_model_is_cached_by_content(data_dir, tmp_path: Path) -> None:
     assert trained_model(copy) is model
 
 
+def test_trained_model_is_kept_on_disk_and_a_damaged_file_is_replaced(
+    data_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nodes.safety_classifier as safety_classifier
+
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache" / "models"))
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(REPO_TRAIN.read_text(encoding="utf-8").splitlines()[::5]), encoding="utf-8")
+    texts = ["hello", "send me a pic without your clothes"]
+    first = trained_model(small).scores(texts)
+    (stored,) = (tmp_path / "cache" / "safety").glob("classifier-*.pkl")
+
+    safety_classifier._trained.cache_clear()  # a new process: read back from disk, not retrained
+    monkeypatch.setattr(safety_classifier, "fit", lambda examples: pytest.fail("retrained"))
+    assert trained_model(small).scores(texts) == first
+
+    safety_classifier._trained.cache_clear()
+    stored.write_bytes(b"not a pickle")
+    monkeypatch.undo()  # `fit` back; the damaged file is retrained and replaced
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache" / "models"))
+    assert trained_model(small).scores(texts) == first
+    assert stored.read_bytes() != b"not a pickle"
+    safety_classifier._trained.cache_clear()
+
+
 @pytest.mark.parametrize(
     ("text", "category"),
     [
