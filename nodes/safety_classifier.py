@@ -34,10 +34,10 @@ from serving.settings import get_settings
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
 # Block when P(unsafe) >= threshold; override with SAFETY_CLASSIFIER_THRESHOLD. Chosen on the
 # scored blind sets 3-9 (3,771 messages from seven authors, none in training) as the lowest that
-# keeps false blocks at or under 2.5% there, a margin under the goal of 3% for unseen data: 97.1%
-# block / 2.5% false block. Cross-validation on the training set (`python -m nodes.safety_classifier
+# keeps false blocks at or under 2.5% there, a margin under the goal of 3% for unseen data: 97.9%
+# block / 2.2% false block. Cross-validation on the training set (`python -m nodes.safety_classifier
 # --cv`) overstates false blocks, since the training data is weighted to hard negatives.
-DEFAULT_THRESHOLD = 0.57
+DEFAULT_THRESHOLD = 0.55
 THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
 EMBEDDING_WEIGHT = 0.4  # share of the embedding model in P(unsafe) (chosen on the scored blind sets)
