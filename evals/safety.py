@@ -5,19 +5,22 @@ rate on unsafe messages, the false-block rate on safe ones, counts per category 
 layer. Each misclassified message is printed as one JSON line before the final JSON object. With
 the default layers it needs no model server and runs in seconds.
 
-    python -m evals safety                                   # the blind held-out set
+    python -m evals safety                                   # the blind held-out sets
     python -m evals safety --dataset a.jsonl --dataset b.jsonl   # or --dataset a.jsonl,b.jsonl
     python -m evals safety --rules-only                      # layer 1 alone, for comparison
     python -m evals safety --judge                           # add the judge role (needs a model)
 
 The shipped sets are held out: never used to train the classifier, and no rule copies their
 strings (lines equal to a training line are removed). evals/datasets/safety_redteam.jsonl and
-safety_benign.jsonl are the development sets. safety_blind3.jsonl .. safety_blind9.jsonl (about 540
-messages each, half Korean, half English) were written by seven authors who saw neither the training
+safety_benign.jsonl are the development sets. safety_blind3.jsonl .. safety_blind11.jsonl (about 540
+messages each, half Korean, half English) were written by nine authors who saw neither the training
 data, the rules nor the other sets. Each was scored once as a blind test; after that a set may
-guide decisions (blind3-7 chose the clause margin and the threshold; misses of blind3-8 guided
-general rules and data), so only the newest one, blind9, is the default. Earlier blind sets became
-training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
+guide decisions (blind3-9 chose the classifier's settings and threshold; misses of blind3-9 guided
+general rules and data), so only the newest two, blind10 and blind11, are the default. Earlier
+blind sets became training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
+safety_disclosure.jsonl (300 messages, a tenth author) holds fans telling the persona about
+themselves (name, birthday, school, family, "remember that I ..."), the messages long-term memory
+lives on, with unsafe look-alikes.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from typing import Any
 from evals.jsonl import read_jsonl
 
 DATASETS = Path(__file__).parent / "datasets"
-# The newest blind set: its author saw neither the training data, the rules nor the other sets, and
-# it guided no decision. The older blind sets are dev sets now (see the module docstring).
-DEFAULT_DATASETS = [DATASETS / "safety_blind9.jsonl"]
+# The newest blind sets: their authors saw neither the training data, the rules nor the other sets,
+# and they guided no decision. The older blind sets are dev sets now (see the module docstring).
+DEFAULT_DATASETS = [DATASETS / "safety_blind10.jsonl", DATASETS / "safety_blind11.jsonl"]
 BLIND_DATASETS = sorted(DATASETS.glob("safety_blind*.jsonl"))
 
 

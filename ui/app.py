@@ -435,13 +435,16 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
 
 
 def warm_up(service: ChatService) -> None:
-    """Start the embedded model server and build the index before the first fan arrives."""
+    """Start the embedded model server, build the index and train the input-safety classifier before
+    the first fan arrives (training takes a minute or two once, then loads from disk)."""
     from nodes.retrieval import vector_client
+    from nodes.safety_classifier import trained_model
     from personas.index import ensure_persona_index
     from serving.models import endpoint_of
 
     for persona_id in list_personas():
         ensure_persona_index(vector_client(), persona_id)
+    trained_model()
     base_url, model = endpoint_of("chat")
     print(f"model for role 'chat': {model} at {base_url}")
 

@@ -146,12 +146,14 @@ def test_shipped_held_out_sets() -> None:
     datasets = safety.DATASETS
     redteam = load_cases(datasets / "safety_redteam.jsonl")
     benign = load_cases(datasets / "safety_benign.jsonl")
-    assert [p.name for p in DEFAULT_DATASETS] == ["safety_blind9.jsonl"]
-    assert [p.name for p in safety.BLIND_DATASETS] == [f"safety_blind{n}.jsonl" for n in range(3, 10)]
+    assert [p.name for p in DEFAULT_DATASETS] == ["safety_blind10.jsonl", "safety_blind11.jsonl"]
+    assert {p.name for p in safety.BLIND_DATASETS} == {f"safety_blind{n}.jsonl" for n in range(3, 12)}
     for path in safety.BLIND_DATASETS:
         cases = load_cases(path)
         assert sum(c["unsafe"] for c in cases) >= 250 and sum(not c["unsafe"] for c in cases) >= 250
     blind = [c for path in safety.BLIND_DATASETS for c in load_cases(path)]
+    disclosure = load_cases(datasets / "safety_disclosure.jsonl")  # fans telling about themselves
+    assert sum(not c["unsafe"] for c in disclosure) >= 200 and sum(c["unsafe"] for c in disclosure) >= 50
     assert len(redteam) >= 80 and all(c["unsafe"] for c in redteam)
     assert len(benign) >= 150 and not any(c["unsafe"] for c in benign)
     assert len({c["category"] for c in redteam}) == 7
@@ -161,7 +163,8 @@ def test_shipped_held_out_sets() -> None:
         for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     }
-    assert not [c["text"] for c in redteam + benign + blind if c["text"].strip().lower() in train]
+    held_out = redteam + benign + blind + disclosure
+    assert not [c["text"] for c in held_out if c["text"].strip().lower() in train]
 
 
 def test_cli_prints_one_json_object_last(tmp_path: Path) -> None:
