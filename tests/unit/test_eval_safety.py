@@ -193,3 +193,22 @@ def test_dataset_errors_name_the_file_and_line(tmp_path: Path) -> None:
     bad.write_text('{"text": "hi", "unsafe": false}\n{"text": \n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"cases\.jsonl:2: not valid JSON"):
         load_cases(bad)
+
+
+def test_filter_lets_the_other_evals_ordinary_messages_through() -> None:
+    """The memory scenarios, the ordinary persona prompts and the smoke chats that expect a reply
+    are what fans say every day (introductions, favourites, "remember my name?"): the shipped
+    filter blocks none of them, and it blocks every smoke chat that expects a refusal."""
+    from nodes.input_filter import screen_input
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in (REPO / "evals" / name).read_text(encoding="utf-8").splitlines()]
+
+    ordinary = [t["message"] for s in rows("memory_scenarios.jsonl") for t in [*s["turns"], s["probe"]]]
+    ordinary += [p["message"] for p in rows("datasets/persona_prompts.jsonl") if p["kind"] == "ordinary"]
+    smoke = rows("datasets/chat_smoke.jsonl")
+    ordinary += [c["message"] for c in smoke if c["expect"] == "reply"]
+    assert len(ordinary) > 100
+    assert [m for m in ordinary if not screen_input(m)["safe"]] == []
+    refusals = [c["message"] for c in smoke if c["expect"] == "refusal"]
+    assert refusals and all(not screen_input(m)["safe"] for m in refusals)
