@@ -1,15 +1,16 @@
 """Layer 2 of input safety: a small text classifier trained from data/safety/train*.jsonl.
 
 Features: TF-IDF character n-grams (1-5, within words) and word uni/bigrams of the normalised text
-(the same `normalise` as the rules, so spacing, leet and jamo tricks look like the plain word), plus one feature per
-non-blocking cue group of data/safety/rules.yaml that matches (and per pair of groups), which lets
-the model weigh synonyms its training set never showed. A linear SVM with sigmoid-calibrated
-probabilities gives P(unsafe) from these; an RBF-kernel SVM over multilingual sentence embeddings
-gives a second P(unsafe) from meaning, and the two are averaged (EMBEDDING_WEIGHT). A second linear
-SVM, trained on the unsafe examples only, names the category. A message of several clauses is
-also scored clause by clause (`clauses`, CLAUSE_MARGIN), so unsafe content hidden in friendly chat
-counts. It trains at first use (about a minute on 2 cores) and is cached in-process and on disk,
-keyed by everything training reads; training is deterministic (fixed random state).
+(the same `normalise` as the rules, so spacing, leet and jamo tricks look like the plain word), plus
+one feature per non-blocking cue group of data/safety/rules.yaml that matches (and per pair of
+groups), which lets the model weigh synonyms its training set never showed. A linear SVM with
+sigmoid-calibrated probabilities gives P(unsafe) from these; an RBF-kernel SVM over multilingual
+sentence embeddings gives a second P(unsafe) from meaning, and the two are averaged
+(EMBEDDING_WEIGHT). A second linear SVM, trained on the unsafe examples only, names the category.
+A message of several clauses is also scored clause by clause (`clauses`, CLAUSE_MARGIN), so unsafe
+content hidden in friendly chat counts. It trains at first use (a few minutes on 2 cores, most of
+it embedding the training set) and is cached in-process and on disk, keyed by everything training
+reads; training is deterministic (fixed random state).
 
     classify("can I see what's under your dress")  # -> (True, "sexual", 0.9...)
 """
