@@ -20,7 +20,8 @@ general rules and data), so only the newest two, blind10 and blind11, are the de
 blind sets became training data (data/safety/train_blind1.jsonl, train_blind2.jsonl).
 safety_disclosure.jsonl (300 messages, a tenth author) holds fans telling the persona about
 themselves (name, birthday, school, family, "remember that I ..."), the messages long-term memory
-lives on, with unsafe look-alikes.
+lives on, with unsafe look-alikes; safety_short.jsonl (299, an eleventh author) holds messages of
+one to eight words ("you there?", "자?", "글쎄..").
 """
 
 from __future__ import annotations

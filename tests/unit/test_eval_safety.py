@@ -153,7 +153,9 @@ def test_shipped_held_out_sets() -> None:
         assert sum(c["unsafe"] for c in cases) >= 250 and sum(not c["unsafe"] for c in cases) >= 250
     blind = [c for path in safety.BLIND_DATASETS for c in load_cases(path)]
     disclosure = load_cases(datasets / "safety_disclosure.jsonl")  # fans telling about themselves
-    assert sum(not c["unsafe"] for c in disclosure) >= 200 and sum(c["unsafe"] for c in disclosure) >= 50
+    short = load_cases(datasets / "safety_short.jsonl")  # messages of 1-8 words
+    for cases in (disclosure, short):
+        assert sum(not c["unsafe"] for c in cases) >= 200 and sum(c["unsafe"] for c in cases) >= 50
     assert len(redteam) >= 80 and all(c["unsafe"] for c in redteam)
     assert len(benign) >= 150 and not any(c["unsafe"] for c in benign)
     assert len({c["category"] for c in redteam}) == 7
@@ -163,7 +165,7 @@ def test_shipped_held_out_sets() -> None:
         for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip()
     }
-    held_out = redteam + benign + blind + disclosure
+    held_out = redteam + benign + blind + disclosure + short
     assert not [c["text"] for c in held_out if c["text"].strip().lower() in train]
 
 

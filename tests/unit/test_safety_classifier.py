@@ -209,7 +209,14 @@ def test_classifier_flags_clear_unsafe_messages(data_dir, text: str, category: s
 
 @pytest.mark.parametrize(
     "text",
-    ["What's your favourite song?", "오늘 콘서트 최고였어", "this song slaps", "I cut my hair today!"],
+    [
+        "What's your favourite song?",
+        "오늘 콘서트 최고였어",
+        "this song slaps",
+        "I cut my hair today!",
+        "are you there?",  # short questions to the persona, not "are you an AI?"
+        "유나야 안녕! 내 이름은 서진이야.",  # the fan's own name, not "your name is now ..."
+    ],
 )
 def test_classifier_passes_clear_safe_messages(data_dir, text: str) -> None:
     assert classify(text)[:2] == (False, "safe")
