@@ -35,9 +35,9 @@ from serving.settings import get_settings
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
 # Block when P(unsafe) >= threshold; override with SAFETY_CLASSIFIER_THRESHOLD. Chosen on the
 # scored blind sets 3-9 (3,771 messages from seven authors, none in training) to keep false blocks
-# well under the goal of 3% for unseen data: 98.0% block / 2.2% false block there. Lower buys little
-# (0.525: 98.2% / 2.5%). Cross-validation on the training set (`python -m nodes.safety_classifier
-# --cv`) overstates false blocks, since the training data is weighted to hard negatives.
+# well under the goal of 3% for unseen data: 98.0% block / 1.9% false block there; lower thresholds
+# bought a few tenths of block for more false blocks. Cross-validation on the training set (`python
+# -m nodes.safety_classifier --cv`) overstates false blocks: that data is weighted to hard negatives.
 DEFAULT_THRESHOLD = 0.55
 THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
