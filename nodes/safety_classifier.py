@@ -255,15 +255,18 @@ def _trained(content: str) -> SafetyClassifier:
 
 def _stored_model_path(content: str) -> Path:
     """Where the classifier trained on `content` is kept: keyed by everything training reads (the
-    examples, the cue groups of the rules, the model settings and the scikit-learn version)."""
+    examples, rules.yaml for the cue groups, the code that turns text into features and builds the
+    model, the scikit-learn version and the embedding model), so any change there retrains."""
     import sklearn
+
+    import nodes.safety_rules
 
     key = "\x1e".join(
         [
             content,
             rules_path().read_text(encoding="utf-8"),
-            repr(build_model()),
-            f"{CUE_WEIGHT}",
+            Path(__file__).read_text(encoding="utf-8"),
+            Path(nodes.safety_rules.__file__).read_text(encoding="utf-8"),
             sklearn.__version__,
             E5EmbeddingFunction.name(),
         ]
