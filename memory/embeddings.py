@@ -53,8 +53,8 @@ def embed_queries_cached(texts: Sequence[str]) -> np.ndarray:
     under the model cache, so a classifier retrains in a new process without re-embedding (about
     7 ms a text on 2 cores). The file is keyed by the texts and the embedding model."""
     import hashlib
-    import os
 
+    from serving.cache_files import write_cache_file
     from serving.settings import get_settings
 
     digest = hashlib.sha256("\x1e".join([E5EmbeddingFunction.name(), *texts]).encode()).hexdigest()[:24]
@@ -72,13 +72,7 @@ def embed_queries_cached(texts: Sequence[str]) -> np.ndarray:
     result = np.stack([_memo[t] for t in texts]) if texts else np.zeros((0, DIMS), dtype=np.float32)
     if not missing:
         return result  # a subset of a set already embedded (cross-validation folds): no new file
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(partial, result)
-        partial.replace(path)  # atomic: a concurrent reader sees the old file or the whole new one
-    except OSError:
-        pass  # a read-only cache only costs time
+    write_cache_file(path, lambda out: np.save(out, result))
     return result
 
 

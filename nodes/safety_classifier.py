@@ -30,6 +30,7 @@ from typing import Any
 
 from memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
 from nodes.safety_rules import match_cues, match_rules, normalise, rules_path
+from serving.cache_files import write_cache_file
 from serving.settings import get_settings
 
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
@@ -242,14 +243,7 @@ def _trained(content: str) -> SafetyClassifier:
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
         pass  # not trained yet, or a damaged or outdated file: train and replace it
     model = fit(parse_examples(content, source=_SOURCE))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        with partial.open("wb") as out:
-            pickle.dump(model, out, protocol=pickle.HIGHEST_PROTOCOL)
-        partial.replace(path)  # atomic: a concurrent reader sees no file or the whole new one
-    except OSError:
-        pass  # a read-only cache only costs time
+    write_cache_file(path, lambda out: pickle.dump(model, out, protocol=pickle.HIGHEST_PROTOCOL))
     return model
 
 
