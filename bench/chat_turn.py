@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
 from langchain_core.messages import AIMessage  # noqa: E402
 
-from graphs.chat_session import ChatService, validate_request  # noqa: E402
-from serving.models import endpoint_of, use_models  # noqa: E402
+from personagraph.services.chat import ChatService, validate_request  # noqa: E402
+from personagraph.serving.models import endpoint_of, use_models  # noqa: E402
 
 MESSAGES = [
     "When did STELLA debut?",
@@ -75,7 +75,7 @@ def main() -> None:
         import os
 
         os.environ["PERSONAGRAPH_HOME"] = home
-        from serving.settings import get_settings
+        from personagraph.serving.settings import get_settings
 
         get_settings.cache_clear()
         service = ChatService()

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from insight.consumer import OrderConsumer
-from insight.orders import generate_history
-from insight.simulator import OrderFactory, simulate
-from insight.store import InsightStore
-from memory.redis_server import LocalRedis
+from personagraph.insight.consumer import OrderConsumer
+from personagraph.insight.orders import generate_history
+from personagraph.insight.simulator import OrderFactory, simulate
+from personagraph.insight.store import InsightStore
+from personagraph.memory.redis_server import LocalRedis
 
 GROUP = "bench"
 

@@ -35,8 +35,8 @@ def _offline_defaults() -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from graphs.chat_session import ChatService, InvalidRequestError, validate_request
-    from personas.model import UnknownPersonaError
+    from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
+    from personagraph.personas.model import UnknownPersonaError
 
     try:
         request = validate_request(
@@ -70,8 +70,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from ui.app import launch
-    from ui.auth import AuthConfigError
+    from personagraph.ui.app import launch
+    from personagraph.ui.auth import AuthConfigError
 
     try:
         launch(host=args.host, port=args.port)
@@ -82,13 +82,13 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from personas.index import main as index_main
+    from personagraph.personas.index import main as index_main
 
     return index_main(sum((["--persona", p] for p in args.persona or []), []))
 
 
 def cmd_import_card(args: argparse.Namespace) -> int:
-    from personas.cards import CardError, import_card, load_card
+    from personagraph.personas.cards import CardError, import_card, load_card
 
     try:
         persona_id = import_card(load_card(args.file), persona_id=args.id, overwrite=args.overwrite)
@@ -103,8 +103,8 @@ def cmd_export_card(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from personas.cards import CardError, export_card
-    from personas.model import UnknownPersonaError
+    from personagraph.personas.cards import CardError, export_card
+    from personagraph.personas.model import UnknownPersonaError
 
     try:
         card = export_card(args.persona_id)
@@ -121,9 +121,9 @@ def cmd_export_card(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
-    from serving.local_model import resolve_model_file
-    from serving.local_server import LocalModelServer
-    from serving.settings import get_settings
+    from personagraph.serving.local_model import resolve_model_file
+    from personagraph.serving.local_server import LocalModelServer
+    from personagraph.serving.settings import get_settings
 
     settings = get_settings()
     model_file, alias = resolve_model_file(args.model or settings.local_model, settings.model_cache_dir)
@@ -138,7 +138,7 @@ def cmd_serve_model(args: argparse.Namespace) -> int:
 def cmd_redis(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from memory.redis_server import LocalRedis
+    from personagraph.memory.redis_server import LocalRedis
 
     server = LocalRedis(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None).start()
     print(f"Redis with search + JSON at {server.url}  (export REDIS_URL={server.url})")
@@ -195,14 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     redis.add_argument("--port", type=int, default=6379)
     redis.add_argument("--data-dir", default=None)
     redis.set_defaults(func=cmd_redis)
-    from twins.cli import add_interview_parser, add_survey_parser
+    from personagraph.cli.twins import add_interview_parser, add_survey_parser
 
     add_survey_parser(sub)
     add_interview_parser(sub)
-    from insight.cli import add_insight_parser
+    from personagraph.cli.insight import add_insight_parser
 
     add_insight_parser(sub)
-    from crm.cli import add_crm_parser
+    from personagraph.cli.crm import add_crm_parser
 
     add_crm_parser(sub)
     return parser

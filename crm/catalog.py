@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.settings import get_settings
+from personagraph.serving.settings import get_settings
 
 DATA_FILES = ("brands.yaml", "products.json", "reviews.jsonl", "promotions.json", "ingredients.yaml",
               "channels.yaml")  # fmt: skip

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crm.catalog import Catalog, Channel
-from serving.language import detect_language
+from personagraph.crm.catalog import Catalog, Channel
+from personagraph.serving.language import detect_language
 
 GROUNDING_KINDS = {"product", "event"}  # what grounds prices, percentages, volumes, dates, ingredients
 NUMBER_KINDS = {"product", "event", "review"}  # what grounds a plain number ("2주", "3단계")

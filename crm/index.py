@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
-from crm.catalog import Catalog, load_catalog, product_fact_texts
-from memory.vectors import Document, chroma_client, get_collection, index_documents
+from personagraph.crm.catalog import Catalog, load_catalog, product_fact_texts
+from personagraph.memory.vectors import Document, chroma_client, get_collection, index_documents
 
 PRODUCTS = "crm_products"
 REVIEWS = "crm_reviews"

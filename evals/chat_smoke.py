@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from evals.jsonl import load_jsonl
-from graphs.chat_session import ChatService, validate_request
-from serving.models import endpoint_of
+from personagraph.services.chat import ChatService, validate_request
+from personagraph.serving.models import endpoint_of
 
 DEFAULT_DATASET = Path(__file__).parent / "datasets" / "chat_smoke.jsonl"
 

@@ -46,7 +46,7 @@ def brand_classifier() -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from crm.catalog import load_catalog
+    from personagraph.crm.catalog import load_catalog
 
     texts, labels = [], []
     for brand in load_catalog().brands.values():
@@ -63,7 +63,7 @@ def brand_classifier() -> Any:
 
 def mask_names(text: str) -> str:
     """The message without brand and product names, so the classifier judges the voice, not the label."""
-    from crm.catalog import load_catalog
+    from personagraph.crm.catalog import load_catalog
 
     catalog = load_catalog()
     names = [n for b in catalog.brands.values() for n in (b.name, b.name_en)]
@@ -78,9 +78,9 @@ def is_valid(result: Mapping[str, Any]) -> bool:
 
 
 def judge(result: Mapping[str, Any]) -> float | None:
-    from crm.catalog import load_catalog
-    from prompts import crm as prompts
-    from serving.models import ModelError, structured
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.prompts import crm as prompts
+    from personagraph.serving.models import ModelError, structured
 
     brand = load_catalog().brands[result["request"]["brand"]]
     messages = [
@@ -127,8 +127,8 @@ def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | 
 
 
 def run(argv: list[str]) -> dict[str, Any]:
-    from crm.preferences import export_preferences
-    from crm.service import CrmService, load_rows
+    from personagraph.crm.preferences import export_preferences
+    from personagraph.services.crm import CrmService, load_rows
 
     parser = argparse.ArgumentParser(prog="python -m evals crm")
     parser.add_argument("--limit", type=int, default=None, help="first N combinations only")

@@ -24,10 +24,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from evals.jsonl import read_jsonl
-from insight.lexicon import INTENTS, mentioned_segments
-from insight.numbers import check_numbers
-from insight.source import get_source
-from insight.stats import known_segments, segment_stats
+from personagraph.insight.lexicon import INTENTS, mentioned_segments
+from personagraph.insight.numbers import check_numbers
+from personagraph.insight.source import get_source
+from personagraph.insight.stats import known_segments, segment_stats
 
 DATASET = Path(__file__).parent / "datasets" / "insight_questions.jsonl"
 REPORTS = Path("reports")
@@ -79,9 +79,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
 
-    from graphs.insight_qa import graph
-    from nodes.insight import InsightContext
-    from serving.models import use_models
+    from personagraph.graphs.insight_qa import graph
+    from personagraph.nodes.insight import InsightContext
+    from personagraph.serving.models import use_models
 
     cases = load_cases(args.dataset)[: args.limit]
     snap = get_source().snapshot()
@@ -126,7 +126,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
 
 def _values(token: str) -> list[float]:
-    from insight.numbers import parse_numbers
+    from personagraph.insight.numbers import parse_numbers
 
     return [abs(n.value) for n in parse_numbers(token)]
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from evals.jsonl import load_jsonl
 from evals.persona import describe_endpoint, elapsed, rate, stop_signals
-from graphs.chat_session import ChatService, validate_request
+from personagraph.services.chat import ChatService, validate_request
 
 DATASET_DIR = Path(__file__).parent
 DATASET_GLOB = "memory_*.jsonl"

@@ -42,8 +42,8 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
 from evals.jsonl import load_jsonl
-from graphs.chat_session import ChatService, validate_request
-from nodes.persona_rules import (
+from personagraph.services.chat import ChatService, validate_request
+from personagraph.personas.rules import (
     FAN_ADDRESS_MIN_RATE,
     addresses_fan,
     check_speech,
@@ -52,11 +52,11 @@ from nodes.persona_rules import (
     other_character_names,
     speech_levels,
 )
-from personas.model import Persona, list_personas, load_persona, load_world
-from prompts import evals as prompts
-from prompts.persona_chat import LANGUAGE_NAMES
-from serving.models import chat_model, endpoint_of, structured
-from serving.settings import Role
+from personagraph.personas.model import Persona, list_personas, load_persona, load_world
+from personagraph.prompts import evals as prompts
+from personagraph.prompts.persona_chat import LANGUAGE_NAMES
+from personagraph.serving.models import chat_model, endpoint_of, structured
+from personagraph.serving.settings import Role
 
 DEFAULT_DATASET = Path(__file__).parent / "datasets" / "persona_prompts.jsonl"
 KINDS = ("ordinary", "break")

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from serving.settings import REPO_ROOT
+from personagraph.serving.settings import REPO_ROOT
 
 DEFAULT_QUESTIONS = REPO_ROOT / "data" / "twin2k" / "questions.json"
 DEFAULT_ANSWERS = (REPO_ROOT / ".." / "shared" / "twin2k" / "answers_wave1_3.csv").resolve()
@@ -79,13 +79,13 @@ def arms_from_answers(survey: Any, answers: dict[str, dict[str, float]]) -> dict
 
 
 def run(argv: list[str]) -> dict[str, Any]:
-    from serving import models
-    from serving.models import endpoint_of
-    from twins.answering import MODES
-    from twins.batch import BatchOptions, RunStore, create_survey_run, new_run_id, run_survey
-    from twins.respondents import Selection, load_user_personas, select, shipped_personas_path
-    from twins.surveys import load_survey
-    from twins.validation import compare_with_answers, headline, per_block, population_hints, scorable
+    from personagraph.serving import models
+    from personagraph.serving.models import endpoint_of
+    from personagraph.services.twins.answering import MODES
+    from personagraph.services.twins.runs import BatchOptions, RunStore, create_survey_run, new_run_id, run_survey
+    from personagraph.twins.respondents import Selection, load_user_personas, select, shipped_personas_path
+    from personagraph.twins.surveys import load_survey
+    from personagraph.twins.validation import compare_with_answers, headline, per_block, population_hints, scorable
 
     parser = argparse.ArgumentParser(prog="python -m evals twins")
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)

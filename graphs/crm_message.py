@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from nodes.crm import (
+from personagraph.nodes.crm import (
     CrmContext,
     CrmInput,
     CrmOutput,
@@ -26,7 +26,7 @@ from nodes.crm import (
     route_after_validate,
     validate,
 )
-from nodes.tone import tone_refine
+from personagraph.nodes.tone import tone_refine
 
 context_schema = CrmContext
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from nodes.insight import (
+from personagraph.nodes.insight import (
     InsightContext,
     InsightInput,
     InsightOutput,

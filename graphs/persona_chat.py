@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from nodes.context import ChatContext
-from nodes.draft import draft, respond
-from nodes.memory_write import memory_write
-from nodes.retrieval import retrieve
-from nodes.routing import route_after_intent, route_intent
-from nodes.safety import (
+from personagraph.nodes.context import ChatContext
+from personagraph.nodes.draft import draft, respond
+from personagraph.nodes.memory_write import memory_write
+from personagraph.nodes.retrieval import retrieve
+from personagraph.nodes.routing import route_after_intent, route_intent
+from personagraph.nodes.safety import (
     input_safety,
     output_safety,
     refuse,
     route_after_input_safety,
     route_after_output_safety,
 )
-from nodes.state import ConversationInput, ConversationOutput, ConversationState
+from personagraph.nodes.state import ConversationInput, ConversationOutput, ConversationState
 
 builder = StateGraph(
     ConversationState,

@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from nodes.interview import (
+from personagraph.nodes.interview import (
     InterviewContext,
     InterviewInput,
     InterviewOutput,

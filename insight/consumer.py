@@ -24,9 +24,9 @@ import numpy as np
 import redis
 from pydantic import ValidationError
 
-from insight.orders import Order
-from insight.segments import DEFAULT_COMPONENTS, SegmentModel, SegmentScorer, rfm_raw
-from insight.store import Applied, InsightStore
+from personagraph.insight.orders import Order
+from personagraph.insight.segments import DEFAULT_COMPONENTS, SegmentModel, SegmentScorer, rfm_raw
+from personagraph.insight.store import Applied, InsightStore
 
 Entry = tuple[str, dict[str, str]]
 

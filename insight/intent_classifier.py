@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from insight.lexicon import (
+from personagraph.insight.lexicon import (
     INTENTS,
     SEGMENT_SYNONYMS,
     KeywordGuess,
@@ -29,7 +29,7 @@ from insight.lexicon import (
     keyword_intent,
     names_other_company,
 )
-from serving.settings import get_settings
+from personagraph.serving.settings import get_settings
 
 RANDOM_STATE = 0
 # Below this the classifier's answer is not trusted on its own (hybrid mode then asks the model).

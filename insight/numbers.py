@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from insight.stats import figures
+from personagraph.insight.stats import figures
 
 _DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})(?:-(\d{2}))?(?!\d)")
 _KO_DATE = re.compile(r"(?<!\d)(\d{4})년|(?<![\d.])(\d{1,2})월")

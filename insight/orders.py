@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from serving.settings import get_settings
+from personagraph.serving.settings import get_settings
 
 Channel = Literal["app", "web", "store"]
 CHANNELS: tuple[Channel, ...] = ("app", "web", "store")

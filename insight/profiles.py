@@ -12,9 +12,9 @@ from typing import Any
 
 from chromadb.api import ClientAPI
 
-from insight import stats
-from insight.store import Snapshot
-from memory.vectors import Document, get_collection, index_documents, search
+from personagraph.insight import stats
+from personagraph.insight.store import Snapshot
+from personagraph.memory.vectors import Document, get_collection, index_documents, search
 
 COLLECTION = "insight_segments"
 

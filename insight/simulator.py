@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import redis
 
-from insight.orders import (
+from personagraph.insight.orders import (
     ARCHETYPE_INDEX,
     ARCHETYPES,
     CATALOGUE,

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from insight.consumer import OrderConsumer
-from insight.orders import History, load_or_generate
-from insight.segments import SegmentModel, fit_segment_model, rfm_raw
-from insight.settings import InsightSettings, get_insight_settings
-from insight.store import InsightStore, Snapshot, snapshot_from_history
-from serving.settings import get_settings
+from personagraph.insight.consumer import OrderConsumer
+from personagraph.insight.orders import History, load_or_generate
+from personagraph.insight.segments import SegmentModel, fit_segment_model, rfm_raw
+from personagraph.insight.settings import InsightSettings, get_insight_settings
+from personagraph.insight.store import InsightStore, Snapshot, snapshot_from_history
+from personagraph.serving.settings import get_settings
 
 
 class InsightSource:
@@ -148,7 +148,7 @@ class LiveDemoSource(RedisSource):
     mode = "live-demo"
 
     def __init__(self, rate: float = 20.0, settings: InsightSettings | None = None):
-        from memory.redis_server import LocalRedis
+        from personagraph.memory.redis_server import LocalRedis
 
         self.server = LocalRedis().start()
         # The demo's redis-server is a child process: stop it when the app exits.
@@ -160,7 +160,7 @@ class LiveDemoSource(RedisSource):
         self._consumer: OrderConsumer | None = None
 
     def start(self) -> LiveDemoSource:
-        from insight.simulator import OrderFactory, simulate
+        from personagraph.insight.simulator import OrderFactory, simulate
 
         self.bootstrap()
         h = self.history()

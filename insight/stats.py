@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from insight.orders import PRODUCTS
-from insight.segments import SEGMENT_LABELS, label
-from insight.store import Snapshot
+from personagraph.insight.orders import PRODUCTS
+from personagraph.insight.segments import SEGMENT_LABELS, label
+from personagraph.insight.store import Snapshot
 
 DAY = 86_400.0
 

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import redis
 
-from insight.orders import History, Order
-from insight.segments import SegmentModel, rfm_raw
+from personagraph.insight.orders import History, Order
+from personagraph.insight.segments import SegmentModel, rfm_raw
 
 APPLY_ORDER = """
 -- KEYS: processed, customer hash, counters hash, customers set, consumers hash

@@ -54,8 +54,8 @@ def embed_queries_cached(texts: Sequence[str]) -> np.ndarray:
     7 ms a text on 2 cores). The file is keyed by the texts and the embedding model."""
     import hashlib
 
-    from serving.cache_files import write_cache_file
-    from serving.settings import get_settings
+    from personagraph.serving.cache_files import write_cache_file
+    from personagraph.serving.settings import get_settings
 
     digest = hashlib.sha256("\x1e".join([E5EmbeddingFunction.name(), *texts]).encode()).hexdigest()[:24]
     path = get_settings().model_cache_dir.parent / "embeddings" / f"queries-{digest}.npy"

@@ -19,8 +19,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.base import BaseStore, IndexConfig
 from langgraph.store.sqlite import SqliteStore
 
-from memory.embeddings import DIMS, E5Embeddings
-from serving.settings import Settings, get_settings
+from personagraph.memory.embeddings import DIMS, E5Embeddings
+from personagraph.serving.settings import Settings, get_settings
 
 
 def store_index_config() -> IndexConfig:

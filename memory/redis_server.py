@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from serving.local_server import free_port
+from personagraph.serving.local_server import free_port
 
 
 class LocalRedisError(RuntimeError):

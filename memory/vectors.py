@@ -18,8 +18,8 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 
-from memory.embeddings import E5EmbeddingFunction, embed_query
-from serving.settings import Settings, get_settings
+from personagraph.memory.embeddings import E5EmbeddingFunction, embed_query
+from personagraph.serving.settings import Settings, get_settings
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 

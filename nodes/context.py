@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from serving.settings import Role
+from personagraph.serving.settings import Role
 
 
 @dataclass(kw_only=True)

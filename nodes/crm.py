@@ -13,17 +13,17 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from crm.catalog import Catalog, CatalogError, load_catalog, promotion_text
-from crm.checks import check_grounding, run_checks, subject_terms
-from crm.definitions import PERSONAS, STAGES, STYLES
-from crm.index import ensure_crm_index
-from crm.inputs import CrmInputError, CrmRequest, parse_request
-from memory.vectors import search
-from nodes.retrieval import vector_client
-from nodes.tone import ToneState
-from prompts import crm as prompts
-from serving.models import ModelError, structured
-from serving.settings import Role, get_settings
+from personagraph.crm.catalog import Catalog, CatalogError, load_catalog, promotion_text
+from personagraph.crm.checks import check_grounding, run_checks, subject_terms
+from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
+from personagraph.crm.index import ensure_crm_index
+from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
+from personagraph.memory.vectors import search
+from personagraph.nodes.retrieval import vector_client
+from personagraph.nodes.tone import ToneState
+from personagraph.prompts import crm as prompts
+from personagraph.serving.models import ModelError, structured
+from personagraph.serving.settings import Role, get_settings
 
 
 @dataclass(kw_only=True)

@@ -7,14 +7,14 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from memory.history import split_history
-from nodes.context import ChatContext
-from nodes.retrieval import read_profile
-from nodes.state import ConversationState
-from personas.model import Persona, load_persona
-from prompts import persona_chat as prompts
-from serving.language import Lang, script_drift
-from serving.models import invoke_text
+from personagraph.memory.history import split_history
+from personagraph.nodes.context import ChatContext
+from personagraph.nodes.retrieval import read_profile
+from personagraph.nodes.state import ConversationState
+from personagraph.personas.model import Persona, load_persona
+from personagraph.prompts import persona_chat as prompts
+from personagraph.serving.language import Lang, script_drift
+from personagraph.serving.models import invoke_text
 
 
 def persona_block(persona: Persona, lang: str) -> str:

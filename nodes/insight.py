@@ -21,19 +21,19 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from insight import profiles as profile_docs
-from insight.intent_classifier import combine
-from insight.lexicon import find_customers, keyword_intent, mentioned_segments
-from insight.numbers import check_numbers as numeric_check
-from insight.segments import SEGMENT_LABELS, label
-from insight.settings import get_insight_settings
-from insight.source import get_source
-from insight.stats import figures, known_segments
-from prompts import insight as prompts
-from serving.language import detect_language
-from serving.models import ModelError, invoke_text, structured
-from serving.settings import Role
-from tools import insight as tools
+from personagraph.insight import profiles as profile_docs
+from personagraph.insight.intent_classifier import combine
+from personagraph.insight.lexicon import find_customers, keyword_intent, mentioned_segments
+from personagraph.insight.numbers import check_numbers as numeric_check
+from personagraph.insight.segments import SEGMENT_LABELS, label
+from personagraph.insight.settings import get_insight_settings
+from personagraph.insight.source import get_source
+from personagraph.insight.stats import figures, known_segments
+from personagraph.prompts import insight as prompts
+from personagraph.serving.language import detect_language
+from personagraph.serving.models import ModelError, invoke_text, structured
+from personagraph.serving.settings import Role
+from personagraph.insight import facts as tools
 
 Intent = Literal[
     "summary", "segment_profile", "strategy", "message_drafting", "customer_lookup", "segment_comparison",
@@ -243,7 +243,7 @@ def retrieve_profiles(state: InsightState, runtime: Runtime[InsightContext]) -> 
     segs = list((state.get("scope") or {}).get("segments", []))
     if not ctx.use_profiles or not segs or state.get("intent") == "customer_lookup":
         return {"retrieved": []}
-    from nodes.retrieval import vector_client
+    from personagraph.nodes.retrieval import vector_client
 
     client = vector_client()
     profile_docs.ensure_profiles(client, get_source().snapshot(), get_insight_settings().profile_max_age_s)

@@ -17,10 +17,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
-from prompts import twins as prompts
-from serving.models import StructuredOutputError, invoke_text, structured
-from serving.settings import Role
-from twins.guides import GuideQuestion, InterviewGuide, guide_from_data
+from personagraph.prompts import twins as prompts
+from personagraph.serving.models import StructuredOutputError, invoke_text, structured
+from personagraph.serving.settings import Role
+from personagraph.twins.guides import GuideQuestion, InterviewGuide, guide_from_data
 
 Verdict = Literal["vague", "contradictory", "interesting", "sufficient"]
 END_COMMANDS = ("/end", "/quit", "/stop")
@@ -110,7 +110,7 @@ def prepare(state: InterviewState) -> dict[str, Any]:
     guide = _guide(state)  # raises GuideError naming the field
     profile = (state.get("profile") or "").strip()
     if not profile:
-        from twins.respondents import RespondentError, load_twin2k
+        from personagraph.twins.respondents import RespondentError, load_twin2k
 
         person_id = str(state.get("person_id") or "")
         person = load_twin2k().by_id.get(person_id)

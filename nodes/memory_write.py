@@ -11,14 +11,14 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from memory.history import render, split_history
-from nodes.context import ChatContext
-from nodes.retrieval import memories_namespace, profile_namespace, read_profile
-from nodes.safety import last_human_text
-from nodes.state import ConversationState
-from personas.model import load_persona
-from prompts import persona_chat as prompts
-from serving.models import invoke_text, structured
+from personagraph.memory.history import render, split_history
+from personagraph.nodes.context import ChatContext
+from personagraph.nodes.retrieval import memories_namespace, profile_namespace, read_profile
+from personagraph.nodes.safety import last_human_text
+from personagraph.nodes.state import ConversationState
+from personagraph.personas.model import load_persona
+from personagraph.prompts import persona_chat as prompts
+from personagraph.serving.models import invoke_text, structured
 
 # Cheap gate before the extraction call: only messages where the fan talks about themselves.
 _SELF_REFERENCE = re.compile(

@@ -12,11 +12,11 @@ from typing import Any
 from chromadb.api import ClientAPI
 from langgraph.runtime import Runtime
 
-from memory.vectors import chroma_client, search
-from nodes.context import ChatContext
-from nodes.state import ConversationState
-from personas.index import ensure_persona_index
-from personas.model import load_story
+from personagraph.memory.vectors import chroma_client, search
+from personagraph.nodes.context import ChatContext
+from personagraph.nodes.state import ConversationState
+from personagraph.personas.index import ensure_persona_index
+from personagraph.personas.model import load_story
 
 
 @lru_cache(maxsize=1)

@@ -9,12 +9,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, Field
 
-from nodes.context import ChatContext
-from nodes.safety import last_human_text
-from nodes.state import ConversationState
-from personas.model import load_persona
-from prompts import persona_chat as prompts
-from serving.models import structured
+from personagraph.nodes.context import ChatContext
+from personagraph.nodes.safety import last_human_text
+from personagraph.nodes.state import ConversationState
+from personagraph.personas.model import load_persona
+from personagraph.prompts import persona_chat as prompts
+from personagraph.serving.models import structured
 
 ChatIntent = Literal["smalltalk", "knowledge", "story", "personal"]
 

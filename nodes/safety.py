@@ -15,14 +15,14 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from nodes.context import ChatContext
-from nodes.input_filter import screen_input
-from nodes.persona_rules import check_speech, forbidden_topic_hits, hard_problems
-from nodes.safety_rules import unsafe_language
-from nodes.speech_style import conform_speech_level
-from nodes.state import ConversationState
-from personas.model import Persona, load_persona
-from serving.language import detect_language
+from personagraph.nodes.context import ChatContext
+from personagraph.safety.input_filter import screen_input
+from personagraph.personas.rules import check_speech, forbidden_topic_hits, hard_problems
+from personagraph.safety.rules import unsafe_language
+from personagraph.personas.speech_style import conform_speech_level
+from personagraph.nodes.state import ConversationState
+from personagraph.personas.model import Persona, load_persona
+from personagraph.serving.language import detect_language
 
 REFUSAL_FALLBACK = {
     "ko": "음, 그 얘기는 내가 하기 좀 어려워. 우리 다른 얘기 하자!",
@@ -167,7 +167,7 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     A safe Korean draft first gets its sentence endings changed to the persona's speech level when
     it is off (nodes/speech_style.py): no second model call for what a few morphemes fix.
     """
-    from nodes.draft import instruction_text  # the instructions the draft saw, for leak detection
+    from personagraph.nodes.draft import instruction_text  # the instructions the draft saw, for leak detection
 
     persona = load_persona(runtime.context.persona_id)
     draft = state.get("draft", "")

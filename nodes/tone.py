@@ -18,9 +18,9 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from prompts import crm as prompts
-from serving.models import ModelError, invoke_text
-from serving.settings import Role
+from personagraph.prompts import crm as prompts
+from personagraph.serving.models import ModelError, invoke_text
+from personagraph.serving.settings import Role
 
 
 def add_timings(left: Mapping[str, float] | None, right: Mapping[str, float] | None) -> dict[str, float]:

@@ -31,14 +31,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from personas.model import (
+from personagraph.personas.model import (
     load_persona,
     load_story,
     load_world,
     persona_dir,
     personas_dir,
 )
-from serving.language import detect_language
+from personagraph.serving.language import detect_language
 
 SPEC = "chara_card_v2"
 MAX_CARD_BYTES = 8 * 1024 * 1024

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.settings import get_settings
+from personagraph.serving.settings import get_settings
 
 
 class UnknownPersonaError(ValueError):

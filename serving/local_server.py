@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from serving.local_model import resolve_model_file
-from serving.settings import Settings, get_settings
+from personagraph.serving.local_model import resolve_model_file
+from personagraph.serving.settings import Settings, get_settings
 
 
 class LocalServerError(RuntimeError):

@@ -20,8 +20,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ValidationError
 
-from serving.local_server import ensure_local_server
-from serving.settings import ResolvedRole, Role, get_settings
+from personagraph.serving.local_server import ensure_local_server
+from personagraph.serving.settings import ResolvedRole, Role, get_settings
 
 T = TypeVar("T", bound=BaseModel)
 

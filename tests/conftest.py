@@ -28,8 +28,8 @@ for _key in list(os.environ):
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Fresh settings and a temporary PERSONAGRAPH_HOME for every test."""
-    from nodes.retrieval import vector_client
-    from serving.settings import get_settings
+    from personagraph.nodes.retrieval import vector_client
+    from personagraph.serving.settings import get_settings
 
     monkeypatch.setenv("PERSONAGRAPH_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)  # no stray .env from the repo root

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serving.settings import get_settings
+from personagraph.serving.settings import get_settings
 
 TWIN2K = "twin2k"
 HF_DATASET = "LLM-Digital-Twin/Twin-2K-500"

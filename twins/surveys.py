@@ -414,7 +414,7 @@ def save_survey(survey: Survey, path: str | Path) -> Path:
 
 
 def templates_dir() -> Path:
-    from serving.settings import get_settings
+    from personagraph.serving.settings import get_settings
 
     return get_settings().data_dir / "surveys"
 

@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from twins.surveys import Question
+from personagraph.twins.surveys import Question
 
 Answers = Mapping[str, Mapping[str, float]]  # person id -> question id -> value
 NOT_SCORED_MARK = "not scored in paper"

@@ -18,14 +18,14 @@ from typing import Any
 
 import gradio as gr
 
-from graphs.chat_session import ChatService, InvalidRequestError, TurnEvent, validate_request
-from personas.cards import CardError, import_card, load_card, slugify
-from personas.model import UnknownPersonaError, list_personas, load_persona
-from serving.settings import get_settings
-from ui.auth import AuthConfig
-from ui.crm_tab import build_crm_tab
-from ui.insight_tab import build_insight_tab
-from ui.twins_tab import build_twins_tabs
+from personagraph.services.chat import ChatService, InvalidRequestError, TurnEvent, validate_request
+from personagraph.personas.cards import CardError, import_card, load_card, slugify
+from personagraph.personas.model import UnknownPersonaError, list_personas, load_persona
+from personagraph.serving.settings import get_settings
+from personagraph.ui.auth import AuthConfig
+from personagraph.ui.crm_tab import build_crm_tab
+from personagraph.ui.insight_tab import build_insight_tab
+from personagraph.ui.twins_tab import build_twins_tabs
 
 ChatHistory = list[dict[str, Any]]
 SendOutput = tuple[ChatHistory, str, str, str, str]
@@ -437,10 +437,10 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
 def warm_up(service: ChatService) -> None:
     """Start the embedded model server, build the index and train the input-safety classifier before
     the first fan arrives (training takes a minute or two once, then loads from disk)."""
-    from nodes.retrieval import vector_client
-    from nodes.safety_classifier import trained_model
-    from personas.index import ensure_persona_index
-    from serving.models import endpoint_of
+    from personagraph.nodes.retrieval import vector_client
+    from personagraph.safety.classifier import trained_model
+    from personagraph.personas.index import ensure_persona_index
+    from personagraph.serving.models import endpoint_of
 
     for persona_id in list_personas():
         ensure_persona_index(vector_client(), persona_id)

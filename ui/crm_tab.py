@@ -14,10 +14,10 @@ from typing import Any
 
 import gradio as gr
 
-from crm.catalog import load_catalog
-from crm.definitions import PERSONAS, STAGES, STYLES
-from crm.inputs import CrmInputError
-from crm.service import BatchFileError, CrmService, load_rows, write_results
+from personagraph.crm.catalog import load_catalog
+from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
+from personagraph.crm.inputs import CrmInputError
+from personagraph.services.crm import BatchFileError, CrmService, load_rows, write_results
 
 Highlight = list[tuple[str, str | None]]
 

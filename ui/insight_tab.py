@@ -22,8 +22,8 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
-from insight.segments import SEGMENT_LABELS, label, model_report, report_markdown
-from insight.source import InsightSource, RedisSource, start_live_demo
+from personagraph.insight.segments import SEGMENT_LABELS, label, model_report, report_markdown
+from personagraph.insight.source import InsightSource, RedisSource, start_live_demo
 
 COLOURS = {"vip": "#d62728", "loyal": "#1f77b4", "new": "#2ca02c", "at_risk": "#ff7f0e", "dormant": "#7f7f7f",
            "regular": "#9467bd", "occasional": "#8c564b", "unscored": "#cccccc"}  # fmt: skip
@@ -129,8 +129,8 @@ def answer_question(
     question: str, history: ChatHistory | None, router_mode: str = "hybrid"
 ) -> tuple[ChatHistory, str, str]:
     """Run insight_qa; returns the chat, the figures it used (JSON) and the cleared textbox."""
-    from graphs.insight_qa import graph
-    from nodes.insight import InsightContext, InvalidQuestionError
+    from personagraph.graphs.insight_qa import graph
+    from personagraph.nodes.insight import InsightContext, InvalidQuestionError
 
     history = list(history or [])
     if not (question or "").strip():

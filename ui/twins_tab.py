@@ -22,8 +22,8 @@ import plotly.graph_objects as go
 import yaml
 from pydantic import ValidationError
 
-from serving.models import ModelError
-from twins.batch import (
+from personagraph.serving.models import ModelError
+from personagraph.services.twins.runs import (
     BatchOptions,
     Progress,
     RunError,
@@ -38,8 +38,8 @@ from twins.batch import (
     summarize,
     visible_runs,
 )
-from twins.guides import GuideError, InterviewGuide, guide_from_data
-from twins.respondents import (
+from personagraph.twins.guides import GuideError, InterviewGuide, guide_from_data
+from personagraph.twins.respondents import (
     RespondentError,
     Selection,
     list_selections,
@@ -48,8 +48,8 @@ from twins.respondents import (
     save_selection,
     select,
 )
-from twins.surveys import Survey, SurveyError, list_templates, survey_from_data
-from ui.auth import AuthConfig, current_account
+from personagraph.twins.surveys import Survey, SurveyError, list_templates, survey_from_data
+from personagraph.ui.auth import AuthConfig, current_account
 
 DEFAULT_SELECT = "random:5:1"
 SELECT_HELP = (
@@ -126,7 +126,7 @@ def guide_from_text(text: str) -> InterviewGuide:
 
 
 def template_choices() -> list[tuple[str, str]]:
-    from serving.settings import get_settings
+    from personagraph.serving.settings import get_settings
 
     paths = list_templates()
     twin2k = get_settings().data_dir / "twin2k" / "questions.json"
@@ -137,7 +137,7 @@ def template_choices() -> list[tuple[str, str]]:
 
 
 def guide_choices() -> list[tuple[str, str]]:
-    from serving.settings import get_settings
+    from personagraph.serving.settings import get_settings
 
     directory = get_settings().data_dir / "interviews"
     files = sorted(directory.glob("*.y*ml")) + sorted(directory.glob("*.json")) if directory.is_dir() else []
@@ -221,7 +221,7 @@ def questions_table(summary: dict[str, Any]) -> pd.DataFrame:
 def validation_report(run_id: str, answers_path: str) -> dict[str, Any]:
     """Score a finished survey run against real answers (twin_id + one column per item id)."""
     from evals.twins import EvalInputError, load_answers
-    from twins.validation import compare_with_answers, headline, per_block
+    from personagraph.twins.validation import compare_with_answers, headline, per_block
 
     with RunStore.open(run_id) as store:
         if store.meta("kind") != "survey":
@@ -416,7 +416,7 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         survey_file.upload(read_text_file, [survey_file], [survey_text], api_visibility="private")
 
         def do_check(text: str) -> str:
-            from twins.surveys import describe_types
+            from personagraph.twins.surveys import describe_types
 
             try:
                 survey = survey_from_text(text)
@@ -484,7 +484,7 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             session_state = gr.State(value=None)
 
         def do_batch(text: str, select_text: str, followups: float, request: gr.Request) -> Iterator[str]:
-            from twins.interviews import create_interview_run, run_interviews
+            from personagraph.services.twins.interviews import create_interview_run, run_interviews
 
             owner, _ = account(request)
             try:
@@ -533,8 +533,8 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             return _chat_of(turn), session, f"Ask a follow-up, or **Next question**. {hint}", None
 
         def _save_session(session: dict[str, Any], turn: Any) -> list[str]:
-            from serving.settings import get_settings
-            from twins.interviews import export_session_transcript
+            from personagraph.serving.settings import get_settings
+            from personagraph.services.twins.interviews import export_session_transcript
 
             pool = load_respondents(session["source"])
             out = get_settings().personagraph_home / "interviews"
@@ -544,8 +544,8 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             return list(files.values())
 
         def do_start(text: str, pid: str, followups: float, select_text: str) -> tuple[Any, ...]:
-            from nodes.interview import InterviewContext
-            from twins.interviews import InterviewSession
+            from personagraph.nodes.interview import InterviewContext
+            from personagraph.services.twins.interviews import InterviewSession
 
             try:
                 guide = guide_from_text(text)
@@ -563,8 +563,8 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             return _turn_outputs(session, turn)
 
         def do_reply(session: dict[str, Any] | None, text: str) -> tuple[Any, ...]:
-            from nodes.interview import InterviewContext
-            from twins.interviews import InterviewSession
+            from personagraph.nodes.interview import InterviewContext
+            from personagraph.services.twins.interviews import InterviewSession
 
             if not session:
                 return gr.update(), None, "⚠️ Start an interview first.", None

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memory.redis_server import LocalRedis
-from serving.local_model import SMOLLM2_135M, resolve_model_file
-from serving.local_server import LocalModelServer, free_port
+from personagraph.memory.redis_server import LocalRedis
+from personagraph.serving.local_model import SMOLLM2_135M, resolve_model_file
+from personagraph.serving.local_server import LocalModelServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -86,8 +86,8 @@ def real_model_env(
     model_server: LocalModelServer, shared_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """Environment pointing every role at the running test model server."""
-    from nodes.retrieval import vector_client
-    from serving.settings import get_settings
+    from personagraph.nodes.retrieval import vector_client
+    from personagraph.serving.settings import get_settings
 
     env = {
         "LLM_BASE_URL": model_server.base_url,
@@ -131,8 +131,8 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def default_model_server() -> Iterator[LocalModelServer]:
     """The embedded default model (Qwen2.5-Coder-1.5B), started the way the app starts it."""
-    from serving.local_server import ensure_local_server, stop_local_server
-    from serving.settings import get_settings
+    from personagraph.serving.local_server import ensure_local_server, stop_local_server
+    from personagraph.serving.settings import get_settings
 
     get_settings.cache_clear()
     server = ensure_local_server()
@@ -147,8 +147,8 @@ def default_model_env(
     default_model_server: LocalModelServer, shared_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> LocalModelServer:
     """No base URL configured: every role uses the running embedded default server."""
-    from nodes.retrieval import vector_client
-    from serving.settings import get_settings
+    from personagraph.nodes.retrieval import vector_client
+    from personagraph.serving.settings import get_settings
 
     monkeypatch.setenv("PERSONAGRAPH_HOME", str(shared_home))
     monkeypatch.setenv("LLM_MAX_TOKENS", "80")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from serving.local_server import free_port
+from personagraph.serving.local_server import free_port
 from tests.integration.conftest import REPO_ROOT, running_app, stop_process, wait_http
 
 pytestmark = pytest.mark.integration

@@ -6,12 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from graphs.chat_session import ChatService, validate_request
-from memory.persistence import make_checkpointer
-from memory.redis_server import LocalRedis
-from nodes.retrieval import memories_namespace, profile_namespace
-from serving.local_server import LocalModelServer
-from serving.settings import get_settings
+from personagraph.services.chat import ChatService, validate_request
+from personagraph.memory.persistence import make_checkpointer
+from personagraph.memory.redis_server import LocalRedis
+from personagraph.nodes.retrieval import memories_namespace, profile_namespace
+from personagraph.serving.local_server import LocalModelServer
+from personagraph.serving.settings import get_settings
 
 pytestmark = pytest.mark.integration
 NAMES = ["Minji", "Jisoo", "Haerin", "Daniel", "Olivia", "Mateo", "Sakura", "Noah"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from graphs.chat_session import ChatService
-from serving.settings import get_settings
+from personagraph.services.chat import ChatService
+from personagraph.serving.settings import get_settings
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "personagraph")

@@ -24,8 +24,8 @@ def test_crm_cli_with_the_real_model_prints_a_checked_result(
     real_model_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from crm.__main__ import main
-    from crm.catalog import load_catalog
+    from personagraph.crm.__main__ import main
+    from personagraph.crm.catalog import load_catalog
 
     monkeypatch.setenv("CRM_DATA_DIR", str(make_tiny_catalog(tmp_path / "crm")))
     monkeypatch.setenv("CRM_MAX_REFINE_ROUNDS", "1")  # keeps this test near a minute on 2 shared cores

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from serving.language import script_drift
-from serving.local_model import QWEN_CODER_1_5B, resolve_model_file, sha256_of
-from serving.local_server import LocalModelServer
-from serving.models import endpoint_of, invoke_text
-from serving.settings import get_settings
+from personagraph.serving.language import script_drift
+from personagraph.serving.local_model import QWEN_CODER_1_5B, resolve_model_file, sha256_of
+from personagraph.serving.local_server import LocalModelServer
+from personagraph.serving.models import endpoint_of, invoke_text
+from personagraph.serving.settings import get_settings
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from insight.consumer import OrderConsumer
-from insight.orders import Order, OrderItem, generate_history
-from insight.simulator import OrderFactory, publish
-from insight.store import InsightStore
-from memory.redis_server import LocalRedis
+from personagraph.insight.consumer import OrderConsumer
+from personagraph.insight.orders import Order, OrderItem, generate_history
+from personagraph.insight.simulator import OrderFactory, publish
+from personagraph.insight.store import InsightStore
+from personagraph.memory.redis_server import LocalRedis
 
 pytestmark = pytest.mark.integration
 

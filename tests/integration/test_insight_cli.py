@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.redis_server import LocalRedis
+from personagraph.memory.redis_server import LocalRedis
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "personagraph")

@@ -6,10 +6,10 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from nodes.routing import IntentDecision
-from serving.local_server import LocalModelServer
-from serving.models import ModelUnavailableError, chat_model, invoke_text, structured
-from serving.settings import get_settings
+from personagraph.nodes.routing import IntentDecision
+from personagraph.serving.local_server import LocalModelServer
+from personagraph.serving.models import ModelUnavailableError, chat_model, invoke_text, structured
+from personagraph.serving.settings import get_settings
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_json_schema_response_format_is_rejected_by_llamacpp(
 def test_server_down_gives_clear_error(
     model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from serving.local_server import free_port
+    from personagraph.serving.local_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     monkeypatch.setenv("LLM_BASE_URL", url)

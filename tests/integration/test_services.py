@@ -6,12 +6,12 @@ import httpx
 import pytest
 import redis
 
-from graphs.chat_session import ChatService, validate_request
-from memory.persistence import make_checkpointer
-from memory.redis_server import LocalRedis
-from memory.vectors import chroma_client, search
-from personas.index import ensure_persona_index
-from serving.settings import get_settings
+from personagraph.services.chat import ChatService, validate_request
+from personagraph.memory.persistence import make_checkpointer
+from personagraph.memory.redis_server import LocalRedis
+from personagraph.memory.vectors import chroma_client, search
+from personagraph.personas.index import ensure_persona_index
+from personagraph.serving.settings import get_settings
 
 pytestmark = pytest.mark.integration
 

@@ -11,15 +11,15 @@ import pytest
 from langgraph.runtime import Runtime
 from langgraph.store.memory import InMemoryStore
 
-from nodes.context import ChatContext
+from personagraph.nodes.context import ChatContext
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def _clear_persona_caches() -> None:
-    from personas.model import load_persona, load_story, load_world
-    from serving.settings import get_settings
+    from personagraph.personas.model import load_persona, load_story, load_world
+    from personagraph.serving.settings import get_settings
 
     get_settings.cache_clear()
     load_persona.cache_clear()

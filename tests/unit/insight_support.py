@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from insight.orders import History, generate_history
-from insight.segments import SegmentModel, fit_segment_model, rfm_raw
-from insight.store import Snapshot, snapshot_from_history
+from personagraph.insight.orders import History, generate_history
+from personagraph.insight.segments import SegmentModel, fit_segment_model, rfm_raw
+from personagraph.insight.store import Snapshot, snapshot_from_history
 
 ANCHOR = 1_750_000_000.0
 

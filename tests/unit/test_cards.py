@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from cli.main import main as cli_main
-from personas.cards import CardError, export_card, import_card, load_card, slugify
-from personas.index import knowledge_documents
-from personas.model import list_personas, load_knowledge, load_persona
+from personagraph.cli.main import main as cli_main
+from personagraph.personas.cards import CardError, export_card, import_card, load_card, slugify
+from personagraph.personas.index import knowledge_documents
+from personagraph.personas.model import list_personas, load_knowledge, load_persona
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "data" / "cards" / "example_card_v2.json"
 

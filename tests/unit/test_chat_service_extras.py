@@ -10,11 +10,11 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
-from graphs.chat_session import ChatService, InvalidRequestError, validate_request
-from nodes.retrieval import memories_namespace, profile_namespace
-from serving.models import ModelUnavailableError, use_models
+from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
+from personagraph.nodes.retrieval import memories_namespace, profile_namespace
+from personagraph.serving.models import ModelUnavailableError, use_models
 from tests.fakes import scripted
-from ui.app import greeting, render_details
+from personagraph.ui.app import greeting, render_details
 
 PROFILE = {"name": "Minji", "favourite_song": "Small Steps", "facts": ["lives in Busan"]}
 
@@ -174,7 +174,7 @@ def test_greeting_for_new_and_returning_fans(service: ChatService, data_dir: Pat
         + 'returning_greeting:\n  ko: "{name}, 다시 왔네!"\n  en: "{name}, welcome back!"\n',
         encoding="utf-8",
     )
-    from personas.model import load_persona
+    from personagraph.personas.model import load_persona
 
     load_persona.cache_clear()
     assert greeting("tiny", "en") == "Hi Pebbler!"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from crm.catalog import Catalog, load_catalog, product_fact_texts, promotion_text
-from crm.checks import (
+from personagraph.crm.catalog import Catalog, load_catalog, product_fact_texts, promotion_text
+from personagraph.crm.checks import (
     check_citations,
     check_grounding,
     check_length,

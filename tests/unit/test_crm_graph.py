@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from crm.catalog import load_catalog
-from crm.service import CrmService
-from graphs.crm_message import CrmContext, graph
-from serving.models import ModelUnavailableError, use_models
+from personagraph.crm.catalog import load_catalog
+from personagraph.services.crm import CrmService
+from personagraph.graphs.crm_message import CrmContext, graph
+from personagraph.serving.models import ModelUnavailableError, use_models
 from tests.fakes import scripted
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "crm"
@@ -50,8 +50,8 @@ def make_tiny_catalog(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    from memory.vectors import chroma_client
-    from serving.settings import Settings
+    from personagraph.memory.vectors import chroma_client
+    from personagraph.serving.settings import Settings
 
     root = tmp_path_factory.mktemp("crm")
     return make_tiny_catalog(root / "data"), chroma_client(Settings(personagraph_home=root / "home"))
@@ -62,7 +62,7 @@ def tiny(tiny_dirs: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch, isolated_
     """CRM_DATA_DIR = the tiny catalog; one Chroma client for this module, so the index is built once."""
     data, client = tiny_dirs
     monkeypatch.setenv("CRM_DATA_DIR", str(data))
-    monkeypatch.setattr("nodes.crm.vector_client", lambda: client)
+    monkeypatch.setattr("personagraph.nodes.crm.vector_client", lambda: client)
     load_catalog.cache_clear()  # type: ignore[attr-defined]
     yield isolated_home
     load_catalog.cache_clear()  # type: ignore[attr-defined]
@@ -161,7 +161,7 @@ def test_service_caches_on_inputs_and_model_and_logs_timings(
         CrmService(use_cache=False).run(REQUEST)
         assert len(stylist.calls) == 2
         monkeypatch.setenv("LLM_STYLIST_MODEL", "stylist-lora-v2")
-        from serving.settings import get_settings
+        from personagraph.serving.settings import get_settings
 
         get_settings.cache_clear()
         assert not CrmService().run(REQUEST)["cached"]  # another model: another key
@@ -176,7 +176,7 @@ def test_batch_with_a_bad_row_reports_it_and_completes_the_others(tiny: Path, tm
     batch = tmp_path / "rows.json"
     batch.write_text(json.dumps(rows), encoding="utf-8")
     out = tmp_path / "out.json"
-    from crm.cli import add_crm_parser
+    from personagraph.cli.crm import add_crm_parser
 
     parser = argparse.ArgumentParser()
     add_crm_parser(parser.add_subparsers())
@@ -191,7 +191,7 @@ def test_batch_with_a_bad_row_reports_it_and_completes_the_others(tiny: Path, tm
 
 
 def test_cli_single_run_prints_the_result_json(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from crm.cli import add_crm_parser
+    from personagraph.cli.crm import add_crm_parser
 
     parser = argparse.ArgumentParser()
     add_crm_parser(parser.add_subparsers())
@@ -236,7 +236,7 @@ def test_brand_classifier_tells_brands_apart_on_their_own_voice() -> None:
 def test_ui_highlights_facts_with_their_evidence_and_runs_a_batch(tiny: Path, tmp_path: Path) -> None:
     import gradio as gr
 
-    from ui.crm_tab import build_crm_tab, generate, highlight, run_batch_file
+    from personagraph.ui.crm_tab import build_crm_tab, generate, highlight, run_batch_file
 
     with use_models({"drafter": scripted(DRAFT), "stylist": scripted(BAD)}):
         message, marked, checks, evidence, result = generate(
@@ -263,7 +263,7 @@ def test_tone_refine_is_a_generic_node() -> None:
 
     from langgraph.runtime import Runtime
 
-    from nodes.tone import tone_refine
+    from personagraph.nodes.tone import tone_refine
 
     @dataclass
     class AnyContext:
@@ -286,8 +286,8 @@ def test_tone_refine_is_a_generic_node() -> None:
 
 
 def test_short_channels_get_fewer_draft_points() -> None:
-    from crm.catalog import load_catalog
-    from nodes.crm import points_for, render_draft
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.nodes.crm import points_for, render_draft
 
     channels = load_catalog().channels
     assert points_for(channels["sms"]) == 0 and points_for(channels["push"]) == 1

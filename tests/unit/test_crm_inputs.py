@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from crm.cli import add_crm_parser
-from crm.inputs import CrmInputError, parse_request
+from personagraph.cli.crm import add_crm_parser
+from personagraph.crm.inputs import CrmInputError, parse_request
 
 BASE = {
     "persona": 0,

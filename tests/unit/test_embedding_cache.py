@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memory import embeddings
-from serving.settings import get_settings
+from personagraph.memory import embeddings
+from personagraph.serving.settings import get_settings
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from langgraph.store.memory import InMemoryStore
 from evals import memory as memory_eval
 from evals import persona as persona_eval
 from evals.__main__ import EVALS
-from graphs.chat_session import ChatService
-from serving.language import detect_language
-from serving.models import use_models
+from personagraph.services.chat import ChatService
+from personagraph.serving.language import detect_language
+from personagraph.serving.models import use_models
 from tests.fakes import scripted
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,7 +124,7 @@ def test_persona_summary_matches_hand_worked_numbers(service: ChatService) -> No
 
 
 def test_persona_turn_errors_are_counted_not_scored(service: ChatService) -> None:
-    from serving.models import ModelUnavailableError
+    from personagraph.serving.models import ModelUnavailableError
 
     down = ModelUnavailableError("chat server down")
     models = {"router": scripted(router), "chat": scripted(down), "judge": scripted(judge)}
@@ -271,7 +271,7 @@ def test_memory_rows_and_summary(service: ChatService) -> None:
 
 
 def test_memory_turn_error_fails_the_scenario(service: ChatService) -> None:
-    from serving.models import ModelUnavailableError
+    from personagraph.serving.models import ModelUnavailableError
 
     chat = scripted("Nice, Pebbler! 🌱", ModelUnavailableError("chat server down"))
     with use_models({"router": scripted(memory_router), "chat": chat}):

@@ -201,7 +201,7 @@ def test_filter_lets_the_other_evals_ordinary_messages_through() -> None:
     """The memory scenarios, the ordinary persona prompts and the smoke chats that expect a reply
     are what fans say every day (introductions, favourites, "remember my name?"): the shipped
     filter blocks none of them, and it blocks every smoke chat that expects a refusal."""
-    from nodes.input_filter import screen_input
+    from personagraph.safety.input_filter import screen_input
 
     def rows(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in (REPO / "evals" / name).read_text(encoding="utf-8").splitlines()]

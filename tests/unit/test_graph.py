@@ -10,9 +10,9 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
-from graphs.chat_session import ChatService, InvalidRequestError, validate_request
-from graphs.persona_chat import builder
-from serving.models import ModelUnavailableError, use_models
+from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
+from personagraph.graphs.persona_chat import builder
+from personagraph.serving.models import ModelUnavailableError, use_models
 from tests.fakes import scripted
 
 TINY_REFUSAL_EN = "That's not something I can talk about, Pebbler. Let's chat about something else 🌱"
@@ -51,9 +51,9 @@ def test_safe_knowledge_turn_replies_with_sources(service: ChatService) -> None:
 
 
 def test_smalltalk_skips_retrieval(service: ChatService, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nodes.retrieval
+    from personagraph.nodes import retrieval
 
-    monkeypatch.setattr(nodes.retrieval, "ensure_persona_index", lambda *a: pytest.fail("no retrieval"))
+    monkeypatch.setattr(retrieval, "ensure_persona_index", lambda *a: pytest.fail("no retrieval"))
     with use_models({"router": smalltalk(), "chat": scripted("Hi Pebbler!")}):
         result = service.send(request("hello there"))
     assert result.reply == "Hi Pebbler!"
@@ -193,7 +193,7 @@ def test_profile_is_remembered_across_turns(service: ChatService) -> None:
 
 
 def test_compiled_builder_runs_with_context(data_dir: Path) -> None:
-    from nodes.context import ChatContext
+    from personagraph.nodes.context import ChatContext
 
     graph = builder.compile(checkpointer=InMemorySaver(), store=InMemoryStore())
     with use_models({"router": smalltalk(), "chat": scripted("Hello!")}):
@@ -217,7 +217,7 @@ def test_validate_request_empty_message(data_dir: Path, message: str) -> None:
 
 
 def test_validate_request_too_long_message(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving.settings import get_settings
+    from personagraph.serving.settings import get_settings
 
     monkeypatch.setenv("MAX_MESSAGE_CHARS", "20")
     get_settings.cache_clear()

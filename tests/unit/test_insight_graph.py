@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from graphs.insight_qa import graph
-from insight.lexicon import keyword_intent, mentioned_segments
-from insight.source import use_snapshot
-from insight.store import Snapshot
-from nodes.insight import InsightContext, InvalidQuestionError
-from serving.models import use_models
+from personagraph.graphs.insight_qa import graph
+from personagraph.insight.lexicon import keyword_intent, mentioned_segments
+from personagraph.insight.source import use_snapshot
+from personagraph.insight.store import Snapshot
+from personagraph.nodes.insight import InsightContext, InvalidQuestionError
+from personagraph.serving.models import use_models
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot
-from tools import insight as tools
+from personagraph.insight import facts as tools
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_ambiguous_question_goes_to_the_router_model(live: Snapshot) -> None:
 
 
 def test_router_model_error_falls_back_to_keywords(live: Snapshot) -> None:
-    from serving.models import ModelUnavailableError
+    from personagraph.serving.models import ModelUnavailableError
 
     router = scripted(ModelUnavailableError("server down"))
     out = ask("How do we get customers who stopped buying to come back?", router=router, router_mode="model")
@@ -160,7 +160,7 @@ def test_other_segment_mentions_are_removed(live: Snapshot) -> None:
 
 
 def test_drafter_error_gives_a_clear_message(live: Snapshot) -> None:
-    from serving.models import ModelUnavailableError
+    from personagraph.serving.models import ModelUnavailableError
 
     out = ask("What are our VIP customers like?", drafter=scripted(ModelUnavailableError("server down at x")))
     assert out["error"] and "server down" in out["answer"] and out["flagged"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from insight import intent_classifier as ic
-from insight.lexicon import INTENTS, KeywordGuess, keyword_intent
+from personagraph.insight import intent_classifier as ic
+from personagraph.insight.lexicon import INTENTS, KeywordGuess, keyword_intent
 
 
 def test_trains_on_the_shipped_questions_and_predicts_known_intents() -> None:
@@ -77,7 +77,7 @@ def test_cross_validation_reports_each_router() -> None:
 
 def test_without_training_files_the_words_decide(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    from serving.settings import get_settings
+    from personagraph.serving.settings import get_settings
 
     get_settings.cache_clear()
     guess = keyword_intent("What are VIP customers like?")
@@ -98,13 +98,13 @@ def test_without_training_files_the_words_decide(monkeypatch: pytest.MonkeyPatch
     ],
 )
 def test_team_nicknames_name_their_segment(question: str, segments: list[str]) -> None:
-    from insight.lexicon import find_segments
+    from personagraph.insight.lexicon import find_segments
 
     assert find_segments(question) == segments
 
 
 def test_other_companies_are_a_feature_not_a_verdict() -> None:
-    from insight.lexicon import names_other_company
+    from personagraph.insight.lexicon import names_other_company
 
     assert names_other_company("올리브영 VIP는 뭘 사?")
     assert names_other_company("What does Sephora's loyalty program offer?")

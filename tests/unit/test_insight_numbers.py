@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from insight.numbers import check_numbers, parse_numbers
+from personagraph.insight.numbers import check_numbers, parse_numbers
 
 RESULTS = {
     "segment_stats[vip]": {

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from insight.orders import CATALOGUE, Order, generate_history, load_or_generate, read_history
-from insight.segments import (
+from personagraph.insight.orders import CATALOGUE, Order, generate_history, load_or_generate, read_history
+from personagraph.insight.segments import (
     SEGMENTS,
     SegmentModel,
     SegmentScorer,
@@ -16,7 +16,7 @@ from insight.segments import (
     model_report,
     name_components,
 )
-from insight.simulator import OrderFactory
+from personagraph.insight.simulator import OrderFactory
 from tests.unit.insight_support import ANCHOR, small_history, small_model
 
 
@@ -54,7 +54,7 @@ def test_segments_are_named_from_centroids() -> None:
     # Archetypes land mostly in their segment.
     h = small_history()
     agg = h.orders.groupby("customer_id").agg(last=("ts", "max"), f=("ts", "size"), m=("amount", "sum"))
-    from insight.segments import rfm_raw
+    from personagraph.insight.segments import rfm_raw
 
     raw = rfm_raw(agg["last"].to_numpy(), agg["f"].to_numpy(), agg["m"].to_numpy(), h.anchor)
     segments = np.array(model.predict(raw))
@@ -108,7 +108,7 @@ def test_fit_needs_enough_customers() -> None:
 def test_model_report_compares_kmeans_and_gmm() -> None:
     h = small_history()
     agg = h.orders.groupby("customer_id").agg(last=("ts", "max"), f=("ts", "size"), m=("amount", "sum"))
-    from insight.segments import report_markdown, rfm_raw
+    from personagraph.insight.segments import report_markdown, rfm_raw
 
     raw = rfm_raw(agg["last"].to_numpy(), agg["f"].to_numpy(), agg["m"].to_numpy(), h.anchor)
     report = model_report(raw, ks=(4, 5), bootstraps=2)
@@ -140,7 +140,7 @@ def test_order_factory_is_seeded_and_valid() -> None:
 
 
 def test_read_history_matches_saved(tmp_path: object) -> None:
-    from insight.orders import history_path, save_history
+    from personagraph.insight.orders import history_path, save_history
 
     h = generate_history(60, 600, seed=9, anchor=ANCHOR)
     path = save_history(h, history_path(60, 600, 9))

@@ -6,12 +6,12 @@ import json
 
 import gradio as gr
 
-from insight.segments import SEGMENTS, label
-from insight.source import use_snapshot
-from serving.models import use_models
+from personagraph.insight.segments import SEGMENTS, label
+from personagraph.insight.source import use_snapshot
+from personagraph.serving.models import use_models
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot
-from ui import insight_tab
+from personagraph.ui import insight_tab
 
 
 def test_tab_builds_inside_blocks() -> None:

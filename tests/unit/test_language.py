@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.language import detect_language, script_drift
+from personagraph.serving.language import detect_language, script_drift
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.local_model import PACKAGED_MODELS, LocalModelError, resolve_model_file
+from personagraph.serving.local_model import PACKAGED_MODELS, LocalModelError, resolve_model_file
 
 
 def assert_lists_allowed(error: LocalModelError) -> None:

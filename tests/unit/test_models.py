@@ -17,8 +17,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
-import serving.models as models
-from serving.models import (
+import personagraph.serving.models as models
+from personagraph.serving.models import (
     ModelError,
     ModelUnavailableError,
     StructuredOutputError,
@@ -29,7 +29,7 @@ from serving.models import (
     structured,
     use_models,
 )
-from serving.settings import get_settings
+from personagraph.serving.settings import get_settings
 from tests.fakes import scripted
 
 

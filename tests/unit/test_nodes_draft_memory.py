@@ -7,10 +7,10 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.store.memory import InMemoryStore
 
-from nodes.draft import build_system_prompt, draft, format_profile
-from nodes.memory_write import ProfileUpdate, memory_write, merge_profile
-from nodes.retrieval import memories_namespace, profile_namespace
-from serving.models import use_models
+from personagraph.nodes.draft import build_system_prompt, draft, format_profile
+from personagraph.nodes.memory_write import ProfileUpdate, memory_write, merge_profile
+from personagraph.nodes.retrieval import memories_namespace, profile_namespace
+from personagraph.serving.models import use_models
 from tests.fakes import scripted
 
 
@@ -289,9 +289,9 @@ def test_merge_profile_drops_placeholders_stored_before() -> None:
 def test_personal_questions_ask_for_the_remembered_facts_by_name(make_runtime) -> None:
     from langchain_core.messages import HumanMessage
 
-    from nodes.draft import draft
-    from prompts import persona_chat as prompts
-    from serving.models import use_models
+    from personagraph.nodes.draft import draft
+    from personagraph.prompts import persona_chat as prompts
+    from personagraph.serving.models import use_models
     from tests.fakes import scripted
 
     model = scripted("Of course, Minji! 🌱")

@@ -8,11 +8,11 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.store.memory import InMemoryStore
 
-from memory.persistence import store_index_config
-from nodes.retrieval import memories_namespace, retrieve, vector_client
-from nodes.routing import route_intent
-from personas.index import ensure_persona_index
-from serving.models import StructuredOutputError, use_models
+from personagraph.memory.persistence import store_index_config
+from personagraph.nodes.retrieval import memories_namespace, retrieve, vector_client
+from personagraph.nodes.routing import route_intent
+from personagraph.personas.index import ensure_persona_index
+from personagraph.serving.models import StructuredOutputError, use_models
 from tests.fakes import scripted
 
 
@@ -151,12 +151,12 @@ def test_personal_intent_searches_the_fans_memories(make_runtime) -> None:
 
 
 def test_personal_intent_does_not_touch_persona_index(make_runtime, monkeypatch) -> None:
-    import nodes.retrieval
+    from personagraph.nodes import retrieval
 
     def fail(*args, **kwargs):
         raise AssertionError("personal intent must not search the persona's knowledge")
 
-    monkeypatch.setattr(nodes.retrieval, "ensure_persona_index", fail)
+    monkeypatch.setattr(retrieval, "ensure_persona_index", fail)
     update = retrieve({"intent": "personal", "search_query": "x"}, make_runtime())
     assert update == {"retrieved": [], "sources": []}
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from nodes.draft import respond
-from nodes.routing import route_after_intent
-from nodes.safety import (
+from personagraph.nodes.draft import respond
+from personagraph.nodes.routing import route_after_intent
+from personagraph.nodes.safety import (
     SELF_HARM_REPLY,
     check_output,
     input_safety,
@@ -19,7 +19,7 @@ from nodes.safety import (
     route_after_input_safety,
     route_after_output_safety,
 )
-from personas.model import load_persona
+from personagraph.personas.model import load_persona
 
 TINY_REFUSAL_EN = "That's not something I can talk about, Pebbler. Let's chat about something else 🌱"
 TINY_REFUSAL_KO = "그건 말하기 어려워, 조약돌. 다른 얘기 하자 🌱"
@@ -274,8 +274,8 @@ def test_a_worse_style_rewrite_keeps_the_original_draft(make_runtime, rewrite: s
 
 
 def test_korean_speech_level_hint_follows_the_persona(data_dir) -> None:
-    from nodes.draft import speech_hint
-    from prompts import persona_chat as prompts
+    from personagraph.nodes.draft import speech_hint
+    from personagraph.prompts import persona_chat as prompts
 
     tiny = load_persona("tiny")
     assert speech_hint(tiny, "en") == ""
@@ -286,7 +286,7 @@ def test_korean_speech_level_hint_follows_the_persona(data_dir) -> None:
 
 def test_repeating_a_fact_is_not_a_prompt_leak(make_runtime) -> None:
     """Facts (retrieved context, the biography) may be quoted; the instructions may not."""
-    from nodes.draft import instruction_text
+    from personagraph.nodes.draft import instruction_text
 
     tiny = load_persona("tiny")
     fact = "Tiny is the main dancer of the fictional group PEBBLE."

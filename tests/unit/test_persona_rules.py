@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from nodes import persona_rules as pr
-from personas.model import ForbiddenTopic, Persona, SpeechRules
+from personagraph.personas import rules as pr
+from personagraph.personas.model import ForbiddenTopic, Persona, SpeechRules
 
 
 def make_persona(**speech: Any) -> Persona:
@@ -193,7 +193,7 @@ def test_forbidden_topics(data_dir: Any, text: str, topics: list[str]) -> None:
 
 
 def test_forbidden_topic_agrees_with_output_safety(data_dir: Any) -> None:
-    from nodes.safety import check_output
+    from personagraph.nodes.safety import check_output
 
     for text in ["my boyfriend", "열애설 말고", "a contract", "music"]:
         ours = bool(pr.forbidden_topic_hits(text, YUNA))
@@ -417,7 +417,7 @@ def test_other_character_names_from_world_and_personas() -> None:
 
 
 def test_shipped_personas_greetings_and_refusals_pass() -> None:
-    from personas.model import list_personas, load_persona, load_world
+    from personagraph.personas.model import list_personas, load_persona, load_world
 
     for persona_id in list_personas():
         persona = load_persona(persona_id)

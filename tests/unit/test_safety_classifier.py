@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
-import nodes.input_filter as input_filter
-from nodes.input_filter import JUDGE_SKIP_ABOVE, screen_input
-from nodes.safety import input_safety
-from nodes.safety_classifier import (
+import personagraph.safety.input_filter as input_filter
+from personagraph.safety.input_filter import JUDGE_SKIP_ABOVE, screen_input
+from personagraph.nodes.safety import input_safety
+from personagraph.safety.classifier import (
     CATEGORIES,
     CLAUSE_MARGIN,
     THRESHOLD_ENV,
@@ -32,8 +32,8 @@ from nodes.safety_classifier import (
     trained_model,
     wrapped,
 )
-from nodes.safety_rules import join_letters, match_cues, match_rules, normalise
-from serving.models import use_models
+from personagraph.safety.rules import join_letters, match_cues, match_rules, normalise
+from personagraph.serving.models import use_models
 from tests.fakes import scripted
 
 REPO_TRAIN = Path(__file__).resolve().parents[2] / "data" / "safety" / "train.jsonl"
@@ -170,8 +170,7 @@ def test_trained_model_is_cached_by_content(data_dir, tmp_path: Path) -> None:
 def test_trained_model_is_kept_on_disk_and_a_damaged_file_is_replaced(
     data_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nodes.safety_classifier as safety_classifier
-
+    import personagraph.safety.classifier as safety_classifier
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache" / "models"))
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(REPO_TRAIN.read_text(encoding="utf-8").splitlines()[::5]), encoding="utf-8")

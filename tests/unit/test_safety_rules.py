@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from nodes.safety_rules import match_rules, normalise
+from personagraph.safety.rules import match_rules, normalise
 
 UNSAFE = [
     # profanity, with the usual tricks
@@ -179,7 +179,7 @@ def test_decomposed_hangul_is_recomposed() -> None:
 
 def test_bare_swearing_is_a_cue_not_a_rule() -> None:
     """Swearing as praise is fan talk: a bare intensifier is left to the classifier as a cue."""
-    from nodes.safety_rules import match_cues
+    from personagraph.safety.rules import match_cues
 
     for text in ("존나 멋있어", "ㅅㅂ 무대 찢었다", "fucking finally the teaser", "씨발 진짜 짜증나네"):
         assert match_rules(text) == [], text
@@ -187,7 +187,7 @@ def test_bare_swearing_is_a_cue_not_a_rule() -> None:
 
 
 def test_the_persona_may_not_swear_even_as_praise() -> None:
-    from nodes.safety_rules import unsafe_language
+    from personagraph.safety.rules import unsafe_language
 
     assert [h.category for h in unsafe_language("this stage was fucking perfect")] == ["profanity"]
     assert [h.category for h in unsafe_language("존나 멋있었어 오늘")] == ["profanity"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from serving.settings import ROLES, get_settings
+from personagraph.serving.settings import ROLES, get_settings
 
 
 def fresh():

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from nodes.persona_rules import speech_levels
-from nodes.speech_style import conform_speech_level, convert
+from personagraph.personas.rules import speech_levels
+from personagraph.personas.speech_style import conform_speech_level, convert
 from tests.unit.test_persona_rules import make_persona
 
 
@@ -90,14 +90,14 @@ def test_a_polite_persona_gets_polite_endings() -> None:
 def test_output_safety_fixes_the_level_without_a_rewrite(
     make_runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nodes.safety
-    from nodes.safety import output_safety
-    from personas.model import load_persona
+    from personagraph.nodes import safety
+    from personagraph.nodes.safety import output_safety
+    from personagraph.personas.model import load_persona
     from tests.unit.test_nodes_safety import draft_state
 
     tiny = load_persona("tiny")
     mostly_plain = tiny.model_copy(update={"speech": tiny.speech.model_copy(update={"banmal_ratio": 0.9})})
-    monkeypatch.setattr(nodes.safety, "load_persona", lambda persona_id: mostly_plain)
+    monkeypatch.setattr(safety, "load_persona", lambda persona_id: mostly_plain)
     update: Any = output_safety(
         draft_state("반갑습니다, 조약돌! 오늘 연습 정말 좋았어요 🌱", lang="ko"), make_runtime()
     )

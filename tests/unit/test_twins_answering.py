@@ -8,18 +8,18 @@ import typing
 import pytest
 from pydantic import ValidationError
 
-from serving.models import ModelUnavailableError, use_models
-from serving.settings import REPO_ROOT
+from personagraph.serving.models import ModelUnavailableError, use_models
+from personagraph.serving.settings import REPO_ROOT
 from tests.fakes import scripted
-from twins.answering import (
+from personagraph.services.twins.answering import (
     answer_model,
     ask_question,
     ask_questionnaire,
     questionnaire_model,
     render_questionnaire,
 )
-from twins.respondents import Respondent
-from twins.surveys import load_survey, survey_from_data
+from personagraph.twins.respondents import Respondent
+from personagraph.twins.surveys import load_survey, survey_from_data
 
 SURVEY = survey_from_data(
     {

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from serving.models import ModelUnavailableError, use_models
-from serving.settings import REPO_ROOT
+from personagraph.serving.models import ModelUnavailableError, use_models
+from personagraph.serving.settings import REPO_ROOT
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot, people_from
-from twins.answering import Mode
-from twins.batch import (
+from personagraph.services.twins.answering import Mode
+from personagraph.services.twins.runs import (
     BatchOptions,
     Progress,
     RateLimiter,
@@ -35,7 +35,7 @@ from twins.batch import (
     run_survey,
     summarize,
 )
-from twins.surveys import load_survey
+from personagraph.twins.surveys import load_survey
 
 BRAND = load_survey(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")
 
@@ -123,11 +123,11 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path: Path) -> None:
             f"""
             import sys, time
             sys.path.insert(0, {str(REPO_ROOT)!r})
-            from serving.models import use_models
+            from personagraph.serving.models import use_models
             from tests.fakes import scripted
             from tests.unit.twins_support import answer_bot, people_from
-            from twins.batch import run_survey
-            from twins.surveys import load_survey
+            from personagraph.services.twins.runs import run_survey
+            from personagraph.twins.surveys import load_survey
             survey = load_survey({str(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")!r})
             bot = answer_bot(survey, people_from(5))
             def slow(messages):

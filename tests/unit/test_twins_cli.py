@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serving.models import use_models
-from serving.settings import REPO_ROOT
+from personagraph.serving.models import use_models
+from personagraph.serving.settings import REPO_ROOT
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot
-from twins.cli import add_interview_parser, add_survey_parser
-from twins.respondents import load_twin2k, parse_select, select
-from twins.surveys import load_survey
+from personagraph.cli.twins import add_interview_parser, add_survey_parser
+from personagraph.twins.respondents import load_twin2k, parse_select, select
+from personagraph.twins.surveys import load_survey
 
 TAM = REPO_ROOT / "data" / "surveys" / "tam_en.yaml"
 GUIDE = REPO_ROOT / "data" / "interviews" / "ai_at_work_en.yaml"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from twins.respondents import (
+from personagraph.twins.respondents import (
     NumericRange,
     RespondentError,
     Selection,

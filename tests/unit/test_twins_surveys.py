@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.settings import REPO_ROOT
-from twins.surveys import (
+from personagraph.serving.settings import REPO_ROOT
+from personagraph.twins.surveys import (
     SurveyError,
     assign_arms,
     list_templates,

@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serving.models import use_models
-from serving.settings import REPO_ROOT
+from personagraph.serving.models import use_models
+from personagraph.serving.settings import REPO_ROOT
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot, people_from
-from twins.batch import BatchOptions, RunError, create_survey_run, delete_run, run_survey, visible_runs
-from twins.surveys import SurveyError, load_survey
-from ui import twins_tab
+from personagraph.services.twins.runs import BatchOptions, RunError, create_survey_run, delete_run, run_survey, visible_runs
+from personagraph.twins.surveys import SurveyError, load_survey
+from personagraph.ui import twins_tab
 
 BRAND_FILE = REPO_ROOT / "data" / "surveys" / "brand_en.yaml"
 
@@ -64,7 +64,7 @@ def test_users_see_their_own_runs_and_admins_all() -> None:
 
 
 def test_summary_plots_show_the_stored_answers() -> None:
-    from twins.batch import RunStore, by_segment, summarize
+    from personagraph.services.twins.runs import RunStore, by_segment, summarize
 
     run_id, _ = _finished_run("mina", n=4)
     with RunStore.open(run_id) as store:
@@ -85,7 +85,7 @@ def test_validation_scores_a_run_against_an_answers_file(tmp_path: Path) -> None
     survey = load_survey(BRAND_FILE)
     scored = [q for q in survey.questions if q.options or q.scale_max is not None]
     # Real answers: the first two people match the twins' answers exactly, others are strangers.
-    from twins.batch import RunStore
+    from personagraph.services.twins.runs import RunStore
 
     with RunStore.open(run_id) as store:
         twin_answers = {(a.person_id, a.question_id): a.value for a in store.answers() if a.status == "ok"}

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from evals.twins import run as run_eval
-from serving.models import use_models
-from serving.settings import REPO_ROOT
+from personagraph.serving.models import use_models
+from personagraph.serving.settings import REPO_ROOT
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot, write_tiny_eval_files
-from twins.respondents import load_user_personas
-from twins.surveys import load_survey, survey_from_data
-from twins.validation import (
+from personagraph.twins.respondents import load_user_personas
+from personagraph.twins.surveys import load_survey, survey_from_data
+from personagraph.twins.validation import (
     answer_accuracy,
     pearson,
     population_baseline,

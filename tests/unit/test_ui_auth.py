@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ui.auth import LOCAL_USER, AuthConfig, AuthConfigError, current_account
+from personagraph.ui.auth import LOCAL_USER, AuthConfig, AuthConfigError, current_account
 
 BOTH = {"AUTH_USER_ID": "mina", "AUTH_USER_PW": "pw-1", "AUTH_ADMIN_ID": "boss", "AUTH_ADMIN_PW": "pw-2"}
 

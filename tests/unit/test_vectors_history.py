@@ -7,8 +7,8 @@ import re
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from memory.history import recent_start, render, split_history
-from memory.vectors import chunk_text
+from personagraph.memory.history import recent_start, render, split_history
+from personagraph.memory.vectors import chunk_text
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from twins.respondents import Respondent
-from twins.surveys import Question, Survey
+from personagraph.twins.respondents import Respondent
+from personagraph.twins.surveys import Question, Survey
 
 _ID = re.compile(r"^\[([A-Za-z0-9_.-]+)\] ", re.MULTILINE)
 

@@ -59,8 +59,8 @@ def _error(message: str, code: int = 2) -> int:
 
 
 def choices() -> dict[str, Any]:
-    from crm.catalog import load_catalog
-    from crm.definitions import PERSONAS, STAGES, STYLES
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
 
     catalog = load_catalog()
     return {
@@ -74,16 +74,16 @@ def choices() -> dict[str, Any]:
 
 
 def cmd_crm(args: argparse.Namespace) -> int:
-    from crm.catalog import CatalogError
-    from crm.inputs import CrmInputError
-    from crm.service import BatchFileError, CrmService, load_rows, write_results
+    from personagraph.crm.catalog import CatalogError
+    from personagraph.crm.inputs import CrmInputError
+    from personagraph.services.crm import BatchFileError, CrmService, load_rows, write_results
 
     try:
         if args.list:
             print(json.dumps(choices(), ensure_ascii=False, indent=1))
             return 0
         if args.build_index:
-            from crm.index import main as index_main
+            from personagraph.crm.index import main as index_main
 
             return index_main(["--force"] if args.force else [])
         service = CrmService(use_cache=False if args.disable_cache else None)

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from crm.catalog import crm_home, crm_settings, load_catalog
-from crm.inputs import CrmInputError, CrmRequest, parse_request
-from nodes.crm import CrmContext, model_names
-from prompts.crm import PROMPT_VERSION
+from personagraph.crm.catalog import crm_home, crm_settings, load_catalog
+from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
+from personagraph.nodes.crm import CrmContext, model_names
+from personagraph.prompts.crm import PROMPT_VERSION
 
 STEPS = ("load", "retrieval", "draft", "refine", "checks", "total")
 
@@ -77,7 +77,7 @@ class CrmService:
 
     def run(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """One request (raises `CrmInputError` for an invalid value); the result JSON as a dict."""
-        from graphs.crm_message import graph
+        from personagraph.graphs.crm_message import graph
 
         request = parse_request(raw)
         key = cache_key(request, self.context)

@@ -46,9 +46,9 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from nodes.safety_rules import normalise, unsafe_language
-from personas.model import ForbiddenTopic, Persona
-from serving.language import Lang, detect_language, script_drift
+from personagraph.safety.rules import normalise, unsafe_language
+from personagraph.personas.model import ForbiddenTopic, Persona
+from personagraph.serving.language import Lang, detect_language, script_drift
 
 HARD, SOFT = "hard", "soft"
 # The fan address is a habit, not a rule for every reply: the persona meets "at least sometimes"

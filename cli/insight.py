@@ -1,6 +1,6 @@
 """`personagraph insight ...`: history, live stream, consumers, model report, questions.
 
-    from insight.cli import add_insight_parser
+    from personagraph.cli.insight import add_insight_parser
     add_insight_parser(sub)           # sets `func`, returning an exit code
 
 personagraph insight generate-history [--customers 5000] [--orders 100000] [--seed 7] [--regenerate]
@@ -72,9 +72,9 @@ def _error(message: str, code: int) -> int:
 
 
 def _redis_source(url: str | None) -> Any:
-    from insight.settings import get_insight_settings
-    from insight.source import RedisSource
-    from serving.settings import get_settings
+    from personagraph.insight.settings import get_insight_settings
+    from personagraph.insight.source import RedisSource
+    from personagraph.serving.settings import get_settings
 
     url = url or get_insight_settings().redis_url or get_settings().redis_url
     if not url:
@@ -84,8 +84,8 @@ def _redis_source(url: str | None) -> Any:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from insight.orders import history_path, load_or_generate
-    from insight.settings import get_insight_settings
+    from personagraph.insight.orders import history_path, load_or_generate
+    from personagraph.insight.settings import get_insight_settings
 
     s = get_insight_settings()
     customers, orders, seed = (
@@ -121,7 +121,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import redis
 
-    from insight.simulator import OrderFactory, simulate
+    from personagraph.insight.simulator import OrderFactory, simulate
 
     if args.count is None and args.seconds is None:
         return _error("give --count N or --seconds S", 2)
@@ -169,8 +169,8 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from insight.segments import model_report, report_markdown
-    from insight.source import HistorySource
+    from personagraph.insight.segments import model_report, report_markdown
+    from personagraph.insight.source import HistorySource
 
     try:
         source = _redis_source(args.redis_url) if args.redis_url else HistorySource()
@@ -183,9 +183,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from graphs.insight_qa import graph
-    from insight.source import RedisSource, set_source
-    from nodes.insight import InsightContext, InvalidQuestionError
+    from personagraph.graphs.insight_qa import graph
+    from personagraph.insight.source import RedisSource, set_source
+    from personagraph.nodes.insight import InsightContext, InvalidQuestionError
 
     if args.redis_url:
         set_source(RedisSource(args.redis_url))

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from nodes.safety_classifier import classify
-from nodes.safety_rules import match_rules
-from serving.settings import Role
+from personagraph.safety.classifier import classify
+from personagraph.safety.rules import match_rules
+from personagraph.serving.settings import Role
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def ask_judge(text: str, role: Role = "judge") -> SafetyJudgement:
     """The judge role's structured verdict on a message (raises on model errors)."""
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from serving.models import structured
+    from personagraph.serving.models import structured
 
     return structured(
         role,

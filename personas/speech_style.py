@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from nodes.persona_rules import check_speech
-from personas.model import Persona
+from personagraph.personas.rules import check_speech
+from personagraph.personas.model import Persona
 
 Level = Literal["banmal", "jondaemal"]
 Morph = tuple[str, str]

@@ -22,13 +22,13 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from graphs.persona_chat import builder
-from memory.persistence import make_checkpointer, make_store
-from nodes.context import ChatContext
-from nodes.retrieval import memories_namespace, profile_namespace
-from personas.model import list_personas, persona_dir
-from serving.models import ModelError
-from serving.settings import get_settings
+from personagraph.graphs.persona_chat import builder
+from personagraph.memory.persistence import make_checkpointer, make_store
+from personagraph.nodes.context import ChatContext
+from personagraph.nodes.retrieval import memories_namespace, profile_namespace
+from personagraph.personas.model import list_personas, persona_dir
+from personagraph.serving.models import ModelError
+from personagraph.serving.settings import get_settings
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 _PERSONA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")

@@ -31,11 +31,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from serving.models import ModelError, StructuredOutputError
-from serving.settings import Role, get_settings
-from twins.answering import MODES, AnswerRecord, Mode, ask_question, ask_questionnaire
-from twins.respondents import Respondent
-from twins.surveys import Question, Survey, assign_arms, survey_from_data, to_native, to_twin2k
+from personagraph.serving.models import ModelError, StructuredOutputError
+from personagraph.serving.settings import Role, get_settings
+from personagraph.services.twins.answering import MODES, AnswerRecord, Mode, ask_question, ask_questionnaire
+from personagraph.twins.respondents import Respondent
+from personagraph.twins.surveys import Question, Survey, assign_arms, survey_from_data, to_native, to_twin2k
 
 RunKind = Literal["survey", "interview"]
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
@@ -835,7 +835,7 @@ def export_all(run_id: str, out_dir: Path) -> dict[str, str]:
             files["csv"] = str(export_csv(store, out_dir / f"{run_id}.csv"))
             files["excel"] = str(export_excel([store], out_dir / f"{run_id}.xlsx"))
         else:
-            from twins.interviews import export_transcripts
+            from personagraph.services.twins.interviews import export_transcripts
 
             files.update(export_transcripts(store, out_dir / f"{run_id}_transcripts"))
     return files

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from serving.settings import get_settings
+from personagraph.serving.settings import get_settings
 
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
 _LEET = str.maketrans(

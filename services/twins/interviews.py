@@ -24,9 +24,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from graphs.twin_interview import build_graph
-from nodes.interview import InterviewContext, InterviewInput
-from twins.batch import (
+from personagraph.graphs.twin_interview import build_graph
+from personagraph.nodes.interview import InterviewContext, InterviewInput
+from personagraph.services.twins.runs import (
     BatchOptions,
     ProgressCallback,
     RunError,
@@ -38,8 +38,8 @@ from twins.batch import (
     new_run_id,
     run_path,
 )
-from twins.guides import InterviewGuide, guide_from_data
-from twins.respondents import Respondent
+from personagraph.twins.guides import InterviewGuide, guide_from_data
+from personagraph.twins.respondents import Respondent
 
 
 def create_interview_run(
@@ -174,7 +174,7 @@ class InterviewSession:
         self, checkpointer: BaseCheckpointSaver[Any] | None = None, context: InterviewContext | None = None
     ):
         if checkpointer is None:
-            from memory.persistence import make_checkpointer
+            from personagraph.memory.persistence import make_checkpointer
 
             checkpointer = make_checkpointer()
         self.graph = build_graph(checkpointer)

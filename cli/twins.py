@@ -1,6 +1,6 @@
 """`personagraph survey` and `personagraph interview`: parsers ready to be added to cli/main.py.
 
-    from twins.cli import add_interview_parser, add_survey_parser
+    from personagraph.cli.twins import add_interview_parser, add_survey_parser
     add_survey_parser(sub); add_interview_parser(sub)      # each sets `func`, returning an exit code
 
 personagraph survey --survey FILE --select SPEC [--select SPEC ...] --out DIR
@@ -90,8 +90,8 @@ _FLAGS = {"mode": "--mode", "concurrency": "--concurrency", "rate_per_s": "--rat
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from twins.answering import MODES
-    from twins.batch import BatchOptions
+    from personagraph.services.twins.answering import MODES
+    from personagraph.services.twins.runs import BatchOptions
 
     mode: Any = getattr(args, "mode", "per_question")
     if mode not in MODES:
@@ -109,7 +109,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _selection(args: argparse.Namespace) -> tuple[Any, list[Any]]:
-    from twins.respondents import count, load_respondents, parse_select, save_selection, select
+    from personagraph.twins.respondents import count, load_respondents, parse_select, save_selection, select
 
     selection = parse_select(args.select or ["all"])
     pool = load_respondents(selection.source)
@@ -125,8 +125,8 @@ def _progress_printer(args: argparse.Namespace) -> bool:
 
 
 def cmd_survey(args: argparse.Namespace) -> int:
-    from twins.batch import create_survey_run, run_survey
-    from twins.surveys import load_survey
+    from personagraph.services.twins.runs import create_survey_run, run_survey
+    from personagraph.twins.surveys import load_survey
 
     def create(options: Any, selection: Any, people: list[Any]) -> str | int:
         if args.survey is None:
@@ -144,8 +144,8 @@ def cmd_survey(args: argparse.Namespace) -> int:
 
 
 def cmd_interview(args: argparse.Namespace) -> int:
-    from twins.guides import load_guide
-    from twins.interviews import create_interview_run, run_interviews
+    from personagraph.twins.guides import load_guide
+    from personagraph.services.twins.interviews import create_interview_run, run_interviews
 
     def create(options: Any, selection: Any, people: list[Any]) -> str | int:
         if args.guide is None:
@@ -174,11 +174,11 @@ def _run_command(
 
     `create` makes the run and returns its id, or an exit code when it finished the command itself.
     """
-    from serving.models import ModelError
-    from twins.batch import RunError, export_all
-    from twins.guides import GuideError
-    from twins.respondents import RespondentError
-    from twins.surveys import SurveyError
+    from personagraph.serving.models import ModelError
+    from personagraph.services.twins.runs import RunError, export_all
+    from personagraph.twins.guides import GuideError
+    from personagraph.twins.respondents import RespondentError
+    from personagraph.twins.surveys import SurveyError
 
     try:
         options = _options(args)
@@ -210,8 +210,8 @@ def _run_command(
 
 def interactive_interview(person: Any, guide: Any, out: Path | None, max_followups: int) -> int:
     """A terminal interview: the twin answers; you type a follow-up, Enter to move on, /end to stop."""
-    from nodes.interview import InterviewContext
-    from twins.interviews import InterviewSession, export_session_transcript
+    from personagraph.nodes.interview import InterviewContext
+    from personagraph.services.twins.interviews import InterviewSession, export_session_transcript
 
     session = InterviewSession(context=InterviewContext(interactive=True, max_followups=max_followups))
     turn = session.start(person, guide)

@@ -28,10 +28,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
-from nodes.safety_rules import match_cues, match_rules, normalise, rules_path
-from serving.cache_files import write_cache_file
-from serving.settings import get_settings
+from personagraph.memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
+from personagraph.safety.rules import match_cues, match_rules, normalise, rules_path
+from personagraph.serving.cache_files import write_cache_file
+from personagraph.serving.settings import get_settings
 
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
 # Block when P(unsafe) >= threshold; override with SAFETY_CLASSIFIER_THRESHOLD. Chosen on the
@@ -253,14 +253,13 @@ def _stored_model_path(content: str) -> Path:
     model, the scikit-learn version and the embedding model), so any change there retrains."""
     import sklearn
 
-    import nodes.safety_rules
-
+    from personagraph.safety import rules as safety_rules
     key = "\x1e".join(
         [
             content,
             rules_path().read_text(encoding="utf-8"),
             Path(__file__).read_text(encoding="utf-8"),
-            Path(nodes.safety_rules.__file__).read_text(encoding="utf-8"),
+            Path(safety_rules.__file__).read_text(encoding="utf-8"),
             sklearn.__version__,
             E5EmbeddingFunction.name(),
         ]
@@ -317,7 +316,7 @@ def wrapped(examples: Sequence[Example], seed: int = 1) -> list[Example]:
     album!! btw <text> anyway good night"): unsafe content hidden in friendly chat keeps its label."""
     import random
 
-    from serving.language import detect_language
+    from personagraph.serving.language import detect_language
 
     rng = random.Random(seed)
     pool: dict[str, list[str]] = {"ko": [], "en": []}

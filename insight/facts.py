@@ -10,8 +10,8 @@ from typing import Any
 
 from langchain_core.tools import tool
 
-from insight import stats
-from insight.source import get_source
+from personagraph.insight import stats
+from personagraph.insight.source import get_source
 
 
 def _outside(kind: str, value: str, scope: list[str]) -> dict[str, Any]:
