@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
+
+from typing_extensions import TypedDict
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime

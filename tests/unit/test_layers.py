@@ -2,6 +2,7 @@
 
 apps (cli -> ui) -> services -> graphs -> nodes -> tools, prompts -> domain -> memory -> serving.
 Domain packages (personas, safety, twins, crm, insight) may use each other but never a layer above;
+apps reach graphs and nodes only through services;
 no graph imports another graph; the product never imports evals, bench, scripts or tests; every
 import of the product goes through the `personagraph` namespace; and no two modules import each
 other, directly or round a longer loop (imports inside functions count too: a lazy import that
@@ -34,6 +35,7 @@ RANK = {
     "ui": 7,
     "cli": 8,
 }
+APPS = ("ui", "cli")  # through services only: they never run a graph or call a node themselves
 NOT_PRODUCT = ("evals", "bench", "scripts", "tests")
 PREFIX = "personagraph."
 
@@ -109,11 +111,13 @@ def test_imports_point_down(module: str) -> None:
         other = target.split(".")[0]
         if RANK[other] > RANK[layer]:
             problems.append(f"line {line}: {layer} (layer {RANK[layer]}) imports {target} (layer {RANK[other]})")
+        elif layer in APPS and other in ("graphs", "nodes"):
+            problems.append(f"line {line}: an app reaches past the services into {target}")
         elif layer == "graphs" and other == "graphs" and target != module:
             problems.append(f"line {line}: graph imports another graph ({target})")
         elif RANK[other] == RANK[layer] and other != layer and RANK[layer] != 2:
             problems.append(f"line {line}: {layer} imports its sibling layer {other}")
-    assert not problems, f"{module}:\n" + "\n".join(problems)
+    assert not problems, f"{module}:\n" + "\n".join(dict.fromkeys(problems))
 
 
 def test_no_import_cycles() -> None:
