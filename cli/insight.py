@@ -20,6 +20,8 @@ import json
 import sys
 from typing import Any
 
+from personagraph.insight.questions import ROUTER_MODES
+
 
 def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("insight", help="customer insight: order history, live segments, Q&A")
@@ -59,7 +61,7 @@ def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="ask a question (Korean or English)")
     ask.add_argument("question")
-    ask.add_argument("--router", default="hybrid", choices=["hybrid", "model", "keywords"])
+    ask.add_argument("--router", default="hybrid", choices=ROUTER_MODES)
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.add_argument("--redis-url", default=None)
     ask.set_defaults(func=cmd_ask)
@@ -71,132 +73,95 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _redis_source(url: str | None) -> Any:
-    from personagraph.insight.settings import get_insight_settings
-    from personagraph.insight.source import RedisSource
-    from personagraph.serving.settings import get_settings
-
-    url = url or get_insight_settings().redis_url or get_settings().redis_url
-    if not url:
-        raise LookupError("no Redis configured: pass --redis-url, or set INSIGHT_REDIS_URL or REDIS_URL "
-                          "(`personagraph redis` runs a local one)")  # fmt: skip
-    return RedisSource(url)
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
-    from personagraph.insight.orders import history_path, load_or_generate
-    from personagraph.insight.settings import get_insight_settings
+    from personagraph.services.insight import generate_history
 
-    s = get_insight_settings()
-    customers, orders, seed = (
-        args.customers or s.customers,
-        args.orders or s.orders,
-        s.seed if args.seed is None else args.seed,
-    )
     try:
-        h = load_or_generate(customers, orders, seed=seed, regenerate=args.regenerate)
+        made = generate_history(args.customers, args.orders, args.seed, regenerate=args.regenerate)
     except ValueError as exc:
         return _error(str(exc), 2)
-    print(f"{len(h.customers):,} customers, {len(h.orders):,} orders, {len(h.items):,} items -> "
-          f"{history_path(customers, orders, seed)}")  # fmt: skip
+    print(f"{made.customers:,} customers, {made.orders:,} orders, {made.items:,} items -> {made.path}")
     return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     import redis
+    from personagraph.insight.source import RedisNotConfiguredError
+    from personagraph.services.insight import InsightService
 
     try:
-        source = _redis_source(args.redis_url)
-        n = source.store.load_history(source.history())
-        source.store.r.delete(source.store.key("model"), source.store.key("model", "version"))
-        source.bootstrap()
-    except LookupError as exc:
+        loaded = InsightService.redis(args.redis_url).load_history()
+    except RedisNotConfiguredError as exc:
         return _error(str(exc), 2)
     except redis.RedisError as exc:
         return _error(f"Redis: {exc}", 1)
-    print(json.dumps({"customers": n, "segments": source.store.segment_sizes()}, ensure_ascii=False))
+    print(json.dumps({"customers": loaded.customers, "segments": loaded.segments}, ensure_ascii=False))
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     import redis
-
-    from personagraph.insight.simulator import OrderFactory, simulate
+    from personagraph.insight.source import RedisNotConfiguredError
+    from personagraph.services.insight import InsightService
 
     if args.count is None and args.seconds is None:
         return _error("give --count N or --seconds S", 2)
     try:
-        source = _redis_source(args.redis_url)
-        source.bootstrap()
-        h = source.history()
-        factory = OrderFactory(
-            h.customers["customer_id"].tolist(), h.customers["archetype"].tolist(), seed=args.seed
+        run = InsightService.redis(args.redis_url).simulate(
+            rate=args.rate, seed=args.seed, count=args.count, seconds=args.seconds
         )
-        sent = simulate(source.store.r, source.settings.stream, factory, rate=args.rate, count=args.count,
-                        seconds=args.seconds)  # fmt: skip
-    except (LookupError, ValueError) as exc:
+    except (RedisNotConfiguredError, ValueError) as exc:
         return _error(str(exc), 2)
     except redis.RedisError as exc:
         return _error(f"Redis: {exc}", 1)
     except KeyboardInterrupt:
         return 0
-    print(f"published {sent} orders to {source.settings.stream} (run {factory.run_id})")
+    print(f"published {run.sent} orders to {run.stream} (run {run.run_id})")
     return 0
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
     import redis
+    from personagraph.insight.source import RedisNotConfiguredError
+    from personagraph.services.insight import InsightService
 
     try:
-        source = _redis_source(args.redis_url)
-        source.bootstrap()
-        consumer = source.consumer(args.name, record_latency=args.record_latency,
-                                   refit_interval_s=args.refit_interval or source.settings.refit_interval_s)  # fmt: skip
-        print(
-            f"consumer {args.name} of group {source.settings.group} on {source.settings.stream}",
-            file=sys.stderr,
-        )
-        stats = consumer.run(max_seconds=args.seconds)
-    except LookupError as exc:
+        service = InsightService.redis(args.redis_url)
+        print(f"consumer {args.name} of group {service.settings.group} on {service.settings.stream}",
+              file=sys.stderr)  # fmt: skip
+        stats = service.consume(args.name, seconds=args.seconds, refit_interval_s=args.refit_interval,
+                                record_latency=args.record_latency)  # fmt: skip
+    except RedisNotConfiguredError as exc:
         return _error(str(exc), 2)
     except redis.RedisError as exc:
         return _error(f"Redis: {exc}", 1)
-    except KeyboardInterrupt:
-        stats = consumer.stats
     print(json.dumps({"read": stats.read, "applied": stats.applied, "duplicates": stats.duplicates,
                       "invalid": stats.invalid}))  # fmt: skip
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from personagraph.insight.segments import model_report, report_markdown
-    from personagraph.insight.source import HistorySource
+    from personagraph.insight.segments import report_markdown
+    from personagraph.services.insight import InsightService
 
-    try:
-        source = _redis_source(args.redis_url) if args.redis_url else HistorySource()
-        raw = source.snapshot().raw()
-    except LookupError as exc:
-        return _error(str(exc), 2)
-    report = model_report(raw)
+    service = InsightService.redis(args.redis_url) if args.redis_url else InsightService.history()
+    report = service.model_report()
     print(json.dumps(report) if args.json else report_markdown(report))
     return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from personagraph.graphs.insight_qa import graph
-    from personagraph.insight.source import RedisSource, set_source
-    from personagraph.nodes.insight import InsightContext, InvalidQuestionError
+    from personagraph.insight.questions import InvalidQuestionError
+    from personagraph.services.insight import InsightService
 
-    if args.redis_url:
-        set_source(RedisSource(args.redis_url))
     try:
-        out = graph.invoke({"question": args.question}, context=InsightContext(router_mode=args.router))
+        out = InsightService.from_settings(args.redis_url).ask(args.question, args.router)
     except InvalidQuestionError as exc:
         return _error(str(exc), 2)
     if args.json:
-        print(json.dumps(out, ensure_ascii=False, indent=1, default=str))
+        print(json.dumps(out.as_dict(), ensure_ascii=False, indent=1, default=str))
     else:
-        print(out.get("answer", ""))
-        print(f"[intent {out.get('intent')} | scope {out.get('scope')} | figures {len(out.get('figures') or [])}"
-              f"{' | FLAGGED' if out.get('flagged') else ''}]", file=sys.stderr)  # fmt: skip
-    return 1 if out.get("error") else 0
+        print(out.answer)
+        print(f"[intent {out.intent} | scope {out.scope} | figures {len(out.figures)}"
+              f"{' | FLAGGED' if out.flagged else ''}]", file=sys.stderr)  # fmt: skip
+    return 1 if out.error else 0

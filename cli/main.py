@@ -2,6 +2,7 @@
 
 personagraph chat --message TEXT [--user ID] [--thread ID] [--persona ID]
 personagraph app [--port 7860]            the Gradio app
+personagraph prepare                      build what the first start needs (setup runs it)
 personagraph index [--persona ID]         (re)build the Chroma index
 personagraph import-card FILE [--id ID] [--overwrite]   a Character Card V2 (.json/.png) as a persona
 personagraph export-card PERSONA_ID [--out FILE]        a persona as Character Card V2 JSON
@@ -35,8 +36,8 @@ def _offline_defaults() -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
     from personagraph.personas.model import UnknownPersonaError
+    from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
 
     try:
         request = validate_request(
@@ -85,6 +86,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     from personagraph.personas.index import main as index_main
 
     return index_main(sum((["--persona", p] for p in args.persona or []), []))
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from personagraph.services.chat import prepare
+
+    for line in prepare():
+        print(line)
+    return 0
 
 
 def cmd_import_card(args: argparse.Namespace) -> int:
@@ -171,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--host", default="127.0.0.1")
     app.add_argument("--port", type=int, default=7860)
     app.set_defaults(func=cmd_app)
+
+    prep = sub.add_parser(
+        "prepare",
+        help="build what the first start needs (model file, safety classifier, indexes); setup runs it",
+    )
+    prep.set_defaults(func=cmd_prepare)
 
     index = sub.add_parser("index", help="build the Chroma index of persona knowledge")
     index.add_argument("--persona", action="append")

@@ -91,7 +91,7 @@ _FLAGS = {"mode": "--mode", "concurrency": "--concurrency", "rate_per_s": "--rat
 
 def _options(args: argparse.Namespace) -> Any:
     from personagraph.services.twins.answering import MODES
-    from personagraph.services.twins.runs import BatchOptions
+    from personagraph.services.twins.executor import BatchOptions
 
     mode: Any = getattr(args, "mode", "per_question")
     if mode not in MODES:
@@ -125,7 +125,7 @@ def _progress_printer(args: argparse.Namespace) -> bool:
 
 
 def cmd_survey(args: argparse.Namespace) -> int:
-    from personagraph.services.twins.runs import create_survey_run, run_survey
+    from personagraph.services.twins.surveys import create_survey_run, run_survey
     from personagraph.twins.surveys import load_survey
 
     def create(options: Any, selection: Any, people: list[Any]) -> str | int:
@@ -144,8 +144,8 @@ def cmd_survey(args: argparse.Namespace) -> int:
 
 
 def cmd_interview(args: argparse.Namespace) -> int:
-    from personagraph.twins.guides import load_guide
     from personagraph.services.twins.interviews import create_interview_run, run_interviews
+    from personagraph.twins.guides import load_guide
 
     def create(options: Any, selection: Any, people: list[Any]) -> str | int:
         if args.guide is None:
@@ -174,8 +174,9 @@ def _run_command(
 
     `create` makes the run and returns its id, or an exit code when it finished the command itself.
     """
+    from personagraph.services.twins.exports import export_all
+    from personagraph.services.twins.store import RunError
     from personagraph.serving.models import ModelError
-    from personagraph.services.twins.runs import RunError, export_all
     from personagraph.twins.guides import GuideError
     from personagraph.twins.respondents import RespondentError
     from personagraph.twins.surveys import SurveyError
@@ -210,10 +211,10 @@ def _run_command(
 
 def interactive_interview(person: Any, guide: Any, out: Path | None, max_followups: int) -> int:
     """A terminal interview: the twin answers; you type a follow-up, Enter to move on, /end to stop."""
-    from personagraph.nodes.interview import InterviewContext
-    from personagraph.services.twins.interviews import InterviewSession, export_session_transcript
+    from personagraph.services.twins.exports import export_session_transcript
+    from personagraph.services.twins.interviews import InterviewSession
 
-    session = InterviewSession(context=InterviewContext(interactive=True, max_followups=max_followups))
+    session = InterviewSession(max_followups=max_followups)
     turn = session.start(person, guide)
     while turn.waiting is not None:
         print(f"\nQ: {turn.waiting['question']}\n{person.id}: {turn.waiting['answer']}\n")
@@ -223,6 +224,6 @@ def interactive_interview(person: Any, guide: Any, out: Path | None, max_followu
             text = "/end"
         turn = session.reply(turn.thread_id, text)
     if out is not None:
-        files = export_session_transcript(turn, guide, person, out)
+        files = export_session_transcript(turn.thread_id, turn.transcript, guide, person, out)
         print(json.dumps({"thread_id": turn.thread_id, "files": files}, ensure_ascii=False))
     return 0

@@ -22,15 +22,18 @@ from typing import Any
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-
-from evals.jsonl import read_jsonl
 from personagraph.insight.lexicon import INTENTS, mentioned_segments
 from personagraph.insight.numbers import check_numbers
-from personagraph.insight.source import get_source
+from personagraph.insight.questions import ROUTER_MODES
 from personagraph.insight.stats import known_segments, segment_stats
+from personagraph.services.insight import InsightAnswer, InsightService
+
+from evals.jsonl import read_jsonl
 
 DATASET = Path(__file__).parent / "datasets" / "insight_questions.jsonl"
 REPORTS = Path("reports")
+# The row of a question whose run raised: no intent, scope, figures or answer.
+UNANSWERED = InsightAnswer.from_output({})
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:
@@ -70,7 +73,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m evals insight")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--limit", type=int, default=None, help="first N questions only")
-    parser.add_argument("--router", default="hybrid", choices=["hybrid", "model", "keywords"])
+    parser.add_argument("--router", default="hybrid", choices=ROUTER_MODES)
     parser.add_argument("--drafter", default="model", choices=["model", "template"])
     parser.add_argument(
         "--out", type=Path, default=None, help="report file (default reports/insight-<time>.json)"
@@ -79,12 +82,11 @@ def run(argv: list[str]) -> dict[str, Any]:
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
 
-    from personagraph.graphs.insight_qa import graph
-    from personagraph.nodes.insight import InsightContext
     from personagraph.serving.models import use_models
 
     cases = load_cases(args.dataset)[: args.limit]
-    snap = get_source().snapshot()
+    service = InsightService.from_settings()
+    snap = service.snapshot()
     all_segments = known_segments(snap)
     models = {"drafter": TemplateDrafter(messages=iter(()))} if args.drafter == "template" else {}
     rows: list[dict[str, Any]] = []
@@ -93,33 +95,30 @@ def run(argv: list[str]) -> dict[str, Any]:
         for case in cases:
             t0 = time.monotonic()
             try:
-                out = graph.invoke(
-                    {"question": case["question"]}, context=InsightContext(router_mode=args.router)
-                )
-                error = out.get("error")
+                out = service.ask(case["question"], args.router)
+                error = out.error
             except Exception as exc:  # noqa: BLE001 - one failing question is reported, not fatal
-                out, error = {}, f"{type(exc).__name__}: {exc}"
+                out, error = UNANSWERED, f"{type(exc).__name__}: {exc}"
             expected_segments = all_segments if case["segments"] == "all" else case["segments"]
-            got = out.get("scope") or {"segments": [], "customers": []}
-            answer_text = out.get("answer", "") if out.get("tool_results") else ""
+            answer_text = out.answer if out.tool_results else ""
             allowed = list(expected_segments)
-            for name, result in (out.get("tool_results") or {}).items():
+            for name, result in out.tool_results.items():
                 if (
                     name.startswith("customer_lookup") and isinstance(result, dict) and result.get("segment")
                     and result.get("customer_id") in case["customers"]
                 ):  # fmt: skip
                     allowed.append(result["segment"])
             named_leak = [s for s in mentioned_segments(answer_text) if s not in allowed]
-            check = check_numbers(answer_text, out.get("tool_results") or {}, case["question"])
+            check = check_numbers(answer_text, out.tool_results, case["question"])
             foreign = other_segment_figures(snap, allowed) if check.unsupported else []
             figure_leak = [u for u in check.unsupported
                            if any(abs(n - f) <= max(0.5, 0.005 * abs(f)) for n in _values(u) for f in foreign)]  # fmt: skip
             rows.append({
-                "question": case["question"], "expected_intent": case["intent"], "intent": out.get("intent"),
-                "router": out.get("router"), "expected_scope": {"segments": expected_segments, "customers": case["customers"]},
-                "scope": got, "answer": out.get("answer", ""), "checked": check.checked,
+                "question": case["question"], "expected_intent": case["intent"], "intent": out.intent,
+                "router": out.router, "expected_scope": {"segments": expected_segments, "customers": case["customers"]},
+                "scope": out.scope, "answer": out.answer, "checked": check.checked,
                 "supported": len(check.supported), "unsupported": check.unsupported,
-                "leak": named_leak + figure_leak, "flagged": out.get("flagged"), "error": error,
+                "leak": named_leak + figure_leak, "flagged": out.flagged, "error": error,
                 "seconds": round(time.monotonic() - t0, 2),
             })  # fmt: skip
     return summarise(rows, args, time.monotonic() - started, snap)

@@ -18,7 +18,6 @@ Prints one JSON object; per-item and per-block figures go to reports/twins_<UTC 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,31 +40,7 @@ ANCHORS = {
 
 
 class EvalInputError(ValueError):
-    pass
-
-
-def load_answers(path: Path, question_ids: list[str]) -> dict[str, dict[str, float]]:
-    """twin_id -> item id -> value, for the items in the questions file (other columns are ignored)."""
-    import pandas as pd
-
-    if not path.is_file():
-        raise EvalInputError(f"--answers: file not found: {path}")
-    frame = pd.read_csv(path, dtype={"twin_id": str})
-    if "twin_id" not in frame.columns:
-        raise EvalInputError(f"--answers: {path} has no 'twin_id' column")
-    missing = [q for q in question_ids if q not in frame.columns]
-    if len(missing) == len(question_ids):
-        raise EvalInputError(f"--answers: none of the question ids are columns of {path}")
-    out: dict[str, dict[str, float]] = {}
-    for row in frame.to_dict(orient="records"):
-        values = {}
-        for qid in question_ids:
-            value = row.get(qid)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                continue
-            values[qid] = float(value)
-        out[str(row["twin_id"]).strip()] = values
-    return out
+    """An input of the eval cannot be used; the message names the flag."""
 
 
 def arms_from_answers(survey: Any, answers: dict[str, dict[str, float]]) -> dict[str, dict[str, str]]:
@@ -79,13 +54,23 @@ def arms_from_answers(survey: Any, answers: dict[str, dict[str, float]]) -> dict
 
 
 def run(argv: list[str]) -> dict[str, Any]:
+    from personagraph.services.twins.answering import MODES
+    from personagraph.services.twins.executor import BatchOptions
+    from personagraph.services.twins.store import RunStore, new_run_id
+    from personagraph.services.twins.surveys import create_survey_run, run_survey
     from personagraph.serving import models
     from personagraph.serving.models import endpoint_of
-    from personagraph.services.twins.answering import MODES
-    from personagraph.services.twins.runs import BatchOptions, RunStore, create_survey_run, new_run_id, run_survey
     from personagraph.twins.respondents import Selection, load_user_personas, select, shipped_personas_path
     from personagraph.twins.surveys import load_survey
-    from personagraph.twins.validation import compare_with_answers, headline, per_block, population_hints, scorable
+    from personagraph.twins.validation import (
+        AnswersFileError,
+        compare_with_answers,
+        headline,
+        load_answers,
+        per_block,
+        population_hints,
+        scorable,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m evals twins")
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
@@ -126,7 +111,10 @@ def run(argv: list[str]) -> dict[str, Any]:
 
     survey = load_survey(args.questions)
     questions = scorable(survey.questions)
-    answers_raw = load_answers(args.answers, [q.id for q in survey.questions])
+    try:
+        answers_raw = load_answers(args.answers, [q.id for q in survey.questions])
+    except AnswersFileError as exc:
+        raise EvalInputError(f"--answers: {exc}") from exc
     pool = load_user_personas(args.persona_file or shipped_personas_path(), source="twin2k")
     eligible = [pid for pid in answers_raw if pid in pool.by_id and answers_raw[pid]]
     if not eligible:

@@ -2,14 +2,13 @@
 
 extract_intent -> scope -> (out of scope) refuse
                         -> (scope missing) clarify
-                        -> gather (tools, scoped) -> retrieve_profiles (scoped) -> answer
+                        -> gather (exact figures, scoped) -> retrieve_profiles (scoped) -> answer
 answer -> (model error) END | check_numbers -> (unsupported figure or other segment, once) answer | END
 """
 
 from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
-
 from personagraph.nodes.insight import (
     InsightContext,
     InsightInput,
@@ -50,5 +49,4 @@ builder.add_conditional_edges("check_numbers", route_after_check)
 builder.add_edge("refuse", END)
 builder.add_edge("clarify", END)
 
-graph = builder.compile()
-graph.name = "insight_qa"
+graph = builder.compile(name="insight_qa")

@@ -7,5 +7,7 @@ segments.py   RFM features, GMM fit, segment names from centroids, scheduled ref
 consumer.py   consumer-group reader: apply orders exactly once, re-score the customer's segment
 stats.py      exact figures per segment / customer from a snapshot of the live state
 profiles.py   segment profile documents rebuilt from live stats, indexed in Chroma
-source.py     where the graph, tools and UI read live data from (Redis, an in-process demo, or history)
+source.py     where live data is read from (Redis, an in-process demo, or the history): one object per owner
+facts.py      exact figures for one question, refused outside its scope (called by the insight_qa graph)
+questions.py  question and router-mode validation
 """

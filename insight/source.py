@@ -1,11 +1,15 @@
-"""Where live customer data is read from, one per process.
+"""Where live customer data is read from: one source object per owner, never a process global.
 
-- INSIGHT_REDIS_URL (or REDIS_URL) set: the live state in that Redis (loaded from the generated
-  history on first use when it is empty; consumers started with `personagraph insight consume`).
-- nothing set: the generated history, read statically (graph, CLI `ask`, evals), or, once
-  `start_live_demo()` is called (the UI does), an in-process Redis (LocalRedis) with a consumer and a
-  slow simulator, so the insight tab is live with no setup.
-Tests install their own snapshot with `use_snapshot(...)`.
+- RedisSource: the live state in a Redis (loaded from the generated history on first use when it
+  is empty; consumers started with `personagraph insight consume`).
+- HistorySource: the generated history, read statically.
+- LiveDemoSource: an in-process Redis (LocalRedis) with a consumer and a slow simulator, so the
+  app's insight tab is live with no setup.
+- FixedSource: one given snapshot (tests).
+
+The insight service owns one source and hands it to the insight_qa graph in the run's context.
+`configured_source()` picks one from the settings (INSIGHT_REDIS_URL, else REDIS_URL, else the
+history); `default_source()` is the one a run without a source reads (Studio, `langgraph dev`).
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from personagraph.insight.consumer import OrderConsumer
 from personagraph.insight.orders import History, load_or_generate
 from personagraph.insight.segments import SegmentModel, fit_segment_model, rfm_raw
 from personagraph.insight.settings import InsightSettings, get_insight_settings
+from personagraph.insight.simulator import OrderFactory, simulate
 from personagraph.insight.store import InsightStore, Snapshot, snapshot_from_history
 from personagraph.serving.settings import get_settings
+
+
+class RedisNotConfiguredError(LookupError):
+    """An operation needs Redis and no URL was given or configured."""
 
 
 class InsightSource:
@@ -46,6 +54,15 @@ class InsightSource:
             snap = self.read()
             self._cached = (now, snap)
             return snap
+
+    def segment_sizes(self) -> dict[str, int]:
+        """Customers per segment."""
+        counts = self.snapshot().customers["segment"].value_counts()
+        return {str(k): int(v) for k, v in counts.items()}
+
+    def orders_applied(self) -> int | None:
+        """Live orders applied so far; None for a source without a live stream."""
+        return None
 
     def history(self) -> History:
         s = self.settings
@@ -125,15 +142,36 @@ class RedisSource(InsightSource):
         consumer.ensure_model()
         self._bootstrapped = True
 
+    def reload_history(self) -> int:
+        """Replace the live state with the history, refit the model and score every customer."""
+        loaded = self.store.load_history(self.history())
+        self.store.r.delete(self.store.key("model"), self.store.key("model", "version"))
+        self._bootstrapped = False
+        self.bootstrap()
+        return loaded
+
     def consumer(self, name: str, **kwargs: Any) -> OrderConsumer:
         s = self.settings
         return OrderConsumer(
             self.store, stream=s.stream, group=s.group, name=name, components=s.components, **kwargs
         )
 
+    def order_factory(self, seed: int) -> OrderFactory:
+        """Simulated orders from the history's customers, each buying like its archetype."""
+        h = self.history()
+        return OrderFactory(h.customers["customer_id"].tolist(), h.customers["archetype"].tolist(), seed=seed)
+
     def read(self) -> Snapshot:
         self.bootstrap()
         return self.store.snapshot()
+
+    def segment_sizes(self) -> dict[str, int]:
+        # Kept up to date by the consumers: no snapshot needed.
+        self.bootstrap()
+        return self.store.segment_sizes()
+
+    def orders_applied(self) -> int | None:
+        return self.store.processed_count()
 
     def model(self) -> SegmentModel | None:
         return self.store.load_model()
@@ -160,11 +198,8 @@ class LiveDemoSource(RedisSource):
         self._consumer: OrderConsumer | None = None
 
     def start(self) -> LiveDemoSource:
-        from personagraph.insight.simulator import OrderFactory, simulate
-
         self.bootstrap()
-        h = self.history()
-        factory = OrderFactory(h.customers["customer_id"].tolist(), h.customers["archetype"].tolist(), seed=1)
+        factory = self.order_factory(seed=1)
         self._consumer = self.consumer("demo", refit_interval_s=self.settings.refit_interval_s)
         self._threads = [
             threading.Thread(target=self._consumer.run, name="insight-consumer", daemon=True),
@@ -187,49 +222,42 @@ class LiveDemoSource(RedisSource):
         self.server.stop()
 
 
-_source: InsightSource | None = None
-_source_lock = threading.Lock()
+def configured_redis_url(redis_url: str | None = None) -> str | None:
+    """The given URL, else INSIGHT_REDIS_URL, else REDIS_URL (None: no Redis)."""
+    return redis_url or get_insight_settings().redis_url or get_settings().redis_url
 
 
-def get_source() -> InsightSource:
-    """The process-wide source (see the module docstring)."""
-    global _source
-    with _source_lock:
-        if _source is None:
-            url = get_insight_settings().redis_url or get_settings().redis_url
-            _source = RedisSource(url) if url else HistorySource()
-        return _source
+def redis_source(redis_url: str | None = None) -> RedisSource:
+    """The live state in the given or configured Redis; raises when there is none."""
+    url = configured_redis_url(redis_url)
+    if not url:
+        raise RedisNotConfiguredError("no Redis configured: pass --redis-url, or set INSIGHT_REDIS_URL or "
+                                      "REDIS_URL (`personagraph redis` runs a local one)")  # fmt: skip
+    return RedisSource(url)
 
 
-def set_source(source: InsightSource | None) -> InsightSource | None:
-    global _source
-    with _source_lock:
-        previous, _source = _source, source
-        return previous
+def configured_source(redis_url: str | None = None) -> InsightSource:
+    """The given or configured Redis, else the static history."""
+    url = configured_redis_url(redis_url)
+    return RedisSource(url) if url else HistorySource()
 
 
-def start_live_demo(rate: float = 20.0) -> InsightSource:
-    """Use the configured Redis if any; otherwise start the in-process demo (falls back to the history)."""
-    global _source
-    with _source_lock:
-        if _source is not None and _source.mode in ("redis", "live-demo", "fixed"):
-            return _source
-        url = get_insight_settings().redis_url or get_settings().redis_url
-        if url:
-            _source = RedisSource(url)
-            return _source
-        try:
-            _source = LiveDemoSource(rate=rate).start()
-        except Exception:  # noqa: BLE001 - no Redis binary: the static history still answers questions
-            _source = HistorySource()
-        return _source
-
-
-@contextmanager
-def use_snapshot(snap: Snapshot) -> Iterator[InsightSource]:
-    """Serve a fixed snapshot to the tools and the graph (tests)."""
-    previous = set_source(FixedSource(snap))
+def live_source(rate: float = 20.0) -> InsightSource:
+    """The configured Redis; else the in-process demo at `rate` orders/s; else the static history."""
+    url = configured_redis_url()
+    if url:
+        return RedisSource(url)
     try:
-        yield get_source()
-    finally:
-        set_source(previous)
+        return LiveDemoSource(rate=rate).start()
+    except Exception:  # noqa: BLE001 - no Redis binary: the static history still answers questions
+        return HistorySource()
+
+
+@cache
+def default_source() -> InsightSource:
+    """The source of a run whose context names none (Studio, `langgraph dev`).
+
+    Built from the settings once per process and never replaced, so the history's segment model is
+    fitted once, not on every run.
+    """
+    return configured_source()

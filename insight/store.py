@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import redis
-
 from personagraph.insight.orders import History, Order
 from personagraph.insight.segments import SegmentModel, rfm_raw
 

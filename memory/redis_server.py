@@ -10,17 +10,14 @@ by `personagraph redis` for users who want Redis without installing it.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis
+from personagraph.serving.processes import ServiceError, ServiceProcess, free_port
 
-from personagraph.serving.local_server import free_port
 
-
-class LocalRedisError(RuntimeError):
+class LocalRedisError(ServiceError):
     pass
 
 
@@ -47,7 +44,7 @@ class LocalRedis:
     def __init__(self, port: int | None = None, data_dir: Path | None = None):
         self.port = port or free_port()
         self.data_dir = data_dir
-        self.process: subprocess.Popen[bytes] | None = None
+        self.service: ServiceProcess | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -67,29 +64,28 @@ class LocalRedis:
         ]  # fmt: skip
         for module in module_paths():
             command += ["--loadmodule", str(module)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client = redis.Redis(host="127.0.0.1", port=self.port)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise LocalRedisError(f"redis-server exited with {self.process.returncode}: {err[-2000:]}")
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2.0)
+
+        def answers() -> bool:
             try:
-                if client.ping():
-                    return self
+                return bool(client.ping())
             except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        self.stop()
-        raise LocalRedisError(f"redis-server did not answer on port {self.port} within {timeout_s}s")
+                return False
+
+        self.service = ServiceProcess("redis", command, error=LocalRedisError)
+        try:
+            self.service.start(answers, timeout_s, poll_s=0.05)
+        except LocalRedisError:
+            self.stop()  # removes the temporary data folder
+            raise
+        finally:
+            client.close()
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process = None
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 from urllib.parse import urlparse
 
@@ -17,7 +18,6 @@ import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
-
 from personagraph.memory.embeddings import E5EmbeddingFunction, embed_query
 from personagraph.serving.settings import Settings, get_settings
 
@@ -52,6 +52,13 @@ def chroma_client(settings: Settings | None = None) -> ClientAPI:
         )
     settings.chroma_dir.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+@lru_cache(maxsize=1)
+def vector_client() -> ClientAPI:
+    """One Chroma client per process, shared by every job (`vector_client.cache_clear()` after
+    changing the settings)."""
+    return chroma_client()
 
 
 def get_collection(client: ClientAPI, name: str) -> Collection:

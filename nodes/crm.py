@@ -9,23 +9,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict
-
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
-from pydantic import BaseModel, Field
-
 from personagraph.crm.catalog import Catalog, CatalogError, load_catalog, promotion_text
 from personagraph.crm.checks import check_grounding, run_checks, subject_terms
 from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
 from personagraph.crm.index import ensure_crm_index
 from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
-from personagraph.memory.vectors import search
-from personagraph.nodes.retrieval import vector_client
+from personagraph.memory.vectors import search, vector_client
 from personagraph.nodes.tone import ToneState
 from personagraph.prompts import crm as prompts
 from personagraph.serving.models import ModelError, structured
 from personagraph.serving.settings import Role, get_settings
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 
 @dataclass(kw_only=True)

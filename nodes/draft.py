@@ -6,10 +6,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
-
+from personagraph.memory.fan_memory import read_profile
 from personagraph.memory.history import split_history
 from personagraph.nodes.context import ChatContext
-from personagraph.nodes.retrieval import read_profile
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
 from personagraph.prompts import persona_chat as prompts
@@ -98,6 +97,12 @@ def format_profile(profile: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    if runtime.store is None:
+        return {}
+    return read_profile(runtime.store, runtime.context.user_id, runtime.context.persona_id)
+
+
 def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Write the reply; retry once if it drifted out of the fan's language."""
     ctx = runtime.context
@@ -112,7 +117,7 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
     if state.get("revision_reason"):
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])
     messages: list[BaseMessage] = [
-        SystemMessage(content=build_system_prompt(state, ctx, read_profile(runtime))),
+        SystemMessage(content=build_system_prompt(state, ctx, _profile(runtime))),
         *recent,
         # The instruction comes last: small models follow what they read most recently.
         SystemMessage(content=instruction),

@@ -1,12 +1,12 @@
-"""Nodes of the insight_qa graph: intent -> scope -> tools + profile retrieval -> answer -> numeric check.
+"""Nodes of the insight_qa graph: intent -> scope -> figures + profile retrieval -> answer -> numeric check.
 
 extract_intent  keyword pre-router (Korean/English); the router role decides when the cues are not
                 unambiguous (structured output), with the keyword guess as fallback on a model error
 scope           the segments / customer ids the question is about, per intent; nothing else is read
-gather          tools with exact figures, each called with the scope
+gather          exact figures (insight.facts), each limited to the scope, from one snapshot
 retrieve_profiles  segment profile documents of the scope's segments only
 answer          a prompt specialised for the intent, in the question's language
-check_numbers   every number must match a tool figure and no other segment may be named; a failing
+check_numbers   every number must match a gathered figure and no other segment may be named; a failing
                 answer is regenerated once, then flagged (and sentences naming other segments dropped)
 """
 
@@ -17,38 +17,44 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from typing_extensions import TypedDict
-
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
-from pydantic import BaseModel, Field
-
+from personagraph.insight import facts
 from personagraph.insight import profiles as profile_docs
 from personagraph.insight.intent_classifier import combine
 from personagraph.insight.lexicon import find_customers, keyword_intent, mentioned_segments
 from personagraph.insight.numbers import check_numbers as numeric_check
+from personagraph.insight.questions import (
+    MAX_QUESTION_CHARS,
+    RouterMode,
+    validate_question,
+    validate_router_mode,
+)
 from personagraph.insight.segments import SEGMENT_LABELS, label
-from personagraph.insight.settings import get_insight_settings
-from personagraph.insight.source import get_source
+from personagraph.insight.source import InsightSource, default_source
 from personagraph.insight.stats import figures, known_segments
+from personagraph.memory.vectors import vector_client
 from personagraph.prompts import insight as prompts
 from personagraph.serving.language import detect_language
 from personagraph.serving.models import ModelError, invoke_text, structured
 from personagraph.serving.settings import Role
-from personagraph.insight import facts as tools
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+from typing_extensions import TypedDict
 
 Intent = Literal[
     "summary", "segment_profile", "strategy", "message_drafting", "customer_lookup", "segment_comparison",
     "out_of_scope",
 ]  # fmt: skip
 SegmentId = Literal["vip", "loyal", "new", "at_risk", "dormant", "regular", "occasional"]
-RouterMode = Literal["hybrid", "model", "keywords"]
-ROUTER_MODES = ("hybrid", "model", "keywords")
 
 
 @dataclass(kw_only=True)
 class InsightContext:
-    """Knobs of one insight_qa run; every field is visible in LangGraph Studio."""
+    """Knobs of one insight_qa run; every field but the data source is visible in LangGraph Studio."""
+
+    # Lets pydantic (Studio's schema) accept the `source` field's plain class.
+    __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
 
     router_role: Role = field(default="router", metadata={"description": "Model role for intent extraction."})
     drafter_role: Role = field(default="drafter", metadata={"description": "Model role that writes answers."})
@@ -64,8 +70,13 @@ class InsightContext:
     max_revisions: int = field(
         default=1, metadata={"description": "Regenerations after a failed numeric check."}
     )
-    max_question_chars: int = field(default=1000, metadata={"description": "Longest question accepted."})
+    max_question_chars: int = field(
+        default=MAX_QUESTION_CHARS, metadata={"description": "Longest question accepted."}
+    )
     answer_max_tokens: int = field(default=400, metadata={"description": "Longest answer, in tokens."})
+    # Set in-process by the insight service; Studio runs leave it empty and read default_source().
+    # An object, not JSON: left out of the schema Studio shows.
+    source: SkipJsonSchema[InsightSource | None] = None
 
 
 class InsightInput(TypedDict):
@@ -103,30 +114,20 @@ class IntentDecision(BaseModel):
     customers: list[str] = Field(default_factory=list, max_length=5, description="Customer ids it names.")
 
 
-class InvalidQuestionError(ValueError):
-    pass
-
-
-def validate_question(question: Any, max_chars: int) -> str:
-    if not isinstance(question, str) or not question.strip():
-        raise InvalidQuestionError("question: must be a non-empty string")
-    if len(question) > max_chars:
-        raise InvalidQuestionError(f"question: at most {max_chars} characters (got {len(question)})")
-    return question.strip()
+def data_source(runtime: Runtime[InsightContext]) -> InsightSource:
+    """The run's customer data: the service's source, else the one the settings name."""
+    return runtime.context.source or default_source()
 
 
 def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
     """Intent and named segments/customers: keywords when unambiguous, else the router model."""
     ctx = runtime.context
-    if ctx.router_mode not in ROUTER_MODES:
-        raise InvalidQuestionError(
-            f"router_mode: {ctx.router_mode!r} is not one of {', '.join(ROUTER_MODES)}"
-        )
+    router_mode = validate_router_mode(ctx.router_mode)
     question = validate_question(state.get("question"), ctx.max_question_chars)
     lang = detect_language(question)
     guess = combine(question, keyword_intent(question))
     base = {"question": question, "lang": lang, "revisions": 0, "error": None, "flagged": False}
-    if ctx.router_mode == "keywords" or (ctx.router_mode == "hybrid" and guess.confident):
+    if router_mode == "keywords" or (router_mode == "hybrid" and guess.confident):
         return {**base, "intent": guess.intent, "router": "keywords",
                 "scope": {"segments": guess.segments, "customers": guess.customers}}  # fmt: skip
     try:
@@ -160,7 +161,7 @@ def scope(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, An
     """Limit the data the answer may use to what the intent and the question name."""
     intent = state.get("intent", "out_of_scope")
     named = state.get("scope") or {}
-    available = known_segments(get_source().snapshot())
+    available = known_segments(data_source(runtime).snapshot())
     segments = [s for s in named.get("segments", []) if s in available]
     customers = list(named.get("customers", []))
     clarify = ""
@@ -187,14 +188,14 @@ def route_after_scope(state: InsightState) -> Literal["refuse", "clarify", "gath
 
 
 def refuse(state: InsightState) -> dict[str, Any]:
-    """Out of scope: a polite refusal, no tools."""
+    """Out of scope: a polite refusal, no figures."""
     return {"answer": prompts.REFUSAL[state.get("lang", "en")], "tool_results": {}, "figures": []}
 
 
-def clarify(state: InsightState) -> dict[str, Any]:
+def clarify(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
     """The scope is missing: ask which segment(s) or customer."""
     lang = state.get("lang", "en")
-    names = ", ".join(label(s, lang) for s in known_segments(get_source().snapshot()))
+    names = ", ".join(label(s, lang) for s in known_segments(data_source(runtime).snapshot()))
     what = prompts.CLARIFY_WHAT[state.get("clarify") or "segment"][lang]
     return {
         "answer": prompts.CLARIFY[lang].format(what=what, segments=names),
@@ -204,31 +205,26 @@ def clarify(state: InsightState) -> dict[str, Any]:
 
 
 def gather(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
-    """Call the tools the intent needs, each limited to the scope."""
+    """Collect the figures the intent needs, each limited to the scope, from one snapshot."""
     ctx = runtime.context
+    snap = data_source(runtime).snapshot()
     intent = state.get("intent")
     sc = state.get("scope") or {}
     segs, custs = list(sc.get("segments", [])), list(sc.get("customers", []))
     results: dict[str, Any] = {}
     if intent == "summary":
-        results["segment_overview"] = tools.segment_overview.invoke({"scope": segs})
+        results["segment_overview"] = facts.segment_overview(snap, segs)
     elif intent == "customer_lookup":
         for c in custs:
-            results[f"customer_lookup[{c}]"] = tools.customer_lookup.invoke(
-                {"customer_id": c, "scope": custs}
-            )
+            results[f"customer_lookup[{c}]"] = facts.customer_lookup(snap, c, custs)
     elif intent == "segment_comparison":
-        results["compare_segments"] = tools.compare_segments.invoke({"segments": segs, "scope": segs})
+        results["compare_segments"] = facts.compare_segments(snap, segs, segs)
     else:
         for s in segs:
-            results[f"segment_stats[{s}]"] = tools.segment_stats.invoke({"segment": s, "scope": segs})
-            results[f"top_products[{s}]"] = tools.top_products.invoke(
-                {"segment": s, "scope": segs, "n": ctx.top_products}
-            )
+            results[f"segment_stats[{s}]"] = facts.segment_stats(snap, s, segs)
+            results[f"top_products[{s}]"] = facts.top_products(snap, s, segs, n=ctx.top_products)
             if intent in ("segment_profile", "strategy"):
-                results[f"trend[{s}]"] = tools.trend.invoke(
-                    {"segment": s, "scope": segs, "months": ctx.trend_months}
-                )
+                results[f"trend[{s}]"] = facts.trend(snap, s, segs, months=ctx.trend_months)
     return {
         "tool_results": results,
         "figures": [
@@ -245,10 +241,9 @@ def retrieve_profiles(state: InsightState, runtime: Runtime[InsightContext]) -> 
     segs = list((state.get("scope") or {}).get("segments", []))
     if not ctx.use_profiles or not segs or state.get("intent") == "customer_lookup":
         return {"retrieved": []}
-    from personagraph.nodes.retrieval import vector_client
-
+    source = data_source(runtime)
     client = vector_client()
-    profile_docs.ensure_profiles(client, get_source().snapshot(), get_insight_settings().profile_max_age_s)
+    profile_docs.ensure_profiles(client, source.snapshot(), source.settings.profile_max_age_s)
     hits = profile_docs.search_profiles(client, state.get("question", ""), segs, k=max(ctx.top_k, len(segs)))
     return {"retrieved": [h for h in hits if h["segment"] in segs]}
 

@@ -6,40 +6,15 @@ of the story (Chroma, filtered by index); personal -> the fan's own memories (La
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from chromadb.api import ClientAPI
 from langgraph.runtime import Runtime
-
-from personagraph.memory.vectors import chroma_client, search
+from personagraph.memory.fan_memory import memories_namespace
+from personagraph.memory.vectors import search, vector_client
 from personagraph.nodes.context import ChatContext
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.index import ensure_persona_index
 from personagraph.personas.model import load_story
-
-
-@lru_cache(maxsize=1)
-def vector_client() -> ClientAPI:
-    """One Chroma client per process (PersistentClient or HttpClient by settings)."""
-    return chroma_client()
-
-
-def profile_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
-    return ("fans", user_id, persona_id)
-
-
-def memories_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
-    return ("memories", user_id, persona_id)
-
-
-def read_profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    if runtime.store is None:
-        return {}
-    item = runtime.store.get(
-        profile_namespace(runtime.context.user_id, runtime.context.persona_id), "profile"
-    )
-    return dict(item.value) if item else {}
 
 
 def retrieve(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:

@@ -14,14 +14,13 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
-
 from personagraph.nodes.context import ChatContext
-from personagraph.safety.input_filter import screen_input
-from personagraph.personas.rules import check_speech, forbidden_topic_hits, hard_problems
-from personagraph.safety.rules import unsafe_language
-from personagraph.personas.speech_style import conform_speech_level
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
+from personagraph.personas.rules import check_speech, forbidden_topic_hits, hard_problems
+from personagraph.personas.speech_style import conform_speech_level
+from personagraph.safety.input_filter import screen_input
+from personagraph.safety.rules import unsafe_language
 from personagraph.serving.language import detect_language
 
 REFUSAL_FALLBACK = {
@@ -167,7 +166,9 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     A safe Korean draft first gets its sentence endings changed to the persona's speech level when
     it is off (nodes/speech_style.py): no second model call for what a few morphemes fix.
     """
-    from personagraph.nodes.draft import instruction_text  # the instructions the draft saw, for leak detection
+    from personagraph.nodes.draft import (
+        instruction_text,  # the instructions the draft saw, for leak detection
+    )
 
     persona = load_persona(runtime.context.persona_id)
     draft = state.get("draft", "")

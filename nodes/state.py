@@ -5,10 +5,9 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
 
 
 class ConversationInput(TypedDict):

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
-
 from personagraph.serving.settings import get_settings
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class UnknownPersonaError(ValueError):

@@ -46,8 +46,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from personagraph.safety.rules import normalise, unsafe_language
 from personagraph.personas.model import ForbiddenTopic, Persona
+from personagraph.safety.rules import normalise, unsafe_language
 from personagraph.serving.language import Lang, detect_language, script_drift
 
 HARD, SOFT = "hard", "soft"

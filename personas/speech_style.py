@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from personagraph.personas.rules import check_speech
 from personagraph.personas.model import Persona
+from personagraph.personas.rules import check_speech
 
 Level = Literal["banmal", "jondaemal"]
 Morph = tuple[str, str]

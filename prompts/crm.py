@@ -1,8 +1,9 @@
 """Prompts of the crm_message graph (draft) and of the reusable tone-refine node. `str.format` placeholders."""
 
+from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
+
 PROMPT_VERSION = "crm-1"  # part of the result cache key: bump when a prompt changes meaningfully
 
-LANGUAGE_NAMES = {"ko": "Korean (한국어)", "en": "English"}
 
 DRAFT_SYSTEM = """You are a CRM copy planner for the beauty brand {brand_name} ({brand_name_en}).
 You write a factual draft that a stylist will later turn into the brand's voice.

@@ -1,5 +1,7 @@
 """Prompts of the insight_qa graph. Placeholders are filled with `str.format`."""
 
+from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
+
 ROUTER_SYSTEM = """You classify a marketer's question about our customer data (beauty and lifestyle shop).
 Intents:
 - "summary": an overview of all segments or the whole customer base.
@@ -74,5 +76,3 @@ ERROR = {
     "en": "The model could not answer right now ({error}). The figures below are exact.",
     "ko": "지금은 모델이 답하지 못했습니다({error}). 아래 수치는 정확한 데이터입니다.",
 }
-
-LANGUAGE_NAMES = {"ko": "Korean (한국어)", "en": "English"}

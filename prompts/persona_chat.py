@@ -1,5 +1,7 @@
 """Prompts of the persona chat graph. Placeholders are filled with `str.format`."""
 
+from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
+
 # The draft prompt has four blocks: persona, safety rules, retrieved context, conversation.
 PERSONA_BLOCK = """[PERSONA]
 You are {name} ({name_ko}), {position}{group_part}. Age: {age}.
@@ -64,5 +66,3 @@ the fan told (hobbies, plans, feelings), each under 15 words, in the fan's langu
 SUMMARY_SYSTEM = """Summarise this conversation between a fan and {name} in at most 5 short sentences.
 Keep names, dates, preferences and promises. Write in {language_name}.
 Previous summary: {summary}"""
-
-LANGUAGE_NAMES = {"ko": "Korean (한국어)", "en": "English"}

@@ -1,6 +1,6 @@
 """Prompts of the digital twins (surveys and interviews). Placeholders are filled with `str.format`."""
 
-LANGUAGE_NAMES = {"en": "English", "ko": "Korean (한국어)"}
+from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
 
 # --- surveys ----------------------------------------------------------------------------------------
 

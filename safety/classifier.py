@@ -252,8 +252,8 @@ def _stored_model_path(content: str) -> Path:
     examples, rules.yaml for the cue groups, the code that turns text into features and builds the
     model, the scikit-learn version and the embedding model), so any change there retrains."""
     import sklearn
-
     from personagraph.safety import rules as safety_rules
+
     key = "\x1e".join(
         [
             content,
@@ -283,6 +283,13 @@ def trained_model(path: Path | None = None) -> SafetyClassifier:
         for p, content in zip(paths, contents, strict=True):  # name the file and line of the bad example
             parse_examples(content, source=str(p))
         raise
+
+
+def trained_model_file() -> Path:
+    """Train (or load) the classifier on the shipped training files; where it is kept on disk."""
+    trained_model()
+    content = "\n".join(p.read_text(encoding="utf-8").rstrip("\n") for p in train_paths())
+    return _stored_model_path(content)
 
 
 def threshold_setting() -> float:

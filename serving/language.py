@@ -6,6 +6,8 @@ import re
 from typing import Literal
 
 Lang = Literal["ko", "en"]
+# How prompts name each language to the model.
+LANGUAGE_NAMES: dict[str, str] = {"ko": "Korean (한국어)", "en": "English"}
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _HAN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")

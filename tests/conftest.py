@@ -28,7 +28,7 @@ for _key in list(os.environ):
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Fresh settings and a temporary PERSONAGRAPH_HOME for every test."""
-    from personagraph.nodes.retrieval import vector_client
+    from personagraph.memory.vectors import vector_client
     from personagraph.serving.settings import get_settings
 
     monkeypatch.setenv("PERSONAGRAPH_HOME", str(tmp_path / "home"))

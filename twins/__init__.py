@@ -1,2 +1,2 @@
-"""Digital twins of survey respondents: who answers (respondents), what they answer (surveys),
-how (answering), at scale and resumable (batch), and the CLI entry points (cli)."""
+"""Digital twins of survey respondents: who answers (respondents), what they are asked (surveys,
+guides), and how close their answers come to the real people's (validation)."""

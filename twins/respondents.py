@@ -23,9 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from personagraph.serving.settings import get_settings
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 TWIN2K = "twin2k"
 HF_DATASET = "LLM-Digital-Twin/Twin-2K-500"

@@ -14,6 +14,9 @@ Pearson r across people (individuation), the twin/human variance ratio, and a pe
 distance (Wasserstein-1 on the scored scale divided by the range, 0 = identical distributions; for
 binary items it equals the difference in proportions). Baselines: the population mean (mode for
 binary items) fitted on people who are NOT evaluated, and a uniform random answer (exact expectations).
+
+The real answers come from a CSV in the pack's format (`load_answers`): `twin_id` plus one column
+per item id, empty where the person was not asked.
 """
 
 from __future__ import annotations
@@ -22,12 +25,40 @@ import bisect
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from personagraph.twins.surveys import Question
 
 Answers = Mapping[str, Mapping[str, float]]  # person id -> question id -> value
 NOT_SCORED_MARK = "not scored in paper"
+
+
+class AnswersFileError(ValueError):
+    """The real answers file cannot be used; the caller names the file's field (e.g. `--answers`)."""
+
+
+def load_answers(path: Path, question_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    """twin_id -> item id -> value, for the given items (other columns are ignored, empty cells skipped)."""
+    import pandas as pd  # only validation reads CSV files
+
+    if not path.is_file():
+        raise AnswersFileError(f"file not found: {path}")
+    frame = pd.read_csv(path, dtype={"twin_id": str})
+    if "twin_id" not in frame.columns:
+        raise AnswersFileError(f"{path} has no 'twin_id' column")
+    if not any(q in frame.columns for q in question_ids):
+        raise AnswersFileError(f"none of the question ids are columns of {path}")
+    out: dict[str, dict[str, float]] = {}
+    for row in frame.to_dict(orient="records"):
+        values = {}
+        for qid in question_ids:
+            value = row.get(qid)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            values[qid] = float(value)
+        out[str(row["twin_id"]).strip()] = values
+    return out
 
 
 def transform(q: Question, value: float) -> float:

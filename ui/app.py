@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
-
-from personagraph.services.chat import ChatService, InvalidRequestError, TurnEvent, validate_request
 from personagraph.personas.cards import CardError, import_card, load_card, slugify
 from personagraph.personas.model import UnknownPersonaError, list_personas, load_persona
+from personagraph.services.chat import ChatService, InvalidRequestError, TurnEvent, prepare, validate_request
 from personagraph.serving.settings import get_settings
 from personagraph.ui.auth import AuthConfig
 from personagraph.ui.crm_tab import build_crm_tab
@@ -434,21 +433,6 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
     return app
 
 
-def warm_up(service: ChatService) -> None:
-    """Start the embedded model server, build the index and train the input-safety classifier before
-    the first fan arrives (training takes a minute or two once, then loads from disk)."""
-    from personagraph.nodes.retrieval import vector_client
-    from personagraph.safety.classifier import trained_model
-    from personagraph.personas.index import ensure_persona_index
-    from personagraph.serving.models import endpoint_of
-
-    for persona_id in list_personas():
-        ensure_persona_index(vector_client(), persona_id)
-    trained_model()
-    base_url, model = endpoint_of("chat")
-    print(f"model for role 'chat': {model} at {base_url}")
-
-
 def launch(host: str = "127.0.0.1", port: int = 7860) -> None:
     settings = get_settings()
     auth = AuthConfig.from_env()
@@ -458,7 +442,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860) -> None:
         "sign-in: " + ("required (AUTH_* accounts)" if auth.enabled else "none (open mode, 127.0.0.1 only)")
     )
     service = ChatService()
-    warm_up(service)
+    for line in prepare(start_model=True):
+        print(line)
     build_app(service, auth).queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, auth=auth.check if auth.enabled else None,
         auth_message="PersonaGraph: sign in with the AUTH_USER_* or AUTH_ADMIN_* account.",

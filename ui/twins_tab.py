@@ -20,24 +20,18 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 import yaml
-from pydantic import ValidationError
-
-from personagraph.serving.models import ModelError
-from personagraph.services.twins.runs import (
-    BatchOptions,
-    Progress,
-    RunError,
-    RunStore,
-    RunSummary,
-    by_segment,
-    create_survey_run,
-    delete_run,
-    export_all,
-    run_info,
-    run_survey,
-    summarize,
-    visible_runs,
+from personagraph.services.twins.analysis import by_segment, summarize, validate_run
+from personagraph.services.twins.executor import BatchOptions, Progress, RunSummary
+from personagraph.services.twins.exports import export_all, export_session_transcript
+from personagraph.services.twins.interviews import (
+    InterviewSession,
+    InterviewTurn,
+    create_interview_run,
+    run_interviews,
 )
+from personagraph.services.twins.store import RunError, RunStore, delete_run, run_info, visible_runs
+from personagraph.services.twins.surveys import create_survey_run, run_survey
+from personagraph.serving.models import ModelError
 from personagraph.twins.guides import GuideError, InterviewGuide, guide_from_data
 from personagraph.twins.respondents import (
     RespondentError,
@@ -50,6 +44,7 @@ from personagraph.twins.respondents import (
 )
 from personagraph.twins.surveys import Survey, SurveyError, list_templates, survey_from_data
 from personagraph.ui.auth import AuthConfig, current_account
+from pydantic import ValidationError
 
 DEFAULT_SELECT = "random:5:1"
 SELECT_HELP = (
@@ -216,33 +211,6 @@ def summary_markdown(summary: dict[str, Any], info: dict[str, Any] | None = None
 def questions_table(summary: dict[str, Any]) -> pd.DataFrame:
     columns = ["question_id", "type", "expected", "ok", "failed", "coverage", "validity", "mean", "sd"]
     return pd.DataFrame([{c: q.get(c) for c in columns} for q in summary.get("questions", [])])
-
-
-def validation_report(run_id: str, answers_path: str) -> dict[str, Any]:
-    """Score a finished survey run against real answers (twin_id + one column per item id)."""
-    from evals.twins import EvalInputError, load_answers
-    from personagraph.twins.validation import compare_with_answers, headline, per_block
-
-    with RunStore.open(run_id) as store:
-        if store.meta("kind") != "survey":
-            raise RunError(f"run {run_id!r}: only survey runs can be validated")
-        survey = store.survey()
-        predictions = store.numeric_answers()
-        people = {p.id for p in store.people()}
-    try:
-        answers = load_answers(Path(answers_path), [q.id for q in survey.questions])
-    except EvalInputError as exc:
-        raise RunError(str(exc).replace("--answers", "answers file")) from exc
-    missing = sorted(people - set(answers))
-    if len(missing) == len(people):
-        raise RunError("answers file: none of this run's respondents has a row (twin_id) in it")
-    compared = compare_with_answers(survey.questions, predictions, answers, people - set(missing))
-    return {
-        "run_id": run_id, "people": compared["people"], "people_without_answers": missing,
-        "items": compared["items"], "coverage": compared["coverage"],
-        **{who: headline(compared[who]) for who in ("twins", "population", "uniform")},
-        "per_block": {who: per_block(survey.questions, compared[who]) for who in ("twins", "population", "uniform")},
-    }  # fmt: skip
 
 
 def validation_markdown(report: dict[str, Any]) -> str:
@@ -484,8 +452,6 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             session_state = gr.State(value=None)
 
         def do_batch(text: str, select_text: str, followups: float, request: gr.Request) -> Iterator[str]:
-            from personagraph.services.twins.interviews import create_interview_run, run_interviews
-
             owner, _ = account(request)
             try:
                 options = _options("per_question", 1, 0, followups)
@@ -511,7 +477,7 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             do_batch, [guide_text, specs, max_followups], [batch_status], api_name="run_interviews"
         )
 
-        def _chat_of(turn: Any) -> list[dict[str, Any]]:
+        def _chat_of(turn: InterviewTurn) -> list[dict[str, Any]]:
             messages: list[dict[str, Any]] = []
             for entry in turn.transcript:
                 who = {
@@ -524,7 +490,7 @@ def build_twins_tabs(auth: AuthConfig) -> None:
                 messages.append({"role": "assistant", "content": str(entry.get("answer", ""))})
             return messages
 
-        def _turn_outputs(session: dict[str, Any], turn: Any) -> tuple[Any, ...]:
+        def _turn_outputs(session: dict[str, Any], turn: InterviewTurn) -> tuple[Any, ...]:
             if turn.waiting is None:
                 files = _save_session(session, turn)
                 return _chat_of(turn), None, "Interview finished; the transcript is saved.", files
@@ -532,21 +498,21 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             hint = f"Next guide question: _{nxt}_" if nxt else "This was the last guide question."
             return _chat_of(turn), session, f"Ask a follow-up, or **Next question**. {hint}", None
 
-        def _save_session(session: dict[str, Any], turn: Any) -> list[str]:
+        def _save_session(session: dict[str, Any], turn: InterviewTurn) -> list[str]:
             from personagraph.serving.settings import get_settings
-            from personagraph.services.twins.interviews import export_session_transcript
 
             pool = load_respondents(session["source"])
             out = get_settings().personagraph_home / "interviews"
             files = export_session_transcript(
-                turn, guide_from_data(session["guide"]), pool.by_id[session["person"]], out
+                turn.thread_id,
+                turn.transcript,
+                guide_from_data(session["guide"]),
+                pool.by_id[session["person"]],
+                out,
             )
             return list(files.values())
 
         def do_start(text: str, pid: str, followups: float, select_text: str) -> tuple[Any, ...]:
-            from personagraph.nodes.interview import InterviewContext
-            from personagraph.services.twins.interviews import InterviewSession
-
             try:
                 guide = guide_from_text(text)
                 selection = selection_from_text(select_text)
@@ -554,8 +520,7 @@ def build_twins_tabs(auth: AuthConfig) -> None:
                 if (pid or "").strip() not in pool.by_id:
                     raise RespondentError(f"respondent id: {pid!r} is not in source {selection.source!r}")
                 person = pool.by_id[pid.strip()]
-                context = InterviewContext(interactive=True, max_followups=int(followups))
-                turn = InterviewSession(context=context).start(person, guide)
+                turn = InterviewSession(max_followups=int(followups)).start(person, guide)
             except (*INPUT_ERRORS, ModelError) as exc:
                 return [], None, f"⚠️ {exc}", None
             session = {"thread_id": turn.thread_id, "person": person.id, "source": selection.source,
@@ -563,14 +528,11 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             return _turn_outputs(session, turn)
 
         def do_reply(session: dict[str, Any] | None, text: str) -> tuple[Any, ...]:
-            from personagraph.nodes.interview import InterviewContext
-            from personagraph.services.twins.interviews import InterviewSession
-
             if not session:
                 return gr.update(), None, "⚠️ Start an interview first.", None
-            context = InterviewContext(interactive=True, max_followups=session["max_followups"])
             try:
-                turn = InterviewSession(context=context).reply(session["thread_id"], text)
+                interview = InterviewSession(max_followups=session["max_followups"])
+                turn = interview.reply(session["thread_id"], text)
             except (RunError, ModelError) as exc:
                 return gr.update(), session, f"⚠️ {exc} — send it again to retry.", None
             return _turn_outputs(session, turn)
@@ -688,7 +650,7 @@ def build_twins_tabs(auth: AuthConfig) -> None:
                 return "⚠️ answers file: upload the real answers CSV first"
             try:
                 may_see(run_id, owner, admin)
-                return validation_markdown(validation_report(run_id, path))
+                return validation_markdown(validate_run(run_id, Path(path)))
             except INPUT_ERRORS as exc:
                 return f"⚠️ {exc}"
 

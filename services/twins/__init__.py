@@ -1,1 +1,2 @@
-"""Twin runs: survey answering, the run store and executor, exports, and interviews over the graph."""
+"""Twin runs: surveys (surveys, answering) and interviews (interviews) over many twins, run by one
+executor (executor) into one SQLite store per run (store), then analysed (analysis) and exported (exports)."""

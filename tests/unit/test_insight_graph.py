@@ -1,43 +1,40 @@
-"""insight_qa with fake models: intent routing, scope per intent, scoped tools, numeric check, errors."""
+"""insight_qa with fake models: intent routing, scope per intent, scoped figures, numeric check, errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
-
 from personagraph.graphs.insight_qa import graph
+from personagraph.insight import facts
 from personagraph.insight.lexicon import keyword_intent, mentioned_segments
-from personagraph.insight.source import use_snapshot
+from personagraph.insight.questions import InvalidQuestionError
+from personagraph.insight.source import FixedSource
 from personagraph.insight.store import Snapshot
-from personagraph.nodes.insight import InsightContext, InvalidQuestionError
+from personagraph.nodes.insight import InsightContext
 from personagraph.serving.models import use_models
+
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot
-from personagraph.insight import facts as tools
 
 
 @pytest.fixture(scope="module")
-def snap() -> Snapshot:
+def live() -> Snapshot:
     return small_snapshot()
 
 
-@pytest.fixture
-def live(snap: Snapshot) -> Iterator[Snapshot]:
-    with use_snapshot(snap):
-        yield snap
-
-
-def ask(question: str, *, drafter: Any = "Here is what the data says.", router: Any = None,
+def ask(snap: Snapshot, question: str, *, drafter: Any = "Here is what the data says.", router: Any = None,
         **context: Any) -> dict[str, Any]:  # fmt: skip
+    """One run of the graph over `snap`, its source passed in the run's context (no global)."""
     context.setdefault("use_profiles", False)
     models = {"drafter": drafter if not isinstance(drafter, str) else scripted(drafter)}
     if router is not None:
         models["router"] = router
     with use_models(models):
-        return graph.invoke({"question": question}, context=InsightContext(**context))
+        return graph.invoke(
+            {"question": question}, context=InsightContext(source=FixedSource(snap), **context)
+        )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +66,7 @@ def test_mentioned_segments_needs_the_segment_noun() -> None:
 
 
 def test_profile_scope_limits_tools_to_the_named_segment(live: Snapshot) -> None:
-    out = ask("What are our VIP customers like?")
+    out = ask(live, "What are our VIP customers like?")
     assert out["intent"] == "segment_profile" and out["scope"] == {"segments": ["vip"], "customers": []}
     assert set(out["tool_results"]) == {"segment_stats[vip]", "top_products[vip]", "trend[vip]"}
     assert {r.get("segment") for r in out["tool_results"].values()} == {"vip"}
@@ -79,21 +76,21 @@ def test_profile_scope_limits_tools_to_the_named_segment(live: Snapshot) -> None
 
 
 def test_comparison_scope_has_both_segments_only(live: Snapshot) -> None:
-    out = ask("Compare loyal and dormant customers")
+    out = ask(live, "Compare loyal and dormant customers")
     assert out["scope"]["segments"] == ["loyal", "dormant"]
     assert list(out["tool_results"]) == ["compare_segments"]
     assert [s["segment"] for s in out["tool_results"]["compare_segments"]["segments"]] == ["loyal", "dormant"]
 
 
 def test_summary_scope_is_every_segment(live: Snapshot) -> None:
-    out = ask("세그먼트별 현황 요약해줘", drafter="세그먼트 요약입니다.")
+    out = ask(live, "세그먼트별 현황 요약해줘", drafter="세그먼트 요약입니다.")
     assert sorted(out["scope"]["segments"]) == sorted(live.customers["segment"].unique())
     assert out["lang"] == "ko"
 
 
 def test_customer_lookup_scope_is_the_customer(live: Snapshot) -> None:
     customer = live.customers.index[5]
-    out = ask(f"Tell me about customer {customer}")
+    out = ask(live, f"Tell me about customer {customer}")
     assert out["scope"] == {"segments": [], "customers": [customer]}
     assert out["tool_results"][f"customer_lookup[{customer}]"]["orders"] == int(
         live.customers.loc[customer, "frequency"]
@@ -102,21 +99,22 @@ def test_customer_lookup_scope_is_the_customer(live: Snapshot) -> None:
 
 def test_out_of_scope_refuses_without_tools(live: Snapshot) -> None:
     drafter = scripted("should not be called")
-    out = ask("What's the weather in Seoul tomorrow?", drafter=drafter)
+    out = ask(live, "What's the weather in Seoul tomorrow?", drafter=drafter)
     assert out["intent"] == "out_of_scope" and out["tool_results"] == {} and drafter.calls == []
     assert "only answer questions" in out["answer"]
 
 
 def test_missing_segment_asks_which(live: Snapshot) -> None:
     router = scripted({"intent": "strategy", "segments": [], "customers": []})
-    out = ask("How should we plan next month's campaign?", router=router)
+    out = ask(live, "How should we plan next month's campaign?", router=router)
     assert out["intent"] == "strategy" and out["tool_results"] == {}
     assert "Which segment" in out["answer"]
 
 
 def test_ambiguous_question_goes_to_the_router_model(live: Snapshot) -> None:
     router = scripted({"intent": "strategy", "segments": ["at_risk"], "customers": []})
-    out = ask("How do we get customers who drifted off to come back?", router=router)  # no segment named
+    # No segment named: the keywords are not sure, so the router model decides.
+    out = ask(live, "How do we get customers who drifted off to come back?", router=router)
     assert out["router"] == "model" and len(router.calls) == 1
     assert out["intent"] == "strategy" and out["scope"]["segments"] == ["at_risk"]
     assert set(out["tool_results"]) == {"segment_stats[at_risk]", "top_products[at_risk]", "trend[at_risk]"}
@@ -126,7 +124,9 @@ def test_router_model_error_falls_back_to_keywords(live: Snapshot) -> None:
     from personagraph.serving.models import ModelUnavailableError
 
     router = scripted(ModelUnavailableError("server down"))
-    out = ask("How do we get customers who stopped buying to come back?", router=router, router_mode="model")
+    out = ask(
+        live, "How do we get customers who stopped buying to come back?", router=router, router_mode="model"
+    )
     assert out["router"].startswith("keywords (model error")
     assert out["answer"]
 
@@ -139,14 +139,14 @@ def test_unsupported_number_is_regenerated(live: Snapshot) -> None:
         return f"The VIP segment has {customers:,} customers."
 
     drafter = scripted("VIP customers make up 97.3% of revenue.", honest)
-    out = ask("What are our VIP customers like?", drafter=drafter)
+    out = ask(live, "What are our VIP customers like?", drafter=drafter)
     assert len(drafter.calls) == 2
     assert out["check"]["ok"] and not out["flagged"]
 
 
 def test_made_up_number_is_flagged_after_the_retry(live: Snapshot) -> None:
     drafter = scripted("VIP customers make up 97.3% of revenue.")
-    out = ask("What are our VIP customers like?", drafter=drafter)
+    out = ask(live, "What are our VIP customers like?", drafter=drafter)
     assert len(drafter.calls) == 2 and out["flagged"]
     assert out["check"]["unsupported"] == ["97.3%"]
     assert "could not be verified" in out["answer"]
@@ -154,7 +154,7 @@ def test_made_up_number_is_flagged_after_the_retry(live: Snapshot) -> None:
 
 def test_other_segment_mentions_are_removed(live: Snapshot) -> None:
     drafter = scripted("VIPs buy often. Unlike dormant customers, they are recent.")
-    out = ask("What are our VIP customers like?", drafter=drafter)
+    out = ask(live, "What are our VIP customers like?", drafter=drafter)
     assert out["check"]["leaked_segments"] == ["dormant"] and out["flagged"]
     assert "dormant" not in out["answer"].lower() and "VIPs buy often." in out["answer"]
 
@@ -162,26 +162,49 @@ def test_other_segment_mentions_are_removed(live: Snapshot) -> None:
 def test_drafter_error_gives_a_clear_message(live: Snapshot) -> None:
     from personagraph.serving.models import ModelUnavailableError
 
-    out = ask("What are our VIP customers like?", drafter=scripted(ModelUnavailableError("server down at x")))
+    out = ask(
+        live, "What are our VIP customers like?", drafter=scripted(ModelUnavailableError("server down at x"))
+    )
     assert out["error"] and "server down" in out["answer"] and out["flagged"]
     assert out["tool_results"]  # the exact figures are still there
 
 
 def test_bad_question_names_the_field(live: Snapshot) -> None:
     with pytest.raises(InvalidQuestionError, match="question"):
-        ask("   ")
+        ask(live, "   ")
     with pytest.raises(InvalidQuestionError, match="router_mode"):
-        ask("VIP?", router_mode="magic")
+        ask(live, "VIP?", router_mode="magic")
 
 
-def test_tools_refuse_targets_outside_scope(live: Snapshot) -> None:
-    assert "outside" in tools.segment_stats.invoke({"segment": "dormant", "scope": ["vip"]})["error"]
-    assert "outside" in tools.customer_lookup.invoke({"customer_id": "C00001", "scope": ["C00002"]})["error"]
-    assert "outside" in tools.compare_segments.invoke({"segments": ["vip", "new"], "scope": ["vip"]})["error"]
-    overview = tools.segment_overview.invoke({"scope": ["vip"]})
+def test_facts_refuse_targets_outside_scope(live: Snapshot) -> None:
+    assert "outside" in facts.segment_stats(live, "dormant", ["vip"])["error"]
+    assert "outside" in facts.customer_lookup(live, "C00001", ["C00002"])["error"]
+    assert "outside" in facts.compare_segments(live, ["vip", "new"], ["vip"])["error"]
+    overview = facts.segment_overview(live, ["vip"])
     assert [s["segment"] for s in overview["segments"]] == ["vip"]
 
 
 def test_profiles_are_retrieved_for_the_scope_only(live: Snapshot) -> None:
-    out = ask("휴면 고객은 어떤 특징이 있어?", drafter="휴면 고객 설명입니다.", use_profiles=True, top_k=3)
+    out = ask(
+        live, "휴면 고객은 어떤 특징이 있어?", drafter="휴면 고객 설명입니다.", use_profiles=True, top_k=3
+    )
     assert out["retrieved"] and {d["segment"] for d in out["retrieved"]} == {"dormant"}
+
+
+def test_a_run_without_a_source_reads_the_default_source(
+    live: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Studio and `langgraph dev` pass no source: the nodes fall back to the settings' source."""
+    monkeypatch.setattr("personagraph.nodes.insight.default_source", lambda: FixedSource(live))
+    with use_models({"drafter": scripted("Here is what the data says.")}):
+        out = graph.invoke(
+            {"question": "What are our VIP customers like?"}, context=InsightContext(use_profiles=False)
+        )
+    vip = live.customers[live.customers["segment"] == "vip"]
+    assert out["tool_results"]["segment_stats[vip]"]["customers"] == len(vip)
+
+
+def test_the_data_source_is_not_part_of_studios_context_schema() -> None:
+    schema = graph.get_context_jsonschema()
+    assert schema is not None and "router_mode" in schema["properties"]
+    assert "source" not in schema["properties"]

@@ -110,7 +110,9 @@ def test_imports_point_down(module: str) -> None:
             continue
         other = target.split(".")[0]
         if RANK[other] > RANK[layer]:
-            problems.append(f"line {line}: {layer} (layer {RANK[layer]}) imports {target} (layer {RANK[other]})")
+            problems.append(
+                f"line {line}: {layer} (layer {RANK[layer]}) imports {target} (layer {RANK[other]})"
+            )
         elif layer in APPS and other in ("graphs", "nodes"):
             problems.append(f"line {line}: an app reaches past the services into {target}")
         elif layer == "graphs" and other == "graphs" and target != module:

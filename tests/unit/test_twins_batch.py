@@ -15,27 +15,19 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from pydantic import ValidationError
-
+from personagraph.services.twins.analysis import by_segment, summarize
+from personagraph.services.twins.answering import Mode
+from personagraph.services.twins.executor import BatchOptions, Progress, RateLimiter, WorkUnit, execute
+from personagraph.services.twins.exports import export_all
+from personagraph.services.twins.store import RunError, RunStore, run_path
+from personagraph.services.twins.surveys import create_survey_run, run_survey
 from personagraph.serving.models import ModelUnavailableError, use_models
 from personagraph.serving.settings import REPO_ROOT
+from personagraph.twins.surveys import load_survey
+from pydantic import ValidationError
+
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot, people_from
-from personagraph.services.twins.answering import Mode
-from personagraph.services.twins.runs import (
-    BatchOptions,
-    Progress,
-    RateLimiter,
-    RunError,
-    RunStore,
-    by_segment,
-    create_survey_run,
-    export_all,
-    run_path,
-    run_survey,
-    summarize,
-)
-from personagraph.twins.surveys import load_survey
 
 BRAND = load_survey(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")
 
@@ -126,7 +118,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path: Path) -> None:
             from personagraph.serving.models import use_models
             from tests.fakes import scripted
             from tests.unit.twins_support import answer_bot, people_from
-            from personagraph.services.twins.runs import run_survey
+            from personagraph.services.twins.surveys import run_survey
             from personagraph.twins.surveys import load_survey
             survey = load_survey({str(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")!r})
             bot = answer_bot(survey, people_from(5))
@@ -290,3 +282,33 @@ def test_progress_object_is_plain_data() -> None:
     progress = Progress(run_id="r", total=3, done=1)
     assert progress.as_dict()["total"] == 3
     assert Counter(progress.as_dict())  # serialisable mapping for the UI
+
+
+def test_resume_may_change_how_a_run_executes_never_what_it_asks() -> None:
+    stored = BatchOptions(mode="per_person", concurrency=1, seed=3)
+    given = BatchOptions(mode="per_question", concurrency=8, retries=0, seed=9)
+    resumed = stored.resumed_with(given)
+    assert (resumed.concurrency, resumed.retries) == (8, 0)
+    assert (resumed.mode, resumed.seed) == ("per_person", 3)
+    assert stored.resumed_with(None) == stored
+
+
+def test_execute_stores_each_result_before_counting_it() -> None:
+    """The executor on its own: any work and any store writer, progress in steps, statuses counted."""
+    people = people_from(3)
+    run = create_survey_run(BRAND, people, BatchOptions())
+    units = [WorkUnit(p, BRAND.questions[:2]) for p in people]
+    written: list[str] = []
+    seen: list[tuple[int, int]] = []
+
+    def write(person_id: str) -> list[str]:
+        written.append(person_id)
+        return ["ok", "failed"]
+
+    with RunStore.open(run.run_id) as store:
+        summary = execute(
+            store, run.run_id, "survey", units, 6, BatchOptions(concurrency=2), lambda unit: unit.person.id, write,
+            progress=False, on_progress=lambda p: seen.append((p.done, p.failed)),
+        )  # fmt: skip
+    assert sorted(written) == ["p0", "p1", "p2"]
+    assert seen[-1] == (6, 3) and summary.asked_now == 6 and summary.stopped is None

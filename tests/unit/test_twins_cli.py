@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
+from personagraph.cli.twins import add_interview_parser, add_survey_parser
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
-from tests.fakes import scripted
-from tests.unit.twins_support import answer_bot
-from personagraph.cli.twins import add_interview_parser, add_survey_parser
 from personagraph.twins.respondents import load_twin2k, parse_select, select
 from personagraph.twins.surveys import load_survey
+
+from tests.fakes import scripted
+from tests.unit.twins_support import answer_bot
 
 TAM = REPO_ROOT / "data" / "surveys" / "tam_en.yaml"
 GUIDE = REPO_ROOT / "data" / "interviews" / "ai_at_work_en.yaml"

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from personagraph.twins.respondents import (
     NumericRange,
     RespondentError,

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
+from personagraph.services.twins.analysis import by_segment, summarize, validate_run
+from personagraph.services.twins.executor import BatchOptions
+from personagraph.services.twins.store import RunError, RunStore, delete_run, visible_runs
+from personagraph.services.twins.surveys import create_survey_run, run_survey
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
-from tests.fakes import scripted
-from tests.unit.twins_support import answer_bot, people_from
-from personagraph.services.twins.runs import BatchOptions, RunError, create_survey_run, delete_run, run_survey, visible_runs
 from personagraph.twins.surveys import SurveyError, load_survey
 from personagraph.ui import twins_tab
+
+from tests.fakes import scripted
+from tests.unit.twins_support import answer_bot, people_from
 
 BRAND_FILE = REPO_ROOT / "data" / "surveys" / "brand_en.yaml"
 
@@ -64,8 +67,6 @@ def test_users_see_their_own_runs_and_admins_all() -> None:
 
 
 def test_summary_plots_show_the_stored_answers() -> None:
-    from personagraph.services.twins.runs import RunStore, by_segment, summarize
-
     run_id, _ = _finished_run("mina", n=4)
     with RunStore.open(run_id) as store:
         summary = summarize(store)
@@ -85,8 +86,6 @@ def test_validation_scores_a_run_against_an_answers_file(tmp_path: Path) -> None
     survey = load_survey(BRAND_FILE)
     scored = [q for q in survey.questions if q.options or q.scale_max is not None]
     # Real answers: the first two people match the twins' answers exactly, others are strangers.
-    from personagraph.services.twins.runs import RunStore
-
     with RunStore.open(run_id) as store:
         twin_answers = {(a.person_id, a.question_id): a.value for a in store.answers() if a.status == "ok"}
     rows = []
@@ -103,14 +102,14 @@ def test_validation_scores_a_run_against_an_answers_file(tmp_path: Path) -> None
         )
     path = tmp_path / "answers.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    report = twins_tab.validation_report(run_id, str(path))
+    report = validate_run(run_id, path)
     assert report["people"] == 2 and report["people_without_answers"] == [ids[2]]
     assert report["twins"]["accuracy"]["item_mean"] == pytest.approx(1.0)
     assert "| twins | " in twins_tab.validation_markdown(report)
     stranger = tmp_path / "strangers.csv"
     pd.DataFrame(rows[2:]).to_csv(stranger, index=False)
     with pytest.raises(RunError, match="none of this run's respondents"):
-        twins_tab.validation_report(run_id, str(stranger))
+        validate_run(run_id, stranger)
 
 
 def test_filter_builder_writes_specs_that_select() -> None:

@@ -7,16 +7,14 @@ import math
 from pathlib import Path
 
 import pytest
-
-from evals.twins import run as run_eval
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
-from tests.fakes import scripted
-from tests.unit.twins_support import answer_bot, write_tiny_eval_files
 from personagraph.twins.respondents import load_user_personas
 from personagraph.twins.surveys import load_survey, survey_from_data
 from personagraph.twins.validation import (
+    AnswersFileError,
     answer_accuracy,
+    load_answers,
     pearson,
     population_baseline,
     population_hints,
@@ -25,6 +23,10 @@ from personagraph.twins.validation import (
     transform,
     wasserstein1,
 )
+
+from evals.twins import run as run_eval
+from tests.fakes import scripted
+from tests.unit.twins_support import answer_bot, write_tiny_eval_files
 
 DECILES = [6.0, 9.0, 14.0, 18.0, 20.0, 28.0, 40.0, 50.0, 53.0]
 ITEMS = survey_from_data(
@@ -141,14 +143,26 @@ def test_statistics_helpers() -> None:
     assert math.isnan(wasserstein1([], [1]))
 
 
+def test_real_answers_load_from_a_csv_and_errors_name_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "answers.csv"
+    path.write_text("twin_id,lik,other\n 7 ,4,x\n8,,y\n")
+    assert load_answers(path, ["lik", "bin"]) == {"7": {"lik": 4.0}, "8": {}}  # empty = not asked
+    with pytest.raises(AnswersFileError, match="file not found"):
+        load_answers(tmp_path / "none.csv", ["lik"])
+    with pytest.raises(AnswersFileError, match="none of the question ids are columns"):
+        load_answers(path, ["bin"])
+    (tmp_path / "no_id.csv").write_text("person,lik\n1,2\n")
+    with pytest.raises(AnswersFileError, match="no 'twin_id' column"):
+        load_answers(tmp_path / "no_id.csv", ["lik"])
+
+
 def test_scoring_reproduces_the_published_baselines() -> None:
     """Against the real pack: our population-mean/mode and uniform figures equal baselines.csv per item."""
     pack = REPO_ROOT.parent / "shared" / "twin2k"
     if not (pack / "answers_wave1_3.csv").is_file():
         pytest.skip("the validation pack is not next to the repository")
     import pandas as pd
-
-    from evals.twins import load_answers
+    from personagraph.twins.validation import load_answers
 
     survey = load_survey(REPO_ROOT / "data" / "twin2k" / "questions.json")
     truth = scored_values(

@@ -1,0 +1,127 @@
+"""What a survey run's stored answers say: coverage, validity and distributions (`summarize`), the same
+per segment of the people (`by_segment`), and how close the twins came to real answers (`validate_run`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from personagraph.services.twins.answering import AnswerRecord
+from personagraph.services.twins.store import RunError, RunStore
+from personagraph.twins.validation import (
+    AnswersFileError,
+    compare_with_answers,
+    headline,
+    load_answers,
+    per_block,
+)
+
+
+def summarize(store: RunStore) -> dict[str, Any]:
+    """Coverage (stored / expected), validity (ok / stored) and per-question distributions."""
+    survey = store.survey()
+    arms = store.arms()
+    people = store.people()
+    answers = store.answers()
+    by_question: dict[str, list[AnswerRecord]] = {}
+    for a in answers:
+        by_question.setdefault(a.question_id, []).append(a)
+    expected = {q.id: 0 for q in survey.questions}
+    for p in people:
+        for q in survey.questions_for(arms.get(p.id, {})):
+            expected[q.id] += 1
+    questions = []
+    for q in survey.questions:
+        rows = by_question.get(q.id, [])
+        ok = [a for a in rows if a.status == "ok"]
+        values = [a.value for a in ok]
+        entry: dict[str, Any] = {
+            "question_id": q.id, "type": q.type, "text": q.text, "arm": q.condition_arm, "expected": expected[q.id],
+            "stored": len(rows), "ok": len(ok), "failed": len(rows) - len(ok),
+            "coverage": round(len(ok) / expected[q.id], 4) if expected[q.id] else None,
+            "validity": round(len(ok) / len(rows), 4) if rows else None,
+        }  # fmt: skip
+        numbers = [float(v) for v in values if isinstance(v, int | float)]
+        if numbers and q.type != "open":
+            mean = sum(numbers) / len(numbers)
+            entry["mean"] = round(mean, 4)
+            entry["sd"] = round(math.sqrt(sum((x - mean) ** 2 for x in numbers) / len(numbers)), 4)
+        if q.options:
+            counts = {o.code: 0 for o in q.options}
+            for v in values:
+                if isinstance(v, int) and v in counts:
+                    counts[v] += 1
+            entry["distribution"] = {f"{o.code} {o.label}": counts[o.code] for o in q.options}
+        questions.append(entry)
+    total_expected = sum(expected.values())
+    ok_total = sum(a.status == "ok" for a in answers)
+    return {
+        "run_id": store.meta("run_id"), "survey_id": survey.id, "title": survey.title, "people": len(people),
+        "expected": total_expected, "stored": len(answers), "ok": ok_total, "failed": len(answers) - ok_total,
+        "coverage": round(ok_total / total_expected, 4) if total_expected else None,
+        "validity": round(ok_total / len(answers), 4) if answers else None,
+        "questions": questions,
+    }  # fmt: skip
+
+
+def by_segment(store: RunStore, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per segment (the people's value of `attribute`, e.g. age_band): each question's n, mean and
+    option counts, from the valid answers. For numeric attributes, group them first (e.g. by tertile)."""
+    survey = store.survey()
+    people = {p.id: p for p in store.people()}
+    known = {key for p in people.values() for key in p.attributes}
+    if attribute not in known:
+        raise RunError(
+            f"attribute: {attribute!r} is not an attribute of this run's people; allowed: {', '.join(sorted(known))}"
+        )
+    groups: dict[str, dict[str, list[Any]]] = {}
+    for a in store.answers():
+        if a.status != "ok" or a.person_id not in people:
+            continue
+        segment = people[a.person_id].attributes.get(attribute)
+        groups.setdefault("(missing)" if segment is None else str(segment), {}).setdefault(
+            a.question_id, []
+        ).append(a.value)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for segment, questions in sorted(groups.items()):
+        out[segment] = {}
+        for q in survey.questions:
+            values = questions.get(q.id, [])
+            entry: dict[str, Any] = {"n": len(values)}
+            numbers = [float(v) for v in values if isinstance(v, int | float)]
+            if numbers and q.type != "open":
+                entry["mean"] = round(sum(numbers) / len(numbers), 4)
+            if q.options:
+                entry["distribution"] = {o.code: sum(v == o.code for v in values) for o in q.options}
+            out[segment][q.id] = entry
+    return out
+
+
+def validate_run(run_id: str, answers_path: Path) -> dict[str, Any]:
+    """Score a survey run against real answers (twin_id + one column per item id), with both baselines.
+
+    People of the run without a row in the answers file are listed, not scored.
+    """
+    with RunStore.open(run_id) as store:
+        if store.meta("kind") != "survey":
+            raise RunError(f"run {run_id!r}: only survey runs can be validated")
+        survey = store.survey()
+        predictions = store.numeric_answers()
+        people = {p.id for p in store.people()}
+    try:
+        answers = load_answers(answers_path, [q.id for q in survey.questions])
+    except AnswersFileError as exc:
+        raise RunError(f"answers file: {exc}") from exc
+    missing = sorted(people - set(answers))
+    if len(missing) == len(people):
+        raise RunError("answers file: none of this run's respondents has a row (twin_id) in it")
+    compared = compare_with_answers(survey.questions, predictions, answers, people - set(missing))
+    who = ("twins", "population", "uniform")
+    return {
+        "run_id": run_id, "people": compared["people"], "people_without_answers": missing,
+        "items": compared["items"], "coverage": compared["coverage"],
+        **{name: headline(compared[name]) for name in who},
+        "per_block": {name: per_block(survey.questions, compared[name]) for name in who},
+    }  # fmt: skip

@@ -1,0 +1,243 @@
+"""How a batch of twin calls runs: bounded concurrency, rate limiting, retries with backoff, progress,
+and every result stored the moment it arrives (`execute`).
+
+Survey runs and interview runs both hand `execute` their units of work (one model call's worth for a
+person) and say how to do one and how to store its result; the executor owns everything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from personagraph.services.twins.answering import Mode
+from personagraph.services.twins.store import RunKind, RunStore
+from personagraph.serving.models import ModelError, StructuredOutputError
+from personagraph.serving.settings import Role
+from personagraph.twins.respondents import Respondent
+from personagraph.twins.surveys import Question
+from pydantic import BaseModel, Field
+
+# Settings that change how a run executes, never what it asks: a resume may change only these.
+EXECUTION_FIELDS = ("concurrency", "rate_per_s", "retries", "backoff_s", "retry_failed")
+
+
+class BatchOptions(BaseModel):
+    """How a batch runs. Invalid values are rejected with the field name and the allowed range."""
+
+    mode: Mode = Field(default="per_question", description="per_question or per_person.")
+    concurrency: int = Field(default=2, ge=1, le=256, description="Model calls in flight at once.")
+    rate_per_s: float | None = Field(default=None, gt=0, description="Most call starts per second.")
+    retries: int = Field(default=3, ge=0, le=20, description="Retries of a call after a server error.")
+    backoff_s: float = Field(default=2.0, ge=0, description="First retry delay; doubles each retry.")
+    reason_chars: int | None = Field(default=None, ge=0, le=1000, description="Reason length (0 = none).")
+    role: Role = Field(default="twin", description="Model role that answers.")
+    seed: int = Field(default=0, description="Seed of the between-subject arm assignment.")
+    fallback: bool = Field(default=True, description="per_person: ask invalid fields one by one.")
+    chunk_size: int | None = Field(default=None, ge=1, description="per_person: most questions per call.")
+    retry_failed: bool = Field(default=False, description="On resume, ask failed answers again.")
+    max_followups: int = Field(default=2, ge=0, le=10, description="Interviews: follow-ups per question.")
+
+    def reason_length(self) -> int:
+        if self.reason_chars is not None:
+            return self.reason_chars
+        return 160 if self.mode == "per_question" else 80
+
+    def resumed_with(
+        self, given: BatchOptions | None, fields: Iterable[str] = EXECUTION_FIELDS
+    ) -> BatchOptions:
+        """These (stored) options, with `given`'s values of `fields` (what a resume may change)."""
+        if given is None:
+            return self
+        return self.model_copy(update={name: getattr(given, name) for name in fields})
+
+
+@dataclass
+class Progress:
+    run_id: str
+    total: int
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    errors: int = 0
+    last_person: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    path: str
+    kind: str
+    people: int
+    expected: int
+    stored: int
+    ok: int
+    failed: int
+    asked_now: int
+    calls_failed_now: int
+    seconds: float
+    stopped: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class WorkUnit:
+    """One model call's worth of work: a person and the questions of that call (none for an interview)."""
+
+    person: Respondent
+    questions: list[Question] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        """How far the unit moves the progress: one per question, or one interview."""
+        return len(self.questions) or 1
+
+
+class RateLimiter:
+    """At most `rate` call starts per second across threads (None = unlimited)."""
+
+    def __init__(self, rate: float | None):
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+Result = TypeVar("Result")
+
+
+def call_with_retries(
+    fn: Callable[[], Result], retries: int, backoff_s: float, limiter: RateLimiter
+) -> Result:
+    """Run `fn` after the rate limiter; retry server/transport errors with exponential backoff.
+
+    Invalid structured output is not retried here (`structured` already retried it with the error).
+    """
+    for attempt in range(retries + 1):
+        limiter.acquire()
+        try:
+            return fn()
+        except StructuredOutputError:
+            raise
+        except ModelError:
+            if attempt == retries:
+                raise
+            time.sleep(backoff_s * (2**attempt) * (0.75 + 0.5 * random.random()))
+    raise AssertionError("unreachable")
+
+
+def execute(
+    store: RunStore,
+    run_id: str,
+    kind: RunKind,
+    units: Iterable[WorkUnit],
+    total: int,
+    options: BatchOptions,
+    work: Callable[[WorkUnit], Result],
+    write: Callable[[Result], list[str]],
+    *,
+    progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+    max_consecutive_errors: int = 5,
+    time_budget_s: float | None = None,
+) -> RunSummary:
+    """Do every unit with `work` on `options.concurrency` threads and store each result with `write`.
+
+    `total` is the sum of the units' steps (the progress bar's length). `write` stores one result
+    durably and returns the status ("ok" or "failed") of each record it stored; a result is counted
+    only after it is written. Calls start at most `options.rate_per_s` a second; server errors are
+    retried with backoff, and after `max_consecutive_errors` units fail that way in a row the run
+    stops (`summary.stopped`), keeping what was stored; so does `time_budget_s` (no new calls start
+    after it; resume later). Any other exception stops the run and propagates.
+    """
+    from tqdm import tqdm  # only batch runs need it
+
+    started = time.perf_counter()
+    limiter = RateLimiter(options.rate_per_s)
+    state = Progress(run_id=run_id, total=total)
+    bar = tqdm(
+        total=total, disable=not progress, unit="answer" if kind == "survey" else "interview", desc=run_id
+    )
+    consecutive = 0
+    stopped: str | None = None
+    queue = iter(units)
+    window = max(1, options.concurrency) * 2  # bounded: never more than this many units held in memory
+    pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="twin")
+    in_flight: dict[Future[Result], WorkUnit] = {}
+
+    def submit_more() -> None:
+        nonlocal stopped
+        if time_budget_s is not None and stopped is None and time.perf_counter() - started > time_budget_s:
+            stopped = f"time budget of {time_budget_s:g} s reached; resume the run to finish it"
+        while stopped is None and len(in_flight) < window:
+            unit = next(queue, None)
+            if unit is None:
+                return
+            task = functools.partial(work, unit)
+            future = pool.submit(call_with_retries, task, options.retries, options.backoff_s, limiter)
+            in_flight[future] = unit
+
+    try:
+        submit_more()
+        while in_flight:
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                unit = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except ModelError as exc:
+                    consecutive += 1
+                    state.errors += unit.steps
+                    if consecutive >= max_consecutive_errors and stopped is None:
+                        stopped = f"{consecutive} calls in a row failed after retries: {exc}"
+                    continue
+                consecutive = 0
+                statuses = write(result)  # durable before it is counted
+                state.ok += statuses.count("ok")
+                state.failed += statuses.count("failed")
+                state.done += unit.steps
+                state.last_person = unit.person.id
+                bar.update(unit.steps)
+                if on_progress:
+                    on_progress(state)
+            submit_more()
+    except BaseException:
+        for future in in_flight:
+            future.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    if stopped and stopped.startswith("time budget") and state.done >= total:
+        stopped = None  # the budget ran out while the last calls finished: nothing is left
+    counts = store.status_counts(kind)
+    return RunSummary(
+        run_id=run_id, path=str(store.path), kind=kind, people=len(store.people()),
+        expected=int(store.meta("expected", 0)), stored=counts["stored"], ok=counts["ok"], failed=counts["failed"],
+        asked_now=state.done, calls_failed_now=state.errors, seconds=round(time.perf_counter() - started, 2),
+        stopped=stopped,
+    )  # fmt: skip

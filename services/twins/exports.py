@@ -1,0 +1,193 @@
+"""A run's results as files: JSON (everything), CSV (one row per answer), Excel (one sheet per survey
+plus a summary), and interview transcripts as markdown + JSON. `export_all` writes what fits the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from personagraph.services.twins.analysis import summarize
+from personagraph.services.twins.store import RunStore
+from personagraph.twins.guides import InterviewGuide
+from personagraph.twins.respondents import Respondent
+
+EXPORT_COLUMNS = [
+    "run_id",
+    "survey_id",
+    "person_id",
+    "question_id",
+    "arm",
+    "status",
+    "value",
+    "reason",
+    "error",
+    "mode",
+]
+RUN_META_KEYS = ("run_id", "kind", "created_at", "survey_id", "options", "selection", "source", "arm_source")
+
+
+def export_all(run_id: str, out_dir: Path) -> dict[str, str]:
+    """Every export of a run into `out_dir`: answers .json/.csv and .xlsx, or JSON and transcripts."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunStore.open(run_id) as store:
+        files = {"json": str(export_json(store, out_dir / f"{run_id}.json"))}
+        if store.meta("kind") == "survey":
+            files["csv"] = str(export_csv(store, out_dir / f"{run_id}.csv"))
+            files["excel"] = str(export_excel([store], out_dir / f"{run_id}.xlsx"))
+        else:
+            files.update(export_transcripts(store, out_dir / f"{run_id}_transcripts"))
+    return files
+
+
+def export_json(store: RunStore, path: Path) -> Path:
+    survey_run = store.meta("kind") == "survey"
+    data: dict[str, Any] = {
+        "run": {key: store.meta(key) for key in RUN_META_KEYS},
+        "summary": summarize(store) if survey_run else None,
+        "arms": store.arms(),
+        "answers": [a.model_dump() for a in store.answers()],
+    }
+    if not survey_run:
+        data["transcripts"] = store.transcripts()
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _answer_rows(store: RunStore) -> list[dict[str, Any]]:
+    run_id, survey_id = store.meta("run_id"), store.meta("survey_id")
+    return [
+        {"run_id": run_id, "survey_id": survey_id, "person_id": a.person_id, "question_id": a.question_id,
+         "arm": a.arm, "status": a.status, "value": a.value, "reason": a.reason, "error": a.error, "mode": a.mode}
+        for a in store.answers()
+    ]  # fmt: skip
+
+
+def export_csv(store: RunStore, path: Path) -> Path:
+    import pandas as pd  # only exports need it
+
+    pd.DataFrame(_answer_rows(store), columns=EXPORT_COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def _sheet_name(name: str, taken: set[str]) -> str:
+    """An Excel sheet name: no forbidden characters, at most 31 of them, unique (case-insensitive)."""
+    clean = re.sub(r"[\[\]:*?/\\]", "_", name)[:31] or "survey"
+    candidate, n = clean, 2
+    while candidate.lower() in taken:
+        suffix = f"_{n}"
+        candidate, n = clean[: 31 - len(suffix)] + suffix, n + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+def export_excel(stores: Sequence[RunStore], path: Path) -> Path:
+    """One sheet per survey (a row per person, a column per question, arms included) plus `summary`."""
+    import pandas as pd  # only exports need it
+
+    taken = {"summary"}
+    summary_rows: list[dict[str, Any]] = []
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        for store in stores:
+            survey = store.survey()
+            arms = store.arms()
+            values: dict[str, dict[str, Any]] = {}
+            for a in store.answers():
+                values.setdefault(a.person_id, {})[a.question_id] = a.value if a.status == "ok" else None
+            rows = []
+            for person in store.people():
+                row: dict[str, Any] = {"person_id": person.id}
+                row.update({f"arm:{g}": arm for g, arm in sorted(arms.get(person.id, {}).items())})
+                row.update({q.id: values.get(person.id, {}).get(q.id) for q in survey.questions})
+                rows.append(row)
+            pd.DataFrame(rows).to_excel(writer, sheet_name=_sheet_name(survey.id, taken), index=False)
+            summary = summarize(store)
+            for q in summary["questions"]:
+                summary_rows.append(
+                    {"run_id": summary["run_id"], "survey_id": summary["survey_id"],
+                     **{k: v for k, v in q.items() if k != "distribution"},
+                     "distribution": json.dumps(q.get("distribution"), ensure_ascii=False) if q.get("distribution") else None}
+                )  # fmt: skip
+        pd.DataFrame(summary_rows).to_excel(writer, sheet_name="summary", index=False)
+    return path
+
+
+# --- interview transcripts ------------------------------------------------------------------------
+
+
+def transcript_markdown(
+    person_id: str, transcript: dict[str, Any], guide: dict[str, Any], profile: str = ""
+) -> str:
+    title = guide.get("title") or guide.get("id") or "Interview"
+    lines = [f"# {title}: respondent {person_id}", ""]
+    if profile:
+        lines += ["## Profile", "", f"> {profile}", ""]
+    current = None
+    texts = {q["id"]: q["text"] for q in guide.get("questions", [])}
+    for entry in transcript.get("transcript", []):
+        if entry.get("question_id") != current:
+            current = entry.get("question_id")
+            lines += [f"## {current}: {texts.get(current, '')}", ""]
+        who = {
+            "guide": "Interviewer",
+            "interviewer": "Interviewer (follow-up",
+            "human": "Researcher (follow-up",
+        }[entry.get("asked_by", "guide")]
+        if entry.get("asked_by") != "guide":
+            who += f": {entry['because']})" if entry.get("because") else ")"
+        lines += [
+            f"**{who}:** {entry.get('text', '')}",
+            "",
+            f"**Respondent {person_id}:** {entry.get('answer', '')}",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def export_transcripts(store: RunStore, out_dir: Path) -> dict[str, str]:
+    """One markdown and one JSON file per person, plus `all.json`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    guide = store.meta("guide") or {}
+    profiles = {p.id: p.profile for p in store.people()}
+    rows = store.transcripts()
+    for row in rows:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["person_id"])
+        (out_dir / f"{safe}.json").write_text(
+            json.dumps(row, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
+        (out_dir / f"{safe}.md").write_text(
+            transcript_markdown(
+                row["person_id"], row["transcript"], guide, profiles.get(row["person_id"], "")
+            ),
+            encoding="utf-8",
+        )
+    all_path = out_dir / "all.json"
+    all_path.write_text(
+        json.dumps({"guide": guide, "interviews": rows}, ensure_ascii=False, indent=1) + "\n",
+        encoding="utf-8",
+    )
+    return {"transcripts_dir": str(out_dir), "transcripts_json": str(all_path)}
+
+
+def export_session_transcript(
+    thread_id: str,
+    transcript: list[dict[str, Any]],
+    guide: InterviewGuide,
+    person: Respondent,
+    out_dir: Path,
+) -> dict[str, str]:
+    """Save one interactive interview (its thread and transcript entries) as markdown + JSON."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {"person_id": person.id, "thread_id": thread_id, "transcript": transcript}
+    base = out_dir / f"{guide.id}_{person.id}_{thread_id[-8:]}"
+    base.with_suffix(".json").write_text(
+        json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
+    base.with_suffix(".md").write_text(
+        transcript_markdown(person.id, {"transcript": transcript}, guide.model_dump(), person.profile),
+        encoding="utf-8",
+    )
+    return {"json": str(base.with_suffix(".json")), "markdown": str(base.with_suffix(".md"))}

@@ -1,0 +1,335 @@
+"""Where twin runs live: run ids, paths, and one SQLite file per run (`RunStore`).
+
+A run lives in `PERSONAGRAPH_HOME/runs/<run_id>/results.sqlite`: the run's settings, the survey (or
+interview guide), the respondents' ids and profiles, their between-subject arms, and the answers
+with `UNIQUE(person_id, question_id)` (or one transcript per person). An answer can never be stored
+twice, so a run killed at any point resumes by asking only what has no stored result yet.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from personagraph.services.twins.answering import AnswerRecord
+from personagraph.serving.settings import get_settings
+from personagraph.twins.respondents import Respondent
+from personagraph.twins.surveys import Survey, survey_from_data
+from pydantic import BaseModel
+
+RunKind = Literal["survey", "interview"]
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+
+
+class RunError(RuntimeError):
+    """A run could not start or continue; the message says why and what to do."""
+
+
+def utc_now() -> str:
+    """The timestamp stored with meta and results (UTC, to the second)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- run ids and paths ------------------------------------------------------------------------------
+
+
+def runs_dir() -> Path:
+    return get_settings().personagraph_home / "runs"
+
+
+def check_run_id(run_id: str) -> str:
+    # The id becomes a folder name: nothing that could leave the runs folder.
+    if not _RUN_ID.match(run_id or ""):
+        raise RunError(f"run id: {run_id!r} is not allowed; use 1-80 of A-Z a-z 0-9 _ . -")
+    return run_id
+
+
+def new_run_id(prefix: str = "run") -> str:
+    return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def run_path(run_id: str) -> Path:
+    return runs_dir() / check_run_id(run_id) / "results.sqlite"
+
+
+def list_runs() -> list[str]:
+    base = runs_dir()
+    return sorted(p.parent.name for p in base.glob("*/results.sqlite")) if base.is_dir() else []
+
+
+def run_info(run_id: str) -> dict[str, Any]:
+    """What a run is, whose it is and how far it got (for listings)."""
+    with RunStore.open(run_id) as store:
+        kind = store.meta("kind")
+        return {
+            "run_id": run_id, "kind": kind, "owner": store.meta("owner", "") or "",
+            "created_at": store.meta("created_at", ""), "survey_id": store.meta("survey_id", ""),
+            "people": len(store.people()), "expected": store.meta("expected", 0),
+            "stored": store.status_counts(kind)["stored"],
+        }  # fmt: skip
+
+
+def visible_runs(owner: str, *, admin: bool) -> list[dict[str, Any]]:
+    """Runs a user may see, newest first: their own, or every run for an admin."""
+    infos = [run_info(r) for r in list_runs()]
+    mine = infos if admin else [i for i in infos if i["owner"] == owner]
+    return sorted(mine, key=lambda i: str(i["created_at"]), reverse=True)
+
+
+def delete_run(run_id: str) -> None:
+    """Remove a run's folder (answers, transcripts, checkpoints)."""
+    path = run_path(run_id)
+    if not path.exists():
+        raise RunError(f"run id: no run {run_id!r}; allowed: {', '.join(list_runs()) or '(none)'}")
+    shutil.rmtree(path.parent)
+
+
+def create_run_store(
+    kind: RunKind,
+    run_id: str | None,
+    *,
+    survey_id: str,
+    options: Mapping[str, Any],
+    selection: Any,
+    source: str,
+    owner: str,
+) -> RunStore:
+    """A new run's store holding the meta every run has; refuses an id that is already in use."""
+    run_id = check_run_id(run_id or new_run_id(kind))
+    path = run_path(run_id)
+    if path.exists():
+        raise RunError(f"run {run_id!r} already exists; resume it instead (--resume {run_id})")
+    store = RunStore(path)
+    store.set_meta("kind", kind)
+    store.set_meta("run_id", run_id)
+    store.set_meta("owner", owner)
+    store.set_meta("created_at", utc_now())
+    store.set_meta("survey_id", survey_id)
+    store.set_meta("options", dict(options))
+    store.set_meta("selection", _jsonable(selection))
+    store.set_meta("source", source)
+    return store
+
+
+def _jsonable(value: Any) -> Any:
+    """A selection (pydantic model, dict or None) as plain JSON data."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return json.loads(json.dumps(value, default=str))
+
+
+# --- the store ----------------------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    person_id TEXT PRIMARY KEY, position INTEGER NOT NULL, profile TEXT NOT NULL, attributes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS arms (
+    person_id TEXT NOT NULL, condition_group TEXT NOT NULL, arm TEXT NOT NULL,
+    UNIQUE (person_id, condition_group)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    person_id TEXT NOT NULL, question_id TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    value TEXT, reason TEXT NOT NULL DEFAULT '', arm TEXT, error TEXT, raw TEXT, mode TEXT, seconds REAL,
+    created_at TEXT NOT NULL,
+    UNIQUE (person_id, question_id)
+);
+CREATE TABLE IF NOT EXISTS transcripts (
+    person_id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, transcript TEXT NOT NULL, error TEXT,
+    created_at TEXT NOT NULL
+);
+"""
+_RESULT_TABLES: dict[str, str] = {"survey": "answers", "interview": "transcripts"}
+
+
+class RunStore:
+    """One run's SQLite file. Writes are serialised by a lock and committed one result at a time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, run_id: str) -> RunStore:
+        """The store of an existing run; a missing run is an error that lists recent ones."""
+        path = run_path(run_id)
+        if not path.is_file():
+            known = ", ".join(list_runs()[-10:]) or "none"
+            raise RunError(f"run {run_id!r} not found under {runs_dir()}; recent runs: {known}")
+        return cls(path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # meta
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value, ensure_ascii=False)),
+            )
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # people and arms
+    def add_people(self, respondents: Sequence[Respondent]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO people(person_id, position, profile, attributes) VALUES (?, ?, ?, ?)",
+                [
+                    (r.id, i, r.profile, json.dumps(r.attributes, ensure_ascii=False))
+                    for i, r in enumerate(respondents)
+                ],
+            )
+            self._conn.execute("COMMIT")
+
+    def people(self) -> list[Respondent]:
+        rows = self._conn.execute(
+            "SELECT person_id, profile, attributes FROM people ORDER BY position"
+        ).fetchall()
+        source = str(self.meta("source", "run"))
+        return [Respondent(id=r[0], profile=r[1], attributes=json.loads(r[2]), source=source) for r in rows]
+
+    def set_arms(self, arms: Mapping[str, Mapping[str, str]]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO arms(person_id, condition_group, arm) VALUES (?, ?, ?)",
+                [(p, g, a) for p, groups in arms.items() for g, a in groups.items()],
+            )
+            self._conn.execute("COMMIT")
+
+    def arms(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for person, group, arm in self._conn.execute("SELECT person_id, condition_group, arm FROM arms"):
+            out.setdefault(person, {})[group] = arm
+        return out
+
+    # answers (surveys)
+    def write_answers(self, records: Sequence[AnswerRecord]) -> int:
+        """Store records atomically; an existing answer is never duplicated (a failed one may be replaced)."""
+        if not records:
+            return 0
+        rows = [
+            (r.person_id, r.question_id, r.status, None if r.value is None else json.dumps(r.value, ensure_ascii=False),
+             r.reason, r.arm, r.error, r.raw, r.mode, r.seconds, utc_now())
+            for r in records
+        ]  # fmt: skip
+        with self._lock:
+            before = self._conn.total_changes
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                """INSERT INTO answers(person_id, question_id, status, value, reason, arm, error, raw, mode, seconds,
+                                       created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(person_id, question_id) DO UPDATE SET
+                       status = excluded.status, value = excluded.value, reason = excluded.reason,
+                       arm = excluded.arm, error = excluded.error, raw = excluded.raw, mode = excluded.mode,
+                       seconds = excluded.seconds, created_at = excluded.created_at
+                   WHERE answers.status = 'failed'""",
+                rows,
+            )
+            self._conn.execute("COMMIT")
+            return self._conn.total_changes - before
+
+    def stored(self, *, include_failed: bool = True) -> dict[str, set[str]]:
+        """person id -> question ids that already have a result."""
+        sql = "SELECT person_id, question_id FROM answers" + (
+            "" if include_failed else " WHERE status = 'ok'"
+        )
+        out: dict[str, set[str]] = {}
+        for person, question in self._conn.execute(sql):
+            out.setdefault(person, set()).add(question)
+        return out
+
+    def answers(self) -> list[AnswerRecord]:
+        rows = self._conn.execute(
+            """SELECT a.person_id, question_id, status, value, reason, arm, error, raw, mode, seconds
+               FROM answers a LEFT JOIN people p ON p.person_id = a.person_id
+               ORDER BY p.position, a.rowid"""
+        ).fetchall()
+        return [
+            AnswerRecord(
+                person_id=r[0],
+                question_id=r[1],
+                status=r[2],
+                value=None if r[3] is None else json.loads(r[3]),
+                reason=r[4] or "",
+                arm=r[5],
+                error=r[6],
+                raw=r[7],
+                mode=r[8] or "",
+                seconds=r[9] or 0.0,
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def numeric_answers(self) -> dict[str, dict[str, float]]:
+        """person -> question -> value of the valid numeric answers (what validation scores)."""
+        out: dict[str, dict[str, float]] = {}
+        for a in self.answers():
+            if a.status == "ok" and isinstance(a.value, int | float):
+                out.setdefault(a.person_id, {})[a.question_id] = float(a.value)
+        return out
+
+    # transcripts (interviews)
+    def write_transcript(
+        self, person_id: str, status: str, transcript: Any, error: str | None = None
+    ) -> None:
+        with self._lock:
+            self._conn.execute(
+                """INSERT INTO transcripts(person_id, status, transcript, error, created_at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(person_id) DO UPDATE SET status = excluded.status, transcript = excluded.transcript,
+                       error = excluded.error, created_at = excluded.created_at
+                   WHERE transcripts.status = 'failed'""",
+                (person_id, status, json.dumps(transcript, ensure_ascii=False), error, utc_now()),
+            )
+
+    def transcripts(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            """SELECT t.person_id, status, transcript, error FROM transcripts t
+               LEFT JOIN people p ON p.person_id = t.person_id ORDER BY p.position"""
+        ).fetchall()
+        return [
+            {"person_id": r[0], "status": r[1], "transcript": json.loads(r[2]), "error": r[3]} for r in rows
+        ]
+
+    def interviewed(self, *, include_failed: bool = True) -> set[str]:
+        sql = "SELECT person_id FROM transcripts" + ("" if include_failed else " WHERE status = 'ok'")
+        return {r[0] for r in self._conn.execute(sql)}
+
+    # both kinds
+    def status_counts(self, kind: RunKind) -> dict[str, int]:
+        """Stored results of the run (answers of a survey, transcripts of an interview): stored, ok, failed."""
+        table = _RESULT_TABLES[kind]  # a fixed table name, never user input
+        rows = dict(self._conn.execute(f"SELECT status, COUNT(*) FROM {table} GROUP BY status").fetchall())
+        return {"stored": sum(rows.values()), "ok": rows.get("ok", 0), "failed": rows.get("failed", 0)}
+
+    def survey(self) -> Survey:
+        data = self.meta("survey")
+        if data is None:
+            raise RunError(f"{self.path}: this run has no survey")
+        return survey_from_data(data, default_id=str(self.meta("survey_id", "survey")))
