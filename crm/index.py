@@ -1,6 +1,6 @@
 """Index the CRM catalog into Chroma: product facts, reviews and brand tone.
 
-    python -m crm.index [--force]          (also: personagraph crm --build_index)
+    python -m personagraph.crm.index [--force]          (also: personagraph crm --build_index)
 
 Runs automatically on first use. Each collection carries the catalog's fingerprint; a collection
 whose fingerprint differs from the data files is rebuilt, so edits to data/crm are picked up and an

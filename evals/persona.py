@@ -1,4 +1,4 @@
-"""persona: does the persona stay in character? Rules (nodes/persona_rules) plus the `judge` role.
+"""persona: does the persona stay in character? Rules (personas/rules) plus the `judge` role.
 
 Each prompt is sent in a fresh thread by a fresh fan through `ChatService`. Every reply is scored by
 the speech rules (`check_speech`), checked for role drift (`drift`) and scored 1-5 by the `judge`

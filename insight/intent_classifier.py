@@ -259,7 +259,7 @@ def cross_validate(rows: Sequence[LabelledQuestion], folds: int = 5) -> dict[str
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m insight.intent_classifier")
+    parser = argparse.ArgumentParser(prog="python -m personagraph.insight.intent_classifier")
     parser.add_argument("--cv", action="store_true", help="cross-validate on the training files")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("question", nargs="*", help="questions to classify")

@@ -1,6 +1,6 @@
 """Input and output safety nodes, and the in-character refusal.
 
-Input: the layered filter of nodes/input_filter.py (normalised rules, then a trained classifier, then
+Input: the layered filter of safety/input_filter.py (normalised rules, then a trained classifier, then
 optionally the judge role when `ChatContext.safety_judge` is on).
 Output: the draft is checked against the persona's speech rules and forbidden topics, and for leaked
 personal data or system prompt. Every block is recorded in `state["blocks"]` with its category.
@@ -164,7 +164,7 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     """Check the draft; ask for one regeneration with the reason, then fall back to a safe reply.
 
     A safe Korean draft first gets its sentence endings changed to the persona's speech level when
-    it is off (nodes/speech_style.py): no second model call for what a few morphemes fix.
+    it is off (personas/speech_style.py): no second model call for what a few morphemes fix.
     """
     from personagraph.nodes.draft import (
         instruction_text,  # the instructions the draft saw, for leak detection

@@ -1,6 +1,6 @@
 """Index a persona's knowledge and story into Chroma.
 
-    python -m personas.index [--persona ID ...]     (also: personagraph index)
+    python -m personagraph.personas.index [--persona ID ...]     (also: personagraph index)
 
 Runs automatically on first use: a collection whose stored fingerprint differs from the persona's
 files is rebuilt, so edits to the shipped documents are picked up.

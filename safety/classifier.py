@@ -38,7 +38,7 @@ CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data
 # scored blind sets 3-9 (3,771 messages from seven authors, none in training) to keep false blocks
 # well under the goal of 3% for unseen data: 98.0% block / 1.9% false block there; lower thresholds
 # bought a few tenths of block for more false blocks. Cross-validation on the training set (`python
-# -m nodes.safety_classifier --cv`) overstates false blocks: that data is weighted to hard negatives.
+# -m personagraph.safety.classifier --cv`) overstates false blocks: that data is weighted to hard negatives.
 DEFAULT_THRESHOLD = 0.55
 THRESHOLD_ENV = "SAFETY_CLASSIFIER_THRESHOLD"
 RANDOM_STATE = 0
@@ -400,10 +400,10 @@ def cross_validate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m nodes.safety_classifier --cv [--threshold T]`: cross-validation on the training set."""
+    """`python -m personagraph.safety.classifier --cv [--threshold T]`: cross-validation on the training set."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m nodes.safety_classifier")
+    parser = argparse.ArgumentParser(prog="python -m personagraph.safety.classifier")
     parser.add_argument("--cv", action="store_true", help="5-fold cross-validation on train.jsonl")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--threshold", type=float, action="append", default=None)

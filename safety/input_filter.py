@@ -1,8 +1,8 @@
 """The layered input filter, as a pure function of the fan's text (the node and the eval call it).
 
-1. rules: normalised regular expressions (nodes/safety_rules.py, data/safety/rules.yaml). A hit
+1. rules: normalised regular expressions (safety/rules.py, data/safety/rules.yaml). A hit
    blocks at once.
-2. classifier: the small trained model (nodes/safety_classifier.py). It blocks when P(unsafe)
+2. classifier: the small trained model (safety/classifier.py). It blocks when P(unsafe)
    reaches the threshold.
 3. judge (optional, `use_judge=True`): the `judge` role gives a structured verdict for what the
    rules let through, unless the classifier is already sure (P(unsafe) >= JUDGE_SKIP_ABOVE). The

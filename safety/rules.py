@@ -3,7 +3,7 @@
 Normalisation defeats the usual tricks: spacing ("시 발", "f u c k"), leetspeak ("sh1t"), zero-width
 characters, full-width letters, repeated letters ("fuuuck") and decomposed Hangul jamo.
 Rules live in data/safety/rules.yaml, next to non-blocking cue groups that the classifier
-(nodes/safety_classifier.py) uses as features.
+(safety/classifier.py) uses as features.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""nodes/persona_rules: speech-rule checks and role drift on crafted Korean and English replies."""
+"""personas/rules: speech-rule checks and role drift on crafted Korean and English replies."""
 
 from __future__ import annotations
 

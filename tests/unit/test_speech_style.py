@@ -1,4 +1,4 @@
-"""nodes/speech_style: Korean replies brought to the persona's speech level by their endings (Kiwi)."""
+"""personas/speech_style: Korean replies brought to the persona's speech level by their endings (Kiwi)."""
 
 from __future__ import annotations
 
