@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from personagraph.insight.consumer import OrderConsumer
 from personagraph.insight.orders import generate_history
 from personagraph.insight.simulator import OrderFactory, simulate

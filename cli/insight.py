@@ -86,6 +86,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     import redis
+
     from personagraph.insight.source import RedisNotConfiguredError
     from personagraph.services.insight import InsightService
 
@@ -101,6 +102,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     import redis
+
     from personagraph.insight.source import RedisNotConfiguredError
     from personagraph.services.insight import InsightService
 
@@ -122,6 +124,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_consume(args: argparse.Namespace) -> int:
     import redis
+
     from personagraph.insight.source import RedisNotConfiguredError
     from personagraph.services.insight import InsightService
 

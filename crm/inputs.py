@@ -12,7 +12,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from personagraph.crm.catalog import Catalog, load_catalog
-from personagraph.crm.definitions import PERSONA_BY_NAME, PERSONAS, STAGE_BY_NAME, STAGES, STYLE_BY_NAME, STYLES
+from personagraph.crm.definitions import (
+    PERSONA_BY_NAME,
+    PERSONAS,
+    STAGE_BY_NAME,
+    STAGES,
+    STYLE_BY_NAME,
+    STYLES,
+)
 
 FIELDS = ("persona", "brand", "product", "stage_index", "style_index", "is_event", "channel", "top_k", "lang")
 MAX_TOP_K = 10

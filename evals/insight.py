@@ -22,13 +22,13 @@ from typing import Any
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+
+from evals.jsonl import read_jsonl
 from personagraph.insight.lexicon import INTENTS, mentioned_segments
 from personagraph.insight.numbers import check_numbers
 from personagraph.insight.questions import ROUTER_MODES
 from personagraph.insight.stats import known_segments, segment_stats
 from personagraph.services.insight import InsightAnswer, InsightService
-
-from evals.jsonl import read_jsonl
 
 DATASET = Path(__file__).parent / "datasets" / "insight_questions.jsonl"
 REPORTS = Path("reports")

@@ -42,7 +42,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
 from evals.jsonl import load_jsonl
-from personagraph.services.chat import ChatService, validate_request
+from personagraph.personas.model import Persona, list_personas, load_persona, load_world
 from personagraph.personas.rules import (
     FAN_ADDRESS_MIN_RATE,
     addresses_fan,
@@ -52,9 +52,9 @@ from personagraph.personas.rules import (
     other_character_names,
     speech_levels,
 )
-from personagraph.personas.model import Persona, list_personas, load_persona, load_world
 from personagraph.prompts import evals as prompts
 from personagraph.prompts.persona_chat import LANGUAGE_NAMES
+from personagraph.services.chat import ChatService, validate_request
 from personagraph.serving.models import chat_model, endpoint_of, structured
 from personagraph.serving.settings import Role
 

@@ -117,8 +117,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     if not cases:
         parser.error("the datasets hold no cases")
 
-    from personagraph.safety.input_filter import screen_input
     from personagraph.safety.classifier import threshold_setting
+    from personagraph.safety.input_filter import screen_input
 
     started = time.perf_counter()
     verdicts = [

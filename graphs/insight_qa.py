@@ -9,6 +9,7 @@ answer -> (model error) END | check_numbers -> (unsupported figure or other segm
 from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
+
 from personagraph.nodes.insight import (
     InsightContext,
     InsightInput,

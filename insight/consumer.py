@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import redis
+from pydantic import ValidationError
+
 from personagraph.insight.orders import Order
 from personagraph.insight.segments import DEFAULT_COMPONENTS, SegmentModel, SegmentScorer, rfm_raw
 from personagraph.insight.store import Applied, InsightStore
-from pydantic import ValidationError
 
 Entry = tuple[str, dict[str, str]]
 

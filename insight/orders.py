@@ -16,8 +16,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from personagraph.serving.settings import get_settings
 from pydantic import BaseModel, Field
+
+from personagraph.serving.settings import get_settings
 
 Channel = Literal["app", "web", "store"]
 CHANNELS: tuple[Channel, ...] = ("app", "web", "store")

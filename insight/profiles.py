@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from chromadb.api import ClientAPI
+
 from personagraph.insight import stats
 from personagraph.insight.store import Snapshot
 from personagraph.memory.vectors import Document, get_collection, index_documents, search

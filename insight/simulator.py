@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import redis
+
 from personagraph.insight.orders import (
     ARCHETYPE_INDEX,
     ARCHETYPES,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+
 from personagraph.insight.orders import PRODUCTS
 from personagraph.insight.segments import SEGMENT_LABELS, label
 from personagraph.insight.store import Snapshot

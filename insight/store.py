@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import redis
+
 from personagraph.insight.orders import History, Order
 from personagraph.insight.segments import SegmentModel, rfm_raw
 

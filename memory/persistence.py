@@ -18,6 +18,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.base import BaseStore, IndexConfig
 from langgraph.store.sqlite import SqliteStore
+
 from personagraph.memory.embeddings import DIMS, E5Embeddings
 from personagraph.serving.settings import Settings, get_settings
 

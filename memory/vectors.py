@@ -18,6 +18,7 @@ import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
+
 from personagraph.memory.embeddings import E5EmbeddingFunction, embed_query
 from personagraph.serving.settings import Settings, get_settings
 

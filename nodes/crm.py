@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
 from personagraph.crm.catalog import Catalog, CatalogError, load_catalog, promotion_text
 from personagraph.crm.checks import check_grounding, run_checks, subject_terms
 from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
@@ -21,8 +24,6 @@ from personagraph.nodes.tone import ToneState
 from personagraph.prompts import crm as prompts
 from personagraph.serving.models import ModelError, structured
 from personagraph.serving.settings import Role, get_settings
-from pydantic import BaseModel, Field
-from typing_extensions import TypedDict
 
 
 @dataclass(kw_only=True)

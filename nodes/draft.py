@@ -6,6 +6,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+
 from personagraph.memory.fan_memory import read_profile
 from personagraph.memory.history import split_history
 from personagraph.nodes.context import ChatContext

@@ -19,6 +19,10 @@ from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+from typing_extensions import TypedDict
+
 from personagraph.insight import facts
 from personagraph.insight import profiles as profile_docs
 from personagraph.insight.intent_classifier import combine
@@ -38,9 +42,6 @@ from personagraph.prompts import insight as prompts
 from personagraph.serving.language import detect_language
 from personagraph.serving.models import ModelError, invoke_text, structured
 from personagraph.serving.settings import Role
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
-from typing_extensions import TypedDict
 
 Intent = Literal[
     "summary", "segment_profile", "strategy", "message_drafting", "customer_lookup", "segment_comparison",

@@ -15,12 +15,13 @@ from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMes
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
 from personagraph.prompts import twins as prompts
 from personagraph.serving.models import StructuredOutputError, invoke_text, structured
 from personagraph.serving.settings import Role
 from personagraph.twins.guides import GuideQuestion, InterviewGuide, guide_from_data
-from pydantic import BaseModel, Field
-from typing_extensions import TypedDict
 
 Verdict = Literal["vague", "contradictory", "interesting", "sufficient"]
 END_COMMANDS = ("/end", "/quit", "/stop")

@@ -7,6 +7,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+
 from personagraph.memory.fan_memory import (
     ProfileUpdate,
     add_memory,

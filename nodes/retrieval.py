@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.runtime import Runtime
+
 from personagraph.memory.fan_memory import memories_namespace
 from personagraph.memory.vectors import search, vector_client
 from personagraph.nodes.context import ChatContext

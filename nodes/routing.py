@@ -7,13 +7,14 @@ from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
 from personagraph.nodes.context import ChatContext
 from personagraph.nodes.safety import last_human_text
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import load_persona
 from personagraph.prompts import persona_chat as prompts
 from personagraph.serving.models import structured
-from pydantic import BaseModel, Field
 
 ChatIntent = Literal["smalltalk", "knowledge", "story", "personal"]
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
+
 from personagraph.nodes.context import ChatContext
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona

@@ -17,10 +17,11 @@ from typing import Annotated, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+from typing_extensions import TypedDict
+
 from personagraph.prompts import crm as prompts
 from personagraph.serving.models import ModelError, invoke_text
 from personagraph.serving.settings import Role
-from typing_extensions import TypedDict
 
 
 def add_timings(left: Mapping[str, float] | None, right: Mapping[str, float] | None) -> dict[str, float]:

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
 from personagraph.personas.model import (
     load_persona,
     load_story,
@@ -37,7 +39,6 @@ from personagraph.personas.model import (
     personas_dir,
 )
 from personagraph.serving.language import detect_language
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 SPEC = "chara_card_v2"
 MAX_CARD_BYTES = 8 * 1024 * 1024

@@ -15,6 +15,7 @@ import threading
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
+
 from personagraph.memory.vectors import Document, chroma_client, get_collection, index_documents
 from personagraph.personas.model import list_personas, load_knowledge, load_story, persona_dir
 

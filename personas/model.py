@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from personagraph.serving.settings import get_settings
 from pydantic import BaseModel, ConfigDict, Field
+
+from personagraph.serving.settings import get_settings
 
 
 class UnknownPersonaError(ValueError):

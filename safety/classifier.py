@@ -252,6 +252,7 @@ def _stored_model_path(content: str) -> Path:
     examples, rules.yaml for the cue groups, the code that turns text into features and builds the
     model, the scikit-learn version and the embedding model), so any change there retrains."""
     import sklearn
+
     from personagraph.safety import rules as safety_rules
 
     key = "\x1e".join(

@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field
+
 from personagraph.safety.classifier import classify
 from personagraph.safety.rules import match_rules
 from personagraph.serving.settings import Role
-from pydantic import BaseModel, Field
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def _verdict(safe: bool, category: str, reason: str, layer: str) -> dict[str, An
 def ask_judge(text: str, role: Role = "judge") -> SafetyJudgement:
     """The judge role's structured verdict on a message (raises on model errors)."""
     from langchain_core.messages import HumanMessage, SystemMessage
+
     from personagraph.serving.models import structured
 
     return structured(

@@ -20,6 +20,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
 from personagraph.graphs.persona_chat import builder
 from personagraph.memory.fan_memory import (
     FanProfile,
@@ -39,7 +41,6 @@ from personagraph.safety.classifier import trained_model_file
 from personagraph.serving.local_model import resolve_model_file
 from personagraph.serving.models import ModelError, endpoint_of, resolve_role
 from personagraph.serving.settings import ROLES, get_settings
-from pydantic import BaseModel, Field, ValidationError, field_validator
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 _PERSONA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")

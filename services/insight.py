@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from personagraph.graphs.insight_qa import graph
 from personagraph.insight.consumer import ConsumerStats
 from personagraph.insight.orders import history_path, load_or_generate

@@ -18,9 +18,10 @@ import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
+from pydantic import BaseModel, ValidationError
+
 from personagraph.serving.local_server import ensure_local_server
 from personagraph.serving.settings import ResolvedRole, Role, get_settings
-from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 

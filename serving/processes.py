@@ -77,20 +77,28 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        try:
+            problem = self._wait_ready(ready, timeout_s, poll_s)
+        except BaseException:  # Ctrl-C or a failing check while waiting: leave nothing running
+            self.stop()
+            raise
+        if problem:
+            tail = self.log_tail()
+            self.stop()
+            raise self.error(f"{problem}:\n{tail}")
+
+    def _wait_ready(self, ready: Callable[[], bool], timeout_s: float, poll_s: float) -> str | None:
+        """None once `ready()`; else why not (the service exited, or the time ran out)."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
-                problem = f"{self.name} exited with code {code}"
-                break
+                return f"{self.name} exited with code {code}"
             if ready():
-                return
+                return None
             time.sleep(poll_s)
-        else:
-            problem = f"{self.name} not ready after {timeout_s:.0f}s"
-        tail = self.log_tail()
-        self.stop()
-        raise self.error(f"{problem}:\n{tail}")
+        return f"{self.name} not ready after {timeout_s:.0f}s"
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -23,8 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from personagraph.serving.settings import get_settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from personagraph.serving.settings import get_settings
 
 TWIN2K = "twin2k"
 HF_DATASET = "LLM-Digital-Twin/Twin-2K-500"

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
+
 from personagraph.personas.cards import CardError, import_card, load_card, slugify
 from personagraph.personas.model import UnknownPersonaError, list_personas, load_persona
 from personagraph.services.chat import ChatService, InvalidRequestError, TurnEvent, prepare, validate_request

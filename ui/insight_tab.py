@@ -21,6 +21,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
+
 from personagraph.insight.questions import ROUTER_MODES, InvalidQuestionError
 from personagraph.insight.segments import SEGMENT_LABELS, label
 from personagraph.services.insight import REPORT_PENDING, InsightService

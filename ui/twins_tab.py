@@ -20,6 +20,8 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 import yaml
+from pydantic import ValidationError
+
 from personagraph.services.twins.analysis import by_segment, summarize, validate_run
 from personagraph.services.twins.executor import BatchOptions, Progress, RunSummary
 from personagraph.services.twins.exports import export_all, export_session_transcript
@@ -44,7 +46,6 @@ from personagraph.twins.respondents import (
 )
 from personagraph.twins.surveys import Survey, SurveyError, list_templates, survey_from_data
 from personagraph.ui.auth import AuthConfig, current_account
-from pydantic import ValidationError
 
 DEFAULT_SELECT = "random:5:1"
 SELECT_HELP = (

@@ -23,12 +23,13 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
 from personagraph.prompts import twins as prompts
 from personagraph.serving.models import StructuredOutputError, extract_json, structured
 from personagraph.serving.settings import Role
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import CHOICE_TYPES, Question, Survey
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 Mode = Literal["per_question", "per_person"]
 MODES: tuple[str, ...] = ("per_question", "per_person")

@@ -16,13 +16,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, Field
+
 from personagraph.services.twins.answering import Mode
 from personagraph.services.twins.store import RunKind, RunStore
 from personagraph.serving.models import ModelError, StructuredOutputError
 from personagraph.serving.settings import Role
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Question
-from pydantic import BaseModel, Field
 
 # Settings that change how a run executes, never what it asks: a resume may change only these.
 EXECUTION_FIELDS = ("concurrency", "rate_per_s", "retries", "backoff_s", "retry_failed")

@@ -22,6 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
+
 from personagraph.graphs.twin_interview import build_graph
 from personagraph.nodes.interview import InterviewContext, InterviewInput
 from personagraph.services.twins.executor import BatchOptions, ProgressCallback, RunSummary, WorkUnit, execute

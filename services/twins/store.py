@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from personagraph.services.twins.answering import AnswerRecord
 from personagraph.serving.settings import get_settings
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Survey, survey_from_data
-from pydantic import BaseModel
 
 RunKind = Literal["survey", "interview"]
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")

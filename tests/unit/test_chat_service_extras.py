@@ -9,11 +9,11 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
+
 from personagraph.memory.fan_memory import memories_namespace, profile_namespace
 from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
 from personagraph.serving.models import ModelUnavailableError, use_models
 from personagraph.ui.app import greeting, render_details
-
 from tests.fakes import scripted
 
 PROFILE = {"name": "Minji", "favourite_song": "Small Steps", "facts": ["lives in Busan"]}

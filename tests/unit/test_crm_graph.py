@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from personagraph.crm.catalog import load_catalog
-from personagraph.services.crm import CrmService
 from personagraph.graphs.crm_message import CrmContext, graph
+from personagraph.services.crm import CrmService
 from personagraph.serving.models import ModelUnavailableError, use_models
 from tests.fakes import scripted
 

@@ -9,10 +9,10 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
+
 from personagraph.graphs.persona_chat import builder
 from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
 from personagraph.serving.models import ModelUnavailableError, use_models
-
 from tests.fakes import scripted
 
 TINY_REFUSAL_EN = "That's not something I can talk about, Pebbler. Let's chat about something else 🌱"

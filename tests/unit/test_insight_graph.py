@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
+
 from personagraph.graphs.insight_qa import graph
 from personagraph.insight import facts
 from personagraph.insight.lexicon import keyword_intent, mentioned_segments
@@ -14,7 +15,6 @@ from personagraph.insight.source import FixedSource
 from personagraph.insight.store import Snapshot
 from personagraph.nodes.insight import InsightContext
 from personagraph.serving.models import use_models
-
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot
 

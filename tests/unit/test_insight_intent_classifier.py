@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from personagraph.insight import intent_classifier as ic
 from personagraph.insight.lexicon import INTENTS, KeywordGuess, keyword_intent
 

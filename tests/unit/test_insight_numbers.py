@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from personagraph.insight.numbers import check_numbers, parse_numbers
 
 RESULTS = {

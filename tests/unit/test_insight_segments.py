@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from personagraph.insight.orders import CATALOGUE, Order, generate_history, load_or_generate, read_history
 from personagraph.insight.segments import (
     SEGMENTS,
@@ -16,7 +17,6 @@ from personagraph.insight.segments import (
     name_components,
 )
 from personagraph.insight.simulator import OrderFactory
-
 from tests.unit.insight_support import ANCHOR, small_history, small_model
 
 

@@ -4,13 +4,13 @@ on first use; typed answers; segment readings for the charts; Redis operations n
 from __future__ import annotations
 
 import pytest
+
 from personagraph.insight.questions import InvalidQuestionError
 from personagraph.insight.settings import get_insight_settings
 from personagraph.insight.source import FixedSource, InsightSource, RedisNotConfiguredError
 from personagraph.insight.store import Snapshot
 from personagraph.services.insight import InsightAnswer, InsightService
 from personagraph.serving.models import use_models
-
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot, snapshot_of
 

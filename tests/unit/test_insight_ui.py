@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import gradio as gr
+
 from personagraph.insight.segments import SEGMENTS, label
 from personagraph.insight.source import FixedSource
 from personagraph.services.insight import InsightService
 from personagraph.serving.models import use_models
 from personagraph.ui import insight_tab
-
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot
 

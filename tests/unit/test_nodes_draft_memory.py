@@ -6,11 +6,11 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.store.memory import InMemoryStore
+
 from personagraph.memory.fan_memory import ProfileUpdate, memories_namespace, merge_profile, profile_namespace
 from personagraph.nodes.draft import build_system_prompt, draft, format_profile
 from personagraph.nodes.memory_write import memory_write
 from personagraph.serving.models import use_models
-
 from tests.fakes import scripted
 
 
@@ -288,10 +288,10 @@ def test_merge_profile_drops_placeholders_stored_before() -> None:
 
 def test_personal_questions_ask_for_the_remembered_facts_by_name(make_runtime) -> None:
     from langchain_core.messages import HumanMessage
+
     from personagraph.nodes.draft import draft
     from personagraph.prompts import persona_chat as prompts
     from personagraph.serving.models import use_models
-
     from tests.fakes import scripted
 
     model = scripted("Of course, Minji! 🌱")

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.store.memory import InMemoryStore
+
 from personagraph.memory.fan_memory import memories_namespace
 from personagraph.memory.persistence import store_index_config
 from personagraph.memory.vectors import vector_client
@@ -14,7 +15,6 @@ from personagraph.nodes.retrieval import retrieve
 from personagraph.nodes.routing import route_intent
 from personagraph.personas.index import ensure_persona_index
 from personagraph.serving.models import StructuredOutputError, use_models
-
 from tests.fakes import scripted
 
 

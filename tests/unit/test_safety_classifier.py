@@ -11,7 +11,6 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 import personagraph.safety.input_filter as input_filter
-from personagraph.safety.input_filter import JUDGE_SKIP_ABOVE, screen_input
 from personagraph.nodes.safety import input_safety
 from personagraph.safety.classifier import (
     CATEGORIES,
@@ -32,6 +31,7 @@ from personagraph.safety.classifier import (
     trained_model,
     wrapped,
 )
+from personagraph.safety.input_filter import JUDGE_SKIP_ABOVE, screen_input
 from personagraph.safety.rules import join_letters, match_cues, match_rules, normalise
 from personagraph.serving.models import use_models
 from tests.fakes import scripted
@@ -171,6 +171,7 @@ def test_trained_model_is_kept_on_disk_and_a_damaged_file_is_replaced(
     data_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import personagraph.safety.classifier as safety_classifier
+
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache" / "models"))
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(REPO_TRAIN.read_text(encoding="utf-8").splitlines()[::5]), encoding="utf-8")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from personagraph.personas.rules import speech_levels
 from personagraph.personas.speech_style import conform_speech_level, convert
-
 from tests.unit.test_persona_rules import make_persona
 
 
@@ -93,7 +93,6 @@ def test_output_safety_fixes_the_level_without_a_rewrite(
     from personagraph.nodes import safety
     from personagraph.nodes.safety import output_safety
     from personagraph.personas.model import load_persona
-
     from tests.unit.test_nodes_safety import draft_state
 
     tiny = load_persona("tiny")

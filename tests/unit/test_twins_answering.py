@@ -6,6 +6,8 @@ import json
 import typing
 
 import pytest
+from pydantic import ValidationError
+
 from personagraph.services.twins.answering import (
     answer_model,
     ask_question,
@@ -17,8 +19,6 @@ from personagraph.serving.models import ModelUnavailableError, use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import load_survey, survey_from_data
-from pydantic import ValidationError
-
 from tests.fakes import scripted
 
 SURVEY = survey_from_data(

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
+
 from personagraph.services.twins.analysis import by_segment, summarize
 from personagraph.services.twins.answering import Mode
 from personagraph.services.twins.executor import BatchOptions, Progress, RateLimiter, WorkUnit, execute
@@ -24,8 +26,6 @@ from personagraph.services.twins.surveys import create_survey_run, run_survey
 from personagraph.serving.models import ModelUnavailableError, use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.surveys import load_survey
-from pydantic import ValidationError
-
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot, people_from
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from personagraph.cli.twins import add_interview_parser, add_survey_parser
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.respondents import load_twin2k, parse_select, select
 from personagraph.twins.surveys import load_survey
-
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot
 

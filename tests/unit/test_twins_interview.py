@@ -13,6 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
+
 from personagraph.graphs.twin_interview import build_graph, graph
 from personagraph.nodes.interview import InterviewContext, InterviewInput
 from personagraph.services.twins.executor import BatchOptions
@@ -22,7 +23,6 @@ from personagraph.services.twins.store import RunStore
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.guides import GuideError, guide_from_data, load_guide
-
 from tests.fakes import scripted
 from tests.unit.twins_support import people_from
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.surveys import (
     SurveyError,

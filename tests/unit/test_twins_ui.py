@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from personagraph.services.twins.analysis import by_segment, summarize, validate_run
 from personagraph.services.twins.executor import BatchOptions
 from personagraph.services.twins.store import RunError, RunStore, delete_run, visible_runs
@@ -14,7 +15,6 @@ from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.surveys import SurveyError, load_survey
 from personagraph.ui import twins_tab
-
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot, people_from
 

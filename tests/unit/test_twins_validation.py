@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
+
+from evals.twins import run as run_eval
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.respondents import load_user_personas
@@ -23,8 +25,6 @@ from personagraph.twins.validation import (
     transform,
     wasserstein1,
 )
-
-from evals.twins import run as run_eval
 from tests.fakes import scripted
 from tests.unit.twins_support import answer_bot, write_tiny_eval_files
 
@@ -162,6 +162,7 @@ def test_scoring_reproduces_the_published_baselines() -> None:
     if not (pack / "answers_wave1_3.csv").is_file():
         pytest.skip("the validation pack is not next to the repository")
     import pandas as pd
+
     from personagraph.twins.validation import load_answers
 
     survey = load_survey(REPO_ROOT / "data" / "twin2k" / "questions.json")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import BaseMessage
+
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Question, Survey
 
