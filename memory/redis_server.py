@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import redis
+
 from personagraph.serving.processes import ServiceError, ServiceProcess, free_port
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from personagraph.memory.redis_server import LocalRedis
 from personagraph.serving.local_model import SMOLLM2_135M, resolve_model_file
 from personagraph.serving.local_server import LocalModelServer

@@ -122,6 +122,17 @@ def test_imports_point_down(module: str) -> None:
     assert not problems, f"{module}:\n" + "\n".join(dict.fromkeys(problems))
 
 
+@pytest.mark.parametrize("folder", ["evals", "bench", "scripts"])
+def test_evals_and_benchmarks_go_through_services(folder: str) -> None:
+    problems = [
+        f"{path.relative_to(REPO)} line {line}: {name}"
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for line, name in _imports(path)
+        if (_target(name) or "").split(".")[0] in ("graphs", "nodes", "ui", "cli")
+    ]
+    assert not problems, "\n".join(dict.fromkeys(problems))
+
+
 def test_no_import_cycles() -> None:
     graph = _edges()
     cycles: list[list[str]] = []

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from personagraph.serving.processes import ServiceError, ServiceProcess
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
