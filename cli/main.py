@@ -89,7 +89,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from personagraph.services.chat import prepare
+    from personagraph.services.prepare import prepare
 
     for line in prepare():
         print(line)

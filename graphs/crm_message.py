@@ -9,7 +9,12 @@ validate -> (invalid) finalize
 
 from __future__ import annotations
 
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from personagraph.nodes.crm import (
     CrmContext,
@@ -46,5 +51,13 @@ builder.add_conditional_edges("tone_refine", route_after_refine)
 builder.add_conditional_edges("check_message", route_after_check)
 builder.add_edge("finalize", END)
 
-graph = builder.compile()
-graph.name = "crm_message"
+
+def build(
+    checkpointer: BaseCheckpointSaver[Any] | None = None, store: BaseStore | None = None
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The graph with the service's persistence."""
+    return builder.compile(checkpointer=checkpointer, store=store, name="crm_message")
+
+
+# Compiled without persistence for LangGraph Studio / `langgraph dev`, which supplies its own.
+graph = builder.compile(name="crm_message")

@@ -8,7 +8,12 @@ answer -> (model error) END | check_numbers -> (unsupported figure or other segm
 
 from __future__ import annotations
 
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from personagraph.nodes.insight import (
     InsightContext,
@@ -50,4 +55,13 @@ builder.add_conditional_edges("check_numbers", route_after_check)
 builder.add_edge("refuse", END)
 builder.add_edge("clarify", END)
 
+
+def build(
+    checkpointer: BaseCheckpointSaver[Any] | None = None, store: BaseStore | None = None
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The graph with the service's persistence."""
+    return builder.compile(checkpointer=checkpointer, store=store, name="insight_qa")
+
+
+# Compiled without persistence for LangGraph Studio / `langgraph dev`, which supplies its own.
 graph = builder.compile(name="insight_qa")

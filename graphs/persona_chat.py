@@ -7,7 +7,12 @@ input_safety -> (unsafe) refuse -> memory_write
 
 from __future__ import annotations
 
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from personagraph.nodes.context import ChatContext
 from personagraph.nodes.draft import draft, respond
@@ -48,6 +53,13 @@ builder.add_edge("respond", "memory_write")
 builder.add_edge("refuse", "memory_write")
 builder.add_edge("memory_write", END)
 
+
+def build(
+    checkpointer: BaseCheckpointSaver[Any] | None = None, store: BaseStore | None = None
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The graph with the service's persistence."""
+    return builder.compile(checkpointer=checkpointer, store=store, name="persona_chat")
+
+
 # Compiled without persistence for LangGraph Studio / `langgraph dev`, which supplies its own.
-graph = builder.compile()
-graph.name = "persona_chat"
+graph = builder.compile(name="persona_chat")

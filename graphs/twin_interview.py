@@ -12,7 +12,7 @@ prepare -> next_question -(done)-> END
 Batch mode: the interviewer node (the `router` role, structured output) decides; at most
 `max_followups` per question. Interactive mode (`context.interactive=True`): `human_turn` pauses
 with `interrupt()` after every answer; resume on the same thread with `Command(resume="...")`.
-Interactive use needs a checkpointer: `build_graph(checkpointer)`.
+Interactive use needs a checkpointer: `build(checkpointer)`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from personagraph.nodes.interview import (
     InterviewContext,
@@ -68,15 +69,13 @@ builder.add_conditional_edges(
 )
 
 
-def build_graph(
-    checkpointer: BaseCheckpointSaver[Any] | None = None,
+def build(
+    checkpointer: BaseCheckpointSaver[Any] | None = None, store: BaseStore | None = None
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """The interview graph with a checkpointer (needed for interactive interviews and resumable batches)."""
-    compiled = builder.compile(checkpointer=checkpointer)
-    compiled.name = "twin_interview"
-    return compiled
+    """The graph with the service's persistence (interactive interviews and resumable batches need a
+    checkpointer)."""
+    return builder.compile(checkpointer=checkpointer, store=store, name="twin_interview")
 
 
 # Compiled without persistence for LangGraph Studio / `langgraph dev`, which supplies its own.
-graph = builder.compile()
-graph.name = "twin_interview"
+graph = builder.compile(name="twin_interview")

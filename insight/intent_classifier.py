@@ -2,14 +2,16 @@
 
 Word lists (insight/lexicon.py) are precise but miss phrasings nobody listed; a TF-IDF model over
 character and word n-grams of labelled questions generalises to new wording in Korean and English.
-The router combines both (see `combine`). Training takes about a second and is cached in-process by
-the training files' content; it is deterministic.
+The router combines both (see `combine`). Training takes 10 s or more on two cores; the trained model is
+cached in-process and on disk, keyed by the training files' content and the feature code (`personagraph
+prepare` builds it at setup); training is deterministic.
 
     predict("큰손 고객들한테 보낼 카톡 문구 좀 뽑아줘")  # -> ("message_drafting", 0.9...)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from personagraph.insight.lexicon import (
     keyword_intent,
     names_other_company,
 )
+from personagraph.serving.cache_files import load_or_build
 from personagraph.serving.settings import get_settings
 
 RANDOM_STATE = 0
@@ -175,7 +178,38 @@ def build() -> IntentClassifier:
 
 @lru_cache(maxsize=2)
 def _trained(content: str) -> IntentClassifier:
-    return build().fit(parse_rows(content, "<training set>"))
+    return load_or_build(
+        _stored_model_path(content),
+        lambda: build().fit(parse_rows(content, "<training set>")),
+        IntentClassifier,
+    )
+
+
+def _stored_model_path(content: str) -> Path:
+    """Keyed by everything training reads (the examples, this module and the word lists that make the
+    features, the scikit-learn version), so any change there retrains; a new process loads it in
+    well under a second instead of training again."""
+    import sklearn
+
+    from personagraph.insight import lexicon
+
+    key = "\x1e".join(
+        [
+            content,
+            Path(__file__).read_text(encoding="utf-8"),
+            Path(lexicon.__file__).read_text(encoding="utf-8"),
+            sklearn.__version__,
+        ]
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return get_settings().model_cache_dir.parent / "insight" / f"intent-{digest}.pkl"
+
+
+def trained_model_file() -> Path | None:
+    """Train (or load) the classifier on the shipped files; where it is kept on disk (None: no files)."""
+    if trained() is None:
+        return None
+    return _stored_model_path("\n".join(p.read_text(encoding="utf-8").rstrip("\n") for p in train_paths()))
 
 
 def trained() -> IntentClassifier | None:

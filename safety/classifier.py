@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 
 from personagraph.memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
 from personagraph.safety.rules import match_cues, match_rules, normalise, rules_path
-from personagraph.serving.cache_files import write_cache_file
+from personagraph.serving.cache_files import load_or_build
 from personagraph.serving.settings import get_settings
 
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
@@ -234,17 +233,9 @@ _SOURCE = "<training set>"
 
 @lru_cache(maxsize=4)
 def _trained(content: str) -> SafetyClassifier:
-    path = _stored_model_path(content)
-    try:
-        with path.open("rb") as stored:
-            model = pickle.load(stored)
-        if isinstance(model, SafetyClassifier):
-            return model
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
-        pass  # not trained yet, or a damaged or outdated file: train and replace it
-    model = fit(parse_examples(content, source=_SOURCE))
-    write_cache_file(path, lambda out: pickle.dump(model, out, protocol=pickle.HIGHEST_PROTOCOL))
-    return model
+    return load_or_build(
+        _stored_model_path(content), lambda: fit(parse_examples(content, source=_SOURCE)), SafetyClassifier
+    )
 
 
 def _stored_model_path(content: str) -> Path:

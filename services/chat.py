@@ -22,7 +22,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from personagraph.graphs.persona_chat import builder
+from personagraph.graphs.persona_chat import build
 from personagraph.memory.fan_memory import (
     FanProfile,
     all_items,
@@ -33,14 +33,10 @@ from personagraph.memory.fan_memory import (
     write_profile,
 )
 from personagraph.memory.persistence import make_checkpointer, make_store
-from personagraph.memory.vectors import vector_client
 from personagraph.nodes.context import ChatContext
-from personagraph.personas.index import ensure_persona_index
 from personagraph.personas.model import list_personas, persona_dir
-from personagraph.safety.classifier import trained_model_file
-from personagraph.serving.local_model import resolve_model_file
-from personagraph.serving.models import ModelError, endpoint_of, resolve_role
-from personagraph.serving.settings import ROLES, get_settings
+from personagraph.serving.models import ModelError
+from personagraph.serving.settings import get_settings
 
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 _PERSONA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -158,9 +154,7 @@ class ChatService:
     def __init__(self, checkpointer: BaseCheckpointSaver[Any] | None = None, store: BaseStore | None = None):
         self.checkpointer = checkpointer or make_checkpointer()
         self.store = store or make_store()
-        self.graph: CompiledStateGraph[Any, Any, Any, Any] = builder.compile(
-            checkpointer=self.checkpointer, store=self.store
-        )
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build(self.checkpointer, self.store)
 
     def context_for(self, request: ChatRequest, **overrides: Any) -> ChatContext:
         ctx = ChatContext(persona_id=request.persona_id, user_id=request.user_id)
@@ -338,27 +332,6 @@ class ChatService:
     @staticmethod
     def personas() -> list[str]:
         return list_personas()
-
-
-def prepare(*, start_model: bool = False) -> list[str]:
-    """Build what a first chat needs, so no fan waits for it: the embedded model file (joined from its
-    PyPI parts once), the trained input-safety classifier (minutes once, then a second from disk) and
-    the knowledge index of every shipped persona. With `start_model`, the model server starts too.
-    Returns one line per step for the console; every step is a no-op when already done."""
-    done: list[str] = []
-    settings = get_settings()
-    if any(resolve_role(role).embedded for role in ROLES):
-        model_file, alias = resolve_model_file(settings.local_model, settings.model_cache_dir)
-        done.append(f"embedded model {alias}: {model_file}")
-    classifier_file = trained_model_file()
-    done.append(f"input-safety classifier: {classifier_file}")
-    for persona_id in list_personas():
-        ensure_persona_index(vector_client(), persona_id)
-    done.append(f"knowledge index: {', '.join(list_personas())} in {settings.chroma_dir}")
-    if start_model:
-        base_url, model = endpoint_of("chat")
-        done.append(f"model for role 'chat': {model} at {base_url}")
-    return done
 
 
 def _last_ai_text(messages: list[AnyMessage]) -> str:

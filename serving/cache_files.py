@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
+
+T = TypeVar("T")
 
 
 def write_cache_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -20,3 +23,19 @@ def write_cache_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
         partial.replace(path)
     except OSError:
         pass
+
+
+def load_or_build(path: Path, build: Callable[[], T], expected: type[T]) -> T:
+    """The object pickled at `path`, or `build()` stored there. The caller keys `path` by everything
+    the build reads (data, code, library versions), so a stale file is never found; a damaged or
+    unreadable one is rebuilt. Only for files this program wrote itself (pickle runs code)."""
+    try:
+        with path.open("rb") as stored:
+            loaded = pickle.load(stored)
+        if isinstance(loaded, expected):
+            return loaded
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
+        pass  # not built yet, or a damaged or outdated file: build and replace it
+    built = build()
+    write_cache_file(path, lambda out: pickle.dump(built, out, protocol=pickle.HIGHEST_PROTOCOL))
+    return built

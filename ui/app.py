@@ -20,7 +20,8 @@ import gradio as gr
 
 from personagraph.personas.cards import CardError, import_card, load_card, slugify
 from personagraph.personas.model import UnknownPersonaError, list_personas, load_persona
-from personagraph.services.chat import ChatService, InvalidRequestError, TurnEvent, prepare, validate_request
+from personagraph.services.chat import ChatService, InvalidRequestError, TurnEvent, validate_request
+from personagraph.services.prepare import prepare
 from personagraph.serving.settings import get_settings
 from personagraph.ui.auth import AuthConfig
 from personagraph.ui.crm_tab import build_crm_tab

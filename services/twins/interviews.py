@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from personagraph.graphs.twin_interview import build_graph
+from personagraph.graphs.twin_interview import build
 from personagraph.nodes.interview import InterviewContext, InterviewInput
 from personagraph.services.twins.executor import BatchOptions, ProgressCallback, RunSummary, WorkUnit, execute
 from personagraph.services.twins.store import RunError, RunStore, create_run_store
@@ -82,7 +82,7 @@ def run_interviews(
         )
         saver = SqliteSaver(conn)
         saver.setup()
-        graph = build_graph(saver)
+        graph = build(saver)
         context = InterviewContext(twin_role=opts.role, max_followups=opts.max_followups, interactive=False)
 
         def work(unit: WorkUnit) -> tuple[str, dict[str, Any]]:
@@ -140,7 +140,7 @@ class InterviewSession:
             from personagraph.memory.persistence import make_checkpointer
 
             checkpointer = make_checkpointer()
-        self.graph = build_graph(checkpointer)
+        self.graph = build(checkpointer)
         self.context = InterviewContext(interactive=True, max_followups=max_followups)
 
     def start(

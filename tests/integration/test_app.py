@@ -1,21 +1,17 @@
-"""The Gradio app and `langgraph dev`, each started as a real server and driven over HTTP."""
+"""The Gradio app, started as a real server and driven over HTTP (`langgraph dev`: test_langgraph_dev.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from personagraph.serving.local_server import free_port
-from tests.integration.conftest import REPO_ROOT, running_app, stop_process, wait_http
+from tests.integration.conftest import REPO_ROOT, running_app
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -82,42 +78,3 @@ def test_card_import_then_chat_and_regenerate(gradio_app: str, tmp_path: Path) -
 
     again = client.predict(handle_file(str(EXAMPLE_CARD)), False, "card-fan", "en", api_name="/import_card")
     assert "already exists" in again[1]
-
-
-@pytest.fixture
-def langgraph_dev(real_model_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "langgraph.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "langgraph"), "dev", "--no-browser", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env={**os.environ, **real_model_env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/ok", 180, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
-        log.close()
-
-
-def test_langgraph_dev_serves_persona_chat(langgraph_dev: str) -> None:
-    assistants = httpx.post(
-        f"{langgraph_dev}/assistants/search", json={"graph_id": "persona_chat"}, timeout=30
-    )
-    assert assistants.status_code == 200 and assistants.json()
-    thread = httpx.post(f"{langgraph_dev}/threads", json={}, timeout=30).json()
-    run = httpx.post(
-        f"{langgraph_dev}/threads/{thread['thread_id']}/runs/wait",
-        json={
-            "assistant_id": "persona_chat",
-            "input": {"messages": [{"type": "human", "content": "Hi! How was your day?"}]},
-            "context": {"persona_id": "stella_yuna", "user_id": "studio-fan"},
-        },
-        timeout=300,
-    )
-    assert run.status_code == 200, run.text
-    messages = run.json()["messages"]
-    assert messages[-1]["type"] == "ai" and messages[-1]["content"].strip()

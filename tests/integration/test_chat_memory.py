@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from personagraph.memory.fan_memory import memories_namespace, profile_namespace
 from personagraph.memory.persistence import make_checkpointer
 from personagraph.memory.redis_server import LocalRedis

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from personagraph.insight.consumer import OrderConsumer
 from personagraph.insight.orders import Order, OrderItem, generate_history
 from personagraph.insight.simulator import OrderFactory, publish

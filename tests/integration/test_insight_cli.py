@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from personagraph.memory.redis_server import LocalRedis
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,11 @@ import httpx
 import pytest
 import redis
 
-from personagraph.services.chat import ChatService, validate_request
 from personagraph.memory.persistence import make_checkpointer
 from personagraph.memory.redis_server import LocalRedis
 from personagraph.memory.vectors import chroma_client, search
 from personagraph.personas.index import ensure_persona_index
+from personagraph.services.chat import ChatService, validate_request
 from personagraph.serving.settings import get_settings
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from personagraph.graphs.twin_interview import build_graph, graph
+from personagraph.graphs.twin_interview import build, graph
 from personagraph.nodes.interview import InterviewContext, InterviewInput
 from personagraph.services.twins.executor import BatchOptions
 from personagraph.services.twins.exports import export_all
@@ -139,7 +139,7 @@ def test_interactive_interrupt_and_resume_on_the_same_thread(tmp_path: Path) -> 
 
 
 def test_interactive_end_and_raw_command_resume() -> None:
-    compiled = build_graph(InMemorySaver())
+    compiled = build(InMemorySaver())
     config: RunnableConfig = {"configurable": {"thread_id": "t-2"}}
     payload: InterviewInput = {"person_id": "p0", "profile": PERSON.profile, "guide": GUIDE.model_dump()}
     ctx = InterviewContext(interactive=True)
