@@ -24,13 +24,13 @@ def test_crm_cli_with_the_real_model_prints_a_checked_result(
     real_model_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from personagraph.crm.__main__ import main
+    from personagraph.cli.main import main
     from personagraph.crm.catalog import load_catalog
 
     monkeypatch.setenv("CRM_DATA_DIR", str(make_tiny_catalog(tmp_path / "crm")))
     monkeypatch.setenv("CRM_MAX_REFINE_ROUNDS", "1")  # keeps this test near a minute on 2 shared cores
     load_catalog.cache_clear()  # type: ignore[attr-defined]
-    code = main([*ARGS, "--disable_cache"])
+    code = main(["crm", *ARGS, "--disable_cache"])
     result = json.loads(capsys.readouterr().out)
     print(
         json.dumps(
