@@ -9,11 +9,12 @@ validate -> (invalid) finalize
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
 from personagraph.nodes.crm import (
@@ -25,10 +26,6 @@ from personagraph.nodes.crm import (
     draft_message,
     finalize,
     retrieve_evidence,
-    route_after_check,
-    route_after_draft,
-    route_after_refine,
-    route_after_validate,
     validate,
 )
 from personagraph.nodes.tone import tone_refine
@@ -44,10 +41,38 @@ builder.add_node("check_message", check_message)
 builder.add_node("finalize", finalize)
 
 builder.add_edge(START, "validate")
+
+
+def route_after_validate(state: CrmState) -> Literal["retrieve_evidence", "finalize"]:
+    return "finalize" if state.get("error") else "retrieve_evidence"
+
+
 builder.add_conditional_edges("validate", route_after_validate)
 builder.add_edge("retrieve_evidence", "draft_message")
+
+
+def route_after_draft(state: CrmState) -> Literal["tone_refine", "finalize"]:
+    return "finalize" if state.get("error") else "tone_refine"
+
+
 builder.add_conditional_edges("draft_message", route_after_draft)
+
+
+def route_after_refine(state: CrmState) -> Literal["check_message", "finalize"]:
+    return "finalize" if state.get("tone_error") else "check_message"
+
+
 builder.add_conditional_edges("tone_refine", route_after_refine)
+
+
+def route_after_check(state: CrmState, runtime: Runtime[CrmContext]) -> Literal["tone_refine", "finalize"]:
+    if state.get("passed"):
+        return "finalize"
+    if int(state.get("tone_rounds") or 0) <= runtime.context.max_refine_rounds:
+        return "tone_refine"
+    return "finalize"
+
+
 builder.add_conditional_edges("check_message", route_after_check)
 builder.add_edge("finalize", END)
 

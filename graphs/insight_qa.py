@@ -8,7 +8,7 @@ answer -> (model error) END | check_numbers -> (unsupported figure or other segm
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -27,9 +27,6 @@ from personagraph.nodes.insight import (
     gather,
     refuse,
     retrieve_profiles,
-    route_after_answer,
-    route_after_check,
-    route_after_scope,
     scope,
 )
 
@@ -47,10 +44,30 @@ builder.add_node("check_numbers", check_numbers)
 
 builder.add_edge(START, "extract_intent")
 builder.add_edge("extract_intent", "scope")
+
+
+def route_after_scope(state: InsightState) -> Literal["refuse", "clarify", "gather"]:
+    if state.get("intent") == "out_of_scope":
+        return "refuse"
+    return "clarify" if state.get("clarify") else "gather"
+
+
 builder.add_conditional_edges("scope", route_after_scope)
 builder.add_edge("gather", "retrieve_profiles")
 builder.add_edge("retrieve_profiles", "answer")
+
+
+def route_after_answer(state: InsightState) -> Literal["check_numbers", "__end__"]:
+    return "__end__" if state.get("error") else "check_numbers"
+
+
 builder.add_conditional_edges("answer", route_after_answer)
+
+
+def route_after_check(state: InsightState) -> Literal["answer", "__end__"]:
+    return "answer" if state.get("revision_note") else "__end__"
+
+
 builder.add_conditional_edges("check_numbers", route_after_check)
 builder.add_edge("refuse", END)
 builder.add_edge("clarify", END)

@@ -1,13 +1,13 @@
 """persona_chat: a fan chats with a persona that keeps its voice, refuses safely and remembers the fan.
 
 input_safety -> (unsafe) refuse -> memory_write
-             -> route_intent -> (smalltalk) draft | retrieve -> draft -> output_safety
+             -> classify_intent -> (smalltalk) draft | retrieve -> draft -> output_safety
                                  output_safety -> (failed, once) draft | respond -> memory_write
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -18,13 +18,11 @@ from personagraph.nodes.context import ChatContext
 from personagraph.nodes.draft import draft, respond
 from personagraph.nodes.memory_write import memory_write
 from personagraph.nodes.retrieval import retrieve
-from personagraph.nodes.routing import route_after_intent, route_intent
+from personagraph.nodes.routing import classify_intent
 from personagraph.nodes.safety import (
     input_safety,
     output_safety,
     refuse,
-    route_after_input_safety,
-    route_after_output_safety,
 )
 from personagraph.nodes.state import ConversationInput, ConversationOutput, ConversationState
 
@@ -36,7 +34,7 @@ builder = StateGraph(
 )
 builder.add_node("input_safety", input_safety)
 builder.add_node("refuse", refuse)
-builder.add_node("route_intent", route_intent)
+builder.add_node("classify_intent", classify_intent)
 builder.add_node("retrieve", retrieve)
 builder.add_node("draft", draft)
 builder.add_node("output_safety", output_safety)
@@ -44,10 +42,29 @@ builder.add_node("respond", respond)
 builder.add_node("memory_write", memory_write)
 
 builder.add_edge(START, "input_safety")
+
+
+def route_after_input_safety(state: ConversationState) -> Literal["classify_intent", "refuse"]:
+    return "classify_intent" if state.get("safety", {}).get("safe", False) else "refuse"
+
+
 builder.add_conditional_edges("input_safety", route_after_input_safety)
-builder.add_conditional_edges("route_intent", route_after_intent)
+
+
+def route_after_intent(state: ConversationState) -> Literal["retrieve", "draft"]:
+    """Small talk needs no retrieval; every other intent searches its stores."""
+    return "draft" if state.get("intent") == "smalltalk" else "retrieve"
+
+
+builder.add_conditional_edges("classify_intent", route_after_intent)
 builder.add_edge("retrieve", "draft")
 builder.add_edge("draft", "output_safety")
+
+
+def route_after_output_safety(state: ConversationState) -> Literal["draft", "respond"]:
+    return "draft" if state.get("revision_reason") else "respond"
+
+
 builder.add_conditional_edges("output_safety", route_after_output_safety)
 builder.add_edge("respond", "memory_write")
 builder.add_edge("refuse", "memory_write")

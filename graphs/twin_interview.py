@@ -17,11 +17,12 @@ Interactive use needs a checkpointer: `build(checkpointer)`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
 from personagraph.nodes.interview import (
@@ -29,13 +30,12 @@ from personagraph.nodes.interview import (
     InterviewInput,
     InterviewOutput,
     InterviewState,
+    context_of,
+    followup_limit,
     human_turn,
     interviewer,
     next_question,
     prepare,
-    route_after_answer,
-    route_after_followup,
-    route_after_next,
     twin_answer,
 )
 
@@ -53,10 +53,38 @@ builder.add_node("human_turn", human_turn)
 
 builder.add_edge(START, "prepare")
 builder.add_edge("prepare", "next_question")
+
+
+def route_after_next(state: InterviewState) -> Literal["twin_answer", "__end__"]:
+    return "__end__" if state.get("done") else "twin_answer"
+
+
 builder.add_conditional_edges(
     "next_question", route_after_next, {"twin_answer": "twin_answer", "__end__": END}
 )
+
+
+def route_after_answer(
+    state: InterviewState, runtime: Runtime[InterviewContext]
+) -> Literal["human_turn", "interviewer", "next_question"]:
+    """Interactive: the person decides. Otherwise ask the interviewer while follow-ups are left."""
+    ctx = context_of(runtime)
+    if ctx.interactive:
+        return "human_turn"
+    if state.get("followups", 0) >= followup_limit(state, ctx):
+        return "next_question"
+    return "interviewer"
+
+
 builder.add_conditional_edges("twin_answer", route_after_answer)
+
+
+def route_after_followup(state: InterviewState) -> Literal["twin_answer", "next_question", "__end__"]:
+    if state.get("done"):
+        return "__end__"
+    return "twin_answer" if state.get("pending") else "next_question"
+
+
 builder.add_conditional_edges(
     "interviewer",
     route_after_followup,

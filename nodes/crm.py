@@ -7,7 +7,7 @@ from __future__ import annotations
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
@@ -114,10 +114,6 @@ def validate(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, Any]:
         update.update(status="invalid", error=str(exc))
     update["timings"] = {"load": time.perf_counter() - started}
     return update
-
-
-def route_after_validate(state: CrmState) -> Literal["retrieve_evidence", "finalize"]:
-    return "finalize" if state.get("error") else "retrieve_evidence"
 
 
 def _event(catalog: Catalog, request: CrmRequest) -> dict[str, Any] | None:
@@ -276,14 +272,6 @@ def draft_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, An
     return {"draft": draft, **tone_inputs(state, draft), "timings": {"draft": time.perf_counter() - started}}
 
 
-def route_after_draft(state: CrmState) -> Literal["tone_refine", "finalize"]:
-    return "finalize" if state.get("error") else "tone_refine"
-
-
-def route_after_refine(state: CrmState) -> Literal["check_message", "finalize"]:
-    return "finalize" if state.get("tone_error") else "check_message"
-
-
 def check_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, Any]:
     """Output safety on the stylist's message; failures become the reasons for the next rewrite."""
     started = time.perf_counter()
@@ -302,14 +290,6 @@ def check_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, An
         "attempts": [attempt],
         "timings": {"checks": time.perf_counter() - started},
     }
-
-
-def route_after_check(state: CrmState, runtime: Runtime[CrmContext]) -> Literal["tone_refine", "finalize"]:
-    if state.get("passed"):
-        return "finalize"
-    if int(state.get("tone_rounds") or 0) <= runtime.context.max_refine_rounds:
-        return "tone_refine"
-    return "finalize"
 
 
 def model_names(context: CrmContext) -> dict[str, str]:

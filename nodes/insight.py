@@ -182,12 +182,6 @@ def scope(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, An
     return {"scope": {"segments": segments, "customers": customers}, "clarify": clarify}
 
 
-def route_after_scope(state: InsightState) -> Literal["refuse", "clarify", "gather"]:
-    if state.get("intent") == "out_of_scope":
-        return "refuse"
-    return "clarify" if state.get("clarify") else "gather"
-
-
 def refuse(state: InsightState) -> dict[str, Any]:
     """Out of scope: a polite refusal, no figures."""
     return {"answer": prompts.REFUSAL[state.get("lang", "en")], "tool_results": {}, "figures": []}
@@ -293,10 +287,6 @@ def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, A
     return {"answer": str(reply.content).strip(), "error": None}
 
 
-def route_after_answer(state: InsightState) -> Literal["check_numbers", "__end__"]:
-    return "__end__" if state.get("error") else "check_numbers"
-
-
 _SENTENCE = re.compile(r"(?<=[.!?。])\s+|\n+")
 
 
@@ -326,7 +316,3 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     if result.unsupported:
         text += prompts.FLAGGED_NOTE[lang].format(numbers=", ".join(result.unsupported))
     return {"check": check, "answer": text, "flagged": True, "revision_note": ""}
-
-
-def route_after_check(state: InsightState) -> Literal["answer", "__end__"]:
-    return "answer" if state.get("revision_note") else "__end__"

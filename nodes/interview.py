@@ -252,25 +252,3 @@ def _next_text(state: InterviewState) -> str | None:
 
 
 # --- routers (pure functions of the state) ----------------------------------------------------------
-
-
-def route_after_next(state: InterviewState) -> Literal["twin_answer", "__end__"]:
-    return "__end__" if state.get("done") else "twin_answer"
-
-
-def route_after_answer(
-    state: InterviewState, runtime: Runtime[InterviewContext]
-) -> Literal["human_turn", "interviewer", "next_question"]:
-    """Interactive: the person decides. Otherwise ask the interviewer while follow-ups are left."""
-    ctx = context_of(runtime)
-    if ctx.interactive:
-        return "human_turn"
-    if state.get("followups", 0) >= followup_limit(state, ctx):
-        return "next_question"
-    return "interviewer"
-
-
-def route_after_followup(state: InterviewState) -> Literal["twin_answer", "next_question", "__end__"]:
-    if state.get("done"):
-        return "__end__"
-    return "twin_answer" if state.get("pending") else "next_question"

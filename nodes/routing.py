@@ -47,7 +47,7 @@ def asks_about_the_fan(text: str) -> bool:
     return bool(_ASKS_ABOUT_THE_FAN.search(text))
 
 
-def route_intent(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+def classify_intent(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Classify the fan's message to decide which stores retrieval searches."""
     persona = load_persona(runtime.context.persona_id)
     text = last_human_text(state)
@@ -63,8 +63,3 @@ def route_intent(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
         max_tokens=120,
     )
     return {"intent": decision.intent, "search_query": decision.search_query.strip() or text}
-
-
-def route_after_intent(state: ConversationState) -> Literal["retrieve", "draft"]:
-    """Small talk needs no retrieval; every other intent searches its stores."""
-    return "draft" if state.get("intent") == "smalltalk" else "retrieve"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
@@ -105,10 +105,6 @@ def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
     if not verdict["safe"]:
         update["blocks"] = [block_record(state, "input", **verdict)]
     return update
-
-
-def route_after_input_safety(state: ConversationState) -> Literal["route_intent", "refuse"]:
-    return "route_intent" if state.get("safety", {}).get("safe", False) else "refuse"
 
 
 def refusal_text(persona: Persona, category: str, lang: str, seed: str = "") -> str:
@@ -265,7 +261,3 @@ def _accept_style_rewrite(
         )
         return {"draft": original, "style_original": "", "revision_reason": "", "blocks": [block]}
     return {"style_original": "", "revision_reason": ""}
-
-
-def route_after_output_safety(state: ConversationState) -> Literal["draft", "respond"]:
-    return "draft" if state.get("revision_reason") else "respond"

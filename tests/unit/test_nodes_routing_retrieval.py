@@ -1,4 +1,4 @@
-"""route_intent with a scripted router, and retrieval per intent over the tiny persona."""
+"""classify_intent with a scripted router, and retrieval per intent over the tiny persona."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from personagraph.memory.fan_memory import memories_namespace
 from personagraph.memory.persistence import store_index_config
 from personagraph.memory.vectors import vector_client
 from personagraph.nodes.retrieval import retrieve
-from personagraph.nodes.routing import route_intent
+from personagraph.nodes.routing import classify_intent
 from personagraph.personas.index import ensure_persona_index
 from personagraph.serving.models import StructuredOutputError, use_models
 from tests.fakes import scripted
@@ -22,13 +22,13 @@ def human(text: str) -> Any:
     return {"messages": [HumanMessage(content=text, id="m1")]}
 
 
-# --- route_intent -------------------------------------------------------------------------------
+# --- classify_intent -------------------------------------------------------------------------------
 
 
-def test_route_intent_uses_router_decision(make_runtime) -> None:
+def test_classify_intent_uses_router_decision(make_runtime) -> None:
     router = scripted({"intent": "knowledge", "search_query": "debut"})
     with use_models({"router": router}):
-        update = route_intent(human("When did you debut?"), make_runtime())
+        update = classify_intent(human("When did you debut?"), make_runtime())
     assert update == {"intent": "knowledge", "search_query": "debut"}
     (call,) = router.calls
     system, message = call["messages"][0], call["messages"][1]
@@ -37,17 +37,17 @@ def test_route_intent_uses_router_decision(make_runtime) -> None:
     assert message.content == "When did you debut?"
 
 
-def test_route_intent_uses_configured_router_role(make_runtime) -> None:
+def test_classify_intent_uses_configured_router_role(make_runtime) -> None:
     judge = scripted({"intent": "smalltalk"})
     with use_models({"judge": judge, "router": scripted(AssertionError("wrong role"))}):
-        update = route_intent(human("hi!"), make_runtime(router_role="judge"))
+        update = classify_intent(human("hi!"), make_runtime(router_role="judge"))
     assert update["intent"] == "smalltalk"
     assert len(judge.calls) == 1
 
 
-def test_route_intent_empty_query_falls_back_to_message(make_runtime) -> None:
+def test_classify_intent_empty_query_falls_back_to_message(make_runtime) -> None:
     with use_models({"router": scripted({"intent": "story", "search_query": "   "})}):
-        update = route_intent(human("What happened at the audition?"), make_runtime())
+        update = classify_intent(human("What happened at the audition?"), make_runtime())
     assert update == {"intent": "story", "search_query": "What happened at the audition?"}
 
 
@@ -67,7 +67,7 @@ def test_route_intent_empty_query_falls_back_to_message(make_runtime) -> None:
 def test_questions_about_the_fan_are_personal_without_the_model(make_runtime, text: str) -> None:
     router = scripted({"intent": "knowledge", "search_query": "x"})
     with use_models({"router": router}):
-        assert route_intent(human(text), make_runtime()) == {"intent": "personal", "search_query": text}
+        assert classify_intent(human(text), make_runtime()) == {"intent": "personal", "search_query": text}
     assert router.calls == []
 
 
@@ -84,20 +84,20 @@ def test_questions_about_the_fan_are_personal_without_the_model(make_runtime, te
 def test_other_questions_still_go_to_the_router(make_runtime, text: str) -> None:
     router = scripted({"intent": "knowledge", "search_query": "x"})
     with use_models({"router": router}):
-        assert route_intent(human(text), make_runtime())["intent"] == "knowledge"
+        assert classify_intent(human(text), make_runtime())["intent"] == "knowledge"
     assert len(router.calls) == 1
 
 
-def test_route_intent_unknown_intent_is_retried(make_runtime) -> None:
+def test_classify_intent_unknown_intent_is_retried(make_runtime) -> None:
     router = scripted({"intent": "gossip", "search_query": "x"}, {"intent": "personal", "search_query": "me"})
     with use_models({"router": router}):
-        assert route_intent(human("anything new?"), make_runtime())["intent"] == "personal"
+        assert classify_intent(human("anything new?"), make_runtime())["intent"] == "personal"
     assert "intent" in router.calls[1]["messages"][-1].content
 
 
-def test_route_intent_gives_up_with_structured_error(make_runtime) -> None:
+def test_classify_intent_gives_up_with_structured_error(make_runtime) -> None:
     with use_models({"router": scripted("I think it's knowledge")}), pytest.raises(StructuredOutputError):
-        route_intent(human("hi"), make_runtime())
+        classify_intent(human("hi"), make_runtime())
 
 
 # --- retrieve -----------------------------------------------------------------------------------

@@ -7,8 +7,12 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
+from personagraph.graphs.persona_chat import (
+    route_after_input_safety,
+    route_after_intent,
+    route_after_output_safety,
+)
 from personagraph.nodes.draft import respond
-from personagraph.nodes.routing import route_after_intent
 from personagraph.nodes.safety import (
     SELF_HARM_REPLY,
     check_output,
@@ -16,8 +20,6 @@ from personagraph.nodes.safety import (
     leaks_prompt,
     output_safety,
     refuse,
-    route_after_input_safety,
-    route_after_output_safety,
 )
 from personagraph.personas.model import load_persona
 
@@ -101,7 +103,7 @@ def test_input_safety_checks_only_the_latest_message(make_runtime) -> None:
 
 @pytest.mark.parametrize(
     ("safety", "expected"),
-    [({"safe": True}, "route_intent"), ({"safe": False}, "refuse"), ({}, "refuse"), (None, "refuse")],
+    [({"safe": True}, "classify_intent"), ({"safe": False}, "refuse"), ({}, "refuse"), (None, "refuse")],
 )
 def test_route_after_input_safety(safety, expected: str) -> None:
     state: Any = {} if safety is None else {"safety": safety}
