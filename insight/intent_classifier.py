@@ -11,7 +11,6 @@ prepare` builds it at setup); training is deterministic.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from personagraph.insight.lexicon import (
     keyword_intent,
     names_other_company,
 )
-from personagraph.serving.cache_files import load_or_build
+from personagraph.serving.cache_files import keyed_cache_path, load_or_build
 from personagraph.serving.settings import get_settings
 
 RANDOM_STATE = 0
@@ -193,16 +192,13 @@ def _stored_model_path(content: str) -> Path:
 
     from personagraph.insight import lexicon
 
-    key = "\x1e".join(
-        [
-            content,
-            Path(__file__).read_text(encoding="utf-8"),
-            Path(lexicon.__file__).read_text(encoding="utf-8"),
-            sklearn.__version__,
-        ]
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return get_settings().model_cache_dir.parent / "insight" / f"intent-{digest}.pkl"
+    key_parts = [
+        content,
+        Path(__file__).read_text(encoding="utf-8"),
+        Path(lexicon.__file__).read_text(encoding="utf-8"),
+        sklearn.__version__,
+    ]
+    return keyed_cache_path("insight", "intent", ".pkl", key_parts)
 
 
 def trained_model_file() -> Path | None:

@@ -52,13 +52,9 @@ def embed_queries_cached(texts: Sequence[str]) -> np.ndarray:
     """`embed_queries` for a fixed set (a training set): kept in-process per text and on disk per set
     under the model cache, so a classifier retrains in a new process without re-embedding (about
     7 ms a text on 2 cores). The file is keyed by the texts and the embedding model."""
-    import hashlib
+    from personagraph.serving.cache_files import keyed_cache_path, write_cache_file
 
-    from personagraph.serving.cache_files import write_cache_file
-    from personagraph.serving.settings import get_settings
-
-    digest = hashlib.sha256("\x1e".join([E5EmbeddingFunction.name(), *texts]).encode()).hexdigest()[:24]
-    path = get_settings().model_cache_dir.parent / "embeddings" / f"queries-{digest}.npy"
+    path = keyed_cache_path("embeddings", "queries", ".npy", [E5EmbeddingFunction.name(), *texts])
     if path.exists():
         try:
             stored = np.load(path)

@@ -17,7 +17,6 @@ reads; training is deterministic (fixed random state).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from typing import Any
 
 from personagraph.memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
 from personagraph.safety.rules import match_cues, match_rules, normalise, rules_path
-from personagraph.serving.cache_files import load_or_build
+from personagraph.serving.cache_files import keyed_cache_path, load_or_build
 from personagraph.serving.settings import get_settings
 
 CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
@@ -246,18 +245,15 @@ def _stored_model_path(content: str) -> Path:
 
     from personagraph.safety import rules as safety_rules
 
-    key = "\x1e".join(
-        [
-            content,
-            rules_path().read_text(encoding="utf-8"),
-            Path(__file__).read_text(encoding="utf-8"),
-            Path(safety_rules.__file__).read_text(encoding="utf-8"),
-            sklearn.__version__,
-            E5EmbeddingFunction.name(),
-        ]
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return get_settings().model_cache_dir.parent / "safety" / f"classifier-{digest}.pkl"
+    key_parts = [
+        content,
+        rules_path().read_text(encoding="utf-8"),
+        Path(__file__).read_text(encoding="utf-8"),
+        Path(safety_rules.__file__).read_text(encoding="utf-8"),
+        sklearn.__version__,
+        E5EmbeddingFunction.name(),
+    ]
+    return keyed_cache_path("safety", "classifier", ".pkl", key_parts)
 
 
 def trained_model(path: Path | None = None) -> SafetyClassifier:

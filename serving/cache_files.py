@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
+from personagraph.serving.settings import get_settings
+
 T = TypeVar("T")
+
+
+def keyed_cache_path(folder: str, stem: str, suffix: str, key_parts: Iterable[str]) -> Path:
+    """`<cache>/<folder>/<stem>-<digest><suffix>`, the digest over everything the file depends on, so
+    a change to any part names another file and a stale one is never read."""
+    digest = hashlib.sha256("\x1e".join(key_parts).encode()).hexdigest()[:24]
+    return get_settings().model_cache_dir.parent / folder / f"{stem}-{digest}{suffix}"
 
 
 def write_cache_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
