@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 
 from personagraph.serving.local_model import resolve_model_file
-from personagraph.serving.processes import ServiceError, ServiceProcess
-from personagraph.serving.processes import free_port as free_port  # re-exported: tests and tools use it
+from personagraph.serving.processes import ServiceError, ServiceProcess, free_port
 from personagraph.serving.settings import Settings, get_settings
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from personagraph.serving.local_server import LocalModelServer, free_port
+from personagraph.serving.local_server import LocalModelServer
+from personagraph.serving.processes import free_port
 from tests.integration.conftest import running_app
 from tests.integration.test_app import BIN
 

@@ -56,7 +56,7 @@ def test_json_schema_response_format_is_rejected_by_llamacpp(
 def test_server_down_gives_clear_error(
     model_server: LocalModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from personagraph.serving.local_server import free_port
+    from personagraph.serving.processes import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     monkeypatch.setenv("LLM_BASE_URL", url)
