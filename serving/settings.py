@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     # Chat limits.
     max_message_chars: int = Field(default=2000, ge=1)
 
+    # Sign-in. Accounts live in the app's database (`personagraph accounts add`); these pairs add one
+    # quick user and/or admin account from the environment or `.env`.
+    auth_user_id: str = ""
+    auth_user_pw: SecretStr = SecretStr("")
+    auth_admin_id: str = ""
+    auth_admin_pw: SecretStr = SecretStr("")
+    session_token_hours: float = Field(default=12.0, gt=0, description="Lifetime of a sign-in token.")
+
     def role(self, role: Role) -> ResolvedRole:
         """Resolve a role's model, URL, key and backend from its overrides and the shared defaults."""
         if role not in ROLES:
@@ -120,6 +128,15 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.personagraph_home / "chroma"
+
+    @property
+    def accounts_db(self) -> Path:
+        return self.personagraph_home / "accounts.sqlite"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Each account's files (uploads, persona files for twin runs) live in uploads/<user id>/."""
+        return self.personagraph_home / "uploads"
 
 
 class ResolvedRole(BaseModel):

@@ -1,6 +1,6 @@
 """Folders are layers and imports only point down (read from the code with `ast`, no import needed).
 
-apps (cli -> ui) -> services -> graphs -> nodes -> tools, prompts -> domain -> memory -> serving.
+apps (cli -> api -> ui) -> services -> graphs -> nodes -> tools, prompts -> domain -> memory, accounts -> serving.
 Domain packages (personas, safety, twins, crm, insight) may use each other but never a layer above;
 apps reach graphs and nodes only through services;
 no graph imports another graph; the product never imports evals, bench, scripts or tests; every
@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 RANK = {
     "serving": 0,
     "memory": 1,
+    "accounts": 1,
     "personas": 2,
     "safety": 2,
     "twins": 2,
@@ -33,9 +34,10 @@ RANK = {
     "graphs": 5,
     "services": 6,
     "ui": 7,
-    "cli": 8,
+    "api": 8,
+    "cli": 9,
 }
-APPS = ("ui", "cli")  # through services only: they never run a graph or call a node themselves
+APPS = ("ui", "api", "cli")  # through services only: they never run a graph or call a node themselves
 NOT_PRODUCT = ("evals", "bench", "scripts", "tests")
 PREFIX = "personagraph."
 

@@ -1,0 +1,379 @@
+"""Accounts in the app's database: roles, bcrypt password hashes, API and sign-in tokens, throttling.
+
+    personagraph accounts add mina --role user      (asks for the password)
+    personagraph accounts token mina --name laptop  (prints an API token once)
+
+The AUTH_USER_ID/PW and AUTH_ADMIN_ID/PW pairs (environment or `.env`) still add one quick account
+each; they live in memory only. Tokens are stored as SHA-256 digests, so a copy of the database
+reveals none. With no account at all the app runs open, for one person on 127.0.0.1 (`OPEN_CALLER`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import bcrypt
+
+from personagraph.accounts.identity import (
+    OPEN_CALLER,
+    ROLES,
+    Caller,
+    ConflictError,
+    NotFoundError,
+    NotSignedInError,
+    Role,
+    TooManyAttemptsError,
+)
+from personagraph.serving.safe_paths import check_id
+from personagraph.serving.settings import Settings, get_settings
+
+TOKEN_PREFIX = "pgt_"
+MIN_PASSWORD_CHARS = 8
+_SCHEMA = """
+create table if not exists accounts (
+    user_id text primary key,
+    role text not null,
+    password_hash text not null,
+    created_at text not null
+);
+create table if not exists tokens (
+    digest text primary key,
+    user_id text not null,
+    name text not null,
+    kind text not null,
+    created_at text not null,
+    expires_at text
+);
+"""
+
+
+class AccountConfigError(ValueError):
+    """Inconsistent AUTH_* settings or a bad account field; the message names the variable or field."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _prehash(password: str) -> bytes:
+    # bcrypt reads at most 72 bytes: hash first so long (and multi-byte Korean) passwords count whole.
+    return base64.b64encode(hashlib.sha256(password.encode("utf-8")).digest())
+
+
+def hash_password(password: str, rounds: int = 12) -> str:
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode()
+
+
+def password_matches(password: str, hashed: str) -> bool:
+    return bcrypt.checkpw(_prehash(password), hashed.encode())
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class SignInThrottle:
+    """After `max_failures` wrong passwords for one account (or from one address), sign-in waits.
+
+    The wait starts at `base_lockout_s` and doubles with each further failure, up to `max_lockout_s`;
+    a successful sign-in clears the count. Kept in memory: a restart forgets it.
+    """
+
+    max_failures: int = 5
+    base_lockout_s: float = 30.0
+    max_lockout_s: float = 900.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[str, int] = field(default_factory=dict)
+    _locked_until: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, *keys: str) -> None:
+        now = self.clock()
+        with self._lock:
+            wait = max((self._locked_until.get(k, 0.0) - now for k in keys), default=0.0)
+        if wait > 0:
+            raise TooManyAttemptsError(
+                f"too many failed sign-ins; try again in {int(wait) + 1} s", retry_after_s=int(wait) + 1
+            )
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in keys:
+                count = self._failures.get(key, 0) + 1
+                self._failures[key] = count
+                if count >= self.max_failures:
+                    lockout = min(self.base_lockout_s * 2 ** (count - self.max_failures), self.max_lockout_s)
+                    self._locked_until[key] = now + lockout
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+                self._locked_until.pop(key, None)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    user_id: str
+    role: Role
+    source: str  # "database" or the environment variable pair
+    created_at: str = ""
+
+
+class AccountStore:
+    """Accounts and tokens in SQLite (`PERSONAGRAPH_HOME/accounts.sqlite`), plus the AUTH_* env pairs."""
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        settings: Settings | None = None,
+        throttle: SignInThrottle | None = None,
+        bcrypt_rounds: int = 12,
+    ):
+        self.settings = settings or get_settings()
+        self.path = path or self.settings.accounts_db
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.throttle = throttle or SignInThrottle()
+        self.bcrypt_rounds = bcrypt_rounds
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.executescript(_SCHEMA)
+        self._dummy_hash = hash_password(secrets.token_hex(8), bcrypt_rounds)
+        self._env = self._env_accounts(self.settings)
+        clash = [u for u in self._env if self._row(u) is not None]
+        if clash:
+            raise AccountConfigError(
+                f"AUTH_*_ID: {clash[0]!r} is also an account in {self.path}; remove one of them"
+            )
+
+    @staticmethod
+    def _env_accounts(settings: Settings) -> dict[str, tuple[str, Role]]:
+        accounts: dict[str, tuple[str, Role]] = {}
+        pairs: tuple[tuple[str, str, str, Role], ...] = (
+            ("USER", settings.auth_user_id.strip(), settings.auth_user_pw.get_secret_value(), "user"),
+            ("ADMIN", settings.auth_admin_id.strip(), settings.auth_admin_pw.get_secret_value(), "admin"),
+        )
+        for kind, user, password, role in pairs:
+            if user and not password:
+                raise AccountConfigError(f"AUTH_{kind}_PW: set a password for AUTH_{kind}_ID={user!r}")
+            if password and not user:
+                raise AccountConfigError(f"AUTH_{kind}_ID: set a user id for the AUTH_{kind}_PW password")
+            if user:
+                try:
+                    check_id(user, f"AUTH_{kind}_ID")
+                except ValueError as exc:
+                    raise AccountConfigError(str(exc)) from exc
+                if user in accounts:
+                    raise AccountConfigError(f"AUTH_{kind}_ID: {user!r} is already the other account's id")
+                accounts[user] = (password, role)
+        return accounts
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                yield self._db
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+
+    def _row(self, user_id: str) -> tuple[str, str, str] | None:
+        with self._lock:
+            row = self._db.execute(
+                "select role, password_hash, created_at from accounts where user_id = ?", (user_id,)
+            ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- accounts ------------------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        """Sign-in is required once any account exists (database or environment)."""
+        if self._env:
+            return True
+        with self._lock:
+            return self._db.execute("select 1 from accounts limit 1").fetchone() is not None
+
+    def add(self, user_id: str, password: str, role: Role = "user") -> AccountInfo:
+        check_id(user_id, "user_id")
+        if role not in ROLES:
+            raise AccountConfigError(f"role: {role!r} is not a role; use one of {', '.join(ROLES)}")
+        if len(password) < MIN_PASSWORD_CHARS:
+            raise AccountConfigError(f"password: use at least {MIN_PASSWORD_CHARS} characters")
+        if user_id in self._env:
+            raise ConflictError(f"user_id: {user_id!r} is an AUTH_* account from the environment")
+        created = _now().isoformat(timespec="seconds")
+        hashed = hash_password(password, self.bcrypt_rounds)
+        with self._tx() as db:
+            if db.execute("select 1 from accounts where user_id = ?", (user_id,)).fetchone():
+                raise ConflictError(f"user_id: an account {user_id!r} already exists")
+            db.execute("insert into accounts values (?, ?, ?, ?)", (user_id, role, hashed, created))
+        return AccountInfo(user_id, role, "database", created)
+
+    def set_password(self, user_id: str, password: str) -> None:
+        if len(password) < MIN_PASSWORD_CHARS:
+            raise AccountConfigError(f"password: use at least {MIN_PASSWORD_CHARS} characters")
+        hashed = hash_password(password, self.bcrypt_rounds)
+        with self._tx() as db:
+            if not db.execute(
+                "update accounts set password_hash = ? where user_id = ?", (hashed, user_id)
+            ).rowcount:
+                raise NotFoundError(f"user_id: no account {user_id!r} in the database")
+
+    def remove(self, user_id: str) -> None:
+        """Delete the account and its tokens (what it owns stays, for an admin to review or delete)."""
+        with self._tx() as db:
+            if not db.execute("delete from accounts where user_id = ?", (user_id,)).rowcount:
+                raise NotFoundError(f"user_id: no account {user_id!r} in the database")
+            db.execute("delete from tokens where user_id = ?", (user_id,))
+
+    def list(self) -> list[AccountInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "select user_id, role, created_at from accounts order by user_id"
+            ).fetchall()
+        infos = [AccountInfo(u, "admin" if r == "admin" else "user", "database", c) for u, r, c in rows]
+        infos += [
+            AccountInfo(u, role, f"AUTH_{'ADMIN' if role == 'admin' else 'USER'}_ID")
+            for u, (_, role) in self._env.items()
+        ]
+        return sorted(infos, key=lambda a: a.user_id)
+
+    def role_of(self, user_id: str) -> Role | None:
+        if user_id in self._env:
+            return self._env[user_id][1]
+        row = self._row(user_id)
+        if row is None:
+            return None
+        return "admin" if row[0] == "admin" else "user"
+
+    def caller(self, user_id: str | None) -> Caller:
+        """The Caller for a signed-in user id (Gradio's request.username); open mode: the local person."""
+        if not self.enabled:
+            return OPEN_CALLER
+        role = self.role_of(user_id) if user_id else None
+        if user_id is None or role is None:
+            raise NotSignedInError("sign in first")
+        return Caller(user_id, role)
+
+    # --- sign-in -------------------------------------------------------------------------------
+
+    def verify(self, user_id: str, password: str, client: str = "") -> Caller:
+        """The account's Caller if the password is right; throttled per account and per client address."""
+        keys = [f"user:{user_id}"] + ([f"client:{client}"] if client else [])
+        self.throttle.check(*keys)
+        ok = False
+        role: Role | None = None
+        if user_id in self._env:
+            secret, role = self._env[user_id]
+            ok = hmac.compare_digest(secret.encode(), password.encode())
+        else:
+            row = self._row(user_id)
+            if row is not None:
+                ok = password_matches(password, row[1])
+                role = "admin" if row[0] == "admin" else "user"
+            else:
+                password_matches(password, self._dummy_hash)  # same time for unknown ids: no account probing
+        if not ok or role is None:
+            self.throttle.failed(*keys)
+            raise NotSignedInError("wrong user id or password")
+        self.throttle.succeeded(*keys)
+        return Caller(user_id, role)
+
+    def gradio_auth(self, user_id: str, password: str) -> bool:
+        """Gradio's `auth` callable (its login form): the same check and throttle as the HTTP API."""
+        try:
+            self.verify(user_id.strip(), password)
+        except (NotSignedInError, TooManyAttemptsError):
+            return False
+        return True
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def issue_token(self, user_id: str, name: str = "api", *, hours: float | None = None) -> str:
+        """A new token for the account, shown once. `hours` None = an API token that lasts until revoked."""
+        if self.role_of(user_id) is None:
+            raise NotFoundError(f"user_id: no account {user_id!r}")
+        check_id(name, "name")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = _now()
+        expires = (now + timedelta(hours=hours)).isoformat(timespec="seconds") if hours else None
+        kind = "session" if hours else "api"
+        with self._tx() as db:
+            db.execute(
+                "insert into tokens values (?, ?, ?, ?, ?, ?)",
+                (_digest(token), user_id, name, kind, now.isoformat(timespec="seconds"), expires),
+            )
+        return token
+
+    def sign_in(self, user_id: str, password: str, client: str = "") -> tuple[Caller, str]:
+        """Password -> (Caller, a session token that expires after SESSION_TOKEN_HOURS)."""
+        caller = self.verify(user_id, password, client)
+        return caller, self.issue_token(user_id, "session", hours=self.settings.session_token_hours)
+
+    def caller_for_token(self, token: str) -> Caller:
+        with self._lock:
+            row = self._db.execute(
+                "select user_id, expires_at from tokens where digest = ?", (_digest(token),)
+            ).fetchone()
+        if row is None or (row[1] and row[1] < _now().isoformat(timespec="seconds")):
+            raise NotSignedInError("the token is unknown, revoked or expired; sign in again")
+        role = self.role_of(row[0])
+        if role is None:
+            raise NotSignedInError("the token's account no longer exists")
+        return Caller(row[0], role)
+
+    def revoke_token(self, token: str) -> None:
+        with self._tx() as db:
+            db.execute("delete from tokens where digest = ?", (_digest(token),))
+
+    def tokens(self, user_id: str) -> list[dict[str, str | None]]:
+        with self._lock:
+            rows = self._db.execute(
+                "select name, kind, created_at, expires_at from tokens where user_id = ? order by created_at",
+                (user_id,),
+            ).fetchall()
+        return [{"name": n, "kind": k, "created_at": c, "expires_at": e} for n, k, c, e in rows]
+
+    def revoke_named(self, user_id: str, name: str) -> int:
+        with self._tx() as db:
+            return db.execute("delete from tokens where user_id = ? and name = ?", (user_id, name)).rowcount
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_host(accounts: AccountStore, host: str) -> None:
+    """Open mode (no accounts) serves loopback only: nobody else on the network reaches an open app."""
+    if not accounts.enabled and host not in LOOPBACK_HOSTS:
+        raise AccountConfigError(
+            f"--host {host}: without accounts the app serves 127.0.0.1 only; add one with "
+            "`personagraph accounts add` (or set AUTH_USER_ID/AUTH_USER_PW) to serve on other addresses"
+        )
+
+
+def open_mode_banner(enabled: bool) -> str:
+    if enabled:
+        return "Signed in: users see their own chats, runs and cards; admins also see and delete every run."
+    return (
+        "**Open mode**: no accounts exist, so the app has no sign-in and serves 127.0.0.1 only. "
+        "Add accounts with `personagraph accounts add` (or set AUTH_USER_ID/AUTH_USER_PW) to require sign-in."
+    )
