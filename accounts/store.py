@@ -11,8 +11,10 @@ reveals none. With no account at all the app runs open, for one person on 127.0.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
+import re
 import secrets
 import sqlite3
 import threading
@@ -39,6 +41,9 @@ from personagraph.serving.safe_paths import check_id
 from personagraph.serving.settings import Settings, get_settings
 
 TOKEN_PREFIX = "pgt_"
+# Account ids become parts of store namespaces, which may not contain ".": no dots in account ids.
+USER_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_@\-]{0,63}")
+USER_ID_RULE = "1-64 characters of letters, digits, _ - @ (not starting with -)"
 MIN_PASSWORD_CHARS = 8
 _SCHEMA = """
 create table if not exists accounts (
@@ -173,7 +178,7 @@ class AccountStore:
                 raise AccountConfigError(f"AUTH_{kind}_ID: set a user id for the AUTH_{kind}_PW password")
             if user:
                 try:
-                    check_id(user, f"AUTH_{kind}_ID")
+                    check_id(user, f"AUTH_{kind}_ID", USER_ID, USER_ID_RULE)
                 except ValueError as exc:
                     raise AccountConfigError(str(exc)) from exc
                 if user in accounts:
@@ -213,7 +218,7 @@ class AccountStore:
             return self._db.execute("select 1 from accounts limit 1").fetchone() is not None
 
     def add(self, user_id: str, password: str, role: Role = "user") -> AccountInfo:
-        check_id(user_id, "user_id")
+        check_id(user_id, "user_id", USER_ID, USER_ID_RULE)
         if role not in ROLES:
             raise AccountConfigError(f"role: {role!r} is not a role; use one of {', '.join(ROLES)}")
         if len(password) < MIN_PASSWORD_CHARS:
@@ -245,7 +250,7 @@ class AccountStore:
                 raise NotFoundError(f"user_id: no account {user_id!r} in the database")
             db.execute("delete from tokens where user_id = ?", (user_id,))
 
-    def list(self) -> list[AccountInfo]:
+    def list(self) -> builtins.list[AccountInfo]:
         with self._lock:
             rows = self._db.execute(
                 "select user_id, role, created_at from accounts order by user_id"
@@ -345,7 +350,7 @@ class AccountStore:
         with self._tx() as db:
             db.execute("delete from tokens where digest = ?", (_digest(token),))
 
-    def tokens(self, user_id: str) -> list[dict[str, str | None]]:
+    def tokens(self, user_id: str) -> builtins.list[dict[str, str | None]]:
         with self._lock:
             rows = self._db.execute(
                 "select name, kind, created_at, expires_at from tokens where user_id = ? order by created_at",

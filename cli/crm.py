@@ -8,6 +8,8 @@
 
 Exit codes: 0 ok (a message that failed its checks is still printed, with status "failed"),
 1 a model or run error, 2 an invalid value (the message names the field and the allowed values).
+Runs as the terminal operator (CLI_CALLER): the batch file may be anywhere on disk, and the runs
+are logged under the local account.
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ def choices() -> dict[str, Any]:
 
 
 def cmd_crm(args: argparse.Namespace) -> int:
+    from personagraph.accounts.identity import CLI_CALLER
     from personagraph.crm.catalog import CatalogError
     from personagraph.crm.inputs import CrmInputError
-    from personagraph.services.crm import BatchFileError, CrmService, load_rows, write_results
+    from personagraph.services.crm import BatchFileError, CrmService, write_results
 
     try:
         if args.list:
@@ -90,9 +93,11 @@ def cmd_crm(args: argparse.Namespace) -> int:
         if args.batch_json is not None:
             if args.out_path is None:
                 return _error("--out_path: required with --batch_json (a .json or .jsonl file)")
-            rows = load_rows(args.batch_json)
+            rows = service.read_batch(CLI_CALLER, args.batch_json)
             results = service.run_batch(
-                rows, progress=lambda done, total: print(f"\r{done}/{total}", end="", file=sys.stderr)
+                CLI_CALLER,
+                rows,
+                progress=lambda done, total: print(f"\r{done}/{total}", end="", file=sys.stderr),
             )
             print(file=sys.stderr)
             write_results(results, args.out_path)
@@ -108,7 +113,7 @@ def cmd_crm(args: argparse.Namespace) -> int:
                               "problems": bad}, ensure_ascii=False))  # fmt: skip
             return 0
         raw = {name: getattr(args, name) for name in FIELD_FLAGS if getattr(args, name) is not None}
-        result = service.run(raw)
+        result = service.run(CLI_CALLER, raw)
     except CrmInputError as exc:
         return _error(f"--{exc}")
     except (BatchFileError, CatalogError) as exc:

@@ -8,9 +8,13 @@ personagraph insight load [--redis-url URL]           history -> Redis (replaces
 personagraph insight simulate --rate 200 --seed 1 (--count N | --seconds S) [--redis-url URL]
 personagraph insight consume [--name c1] [--seconds S] [--refit-interval 60] [--record-latency]
 personagraph insight report                           K-Means vs GMM (BIC, silhouette, stability)
-personagraph insight ask "question" [--router hybrid|model|keywords] [--json]
+personagraph insight ask "question" [--router hybrid|model|keywords] [--thread ID] [--json]
 Redis: --redis-url, else INSIGHT_REDIS_URL, else REDIS_URL (`personagraph redis` runs one).
 Exit codes: 0 ok, 1 service or model error, 2 invalid input.
+
+Every command runs as the terminal operator (CLI_CALLER: the local admin), so `ask` threads are the
+same "local" person's as in an app with no accounts; `ask` prints its thread id on stderr, and
+`--thread ID` asks a follow-up in it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import sys
 from typing import Any
 
+from personagraph.accounts.identity import CLI_CALLER
 from personagraph.insight.questions import ROUTER_MODES
 
 
@@ -62,6 +67,7 @@ def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", help="ask a question (Korean or English)")
     ask.add_argument("question")
     ask.add_argument("--router", default="hybrid", choices=ROUTER_MODES)
+    ask.add_argument("--thread", default=None, help="a thread id printed by an earlier ask: a follow-up")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
     ask.add_argument("--redis-url", default=None)
     ask.set_defaults(func=cmd_ask)
@@ -77,7 +83,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from personagraph.services.insight import generate_history
 
     try:
-        made = generate_history(args.customers, args.orders, args.seed, regenerate=args.regenerate)
+        made = generate_history(
+            CLI_CALLER, args.customers, args.orders, args.seed, regenerate=args.regenerate
+        )
     except ValueError as exc:
         return _error(str(exc), 2)
     print(f"{made.customers:,} customers, {made.orders:,} orders, {made.items:,} items -> {made.path}")
@@ -91,7 +99,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from personagraph.services.insight import InsightService
 
     try:
-        loaded = InsightService.redis(args.redis_url).load_history()
+        loaded = InsightService.redis(args.redis_url).load_history(CLI_CALLER)
     except RedisNotConfiguredError as exc:
         return _error(str(exc), 2)
     except redis.RedisError as exc:
@@ -110,7 +118,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _error("give --count N or --seconds S", 2)
     try:
         run = InsightService.redis(args.redis_url).simulate(
-            rate=args.rate, seed=args.seed, count=args.count, seconds=args.seconds
+            CLI_CALLER, rate=args.rate, seed=args.seed, count=args.count, seconds=args.seconds
         )
     except (RedisNotConfiguredError, ValueError) as exc:
         return _error(str(exc), 2)
@@ -132,7 +140,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         service = InsightService.redis(args.redis_url)
         print(f"consumer {args.name} of group {service.settings.group} on {service.settings.stream}",
               file=sys.stderr)  # fmt: skip
-        stats = service.consume(args.name, seconds=args.seconds, refit_interval_s=args.refit_interval,
+        stats = service.consume(CLI_CALLER, args.name, seconds=args.seconds, refit_interval_s=args.refit_interval,
                                 record_latency=args.record_latency)  # fmt: skip
     except RedisNotConfiguredError as exc:
         return _error(str(exc), 2)
@@ -148,23 +156,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     from personagraph.services.insight import InsightService
 
     service = InsightService.redis(args.redis_url) if args.redis_url else InsightService.history()
-    report = service.model_report()
+    report = service.model_report(CLI_CALLER)
     print(json.dumps(report) if args.json else report_markdown(report))
     return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from personagraph.insight.questions import InvalidQuestionError
+    from personagraph.accounts.identity import NotFoundError
     from personagraph.services.insight import InsightService
 
     try:
-        out = InsightService.from_settings(args.redis_url).ask(args.question, args.router)
-    except InvalidQuestionError as exc:
+        out = InsightService.from_settings(args.redis_url).ask(
+            CLI_CALLER, args.question, args.thread, args.router
+        )
+    except (ValueError, NotFoundError) as exc:  # InvalidQuestionError, a malformed or unknown thread id
         return _error(str(exc), 2)
     if args.json:
         print(json.dumps(out.as_dict(), ensure_ascii=False, indent=1, default=str))
     else:
         print(out.answer)
         print(f"[intent {out.intent} | scope {out.scope} | figures {len(out.figures)}"
-              f"{' | FLAGGED' if out.flagged else ''}]", file=sys.stderr)  # fmt: skip
+              f"{' | follow-up' if out.follow_up else ''}{' | FLAGGED' if out.flagged else ''}"
+              f" | thread {out.thread_id}]", file=sys.stderr)  # fmt: skip
     return 1 if out.error else 0

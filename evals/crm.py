@@ -127,8 +127,9 @@ def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | 
 
 
 def run(argv: list[str]) -> dict[str, Any]:
+    from personagraph.accounts.identity import CLI_CALLER
     from personagraph.crm.preferences import export_preferences
-    from personagraph.services.crm import CrmService, load_rows
+    from personagraph.services.crm import CrmService
 
     parser = argparse.ArgumentParser(prog="python -m evals crm")
     parser.add_argument("--limit", type=int, default=None, help="first N combinations only")
@@ -136,10 +137,13 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--no-judge", action="store_true", help="skip the judge role (judge_mean = null)")
     parser.add_argument("--out-dir", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
-    rows = load_rows(args.dataset)[: args.limit] if args.limit else load_rows(args.dataset)
-    started = time.time()
     service = CrmService(use_cache=False)
-    results = service.run_batch(rows, progress=lambda d, t: print(f"crm eval {d}/{t}", flush=True))
+    rows = service.read_batch(CLI_CALLER, args.dataset)
+    rows = rows[: args.limit] if args.limit else rows
+    started = time.time()
+    results = service.run_batch(
+        CLI_CALLER, rows, progress=lambda d, t: print(f"crm eval {d}/{t}", flush=True)
+    )
     classifier = brand_classifier()
     predictions = [
         str(classifier.predict([mask_names(r["message"])])[0]) if r.get("message") else None for r in results

@@ -22,8 +22,10 @@ from typing import Any
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.store.memory import InMemoryStore
 
 from evals.jsonl import read_jsonl
+from personagraph.accounts.identity import CLI_CALLER
 from personagraph.insight.lexicon import INTENTS, mentioned_segments
 from personagraph.insight.numbers import check_numbers
 from personagraph.insight.questions import ROUTER_MODES
@@ -85,8 +87,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     from personagraph.serving.models import use_models
 
     cases = load_cases(args.dataset)[: args.limit]
-    service = InsightService.from_settings()
-    snap = service.snapshot()
+    service = InsightService.from_settings(store=InMemoryStore())  # each case is its own thread: not kept
+    snap = service.snapshot(CLI_CALLER)
     all_segments = known_segments(snap)
     models = {"drafter": TemplateDrafter(messages=iter(()))} if args.drafter == "template" else {}
     rows: list[dict[str, Any]] = []
@@ -95,7 +97,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         for case in cases:
             t0 = time.monotonic()
             try:
-                out = service.ask(case["question"], args.router)
+                out = service.ask(CLI_CALLER, case["question"], router_mode=args.router)
                 error = out.error
             except Exception as exc:  # noqa: BLE001 - one failing question is reported, not fatal
                 out, error = UNANSWERED, f"{type(exc).__name__}: {exc}"

@@ -8,6 +8,10 @@ retrieve_profiles  segment profile documents of the scope's segments only
 answer          a prompt specialised for the intent, in the question's language
 check_numbers   every number must match a gathered figure and no other segment may be named; a failing
                 answer is regenerated once, then flagged (and sentences naming other segments dropped)
+
+A run may carry the thread's last turn (`previous`, from the insight service): a question that reads
+as a follow-up ("and in Korean?", "그 중 VIP는?") takes its intent and scope from it
+(insight.followup) and the answer prompt shows that earlier turn; its figures are gathered afresh.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
@@ -25,6 +29,7 @@ from typing_extensions import TypedDict
 
 from personagraph.insight import facts
 from personagraph.insight import profiles as profile_docs
+from personagraph.insight.followup import PreviousTurn, requested_language, resolve_follow_up
 from personagraph.insight.intent_classifier import combine
 from personagraph.insight.lexicon import find_customers, keyword_intent, mentioned_segments
 from personagraph.insight.numbers import check_numbers as numeric_check
@@ -82,6 +87,7 @@ class InsightContext:
 
 class InsightInput(TypedDict):
     question: str
+    previous: NotRequired[PreviousTurn]  # the thread's last turn, for a follow-up question
 
 
 class InsightOutput(TypedDict, total=False):
@@ -97,9 +103,11 @@ class InsightOutput(TypedDict, total=False):
     check: dict[str, Any]
     flagged: bool
     error: str | None
+    follow_up: bool  # resolved against the thread's previous turn
 
 
 class InsightState(InsightOutput, total=False):
+    previous: PreviousTurn
     clarify: str  # what to ask for when the scope is missing: segment | segments | customer
     revisions: int
     revision_note: str
@@ -125,12 +133,19 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
     ctx = runtime.context
     router_mode = validate_router_mode(ctx.router_mode)
     question = validate_question(state.get("question"), ctx.max_question_chars)
-    lang = detect_language(question)
-    guess = combine(question, keyword_intent(question))
-    base = {"question": question, "lang": lang, "revisions": 0, "error": None, "flagged": False}
+    lang = requested_language(question) or detect_language(question)
+    previous = state.get("previous")
+    words = keyword_intent(question)
+    follow = resolve_follow_up(question, words, previous)
+    guess = follow or combine(question, words)
+    base = {"question": question, "lang": lang, "revisions": 0, "error": None, "flagged": False,
+            "follow_up": follow is not None}  # fmt: skip
     if router_mode == "keywords" or (router_mode == "hybrid" and guess.confident):
         return {**base, "intent": guess.intent, "router": "keywords",
                 "scope": {"segments": guess.segments, "customers": guess.customers}}  # fmt: skip
+    asked = question
+    if follow is not None and previous is not None:
+        asked = prompts.ROUTER_EARLIER.format(question=previous.get("question", "")) + question
     try:
         decision = structured(
             ctx.router_role,
@@ -143,7 +158,7 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
                         hint_segments=guess.segments,
                     )
                 ),
-                HumanMessage(content=question),
+                HumanMessage(content=asked),
             ],  # fmt: skip
             max_tokens=120,
         )
@@ -154,6 +169,8 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
     segments = guess.segments or list(dict.fromkeys(decision.segments))
     named = find_customers(question)
     customers = named or [c for c in decision.customers if c in question]
+    if follow is not None and not (segments or customers):  # "why?": the earlier turn's scope
+        segments, customers = list(follow.segments), list(follow.customers)
     return {**base, "intent": decision.intent, "router": "model",
             "scope": {"segments": segments, "customers": customers}}  # fmt: skip
 
@@ -239,7 +256,10 @@ def retrieve_profiles(state: InsightState, runtime: Runtime[InsightContext]) -> 
     source = data_source(runtime)
     client = vector_client()
     profile_docs.ensure_profiles(client, source.snapshot(), source.settings.profile_max_age_s)
-    hits = profile_docs.search_profiles(client, state.get("question", ""), segs, k=max(ctx.top_k, len(segs)))
+    query = state.get("question", "")
+    if state.get("follow_up"):  # "and in Korean?" says little: search with the earlier question too
+        query = f"{(state.get('previous') or {}).get('question', '')} {query}".strip()
+    hits = profile_docs.search_profiles(client, query, segs, k=max(ctx.top_k, len(segs)))
     return {"retrieved": [h for h in hits if h["segment"] in segs]}
 
 
@@ -273,6 +293,12 @@ def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, A
         profiles="\n\n".join(d["text"] for d in state.get("retrieved") or []) or "(none)",
     )
     human = f"{context}\n\nQUESTION: {state.get('question', '')}"
+    previous = state.get("previous")
+    if state.get("follow_up") and previous:
+        earlier = prompts.EARLIER.format(
+            question=previous.get("question", ""), answer=previous.get("answer", "")
+        )
+        human = f"{context}\n\n{earlier}\n\nQUESTION: {state.get('question', '')}"
     if state.get("revision_note"):
         human += "\n\n" + state["revision_note"]
     try:

@@ -76,3 +76,10 @@ ERROR = {
     "en": "The model could not answer right now ({error}). The figures below are exact.",
     "ko": "지금은 모델이 답하지 못했습니다({error}). 아래 수치는 정확한 데이터입니다.",
 }
+
+# A follow-up question in a thread: the router and the answer see the thread's previous turn.
+ROUTER_EARLIER = "Earlier question in this conversation: {question}\nFollow-up question: "
+
+EARLIER = """EARLIER IN THIS CONVERSATION (context only: every number must still come from FIGURES):
+Q: {question}
+A: {answer}"""

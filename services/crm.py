@@ -1,10 +1,22 @@
 """Run the crm_message graph: one request or a batch, with a result cache and timing logs.
 
+    service = CrmService()
+    result = service.run(caller, {"persona": 1, "brand": "dewylab", "product": "dew-01", ...})
+    rows = service.read_batch(caller, "requests.csv")      # confined to the caller's folders
+    results = service.run_batch(caller, rows)
+
 - Cache: PERSONAGRAPH_HOME/crm/cache/<key>.json, the key hashing the resolved request, the models of
   the drafter and stylist roles (name and server), the catalog fingerprint, the prompt version and the
   refine budget. Only finished runs (passed/failed) are cached; errors are retried next time.
-- Timing log: PERSONAGRAPH_HOME/crm/timings.jsonl, one line per run with the step timings and the
-  rolling average of each step over the last `CRM_TIMING_WINDOW` (default 20) runs.
+  It is shared by every account on purpose: a request holds only catalog ids and indices (persona
+  type, brand, product, stage, style, channel, language), and the cached result only what the shop's
+  catalog and the models made of them, never who asked. The per-account rolling timing average is
+  left out of the cache and added for the caller on every read.
+- Timing log: PERSONAGRAPH_HOME/crm/timings/<user id>.jsonl, one line per run of that account with the
+  step timings; the rolling average of each step over that account's last `CRM_TIMING_WINDOW`
+  (default 20) runs comes back with each result. A run history is the account's own.
+- Batch files: a caller from the app or the HTTP API may name only files in their upload folder
+  (PERSONAGRAPH_HOME/uploads/<user id>/) or the shipped data; the terminal operator (the CLI) anywhere.
 """
 
 from __future__ import annotations
@@ -18,12 +30,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
+from personagraph.accounts.identity import Caller
 from personagraph.crm.catalog import crm_home, crm_settings, load_catalog
 from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
 from personagraph.nodes.crm import CrmContext, model_names
 from personagraph.prompts.crm import PROMPT_VERSION
+from personagraph.serving.safe_paths import check_id, child_path, confined_path
+from personagraph.serving.settings import get_settings
 
 STEPS = ("load", "retrieval", "draft", "refine", "checks", "total")
+PER_CALLER_KEYS = ("timing_average",)  # never cached: they describe the caller's own runs
 
 
 def cache_key(request: CrmRequest, context: CrmContext) -> str:
@@ -63,19 +79,23 @@ class CrmService:
     def cache_dir(self) -> Path:
         return crm_home() / "cache"
 
-    @property
-    def timing_log(self) -> Path:
-        return crm_home() / "timings.jsonl"
+    def timing_log(self, caller: Caller) -> Path:
+        """The caller's own run log."""
+        return child_path(crm_home() / "timings", f"{check_id(caller.user_id, 'user_id')}.jsonl")
 
-    def _log(self, key: str, result: Mapping[str, Any]) -> dict[str, float]:
-        self.timing_log.parent.mkdir(parents=True, exist_ok=True)
-        window = crm_settings().timing_window
-        with self.timing_log.open("a", encoding="utf-8") as handle:
+    def _log(self, caller: Caller, key: str, result: Mapping[str, Any]) -> dict[str, float]:
+        log = self.timing_log(caller)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"ts": time.time(), "key": key, "status": result.get("status"),
                                      "timings": result.get("timings", {})}) + "\n")  # fmt: skip
-        return rolling_average(self.timing_log, window)
+        return self.timing_average(caller)
 
-    def run(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+    def timing_average(self, caller: Caller) -> dict[str, float]:
+        """Mean seconds per step over the caller's last `CRM_TIMING_WINDOW` runs."""
+        return rolling_average(self.timing_log(caller), crm_settings().timing_window)
+
+    def run(self, caller: Caller, raw: Mapping[str, Any]) -> dict[str, Any]:
         """One request (raises `CrmInputError` for an invalid value); the result JSON as a dict."""
         from personagraph.graphs.crm_message import graph
 
@@ -85,26 +105,48 @@ class CrmService:
         if self.use_cache and path.exists():
             result = json.loads(path.read_text(encoding="utf-8"))
             result["cached"] = True
+            result["timing_average"] = self.timing_average(caller)
             return result
         state: Any = graph.invoke(cast(Any, request.model_dump()), context=self.context)
         result = dict(state.get("result") or {"status": "error", "error": "the graph returned no result"})
         result["cached"] = False
         result["cache_key"] = key
-        result["timing_average"] = self._log(key, result)
+        result["timing_average"] = self._log(caller, key, result)
         if self.use_cache and result.get("status") in ("passed", "failed"):
+            shared = {k: v for k, v in result.items() if k not in PER_CALLER_KEYS}
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+            path.write_text(json.dumps(shared, ensure_ascii=False), encoding="utf-8")
         return result
 
+    def batch_roots(self, caller: Caller) -> list[Path]:
+        """Where a batch file of this caller may be: their upload folder, then the shipped data."""
+        settings = get_settings()
+        return [child_path(settings.uploads_dir, check_id(caller.user_id, "user_id")), settings.data_dir]
+
+    def read_batch(self, caller: Caller, path: str | Path) -> list[dict[str, Any]]:
+        """The rows of a batch file (JSON list, JSONL or CSV).
+
+        The terminal operator (`caller.local`) may name any file; anyone else only files in their
+        upload folder or the shipped data (relative paths are in the upload folder): PathOutsideError
+        otherwise, the same whether or not the file exists. BatchFileError for an unreadable file.
+        """
+        file = Path(path) if caller.local else confined_path(path, self.batch_roots(caller), "batch_file")
+        return load_rows(file)
+
     def run_batch(
-        self, rows: Iterable[Mapping[str, Any]], progress: Callable[[int, int], None] | None = None
+        self,
+        caller: Caller,
+        rows: Iterable[Mapping[str, Any]],
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Every row, in order; a bad row is reported (status invalid/error, with its row number) and skipped."""
         items = list(rows)
         results = []
         for number, row in enumerate(items, start=1):
             try:
-                result = self.run(row)
+                if not isinstance(row, Mapping):
+                    raise CrmInputError("row", "must be an object of request fields")
+                result = self.run(caller, row)
             except CrmInputError as exc:
                 result = {"status": "invalid", "error": str(exc), "field": exc.field}
             except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
@@ -138,9 +180,14 @@ def parse_rows(text: str, name: str) -> list[dict[str, Any]]:
 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
+    """The rows of a batch file, read from anywhere: for paths the app itself chose (see read_batch)."""
+    if not path.is_file():
         raise BatchFileError(f"{path}: no such file")
-    return parse_rows(path.read_text(encoding="utf-8-sig"), path.name)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BatchFileError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
+    return parse_rows(text, path.name)
 
 
 def write_results(results: list[dict[str, Any]], path: Path) -> None:

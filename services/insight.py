@@ -3,32 +3,45 @@
     service = InsightService.live()          # the app: configured Redis, else the in-process demo
     service = InsightService.from_settings() # CLI `ask`, evals: configured Redis, else the history
     service = InsightService.redis(url)      # CLI load/simulate/consume: a Redis is required
-    answer = service.ask("VIP 고객은 어떤 특징이 있어?")
+    first = service.ask(caller, "VIP 고객은 어떤 특징이 있어?")
+    more = service.ask(caller, "and in English?", thread_id=first.thread_id)   # a follow-up
 
 Each service owns one data source (opened on first use, so the live demo starts only when someone
 looks) and hands it to the graph in the run's context: two services never see each other's data.
 It also gives the app's charts their live segment readings, caches the K-Means vs GMM report per
 model version, and runs the Redis operations (load the history, simulate orders, consume).
+
+Who may do what (every method takes the `Caller` first): the customer data is the shop's, shared
+by every signed-in account, so reading it (questions, readings, segment stats, the model report)
+is open to any caller; changing it (ingesting an order, loading the history, simulating or consuming
+orders, generating the history) is for admins. The question threads are the asker's own: kept in
+the store under ("insight_threads", <user id>), so another account's thread id is simply not found.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from langgraph.store.base import BaseStore
+from pydantic import ConfigDict, ValidationError
 
+from personagraph.accounts.identity import Caller, ForbiddenError, NotFoundError
 from personagraph.graphs.insight_qa import graph
 from personagraph.insight.consumer import ConsumerStats
-from personagraph.insight.orders import history_path, load_or_generate
-from personagraph.insight.questions import validate_router_mode
+from personagraph.insight.followup import previous_turn
+from personagraph.insight.orders import Order, history_path, load_or_generate
+from personagraph.insight.questions import validate_question, validate_router_mode
 from personagraph.insight.segments import SegmentModel, model_report, report_markdown
 from personagraph.insight.settings import InsightSettings, get_insight_settings
-from personagraph.insight.simulator import simulate
+from personagraph.insight.simulator import publish, simulate
 from personagraph.insight.source import (
     HistorySource,
     InsightSource,
@@ -38,11 +51,38 @@ from personagraph.insight.source import (
     live_source,
     redis_source,
 )
+from personagraph.insight.stats import overview
 from personagraph.insight.store import Snapshot
-from personagraph.nodes.insight import InsightContext
+from personagraph.nodes.insight import InsightContext, InsightInput
+from personagraph.serving.safe_paths import check_id
 
 REPORT_PENDING = "_Model report: computing..._"
 NO_REPORT = object()  # no report started yet (a source without a model has version None)
+THREADS_NAMESPACE = "insight_threads"
+MAX_TURNS = 50  # turns kept per thread (the oldest go first)
+TITLE_CHARS = 80
+
+
+class InvalidOrderError(ValueError):
+    """An order that cannot be ingested; the message names the field (`field`) and the problem."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+def _require_admin(caller: Caller, action: str) -> None:
+    if not caller.admin:
+        raise ForbiddenError(f"{action}: only an admin may change the shop's customer data")
+
+
+def _threads_namespace(caller: Caller) -> tuple[str, ...]:
+    """The caller's own threads; a store label cannot hold '.', which account ids may ("%" never appears)."""
+    return (THREADS_NAMESPACE, check_id(caller.user_id, "user_id").replace(".", "%2E"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -61,9 +101,11 @@ class InsightAnswer:
     check: dict[str, Any]  # the numeric check ({} when the answer needed none)
     flagged: bool
     error: str | None
+    thread_id: str = ""  # the thread this turn was kept in
+    follow_up: bool = False  # resolved against the thread's previous turn
 
     @classmethod
-    def from_output(cls, out: Mapping[str, Any]) -> InsightAnswer:
+    def from_output(cls, out: Mapping[str, Any], thread_id: str = "") -> InsightAnswer:
         """From the graph's output, whose keys depend on the path taken (refusals have no check)."""
         return cls(
             question=out.get("question", ""), answer=out.get("answer", ""), lang=out.get("lang", "en"),
@@ -71,8 +113,17 @@ class InsightAnswer:
             scope=out.get("scope") or {"segments": [], "customers": []},
             tool_results=out.get("tool_results") or {}, figures=out.get("figures") or [],
             retrieved=out.get("retrieved") or [], check=out.get("check") or {},
-            flagged=bool(out.get("flagged")), error=out.get("error"),
+            flagged=bool(out.get("flagged")), error=out.get("error"), thread_id=thread_id,
+            follow_up=bool(out.get("follow_up")),
         )  # fmt: skip
+
+    def turn(self) -> dict[str, Any]:
+        """What a thread keeps of this answer (the figures are gathered afresh on every question)."""
+        return {
+            "question": self.question, "answer": self.answer, "lang": self.lang, "intent": self.intent,
+            "router": self.router, "scope": self.scope, "flagged": self.flagged, "error": self.error,
+            "follow_up": self.follow_up, "at": _now(),
+        }  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,13 +163,18 @@ class SimulationRun:
 
 
 def generate_history(
+    caller: Caller,
     customers: int | None = None,
     orders: int | None = None,
     seed: int | None = None,
     *,
     regenerate: bool = False,
 ) -> GeneratedHistory:
-    """The stored seeded history (generated on first use); None takes the setting. Raises ValueError."""
+    """The stored seeded history (generated on first use); None takes the setting. Raises ValueError.
+
+    Admins only (ForbiddenError): the history is the shop's data every account reads.
+    """
+    _require_admin(caller, "generate-history")
     s = get_insight_settings()
     customers, orders = customers or s.customers, orders or s.orders
     seed = s.seed if seed is None else seed
@@ -129,42 +185,52 @@ def generate_history(
 
 
 class InsightService:
-    """Questions, live segment readings and Redis operations over one data source."""
+    """Questions (in threads), live segment readings and Redis operations over one data source."""
 
-    def __init__(self, open_source: Callable[[], InsightSource], context: InsightContext | None = None):
-        """`open_source` is called once, on first use; `context` holds the graph's knobs (its source is ignored)."""
+    def __init__(
+        self,
+        open_source: Callable[[], InsightSource],
+        context: InsightContext | None = None,
+        store: BaseStore | None = None,
+    ):
+        """`open_source` is called once, on first use; `context` holds the graph's knobs (its source is
+        ignored); `store` keeps the question threads (default: the app's store, opened on first use)."""
         self._open_source = open_source
         self._source: InsightSource | None = None
         self._source_lock = threading.Lock()
         self.context = context or InsightContext()
+        self._store = store
+        self._threads_lock = threading.Lock()  # a thread's turns are read, extended and written back
         self._report_lock = threading.Lock()
         self._report_markdown = REPORT_PENDING
         self._report_version: object = NO_REPORT  # the model version the report is (being) computed for
         self._report_running = False
 
     @classmethod
-    def for_source(cls, source: InsightSource, context: InsightContext | None = None) -> InsightService:
-        return cls(lambda: source, context)
+    def for_source(
+        cls, source: InsightSource, context: InsightContext | None = None, store: BaseStore | None = None
+    ) -> InsightService:
+        return cls(lambda: source, context, store)
 
     @classmethod
-    def from_settings(cls, redis_url: str | None = None) -> InsightService:
+    def from_settings(cls, redis_url: str | None = None, store: BaseStore | None = None) -> InsightService:
         """The given or configured Redis (INSIGHT_REDIS_URL, else REDIS_URL), else the static history."""
-        return cls(lambda: configured_source(redis_url))
+        return cls(lambda: configured_source(redis_url), store=store)
 
     @classmethod
-    def history(cls) -> InsightService:
+    def history(cls, store: BaseStore | None = None) -> InsightService:
         """The stored history only, even when a Redis is configured."""
-        return cls(HistorySource)
+        return cls(HistorySource, store=store)
 
     @classmethod
-    def live(cls, rate: float = 20.0) -> InsightService:
+    def live(cls, rate: float = 20.0, store: BaseStore | None = None) -> InsightService:
         """The configured Redis; else an in-process Redis with simulated orders at `rate`/s; else the history."""
-        return cls(lambda: live_source(rate))
+        return cls(lambda: live_source(rate), store=store)
 
     @classmethod
-    def redis(cls, redis_url: str | None = None) -> InsightService:
+    def redis(cls, redis_url: str | None = None, store: BaseStore | None = None) -> InsightService:
         """The given or configured Redis; raises RedisNotConfiguredError now when there is none."""
-        return cls.for_source(redis_source(redis_url))
+        return cls.for_source(redis_source(redis_url), store=store)
 
     @property
     def source(self) -> InsightSource:
@@ -172,6 +238,16 @@ class InsightService:
             if self._source is None:
                 self._source = self._open_source()
             return self._source
+
+    @property
+    def store(self) -> BaseStore:
+        """Where the threads are kept: the given store, else the app's (SQLite, Redis or Postgres)."""
+        with self._threads_lock:
+            if self._store is None:
+                from personagraph.memory.persistence import make_store
+
+                self._store = make_store()
+            return self._store
 
     @property
     def settings(self) -> InsightSettings:
@@ -187,22 +263,77 @@ class InsightService:
         if source is not None:
             source.close()
 
-    # Questions
+    # Questions, in threads owned by the asker
 
-    def ask(self, question: str, router_mode: str = "hybrid") -> InsightAnswer:
-        """Answer one question from this service's data; raises InvalidQuestionError for a bad input."""
-        context = replace(self.context, router_mode=validate_router_mode(router_mode), source=self.source)
-        return InsightAnswer.from_output(graph.invoke({"question": question}, context=context))
+    def ask(
+        self, caller: Caller, question: str, thread_id: str | None = None, router_mode: str = "hybrid"
+    ) -> InsightAnswer:
+        """Answer a question from this service's data and keep it in the caller's thread.
 
-    # Reading the data
+        No `thread_id` starts a new thread (its id is in the answer); a given one must be the
+        caller's own (NotFoundError otherwise, also for another account's), and its last turn is the
+        context of a follow-up ("and in Korean?"). Raises InvalidQuestionError (or UnsafeIdError for
+        a malformed thread id) before any work.
+        """
+        mode = validate_router_mode(router_mode)
+        question = validate_question(question, self.context.max_question_chars)
+        store, namespace = self.store, _threads_namespace(caller)
+        previous = None
+        if thread_id is not None:
+            turns = self.thread(caller, thread_id)
+            previous = previous_turn(turns[-1] if turns else None)
+        else:
+            thread_id = uuid.uuid4().hex
+        context = replace(self.context, router_mode=mode, source=self.source)
+        inputs = InsightInput(question=question)
+        if previous is not None:
+            inputs["previous"] = previous
+        out = InsightAnswer.from_output(graph.invoke(inputs, context=context), thread_id)
+        with self._threads_lock:
+            item = store.get(namespace, thread_id)
+            record: dict[str, Any] = dict(item.value) if item is not None else {}
+            record.setdefault("title", question[:TITLE_CHARS])
+            record.setdefault("created_at", _now())
+            record["turns"] = [*record.get("turns", []), out.turn()][-MAX_TURNS:]
+            record["updated_at"] = _now()
+            store.put(namespace, thread_id, record, index=False)
+        return out
 
-    def snapshot(self) -> Snapshot:
+    def threads(self, caller: Caller) -> list[dict[str, Any]]:
+        """The caller's threads, newest first: [{"thread_id", "title", "turns", "created_at", "updated_at"}]."""
+        store, namespace = self.store, _threads_namespace(caller)
+        rows: list[dict[str, Any]] = []
+        seen = 0
+        while True:
+            page = store.search(namespace, limit=100, offset=seen)
+            seen += len(page)
+            # A search is by namespace prefix, and some stores match text prefixes ("mina" in "mina2"):
+            # only this exact namespace is the caller's.
+            rows += [{"thread_id": item.key, "title": item.value.get("title", ""),
+                      "turns": len(item.value.get("turns", [])), "created_at": item.value.get("created_at", ""),
+                      "updated_at": item.value.get("updated_at", "")}
+                     for item in page if tuple(item.namespace) == namespace]  # fmt: skip
+            if len(page) < 100:
+                break
+        return sorted(rows, key=lambda row: row["updated_at"], reverse=True)
+
+    def thread(self, caller: Caller, thread_id: str) -> list[dict[str, Any]]:
+        """The turns of one of the caller's threads, oldest first; NotFoundError when it is not theirs."""
+        check_id(thread_id, "thread_id")
+        item = self.store.get(_threads_namespace(caller), thread_id)
+        if item is None:
+            raise NotFoundError(f"thread_id: no insight thread {thread_id!r}")
+        return list(item.value.get("turns", []))
+
+    # Reading the data (the shop's, shared by every signed-in caller)
+
+    def snapshot(self, caller: Caller) -> Snapshot:
         return self.source.snapshot()
 
-    def segment_model(self) -> SegmentModel | None:
+    def segment_model(self, caller: Caller) -> SegmentModel | None:
         return self.source.model()
 
-    def segment_reading(self) -> SegmentReading:
+    def segment_reading(self, caller: Caller) -> SegmentReading:
         source = self.source
         sizes = source.segment_sizes()
         snap = source.snapshot()
@@ -211,32 +342,50 @@ class InsightService:
             segments=snap.customers["segment"].tolist(), orders_applied=source.orders_applied(),
         )  # fmt: skip
 
-    def model_report(self) -> dict[str, Any]:
-        """K-Means vs GMM on the current customers (BIC, silhouette, bootstrap stability): seconds."""
-        return model_report(self.snapshot().raw())
+    def segment_stats(self, caller: Caller) -> dict[str, Any]:
+        """Counts and the RFM/GMM segment summary, as plain JSON: customers, revenue, each segment's
+        size, shares, spend and recency, the live orders applied, and the segment model's centroids."""
+        source = self.source
+        model = source.model()
+        return {
+            "source": source.describe(),
+            "taken_at": time.time(),
+            "orders_applied": source.orders_applied(),
+            **overview(source.snapshot()),
+            "model": None if model is None else {
+                "version": int(model.version), "n_fit": int(model.n_fit), "fitted_at": float(model.fitted_at),
+                "centroids": {name: {k: float(v) for k, v in c.items()} for name, c in model.centroids().items()},
+            },
+        }  # fmt: skip
 
-    def latest_report_markdown(self) -> str:
+    def model_report(self, caller: Caller) -> dict[str, Any]:
+        """K-Means vs GMM on the current customers (BIC, silhouette, bootstrap stability): seconds."""
+        return model_report(self.snapshot(caller).raw())
+
+    def latest_report_markdown(self, caller: Caller) -> str:
         """The model report as markdown, recomputed in the background when the model version changes.
 
         Returns at once: the last finished report (or a placeholder) while a new one is computed.
         """
-        model = self.segment_model()
+        model = self.segment_model(caller)
         version = model.version if model is not None else None
         with self._report_lock:
             if self._report_version != version and not self._report_running:
                 self._report_version, self._report_running = version, True
-                threading.Thread(target=self._compute_report, name="insight-report", daemon=True).start()
+                threading.Thread(
+                    target=self._compute_report, args=(caller,), name="insight-report", daemon=True
+                ).start()
             return self._report_markdown
 
-    def _compute_report(self) -> None:
+    def _compute_report(self, caller: Caller) -> None:
         try:
-            markdown = report_markdown(self.model_report())
+            markdown = report_markdown(self.model_report(caller))
         except Exception as exc:  # noqa: BLE001 - shown in place of the report
             markdown = f"_Model report failed: {type(exc).__name__}: {exc}_"
         with self._report_lock:
             self._report_markdown, self._report_running = markdown, False
 
-    # Redis operations
+    # Changing the data: admins only
 
     def _redis_source(self) -> RedisSource:
         source = self.source
@@ -244,16 +393,38 @@ class InsightService:
             raise RedisNotConfiguredError(f"this needs the live state in Redis, not {source.describe()}")
         return source
 
-    def load_history(self) -> LoadedHistory:
-        """Replace the live state with the history, refit the model and score every customer."""
+    def ingest_order(self, caller: Caller, order: Mapping[str, Any]) -> dict[str, Any]:
+        """Publish one shop order to the live stream, where the consumers apply it (once per order id).
+
+        Admins only (ForbiddenError). The order is checked first (InvalidOrderError names the field,
+        unknown fields included); RedisNotConfiguredError when the data is not a live Redis.
+        """
+        _require_admin(caller, "ingest_order")
+        valid = parse_order(order)
+        source = self._redis_source()
+        source.bootstrap()
+        entry = publish(source.store.r, source.settings.stream, [valid])[0]
+        return {"order_id": valid.order_id, "customer_id": valid.customer_id, "stream": source.settings.stream,
+                "entry_id": entry}  # fmt: skip
+
+    def load_history(self, caller: Caller) -> LoadedHistory:
+        """Replace the live state with the history, refit the model and score every customer (admins)."""
+        _require_admin(caller, "load")
         source = self._redis_source()
         loaded = source.reload_history()
         return LoadedHistory(customers=loaded, segments=source.store.segment_sizes())
 
     def simulate(
-        self, *, rate: float, seed: int, count: int | None = None, seconds: float | None = None
+        self,
+        caller: Caller,
+        *,
+        rate: float,
+        seed: int,
+        count: int | None = None,
+        seconds: float | None = None,
     ) -> SimulationRun:
         """Publish live orders at `rate`/s until `count` orders or `seconds` (ValueError without either)."""
+        _require_admin(caller, "simulate")
         source = self._redis_source()
         source.bootstrap()
         factory = source.order_factory(seed)
@@ -262,10 +433,11 @@ class InsightService:
         return SimulationRun(sent=sent, stream=stream, run_id=factory.run_id)
 
     def consume(
-        self, name: str, *, seconds: float | None = None, refit_interval_s: float | None = None,
+        self, caller: Caller, name: str, *, seconds: float | None = None, refit_interval_s: float | None = None,
         record_latency: bool = False,
     ) -> ConsumerStats:  # fmt: skip
-        """Run one consumer of the group for `seconds`, or until Ctrl-C; its counts."""
+        """Run one consumer of the group for `seconds`, or until Ctrl-C; its counts (admins)."""
+        _require_admin(caller, "consume")
         source = self._redis_source()
         source.bootstrap()
         consumer = source.consumer(name, record_latency=record_latency,
@@ -274,3 +446,27 @@ class InsightService:
             return consumer.run(max_seconds=seconds)
         except KeyboardInterrupt:  # Ctrl-C is how an endless consumer is stopped: report what it did
             return consumer.stats
+
+
+class _IngestedOrder(Order):
+    """An order from outside: no unknown fields, ids safe for the store's keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def parse_order(order: Mapping[str, Any]) -> Order:
+    """A valid Order, or InvalidOrderError naming the first bad field (e.g. `items.0.qty`)."""
+    if not isinstance(order, Mapping):
+        raise InvalidOrderError("order", "must be a JSON object")
+    try:
+        valid = _IngestedOrder.model_validate(dict(order))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "order"
+        raise InvalidOrderError(field, first["msg"]) from exc
+    for name in ("order_id", "customer_id"):
+        try:
+            check_id(getattr(valid, name), name)
+        except ValueError as exc:
+            raise InvalidOrderError(name, str(exc).split(": ", 1)[-1]) from exc
+    return valid

@@ -2,7 +2,12 @@
 batch upload (JSON, JSONL or CSV) with progress and a downloadable results file.
 
     with gr.Tab("CRM"):
-        build_crm_tab()
+        build_crm_tab(accounts)           # or build_crm_tab(accounts, CrmService(...))
+
+Every handler takes the signed-in Caller from the request (`caller_of`): the service logs each run
+under that account. A batch file is the one the browser uploaded: only files in Gradio's upload
+folder are read (Gradio hands handlers nothing else; checked again here), and the results file is
+written to a fresh temporary folder for the download.
 """
 
 from __future__ import annotations
@@ -13,11 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
+from personagraph.accounts.identity import Caller
+from personagraph.accounts.store import AccountStore
 from personagraph.crm.catalog import load_catalog
 from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
 from personagraph.crm.inputs import CrmInputError
 from personagraph.services.crm import BatchFileError, CrmService, load_rows, write_results
+from personagraph.serving.safe_paths import PathOutsideError, confined_path
+from personagraph.ui.identity import caller_of
 
 Highlight = list[tuple[str, str | None]]
 
@@ -65,12 +75,20 @@ def _products(brand_id: str) -> list[tuple[str, str]]:
     return [(f"{p.name} · {p.price:,}원", p.id) for p in load_catalog().brand_products(brand_id)]
 
 
-def generate(persona: int, brand: str, product: str, stage: int, style: int, event: bool, channel: str,
-             top_k: float, lang: str, disable_cache: bool) -> tuple[str, Highlight, str, list[list[Any]], dict[str, Any]]:  # fmt: skip
+def _service(service: CrmService | None, disable_cache: bool) -> CrmService:
+    """The tab's service, or one that skips the cache when the box is ticked (same context)."""
+    if service is None:
+        return CrmService(use_cache=not disable_cache)
+    return CrmService(service.context, use_cache=False) if disable_cache else service
+
+
+def generate(caller: Caller, persona: int, brand: str, product: str, stage: int, style: int, event: bool,
+             channel: str, top_k: float, lang: str, disable_cache: bool, service: CrmService | None = None,
+             ) -> tuple[str, Highlight, str, list[list[Any]], dict[str, Any]]:  # fmt: skip
     raw = {"persona": persona, "brand": brand, "product": product, "stage_index": stage, "style_index": style,
            "is_event": int(bool(event)), "channel": channel, "top_k": int(top_k), "lang": lang}  # fmt: skip
     try:
-        result = CrmService(use_cache=not disable_cache).run(raw)
+        result = _service(service, disable_cache).run(caller, raw)
     except CrmInputError as exc:
         result = {"status": "invalid", "error": str(exc)}
     return (
@@ -82,20 +100,26 @@ def generate(persona: int, brand: str, product: str, stage: int, style: int, eve
     )
 
 
-def run_batch_file(file_path: str | None, disable_cache: bool,
-                   progress: gr.Progress | None = None) -> tuple[list[list[Any]], str | None, str]:  # fmt: skip
+def read_upload(file_path: str) -> list[dict[str, Any]]:
+    """The rows of a file the browser uploaded: it must lie in Gradio's upload folder (GRADIO_TEMP_DIR)."""
+    return load_rows(confined_path(file_path, [Path(get_upload_folder())], "file"))
+
+
+def run_batch_file(caller: Caller, file_path: str | None, disable_cache: bool,
+                   progress: gr.Progress | None = None, service: CrmService | None = None,
+                   ) -> tuple[list[list[Any]], str | None, str]:  # fmt: skip
     if not file_path:
         return [], None, "Upload a .json, .jsonl or .csv file of requests first."
     try:
-        rows = load_rows(Path(file_path))
-    except BatchFileError as exc:
+        rows = read_upload(file_path)
+    except (BatchFileError, PathOutsideError) as exc:
         return [], None, f"error: {exc}"
     tracker = progress or (lambda *a, **k: None)
 
     def report(done: int, total: int) -> None:
         tracker((done, total), desc=f"{done}/{total} messages")
 
-    results = CrmService(use_cache=not disable_cache).run_batch(rows, progress=report)
+    results = _service(service, disable_cache).run_batch(caller, rows, progress=report)
     out = Path(tempfile.mkdtemp(prefix="crm-batch-")) / f"crm-results-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_results(results, out)
     table = [[r["row"], r.get("status"), r.get("message") or "", "; ".join(r.get("reasons") or [r.get("error") or ""])]
@@ -110,7 +134,7 @@ def run_batch_file(file_path: str | None, disable_cache: bool,
     )
 
 
-def build_crm_tab() -> None:
+def build_crm_tab(accounts: AccountStore, service: CrmService | None = None) -> None:
     """Components of the CRM tab, created inside the caller's open Blocks/Tab context."""
     catalog = load_catalog()
     brands = [(f"{b.name} ({b.name_en})", b.id) for b in catalog.brands.values()]
@@ -153,16 +177,28 @@ def build_crm_tab() -> None:
                                    interactive=False)  # fmt: skip
         download = gr.File(label="Results (JSON)", interactive=False)
 
-    def on_brand(brand_id: str) -> Any:
+    def on_brand(brand_id: str, request: gr.Request) -> Any:
+        caller_of(accounts, request)  # signed in; the catalog is the shop's
         choices = _products(brand_id)
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    def on_batch(file_path: str | None, skip: bool, progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
-        return run_batch_file(file_path, skip, progress)
+    def on_generate(persona: int, brand: str, product: str, stage: int, style: int, event: bool, channel: str,
+                    top_k: float, lang: str, disable_cache: bool, request: gr.Request) -> Any:  # fmt: skip
+        caller = caller_of(accounts, request)
+        return generate(caller, persona, brand, product, stage, style, event, channel, top_k, lang, disable_cache,
+                        service)  # fmt: skip
+
+    def on_batch(
+        file_path: str | None,
+        skip: bool,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> Any:
+        return run_batch_file(caller_of(accounts, request), file_path, skip, progress, service)
 
     brand.change(on_brand, [brand], [product], api_visibility="private")
     go.click(
-        generate,
+        on_generate,
         [persona, brand, product, stage, style, event, channel, top_k, lang, disable_cache],
         [message, marked, checks, evidence, result_json],
         api_name="crm_generate",

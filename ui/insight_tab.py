@@ -1,7 +1,12 @@
 """The insight tab: live segment sizes, RFM scatter, K-Means vs GMM report, Q&A with the figures used.
 
     with gr.Tab("Insight"):
-        build_insight_tab()               # or build_insight_tab(InsightService.for_source(...))
+        build_insight_tab(accounts)       # or build_insight_tab(accounts, InsightService.for_source(...))
+
+Every handler takes the signed-in Caller from the request (`caller_of`), never from a form field.
+The customer data is the shop's (any signed-in account sees it); the questions are kept in a
+follow-up thread of the asker's own, one per browser session (a gr.State holding the thread id,
+kept on the server), until "New question thread" starts another.
 
 Everything goes through one InsightService (services/insight.py). Data: with INSIGHT_REDIS_URL /
 REDIS_URL set, the live state in that Redis (run `personagraph insight simulate` and `consume`
@@ -22,9 +27,12 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
+from personagraph.accounts.identity import Caller, NotFoundError
+from personagraph.accounts.store import AccountStore
 from personagraph.insight.questions import ROUTER_MODES, InvalidQuestionError
 from personagraph.insight.segments import SEGMENT_LABELS, label
 from personagraph.services.insight import REPORT_PENDING, InsightService
+from personagraph.ui.identity import caller_of
 
 COLOURS = {"vip": "#d62728", "loyal": "#1f77b4", "new": "#2ca02c", "at_risk": "#ff7f0e", "dormant": "#7f7f7f",
            "regular": "#9467bd", "occasional": "#8c564b", "unscored": "#cccccc"}  # fmt: skip
@@ -65,10 +73,10 @@ def scatter_figure(raw: np.ndarray, segments: list[str], limit: int = 2000, seed
     return fig
 
 
-def report_text(service: InsightService) -> str:
+def report_text(service: InsightService, caller: Caller) -> str:
     """The K-Means vs GMM report (recomputed in the background per model version) and the GMM centroids."""
-    text = service.latest_report_markdown()
-    model = service.segment_model()
+    text = service.latest_report_markdown(caller)
+    model = service.segment_model(caller)
     if model is not None:
         centres = model.centroids()
         lines = ["", "**Current GMM segments (centroids)**", "", "| segment | recency (days) | orders | spend (KRW) |",
@@ -85,55 +93,87 @@ def report_text(service: InsightService) -> str:
 
 
 class InsightPanel:
-    """The tab's callbacks over one service, and the segment sizes read so far (the sizes chart)."""
+    """The tab's callbacks over one service, and the segment sizes read so far (the sizes chart: the
+    shop's data, the same for every account)."""
 
     def __init__(self, service: InsightService):
         self.service = service
         self.sizes: deque[SizeSample] = deque(maxlen=600)
 
-    def refresh(self) -> tuple[str, go.Figure, go.Figure, str]:
+    def refresh(self, caller: Caller) -> tuple[str, go.Figure, go.Figure, str]:
         """One timer tick: status, sizes over time, RFM scatter, model report."""
         try:
-            reading = self.service.segment_reading()
+            reading = self.service.segment_reading(caller)
             self.sizes.append((reading.taken_at, reading.sizes))
             status = f"**Data:** {reading.description} · customers: {sum(reading.sizes.values()):,}"
             if reading.orders_applied is not None:
                 status += f" · live orders applied: {reading.orders_applied:,}"
             return (status, sizes_figure(list(self.sizes)), scatter_figure(reading.rfm, reading.segments),
-                    report_text(self.service))  # fmt: skip
+                    report_text(self.service, caller))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - the tab shows the problem instead of breaking
             empty = go.Figure()
             return f"**Data unavailable:** {type(exc).__name__}: {exc}", empty, empty, ""
 
     def answer_question(
-        self, question: str, history: ChatHistory | None, router_mode: str = "hybrid"
-    ) -> tuple[ChatHistory, str, str]:
-        """Ask the service; returns the chat, the figures it used (JSON) and the cleared textbox."""
+        self,
+        caller: Caller,
+        question: str,
+        history: ChatHistory | None,
+        router_mode: str = "hybrid",
+        thread_id: str | None = None,
+    ) -> tuple[ChatHistory, str, str, str | None]:
+        """Ask the service in the session's thread; returns the chat, the figures it used (JSON), the
+        cleared textbox and the thread id (new on the first question of a thread)."""
         history = list(history or [])
         if not (question or "").strip():
-            return history, "", ""
+            return history, "", "", thread_id
         history.append({"role": "user", "content": question})
         try:
-            out = self.service.ask(question, router_mode)
+            out = self.service.ask(caller, question, thread_id, router_mode)
         except InvalidQuestionError as exc:
             history.append({"role": "assistant", "content": f"⚠ {exc}"})
-            return history, "", ""
+            return history, "", "", thread_id
+        except NotFoundError:  # the thread is gone (its store was reset): the next question starts one
+            history.append({"role": "assistant", "content": "⚠ This question thread is gone; ask again to "
+                            "start a new one."})  # fmt: skip
+            return history, "", question, None
         details = {
             "intent": out.intent, "router": out.router, "scope": out.scope, "figures_used": out.tool_results,
-            "numeric_check": out.check, "flagged": out.flagged,
-            "profiles": [d.get("source") for d in out.retrieved],
+            "numeric_check": out.check, "flagged": out.flagged, "follow_up": out.follow_up,
+            "thread_id": out.thread_id, "profiles": [d.get("source") for d in out.retrieved],
         }  # fmt: skip
         history.append({"role": "assistant", "content": out.answer})
-        return history, json.dumps(details, ensure_ascii=False, indent=1, default=str), ""
+        return history, json.dumps(details, ensure_ascii=False, indent=1, default=str), "", out.thread_id
 
 
-def build_insight_tab(service: InsightService | None = None) -> gr.Timer:
+def build_insight_tab(accounts: AccountStore, service: InsightService | None = None) -> gr.Timer:
     """Create the tab's components inside an open Blocks/Tab context (default: `InsightService.live()`).
 
     Returns the refresh timer, inactive until the caller activates it (when the tab is opened), so
     the live demo data starts only for someone who looks at it.
     """
     panel = InsightPanel(service or InsightService.live())
+
+    def refresh(request: gr.Request) -> tuple[str, go.Figure, go.Figure, str]:
+        return panel.refresh(caller_of(accounts, request))
+
+    def ask(
+        question: str,
+        history: ChatHistory | None,
+        router_mode: str,
+        thread_id: str | None,
+        request: gr.Request,
+    ) -> tuple[ChatHistory, str, str, str | None]:
+        return panel.answer_question(caller_of(accounts, request), question, history, router_mode, thread_id)
+
+    def new_thread(request: gr.Request) -> tuple[ChatHistory, str, None]:
+        caller_of(accounts, request)  # signed in; nothing is read
+        return [], "", None
+
+    def set_live(on: bool, request: gr.Request) -> gr.Timer:
+        caller_of(accounts, request)
+        return gr.Timer(active=bool(on))
+
     status = gr.Markdown("**Data:** starting... (first refresh loads the history and starts live orders)")
     with gr.Row(equal_height=False):
         sizes_plot = gr.Plot(label="Segment sizes over time")
@@ -145,19 +185,20 @@ def build_insight_tab(service: InsightService | None = None) -> gr.Timer:
                                   show_label=False)  # fmt: skip
             with gr.Row():
                 ask_button = gr.Button("Ask", variant="primary")
+                new_button = gr.Button("New question thread")
                 router = gr.Radio(list(ROUTER_MODES), value="hybrid", label="Intent router")
+            thread = gr.State(None)  # this session's thread id (server side; follow-ups continue it)
         with gr.Column(scale=2):
             figures = gr.Code(label="Figures used (tool results) and the numeric check", language="json")
     with gr.Accordion("Model report: K-Means vs GMM", open=False):
         report = gr.Markdown(REPORT_PENDING)
     live = gr.Checkbox(value=True, label="Live updates (every 3 s)")
     timer = gr.Timer(3.0, active=False)
-    timer.tick(panel.refresh, None, [status, sizes_plot, scatter_plot, report], api_name="insight_refresh")
-    live.input(lambda on: gr.Timer(active=bool(on)), [live], [timer], api_visibility="private")
-    ask_button.click(
-        panel.answer_question, [question, chat, router], [chat, figures, question], api_name="insight_ask"
-    )
-    question.submit(
-        panel.answer_question, [question, chat, router], [chat, figures, question], api_visibility="private"
-    )
+    timer.tick(refresh, None, [status, sizes_plot, scatter_plot, report], api_name="insight_refresh")
+    live.input(set_live, [live], [timer], api_visibility="private")
+    asked = [question, chat, router, thread]
+    answered = [chat, figures, question, thread]
+    ask_button.click(ask, asked, answered, api_name="insight_ask")
+    question.submit(ask, asked, answered, api_visibility="private")
+    new_button.click(new_thread, None, [chat, figures, thread], api_name="insight_new_thread")
     return timer

@@ -67,6 +67,10 @@ def test_history_load_simulate_consume_report_and_ask(env: dict[str, str]) -> No
     assert weather.returncode == 0, weather.stderr
     out = json.loads(weather.stdout)
     assert out["intent"] == "out_of_scope" and out["scope"] == {"segments": [], "customers": []}
+    # Each ask is kept in a thread of the terminal's account; --thread continues one of its own.
+    again = insight(env, "ask", "and in English?", "--thread", out["thread_id"], "--router", "keywords")
+    assert again.returncode == 0, again.stderr
+    assert f"thread {out['thread_id']}" in again.stderr
 
 
 def test_errors_name_what_is_missing(env: dict[str, str]) -> None:
@@ -83,3 +87,7 @@ def test_errors_name_what_is_missing(env: dict[str, str]) -> None:
 
     bad_router = insight(env, "ask", "VIP?", "--router", "psychic")
     assert bad_router.returncode == 2 and "hybrid" in bad_router.stderr
+
+    for thread in ("0123456789abcdef", "../x"):  # never started here; not an id at all
+        unknown = insight(env, "ask", "VIP?", "--thread", thread, "--router", "keywords")
+        assert unknown.returncode == 2 and "thread_id" in unknown.stderr

@@ -1,6 +1,7 @@
 """The crm_message graph with fake models over a small copy of the catalog (real Chroma, real embeddings):
-the refine loop, model errors, the result JSON, the service cache and timing log, batches, the CLI,
-the evaluation and the UI helpers. Also checks the shipped catalog's size."""
+the refine loop, model errors, the result JSON, the service cache (shared) and timing logs (per account),
+batches and where their files may be, the CLI, the evaluation and the UI helpers. Also checks the shipped
+catalog's size."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from personagraph.accounts.identity import CLI_CALLER, Caller
 from personagraph.crm.catalog import load_catalog
 from personagraph.graphs.crm_message import CrmContext, graph
 from personagraph.services.crm import CrmService
 from personagraph.serving.models import ModelUnavailableError, use_models
+from personagraph.serving.safe_paths import PathOutsideError
 from tests.fakes import scripted
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "crm"
@@ -31,6 +34,8 @@ DRAFT = {
 }  # fmt: skip
 GOOD = "듀이랩 세라마이드 크림 60ml 28,000원, 11/14까지 25% 할인!"
 BAD = "세라마이드 크림 29,000원! 아토피 치료에 최고"
+MINA = Caller("mina")
+JUN = Caller("jun")
 
 
 def make_tiny_catalog(folder: Path) -> Path:
@@ -155,20 +160,56 @@ def test_service_caches_on_inputs_and_model_and_logs_timings(
 ) -> None:
     stylist = scripted(GOOD)
     with use_models({"drafter": scripted(DRAFT), "stylist": stylist}):
-        first = CrmService().run(REQUEST)
-        second = CrmService().run(REQUEST)
+        first = CrmService().run(MINA, REQUEST)
+        second = CrmService().run(MINA, REQUEST)
         assert not first["cached"] and second["cached"] and len(stylist.calls) == 1
-        CrmService(use_cache=False).run(REQUEST)
+        CrmService(use_cache=False).run(MINA, REQUEST)
         assert len(stylist.calls) == 2
         monkeypatch.setenv("LLM_STYLIST_MODEL", "stylist-lora-v2")
         from personagraph.serving.settings import get_settings
 
         get_settings.cache_clear()
-        assert not CrmService().run(REQUEST)["cached"]  # another model: another key
-    log = (tiny / "crm" / "timings.jsonl").read_text(encoding="utf-8").splitlines()
+        assert not CrmService().run(MINA, REQUEST)["cached"]  # another model: another key
+    log = (tiny / "crm" / "timings" / "mina.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(log) == 3
-    average = CrmService(use_cache=False)._log("k", {"timings": {"total": 0.0}})
+    average = CrmService(use_cache=False)._log(MINA, "k", {"timings": {"total": 0.0}})
     assert set(average) >= {"total", "retrieval", "refine"}
+
+
+def test_the_cache_is_shared_but_run_logs_are_per_account(tiny: Path) -> None:
+    with use_models({"drafter": scripted(DRAFT), "stylist": scripted(GOOD)}):
+        mine = CrmService().run(MINA, REQUEST)
+        theirs = CrmService().run(JUN, REQUEST)
+    assert not mine["cached"] and theirs["cached"]  # the same catalog request: nothing of Mina's in it
+    assert mine["message"] == theirs["message"] == GOOD
+    assert mine["timing_average"] and theirs["timing_average"] == {}  # Jun has run nothing himself
+    cached = json.loads((tiny / "crm" / "cache" / f"{mine['cache_key']}.json").read_text(encoding="utf-8"))
+    assert "timing_average" not in cached
+    assert not (tiny / "crm" / "timings" / "jun.jsonl").exists()
+    assert len((tiny / "crm" / "timings" / "mina.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_a_batch_file_must_be_in_the_callers_folders_unless_local(tiny: Path, tmp_path: Path) -> None:
+    from personagraph.serving.settings import get_settings
+
+    service = CrmService()
+    outside = tmp_path / "elsewhere" / "rows.json"
+    outside.parent.mkdir()
+    outside.write_text(json.dumps([REQUEST]), encoding="utf-8")
+    for path in (outside, str(outside), "../jun/rows.json", tmp_path / "missing.json", "/etc/passwd"):
+        with pytest.raises(PathOutsideError, match="batch_file"):
+            service.read_batch(MINA, path)
+    assert service.read_batch(CLI_CALLER, outside) == [REQUEST]  # the terminal operator names any file
+    mine = get_settings().uploads_dir / "mina"
+    mine.mkdir(parents=True)
+    (mine / "rows.json").write_text(json.dumps([REQUEST]), encoding="utf-8")
+    assert service.read_batch(MINA, "rows.json") == [REQUEST]  # relative: in the upload folder
+    assert service.read_batch(MINA, mine / "rows.json") == [REQUEST]
+    with pytest.raises(PathOutsideError):
+        service.read_batch(JUN, mine / "rows.json")  # another account's upload
+    shipped = get_settings().data_dir / "crm" / "brands.yaml"
+    with pytest.raises(ValueError, match="brands.yaml"):  # shipped data is readable (not a batch file)
+        service.read_batch(MINA, shipped)
 
 
 def test_batch_with_a_bad_row_reports_it_and_completes_the_others(tiny: Path, tmp_path: Path) -> None:
@@ -233,29 +274,38 @@ def test_brand_classifier_tells_brands_apart_on_their_own_voice() -> None:
     assert model.predict(["고요한 의식처럼, 정제된 품격의 아틀리에"])[0] == "lumiere"
 
 
-def test_ui_highlights_facts_with_their_evidence_and_runs_a_batch(tiny: Path, tmp_path: Path) -> None:
+def test_ui_highlights_facts_with_their_evidence_and_runs_a_batch(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import gradio as gr
 
+    from personagraph.accounts.store import AccountStore
     from personagraph.ui.crm_tab import build_crm_tab, generate, highlight, run_batch_file
 
     with use_models({"drafter": scripted(DRAFT), "stylist": scripted(BAD)}):
         message, marked, checks, evidence, result = generate(
-            1, "dewylab", "dew-01", 1, 2, True, "sms", 3, "ko", True
+            MINA, 1, "dewylab", "dew-01", 1, 2, True, "sms", 3, "ko", True
         )
     assert message == BAD and "❌ grounding" in checks and evidence
     assert ("29,000원", "UNSUPPORTED") in marked and ("세라마이드", "E1+F1+F2+F3+F4") in marked
     assert "".join(text for text, _ in marked) == BAD
     assert highlight({"message": "plain"}) == [("plain", None)]
-    csv_file = tmp_path / "rows.csv"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # where Gradio keeps uploads
+    csv_file = tmp_path / "gradio" / "abc123" / "rows.csv"
+    csv_file.parent.mkdir(parents=True)
     csv_file.write_text("persona,brand,product,stage_index,style_index,is_event,channel\n"
                         "1,dewylab,dew-01,1,2,1,sms\n9,dewylab,dew-01,1,2,1,sms\n", encoding="utf-8")  # fmt: skip
     with use_models({"drafter": scripted(DRAFT), "stylist": scripted(GOOD)}):
-        table, download, status = run_batch_file(str(csv_file), True)
+        table, download, status = run_batch_file(MINA, str(csv_file), True)
     assert [row[1] for row in table] == ["passed", "invalid"] and "persona" in table[1][3]
     assert download and json.loads(Path(download).read_text(encoding="utf-8"))[0]["status"] == "passed"
     assert status == "2 rows: invalid 1, passed 1"
+    outside = tmp_path / "rows.csv"
+    outside.write_text(csv_file.read_text(encoding="utf-8"), encoding="utf-8")
+    table, download, status = run_batch_file(MINA, str(outside), True)  # not an upload: not read
+    assert table == [] and download is None and status.startswith("error: file:")
     with gr.Blocks():
-        build_crm_tab()
+        build_crm_tab(AccountStore(tmp_path / "accounts.sqlite", bcrypt_rounds=4))
 
 
 def test_tone_refine_is_a_generic_node() -> None:

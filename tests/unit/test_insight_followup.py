@@ -1,0 +1,114 @@
+"""Follow-up questions in an insight thread: which questions lean on the previous turn, how their
+intent and scope are resolved, and what the router and drafter see of the earlier turn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from personagraph.graphs.insight_qa import graph
+from personagraph.insight.followup import (
+    PreviousTurn,
+    previous_turn,
+    reads_as_follow_up,
+    requested_language,
+    resolve_follow_up,
+)
+from personagraph.insight.lexicon import keyword_intent
+from personagraph.insight.source import FixedSource
+from personagraph.nodes.insight import InsightContext, InsightInput
+from personagraph.serving.models import use_models
+from tests.fakes import scripted
+from tests.unit.insight_support import small_snapshot
+
+STRATEGY: PreviousTurn = {
+    "question": "How can we win back at-risk customers?", "answer": "Send a comeback coupon.", "lang": "en",
+    "intent": "strategy", "scope": {"segments": ["at_risk"], "customers": []},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("question", "intent", "segments"),
+    [
+        ("and in Korean?", "strategy", ["at_risk"]),
+        ("한국어로 다시 알려줘", "strategy", ["at_risk"]),
+        ("Why?", "strategy", ["at_risk"]),
+        ("그 중 VIP는?", "strategy", ["vip"]),  # one segment, no intent words: the earlier intent
+        ("What about dormant customers?", "strategy", ["dormant"]),
+        ("And compare them with loyal customers", "segment_comparison", ["loyal"]),
+    ],
+)
+def test_a_follow_up_takes_what_it_does_not_say_from_the_previous_turn(
+    question: str, intent: str, segments: list[str]
+) -> None:
+    resolved = resolve_follow_up(question, keyword_intent(question), STRATEGY)
+    assert resolved is not None and resolved.confident
+    assert (resolved.intent, resolved.segments) == (intent, segments)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What's the weather in Seoul tomorrow?", "Compare VIP and loyal customers", "VIP 고객은 어때?"],
+)
+def test_a_new_question_is_not_a_follow_up(question: str) -> None:
+    assert resolve_follow_up(question, keyword_intent(question), STRATEGY) is None
+
+
+def test_nothing_to_follow_without_a_usable_previous_turn() -> None:
+    words = keyword_intent("and in Korean?")
+    assert resolve_follow_up("and in Korean?", words, None) is None
+    refused = previous_turn({"question": "weather?", "intent": "out_of_scope", "scope": {}})
+    assert refused is None and previous_turn({**STRATEGY, "error": "model down"}) is None
+    kept = previous_turn({**STRATEGY, "answer": "x" * 5000, "router": "keywords"})
+    assert kept is not None and len(kept["answer"]) == 800 and "router" not in kept
+
+
+def test_language_requests() -> None:
+    assert requested_language("and in Korean?") == "ko" and requested_language("영어로 해줘") == "en"
+    assert requested_language("What are VIPs like?") is None
+    assert reads_as_follow_up("한국어로") and not reads_as_follow_up("VIP 고객 특징")
+
+
+def seen(model: Any) -> str:
+    """Everything the model was sent on its first call."""
+    return "\n".join(str(m.content) for m in model.calls[0]["messages"])
+
+
+def run(question: str, previous: PreviousTurn | None, **models: Any) -> dict[str, Any]:
+    inputs = InsightInput(question=question)
+    if previous is not None:
+        inputs["previous"] = previous
+    with use_models(models):
+        return graph.invoke(  # type: ignore[no-any-return]
+            inputs,
+            context=InsightContext(
+                source=FixedSource(small_snapshot()), router_mode="model", use_profiles=False
+            ),
+        )
+
+
+def test_the_router_model_sees_the_earlier_question_and_an_empty_scope_is_filled_from_it() -> None:
+    router = scripted({"intent": "strategy", "segments": [], "customers": []})
+    drafter = scripted("Send a comeback coupon to them.")
+    out = run("Why?", STRATEGY, router=router, drafter=drafter)
+    assert out["follow_up"] and out["router"] == "model"
+    assert (out["intent"], out["scope"]["segments"]) == ("strategy", ["at_risk"])
+    assert STRATEGY["question"] in seen(router)
+    assert "EARLIER IN THIS CONVERSATION" in seen(drafter) and "Send a comeback coupon." in seen(drafter)
+
+
+def test_without_a_follow_up_the_earlier_turn_is_not_shown() -> None:
+    router = scripted({"intent": "segment_profile", "segments": ["vip"], "customers": []})
+    drafter = scripted("VIPs buy often.")
+    out = run("What are our VIP customers like?", STRATEGY, router=router, drafter=drafter)
+    assert not out["follow_up"] and out["scope"]["segments"] == ["vip"]
+    assert STRATEGY["question"] not in seen(router)
+    assert "EARLIER IN THIS CONVERSATION" not in seen(drafter)
+
+
+def test_studio_gets_an_input_schema_with_the_optional_previous_turn() -> None:
+    """Pydantic builds no schema from a typing.TypedDict on Python 3.11: Studio would show no input form."""
+    schema = graph.get_input_jsonschema()
+    assert schema["required"] == ["question"] and set(schema["properties"]) == {"question", "previous"}
+    assert "follow_up" in graph.get_output_jsonschema()["properties"]
