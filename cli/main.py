@@ -1,10 +1,12 @@
 """`personagraph`: command line for chat, indexing, local services and the app.
 
-personagraph chat --message TEXT [--user ID] [--thread ID] [--persona ID]
-personagraph app [--port 7860]            the Gradio app
+personagraph chat --message TEXT [--thread ID] [--persona ID]     as the local operator (user `local`)
+personagraph app [--host H] [--port 7860]  the Gradio app at / and the HTTP API (/api, docs at /docs)
+personagraph accounts add USER [--role user|admin] | list | remove USER | passwd USER
+personagraph accounts token USER [--name NAME] | revoke USER NAME      API tokens (printed once)
 personagraph prepare                      build what the first start needs (setup runs it)
 personagraph index [--persona ID]         (re)build the Chroma index
-personagraph import-card FILE [--id ID] [--overwrite]   a Character Card V2 (.json/.png) as a persona
+personagraph import-card FILE [--id ID] [--overwrite] [--public]   a Character Card V2 (.json/.png) as a persona
 personagraph export-card PERSONA_ID [--out FILE]        a persona as Character Card V2 JSON
 personagraph serve-model [--port P]       run the embedded model server in the foreground
 personagraph redis [--port P]             run a local Redis with search + JSON modules
@@ -36,20 +38,21 @@ def _offline_defaults() -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from personagraph.personas.model import UnknownPersonaError
+    """One turn as the terminal operator (`CLI_CALLER`, user `local`): their threads and memories."""
+    from personagraph.accounts.identity import CLI_CALLER, AccessError
     from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
 
+    service = ChatService()
     try:
         request = validate_request(
-            message=args.message, user_id=args.user, thread_id=args.thread or uuid.uuid4().hex,
-            persona_id=args.persona,
-        )  # fmt: skip
-    except (InvalidRequestError, UnknownPersonaError) as exc:
+            message=args.message, thread_id=args.thread or uuid.uuid4().hex, persona_id=args.persona
+        )
+        events = service.stream_turn(CLI_CALLER, request)
+    except (InvalidRequestError, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    service = ChatService()
     streamed = False
-    for event in service.stream_turn(request):
+    for event in events:
         if event.kind == "token":
             print(event.text, end="", flush=True)
             streamed = True
@@ -71,14 +74,67 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from personagraph.ui.app import launch
-    from personagraph.ui.auth import AuthConfigError
+    from personagraph.accounts.store import AccountConfigError
+    from personagraph.api.server import serve
 
     try:
-        launch(host=args.host, port=args.port)
-    except AuthConfigError as exc:
+        serve(host=args.host, port=args.port)
+    except AccountConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """From stdin (`--password-stdin`, first line) or typed twice without echo."""
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {args.user}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("password: the two entries differ")
+    return first
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    """`personagraph accounts add|list|remove|passwd|token|revoke`: accounts in PERSONAGRAPH_HOME."""
+    from personagraph.accounts.identity import AccessError, NotFoundError
+    from personagraph.accounts.store import AccountStore
+    from personagraph.api.session import new_api_token
+
+    try:
+        accounts = AccountStore()
+        if args.action == "add":
+            info = accounts.add(args.user, _new_password(args), role=args.role)
+            print(f"added {info.user_id} ({info.role})")
+        elif args.action == "list":
+            for account in accounts.list():
+                print(f"{account.user_id}\t{account.role}\t{account.source}\t{account.created_at}")
+        elif args.action == "remove":
+            accounts.remove(args.user)
+            print(f"removed {args.user} and its tokens")
+        elif args.action == "passwd":
+            if accounts.role_of(args.user) is None:
+                raise NotFoundError(f"user_id: no account {args.user!r}")
+            accounts.set_password(args.user, _new_password(args))
+            print(f"password changed for {args.user}")
+        elif args.action == "token":
+            print(new_api_token(accounts, args.user, args.name, args.hours))
+            print(f"(token {args.name!r} for {args.user}: shown once; revoke with "
+                  f"`personagraph accounts revoke {args.user} {args.name}`)", file=sys.stderr)  # fmt: skip
+        elif args.action == "revoke":
+            if not accounts.revoke_named(args.user, args.name):
+                raise NotFoundError(f"name: {args.user!r} has no token {args.name!r}")
+            print(f"revoked {args.user}'s token {args.name}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except AccessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -97,11 +153,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_import_card(args: argparse.Namespace) -> int:
-    from personagraph.personas.cards import CardError, import_card, load_card
+    """Import as the terminal operator: any file path; the persona is `local`'s unless --public."""
+    from personagraph.accounts.identity import CLI_CALLER, AccessError
+    from personagraph.services.chat import ChatService
 
     try:
-        persona_id = import_card(load_card(args.file), persona_id=args.id, overwrite=args.overwrite)
-    except CardError as exc:
+        persona_id = ChatService.import_card(
+            CLI_CALLER, args.file, overwrite=args.overwrite, persona_id=args.id, public=args.public
+        )
+    except (ValueError, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(persona_id)
@@ -112,12 +172,12 @@ def cmd_export_card(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from personagraph.personas.cards import CardError, export_card
-    from personagraph.personas.model import UnknownPersonaError
+    from personagraph.accounts.identity import CLI_CALLER, AccessError
+    from personagraph.services.chat import ChatService
 
     try:
-        card = export_card(args.persona_id)
-    except (UnknownPersonaError, CardError) as exc:
+        card = ChatService.export_card(CLI_CALLER, args.persona_id)
+    except (ValueError, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(card, ensure_ascii=False, indent=2) + "\n"
@@ -171,15 +231,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="send one message to a persona and print the streamed reply")
     chat.add_argument("--message", required=True)
-    chat.add_argument("--user", default="anonymous", help="fan id; long-term memory is kept per fan")
     chat.add_argument("--thread", default=None, help="thread id; reuse it to continue a conversation")
     chat.add_argument("--persona", default="stella_yuna")
     chat.set_defaults(func=cmd_chat)
 
-    app = sub.add_parser("app", help="start the Gradio app")
+    app = sub.add_parser("app", help="start the app: the Gradio UI at / and the HTTP API (/api, /docs)")
     app.add_argument("--host", default="127.0.0.1")
     app.add_argument("--port", type=int, default=7860)
     app.set_defaults(func=cmd_app)
+
+    accounts = sub.add_parser("accounts", help="add, list and remove accounts; API tokens")
+    actions = accounts.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add an account (asks for the password twice)")
+    add.add_argument("user", metavar="USER")
+    add.add_argument("--role", choices=["user", "admin"], default="user")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    actions.add_parser("list", help="every account: id, role, where it is defined, created")
+    remove = actions.add_parser("remove", help="remove an account and its tokens")
+    remove.add_argument("user", metavar="USER")
+    passwd = actions.add_parser("passwd", help="set a new password")
+    passwd.add_argument("user", metavar="USER")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    token = actions.add_parser("token", help="create an API token for the account and print it once")
+    token.add_argument("user", metavar="USER")
+    token.add_argument("--name", default="api", help="the token's name (to revoke it by)")
+    token.add_argument("--hours", type=float, default=None, help="lifetime (default: until revoked)")
+    revoke = actions.add_parser("revoke", help="revoke the account's tokens with this name")
+    revoke.add_argument("user", metavar="USER")
+    revoke.add_argument("name", metavar="NAME")
+    accounts.set_defaults(func=cmd_accounts)
 
     prep = sub.add_parser(
         "prepare",
@@ -195,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", metavar="FILE")
     imp.add_argument("--id", default=None, help="persona id (default: from the character's name)")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing persona with this id")
+    imp.add_argument("--public", action="store_true", help="visible to every account (default: yours only)")
     imp.set_defaults(func=cmd_import_card)
 
     exp = sub.add_parser("export-card", help="print a persona as Character Card V2 JSON")

@@ -53,5 +53,5 @@ def confined_path(value: str | Path, roots: Sequence[Path], field: str) -> Path:
     for root in roots:
         if path.is_relative_to(root.resolve()):
             return path
-    allowed = ", ".join(str(r) for r in roots)
-    raise PathOutsideError(f"{field}: files must be in your upload folder or the shipped data ({allowed})")
+    # Server paths are not named: the message is the same for every refused path.
+    raise PathOutsideError(f"{field}: files must be in your upload folder or the shipped data")

@@ -67,10 +67,10 @@ def running_app(args: list[str], env: dict[str, str], log_path: Path) -> Iterato
             env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            # /config answers with or without sign-in (the root page redirects to the login form).
-            # Setup built what a first start needs (`personagraph prepare`), so the app serves within
-            # seconds (about 18 s measured under load); an app that trains or joins at start misses this.
-            wait_http(f"http://127.0.0.1:{port}/config", APP_START_LIMIT_S, process)
+            # /health answers without sign-in once the server (API + Gradio) listens. Setup built what
+            # a first start needs (`personagraph prepare`), so the app serves within seconds (about
+            # 18 s measured under load); an app that trains or joins at start misses this.
+            wait_http(f"http://127.0.0.1:{port}/health", APP_START_LIMIT_S, process)
             yield f"http://127.0.0.1:{port}/"
         finally:
             stop_process(process)

@@ -1,0 +1,55 @@
+"""`personagraph app`: the HTTP API and the Gradio app on one uvicorn server (one process, one port).
+
+Start order: accounts (refuse a non-loopback host without any), what a first start needs
+(`prepare`, which also starts the embedded model server), the services, the Gradio app, the API.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+
+from personagraph.accounts.store import AccountStore, check_host
+from personagraph.api.app import create_app
+from personagraph.services.chat import ChatService
+from personagraph.services.crm import CrmService
+from personagraph.services.insight import InsightService
+from personagraph.services.prepare import prepare
+from personagraph.serving.settings import get_settings
+from personagraph.ui.app import build_app
+
+GRADIO_CONCURRENCY = 4  # Gradio events at once (each holds a worker thread while a reply streams)
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve until interrupted. Raises AccountConfigError (a ValueError) for bad AUTH_* settings or host."""
+    settings = get_settings()
+    accounts = AccountStore()
+    check_host(accounts, host)
+    print(f"PersonaGraph: state in {settings.personagraph_home}")
+    count = len(accounts.list())
+    print(
+        f"sign-in: required ({count} account{'s' if count != 1 else ''})"
+        if accounts.enabled
+        else "sign-in: none (open mode, 127.0.0.1 only; add accounts with `personagraph accounts add`)"
+    )
+    for line in prepare(start_model=True):
+        print(line)
+    chat = ChatService()
+    # The API's insight service: the configured Redis, else the stored history (ingesting orders then
+    # answers 503). Its question threads live in the chat's memory store, per account.
+    insight = InsightService.from_settings(store=chat.store)
+    crm = CrmService()
+    blocks = build_app(chat, accounts).queue(default_concurrency_limit=GRADIO_CONCURRENCY)
+    app = create_app(accounts, chat, insight, crm, blocks)
+    print(f"app: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    finally:
+        insight.close()
+        accounts.close()
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
