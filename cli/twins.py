@@ -10,8 +10,12 @@ personagraph interview --guide FILE --select SPEC --out DIR [--max-followups N] 
 personagraph interview --guide FILE --select ids:17 --interactive      type your own follow-ups
 
 --select (combined in order): all | random:N[:SEED] | ids:1,2,3 | where:KEY=V1|V2;KEY=LO..HI |
-saved:NAME | file:PATH.json | source:twin2k|hf:PATH|PERSONAS_FILE.  Exit codes: 0 ok, 1 model or
-run error (the run can be resumed), 2 invalid input (the message names the field and allowed values).
+saved:NAME | file:PATH.json | source:twin2k|hf:PATH|PERSONAS_FILE.  Exit codes: 0 ok, 1 model
+error or a stopped run (it can be resumed), 2 invalid input (the message names the field and allowed
+values) or an unknown run id.
+
+The terminal operator is `CLI_CALLER` (the local admin): runs made here belong to "local" (the one
+person of an app without accounts), and files may be named anywhere on disk.
 """
 
 from __future__ import annotations
@@ -109,15 +113,23 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _selection(args: argparse.Namespace) -> tuple[Any, list[Any]]:
-    from personagraph.twins.respondents import count, load_respondents, parse_select, save_selection, select
+    from personagraph.accounts.identity import CLI_CALLER
+    from personagraph.services.twins.selections import (
+        count_respondents,
+        parse_selection,
+        respondent_pool,
+        save_selection,
+        select_respondents,
+    )
 
-    selection = parse_select(args.select or ["all"])
-    pool = load_respondents(selection.source)
-    matching = count(selection, pool)
+    selection = parse_selection(CLI_CALLER, args.select or ["all"])
+    pool = respondent_pool(CLI_CALLER, selection.source)
+    matching = count_respondents(CLI_CALLER, selection, pool)
     print(f"{matching} respondents selected ({selection.describe()})", file=sys.stderr)
     if args.save_selection:
-        print(f"selection saved: {save_selection(selection, args.save_selection)}", file=sys.stderr)
-    return selection, select(selection, pool) if not args.count else []
+        name = save_selection(CLI_CALLER, selection, args.save_selection)
+        print(f"selection saved: use it as saved:{name}", file=sys.stderr)
+    return selection, select_respondents(CLI_CALLER, selection, pool) if not args.count else []
 
 
 def _progress_printer(args: argparse.Namespace) -> bool:
@@ -125,6 +137,7 @@ def _progress_printer(args: argparse.Namespace) -> bool:
 
 
 def cmd_survey(args: argparse.Namespace) -> int:
+    from personagraph.accounts.identity import CLI_CALLER
     from personagraph.services.twins.surveys import create_survey_run, run_survey
     from personagraph.twins.surveys import load_survey
 
@@ -134,7 +147,7 @@ def cmd_survey(args: argparse.Namespace) -> int:
         if args.out is None:
             return _error("--out: give a folder for the exports")
         survey = load_survey(args.survey)
-        run_id = create_survey_run(survey, people, options, run_id=args.run_id, selection=selection,
+        run_id = create_survey_run(CLI_CALLER, survey, people, options, run_id=args.run_id, selection=selection,
                                    source=selection.source).run_id  # fmt: skip
         print(f"run {run_id}: {len(people)} respondents x {len(survey.questions)} questions "
               f"(resume with --resume {run_id})", file=sys.stderr)  # fmt: skip
@@ -144,6 +157,7 @@ def cmd_survey(args: argparse.Namespace) -> int:
 
 
 def cmd_interview(args: argparse.Namespace) -> int:
+    from personagraph.accounts.identity import CLI_CALLER
     from personagraph.services.twins.interviews import create_interview_run, run_interviews
     from personagraph.twins.guides import load_guide
 
@@ -157,8 +171,8 @@ def cmd_interview(args: argparse.Namespace) -> int:
             return interactive_interview(people[0], guide, args.out, options.max_followups)
         if args.out is None:
             return _error("--out: give a folder for the transcripts")
-        run_id = create_interview_run(guide, people, options, run_id=args.run_id, selection=selection,
-                                      source=selection.source)  # fmt: skip
+        run_id = create_interview_run(CLI_CALLER, guide, people, options, run_id=args.run_id,
+                                      selection=selection, source=selection.source)  # fmt: skip
         print(f"run {run_id}: {len(people)} interviews (resume with --resume {run_id})", file=sys.stderr)
         return run_id
 
@@ -174,8 +188,8 @@ def _run_command(
 
     `create` makes the run and returns its id, or an exit code when it finished the command itself.
     """
+    from personagraph.accounts.identity import CLI_CALLER, AccessError
     from personagraph.services.twins.exports import export_all
-    from personagraph.services.twins.store import RunError
     from personagraph.serving.models import ModelError
     from personagraph.twins.guides import GuideError
     from personagraph.twins.respondents import RespondentError
@@ -193,15 +207,15 @@ def _run_command(
             if isinstance(created, int):
                 return created
             run_id = created
-        summary = run(run_id, options, progress=_progress_printer(args))
-    except (SurveyError, GuideError, RespondentError, ValueError) as exc:
+        summary = run(CLI_CALLER, run_id, options, progress=_progress_printer(args))
+    except (SurveyError, GuideError, RespondentError, ValueError, AccessError) as exc:
         return _error(str(exc))
-    except (ModelError, RunError) as exc:
+    except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     result: dict[str, Any] = summary.as_dict()
     if args.out is not None:
-        result["files"] = export_all(run_id, args.out)
+        result["files"] = export_all(CLI_CALLER, run_id, args.out)
     print(json.dumps(result, ensure_ascii=False))
     if summary.stopped:
         print(f"stopped: {summary.stopped}; run again with --resume {run_id}", file=sys.stderr)
@@ -211,11 +225,11 @@ def _run_command(
 
 def interactive_interview(person: Any, guide: Any, out: Path | None, max_followups: int) -> int:
     """A terminal interview: the twin answers; you type a follow-up, Enter to move on, /end to stop."""
-    from personagraph.services.twins.exports import export_session_transcript
+    from personagraph.accounts.identity import CLI_CALLER
     from personagraph.services.twins.interviews import InterviewSession
 
-    session = InterviewSession(max_followups=max_followups)
-    turn = session.start(person, guide)
+    session = InterviewSession(CLI_CALLER)
+    turn = session.start(person, guide, max_followups=max_followups)
     while turn.waiting is not None:
         print(f"\nQ: {turn.waiting['question']}\n{person.id}: {turn.waiting['answer']}\n")
         try:
@@ -223,7 +237,6 @@ def interactive_interview(person: Any, guide: Any, out: Path | None, max_followu
         except EOFError:
             text = "/end"
         turn = session.reply(turn.thread_id, text)
-    if out is not None:
-        files = export_session_transcript(turn.thread_id, turn.transcript, guide, person, out)
-        print(json.dumps({"thread_id": turn.thread_id, "files": files}, ensure_ascii=False))
+    files = session.save_transcript(turn.thread_id, out)
+    print(json.dumps({"thread_id": turn.thread_id, "files": files}, ensure_ascii=False))
     return 0

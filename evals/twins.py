@@ -54,9 +54,10 @@ def arms_from_answers(survey: Any, answers: dict[str, dict[str, float]]) -> dict
 
 
 def run(argv: list[str]) -> dict[str, Any]:
+    from personagraph.accounts.identity import CLI_CALLER
     from personagraph.services.twins.answering import MODES
     from personagraph.services.twins.executor import BatchOptions
-    from personagraph.services.twins.store import RunStore, new_run_id
+    from personagraph.services.twins.store import new_run_id, open_run
     from personagraph.services.twins.surveys import create_survey_run, run_survey
     from personagraph.serving import models
     from personagraph.serving.models import endpoint_of
@@ -139,11 +140,11 @@ def run(argv: list[str]) -> dict[str, Any]:
         run_id = args.resume
     else:
         run_id = new_run_id("eval-twins")
-        create_survey_run(survey, people, options, run_id=run_id, selection=selection, arms=arms, hints=hints,
-                          source=str(args.persona_file or "twin2k"))  # fmt: skip
+        create_survey_run(CLI_CALLER, survey, people, options, run_id=run_id, selection=selection, arms=arms,
+                          hints=hints, source=str(args.persona_file or "twin2k"))  # fmt: skip
     budget = args.max_minutes * 60 if args.max_minutes is not None else None
-    summary = run_survey(run_id, options, progress=not args.no_progress, time_budget_s=budget)
-    with RunStore.open(run_id) as store:
+    summary = run_survey(CLI_CALLER, run_id, options, progress=not args.no_progress, time_budget_s=budget)
+    with open_run(CLI_CALLER, run_id) as store:
         predictions_raw = store.numeric_answers()
         stored_people = {p.id for p in store.people()}
     compared = compare_with_answers(survey.questions, predictions_raw, answers_raw, stored_people)

@@ -9,7 +9,13 @@ Sources, all giving `Respondent(id, profile, attributes)`:
   locally (see `load_hf_twin2k`); never downloaded at run time.
 
 A `Selection` (ids, attribute filters, random n with a seed) is plain data: it serialises to JSON
-and is saved under `PERSONAGRAPH_HOME/selections/NAME.json` for reuse.
+and is saved as `NAME.json` in a folder the caller gives (each account has its own; see
+`services/twins/selections.py`).
+
+Paths: every function that reads a user-named path takes `roots`. `roots=None` is the operator at
+the terminal (the CLI: any path); otherwise the path must resolve under one of `roots` (an
+account's upload folder and the shipped data), checked before anything is read, with an error that
+names the field and never says whether the path exists.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from personagraph.serving.safe_paths import check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
 
 TWIN2K = "twin2k"
@@ -300,8 +307,25 @@ def _hf_rows_from_cache(config: str) -> list[dict[str, Any]]:
     return [dict(row) for row in split]
 
 
-def load_respondents(source: str = TWIN2K) -> RespondentPool:
-    """`twin2k` (shipped), `hf:PATH` (local Hugging Face files) or a path to a personas file."""
+def confine_source(source: str, roots: Sequence[Path] | None, field: str = "source") -> str:
+    """`source` with its path resolved and checked to lie under `roots` (None: any path, unchanged).
+
+    `twin2k` and `hf:` without a path (the `datasets` offline cache) name no file and pass as they are.
+    """
+    if roots is None or source == TWIN2K:
+        return source
+    if source.startswith("hf:"):
+        path = source[3:]
+        return f"hf:{confined_path(path, roots, field)}" if path else source
+    return str(confined_path(source, roots, field))
+
+
+def load_respondents(source: str = TWIN2K, *, roots: Sequence[Path] | None = None) -> RespondentPool:
+    """`twin2k` (shipped), `hf:PATH` (local Hugging Face files) or a path to a personas file.
+
+    With `roots`, a path must lie under one of them (see the module docstring).
+    """
+    source = confine_source(source, roots)
     if source == TWIN2K:
         return load_twin2k()
     if source.startswith("hf:"):
@@ -332,9 +356,6 @@ class NumericRange(BaseModel):
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
 class Selection(BaseModel):
     """Which respondents answer: ids, then attribute filters, then a seeded random sample of n.
 
@@ -344,7 +365,9 @@ class Selection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(default=TWIN2K, description="twin2k, hf:PATH, or a personas file path.")
+    source: str = Field(
+        default=TWIN2K, description="twin2k, hf:PATH, or a personas file path (checked where it is loaded)."
+    )
     ids: list[str] | None = Field(default=None, description="Only these respondent ids.")
     where: dict[str, list[str] | NumericRange] = Field(default_factory=dict)
     n: int | None = Field(default=None, ge=1, description="Random sample size (after ids and filters).")
@@ -426,17 +449,15 @@ def _filtered(selection: Selection, pool: RespondentPool) -> list[Respondent]:
     return [r for r in people if all(_matches(r, k, c) for k, c in selection.where.items())]
 
 
-def count(selection: Selection, pool: RespondentPool | None = None) -> int:
+def count(selection: Selection, pool: RespondentPool) -> int:
     """How many respondents the selection gives (shown before a run)."""
-    pool = pool or load_respondents(selection.source)
     matching = len(_filtered(selection, pool))
     return min(matching, selection.n) if selection.n is not None else matching
 
 
-def select(selection: Selection, pool: RespondentPool | None = None) -> list[Respondent]:
-    """The selected respondents, in source order (or the order of `ids`); a random sample is
-    reproducible from its seed."""
-    pool = pool or load_respondents(selection.source)
+def select(selection: Selection, pool: RespondentPool) -> list[Respondent]:
+    """The selected respondents of `pool` (loaded from `selection.source` by the caller, with its
+    roots), in source order (or the order of `ids`); a random sample is reproducible from its seed."""
     people = _filtered(selection, pool)
     if selection.n is not None and selection.n < len(people):
         chosen = {r.id for r in random.Random(selection.seed).sample(people, selection.n)}
@@ -444,63 +465,80 @@ def select(selection: Selection, pool: RespondentPool | None = None) -> list[Res
     return people
 
 
-def selections_dir() -> Path:
-    return get_settings().personagraph_home / "selections"
+def _selection_file(folder: Path, name: str) -> Path:
+    return child_path(folder, f"{check_id(name, 'selection name')}.json")
 
 
-def _check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise RespondentError(f"selection name: {name!r} is not allowed; use 1-64 of A-Z a-z 0-9 _ . -")
-    return name
-
-
-def save_selection(selection: Selection, name: str) -> Path:
-    """Save a selection as JSON under PERSONAGRAPH_HOME/selections/NAME.json (overwrites)."""
-    path = selections_dir() / f"{_check_name(name)}.json"
+def save_selection(selection: Selection, name: str, folder: Path) -> Path:
+    """Save a selection as `folder/NAME.json` (overwrites); the name is checked as an id."""
+    path = _selection_file(folder, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(selection.model_dump_json(indent=2, exclude_defaults=False) + "\n", encoding="utf-8")
     return path
 
 
-def load_selection(name_or_path: str | Path) -> Selection:
-    """A saved selection by name, or a selection JSON file by path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = selections_dir() / f"{_check_name(str(name_or_path))}.json"
+def load_selection(name: str, folder: Path) -> Selection:
+    """A selection saved under `name` in `folder`; a missing one lists the saved names there."""
+    path = _selection_file(folder, name)
     if not path.is_file():
-        known = ", ".join(list_selections()) or "none saved"
-        raise RespondentError(f"selection {str(name_or_path)!r} not found; saved selections: {known}")
+        known = ", ".join(list_selections(folder)) or "none saved"
+        raise RespondentError(f"saved: selection {name!r} not found; saved selections: {known}")
+    return read_selection_file(path, "saved")
+
+
+def read_selection_file(path: Path, field: str = "file") -> Selection:
+    """A selection JSON file (already resolved and checked by the caller)."""
+    if not path.is_file():
+        raise RespondentError(f"{field}: selection file not found: {path}")
     try:
         return Selection.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
-        raise RespondentError(f"{path}: invalid selection: {_pydantic_problem(exc)}") from exc
+        raise RespondentError(f"{field}: invalid selection in {path.name}: {_pydantic_problem(exc)}") from exc
 
 
-def list_selections() -> list[str]:
-    directory = selections_dir()
-    return sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+def list_selections(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
 def _pydantic_problem(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
 
 
-def parse_select(specs: Sequence[str], base: Selection | None = None) -> Selection:
+def parse_select(
+    specs: Sequence[str],
+    base: Selection | None = None,
+    *,
+    roots: Sequence[Path] | None = None,
+    saved_dir: Path | None = None,
+) -> Selection:
     """Build a Selection from CLI `--select` specs (combined in order):
 
     all | random:N[:SEED] | ids:ID,ID,... | where:KEY=V1|V2;KEY=LO..HI | saved:NAME | file:PATH |
-    source:twin2k|hf:PATH|PATH
+    source:twin2k|hf:PATH|PATH | hf:PATH
+
+    `roots`: where `file:`, `source:` and `hf:` paths may be (None: anywhere); `saved_dir`: the
+    folder of the caller's saved selections (None: `saved:` is not available).
     """
     data = (base or Selection()).model_dump()
     for spec in specs:
         kind, _, rest = spec.partition(":")
         kind = kind.strip().lower()
+        value = rest.strip()
         if kind == "all":
             continue
-        if kind in ("saved", "file"):
-            data = load_selection(rest.strip()).model_dump()
+        if kind == "saved":
+            if saved_dir is None:
+                raise RespondentError("saved: saved selections are not available here")
+            data = load_selection(value, saved_dir).model_dump()
+            data["source"] = confine_source(data["source"], roots)
+        elif kind == "file":
+            path = Path(value).expanduser() if roots is None else confined_path(value, roots, "file")
+            data = read_selection_file(path).model_dump()
+            data["source"] = confine_source(data["source"], roots)
         elif kind == "source":
-            data["source"] = rest.strip() or TWIN2K
+            data["source"] = confine_source(value or TWIN2K, roots, "source")
+        elif kind == "hf":
+            data["source"] = confine_source(f"hf:{value}", roots, "hf")
         elif kind == "ids":
             data["ids"] = [i.strip() for i in re.split(r"[,\s]+", rest) if i.strip()]
             if not data["ids"]:
@@ -536,7 +574,7 @@ def parse_select(specs: Sequence[str], base: Selection | None = None) -> Selecti
         else:
             raise RespondentError(
                 f"--select: unknown kind {kind!r} in {spec!r}; allowed: all, random:N[:SEED], ids:A,B, "
-                "where:KEY=V1|V2;KEY=LO..HI, saved:NAME, file:PATH, source:twin2k|hf:PATH|PATH"
+                "where:KEY=V1|V2;KEY=LO..HI, saved:NAME, file:PATH, source:twin2k|hf:PATH|PATH, hf:PATH"
             )
     try:
         return Selection.model_validate(data)

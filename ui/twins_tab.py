@@ -4,15 +4,20 @@ Respondents: build a selection (the CLI's --select specs, one per line), count i
 Survey: load a template or upload a file, edit it, run it with progress and a live distribution plot.
 Interview: a batch run over the selection, or an interactive interview of one twin (interrupt/resume).
 Results: coverage and validity, per-question and per-segment plots, exports, validation against
-real answers, and (admins) deleting runs. Users see their own runs; admins see all of them.
+real answers, cancelling and deleting runs.
+
+Every handler takes the Caller from the signed-in request (`caller_of`), never from a form field, and
+the services check ownership: users see and manage their own runs, admins every run. Uploaded files
+are copied into the caller's upload folder before use; paths typed in a selection must be there or
+in the shipped data. Downloads are copies in a fresh temporary folder.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,61 +25,63 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 import yaml
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import ValidationError
 
+from personagraph.accounts.identity import AccessError, Caller
+from personagraph.accounts.store import AccountStore
 from personagraph.services.twins.analysis import by_segment, summarize, validate_run
-from personagraph.services.twins.executor import BatchOptions, Progress, RunSummary
-from personagraph.services.twins.exports import export_all, export_session_transcript
-from personagraph.services.twins.interviews import (
-    InterviewSession,
-    InterviewTurn,
-    create_interview_run,
-    run_interviews,
+from personagraph.services.twins.executor import BatchOptions
+from personagraph.services.twins.exports import export_all
+from personagraph.services.twins.interviews import InterviewSession, InterviewTurn
+from personagraph.services.twins.runs import start_interview_run, start_run_in_background, start_survey_run
+from personagraph.services.twins.selections import (
+    list_selections,
+    parse_selection,
+    read_text,
+    respondent_pool,
+    save_selection,
+    save_upload,
+    select_respondents,
 )
-from personagraph.services.twins.store import RunError, RunStore, delete_run, run_info, visible_runs
-from personagraph.services.twins.surveys import create_survey_run, run_survey
+from personagraph.services.twins.store import RunError, cancel_run, delete_run, run_info, visible_runs
 from personagraph.serving.models import ModelError
 from personagraph.twins.guides import GuideError, InterviewGuide, guide_from_data
-from personagraph.twins.respondents import (
-    RespondentError,
-    Selection,
-    list_selections,
-    load_respondents,
-    parse_select,
-    save_selection,
-    select,
-)
+from personagraph.twins.respondents import RespondentError, Selection, load_respondents
 from personagraph.twins.surveys import Survey, SurveyError, list_templates, survey_from_data
-from personagraph.ui.auth import AuthConfig, current_account
+from personagraph.ui.identity import caller_of
 
 DEFAULT_SELECT = "random:5:1"
 SELECT_HELP = (
     "One spec per line, combined in order: `all` · `random:N[:SEED]` · `ids:1,2,3` · "
-    "`where:KEY=V1|V2;KEY=LO..HI` · `saved:NAME` · `source:twin2k|hf:PATH|FILE`"
+    "`where:KEY=V1|V2;KEY=LO..HI` · `saved:NAME` · `source:twin2k|hf:PATH|FILE` (files: yours, uploaded "
+    "below, or the shipped data)"
 )
-INPUT_ERRORS = (RespondentError, SurveyError, GuideError, RunError, ValueError)
+# Refusals shown in the tab as "⚠️ reason": bad input, someone else's (or no) run, a path outside
+# the caller's folders (PermissionError), a run already running.
+INPUT_ERRORS = (RespondentError, SurveyError, GuideError, RunError, ValueError, AccessError, PermissionError)
 
 
 # --- pure helpers (tested without a browser) ----------------------------------------------------------
 
 
-def selection_from_text(specs: str) -> Selection:
+def selection_from_text(caller: Caller, specs: str) -> Selection:
     lines = [line.strip() for line in (specs or "").splitlines() if line.strip()]
-    return parse_select(lines or ["all"])
+    return parse_selection(caller, lines or ["all"])
 
 
-def preview_selection(specs: str, limit: int = 20) -> tuple[str, pd.DataFrame]:
+def preview_selection(caller: Caller, specs: str, limit: int = 20) -> tuple[str, pd.DataFrame]:
     """(how many match and how, a table of the first `limit` people)."""
-    selection = selection_from_text(specs)
-    people = select(selection, load_respondents(selection.source))
+    selection = selection_from_text(caller, specs)
+    people = select_respondents(caller, selection)
     rows = [{"id": p.id, **p.attributes, "profile": p.profile[:120]} for p in people[:limit]]
     text = f"**{len(people)} respondents** match ({selection.describe()})."
     return text, pd.DataFrame(rows)
 
 
-def attribute_info(attribute: str, source: str = "twin2k") -> tuple[str, list[str], str]:
-    """(kind, categories, range text) of a respondent attribute, for the filter builder."""
-    pool = load_respondents(source)
+def attribute_info(attribute: str) -> tuple[str, list[str], str]:
+    """(kind, categories, range text) of an attribute of the shipped respondents, for the filter builder."""
+    pool = load_respondents()
     kind = pool.kinds.get(attribute)
     if kind is None:
         raise RespondentError(
@@ -138,10 +145,6 @@ def guide_choices() -> list[tuple[str, str]]:
     directory = get_settings().data_dir / "interviews"
     files = sorted(directory.glob("*.y*ml")) + sorted(directory.glob("*.json")) if directory.is_dir() else []
     return [(p.stem, str(p)) for p in files]
-
-
-def read_text_file(path: str | None) -> str:
-    return Path(path).read_text(encoding="utf-8") if path else ""
 
 
 def distribution_figure(summary: dict[str, Any], question_id: str | None = None) -> go.Figure:
@@ -236,52 +239,82 @@ def validation_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_choices(owner: str, admin: bool, kind: str | None = None) -> list[tuple[str, str]]:
-    runs = [r for r in visible_runs(owner, admin=admin) if kind is None or r["kind"] == kind]
+def run_choices(caller: Caller, kind: str | None = None) -> list[tuple[str, str]]:
+    """The caller's runs for a dropdown (an admin's list shows every run, with its owner)."""
     return [
-        (f"{r['run_id']} · {r['kind']} · {r['survey_id']} · {r['stored']}/{r['expected']}"
-         + (f" · {r['owner'] or '(cli)'}" if admin else ""), r["run_id"])
-        for r in runs
+        (f"{r['run_id']} · {r['kind']} · {r['survey_id']} · {r['stored']}/{r['expected']} · {r['state']}"
+         + (f" · {r['owner'] or '(unknown)'}" if caller.admin else ""), r["run_id"])
+        for r in visible_runs(caller, kind)  # type: ignore[arg-type]
     ]  # fmt: skip
 
 
-def may_see(run_id: str, owner: str, admin: bool) -> dict[str, Any]:
-    """The run's info when this user may see it (their own run, or any for an admin)."""
-    info = run_info(run_id)
-    if not admin and info["owner"] != owner:
-        raise RunError(f"run {run_id!r} belongs to another user")
-    return info
+def downloadable(paths: list[str]) -> list[str]:
+    """Copies of files for a download box, in a fresh temporary folder (Gradio serves files from
+    there; the originals stay in the caller's folders, which Gradio must never serve)."""
+    folder = Path(tempfile.mkdtemp(prefix="personagraph-download-"))
+    copies = []
+    for path in paths:
+        target = folder / Path(path).name
+        shutil.copyfile(path, target)
+        copies.append(str(target))
+    return copies
+
+
+def options_from_form(
+    mode: str, concurrency: float, reason_chars: float, max_followups: float = 2
+) -> BatchOptions:
+    """BatchOptions from the form; an invalid value names the field and what it allows."""
+    try:
+        return BatchOptions(
+            mode=mode, concurrency=int(concurrency), reason_chars=int(reason_chars),  # type: ignore[arg-type]
+            max_followups=int(max_followups),
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        ) from None
+
+
+def run_outcome(info: dict[str, Any]) -> str:
+    """How a run that is no longer executing here ended, as one line for the status box."""
+    run_id, state, message = info["run_id"], info["state"], info.get("message") or ""
+    if state == "done":
+        return "✅ Done. "
+    if state == "cancelled":
+        return f"⚠️ Cancelled; the stored answers are kept. Resume with run id `{run_id}`.\n\n"
+    if state == "stopped":
+        return f"⚠️ Stopped: {message}. Resume with run id `{run_id}`.\n\n"
+    if state == "failed":
+        return f"⚠️ {message}\n\nResume with run id `{run_id}`.\n\n"
+    return f"Run `{run_id}` is {state}. "
 
 
 # --- the tabs -----------------------------------------------------------------------------------------
 
 
-def build_twins_tabs(auth: AuthConfig) -> None:
-    """The four twin tabs, created inside the caller's open `gr.Blocks`."""
+def build_twins_tabs(accounts: AccountStore) -> None:
+    """The four twin tabs, created inside the caller's open `gr.Blocks`.
 
-    def account(request: gr.Request | None) -> tuple[str, bool]:
-        acc = current_account(auth, request)
-        return acc.user_id, acc.admin
+    Every handler (private ones too: "private" only hides them from the API docs) starts with
+    `caller_of(accounts, request)`, which refuses a request without a signed-in account when accounts
+    exist; the services then decide what that caller may see.
+    """
+    checkpointers: list[BaseCheckpointSaver[Any]] = []
 
-    def _options(
-        mode: str, concurrency: float, reason_chars: float, max_followups: float = 2
-    ) -> BatchOptions:
-        try:
-            return BatchOptions(
-                mode=mode, concurrency=int(concurrency), reason_chars=int(reason_chars),  # type: ignore[arg-type]
-                max_followups=int(max_followups),
-            )  # fmt: skip
-        except ValidationError as exc:  # name the field and what it allows
-            raise ValueError(
-                "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-            ) from None
+    def interviews(caller: Caller) -> InterviewSession:
+        # One checkpointer for the tab's interactive interviews (opened on first use).
+        if not checkpointers:
+            from personagraph.memory.persistence import make_checkpointer
+
+            checkpointers.append(make_checkpointer())
+        return InterviewSession(caller, checkpointers[0])
 
     with gr.Tab("Respondents"):
         gr.Markdown(f"Choose which digital twins answer. {SELECT_HELP}")
         with gr.Row():
             specs = gr.Textbox(value=DEFAULT_SELECT, lines=4, label="Selection", scale=3)
             with gr.Column(scale=1):
-                saved = gr.Dropdown(choices=list_selections(), label="Saved selections", value=None)
+                saved = gr.Dropdown(choices=[], label="Your saved selections", value=None)
                 save_name = gr.Textbox(label="Save as", placeholder="name")
                 save_btn = gr.Button("Save selection", size="sm")
         with gr.Accordion("Build a filter", open=True), gr.Row():
@@ -296,11 +329,16 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             sample_seed = gr.Number(value=1, precision=0, label="Seed", scale=1)
             add_sample = gr.Button("Add random sample", scale=1)
             clear_btn = gr.Button("Everyone (clear)", scale=1)
+        people_file = gr.File(
+            label="Your own respondents (CSV / JSON / JSONL with an id column and a `profile`)",
+            file_types=[".csv", ".json", ".jsonl"], type="filepath",
+        )  # fmt: skip
         count_btn = gr.Button("Count and preview", variant="primary")
         count_md = gr.Markdown()
         preview = gr.Dataframe(label="First 20 respondents", interactive=False, wrap=True)
 
-        def on_attribute(name: str) -> tuple[Any, str]:
+        def on_attribute(name: str, request: gr.Request) -> tuple[Any, str]:
+            caller_of(accounts, request)
             try:
                 kind, categories, span = attribute_info(name)
             except INPUT_ERRORS as exc:
@@ -311,54 +349,104 @@ def build_twins_tabs(auth: AuthConfig) -> None:
                 choices=[], value=[]
             ), f"`{name}` is numeric ({span}): set a minimum and/or maximum."
 
-        def do_add_filter(text: str, name: str, chosen: list[str], lo: float | None, hi: float | None) -> Any:
+        def _updated(caller: Caller, text: str, spec: str) -> Any:
             try:
-                spec = filter_spec(name, chosen, lo, hi)
                 updated = add_spec(text, spec)
-                summary, table = preview_selection(updated)
+                summary, table = preview_selection(caller, updated)
             except INPUT_ERRORS as exc:
                 return gr.update(), f"⚠️ {exc}", gr.update()
             return updated, summary, table
 
-        def do_add_sample(text: str, n: float, seed: float) -> Any:
+        def do_add_filter(
+            text: str, name: str, chosen: list[str], lo: float | None, hi: float | None, request: gr.Request
+        ) -> Any:
+            caller = caller_of(accounts, request)
             try:
-                updated = add_spec(text, f"random:{int(n)}:{int(seed)}")
-                summary, table = preview_selection(updated)
+                spec = filter_spec(name, chosen, lo, hi)
             except INPUT_ERRORS as exc:
                 return gr.update(), f"⚠️ {exc}", gr.update()
-            return updated, summary, table
+            return _updated(caller, text, spec)
+
+        def do_add_sample(text: str, n: float, seed: float, request: gr.Request) -> Any:
+            caller = caller_of(accounts, request)
+            try:
+                spec = f"random:{int(n)}:{int(seed)}"
+            except (TypeError, ValueError):
+                return gr.update(), "⚠️ random: give a sample size and a seed", gr.update()
+            return _updated(caller, text, spec)
+
+        def do_clear(request: gr.Request) -> str:
+            caller_of(accounts, request)
+            return "all"
+
+        def do_people_upload(text: str, path: str | None, request: gr.Request) -> Any:
+            caller = caller_of(accounts, request)
+            if not path:
+                return gr.update(), "", gr.update()
+            try:
+                saved_path = save_upload(caller, path, field="respondents_file")
+            except INPUT_ERRORS as exc:
+                return gr.update(), f"⚠️ {exc}", gr.update()
+            return _updated(caller, text, f"source:{saved_path.name}")
 
         attribute.input(on_attribute, [attribute], [values, count_md], api_visibility="private")
         add_filter.click(do_add_filter, [specs, attribute, values, low, high], [specs, count_md, preview],
                          api_visibility="private")  # fmt: skip
         add_sample.click(do_add_sample, [specs, sample_n, sample_seed], [specs, count_md, preview],
                          api_visibility="private")  # fmt: skip
-        clear_btn.click(lambda: "all", None, [specs], api_visibility="private")
+        clear_btn.click(do_clear, None, [specs], api_visibility="private")
+        people_file.upload(do_people_upload, [specs, people_file], [specs, count_md, preview],
+                           api_visibility="private")  # fmt: skip
 
-        def do_preview(text: str) -> tuple[str, Any]:
+        def do_preview(text: str, request: gr.Request) -> tuple[str, Any]:
+            caller = caller_of(accounts, request)
             try:
-                return preview_selection(text)
+                return preview_selection(caller, text)
             except INPUT_ERRORS as exc:
                 return f"⚠️ {exc}", pd.DataFrame()
 
-        def do_save(text: str, name: str) -> tuple[str, Any]:
+        def do_save(text: str, name: str, request: gr.Request) -> tuple[str, Any]:
+            caller = caller_of(accounts, request)
             try:
-                path = save_selection(selection_from_text(text), (name or "").strip())
+                saved_name = save_selection(caller, selection_from_text(caller, text), (name or "").strip())
             except INPUT_ERRORS as exc:
                 return f"⚠️ {exc}", gr.update()
-            return f"Saved `{path.name}`; use it as `saved:{path.stem}`.", gr.update(
-                choices=list_selections()
-            )
+            return f"Saved; use it as `saved:{saved_name}`.", gr.update(choices=list_selections(caller))
+
+        def do_saved_list(request: gr.Request) -> Any:
+            return gr.update(choices=list_selections(caller_of(accounts, request)))
+
+        def do_pick_saved(name: str, request: gr.Request) -> Any:
+            caller_of(accounts, request)
+            return f"saved:{name}" if name else gr.update()
 
         count_btn.click(do_preview, [specs], [count_md, preview], api_name="count_respondents")
         save_btn.click(do_save, [specs, save_name], [count_md, saved], api_visibility="private")
-        saved.input(lambda name: f"saved:{name}" if name else gr.update(), [saved], [specs],
-                    api_visibility="private")  # fmt: skip
+        saved.focus(do_saved_list, None, [saved], api_visibility="private")
+        saved.input(do_pick_saved, [saved], [specs], api_visibility="private")
+
+    def do_read_template(path: str | None, request: gr.Request) -> str:
+        caller = caller_of(accounts, request)
+        if not path:
+            return ""
+        try:
+            return read_text(caller, path, "template")
+        except INPUT_ERRORS as exc:
+            return f"# ⚠️ {exc}"
+
+    def do_read_upload(path: str | None, request: gr.Request) -> str:
+        caller = caller_of(accounts, request)
+        if not path:
+            return ""
+        try:
+            return save_upload(caller, path, field="file").read_text(encoding="utf-8")
+        except (*INPUT_ERRORS, UnicodeDecodeError) as exc:
+            return f"# ⚠️ {exc}"
 
     with gr.Tab("Survey"):
         gr.Markdown("Load a template (or upload a JSON/YAML survey), edit it if you like, then run it on the "
-                    "selection from the **Respondents** tab. Runs are resumable: a stopped run continues "
-                    "where it stopped.")  # fmt: skip
+                    "selection from the **Respondents** tab. Runs are resumable: a stopped or cancelled run "
+                    "continues where it stopped.")  # fmt: skip
         with gr.Row():
             template = gr.Dropdown(template_choices(), label="Template", value=None, scale=2)
             survey_file = gr.File(
@@ -377,16 +465,19 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         with gr.Row():
             check_btn = gr.Button("Check survey")
             run_btn = gr.Button("Run survey", variant="primary")
+            cancel_btn = gr.Button("Cancel run", variant="stop")
         run_status = gr.Markdown()
+        current_run = gr.State(value=None)
         live_plot = gr.Plot(label="Live answer distribution")
         live_means = gr.Plot(label="Means so far")
 
-        template.input(read_text_file, [template], [survey_text], api_visibility="private")
-        survey_file.upload(read_text_file, [survey_file], [survey_text], api_visibility="private")
+        template.input(do_read_template, [template], [survey_text], api_visibility="private")
+        survey_file.upload(do_read_upload, [survey_file], [survey_text], api_visibility="private")
 
-        def do_check(text: str) -> str:
+        def do_check(text: str, request: gr.Request) -> str:
             from personagraph.twins.surveys import describe_types
 
+            caller_of(accounts, request)
             try:
                 survey = survey_from_text(text)
             except INPUT_ERRORS as exc:
@@ -397,29 +488,41 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         def do_run(
             text: str, select_text: str, mode_value: str, conc: float, reasons: float, resume: str,
             request: gr.Request,
-        ) -> Iterator[tuple[str, Any, Any]]:  # fmt: skip
-            owner, admin = account(request)
+        ) -> Iterator[tuple[str, Any, Any, Any]]:  # fmt: skip
+            caller = caller_of(accounts, request)
             try:
-                options = _options(mode_value, conc, reasons)
+                options = options_from_form(mode_value, conc, reasons)
                 if (resume or "").strip():
                     run_id = resume.strip()
-                    may_see(run_id, owner, admin)
+                    if run_info(caller, run_id)["kind"] != "survey":
+                        raise RunError(f"run_id: {run_id!r} is not a survey run; resume it in its own tab")
+                    start_run_in_background(caller, run_id, options)
                 else:
                     survey = survey_from_text(text)
-                    selection = selection_from_text(select_text)
-                    people = select(selection, load_respondents(selection.source))
-                    run_id = create_survey_run(survey, people, options, selection=selection,
-                                               source=selection.source, owner=owner).run_id  # fmt: skip
+                    selection = selection_from_text(caller, select_text)
+                    run_id = start_survey_run(caller, survey, selection, options)
             except INPUT_ERRORS as exc:
-                yield f"⚠️ {exc}", gr.update(), gr.update()
+                yield f"⚠️ {exc}", gr.update(), gr.update(), gr.update()
                 return
-            yield from _follow_run(run_id, options)
+            for text_now, *figures in _follow_survey(caller, run_id):
+                yield text_now, *figures, run_id
+
+        def do_cancel(run_id: str | None, request: gr.Request) -> str:
+            caller = caller_of(accounts, request)
+            if not run_id:
+                return "⚠️ run_id: no run was started here yet"
+            try:
+                cancel_run(caller, run_id)
+            except INPUT_ERRORS as exc:
+                return f"⚠️ {exc}"
+            return f"Cancelling `{run_id}`: the calls in flight finish and are stored."
 
         check_btn.click(do_check, [survey_text], [run_status], api_name="check_survey")
         run_btn.click(
             do_run, [survey_text, specs, mode, concurrency, reason_chars, resume_id],
-            [run_status, live_plot, live_means], api_name="run_survey",
+            [run_status, live_plot, live_means, current_run], api_name="run_survey",
         )  # fmt: skip
+        cancel_btn.click(do_cancel, [current_run], [run_status], api_name="cancel_survey")
 
     with gr.Tab("Interview"):
         with gr.Row():
@@ -433,8 +536,8 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         max_followups = gr.Number(
             value=2, precision=0, minimum=0, maximum=10, label="Follow-ups per question"
         )
-        guide_pick.input(read_text_file, [guide_pick], [guide_text], api_visibility="private")
-        guide_file.upload(read_text_file, [guide_file], [guide_text], api_visibility="private")
+        guide_pick.input(do_read_template, [guide_pick], [guide_text], api_visibility="private")
+        guide_file.upload(do_read_upload, [guide_file], [guide_text], api_visibility="private")
         with gr.Accordion("Batch: interview every respondent of the selection", open=False):
             batch_btn = gr.Button("Run interviews", variant="primary")
             batch_status = gr.Markdown()
@@ -450,29 +553,31 @@ def build_twins_tabs(auth: AuthConfig) -> None:
                 end_btn = gr.Button("End", variant="stop", scale=1)
             interview_status = gr.Markdown()
             interview_files = gr.File(label="Transcript (markdown + JSON)", file_count="multiple")
-            session_state = gr.State(value=None)
+            session_state = gr.State(value=None)  # the thread id of this browser's interview
 
         def do_batch(text: str, select_text: str, followups: float, request: gr.Request) -> Iterator[str]:
-            owner, _ = account(request)
+            caller = caller_of(accounts, request)
             try:
-                options = _options("per_question", 1, 0, followups)
+                options = options_from_form("per_question", 1, 0, followups)
                 guide = guide_from_text(text)
-                selection = selection_from_text(select_text)
-                people = select(selection, load_respondents(selection.source))
-                run_id = create_interview_run(guide, people, options, selection=selection,
-                                              source=selection.source, owner=owner)  # fmt: skip
+                selection = selection_from_text(caller, select_text)
+                run_id = start_interview_run(caller, guide, selection, options)
             except INPUT_ERRORS as exc:
                 yield f"⚠️ {exc}"
                 return
-            for alive, progress, outcome in _in_background(run_interviews, run_id, options):
-                if alive:
-                    yield f"Run `{run_id}`: {progress.get('done', 0)}/{progress.get('total', len(people))} interviews…"
-                elif "error" in outcome:
-                    yield f"⚠️ {outcome['error']} — resume it from the Results tab or CLI (`--resume {run_id}`)."
-                else:
-                    s = outcome["summary"]
-                    note = f" Stopped: {s.stopped}." if s.stopped else ""
-                    yield f"Run `{run_id}` done: {s.ok} interviews ok, {s.failed} failed.{note} See the **Results** tab."
+            while True:
+                try:
+                    info = run_info(caller, run_id)
+                except INPUT_ERRORS as exc:  # deleted meanwhile
+                    yield f"⚠️ {exc}"
+                    return
+                if not info["active"]:
+                    yield (run_outcome(info) + f"Run `{run_id}`: {info['ok']} interviews ok, {info['failed']} "
+                           "failed. See the **Results** tab.")  # fmt: skip
+                    return
+                progress = info["progress"] or {}
+                yield f"Run `{run_id}`: {progress.get('done', 0)}/{progress.get('total', info['expected'])} interviews…"
+                time.sleep(1.0)
 
         batch_btn.click(
             do_batch, [guide_text, specs, max_followups], [batch_status], api_name="run_interviews"
@@ -491,72 +596,70 @@ def build_twins_tabs(auth: AuthConfig) -> None:
                 messages.append({"role": "assistant", "content": str(entry.get("answer", ""))})
             return messages
 
-        def _turn_outputs(session: dict[str, Any], turn: InterviewTurn) -> tuple[Any, ...]:
+        def _turn_outputs(caller: Caller, turn: InterviewTurn) -> tuple[Any, ...]:
             if turn.waiting is None:
-                files = _save_session(session, turn)
-                return _chat_of(turn), None, "Interview finished; the transcript is saved.", files
+                files = interviews(caller).save_transcript(turn.thread_id)
+                return (_chat_of(turn), None, "Interview finished; the transcript is saved.",
+                        downloadable(list(files.values())))  # fmt: skip
             nxt = turn.waiting.get("next_question")
             hint = f"Next guide question: _{nxt}_" if nxt else "This was the last guide question."
-            return _chat_of(turn), session, f"Ask a follow-up, or **Next question**. {hint}", None
+            return _chat_of(turn), turn.thread_id, f"Ask a follow-up, or **Next question**. {hint}", None
 
-        def _save_session(session: dict[str, Any], turn: InterviewTurn) -> list[str]:
-            from personagraph.serving.settings import get_settings
-
-            pool = load_respondents(session["source"])
-            out = get_settings().personagraph_home / "interviews"
-            files = export_session_transcript(
-                turn.thread_id,
-                turn.transcript,
-                guide_from_data(session["guide"]),
-                pool.by_id[session["person"]],
-                out,
-            )
-            return list(files.values())
-
-        def do_start(text: str, pid: str, followups: float, select_text: str) -> tuple[Any, ...]:
+        def do_start(
+            text: str, pid: str, followups: float, select_text: str, request: gr.Request
+        ) -> tuple[Any, ...]:
+            caller = caller_of(accounts, request)
             try:
+                limit = options_from_form("per_question", 1, 0, followups).max_followups
                 guide = guide_from_text(text)
-                selection = selection_from_text(select_text)
-                pool = load_respondents(selection.source)
+                selection = selection_from_text(caller, select_text)
+                pool = respondent_pool(caller, selection.source)
                 if (pid or "").strip() not in pool.by_id:
-                    raise RespondentError(f"respondent id: {pid!r} is not in source {selection.source!r}")
-                person = pool.by_id[pid.strip()]
-                turn = InterviewSession(max_followups=int(followups)).start(person, guide)
+                    raise RespondentError(f"respondent id: {pid!r} is not in the selection's source")
+                turn = interviews(caller).start(pool.by_id[pid.strip()], guide, max_followups=limit)
             except (*INPUT_ERRORS, ModelError) as exc:
                 return [], None, f"⚠️ {exc}", None
-            session = {"thread_id": turn.thread_id, "person": person.id, "source": selection.source,
-                       "guide": guide.model_dump(), "max_followups": int(followups)}  # fmt: skip
-            return _turn_outputs(session, turn)
+            return _turn_outputs(caller, turn)
 
-        def do_reply(session: dict[str, Any] | None, text: str) -> tuple[Any, ...]:
-            if not session:
+        def _reply(thread_id: str | None, text: str, request: gr.Request) -> tuple[Any, ...]:
+            caller = caller_of(accounts, request)
+            if not thread_id:
                 return gr.update(), None, "⚠️ Start an interview first.", None
             try:
-                interview = InterviewSession(max_followups=session["max_followups"])
-                turn = interview.reply(session["thread_id"], text)
-            except (RunError, ModelError) as exc:
-                return gr.update(), session, f"⚠️ {exc} — send it again to retry.", None
-            return _turn_outputs(session, turn)
+                turn = interviews(caller).reply(thread_id, text)
+            except (*INPUT_ERRORS, ModelError) as exc:
+                return gr.update(), thread_id, f"⚠️ {exc} — send it again to retry.", None
+            return _turn_outputs(caller, turn)
+
+        def do_reply(thread_id: str | None, text: str, request: gr.Request) -> tuple[Any, ...]:
+            return _reply(thread_id, text, request)
+
+        def do_next(thread_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+            return _reply(thread_id, "/next", request)
+
+        def do_end(thread_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+            return _reply(thread_id, "/end", request)
+
+        def do_clear_followup(request: gr.Request) -> str:
+            caller_of(accounts, request)
+            return ""
 
         interactive_outputs = [interview_chat, session_state, interview_status, interview_files]
         start_btn.click(do_start, [guide_text, person_id, max_followups, specs], interactive_outputs,
                         api_name="start_interview")  # fmt: skip
         ask_btn.click(
             do_reply, [session_state, followup], interactive_outputs, api_name="interview_reply"
-        ).then(lambda: "", None, [followup], api_visibility="private")
+        ).then(do_clear_followup, None, [followup], api_visibility="private")
         followup.submit(
             do_reply, [session_state, followup], interactive_outputs, api_visibility="private"
-        ).then(lambda: "", None, [followup], api_visibility="private")
-        next_btn.click(
-            lambda s: do_reply(s, "/next"), [session_state], interactive_outputs, api_visibility="private"
-        )
-        end_btn.click(
-            lambda s: do_reply(s, "/end"), [session_state], interactive_outputs, api_visibility="private"
-        )
+        ).then(do_clear_followup, None, [followup], api_visibility="private")
+        next_btn.click(do_next, [session_state], interactive_outputs, api_visibility="private")
+        end_btn.click(do_end, [session_state], interactive_outputs, api_visibility="private")
 
     with gr.Tab("Results"):
         with gr.Row():
-            run_pick = gr.Dropdown(choices=[], label="Run", scale=4)
+            # Any run id may be typed (e.g. one from the CLI); the services decide what the caller may open.
+            run_pick = gr.Dropdown(choices=[], label="Run", allow_custom_value=True, scale=4)
             refresh_btn = gr.Button("↻ Refresh", scale=1)
         results_md = gr.Markdown()
         results_table = gr.Dataframe(label="Per question", interactive=False)
@@ -571,7 +674,8 @@ def build_twins_tabs(auth: AuthConfig) -> None:
             segment_plot = gr.Plot(label="By segment")
         with gr.Row():
             export_btn = gr.Button("Export JSON / CSV / Excel / transcripts")
-            delete_btn = gr.Button("Delete run (admin)", variant="stop")
+            cancel_run_btn = gr.Button("Cancel run")
+            delete_btn = gr.Button("Delete run", variant="stop")
         export_files = gr.File(label="Exports", file_count="multiple")
         with gr.Accordion("Validate against real answers", open=False):
             gr.Markdown("An answers CSV in the Twin-2K-500 format: `twin_id` plus one column per item id. "
@@ -582,20 +686,19 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         results_status = gr.Markdown()
 
         def do_refresh(request: gr.Request) -> Any:
-            owner, admin = account(request)
-            return gr.update(choices=run_choices(owner, admin))
+            return gr.update(choices=run_choices(caller_of(accounts, request)))
 
         def do_show(run_id: str, request: gr.Request) -> tuple[Any, ...]:
-            owner, admin = account(request)
+            caller = caller_of(accounts, request)
             if not run_id:
                 return "", pd.DataFrame(), gr.update(choices=[]), go.Figure()
             try:
-                info = may_see(run_id, owner, admin)
+                info = run_info(caller, run_id)
                 if info["kind"] != "survey":
-                    return (f"Interview run `{run_id}`: {info['stored']}/{info['expected']} transcripts. "
-                            "Export it to read them.", pd.DataFrame(), gr.update(choices=[]), go.Figure())  # fmt: skip
-                with RunStore.open(run_id) as store:
-                    summary = summarize(store)
+                    return (f"Interview run `{run_id}`: {info['stored']}/{info['expected']} transcripts "
+                            f"({info['state']}). Export it to read them.", pd.DataFrame(), gr.update(choices=[]),
+                            go.Figure())  # fmt: skip
+                summary = summarize(caller, run_id)
             except INPUT_ERRORS as exc:
                 return f"⚠️ {exc}", pd.DataFrame(), gr.update(choices=[]), go.Figure()
             ids = [q["question_id"] for q in summary["questions"]]
@@ -609,49 +712,53 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         def do_question(
             run_id: str, question_id: str, attribute: str, request: gr.Request
         ) -> tuple[Any, Any]:
-            owner, admin = account(request)
+            caller = caller_of(accounts, request)
             if not run_id or not question_id:
                 return go.Figure(), go.Figure()
             try:
-                may_see(run_id, owner, admin)
-                with RunStore.open(run_id) as store:
-                    summary = summarize(store)
-                    segments = by_segment(store, attribute) if attribute else {}
+                summary = summarize(caller, run_id)
+                segments = by_segment(caller, run_id, attribute) if attribute else {}
             except INPUT_ERRORS:
                 return distribution_figure({}), go.Figure()
             return distribution_figure(summary, question_id), segment_figure(segments, question_id)
 
         def do_export(run_id: str, request: gr.Request) -> tuple[Any, str]:
-            owner, admin = account(request)
+            caller = caller_of(accounts, request)
             try:
-                may_see(run_id, owner, admin)
-                out = Path(tempfile.mkdtemp(prefix="personagraph-export-"))
-                files = export_all(run_id, out)
+                files = export_all(caller, run_id or "")
             except INPUT_ERRORS as exc:
                 return None, f"⚠️ {exc}"
             paths = [p for p in files.values() if Path(p).is_file()]
             transcripts = files.get("transcripts_dir")
             if transcripts:
                 paths += [str(p) for p in sorted(Path(transcripts).glob("*.md"))]
-            return paths, f"Exported {len(paths)} files."
+            return downloadable(paths), f"Exported {len(paths)} files."
+
+        def do_cancel_run(run_id: str, request: gr.Request) -> str:
+            caller = caller_of(accounts, request)
+            try:
+                info = cancel_run(caller, run_id or "")
+            except INPUT_ERRORS as exc:
+                return f"⚠️ {exc}"
+            if info["active"]:
+                return f"Cancelling `{run_id}`: the calls in flight finish and are stored."
+            return f"`{run_id}` is not running here ({info['state']}); it will stop if it runs elsewhere."
 
         def do_delete(run_id: str, request: gr.Request) -> tuple[str, Any]:
-            owner, admin = account(request)
-            if not admin:
-                return "⚠️ Only an admin can delete runs.", gr.update()
+            caller = caller_of(accounts, request)
             try:
-                delete_run(run_id)
+                delete_run(caller, run_id or "")
             except INPUT_ERRORS as exc:
                 return f"⚠️ {exc}", gr.update()
-            return f"Deleted `{run_id}`.", gr.update(choices=run_choices(owner, admin), value=None)
+            return f"Deleted `{run_id}`.", gr.update(choices=run_choices(caller), value=None)
 
         def do_validate(run_id: str, path: str | None, request: gr.Request) -> str:
-            owner, admin = account(request)
+            caller = caller_of(accounts, request)
             if not path:
-                return "⚠️ answers file: upload the real answers CSV first"
+                return "⚠️ answers_file: upload the real answers CSV first"
             try:
-                may_see(run_id, owner, admin)
-                return validation_markdown(validate_run(run_id, Path(path)))
+                mine = save_upload(caller, path, field="answers_file")
+                return validation_markdown(validate_run(caller, run_id or "", mine))
             except INPUT_ERRORS as exc:
                 return f"⚠️ {exc}"
 
@@ -664,61 +771,40 @@ def build_twins_tabs(auth: AuthConfig) -> None:
         segment_pick.input(do_question, [run_pick, question_pick, segment_pick], [question_plot, segment_plot],
                            api_visibility="private")  # fmt: skip
         export_btn.click(do_export, [run_pick], [export_files, results_status], api_name="export_run")
+        cancel_run_btn.click(do_cancel_run, [run_pick], [results_status], api_name="cancel_run")
         delete_btn.click(do_delete, [run_pick], [results_status, run_pick], api_name="delete_run")
         validate_btn.click(do_validate, [run_pick, answers_file], [validation_md], api_name="validate_run")
 
 
-def _in_background(
-    run: Callable[..., RunSummary], run_id: str, options: BatchOptions
-) -> Iterator[tuple[bool, dict[str, Any], dict[str, Any]]]:
-    """Run a batch (`run_survey` or `run_interviews`) in a worker thread; about once a second yield
-    (still running, the latest progress, the outcome: "summary" or "error"), the last time not running."""
-    progress: dict[str, Any] = {}
-    outcome: dict[str, Any] = {}
-
-    def on_progress(p: Progress) -> None:
-        progress.update(p.as_dict())
-
-    def work() -> None:
-        try:
-            outcome["summary"] = run(run_id, options, progress=False, on_progress=on_progress)
-        except (ModelError, RunError) as exc:
-            outcome["error"] = str(exc)
-
-    thread = threading.Thread(target=work, daemon=True, name=f"batch-{run_id}")
-    thread.start()
-    while thread.is_alive():
-        yield True, progress, outcome
-        thread.join(timeout=1.0)
-    yield False, progress, outcome
-
-
-def _follow_run(run_id: str, options: BatchOptions) -> Iterator[tuple[str, Any, Any]]:
-    """Run a survey in a worker thread; yield progress and the live plots about once a second."""
+def _follow_survey(caller: Caller, run_id: str) -> Iterator[tuple[str, Any, Any]]:
+    """Follow a survey run executing in the background: progress and the live plots about once a
+    second, until it is no longer running (done, stopped, cancelled or failed)."""
     started = time.monotonic()
-    for alive, progress, outcome in _in_background(run_survey, run_id, options):
-        summary = _summary_or_none(run_id)
+    while True:
+        try:
+            info = run_info(caller, run_id)
+        except INPUT_ERRORS as exc:  # deleted meanwhile
+            yield f"⚠️ {exc}", gr.update(), gr.update()
+            return
+        summary = _summary_or_none(caller, run_id)
+        progress = info["progress"] or {}
         done, total = progress.get("done", 0), progress.get("total", "?")
         text = f"Run `{run_id}`: {done}/{total} answers this session · {time.monotonic() - started:.0f} s"
         if summary is not None:
             text += f"\n\n{summary_markdown(summary)}"
-        if not alive:
-            if "error" in outcome:
-                text = f"⚠️ {outcome['error']}\n\nResume with run id `{run_id}`.\n\n" + text
-            elif outcome.get("summary") is not None and outcome["summary"].stopped:
-                text = f"⚠️ Stopped: {outcome['summary'].stopped}. Resume with run id `{run_id}`.\n\n" + text
-            else:
-                text = "✅ Done. " + text
         figures = (
             (distribution_figure(summary), means_figure(summary)) if summary else (gr.update(), gr.update())
         )
+        if not info["active"]:
+            yield run_outcome(info) + text, *figures
+            return
         yield text, *figures
+        time.sleep(1.0)
 
 
-def _summary_or_none(run_id: str) -> dict[str, Any] | None:
+def _summary_or_none(caller: Caller, run_id: str) -> dict[str, Any] | None:
     try:
-        with RunStore.open(run_id) as store:
-            return summarize(store)
+        return summarize(caller, run_id)
     except Exception:  # the writer holds the database for a moment; the next poll reads it
         return None
 

@@ -1,5 +1,8 @@
 """What a survey run's stored answers say: coverage, validity and distributions (`summarize`), the same
 per segment of the people (`by_segment`), and how close the twins came to real answers (`validate_run`).
+
+Each takes the caller first and opens only a run they may manage (their own; admins every run);
+`summary_of` / `segments_of` do the work on a store already opened that way.
 """
 
 from __future__ import annotations
@@ -8,8 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from personagraph.accounts.identity import Caller
 from personagraph.services.twins.answering import AnswerRecord
-from personagraph.services.twins.store import RunError, RunStore
+from personagraph.services.twins.selections import confine
+from personagraph.services.twins.store import RunError, RunStore, open_run
 from personagraph.twins.validation import (
     AnswersFileError,
     compare_with_answers,
@@ -19,7 +24,20 @@ from personagraph.twins.validation import (
 )
 
 
-def summarize(store: RunStore) -> dict[str, Any]:
+def summarize(caller: Caller, run_id: str) -> dict[str, Any]:
+    """A survey run's coverage (stored / expected), validity (ok / stored) and per-question
+    distributions. Owner or admin only (else NotFoundError)."""
+    with open_run(caller, run_id, "survey") as store:
+        return summary_of(store)
+
+
+def by_segment(caller: Caller, run_id: str, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """`segments_of` a survey run the caller may manage."""
+    with open_run(caller, run_id, "survey") as store:
+        return segments_of(store, attribute)
+
+
+def summary_of(store: RunStore) -> dict[str, Any]:
     """Coverage (stored / expected), validity (ok / stored) and per-question distributions."""
     survey = store.survey()
     arms = store.arms()
@@ -66,7 +84,7 @@ def summarize(store: RunStore) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def by_segment(store: RunStore, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:
+def segments_of(store: RunStore, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:
     """Per segment (the people's value of `attribute`, e.g. age_band): each question's n, mean and
     option counts, from the valid answers. For numeric attributes, group them first (e.g. by tertile)."""
     survey = store.survey()
@@ -99,24 +117,24 @@ def by_segment(store: RunStore, attribute: str) -> dict[str, dict[str, dict[str,
     return out
 
 
-def validate_run(run_id: str, answers_path: Path) -> dict[str, Any]:
+def validate_run(caller: Caller, run_id: str, answers_path: str | Path) -> dict[str, Any]:
     """Score a survey run against real answers (twin_id + one column per item id), with both baselines.
 
-    People of the run without a row in the answers file are listed, not scored.
+    People of the run without a row in the answers file are listed, not scored. Owner or admin only
+    (else NotFoundError); the answers file must be in the caller's folders (the CLI: anywhere).
     """
-    with RunStore.open(run_id) as store:
-        if store.meta("kind") != "survey":
-            raise RunError(f"run {run_id!r}: only survey runs can be validated")
+    path = confine(caller, answers_path, "answers_file")
+    with open_run(caller, run_id, "survey") as store:
         survey = store.survey()
         predictions = store.numeric_answers()
         people = {p.id for p in store.people()}
     try:
-        answers = load_answers(answers_path, [q.id for q in survey.questions])
+        answers = load_answers(path, [q.id for q in survey.questions])
     except AnswersFileError as exc:
-        raise RunError(f"answers file: {exc}") from exc
+        raise RunError(f"answers_file: {exc}") from exc
     missing = sorted(people - set(answers))
     if len(missing) == len(people):
-        raise RunError("answers file: none of this run's respondents has a row (twin_id) in it")
+        raise RunError("answers_file: none of this run's respondents has a row (twin_id) in it")
     compared = compare_with_answers(survey.questions, predictions, answers, people - set(missing))
     who = ("twins", "population", "uniform")
     return {

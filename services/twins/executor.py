@@ -19,11 +19,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from personagraph.services.twins.answering import Mode
-from personagraph.services.twins.store import RunKind, RunStore
+from personagraph.services.twins.store import RunKind, RunState, RunStore, release_run, report_progress
 from personagraph.serving.models import ModelError, StructuredOutputError
 from personagraph.serving.settings import Role
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Question
+
+# `RunSummary.stopped` of a run stopped by `cancel_run` (store.py).
+CANCELLED = "cancelled; resume the run to finish it"
 
 # Settings that change how a run executes, never what it asks: a resume may change only these.
 EXECUTION_FIELDS = ("concurrency", "rate_per_s", "retries", "backoff_s", "retry_failed")
@@ -195,6 +198,9 @@ def execute(
         if time_budget_s is not None and stopped is None and time.perf_counter() - started > time_budget_s:
             stopped = f"time budget of {time_budget_s:g} s reached; resume the run to finish it"
         while stopped is None and len(in_flight) < window:
+            if store.meta("cancel_requested", False):
+                stopped = CANCELLED
+                return
             unit = next(queue, None)
             if unit is None:
                 return
@@ -202,6 +208,7 @@ def execute(
             future = pool.submit(call_with_retries, task, options.retries, options.backoff_s, limiter)
             in_flight[future] = unit
 
+    report_progress(run_id, state.as_dict())
     try:
         submit_more()
         while in_flight:
@@ -223,6 +230,7 @@ def execute(
                 state.done += unit.steps
                 state.last_person = unit.person.id
                 bar.update(unit.steps)
+                report_progress(run_id, state.as_dict())
                 if on_progress:
                     on_progress(state)
             submit_more()
@@ -242,3 +250,23 @@ def execute(
         asked_now=state.done, calls_failed_now=state.errors, seconds=round(time.perf_counter() - started, 2),
         stopped=stopped,
     )  # fmt: skip
+
+
+def finish_run(store: RunStore, body: Callable[[], RunSummary]) -> RunSummary:
+    """Run `body` on a run already claimed (`store.claim_run`), record how it ended (done, stopped,
+    cancelled, or failed with the error) and release the claim."""
+    try:
+        summary = body()
+    except KeyboardInterrupt:
+        release_run(store, "stopped", "interrupted; resume the run to finish it")
+        raise
+    except BaseException as exc:
+        release_run(store, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    state: RunState = "done"
+    if summary.stopped == CANCELLED:
+        state = "cancelled"
+    elif summary.stopped:
+        state = "stopped"
+    release_run(store, state, summary.stopped or "")
+    return summary

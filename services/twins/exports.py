@@ -1,5 +1,8 @@
 """A run's results as files: JSON (everything), CSV (one row per answer), Excel (one sheet per survey
 plus a summary), and interview transcripts as markdown + JSON. `export_all` writes what fits the run.
+
+Exports are written into the caller's own folder (`exports/<user id>/<run id>/`) unless the
+terminal operator (the CLI) names another; callers from the app or the API cannot write elsewhere.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personagraph.services.twins.analysis import summarize
-from personagraph.services.twins.store import RunStore
+from personagraph.accounts.identity import Caller
+from personagraph.services.twins.analysis import summary_of
+from personagraph.services.twins.store import RunStore, open_run
+from personagraph.serving.safe_paths import PathOutsideError, check_id, child_path, confined_path
+from personagraph.serving.settings import get_settings
 from personagraph.twins.guides import InterviewGuide
 from personagraph.twins.respondents import Respondent
 
@@ -30,10 +36,34 @@ EXPORT_COLUMNS = [
 RUN_META_KEYS = ("run_id", "kind", "created_at", "survey_id", "options", "selection", "source", "arm_source")
 
 
-def export_all(run_id: str, out_dir: Path) -> dict[str, str]:
-    """Every export of a run into `out_dir`: answers .json/.csv and .xlsx, or JSON and transcripts."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with RunStore.open(run_id) as store:
+def exports_folder(caller: Caller) -> Path:
+    """The caller's exports."""
+    return child_path(get_settings().personagraph_home / "exports", check_id(caller.user_id, "user"))
+
+
+def output_folder(caller: Caller, given: Path | None, root: Path, default: Path, field: str) -> Path:
+    """Where to write files for the caller: `default` when none is given; the terminal operator may
+    give any folder, anyone else only one under their own `root` (else PathOutsideError naming `field`)."""
+    if given is None:
+        return default
+    if caller.local:
+        return Path(given).expanduser()
+    try:
+        return confined_path(given, [root], field)
+    except PathOutsideError:
+        raise PathOutsideError(
+            f"{field}: files are written only in your own folder; leave {field} out"
+        ) from None
+
+
+def export_all(caller: Caller, run_id: str, out_dir: Path | None = None) -> dict[str, str]:
+    """Every export of a run: answers .json/.csv and .xlsx, or JSON and transcripts; returns the
+    paths by kind. Owner or admin only (else NotFoundError). `out_dir`: see `output_folder`; by
+    default `exports/<caller>/<run id>/`."""
+    with open_run(caller, run_id) as store:
+        root = exports_folder(caller)
+        out_dir = output_folder(caller, out_dir, root, child_path(root, run_id), "out_dir")
+        out_dir.mkdir(parents=True, exist_ok=True)
         files = {"json": str(export_json(store, out_dir / f"{run_id}.json"))}
         if store.meta("kind") == "survey":
             files["csv"] = str(export_csv(store, out_dir / f"{run_id}.csv"))
@@ -47,7 +77,7 @@ def export_json(store: RunStore, path: Path) -> Path:
     survey_run = store.meta("kind") == "survey"
     data: dict[str, Any] = {
         "run": {key: store.meta(key) for key in RUN_META_KEYS},
-        "summary": summarize(store) if survey_run else None,
+        "summary": summary_of(store) if survey_run else None,
         "arms": store.arms(),
         "answers": [a.model_dump() for a in store.answers()],
     }
@@ -104,7 +134,7 @@ def export_excel(stores: Sequence[RunStore], path: Path) -> Path:
                 row.update({q.id: values.get(person.id, {}).get(q.id) for q in survey.questions})
                 rows.append(row)
             pd.DataFrame(rows).to_excel(writer, sheet_name=_sheet_name(survey.id, taken), index=False)
-            summary = summarize(store)
+            summary = summary_of(store)
             for q in summary["questions"]:
                 summary_rows.append(
                     {"run_id": summary["run_id"], "survey_id": summary["survey_id"],
@@ -154,11 +184,11 @@ def export_transcripts(store: RunStore, out_dir: Path) -> dict[str, str]:
     profiles = {p.id: p.profile for p in store.people()}
     rows = store.transcripts()
     for row in rows:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["person_id"])
-        (out_dir / f"{safe}.json").write_text(
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["person_id"]).lstrip(".") or "_"
+        child_path(out_dir, f"{safe}.json").write_text(
             json.dumps(row, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
         )
-        (out_dir / f"{safe}.md").write_text(
+        child_path(out_dir, f"{safe}.md").write_text(
             transcript_markdown(
                 row["person_id"], row["transcript"], guide, profiles.get(row["person_id"], "")
             ),
@@ -179,15 +209,14 @@ def export_session_transcript(
     person: Respondent,
     out_dir: Path,
 ) -> dict[str, str]:
-    """Save one interactive interview (its thread and transcript entries) as markdown + JSON."""
+    """Save one interactive interview (its thread and transcript entries) as `<thread id>.md` + `.json`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = {"person_id": person.id, "thread_id": thread_id, "transcript": transcript}
-    base = out_dir / f"{guide.id}_{person.id}_{thread_id[-8:]}"
-    base.with_suffix(".json").write_text(
-        json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-    )
-    base.with_suffix(".md").write_text(
+    data = {"person_id": person.id, "guide_id": guide.id, "thread_id": thread_id, "transcript": transcript}
+    name = check_id(thread_id, "thread_id")
+    json_path, md_path = child_path(out_dir, f"{name}.json"), child_path(out_dir, f"{name}.md")
+    json_path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    md_path.write_text(
         transcript_markdown(person.id, {"transcript": transcript}, guide.model_dump(), person.profile),
         encoding="utf-8",
     )
-    return {"json": str(base.with_suffix(".json")), "markdown": str(base.with_suffix(".md"))}
+    return {"json": str(json_path), "markdown": str(md_path)}

@@ -4,12 +4,15 @@ A run lives in `PERSONAGRAPH_HOME/runs/<run_id>/results.sqlite`: the run's setti
 interview guide), the respondents' ids and profiles, their between-subject arms, and the answers
 with `UNIQUE(person_id, question_id)` (or one transcript per person). An answer can never be stored
 twice, so a run killed at any point resumes by asking only what has no stored result yet.
+
+Every run records its owner (the caller who created it). Only the owner or an admin may list, read,
+export, validate, cancel or delete it (admins see every run); for anyone else the run does not
+exist (NotFoundError), so run ids cannot be probed.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sqlite3
 import threading
@@ -21,17 +24,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from personagraph.accounts.identity import Caller, ConflictError, NotFoundError
 from personagraph.services.twins.answering import AnswerRecord
+from personagraph.serving.safe_paths import check_id, child_path
 from personagraph.serving.settings import get_settings
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Survey, survey_from_data
 
 RunKind = Literal["survey", "interview"]
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+RUN_KINDS: tuple[RunKind, ...] = ("survey", "interview")
+# What a run's meta "state" says; `active` in run_info says whether it runs in this process now.
+RunState = Literal["created", "running", "done", "stopped", "cancelled", "failed"]
 
 
-class RunError(RuntimeError):
-    """A run could not start or continue; the message says why and what to do."""
+class RunError(ValueError):
+    """A run request that cannot be done as asked; the message names the field and what to do."""
 
 
 def utc_now() -> str:
@@ -46,54 +53,142 @@ def runs_dir() -> Path:
     return get_settings().personagraph_home / "runs"
 
 
-def check_run_id(run_id: str) -> str:
-    # The id becomes a folder name: nothing that could leave the runs folder.
-    if not _RUN_ID.match(run_id or ""):
-        raise RunError(f"run id: {run_id!r} is not allowed; use 1-80 of A-Z a-z 0-9 _ . -")
-    return run_id
-
-
 def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def run_path(run_id: str) -> Path:
-    return runs_dir() / check_run_id(run_id) / "results.sqlite"
+    """runs/<run_id>/results.sqlite; the id is checked in full and the path kept under runs/."""
+    return child_path(runs_dir(), check_id(run_id, "run_id"), "results.sqlite")
 
 
-def list_runs() -> list[str]:
+def _all_run_ids() -> list[str]:
+    """Every run on disk, whoever owns it (for the access-checked listings below only)."""
     base = runs_dir()
     return sorted(p.parent.name for p in base.glob("*/results.sqlite")) if base.is_dir() else []
 
 
-def run_info(run_id: str) -> dict[str, Any]:
-    """What a run is, whose it is and how far it got (for listings)."""
-    with RunStore.open(run_id) as store:
-        kind = store.meta("kind")
-        return {
-            "run_id": run_id, "kind": kind, "owner": store.meta("owner", "") or "",
-            "created_at": store.meta("created_at", ""), "survey_id": store.meta("survey_id", ""),
-            "people": len(store.people()), "expected": store.meta("expected", 0),
-            "stored": store.status_counts(kind)["stored"],
-        }  # fmt: skip
+def _not_found(run_id: str) -> NotFoundError:
+    # The same words for a missing run and someone else's, so run ids cannot be probed.
+    return NotFoundError(f"run_id: no run {run_id!r} that you may open")
 
 
-def visible_runs(owner: str, *, admin: bool) -> list[dict[str, Any]]:
-    """Runs a user may see, newest first: their own, or every run for an admin."""
-    infos = [run_info(r) for r in list_runs()]
-    mine = infos if admin else [i for i in infos if i["owner"] == owner]
-    return sorted(mine, key=lambda i: str(i["created_at"]), reverse=True)
+def open_run(caller: Caller, run_id: str, kind: RunKind | None = None) -> RunStore:
+    """The store of a run the caller may manage: their own, or any run for an admin.
 
-
-def delete_run(run_id: str) -> None:
-    """Remove a run's folder (answers, transcripts, checkpoints)."""
+    A missing run and someone else's both raise NotFoundError; a run of the other kind than `kind`
+    is a RunError naming run_id. Close the store when done (`with open_run(...) as store:`).
+    """
     path = run_path(run_id)
-    if not path.exists():
-        raise RunError(f"run id: no run {run_id!r}; allowed: {', '.join(list_runs()) or '(none)'}")
-    shutil.rmtree(path.parent)
+    if not path.is_file():
+        raise _not_found(run_id)
+    store = RunStore(path)
+    try:
+        if not caller.may_manage(store.meta("owner")):
+            raise _not_found(run_id)
+        if kind is not None and store.meta("kind") != kind:
+            raise RunError(f"run_id: {run_id!r} is not a {kind} run (it is a {store.meta('kind')} run)")
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _info(store: RunStore, run_id: str) -> dict[str, Any]:
+    kind = store.meta("kind")
+    active = _ACTIVE.get(run_id)
+    return {
+        "run_id": run_id, "kind": kind, "owner": store.meta("owner", "") or "",
+        "created_at": store.meta("created_at", ""), "survey_id": store.meta("survey_id", ""),
+        "people": len(store.people()), "expected": store.meta("expected", 0),
+        **store.status_counts(kind),
+        "state": store.meta("state", "created"), "message": store.meta("state_message", "") or "",
+        "cancel_requested": bool(store.meta("cancel_requested", False)),
+        "active": active is not None, "progress": dict(active) if active is not None else None,
+    }  # fmt: skip
+
+
+def run_info(caller: Caller, run_id: str) -> dict[str, Any]:
+    """What a run is, whose it is and how far it got: stored/ok/failed of expected results, the
+    recorded `state` (created, running, done, stopped, cancelled, failed) and its `message`, and
+    `active` (running in this process now, with its `progress`). Owner or admin only, else NotFoundError.
+    """
+    with open_run(caller, run_id) as store:
+        return _info(store, run_id)
+
+
+def visible_runs(caller: Caller, kind: RunKind | None = None) -> list[dict[str, Any]]:
+    """The runs the caller may see, newest first: their own; an admin sees every run."""
+    infos = []
+    for run_id in _all_run_ids():
+        with RunStore(run_path(run_id)) as store:
+            if caller.may_manage(store.meta("owner")) and (kind is None or store.meta("kind") == kind):
+                infos.append(_info(store, run_id))
+    return sorted(infos, key=lambda i: str(i["created_at"]), reverse=True)
+
+
+def delete_run(caller: Caller, run_id: str) -> None:
+    """Remove a run's folder (answers, transcripts, checkpoints): its owner or an admin.
+
+    A run executing in this process is refused (ConflictError): cancel it first.
+    """
+    with open_run(caller, run_id) as store:
+        folder = store.path.parent
+        if run_id in _ACTIVE:
+            raise ConflictError(f"run_id: run {run_id!r} is running; cancel it first")
+    shutil.rmtree(folder)
+
+
+def cancel_run(caller: Caller, run_id: str) -> dict[str, Any]:
+    """Ask a run to stop: the executor checks the flag before each new call, lets the calls in flight
+    finish and store their results, and stops with state "cancelled". The run keeps every stored
+    answer and can be resumed (a resume clears the flag). Owner or admin only, else NotFoundError.
+    Returns the run's info (see `run_info`).
+    """
+    with open_run(caller, run_id) as store:
+        store.set_meta("cancel_requested", True)
+        return _info(store, run_id)
+
+
+# --- runs executing in this process ------------------------------------------------------------------
+
+_ACTIVE: dict[str, dict[str, Any]] = {}  # run id -> the latest progress of a run executing here
+_ACTIVE_LOCK = threading.Lock()
+
+
+def claim_run(store: RunStore) -> str:
+    """Mark the store's run as executing in this process (ConflictError if it already is), clear an
+    earlier cancel request and record state "running". Pair with `release_run`."""
+    run_id = str(store.meta("run_id"))
+    with _ACTIVE_LOCK:
+        if run_id in _ACTIVE:
+            raise ConflictError(f"run_id: run {run_id!r} is already running")
+        _ACTIVE[run_id] = {}
+    store.set_meta("cancel_requested", False)
+    store.set_meta("state", "running")
+    store.set_meta("state_message", "")
+    return run_id
+
+
+def report_progress(run_id: str, progress: Mapping[str, Any]) -> None:
+    """The latest progress of a run executing here (shown by run_info while it runs)."""
+    if run_id in _ACTIVE:
+        _ACTIVE[run_id] = dict(progress)
+
+
+def release_run(store: RunStore, state: RunState, message: str = "") -> None:
+    """Record how the run ended and mark it as no longer executing here."""
+    run_id = str(store.meta("run_id"))
+    try:
+        store.set_meta("state", state)
+        store.set_meta("state_message", message)
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(run_id, None)
 
 
 def create_run_store(
+    caller: Caller,
     kind: RunKind,
     run_id: str | None,
     *,
@@ -101,22 +196,23 @@ def create_run_store(
     options: Mapping[str, Any],
     selection: Any,
     source: str,
-    owner: str,
 ) -> RunStore:
-    """A new run's store holding the meta every run has; refuses an id that is already in use."""
-    run_id = check_run_id(run_id or new_run_id(kind))
+    """A new run's store owned by the caller, holding the meta every run has; an id already in use
+    is a ConflictError."""
+    run_id = check_id(run_id or new_run_id(kind), "run_id")
     path = run_path(run_id)
     if path.exists():
-        raise RunError(f"run {run_id!r} already exists; resume it instead (--resume {run_id})")
+        raise ConflictError(f"run_id: run {run_id!r} already exists; resume it instead (--resume {run_id})")
     store = RunStore(path)
     store.set_meta("kind", kind)
     store.set_meta("run_id", run_id)
-    store.set_meta("owner", owner)
+    store.set_meta("owner", caller.user_id)
     store.set_meta("created_at", utc_now())
     store.set_meta("survey_id", survey_id)
     store.set_meta("options", dict(options))
     store.set_meta("selection", _jsonable(selection))
     store.set_meta("source", source)
+    store.set_meta("state", "created")
     return store
 
 
@@ -153,7 +249,10 @@ _RESULT_TABLES: dict[str, str] = {"survey": "answers", "interview": "transcripts
 
 
 class RunStore:
-    """One run's SQLite file. Writes are serialised by a lock and committed one result at a time."""
+    """One run's SQLite file. Writes are serialised by a lock and committed one result at a time.
+
+    It checks no ownership: services get a store through `open_run(caller, run_id)`.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -163,15 +262,6 @@ class RunStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
-
-    @classmethod
-    def open(cls, run_id: str) -> RunStore:
-        """The store of an existing run; a missing run is an error that lists recent ones."""
-        path = run_path(run_id)
-        if not path.is_file():
-            known = ", ".join(list_runs()[-10:]) or "none"
-            raise RunError(f"run {run_id!r} not found under {runs_dir()}; recent runs: {known}")
-        return cls(path)
 
     def close(self) -> None:
         self._conn.close()
@@ -332,5 +422,5 @@ class RunStore:
     def survey(self) -> Survey:
         data = self.meta("survey")
         if data is None:
-            raise RunError(f"{self.path}: this run has no survey")
+            raise RunError(f"run_id: run {self.meta('run_id')!r} has no survey")
         return survey_from_data(data, default_id=str(self.meta("survey_id", "survey")))

@@ -1,9 +1,11 @@
 """Survey runs over many twins that scale and survive: every answer is stored the moment it arrives,
 and running a run again with the same id asks only what has no stored result yet.
 
-    run = create_survey_run(survey, respondents, BatchOptions(mode="per_person", concurrency=4))
-    summary = run_survey(run.run_id)          # again after a crash: resumes
-    export_all(run.run_id, Path("out"))       # JSON, CSV, Excel (services/twins/exports.py)
+    run = create_survey_run(caller, survey, respondents, BatchOptions(mode="per_person", concurrency=4))
+    summary = run_survey(caller, run.run_id)          # again after a crash: resumes
+    export_all(caller, run.run_id, Path("out"))       # JSON, CSV, Excel (services/twins/exports.py)
+
+The run belongs to the caller who created it; only they (or an admin) may run, resume or read it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from personagraph.accounts.identity import Caller
 from personagraph.services.twins.answering import AnswerRecord, ask_question, ask_questionnaire
 from personagraph.services.twins.executor import (
     EXECUTION_FIELDS,
@@ -21,8 +24,9 @@ from personagraph.services.twins.executor import (
     RunSummary,
     WorkUnit,
     execute,
+    finish_run,
 )
-from personagraph.services.twins.store import RunError, RunStore, create_run_store
+from personagraph.services.twins.store import RunError, RunStore, claim_run, create_run_store, open_run
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Survey, assign_arms, to_native, to_twin2k
 
@@ -36,6 +40,7 @@ class RunHandle:
 
 
 def create_survey_run(
+    caller: Caller,
     survey: Survey,
     respondents: Sequence[Respondent],
     options: BatchOptions,
@@ -45,9 +50,9 @@ def create_survey_run(
     arms: Mapping[str, Mapping[str, str]] | None = None,
     hints: Mapping[str, str] | None = None,
     source: str = "",
-    owner: str = "",
 ) -> RunHandle:
-    """Create a run: the survey, people, arms and options are frozen into the run's SQLite file.
+    """Create a run owned by the caller: the survey, people, arms and options are frozen into the
+    run's SQLite file. An id already in use is a ConflictError.
 
     `arms`: the between-subject arm of each person per condition group (e.g. the arm the real person
     saw); people without one get a seeded random arm (recorded).
@@ -55,8 +60,8 @@ def create_survey_run(
     if not respondents:
         raise RunError("respondents: the selection is empty; nothing to run")
     with create_run_store(
-        "survey", run_id, survey_id=survey.id, options=options.model_dump(), selection=selection,
-        source=source or respondents[0].source, owner=owner,
+        caller, "survey", run_id, survey_id=survey.id, options=options.model_dump(), selection=selection,
+        source=source or respondents[0].source,
     ) as store:  # fmt: skip
         store.set_meta("survey", to_twin2k(survey) if survey.format == "twin2k" else to_native(survey))
         store.set_meta("hints", dict(hints or {}))
@@ -77,6 +82,7 @@ def create_survey_run(
 
 
 def run_survey(
+    caller: Caller,
     run_id: str,
     options: BatchOptions | None = None,
     *,
@@ -88,25 +94,45 @@ def run_survey(
     """Run (or resume) a survey run until every person has a result for every question they see.
 
     `options` may change how the run executes (concurrency, rate, retries, retrying failed answers,
-    the per-person fallback), never what it asks. Stopping rules: see `executor.execute`.
+    the per-person fallback), never what it asks. Stopping rules (and `cancel_run`): see
+    `executor.execute`. The caller's own run, or any for an admin (else NotFoundError); a run already
+    executing in this process is a ConflictError.
     """
-    with RunStore.open(run_id) as store:
-        stored_options = BatchOptions.model_validate(store.meta("options", {}))
-        opts = stored_options.resumed_with(options, (*EXECUTION_FIELDS, "fallback"))
-        survey = store.survey()
-        hints: dict[str, str] = store.meta("hints", {}) or {}
-        units = list(_pending_units(store, survey, opts))
+    with open_run(caller, run_id, "survey") as store:
+        claim_run(store)
+        return finish_run(store, lambda: execute_survey(
+            store, options, progress=progress, on_progress=on_progress,
+            max_consecutive_errors=max_consecutive_errors, time_budget_s=time_budget_s,
+        ))  # fmt: skip
 
-        def write(records: list[AnswerRecord]) -> list[str]:
-            store.write_answers(records)
-            return [r.status for r in records]
 
-        return execute(
-            store, run_id, "survey", units, sum(u.steps for u in units), opts,
-            lambda unit: _answer_unit(unit, survey, opts, hints), write,
-            progress=progress, on_progress=on_progress, max_consecutive_errors=max_consecutive_errors,
-            time_budget_s=time_budget_s,
-        )  # fmt: skip
+def execute_survey(
+    store: RunStore,
+    options: BatchOptions | None = None,
+    *,
+    progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+    max_consecutive_errors: int = 5,
+    time_budget_s: float | None = None,
+) -> RunSummary:
+    """The work of `run_survey` on a store the caller opened (`open_run`) and claimed (`claim_run`)."""
+    run_id = str(store.meta("run_id"))
+    stored_options = BatchOptions.model_validate(store.meta("options", {}))
+    opts = stored_options.resumed_with(options, (*EXECUTION_FIELDS, "fallback"))
+    survey = store.survey()
+    hints: dict[str, str] = store.meta("hints", {}) or {}
+    units = list(_pending_units(store, survey, opts))
+
+    def write(records: list[AnswerRecord]) -> list[str]:
+        store.write_answers(records)
+        return [r.status for r in records]
+
+    return execute(
+        store, run_id, "survey", units, sum(u.steps for u in units), opts,
+        lambda unit: _answer_unit(unit, survey, opts, hints), write,
+        progress=progress, on_progress=on_progress, max_consecutive_errors=max_consecutive_errors,
+        time_budget_s=time_budget_s,
+    )  # fmt: skip
 
 
 def _pending_units(store: RunStore, survey: Survey, options: BatchOptions) -> Iterator[WorkUnit]:

@@ -1,4 +1,5 @@
-"""The twin tabs of the real app, signed in: selection, a survey run on the real model, results, roles."""
+"""The twin tabs of the real app, signed in: selection, a survey run on the real model, results, and
+what another account may not see or do (someone else's run is not found; paths stay in their folders)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from personagraph.accounts.store import AccountStore
 from personagraph.serving.local_server import LocalModelServer
 from personagraph.serving.processes import free_port
 from tests.integration.conftest import running_app
@@ -44,6 +46,8 @@ questions:
 def signed_in_app(model_server: LocalModelServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One signed-in app for the module (starting the app is the slow part)."""
     tmp_path = tmp_path_factory.mktemp("signed-in-app")
+    # A second user account in the app's database (besides the AUTH_* pairs from the environment).
+    AccountStore(path=tmp_path / "home" / "accounts.sqlite", bcrypt_rounds=4).add("joon", "joon-password")
     real_model_env = {
         "LLM_BASE_URL": model_server.base_url, "LLM_MODEL": model_server.alias, "LLM_BACKEND": "llamacpp",
         "LLM_MAX_TOKENS": "96",
@@ -92,8 +96,20 @@ def test_survey_run_results_and_roles(signed_in_app: str) -> None:
     files, note = user.predict(run_id, api_name="/export_run")
     assert {Path(f).suffix for f in files} >= {".json", ".csv", ".xlsx"}, note
 
-    refused, _ = user.predict(run_id, api_name="/delete_run")
-    assert "Only an admin" in refused
+    # Another account: the run does not exist for them, and server paths are refused.
+    joon = Client(signed_in_app, auth=("joon", "joon-password"), verbose=False)
+    assert run_id not in str(joon.predict(api_name="/list_runs"))
+    shown, *_ = joon.predict(run_id, api_name="/show_run")
+    assert shown.startswith("⚠️") and "no run" in shown and "coverage" not in shown, shown
+    files, note = joon.predict(run_id, api_name="/export_run")
+    assert not files and note.startswith("⚠️"), note
+    assert joon.predict(run_id, api_name="/cancel_run").startswith("⚠️")
+    refused, _ = joon.predict(run_id, api_name="/delete_run")
+    assert refused.startswith("⚠️") and "no run" in refused
+    for spec in ("source:/etc/passwd", "file:../../x.json", "hf:/tmp"):
+        text, _ = joon.predict(spec, api_name="/count_respondents")
+        assert text.startswith("⚠️") and "files must be in your upload folder" in text, text
+
     assert run_id in str(admin.predict(api_name="/list_runs"))  # admins see every run
     deleted, _ = admin.predict(run_id, api_name="/delete_run")
     assert deleted.startswith("Deleted")

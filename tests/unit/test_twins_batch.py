@@ -17,17 +17,19 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from personagraph.services.twins.analysis import by_segment, summarize
+from personagraph.accounts.identity import ConflictError, NotFoundError
+from personagraph.services.twins.analysis import segments_of, summary_of
 from personagraph.services.twins.answering import Mode
 from personagraph.services.twins.executor import BatchOptions, Progress, RateLimiter, WorkUnit, execute
 from personagraph.services.twins.exports import export_all
-from personagraph.services.twins.store import RunError, RunStore, run_path
+from personagraph.services.twins.store import RunError, open_run, run_path
 from personagraph.services.twins.surveys import create_survey_run, run_survey
 from personagraph.serving.models import ModelUnavailableError, use_models
+from personagraph.serving.safe_paths import UnsafeIdError
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.surveys import load_survey
 from tests.fakes import scripted
-from tests.unit.twins_support import answer_bot, people_from
+from tests.unit.twins_support import LOCAL, answer_bot, people_from
 
 BRAND = load_survey(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")
 
@@ -38,7 +40,7 @@ def _rows(run_id: str) -> list[tuple[str, str]]:
 
 
 def _expected(run_id: str) -> int:
-    with RunStore.open(run_id) as store:
+    with open_run(LOCAL, run_id) as store:
         return int(store.meta("expected"))
 
 
@@ -49,15 +51,15 @@ def test_concurrent_run_stores_every_answer_once(mode: Mode) -> None:
     twin = scripted(answer_bot(BRAND, people, log=log))
     seen: list[int] = []
     with use_models({"twin": twin}):
-        run = create_survey_run(BRAND, people, BatchOptions(mode=mode, concurrency=4, seed=5))
-        summary = run_survey(run.run_id, progress=False, on_progress=lambda p: seen.append(p.done))
+        run = create_survey_run(LOCAL, BRAND, people, BatchOptions(mode=mode, concurrency=4, seed=5))
+        summary = run_survey(LOCAL, run.run_id, progress=False, on_progress=lambda p: seen.append(p.done))
     rows = _rows(run.run_id)
     assert len(rows) == len(set(rows)) == run.expected == summary.ok == summary.stored
     assert run.expected == 6 * (len(BRAND.questions) - 1)  # one of the two price arms each
     assert len(twin.calls) == (6 if mode == "per_person" else run.expected)
     assert seen == sorted(seen) and seen[-1] == run.expected
     # Each twin saw only its own arm, the one recorded in the run.
-    with RunStore.open(run.run_id) as store:
+    with open_run(LOCAL, run.run_id) as store:
         arms = store.arms()
         answers = store.answers()
     asked = {(p, q) for p, q in log}
@@ -84,15 +86,15 @@ def test_resume_after_a_crash_asks_only_the_rest(mode: Mode) -> None:
         return bot(messages)
 
     with use_models({"twin": scripted(crashing)}):
-        run = create_survey_run(BRAND, people, BatchOptions(mode=mode, concurrency=1))
+        run = create_survey_run(LOCAL, BRAND, people, BatchOptions(mode=mode, concurrency=1))
         with pytest.raises(RuntimeError, match="killed mid-batch"):
-            run_survey(run.run_id, progress=False)
+            run_survey(LOCAL, run.run_id, progress=False)
     stored_before = set(_rows(run.run_id))
     assert 0 < len(stored_before) < run.expected
     second_log: list[tuple[str, str]] = []
     twin = scripted(answer_bot(BRAND, people, log=second_log))
     with use_models({"twin": twin}):
-        summary = run_survey(run.run_id, progress=False)
+        summary = run_survey(LOCAL, run.run_id, progress=False)
     rows = _rows(run.run_id)
     assert len(rows) == len(set(rows)) == run.expected == summary.stored
     assert not stored_before & set(second_log)  # nothing stored was asked again
@@ -101,14 +103,14 @@ def test_resume_after_a_crash_asks_only_the_rest(mode: Mode) -> None:
     # A third run has nothing left to ask.
     idle = scripted(AssertionError("nothing to ask"))
     with use_models({"twin": idle}):
-        assert run_survey(run.run_id, progress=False).asked_now == 0
+        assert run_survey(LOCAL, run.run_id, progress=False).asked_now == 0
     assert idle.calls == []
 
 
 def test_resume_after_sigkill_of_a_real_process(tmp_path: Path) -> None:
     """Kill -9 a batch process mid-run, then resume: no duplicates, nothing stored is asked again."""
     people = people_from(5)
-    run = create_survey_run(BRAND, people, BatchOptions(concurrency=2))
+    run = create_survey_run(LOCAL, BRAND, people, BatchOptions(concurrency=2))
     script = tmp_path / "worker.py"
     script.write_text(
         textwrap.dedent(
@@ -117,7 +119,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path: Path) -> None:
             sys.path.insert(0, {str(REPO_ROOT)!r})
             from personagraph.serving.models import use_models
             from tests.fakes import scripted
-            from tests.unit.twins_support import answer_bot, people_from
+            from tests.unit.twins_support import LOCAL, answer_bot, people_from
             from personagraph.services.twins.surveys import run_survey
             from personagraph.twins.surveys import load_survey
             survey = load_survey({str(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")!r})
@@ -126,7 +128,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path: Path) -> None:
                 time.sleep(0.1)
                 return bot(messages)
             with use_models({{"twin": scripted(slow)}}):
-                run_survey({run.run_id!r}, progress=False)
+                run_survey(LOCAL, {run.run_id!r}, progress=False)
             """
         )
     )
@@ -147,7 +149,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path: Path) -> None:
     assert 8 <= len(stored_before) < run.expected
     log: list[tuple[str, str]] = []
     with use_models({"twin": scripted(answer_bot(BRAND, people, log=log))}):
-        run_survey(run.run_id, progress=False)
+        run_survey(LOCAL, run.run_id, progress=False)
     rows = _rows(run.run_id)
     assert len(rows) == len(set(rows)) == run.expected
     assert not stored_before & set(log)
@@ -164,12 +166,12 @@ def test_failures_are_recorded_kept_on_resume_and_retried_on_request() -> None:
         return bot(messages)
 
     with use_models({"twin": scripted(never_valid_nps)}):
-        run = create_survey_run(BRAND, people, BatchOptions())
-        summary = run_survey(run.run_id, progress=False)
+        run = create_survey_run(LOCAL, BRAND, people, BatchOptions())
+        summary = run_survey(LOCAL, run.run_id, progress=False)
     assert summary.failed == 2 and summary.ok == run.expected - 2
-    with RunStore.open(run.run_id) as store:
+    with open_run(LOCAL, run.run_id) as store:
         failed = [a for a in store.answers() if a.status == "failed"]
-        report = summarize(store)
+        report = summary_of(store)
     assert {a.question_id for a in failed} == {"nps"} and all(a.value is None for a in failed)
     nps = next(q for q in report["questions"] if q["question_id"] == "nps")
     assert (nps["ok"], nps["failed"], nps["validity"], nps["coverage"]) == (0, 2, 0.0, 0.0)
@@ -177,10 +179,10 @@ def test_failures_are_recorded_kept_on_resume_and_retried_on_request() -> None:
     # Resume leaves failures alone; --retry-failed asks them again and replaces them.
     idle = scripted(AssertionError("nothing to ask"))
     with use_models({"twin": idle}):
-        run_survey(run.run_id, progress=False)
+        run_survey(LOCAL, run.run_id, progress=False)
     log: list[tuple[str, str]] = []
     with use_models({"twin": scripted(answer_bot(BRAND, people, log=log))}):
-        summary = run_survey(run.run_id, BatchOptions(retry_failed=True), progress=False)
+        summary = run_survey(LOCAL, run.run_id, BatchOptions(retry_failed=True), progress=False)
     assert sorted(log) == [("p0", "nps"), ("p1", "nps")]
     assert summary.failed == 0 and summary.ok == summary.stored == run.expected
 
@@ -191,14 +193,16 @@ def test_server_errors_are_retried_with_backoff_then_stop_the_run() -> None:
     script: list[Any] = [ModelUnavailableError("blip"), ModelUnavailableError("blip"), *[bot] * 50]
     twin = scripted(*script)
     with use_models({"twin": twin}):
-        run = create_survey_run(BRAND, people, BatchOptions(concurrency=1, backoff_s=0, retries=3))
-        summary = run_survey(run.run_id, progress=False)
+        run = create_survey_run(LOCAL, BRAND, people, BatchOptions(concurrency=1, backoff_s=0, retries=3))
+        summary = run_survey(LOCAL, run.run_id, progress=False)
     assert summary.ok == run.expected and summary.calls_failed_now == 0
     # A server that stays down: the run stops after a few units and keeps what it had.
     down = scripted(ModelUnavailableError("down"))
     with use_models({"twin": down}):
-        run2 = create_survey_run(BRAND, people_from(3), BatchOptions(concurrency=1, backoff_s=0, retries=1))
-        summary2 = run_survey(run2.run_id, progress=False, max_consecutive_errors=3)
+        run2 = create_survey_run(
+            LOCAL, BRAND, people_from(3), BatchOptions(concurrency=1, backoff_s=0, retries=1)
+        )
+        summary2 = run_survey(LOCAL, run2.run_id, progress=False, max_consecutive_errors=3)
     assert summary2.stopped and "3 calls in a row failed" in summary2.stopped
     # 3 failed units, plus at most one already in flight; each had 1 try + 1 retry.
     assert summary2.stored == 0 and summary2.calls_failed_now in (3, 4)
@@ -214,11 +218,11 @@ def test_time_budget_stops_the_run_and_resume_finishes_it() -> None:
         return bot(messages)
 
     with use_models({"twin": scripted(slow)}):
-        run = create_survey_run(BRAND, people, BatchOptions(concurrency=1))
-        summary = run_survey(run.run_id, progress=False, time_budget_s=0.2)
+        run = create_survey_run(LOCAL, BRAND, people, BatchOptions(concurrency=1))
+        summary = run_survey(LOCAL, run.run_id, progress=False, time_budget_s=0.2)
         assert summary.stopped and "time budget" in summary.stopped
         assert 0 < summary.stored < run.expected
-        finished = run_survey(run.run_id, progress=False, time_budget_s=600)
+        finished = run_survey(LOCAL, run.run_id, progress=False, time_budget_s=600)
     assert finished.stored == run.expected and finished.stopped is None
 
 
@@ -234,9 +238,9 @@ def test_rate_limiter_spaces_call_starts() -> None:
 def test_exports_are_readable_back(tmp_path: Path) -> None:
     people = people_from(3)
     with use_models({"twin": scripted(answer_bot(BRAND, people))}):
-        run = create_survey_run(BRAND, people, BatchOptions(mode="per_person"))
-        run_survey(run.run_id, progress=False)
-    files = export_all(run.run_id, tmp_path / "out")
+        run = create_survey_run(LOCAL, BRAND, people, BatchOptions(mode="per_person"))
+        run_survey(LOCAL, run.run_id, progress=False)
+    files = export_all(LOCAL, run.run_id, tmp_path / "out")
     sheets = pd.read_excel(files["excel"], sheet_name=None)
     assert set(sheets) == {"brand_en", "summary"}
     wide = sheets["brand_en"]
@@ -246,10 +250,10 @@ def test_exports_are_readable_back(tmp_path: Path) -> None:
     summary = sheets["summary"]
     assert set(summary["question_id"]) == {q.id for q in BRAND.questions}
     assert summary.set_index("question_id").loc["awareness", "validity"] == 1.0
-    with RunStore.open(run.run_id) as store:
-        segments = by_segment(store, "age")
+    with open_run(LOCAL, run.run_id) as store:
+        segments = segments_of(store, "age")
         with pytest.raises(RunError, match="attribute: 'planet' is not an attribute"):
-            by_segment(store, "planet")
+            segments_of(store, "planet")
     assert set(segments) == {"20.0", "21.0", "22.0"}
     assert segments["21.0"]["awareness"] == {"n": 1, "mean": 2.0, "distribution": {1: 0, 2: 1, 3: 0, 4: 0}}
     long = pd.read_csv(files["csv"])
@@ -266,16 +270,17 @@ def test_invalid_options_and_run_ids_name_the_field() -> None:
         BatchOptions(concurrency=0)
     with pytest.raises(ValidationError, match="mode"):
         BatchOptions(mode="per_page")  # type: ignore[arg-type]
-    with pytest.raises(RunError, match="run id: '../x' is not allowed"):
-        run_path("../x")
-    with pytest.raises(RunError, match="run 'missing' not found"):
-        run_survey("missing", progress=False)
+    for bad in ("../x", "x\n", ".hidden", "a/b"):
+        with pytest.raises(UnsafeIdError, match="^run_id: "):
+            run_path(bad)
+    with pytest.raises(NotFoundError, match="run_id: no run 'missing'"):
+        run_survey(LOCAL, "missing", progress=False)
     people = people_from(1)
-    create_survey_run(BRAND, people, BatchOptions(), run_id="fixed")
-    with pytest.raises(RunError, match="already exists; resume it instead"):
-        create_survey_run(BRAND, people, BatchOptions(), run_id="fixed")
+    create_survey_run(LOCAL, BRAND, people, BatchOptions(), run_id="fixed")
+    with pytest.raises(ConflictError, match="already exists; resume it instead"):
+        create_survey_run(LOCAL, BRAND, people, BatchOptions(), run_id="fixed")
     with pytest.raises(RunError, match="respondents: the selection is empty"):
-        create_survey_run(BRAND, [], BatchOptions())
+        create_survey_run(LOCAL, BRAND, [], BatchOptions())
 
 
 def test_progress_object_is_plain_data() -> None:
@@ -296,7 +301,7 @@ def test_resume_may_change_how_a_run_executes_never_what_it_asks() -> None:
 def test_execute_stores_each_result_before_counting_it() -> None:
     """The executor on its own: any work and any store writer, progress in steps, statuses counted."""
     people = people_from(3)
-    run = create_survey_run(BRAND, people, BatchOptions())
+    run = create_survey_run(LOCAL, BRAND, people, BatchOptions())
     units = [WorkUnit(p, BRAND.questions[:2]) for p in people]
     written: list[str] = []
     seen: list[tuple[int, int]] = []
@@ -305,7 +310,7 @@ def test_execute_stores_each_result_before_counting_it() -> None:
         written.append(person_id)
         return ["ok", "failed"]
 
-    with RunStore.open(run.run_id) as store:
+    with open_run(LOCAL, run.run_id) as store:
         summary = execute(
             store, run.run_id, "survey", units, 6, BatchOptions(concurrency=2), lambda unit: unit.person.id, write,
             progress=False, on_progress=lambda p: seen.append((p.done, p.failed)),

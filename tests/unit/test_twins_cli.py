@@ -47,7 +47,7 @@ def test_count_and_save_selection(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_survey_runs_exports_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     survey = load_survey(TAM)
-    people = select(parse_select(["random:3:9"]))
+    people = select(parse_select(["random:3:9"]), load_twin2k())
     with use_models({"twin": scripted(answer_bot(survey, people))}):
         code = cli("survey", "--survey", str(TAM), "--select", "random:3:9", "--out", str(tmp_path / "out"),
                    "--mode", "per_person", "--concurrency", "2", "--no-progress", "--run-id", "tam-test")  # fmt: skip
@@ -92,8 +92,10 @@ def test_missing_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     bad.write_text("questions:\n  - {id: q1, type: likert, text: x, points: 1}\n")
     assert cli("survey", "--survey", str(bad), "--select", "random:2", "--out", str(tmp_path)) == 2
     assert "question 'q1' field 'points'" in capsys.readouterr().err
-    assert cli("survey", "--resume", "no-such-run") == 1
-    assert "run 'no-such-run' not found" in capsys.readouterr().err
+    assert cli("survey", "--resume", "no-such-run") == 2
+    assert "run_id: no run 'no-such-run'" in capsys.readouterr().err
+    assert cli("survey", "--resume", "../etc") == 2
+    assert "run_id: '../etc' is not a valid id" in capsys.readouterr().err
 
 
 def test_interview_batch_and_interactive(

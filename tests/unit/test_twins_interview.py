@@ -19,12 +19,12 @@ from personagraph.nodes.interview import InterviewContext, InterviewInput
 from personagraph.services.twins.executor import BatchOptions
 from personagraph.services.twins.exports import export_all
 from personagraph.services.twins.interviews import InterviewSession, create_interview_run, run_interviews
-from personagraph.services.twins.store import RunStore
+from personagraph.services.twins.store import open_run
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.guides import GuideError, guide_from_data, load_guide
 from tests.fakes import scripted
-from tests.unit.twins_support import people_from
+from tests.unit.twins_support import LOCAL, people_from
 
 GUIDE = guide_from_data(
     {
@@ -113,23 +113,24 @@ def test_interactive_interrupt_and_resume_on_the_same_thread(tmp_path: Path) -> 
     twin = scripted("I drink green tea.", "Because my mother did.", "Coffee is bitter.")
     router = scripted(AssertionError("the interviewer is not used in interactive mode"))
     with use_models({"twin": twin, "router": router}):
-        session = InterviewSession(saver)
-        turn = session.start(PERSON, GUIDE, thread_id="t-1")
+        session = InterviewSession(LOCAL, saver)
+        turn = session.start(PERSON, GUIDE)
+        thread = turn.thread_id
         assert turn.waiting is not None and turn.waiting["answer"] == "I drink green tea."
         assert (
             turn.waiting["question_id"] == "q1" and turn.waiting["next_question"] == "Why tea and not coffee?"
         )
         # A new session object on the same checkpointer (e.g. another request) resumes the thread.
-        turn = InterviewSession(saver).reply("t-1", "Why green tea?")
+        turn = InterviewSession(LOCAL, saver).reply(thread, "Why green tea?")
         assert turn.waiting is not None
         assert (
             turn.waiting["question"] == "Why green tea?"
             and turn.waiting["answer"] == "Because my mother did."
         )
-        turn = session.reply("t-1", "/next")
+        turn = session.reply(thread, "/next")
         assert turn.waiting is not None
         assert turn.waiting["question_id"] == "q2" and turn.waiting["answer"] == "Coffee is bitter."
-        turn = session.reply("t-1", "")
+        turn = session.reply(thread, "")
     assert turn.done and turn.waiting is None
     assert [(e["question_id"], e["asked_by"]) for e in turn.transcript] == [
         ("q1", "guide"), ("q1", "human"), ("q2", "guide"),
@@ -168,20 +169,20 @@ def test_batch_interviews_resume_mid_interview_and_export_transcripts(tmp_path: 
         return f"answer {calls['n']}"
 
     with use_models({"twin": scripted(twin_reply), "router": scripted(SUFFICIENT)}):
-        run_id = create_interview_run(GUIDE, people, BatchOptions(concurrency=1))
+        run_id = create_interview_run(LOCAL, GUIDE, people, BatchOptions(concurrency=1))
         with pytest.raises(RuntimeError, match="killed"):
-            run_interviews(run_id, progress=False)
-    with RunStore.open(run_id) as store:
+            run_interviews(LOCAL, run_id, progress=False)
+    with open_run(LOCAL, run_id) as store:
         assert store.interviewed() == {"p0"}
     twin = scripted("later answer")
     with use_models({"twin": twin, "router": scripted(SUFFICIENT)}):
-        summary = run_interviews(run_id, progress=False)
+        summary = run_interviews(LOCAL, run_id, progress=False)
     # Answers given before the crash are not asked again: p1 resumes from its checkpoint after its
     # first answer; p2 either finished during shutdown (stored now from its checkpoint) or runs now.
     answered_before = calls["n"] - 1
     assert len(twin.calls) == 2 * len(people) - answered_before
     assert summary.ok == summary.stored == 3
-    files = export_all(run_id, tmp_path / "out")
+    files = export_all(LOCAL, run_id, tmp_path / "out")
     folder = Path(files["transcripts_dir"])
     assert sorted(p.name for p in folder.iterdir()) == [
         "all.json",

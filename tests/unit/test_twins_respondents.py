@@ -103,19 +103,25 @@ def test_invalid_selections_name_the_field(pool, specs: list[str], message: str)
     assert message in str(info.value)
 
 
-def test_selection_saves_and_reloads_as_json(pool) -> None:
+def test_selection_saves_and_reloads_as_json(pool, tmp_path: Path) -> None:
+    folder = tmp_path / "selections" / "mina"
     selection = parse_select(["where:sex=Male;big5_neuroticism=..2.5", "random:10:3"])
-    path = save_selection(selection, "young-men")
-    assert path.parent.name == "selections" and json.loads(path.read_text())["n"] == 10
-    assert list_selections() == ["young-men"]
-    again = load_selection("young-men")
+    path = save_selection(selection, "young-men", folder)
+    assert path.parent == folder.resolve() and json.loads(path.read_text())["n"] == 10
+    assert list_selections(folder) == ["young-men"]
+    again = load_selection("young-men", folder)
     assert again == selection
     assert [p.id for p in select(again, pool)] == [p.id for p in select(selection, pool)]
-    assert parse_select(["saved:young-men"]) == selection
-    with pytest.raises(RespondentError, match="selection name"):
-        save_selection(selection, "../escape")
+    assert parse_select(["saved:young-men"], saved_dir=folder) == selection
+    with pytest.raises(RespondentError, match="saved: saved selections are not available"):
+        parse_select(["saved:young-men"])
+    for bad in ("../escape", "x\n", ".hidden"):
+        with pytest.raises(ValueError, match="^selection name: "):
+            save_selection(selection, bad, folder)
     with pytest.raises(RespondentError, match="saved selections: young-men"):
-        load_selection("nope")
+        load_selection("nope", folder)
+    file_spec = parse_select([f"file:{path}", "random:3:1"])
+    assert file_spec.n == 3 and file_spec.where == selection.where
 
 
 def test_user_personas_csv_and_json(tmp_path: Path) -> None:

@@ -7,38 +7,40 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from personagraph.services.twins.analysis import by_segment, summarize, validate_run
+from personagraph.accounts.identity import Caller
+from personagraph.services.twins.analysis import segments_of, summary_of, validate_run
 from personagraph.services.twins.executor import BatchOptions
-from personagraph.services.twins.store import RunError, RunStore, delete_run, visible_runs
+from personagraph.services.twins.selections import save_upload
+from personagraph.services.twins.store import RunError, open_run
 from personagraph.services.twins.surveys import create_survey_run, run_survey
 from personagraph.serving.models import use_models
 from personagraph.serving.settings import REPO_ROOT
 from personagraph.twins.surveys import SurveyError, load_survey
 from personagraph.ui import twins_tab
 from tests.fakes import scripted
-from tests.unit.twins_support import answer_bot, people_from
+from tests.unit.twins_support import BOSS, JOON, MINA, answer_bot, people_from
 
 BRAND_FILE = REPO_ROOT / "data" / "surveys" / "brand_en.yaml"
 
 
-def _finished_run(owner: str, n: int = 3) -> tuple[str, list[str]]:
+def _finished_run(caller: Caller, n: int = 3) -> tuple[str, list[str]]:
     survey = load_survey(BRAND_FILE)
     people = people_from(n)
     options = BatchOptions(concurrency=1)
-    run_id = create_survey_run(survey, people, options, owner=owner).run_id
+    run_id = create_survey_run(caller, survey, people, options).run_id
     with use_models({"twin": scripted(answer_bot(survey, people))}):
-        summary = run_survey(run_id, options, progress=False)
+        summary = run_survey(caller, run_id, options, progress=False)
     assert summary.stopped is None
     return run_id, [p.id for p in people]
 
 
 def test_selection_preview_counts_and_names_bad_specs() -> None:
-    text, table = twins_tab.preview_selection("random:7:3\n")
+    text, table = twins_tab.preview_selection(MINA, "random:7:3\n")
     assert text.startswith("**7 respondents**") and len(table) == 7 and "id" in table.columns
-    _, again = twins_tab.preview_selection("random:7:3")
+    _, again = twins_tab.preview_selection(MINA, "random:7:3")
     assert list(table["id"]) == list(again["id"])  # seeded
     with pytest.raises(ValueError, match="random"):
-        twins_tab.selection_from_text("random:many")
+        twins_tab.selection_from_text(MINA, "random:many")
 
 
 def test_survey_text_round_trip_and_errors() -> None:
@@ -52,26 +54,20 @@ def test_survey_text_round_trip_and_errors() -> None:
     assert twins_tab.guide_choices()
 
 
-def test_users_see_their_own_runs_and_admins_all() -> None:
-    mine, _ = _finished_run("mina")
-    theirs, _ = _finished_run("joon")
-    assert [r["run_id"] for r in visible_runs("mina", admin=False)] == [mine]
-    assert {r["run_id"] for r in visible_runs("boss", admin=True)} == {mine, theirs}
-    twins_tab.may_see(mine, "mina", False)
-    with pytest.raises(RunError, match="another user"):
-        twins_tab.may_see(theirs, "mina", False)
-    delete_run(theirs)
-    assert [r["run_id"] for r in visible_runs("boss", admin=True)] == [mine]
-    with pytest.raises(RunError, match="run id"):
-        delete_run(theirs)
+def test_run_choices_list_the_callers_runs_and_owners_for_admins() -> None:
+    mine, _ = _finished_run(MINA)
+    theirs, _ = _finished_run(JOON)
+    assert [value for _, value in twins_tab.run_choices(MINA)] == [mine]
+    labels = dict((value, label) for label, value in twins_tab.run_choices(BOSS))
+    assert set(labels) == {mine, theirs} and labels[theirs].endswith("· joon")
 
 
 def test_summary_plots_show_the_stored_answers() -> None:
-    run_id, _ = _finished_run("mina", n=4)
-    with RunStore.open(run_id) as store:
-        summary = summarize(store)
+    run_id, _ = _finished_run(MINA, n=4)
+    with open_run(MINA, run_id) as store:
+        summary = summary_of(store)
         attribute = next(iter(store.people()[0].attributes))
-        segments = by_segment(store, attribute)
+        segments = segments_of(store, attribute)
     chosen = next(q for q in summary["questions"] if q.get("distribution"))
     figure = twins_tab.distribution_figure(summary, chosen["question_id"])
     assert sum(figure.data[0].y) == chosen["ok"] == 4
@@ -82,11 +78,11 @@ def test_summary_plots_show_the_stored_answers() -> None:
 
 
 def test_validation_scores_a_run_against_an_answers_file(tmp_path: Path) -> None:
-    run_id, ids = _finished_run("mina", n=3)
+    run_id, ids = _finished_run(MINA, n=3)
     survey = load_survey(BRAND_FILE)
     scored = [q for q in survey.questions if q.options or q.scale_max is not None]
     # Real answers: the first two people match the twins' answers exactly, others are strangers.
-    with RunStore.open(run_id) as store:
+    with open_run(MINA, run_id) as store:
         twin_answers = {(a.person_id, a.question_id): a.value for a in store.answers() if a.status == "ok"}
     rows = []
     for pid in ids[:2]:
@@ -102,14 +98,16 @@ def test_validation_scores_a_run_against_an_answers_file(tmp_path: Path) -> None
         )
     path = tmp_path / "answers.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    report = validate_run(run_id, path)
+    with pytest.raises(PermissionError, match="^answers_file: "):  # not in mina's folders
+        validate_run(MINA, run_id, path)
+    report = validate_run(MINA, run_id, save_upload(MINA, path))
     assert report["people"] == 2 and report["people_without_answers"] == [ids[2]]
     assert report["twins"]["accuracy"]["item_mean"] == pytest.approx(1.0)
     assert "| twins | " in twins_tab.validation_markdown(report)
     stranger = tmp_path / "strangers.csv"
     pd.DataFrame(rows[2:]).to_csv(stranger, index=False)
     with pytest.raises(RunError, match="none of this run's respondents"):
-        validate_run(run_id, stranger)
+        validate_run(MINA, run_id, save_upload(MINA, stranger))
 
 
 def test_filter_builder_writes_specs_that_select() -> None:
@@ -126,5 +124,31 @@ def test_filter_builder_writes_specs_that_select() -> None:
         twins_tab.filter_spec("big5_openness", [], None, None)
     text = twins_tab.add_spec(twins_tab.add_spec("all", spec), "random:5:1")
     assert text == "where:sex=Female\nrandom:5:1"
-    people = twins_tab.select(twins_tab.selection_from_text(text), twins_tab.load_respondents())
+    people = twins_tab.select_respondents(MINA, twins_tab.selection_from_text(MINA, text))
     assert len(people) == 5 and all(p.attributes["sex"] == "Female" for p in people)
+
+
+def test_every_handler_refuses_a_request_without_an_account(tmp_path: Path) -> None:
+    """Every event handler of the tabs (private ones too: Gradio still serves them by fn_index)
+    takes the gr.Request and asks who is signed in before anything else."""
+    import inspect
+
+    import gradio as gr
+
+    from personagraph.accounts.identity import NotSignedInError
+    from personagraph.accounts.store import AccountStore
+
+    accounts = AccountStore(path=tmp_path / "accounts.sqlite", bcrypt_rounds=4)
+    accounts.add("mina", "mina-password")
+    with gr.Blocks() as demo:
+        twins_tab.build_twins_tabs(accounts)
+    handlers = [fn.fn for fn in demo.fns.values() if fn.fn is not None]
+    assert len(handlers) >= 30
+    for handler in handlers:
+        params = inspect.signature(handler).parameters
+        assert "request" in params, handler.__name__
+        args = {name: None for name in params}
+        with pytest.raises(NotSignedInError):
+            result = handler(**args)
+            if inspect.isgenerator(result):
+                next(result)

@@ -11,8 +11,15 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from personagraph.accounts.identity import CLI_CALLER, Caller
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Question, Survey
+
+# Callers of the twin services: the terminal operator (local admin), two users and an app admin.
+LOCAL = CLI_CALLER
+MINA = Caller("mina")
+JOON = Caller("joon")
+BOSS = Caller("boss", "admin")
 
 _ID = re.compile(r"^\[([A-Za-z0-9_.-]+)\] ", re.MULTILINE)
 
