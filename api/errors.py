@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from personagraph.accounts.identity import AccessError, TooManyAttemptsError
 from personagraph.insight.source import RedisNotConfiguredError
+from personagraph.services.twins.selections import UploadTooLargeError
 from personagraph.serving.models import ModelError
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _value_error(request: Request, exc: Exception) -> JSONResponse:
-    return _from_message(413 if isinstance(exc, PayloadTooLargeError) else 400, exc)
+    too_large = isinstance(exc, (PayloadTooLargeError, UploadTooLargeError))
+    return _from_message(413 if too_large else 400, exc)
 
 
 async def _permission_error(request: Request, exc: Exception) -> JSONResponse:

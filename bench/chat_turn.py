@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
 from langchain_core.messages import AIMessage  # noqa: E402
 
+from personagraph.accounts.identity import CLI_CALLER  # noqa: E402
 from personagraph.services.chat import ChatService, validate_request  # noqa: E402
 from personagraph.serving.models import endpoint_of, use_models  # noqa: E402
 
@@ -53,11 +54,9 @@ class ZeroLatencyModel(GenericFakeChatModel):
 def time_turns(service: ChatService, n: int) -> list[float]:
     times = []
     for i in range(n):
-        request = validate_request(
-            message=MESSAGES[i % len(MESSAGES)], user_id="bench", thread_id=uuid.uuid4().hex
-        )
+        request = validate_request(message=MESSAGES[i % len(MESSAGES)], thread_id=uuid.uuid4().hex)
         started = time.perf_counter()
-        result = service.send(request)
+        result = service.send(CLI_CALLER, request)
         times.append(time.perf_counter() - started)
         if result.error:
             raise SystemExit(f"turn failed: {result.error}")

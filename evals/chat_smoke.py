@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from evals.jsonl import load_jsonl
+from personagraph.accounts.identity import Caller
 from personagraph.services.chat import ChatService, validate_request
 from personagraph.serving.models import endpoint_of
 
+SMOKE_FAN = Caller("eval-smoke")
 DEFAULT_DATASET = Path(__file__).parent / "datasets" / "chat_smoke.jsonl"
 
 
@@ -35,12 +37,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     for case in cases:
         started = time.perf_counter()
         request = validate_request(
-            message=case["message"],
-            persona_id=case["persona_id"],
-            user_id="eval-smoke",
-            thread_id=uuid.uuid4().hex,
+            message=case["message"], persona_id=case["persona_id"], thread_id=uuid.uuid4().hex
         )
-        result = service.send(request)
+        result = service.send(SMOKE_FAN, request)
         refused = result.intent == "refused"
         ok = (
             result.error is None

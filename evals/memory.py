@@ -31,6 +31,7 @@ from typing import Any
 
 from evals.jsonl import load_jsonl
 from evals.persona import describe_endpoint, elapsed, rate, stop_signals
+from personagraph.accounts.identity import Caller
 from personagraph.services.chat import ChatService, validate_request
 
 DATASET_DIR = Path(__file__).parent
@@ -102,19 +103,18 @@ def evaluate(
 
 def run_scenario(service: ChatService, scenario: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
-    user_id = f"eval-mem-{scenario['id']}-{uuid.uuid4().hex[:8]}"[:128]
+    # A distinct fan (account) per scenario, so memories never leak from one scenario to the next.
+    label = re.sub(r"[^A-Za-z0-9_-]+", "-", str(scenario["id"]))[:40]
+    user_id = f"eval-mem-{label}-{uuid.uuid4().hex[:8]}"
+    fan = Caller(user_id)
     threads: dict[int, str] = {}
     transcript: list[dict[str, Any]] = []
     error = None
     for turn in [*scenario["turns"], scenario["probe"]]:
         thread_id = threads.setdefault(turn["session"], uuid.uuid4().hex)
         result = service.send(
-            validate_request(
-                message=turn["message"],
-                persona_id=scenario["persona_id"],
-                user_id=user_id,
-                thread_id=thread_id,
-            )
+            fan,
+            validate_request(message=turn["message"], persona_id=scenario["persona_id"], thread_id=thread_id),
         )
         transcript.append({"session": turn["session"], "fan": turn["message"], "reply": result.reply})
         if result.error is not None:

@@ -42,6 +42,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
 from evals.jsonl import load_jsonl
+from personagraph.accounts.identity import Caller
 from personagraph.personas.model import Persona, list_personas, load_persona, load_world
 from personagraph.personas.rules import (
     FAN_ADDRESS_MIN_RATE,
@@ -222,12 +223,10 @@ def run_case(
     persona = load_persona(case["persona_id"])
     started = time.perf_counter()
     request = validate_request(
-        message=case["message"],
-        persona_id=case["persona_id"],
-        user_id=f"eval-persona-{uuid.uuid4().hex[:12]}",
-        thread_id=uuid.uuid4().hex,
+        message=case["message"], persona_id=case["persona_id"], thread_id=uuid.uuid4().hex
     )
-    result = service.send(request)
+    # A fresh fan per case: an account of its own, so no case sees another's memories.
+    result = service.send(Caller(f"eval-persona-{uuid.uuid4().hex[:12]}"), request)
     row: dict[str, Any] = {
         "case": number,
         **{k: case[k] for k in ("persona_id", "kind", "lang", "message")},

@@ -7,6 +7,9 @@ graph's memory write, the chat service and "Forget me" can never disagree about 
     ("memories", user_id, persona_id)   key uuid         the fan's own words, searchable
     ("summaries", user_id, persona_id)  key uuid         running summaries of older turns
     ("threads", user_id)                key thread_id    the fan's chat sessions (title, persona)
+
+`user_id` is the signed-in account's id, written with `fan_label` (the store refuses '.' in a
+label, and account ids such as "mina.kim@shop" may have one).
 """
 
 from __future__ import annotations
@@ -24,20 +27,26 @@ MAX_FACT_CHARS = 300
 PROFILE_FIELDS = ("name", "nickname", "birthday", "favourite_member", "favourite_song")
 
 
+def fan_label(user_id: str) -> str:
+    """The user id as a store namespace label: '.' becomes "%2E" ('%' itself "%25", so two ids never
+    share a label). Ids without '.' or '%' are unchanged, so existing memories stay where they are."""
+    return user_id.replace("%", "%25").replace(".", "%2E")
+
+
 def profile_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
-    return ("fans", user_id, persona_id)
+    return ("fans", fan_label(user_id), persona_id)
 
 
 def memories_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
-    return ("memories", user_id, persona_id)
+    return ("memories", fan_label(user_id), persona_id)
 
 
 def summaries_namespace(user_id: str, persona_id: str) -> tuple[str, ...]:
-    return ("summaries", user_id, persona_id)
+    return ("summaries", fan_label(user_id), persona_id)
 
 
 def threads_namespace(user_id: str) -> tuple[str, ...]:
-    return ("threads", user_id)
+    return ("threads", fan_label(user_id))
 
 
 class _ProfileFields(BaseModel):

@@ -4,8 +4,10 @@
     personagraph export-card PERSONA_ID [--out FILE]
 
 An imported card becomes an ordinary persona folder `data_dir/personas/<id>/`: `persona.yaml`
-(kind: card) and `knowledge/*.md`, one document per enabled character-book entry plus one for the
-description and scenario. The knowledge is indexed on first use like any other persona's.
+(kind: card; `owner`: the importing account, absent for a public card) and `knowledge/*.md`, one
+document per enabled character-book entry plus one for the description and scenario. The
+knowledge is indexed on first use like any other persona's. Who may import, see or replace which
+persona is decided in services/chat.py (`ChatService.import_card`).
 
 Card text is untrusted: it fills the persona and knowledge blocks of the prompt, never the system
 rules. The card's own `system_prompt` and `post_history_instructions` are kept for export only.
@@ -32,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from personagraph.personas.model import (
+    check_persona_id,
     load_persona,
     load_story,
     load_world,
@@ -39,11 +42,11 @@ from personagraph.personas.model import (
     personas_dir,
 )
 from personagraph.serving.language import detect_language
+from personagraph.serving.safe_paths import child_path
 
 SPEC = "chara_card_v2"
 MAX_CARD_BYTES = 8 * 1024 * 1024
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PERSONA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 DESCRIPTION_DOC = "card_description.md"
@@ -343,7 +346,7 @@ def card_documents(card: CharacterCard) -> dict[str, str]:
     return docs
 
 
-def persona_yaml(card: CharacterCard, persona_id: str) -> dict[str, Any]:
+def persona_yaml(card: CharacterCard, persona_id: str, owner: str | None = None) -> dict[str, Any]:
     data = card.data
     greeting = _fill(data.first_mes, data.name, FAN_ADDRESS).strip() or f"Hi, I'm {data.name}!"
     book = data.character_book
@@ -365,9 +368,11 @@ def persona_yaml(card: CharacterCard, persona_id: str) -> dict[str, Any]:
         card_meta["disabled_entries"] = [
             e.model_dump(mode="json", exclude_none=True) for e in book.entries if not e.enabled
         ]
+    owned = {"owner": owner} if owner else {}
     return {
         "id": persona_id,
         "kind": "card",
+        **owned,
         "name": data.name,
         "position": "the character described below",
         "personality": split_personality(_fill(data.personality, data.name)),
@@ -403,13 +408,21 @@ def clear_persona_caches() -> None:
     load_story.cache_clear()
 
 
-def import_card(card: CharacterCard, persona_id: str | None = None, overwrite: bool = False) -> str:
-    """Write the card as `data_dir/personas/<id>/`; returns the persona id."""
+def import_card(
+    card: CharacterCard, persona_id: str | None = None, overwrite: bool = False, owner: str | None = None
+) -> str:
+    """Write the card as `data_dir/personas/<id>/`, owned by `owner` (None: public); returns the id.
+
+    Who may import, replace or see what is decided by the caller (services/chat.py); this only
+    refuses a bad id and replacing without `overwrite`.
+    """
     persona_id = persona_id or slugify(card.data.name)
-    if not _PERSONA_ID.match(persona_id):
-        raise CardError(f"id: {persona_id!r} must be 1-64 characters of letters, digits, _ or -")
+    try:
+        check_persona_id(persona_id, "id")
+    except ValueError as exc:
+        raise CardError(str(exc)) from exc
     root = personas_dir()
-    target = root / persona_id
+    target = child_path(root, persona_id)
     if target.exists() and not overwrite:
         raise CardError(
             f"id: persona {persona_id!r} already exists; choose another id (--id) or replace it (--overwrite)"
@@ -419,7 +432,7 @@ def import_card(card: CharacterCard, persona_id: str | None = None, overwrite: b
     staging = Path(tempfile.mkdtemp(prefix=f".import-{persona_id}-", dir=root.parent))
     try:
         header = f"# Imported from a Character Card V2 ({SPEC}): {card.data.name}\n"
-        body = dump_yaml(persona_yaml(card, persona_id))
+        body = dump_yaml(persona_yaml(card, persona_id, owner))
         (staging / "persona.yaml").write_text(header + body, encoding="utf-8")
         knowledge = staging / "knowledge"
         knowledge.mkdir()

@@ -1,4 +1,10 @@
-"""Persona schema and loading from `data/personas/<id>/` (persona.yaml, world.yaml, story.yaml, knowledge/*.md)."""
+"""Persona schema and loading from `data/personas/<id>/` (persona.yaml, world.yaml, story.yaml, knowledge/*.md).
+
+Who may use a persona: shipped personas (no `owner` in persona.yaml) are public; a persona
+imported from a card records the account that imported it (`owner`) and is visible only to that
+account and to admins. Someone else's persona and a missing one look the same (UnknownPersonaError,
+a 404), so persona ids cannot be probed.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from personagraph.accounts.identity import Caller, NotFoundError
+from personagraph.serving.safe_paths import check_id
 from personagraph.serving.settings import get_settings
 
+# Persona ids name folders and Chroma collections: letters, digits, _ and - only.
+PERSONA_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")
+PERSONA_ID_RULE = "1-64 characters of letters, digits, _ or - (not starting with -)"
 
-class UnknownPersonaError(ValueError):
-    """Raised for a persona id that has no folder; the message lists the known ids."""
+
+class UnknownPersonaError(NotFoundError, ValueError):
+    """A persona id with no folder, or one the caller may not use; the message lists the ones they may.
+
+    A NotFoundError (404) first, so someone else's persona looks missing; still a ValueError for
+    callers that treat it as a bad field.
+    """
 
 
 class SpeechRules(BaseModel):
@@ -55,6 +71,7 @@ class Persona(BaseModel):
     greeting: dict[str, str] = {}
     returning_greeting: dict[str, str] = {}
     # Character-card fields (imported personas).
+    owner: str | None = None  # the account that imported the card; None = public (shipped)
     scenario: str = ""
     example_dialogue: str = ""
 
@@ -104,11 +121,18 @@ def list_personas() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "persona.yaml").is_file()) if root.is_dir() else []
 
 
+def check_persona_id(persona_id: object, field: str = "persona_id") -> str:
+    """`persona_id` if it is a well-formed id (full match, no `..`); else UnsafeIdError naming `field`."""
+    return check_id(persona_id, field, PERSONA_ID, PERSONA_ID_RULE)
+
+
 def persona_dir(persona_id: str) -> Path:
+    """The persona's folder. The error names no other persona: callers list what a caller may see."""
+    if not isinstance(persona_id, str) or not PERSONA_ID.fullmatch(persona_id) or ".." in persona_id:
+        raise UnknownPersonaError(f"unknown persona_id {persona_id!r}")
     path = personas_dir() / persona_id
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", persona_id) or not (path / "persona.yaml").is_file():
-        known = ", ".join(list_personas()) or "(none)"
-        raise UnknownPersonaError(f"unknown persona_id {persona_id!r}; known personas: {known}")
+    if not (path / "persona.yaml").is_file():
+        raise UnknownPersonaError(f"unknown persona_id {persona_id!r}")
     return path
 
 
@@ -129,6 +153,63 @@ def load_world(persona_id: str) -> dict[str, Any]:
 @lru_cache(maxsize=32)
 def load_story(persona_id: str) -> Story:
     return Story.model_validate(_read_yaml(persona_dir(persona_id) / "story.yaml") or {})
+
+
+def persona_owner(persona_id: str) -> str | None:
+    """The account that imported the persona; None for a public (shipped) one.
+
+    Read from the raw YAML so that a persona whose file no longer validates still has its owner.
+    """
+    try:
+        return load_persona(persona_id).owner
+    except (ValueError, OSError, yaml.YAMLError):
+        raw = _read_yaml(persona_dir(persona_id) / "persona.yaml")
+        owner = raw.get("owner") if isinstance(raw, dict) else None
+        return str(owner) if owner else None
+
+
+def may_use(caller: Caller, persona_id: str) -> bool:
+    """Public personas are everyone's; an imported one is its owner's (and every admin's)."""
+    owner = persona_owner(persona_id)
+    return owner is None or caller.may_manage(owner)
+
+
+def visible_personas(caller: Caller) -> list[str]:
+    """The persona ids the caller may chat with, export or see listed."""
+    visible = []
+    for persona_id in list_personas():
+        try:
+            if may_use(caller, persona_id):
+                visible.append(persona_id)
+        except (ValueError, OSError, yaml.YAMLError):  # an unreadable folder: admins still see its id
+            if caller.admin:
+                visible.append(persona_id)
+    return visible
+
+
+def public_personas() -> list[str]:
+    """Shipped personas and cards imported as public: what every account sees."""
+    return [p for p in list_personas() if _owner_or_unreadable(p) is None]
+
+
+def _owner_or_unreadable(persona_id: str) -> str | None:
+    try:
+        return persona_owner(persona_id)
+    except (ValueError, OSError, yaml.YAMLError):
+        return "?"
+
+
+def persona_for(caller: Caller, persona_id: object, field: str = "persona_id") -> str:
+    """The persona id if the caller may use it; UnknownPersonaError (404) listing theirs otherwise."""
+    persona_id = check_persona_id(persona_id, field)
+    try:
+        allowed = may_use(caller, persona_id)
+    except (ValueError, OSError, yaml.YAMLError):
+        allowed = False
+    if not allowed:
+        known = ", ".join(visible_personas(caller)) or "(none)"
+        raise UnknownPersonaError(f"{field}: unknown persona {persona_id!r}; known personas: {known}")
+    return persona_id
 
 
 def parse_markdown(path: Path, source: str) -> KnowledgeDoc:

@@ -1,18 +1,28 @@
-"""Running persona_chat turns for the CLI, the UI, evals and benchmarks.
+"""Running persona_chat turns for the UI, the HTTP API, the CLI, evals and benchmarks.
 
 Adds what a caller needs around the graph: request validation with clear errors, persistence
-(checkpointer + store from the factories), token streaming, a thread registry per fan, and a failed
-turn that leaves the thread exactly as it was (the fan's message is returned to be retried).
+(checkpointer + store from the factories), token streaming, a thread registry per fan, Stop, and a
+failed or stopped turn that leaves the thread exactly as it was (the fan's message is returned to
+be retried).
+
+Every method takes the `Caller` first. The fan is always `caller.user_id` (never a form field):
+memories, profile and summaries are kept under it, and a thread's checkpoint is stored under
+`"<user_id>/<thread_id>"`, so one account's thread id can never reach another account's
+conversation. Chat data is private: admins get no override here. Someone else's thread looks
+missing (NotFoundError); imported personas follow `personas.model.persona_for`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
+import os
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, RemoveMessage
@@ -20,8 +30,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from personagraph.accounts.identity import Caller, ConflictError, ForbiddenError, NotFoundError
 from personagraph.graphs.persona_chat import build
 from personagraph.memory.fan_memory import (
     FanProfile,
@@ -34,12 +45,27 @@ from personagraph.memory.fan_memory import (
 )
 from personagraph.memory.persistence import make_checkpointer, make_store
 from personagraph.nodes.context import ChatContext
-from personagraph.personas.model import list_personas, persona_dir
+from personagraph.personas.cards import MAX_CARD_BYTES, CardError, load_card, slugify
+from personagraph.personas.cards import export_card as card_of_persona
+from personagraph.personas.cards import import_card as write_card_persona
+from personagraph.personas.model import (
+    PERSONA_ID_RULE,
+    Persona,
+    check_persona_id,
+    list_personas,
+    load_persona,
+    persona_for,
+    persona_owner,
+    public_personas,
+    visible_personas,
+)
 from personagraph.serving.models import ModelError
+from personagraph.serving.safe_paths import SAFE_ID_RULE, UnsafeIdError, check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
 
-_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
-_PERSONA_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+DEFAULT_PERSONA = "stella_yuna"
+STOPPED = "stopped"
+CardSource = str | os.PathLike[str] | bytes | dict[str, Any]
 
 
 class InvalidRequestError(ValueError):
@@ -47,10 +73,13 @@ class InvalidRequestError(ValueError):
 
 
 class ChatRequest(BaseModel):
+    """One fan message. There is no user id: the fan is the signed-in caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
     message: str
-    user_id: str = "anonymous"
     thread_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    persona_id: str = "stella_yuna"
+    persona_id: str = DEFAULT_PERSONA
 
     @field_validator("message")
     @classmethod
@@ -63,26 +92,45 @@ class ChatRequest(BaseModel):
             raise ValueError(f"is {len(value)} characters; the maximum is {limit} (MAX_MESSAGE_CHARS)")
         return value
 
-    @field_validator("user_id", "thread_id")
+    @field_validator("thread_id")
     @classmethod
     def _ident(cls, value: str) -> str:
-        if not _ID.match(value):
-            raise ValueError("must be 1-128 characters of letters, digits, _ . : @ -")
+        if not isinstance(value, str) or not _valid(check_id, value):
+            raise ValueError(f"{value!r} is not a valid id; use {SAFE_ID_RULE}")
         return value
 
     @field_validator("persona_id")
     @classmethod
     def _persona(cls, value: str) -> str:
-        persona_dir(value)  # raises with the list of known personas
+        # Only the form here; whether the caller may use the persona is checked with the caller.
+        if not isinstance(value, str) or not _valid(check_persona_id, value):
+            raise ValueError(f"{value!r} is not a valid id; use {PERSONA_ID_RULE}")
         return value
+
+
+def _valid(check: Any, value: str) -> bool:
+    try:
+        check(value, "id")
+    except UnsafeIdError:
+        return False
+    return True
 
 
 def validate_request(**fields: Any) -> ChatRequest:
     try:
         return ChatRequest(**fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InvalidRequestError(problems.replace("Value error, ", "")) from exc
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                allowed = ", ".join(ChatRequest.model_fields)
+                problems.append(
+                    f"{where}: not a request field (allowed: {allowed}); the fan is the signed-in account"
+                )
+            else:
+                problems.append(f"{where}: {str(e['msg']).removeprefix('Value error, ')}")
+        raise InvalidRequestError("; ".join(problems)) from exc
 
 
 def validate_profile(profile: dict[str, Any] | str) -> dict[str, Any]:
@@ -118,14 +166,44 @@ def validate_profile(profile: dict[str, Any] | str) -> dict[str, Any]:
     return cleaned
 
 
-def _check_ids(user_id: str, persona_id: str) -> None:
-    problems = []
-    if not _ID.match(user_id or ""):
-        problems.append("user_id: must be 1-128 characters of letters, digits, _ . : @ -")
-    if not _PERSONA_ID.match(persona_id or ""):
-        problems.append("persona_id: must be 1-64 characters of letters, digits, _ -")
-    if problems:
-        raise InvalidRequestError("; ".join(problems))
+def _owner(caller: Caller) -> str:
+    """The caller's user id, checked: it names store namespaces and prefixes checkpoint keys."""
+    try:
+        return check_id(caller.user_id, "user_id")
+    except UnsafeIdError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+
+
+def _thread(thread_id: object) -> str:
+    try:
+        return check_id(thread_id, "thread_id")
+    except UnsafeIdError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+
+
+def _persona_id(persona_id: object) -> str:
+    try:
+        return check_persona_id(persona_id)
+    except UnsafeIdError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+
+
+def thread_key(user_id: str, thread_id: str) -> str:
+    """The checkpointer's thread id: owner-scoped. Ids cannot contain '/', so keys never collide."""
+    return f"{user_id}/{thread_id}"
+
+
+@dataclass
+class _Snapshot:
+    """A thread before a turn: its message ids and the fan's stored words with the same text."""
+
+    messages: set[str]
+    memories: tuple[str, ...]
+    memory_keys: set[str] = field(default_factory=set)
+
+
+class _Stopped(Exception):
+    """Raised inside a turn's stream loop when the fan pressed Stop."""
 
 
 @dataclass
@@ -155,22 +233,83 @@ class ChatService:
         self.checkpointer = checkpointer or make_checkpointer()
         self.store = store or make_store()
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build(self.checkpointer, self.store)
+        # Turns being written, by owner-scoped thread key: Stop sets the event, the stream loop reads it.
+        self._running: dict[str, threading.Event] = {}
+        self._running_lock = threading.Lock()
 
-    def context_for(self, request: ChatRequest, **overrides: Any) -> ChatContext:
-        ctx = ChatContext(persona_id=request.persona_id, user_id=request.user_id)
+    @staticmethod
+    def _config(key: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": key}}
+
+    def context_for(self, caller: Caller, request: ChatRequest, **overrides: Any) -> ChatContext:
+        fixed = {"user_id", "persona_id"} & set(overrides)
+        if fixed:
+            raise InvalidRequestError(f"{', '.join(sorted(fixed))}: set by the caller and the request")
+        ctx = ChatContext(persona_id=request.persona_id, user_id=_owner(caller))
         ctx.max_message_chars = get_settings().max_message_chars
         return replace(ctx, **overrides)
 
-    def stream_turn(self, request: ChatRequest, **context_overrides: Any) -> Iterator[TurnEvent]:
-        """Run one turn, yielding reply tokens as the model writes them, then the final result."""
-        config: RunnableConfig = {"configurable": {"thread_id": request.thread_id}}
-        context = self.context_for(request, **context_overrides)
-        human = HumanMessage(content=request.message, id=uuid.uuid4().hex)
-        current_id = None
+    def _check_idle(self, key: str, thread_id: str) -> None:
+        with self._running_lock:
+            busy = key in self._running
+        if busy:
+            raise ConflictError(
+                f"thread_id: a reply is still being written in thread {thread_id!r}; wait for it or stop it"
+            )
+
+    def stream_turn(
+        self, caller: Caller, request: ChatRequest, **context_overrides: Any
+    ) -> Iterator[TurnEvent]:
+        """Run one turn, yielding reply tokens as the model writes them, then the final result.
+
+        Checks come first, before anything streams: the persona must be one the caller may use
+        (else UnknownPersonaError, a 404) and no other turn may be running in the thread (409).
+        """
+        owner = _owner(caller)
+        persona_for(caller, request.persona_id)
+        key = thread_key(owner, request.thread_id)
+        context = self.context_for(caller, request, **context_overrides)
+        self._check_idle(key, request.thread_id)
+        return self._stream(owner, request, key, context)
+
+    def _stream(
+        self, owner: str, request: ChatRequest, key: str, context: ChatContext
+    ) -> Iterator[TurnEvent]:
+        stop = threading.Event()
+        with self._running_lock:
+            busy = key in self._running
+            if not busy:
+                self._running[key] = stop
+        if busy:
+            message = f"thread_id: a reply is still being written in thread {request.thread_id!r}"
+            yield TurnEvent(
+                "error", message, TurnResult(reply="", thread_id=request.thread_id, error=message)
+            )
+            return
         try:
-            for chunk, metadata in self.graph.stream(
-                {"messages": [human]}, config, context=context, stream_mode="messages"
-            ):
+            yield from self._run_turn(owner, request, key, context, stop)
+        finally:
+            with self._running_lock:
+                if self._running.get(key) is stop:
+                    del self._running[key]
+
+    def _run_turn(
+        self, owner: str, request: ChatRequest, key: str, context: ChatContext, stop: threading.Event
+    ) -> Iterator[TurnEvent]:
+        config = self._config(key)
+        human = HumanMessage(content=request.message, id=uuid.uuid4().hex)
+        # What a rolled-back turn returns to: the thread's messages and the fan's stored words.
+        before = _Snapshot(
+            messages={str(m.id) for m in self.graph.get_state(config).values.get("messages", [])},
+            memories=memories_namespace(owner, request.persona_id),
+        )
+        before.memory_keys = set(self._memory_keys(before.memories, request.message))
+        current_id = None
+        stream = self.graph.stream({"messages": [human]}, config, context=context, stream_mode="messages")
+        try:
+            for chunk, metadata in stream:
+                if stop.is_set():
+                    raise _Stopped
                 if not isinstance(metadata, dict) or metadata.get("langgraph_node") != "draft":
                     continue
                 if not isinstance(chunk, AIMessageChunk):
@@ -181,18 +320,27 @@ class ChatService:
                     current_id = chunk.id
                 if chunk.content:
                     yield TurnEvent("token", str(chunk.content))
+        except GeneratorExit:
+            # The consumer went away mid-turn (closed tab, dropped SSE connection): undo the turn.
+            _close(stream)
+            self._roll_back(config, before, request.message, STOPPED)
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure must leave the thread usable
-            message = (
-                str(exc) if isinstance(exc, ModelError) else f"internal error: {type(exc).__name__}: {exc}"
-            )
-            self._roll_back(config, human, message)
+            _close(stream)
+            if isinstance(exc, _Stopped):
+                message = STOPPED
+            elif isinstance(exc, ModelError):
+                message = str(exc)
+            else:
+                message = f"internal error: {type(exc).__name__}: {exc}"
+            self._roll_back(config, before, request.message, message)
             yield TurnEvent(
                 "error", message, TurnResult(reply="", thread_id=request.thread_id, error=message)
             )
             return
         values = self.graph.get_state(config).values
         reply = _last_ai_text(values.get("messages", []))
-        self._register_thread(request, reply)
+        self._register_thread(owner, request)
         result = TurnResult(
             reply=reply,
             thread_id=request.thread_id,
@@ -203,117 +351,130 @@ class ChatService:
         )
         yield TurnEvent("final", reply, result)
 
+    def send(self, caller: Caller, request: ChatRequest, **context_overrides: Any) -> TurnResult:
+        for event in self.stream_turn(caller, request, **context_overrides):
+            if event.kind in ("final", "error") and event.result is not None:
+                return event.result
+        raise RuntimeError("turn ended without a result")
+
+    def stop(self, caller: Caller, thread_id: str) -> bool:
+        """Stop the reply being written in the caller's thread; False when none is running.
+
+        The turn ends with an error event "stopped" and is rolled back like a failed one, so the
+        thread stays usable. NotFoundError for a thread the caller does not have.
+        """
+        owner = _owner(caller)
+        thread_id = _thread(thread_id)
+        key = thread_key(owner, thread_id)
+        with self._running_lock:
+            running = self._running.get(key)
+        if running is not None:
+            running.set()
+            return True
+        if not self._has_thread(owner, thread_id):
+            raise NotFoundError(f"thread_id: no thread {thread_id!r}")
+        return False
+
     def regenerate(
-        self,
-        thread_id: str,
-        user_id: str = "anonymous",
-        persona_id: str | None = None,
-        **context_overrides: Any,
+        self, caller: Caller, thread_id: str, persona_id: str | None = None, **context_overrides: Any
     ) -> Iterator[TurnEvent]:
         """Re-run the thread's last fan message: its exchange is removed, then the same text is sent again.
 
-        Yields the same events as `stream_turn`. If the new run fails, the previous exchange is put
-        back, so the thread is as it was. Raises InvalidRequestError when there is nothing to redo.
+        Yields the same events as `stream_turn`. If the new run fails or is stopped, the previous
+        exchange is put back, so the thread is as it was. Raises NotFoundError for a thread the
+        caller does not have and InvalidRequestError when there is nothing to redo.
         """
-        messages = self.history(thread_id)
+        owner = _owner(caller)
+        messages = self.history(caller, thread_id)
         index = next(
             (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)), None
         )
         if index is None:
             raise InvalidRequestError(f"thread_id: thread {thread_id!r} has no fan message to regenerate")
         if persona_id is None:
-            registered = (
-                self.store.get(threads_namespace(user_id), thread_id) if _ID.match(user_id or "") else None
-            )
+            registered = self.store.get(threads_namespace(owner), thread_id)
             persona_id = registered.value.get("persona_id") if registered else None
         request = validate_request(
-            message=str(messages[index].content), user_id=user_id, thread_id=thread_id,
-            persona_id=persona_id or ChatRequest.model_fields["persona_id"].default,
-        )  # fmt: skip
-        return self._regenerate(request, messages[index:], **context_overrides)
+            message=str(messages[index].content),
+            thread_id=thread_id,
+            persona_id=persona_id or DEFAULT_PERSONA,
+        )
+        persona_for(caller, request.persona_id)
+        key = thread_key(owner, thread_id)
+        context = self.context_for(caller, request, **context_overrides)
+        self._check_idle(key, thread_id)
+        return self._regenerate(owner, request, key, context, messages[index:])
 
     def _regenerate(
-        self, request: ChatRequest, removed: list[AnyMessage], **context_overrides: Any
+        self, owner: str, request: ChatRequest, key: str, context: ChatContext, removed: list[AnyMessage]
     ) -> Iterator[TurnEvent]:
-        config: RunnableConfig = {"configurable": {"thread_id": request.thread_id}}
-        namespace = memories_namespace(request.user_id, request.persona_id)
+        config = self._config(key)
+        namespace = memories_namespace(owner, request.persona_id)
         earlier = set(self._memory_keys(namespace, request.message))
         self.graph.update_state(
             config, {"messages": [RemoveMessage(id=str(m.id)) for m in removed]}, as_node="memory_write"
         )
-        for event in self.stream_turn(request, **context_overrides):
-            if event.kind == "error":
-                # Put the previous exchange back: a failed regeneration changes nothing.
-                self.graph.update_state(
-                    config, {"messages": list(removed), "last_error": event.text}, as_node="memory_write"
-                )
-            elif event.kind == "final":
-                # The re-run stored the fan's words again; drop the copy from the first run.
-                now = set(self._memory_keys(namespace, request.message))
-                if now - earlier:
-                    for key in earlier:
-                        self.store.delete(namespace, key)
-            yield event
+        restored = False
+
+        def restore(error: str) -> None:
+            # Put the previous exchange back: a failed or stopped regeneration changes nothing.
+            nonlocal restored
+            restored = True
+            self.graph.update_state(
+                config, {"messages": list(removed), "last_error": error}, as_node="memory_write"
+            )
+
+        try:
+            for event in self._stream(owner, request, key, context):
+                if event.kind == "error":
+                    restore(event.text)
+                elif event.kind == "final":
+                    restored = True  # the new exchange stands
+                    # The re-run stored the fan's words again; drop the copy from the first run.
+                    now = set(self._memory_keys(namespace, request.message))
+                    if now - earlier:
+                        for key_ in earlier:
+                            self.store.delete(namespace, key_)
+                yield event
+        finally:
+            if not restored:  # closed before the turn ended (the consumer went away)
+                restore(STOPPED)
 
     def _memory_keys(self, namespace: tuple[str, ...], text: str) -> list[str]:
         return [item.key for item in all_items(self.store, namespace) if item.value.get("text") == text]
 
-    # --- what the persona remembers about a fan ---------------------------------------------------
-
-    def get_profile(self, user_id: str, persona_id: str) -> dict[str, Any]:
-        """The fan's profile for this persona (name, nickname, ..., facts, updated_at); {} if none."""
-        _check_ids(user_id, persona_id)
-        return read_profile(self.store, user_id, persona_id)
-
-    def memories(self, user_id: str, persona_id: str) -> list[dict[str, Any]]:
-        """The fan's stored messages for this persona, newest first: [{"key", "text", "at"}]."""
-        _check_ids(user_id, persona_id)
-        rows = [{"key": item.key, "text": item.value.get("text", ""), "at": item.value.get("at", "")}
-                for item in all_items(self.store, memories_namespace(user_id, persona_id))]  # fmt: skip
-        return sorted(rows, key=lambda r: r["at"], reverse=True)
-
-    def update_profile(self, user_id: str, persona_id: str, profile: dict[str, Any] | str) -> dict[str, Any]:
-        """Replace the fan's profile with an edited one (validated); an empty profile deletes it."""
-        _check_ids(user_id, persona_id)
-        return write_profile(self.store, user_id, persona_id, validate_profile(profile))
-
-    def forget(self, user_id: str, persona_id: str, threads: bool = False) -> dict[str, int]:
-        """Delete what the persona remembers about the fan: profile, memories and summaries.
-
-        With `threads=True` the fan's chat sessions with this persona are deleted too.
-        Returns how many items of each kind were deleted.
-        """
-        _check_ids(user_id, persona_id)
-        counts = {**forget_fan(self.store, user_id, persona_id), "threads": 0}
-        if threads:
-            for row in self.threads(user_id):
-                if row.get("persona_id") == persona_id:
-                    self.checkpointer.delete_thread(row["thread_id"])
-                    self.store.delete(threads_namespace(user_id), row["thread_id"])
-                    counts["threads"] += 1
-        return counts
-
-    def send(self, request: ChatRequest, **context_overrides: Any) -> TurnResult:
-        for event in self.stream_turn(request, **context_overrides):
-            if event.kind in ("final", "error") and event.result is not None:
-                return event.result
-        raise RuntimeError("turn ended without a result")
-
-    def _roll_back(self, config: RunnableConfig, human: HumanMessage, error: str) -> None:
-        """Undo a failed turn: drop its message and pending work so the thread stays usable."""
+    def _roll_back(self, config: RunnableConfig, before: _Snapshot, text: str, error: str) -> None:
+        """Undo a failed or stopped turn so the thread stays usable: drop every message the turn
+        added (the fan's, and a reply if one was already written), its pending work, and the fan's
+        words if the memory step already stored them."""
         state = self.graph.get_state(config)
-        if not state.values:
-            return
-        present = {m.id for m in state.values.get("messages", [])}
-        removals = [RemoveMessage(id=human.id)] if human.id and human.id in present else []
-        self.graph.update_state(config, {"messages": removals, "last_error": error}, as_node="memory_write")
+        if state.values:
+            added = [m for m in state.values.get("messages", []) if str(m.id) not in before.messages]
+            removals = [RemoveMessage(id=str(m.id)) for m in added]
+            self.graph.update_state(
+                config, {"messages": removals, "last_error": error}, as_node="memory_write"
+            )
+        for key in set(self._memory_keys(before.memories, text)) - before.memory_keys:
+            self.store.delete(before.memories, key)
 
-    def history(self, thread_id: str) -> list[AnyMessage]:
-        state = self.graph.get_state(RunnableConfig(configurable={"thread_id": thread_id}))
+    # --- threads ----------------------------------------------------------------------------------
+
+    def _has_thread(self, owner: str, thread_id: str) -> bool:
+        if self.store.get(threads_namespace(owner), thread_id) is not None:
+            return True
+        return bool(self.graph.get_state(self._config(thread_key(owner, thread_id))).values)
+
+    def history(self, caller: Caller, thread_id: str) -> list[AnyMessage]:
+        """The messages of one of the caller's threads; NotFoundError for any other thread id."""
+        owner = _owner(caller)
+        thread_id = _thread(thread_id)
+        state = self.graph.get_state(self._config(thread_key(owner, thread_id)))
+        if not state.values and self.store.get(threads_namespace(owner), thread_id) is None:
+            raise NotFoundError(f"thread_id: no thread {thread_id!r}")
         return list(state.values.get("messages", [])) if state.values else []
 
-    def _register_thread(self, request: ChatRequest, reply: str) -> None:
-        namespace = threads_namespace(request.user_id)
+    def _register_thread(self, owner: str, request: ChatRequest) -> None:
+        namespace = threads_namespace(owner)
         existing = self.store.get(namespace, request.thread_id)
         title = existing.value["title"] if existing else request.message[:40]
         self.store.put(
@@ -323,15 +484,163 @@ class ChatService:
             index=False,
         )
 
-    def threads(self, user_id: str) -> list[dict[str, Any]]:
-        """The fan's threads, newest first: [{"thread_id", "title", "persona_id", "updated_at"}]."""
-        items = self.store.search(threads_namespace(user_id), limit=100)
+    def threads(self, caller: Caller) -> list[dict[str, Any]]:
+        """The caller's threads, newest first: [{"thread_id", "title", "persona_id", "updated_at"}]."""
+        items = all_items(self.store, threads_namespace(_owner(caller)))
         rows = [{"thread_id": item.key, **item.value} for item in items]
         return sorted(rows, key=lambda r: r.get("updated_at", ""), reverse=True)
 
+    # --- what the persona remembers about the caller ----------------------------------------------
+    # Always the caller's own data (their user id names the namespace): nobody, admins included,
+    # reads or changes another account's profile here.
+
+    def get_profile(self, caller: Caller, persona_id: str) -> dict[str, Any]:
+        """The caller's profile for this persona (name, nickname, ..., facts, updated_at); {} if none."""
+        return read_profile(self.store, _owner(caller), _persona_id(persona_id))
+
+    def memories(self, caller: Caller, persona_id: str) -> list[dict[str, Any]]:
+        """The caller's stored messages for this persona, newest first: [{"key", "text", "at"}]."""
+        namespace = memories_namespace(_owner(caller), _persona_id(persona_id))
+        rows = [{"key": item.key, "text": item.value.get("text", ""), "at": item.value.get("at", "")}
+                for item in all_items(self.store, namespace)]  # fmt: skip
+        return sorted(rows, key=lambda r: r["at"], reverse=True)
+
+    def update_profile(
+        self, caller: Caller, persona_id: str, profile: dict[str, Any] | str
+    ) -> dict[str, Any]:
+        """Replace the caller's profile with an edited one (validated); an empty profile deletes it."""
+        owner, persona_id = _owner(caller), _persona_id(persona_id)
+        return write_profile(self.store, owner, persona_id, validate_profile(profile))
+
+    def forget(self, caller: Caller, persona_id: str, threads: bool = False) -> dict[str, int]:
+        """Delete what the persona remembers about the caller: profile, memories and summaries.
+
+        With `threads=True` the caller's chat sessions with this persona are deleted too.
+        Returns how many items of each kind were deleted. The persona need not exist any more.
+        """
+        owner, persona_id = _owner(caller), _persona_id(persona_id)
+        counts = {**forget_fan(self.store, owner, persona_id), "threads": 0}
+        if threads:
+            for row in self.threads(caller):
+                if row.get("persona_id") == persona_id:
+                    self.checkpointer.delete_thread(thread_key(owner, row["thread_id"]))
+                    self.store.delete(threads_namespace(owner), row["thread_id"])
+                    counts["threads"] += 1
+        return counts
+
+    # --- personas and character cards -------------------------------------------------------------
+
     @staticmethod
-    def personas() -> list[str]:
-        return list_personas()
+    def personas(caller: Caller) -> list[str]:
+        """Shipped personas plus the caller's imported ones (admins: every persona)."""
+        return visible_personas(caller)
+
+    @staticmethod
+    def shared_personas() -> list[str]:
+        """The personas every account sees (shipped and public cards), for a page before sign-in."""
+        return public_personas()
+
+    @staticmethod
+    def persona(caller: Caller, persona_id: str) -> Persona:
+        """A persona the caller may use; UnknownPersonaError (404) otherwise."""
+        return load_persona(persona_for(caller, persona_id))
+
+    @staticmethod
+    def import_card(
+        caller: Caller,
+        source: CardSource,
+        overwrite: bool = False,
+        persona_id: str | None = None,
+        public: bool = False,
+    ) -> str:
+        """Import a Character Card V2 (the file's bytes, parsed JSON, or a path) as a persona the caller owns.
+
+        Paths: the CLI operator (`caller.local`) may name any file; everyone else only files in
+        their upload folder (the app hands in the uploaded file's bytes). Without `persona_id`
+        the id comes from the card's name; when that id is another account's persona the card
+        gets a distinct id of its own (`<slug>_<6 hex>`), so nothing about the other persona is
+        revealed. An explicit `persona_id` held by another account: ConflictError (409), or
+        NotFoundError (404) with `overwrite`. A shipped persona cannot be replaced (403); an
+        existing persona of the caller's needs `overwrite` (else 409). `public` (admins only)
+        makes the persona visible to every account. Returns the persona id.
+        """
+        owner = _owner(caller)
+        if public and not caller.admin:
+            raise ForbiddenError("public: only an admin can import a card for every account")
+        card = load_card(_card_source(caller, source))
+        explicit = persona_id is not None
+        target = _persona_id(persona_id) if explicit else slugify(card.data.name)
+        new_owner: str | None = None if public else owner
+        for attempt in range(4):
+            if target not in list_personas():
+                break
+            current = load_persona(target)
+            current_owner = persona_owner(target)
+            if current.kind != "card":
+                if overwrite:
+                    raise ForbiddenError(
+                        f"persona_id: {target!r} is a built-in persona and cannot be replaced"
+                    )
+                raise ConflictError(
+                    f"persona_id: a built-in persona {target!r} already exists; choose another id"
+                )
+            if current_owner is None and not caller.admin:
+                if overwrite:
+                    raise ForbiddenError(
+                        f"persona_id: {target!r} is shared with every account; only an admin can replace it"
+                    )
+                raise ConflictError(f"persona_id: persona {target!r} already exists; choose another id")
+            if current_owner is not None and not caller.may_manage(current_owner):
+                if explicit:
+                    if overwrite:
+                        raise NotFoundError(f"persona_id: no persona {target!r} of yours to replace")
+                    raise ConflictError(f"persona_id: {target!r} is taken; choose another id")
+                target = _distinct_id(target, owner, attempt)
+                continue
+            if not overwrite:
+                raise ConflictError(
+                    f"persona_id: persona {target!r} already exists; choose another id or replace it (overwrite)"
+                )
+            if not public and current_owner is not None:
+                new_owner = current_owner  # an admin replacing a user's card leaves it theirs
+            break
+        else:
+            raise ConflictError(f"persona_id: no free id for {card.data.name!r}; choose one")
+        return write_card_persona(card, persona_id=target, overwrite=overwrite, owner=new_owner)
+
+    @staticmethod
+    def export_card(caller: Caller, persona_id: str) -> dict[str, Any]:
+        """A persona the caller may use, as Character Card V2 JSON (the owner is not included)."""
+        return card_of_persona(persona_for(caller, persona_id))
+
+
+def _card_source(caller: Caller, source: CardSource) -> bytes | dict[str, Any]:
+    if isinstance(source, (bytes, dict)):
+        return source
+    if caller.local:
+        path = Path(source).expanduser()
+    else:
+        uploads = child_path(get_settings().uploads_dir, _owner(caller))
+        path = confined_path(os.fspath(source), [uploads], "file")
+    if not path.is_file():
+        raise CardError(f"file: no such card file {str(source)!r}")
+    if path.stat().st_size > MAX_CARD_BYTES:
+        raise CardError(f"card: file is {path.stat().st_size} bytes; the maximum is {MAX_CARD_BYTES}")
+    return path.read_bytes()
+
+
+def _close(stream: Iterator[Any]) -> None:
+    """Close the graph's stream so it stops running the turn (a generator has `close`)."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def _distinct_id(slug: str, owner: str, attempt: int) -> str:
+    """An id for `owner`'s card when the name's id is someone else's: stable first, random after."""
+    base = slug[:48].rstrip("_-") or "card"
+    suffix = hashlib.sha256(owner.encode("utf-8")).hexdigest()[:6] if attempt == 0 else uuid.uuid4().hex[:8]
+    return f"{base}_{suffix}"
 
 
 def _last_ai_text(messages: list[AnyMessage]) -> str:

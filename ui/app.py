@@ -1,11 +1,15 @@
 """The Gradio app: one tab per job. The chat tab streams replies from `persona_chat`.
 
-personagraph app            (or: make run)  ->  http://127.0.0.1:7860
+personagraph app            (or: make run)  ->  http://127.0.0.1:7860  (served by `personagraph.api`)
 
 Chat tab: persona picker with Character Card V2 import, new/continue session with a greeting
-(returning fans are greeted by name), streamed replies, Regenerate, the sources and safety
+(returning fans are greeted by name), streamed replies, Regenerate and Stop, the sources and safety
 decisions of each turn, and a panel where the fan can read, edit or delete what the persona
 remembers about them.
+
+The fan is the signed-in account: every handler takes the `gr.Request` and asks
+`ui.identity.caller_of` who it is (there is no user-id field), and the services check ownership.
+Handlers marked private are still callable by `fn_index`, so none of them trusts its inputs.
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
-from personagraph.personas.cards import CardError, import_card, load_card, slugify
-from personagraph.personas.model import UnknownPersonaError, list_personas, load_persona
-from personagraph.services.chat import ChatService, InvalidRequestError, TurnEvent, validate_request
-from personagraph.services.prepare import prepare
-from personagraph.serving.settings import get_settings
-from personagraph.ui.auth import AuthConfig
+from personagraph.accounts.identity import AccessError, Caller
+from personagraph.accounts.store import AccountStore
+from personagraph.personas.cards import MAX_CARD_BYTES, CardError
+from personagraph.personas.model import load_persona
+from personagraph.services.chat import ChatService, TurnEvent, validate_request
+from personagraph.serving.safe_paths import confined_path
 from personagraph.ui.crm_tab import build_crm_tab
+from personagraph.ui.identity import caller_of, who_is_signed_in
 from personagraph.ui.insight_tab import build_insight_tab
 from personagraph.ui.twins_tab import build_twins_tabs
 
@@ -35,16 +42,17 @@ DEFAULT_FAN = {"ko": "친구", "en": "friend"}
 DEFAULT_PERSONA = "stella_yuna"
 
 
-def _thread_choices(service: ChatService, user_id: str) -> list[tuple[str, str]]:
-    return [
-        (f"{t['title']} · {t['updated_at'][:16]}", t["thread_id"])
-        for t in service.threads(user_id or "anonymous")
-    ]
+# What a handler shows instead of failing: bad input (400s) and refusals (401/403/404/409).
+Problem = (ValueError, AccessError, PermissionError)
 
 
-def _persona_choices() -> list[tuple[str, str]]:
+def _thread_choices(service: ChatService, caller: Caller) -> list[tuple[str, str]]:
+    return [(f"{t['title']} · {t['updated_at'][:16]}", t["thread_id"]) for t in service.threads(caller)]
+
+
+def _persona_choices(persona_ids: list[str]) -> list[tuple[str, str]]:
     choices = []
-    for persona_id in list_personas():
+    for persona_id in persona_ids:
         try:
             label = f"{load_persona(persona_id).name} · {persona_id}"
         except Exception:  # noqa: BLE001 - a broken folder is still listed, by id
@@ -53,16 +61,22 @@ def _persona_choices() -> list[tuple[str, str]]:
     return choices
 
 
-def _to_history(service: ChatService, thread_id: str) -> ChatHistory:
+def _to_history(service: ChatService, caller: Caller, thread_id: str) -> ChatHistory:
     history: ChatHistory = []
-    for message in service.history(thread_id):
+    for message in service.history(caller, thread_id):
         role = "user" if message.type == "human" else "assistant"
         history.append({"role": role, "content": str(message.content)})
     return history
 
 
-def _user(user_id: str | None) -> str:
-    return (user_id or "anonymous").strip() or "anonymous"
+def _uploaded_card(file_path: str) -> bytes:
+    """The bytes of a card uploaded through the app: only files in Gradio's upload folder are read."""
+    path = confined_path(file_path, [Path(get_upload_folder())], "file")
+    if not path.is_file():
+        raise CardError("file: the uploaded card is gone; upload it again")
+    if path.stat().st_size > MAX_CARD_BYTES:
+        raise CardError(f"card: file is {path.stat().st_size} bytes; the maximum is {MAX_CARD_BYTES}")
+    return path.read_bytes()
 
 
 def greeting(persona_id: str, lang: str = "ko", profile: dict[str, Any] | None = None) -> str:
@@ -143,11 +157,9 @@ def render_details(details: str | None) -> str:
     return "\n".join(lines)
 
 
-def render_profile(persona_id: str, profile: dict[str, Any], memories: list[dict[str, Any]]) -> str:
-    try:
-        name = load_persona(persona_id).name
-    except UnknownPersonaError:
-        return ""
+def render_profile(name: str, profile: dict[str, Any], memories: list[dict[str, Any]]) -> str:
+    """What the persona called `name` remembers about the fan, as Markdown."""
+    name = _plain(name, 100)
     if not profile and not memories:
         return f"**{name} doesn't remember anything about you yet.** Tell them about yourself!"
     lines = [f"**What {name} remembers about you**"]
@@ -161,42 +173,47 @@ def render_profile(persona_id: str, profile: dict[str, Any], memories: list[dict
     return "\n".join(lines)
 
 
-def build_app(service: ChatService | None = None, auth: AuthConfig | None = None) -> gr.Blocks:
+def build_app(service: ChatService | None = None, accounts: AccountStore | None = None) -> gr.Blocks:
+    """The whole app; the caller of every event is the signed-in account (`accounts`)."""
     service = service or ChatService()
-    auth = auth or AuthConfig.from_env()
-    choices = _persona_choices()
+    accounts = accounts or AccountStore()
+    choices = _persona_choices(service.shared_personas())
     ids = [pid for _, pid in choices]
     default = DEFAULT_PERSONA if DEFAULT_PERSONA in ids else (ids[0] if ids else None)
 
-    def profile_view(persona_id: str, user_id: str) -> tuple[str, str]:
+    def caller(request: gr.Request | None) -> Caller:
+        return caller_of(accounts, request)
+
+    def banner(request: gr.Request) -> str:
+        return who_is_signed_in(accounts, request)
+
+    def profile_view(persona_id: str, request: gr.Request) -> tuple[str, str]:
         """(Markdown of what the persona remembers, the editable profile JSON)."""
         if not persona_id:
             return "", "{}"
         try:
-            profile = service.get_profile(_user(user_id), persona_id)
-            memories = service.memories(_user(user_id), persona_id)
-        except InvalidRequestError as exc:
+            fan = caller(request)
+            name = service.persona(fan, persona_id).name
+            profile = service.get_profile(fan, persona_id)
+            memories = service.memories(fan, persona_id)
+        except Problem as exc:
             return f"⚠️ {exc}", "{}"
         editable = {k: v for k, v in profile.items() if k != "updated_at"}
-        return render_profile(persona_id, profile, memories), json.dumps(
-            editable, ensure_ascii=False, indent=2
-        )
+        return render_profile(name, profile, memories), json.dumps(editable, ensure_ascii=False, indent=2)
 
-    def start_session(persona_id: str, user_id: str, lang: str) -> tuple[ChatHistory, str, str, str, str]:
+    def start_session(
+        persona_id: str, lang: str, request: gr.Request
+    ) -> tuple[ChatHistory, str, str, str, str]:
         """A new session: (chat with the greeting, thread id, status, profile Markdown, profile JSON)."""
         if not persona_id:
             return [], "", "", "", "{}"
         try:
-            profile = service.get_profile(_user(user_id), persona_id)
-            text = greeting(persona_id, lang or "ko", profile)
-        except (InvalidRequestError, UnknownPersonaError) as exc:
+            fan = caller(request)
+            service.persona(fan, persona_id)  # someone else's persona looks unknown
+            text = greeting(persona_id, lang or "ko", service.get_profile(fan, persona_id))
+        except Problem as exc:
             return [], "", f"⚠️ {exc}", "", "{}"
-        return (
-            [{"role": "assistant", "content": text}],
-            "",
-            "new session",
-            *profile_view(persona_id, user_id),
-        )
+        return [{"role": "assistant", "content": text}], "", "new session", *profile_view(persona_id, request)
 
     def run_turn(
         history: ChatHistory,
@@ -205,6 +222,7 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
         on_error: Callable[[str], SendOutput],
     ) -> Iterator[SendOutput]:
         """Stream a turn into the chat: `history` ends with the fan's message and an empty reply."""
+        yield history, "", thread_id, "{}", "…"  # the thread id is known at once, so Stop can name it
         partial = ""
         for event in events:
             if event.kind == "token":
@@ -222,124 +240,157 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
                 yield history, "", thread_id, details, "✓"
 
     def send(
-        message: str, history: ChatHistory, persona_id: str, user_id: str, thread_id: str
+        message: str, history: ChatHistory, persona_id: str, thread_id: str, request: gr.Request
     ) -> Iterator[SendOutput]:
         """Stream one chat turn: (history, message box, thread id, details JSON, status)."""
         history = list(history or [])
         thread_id = thread_id or uuid.uuid4().hex
         try:
-            request = validate_request(
-                message=message or "", user_id=_user(user_id), thread_id=thread_id, persona_id=persona_id
-            )
-        except (InvalidRequestError, UnknownPersonaError) as exc:
+            turn = validate_request(message=message or "", thread_id=thread_id, persona_id=persona_id)
+            events = service.stream_turn(caller(request), turn)
+        except Problem as exc:
             yield history, message, thread_id, "{}", f"⚠️ {exc}"
             return
-        shown = history + [{"role": "user", "content": request.message}, {"role": "assistant", "content": ""}]
+        shown = history + [{"role": "user", "content": turn.message}, {"role": "assistant", "content": ""}]
 
         def rolled_back(error: str) -> SendOutput:
             # The turn was rolled back: put the message back in the box so the fan can retry.
-            return history, request.message, thread_id, "{}", f"⚠️ {error} — press Send to retry."
+            return history, turn.message, thread_id, "{}", f"⚠️ {error} — press Send to retry."
 
-        yield from run_turn(shown, service.stream_turn(request), thread_id, rolled_back)
+        yield from run_turn(shown, events, thread_id, rolled_back)
 
     def regenerate(
-        history: ChatHistory, persona_id: str, user_id: str, thread_id: str
+        history: ChatHistory, persona_id: str, thread_id: str, request: gr.Request
     ) -> Iterator[SendOutput]:
         """Re-run the last fan message of the session and stream the new reply in place of the old one."""
         history = list(history or [])
         try:
             if not thread_id:
-                raise InvalidRequestError("thread_id: no session yet; send a message first")
-            events = service.regenerate(thread_id, user_id=_user(user_id), persona_id=persona_id)
-        except (InvalidRequestError, UnknownPersonaError) as exc:
+                raise ValueError("thread_id: no session yet; send a message first")
+            fan = caller(request)
+            events = service.regenerate(fan, thread_id, persona_id=persona_id or None)
+            fan_text = next(
+                (str(m.content) for m in reversed(service.history(fan, thread_id)) if m.type == "human"), ""
+            )
+            last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
+            if last_user is None:  # the chat shown is not this thread's: show the thread instead
+                history = _to_history(service, fan, thread_id)
+                last_user = max(
+                    (i for i, m in enumerate(history) if m["role"] == "user"), default=len(history)
+                )
+        except Problem as exc:
             yield history, "", thread_id, "{}", f"⚠️ {exc}"
             return
-        last_user = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
-        fan_text = next(
-            (str(m.content) for m in reversed(service.history(thread_id)) if m.type == "human"), ""
-        )
-        if last_user is None:  # the chat shown is not this thread's: show the thread instead
-            history = _to_history(service, thread_id)
-            last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=len(history))
-        base = history[:last_user]
-        shown = base + [{"role": "user", "content": fan_text}, {"role": "assistant", "content": ""}]
+        shown = history[:last_user] + [
+            {"role": "user", "content": fan_text},
+            {"role": "assistant", "content": ""},
+        ]
 
         def kept(error: str) -> SendOutput:
             return history, "", thread_id, "{}", f"⚠️ {error} — the previous reply was kept."
 
         yield from run_turn(shown, events, thread_id, kept)
 
-    def load_thread(thread_id: str, user_id: str) -> tuple[ChatHistory, str, Any]:
+    def stop(thread_id: str, request: gr.Request) -> str:
+        """Stop the reply being written; the turn is undone and the message returns to the box."""
         if not thread_id:
-            return [], "", gr.update()
-        row = next((t for t in service.threads(_user(user_id)) if t["thread_id"] == thread_id), {})
-        persona_id = row.get("persona_id")
-        persona_update = gr.update(value=persona_id) if persona_id in list_personas() else gr.update()
-        return _to_history(service, thread_id), thread_id, persona_update
+            return "nothing to stop"
+        try:
+            return "stopping…" if service.stop(caller(request), thread_id) else "nothing to stop"
+        except Problem as exc:
+            return f"⚠️ {exc}"
 
-    def refresh_threads(user_id: str) -> Any:
-        return gr.update(choices=_thread_choices(service, _user(user_id)), value=None)
+    def load_thread(thread_id: str, request: gr.Request) -> tuple[ChatHistory, str, Any, str]:
+        if not thread_id:
+            return [], "", gr.update(), ""
+        try:
+            fan = caller(request)
+            row = next((t for t in service.threads(fan) if t["thread_id"] == thread_id), {})
+            persona_id = row.get("persona_id")
+            persona_update = (
+                gr.update(value=persona_id) if persona_id in service.personas(fan) else gr.update()
+            )
+            return _to_history(service, fan, thread_id), thread_id, persona_update, ""
+        except Problem as exc:
+            return [], "", gr.update(), f"⚠️ {exc}"
 
-    def on_load(persona_id: str, user_id: str, lang: str) -> tuple[Any, ...]:
-        current = _persona_choices()
+    def refresh_threads(request: gr.Request) -> Any:
+        try:
+            return gr.update(choices=_thread_choices(service, caller(request)), value=None)
+        except Problem:
+            return gr.update(choices=[], value=None)
+
+    def refresh_threads_keep(request: gr.Request) -> Any:
+        try:
+            return gr.update(choices=_thread_choices(service, caller(request)))
+        except Problem:
+            return gr.update(choices=[])
+
+    def on_load(persona_id: str, lang: str, request: gr.Request) -> tuple[Any, ...]:
+        try:
+            current = _persona_choices(service.personas(caller(request)))
+        except Problem:
+            current = []
         ids = [pid for _, pid in current]
         persona_id = persona_id if persona_id in ids else (ids[0] if ids else "")
-        return (gr.update(choices=current, value=persona_id or None), refresh_threads(user_id),
-                *start_session(persona_id, user_id, lang))  # fmt: skip
+        return (banner(request), gr.update(choices=current, value=persona_id or None), refresh_threads(request),
+                *start_session(persona_id, lang, request))  # fmt: skip
 
-    def regreet(persona_id: str, user_id: str, lang: str, thread_id: str, history: ChatHistory) -> Any:
+    def regreet(persona_id: str, lang: str, thread_id: str, history: ChatHistory, request: gr.Request) -> Any:
         """Switching the greeting language re-greets a session that has not started yet."""
         if thread_id or len(history or []) > 1 or not persona_id:
             return gr.update()
-        return start_session(persona_id, user_id, lang)[0]
+        return start_session(persona_id, lang, request)[0]
 
-    def import_uploaded(file_path: str | None, overwrite: bool, user_id: str, lang: str) -> tuple[Any, ...]:
-        """Import a Character Card V2 file and switch to the new persona."""
+    def import_uploaded(
+        file_path: str | None, overwrite: bool, lang: str, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """Import a Character Card V2 file as the signed-in account's persona and switch to it."""
         unchanged = (gr.update(),) * 5
         if not file_path:
             return gr.update(), "⚠️ card: choose a Character Card V2 file (.json or .png)", *unchanged
         try:
-            card = load_card(file_path)
-            target = slugify(card.data.name)
-            if overwrite and target in list_personas() and load_persona(target).kind != "card":
-                raise CardError(f"id: {target!r} is a built-in persona and cannot be replaced from the app")
-            persona_id = import_card(card, overwrite=bool(overwrite))
-        except CardError as exc:
+            fan = caller(request)
+            persona_id = service.import_card(fan, _uploaded_card(file_path), overwrite=bool(overwrite))
+            name = service.persona(fan, persona_id).name
+            current = _persona_choices(service.personas(fan))
+        except Problem as exc:
             return gr.update(), f"⚠️ {exc}", *unchanged
-        note = f"✓ imported **{card.data.name}** as `{persona_id}`"
-        return (gr.update(choices=_persona_choices(), value=persona_id), note,
-                *start_session(persona_id, user_id, lang))  # fmt: skip
+        note = f"✓ imported **{_plain(name, 100)}** as `{persona_id}`"
+        return (gr.update(choices=current, value=persona_id), note,
+                *start_session(persona_id, lang, request))  # fmt: skip
 
-    def save_profile(persona_id: str, user_id: str, edited: str) -> tuple[str, str, str]:
+    def save_profile(persona_id: str, edited: str, request: gr.Request) -> tuple[str, str, str]:
         try:
-            service.update_profile(_user(user_id), persona_id, edited or "{}")
-        except InvalidRequestError as exc:
-            view, _ = profile_view(persona_id, user_id)
+            service.update_profile(caller(request), persona_id, edited or "{}")
+        except Problem as exc:
+            view, _ = profile_view(persona_id, request)
             return view, edited, f"⚠️ {exc}"
-        return (*profile_view(persona_id, user_id), "✓ saved")
+        return (*profile_view(persona_id, request), "✓ saved")
 
-    def forget_me(persona_id: str, user_id: str, with_sessions: bool) -> tuple[Any, ...]:
+    def forget_me(persona_id: str, with_sessions: bool, request: gr.Request) -> tuple[Any, ...]:
         try:
-            counts = service.forget(_user(user_id), persona_id, threads=bool(with_sessions))
-        except InvalidRequestError as exc:
+            counts = service.forget(caller(request), persona_id, threads=bool(with_sessions))
+        except Problem as exc:
             return gr.update(), gr.update(), f"⚠️ {exc}", gr.update()
         done = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "nothing was stored"
-        return (*profile_view(persona_id, user_id), f"✓ forgotten: {done}", refresh_threads(user_id))
+        return (*profile_view(persona_id, request), f"✓ forgotten: {done}", refresh_threads(request))
 
-    def after_turn(details: str, persona_id: str, user_id: str) -> tuple[str, str, str, Any]:
-        return render_details(details), *profile_view(persona_id, user_id), refresh_threads_keep(user_id)
+    def after_turn(details: str, persona_id: str, request: gr.Request) -> tuple[str, str, str, Any]:
+        return render_details(details), *profile_view(persona_id, request), refresh_threads_keep(request)
 
-    def refresh_threads_keep(user_id: str) -> Any:
-        return gr.update(choices=_thread_choices(service, _user(user_id)))
+    def open_insight(request: gr.Request) -> Any:
+        """Opening the insight tab starts its live refresh (for a signed-in account only)."""
+        caller(request)
+        return gr.Timer(active=True)
 
     with gr.Blocks(title="PersonaGraph") as app:
         gr.Markdown("# PersonaGraph")
-        gr.Markdown(auth.banner())
+        signed_in = gr.Markdown()
         with gr.Tab("Persona chat"), gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 with gr.Row():
                     persona = gr.Dropdown(choices, value=default, label="Persona", scale=2)
-                    user = gr.Textbox(value="anonymous", label="Fan (user id)", scale=1)
                     greet_lang = gr.Radio(LANGS, value="ko", label="Greeting language", scale=1)
                 with gr.Row(equal_height=True):
                     sessions = gr.Dropdown(
@@ -354,6 +405,7 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
                     )
                     send_btn = gr.Button("Send", variant="primary", scale=1)
                     regen_btn = gr.Button("↻ Regenerate", scale=1)
+                    stop_btn = gr.Button("■ Stop", scale=1)
                 status = gr.Markdown()
                 with gr.Accordion("Sources and safety for this turn", open=False):
                     details_view = gr.Markdown("_No turn yet._")
@@ -378,75 +430,55 @@ def build_app(service: ChatService | None = None, auth: AuthConfig | None = None
                 with gr.Accordion("Import a character card", open=False):
                     gr.Markdown(
                         "Upload a **Character Card V2** (`chara_card_v2`) as `.json` or a `.png` card. "
-                        "It becomes a new persona; its character book becomes the persona's knowledge."
+                        "It becomes a new persona of your own; its character book becomes the persona's "
+                        "knowledge."
                     )
                     card_file = gr.File(label="Card file", file_types=[".json", ".png"], type="filepath")
-                    overwrite = gr.Checkbox(value=False, label="Replace a persona with the same id")
+                    overwrite = gr.Checkbox(value=False, label="Replace my persona with the same id")
                     import_status = gr.Markdown()
 
             outputs = [chatbot, box, thread, details, status]
-            inputs = [box, chatbot, persona, user, thread]
+            inputs = [box, chatbot, persona, thread]
             after_outputs = [details_view, profile_md, profile_json, sessions]
             session_outputs = [chatbot, thread, status, profile_md, profile_json]
             send_btn.click(send, inputs, outputs, api_name="send").then(
-                after_turn, [details, persona, user], after_outputs, api_visibility="private"
+                after_turn, [details, persona], after_outputs, api_visibility="private"
             )
             box.submit(send, inputs, outputs, api_visibility="private").then(
-                after_turn, [details, persona, user], after_outputs, api_visibility="private"
+                after_turn, [details, persona], after_outputs, api_visibility="private"
             )
-            regen_btn.click(
-                regenerate, [chatbot, persona, user, thread], outputs, api_name="regenerate"
-            ).then(after_turn, [details, persona, user], after_outputs, api_visibility="private")
-            new_btn.click(start_session, [persona, user, greet_lang], session_outputs, api_name="new_session")
-            persona.input(
-                start_session, [persona, user, greet_lang], session_outputs, api_visibility="private"
+            regen_btn.click(regenerate, [chatbot, persona, thread], outputs, api_name="regenerate").then(
+                after_turn, [details, persona], after_outputs, api_visibility="private"
             )
+            stop_btn.click(stop, [thread], [status], api_name="stop")
+            new_btn.click(start_session, [persona, greet_lang], session_outputs, api_name="new_session")
+            persona.input(start_session, [persona, greet_lang], session_outputs, api_visibility="private")
             greet_lang.input(
-                regreet, [persona, user, greet_lang, thread, chatbot], [chatbot], api_visibility="private"
+                regreet, [persona, greet_lang, thread, chatbot], [chatbot], api_visibility="private"
             )
             sessions.input(
-                load_thread, [sessions, user], [chatbot, thread, persona], api_visibility="private"
-            ).then(profile_view, [persona, user], [profile_md, profile_json], api_visibility="private")
-            user.change(refresh_threads, [user], [sessions], api_visibility="private").then(
-                profile_view, [persona, user], [profile_md, profile_json], api_visibility="private"
-            )
+                load_thread, [sessions], [chatbot, thread, persona, status], api_visibility="private"
+            ).then(profile_view, [persona], [profile_md, profile_json], api_visibility="private")
             card_file.upload(
-                import_uploaded, [card_file, overwrite, user, greet_lang],
+                import_uploaded, [card_file, overwrite, greet_lang],
                 [persona, import_status, *session_outputs], api_name="import_card",
             )  # fmt: skip
             save_btn.click(
-                save_profile, [persona, user, profile_json], [profile_md, profile_json, profile_status],
+                save_profile, [persona, profile_json], [profile_md, profile_json, profile_status],
                 api_name="update_profile",
             )  # fmt: skip
             forget_btn.click(
-                forget_me, [persona, user, forget_sessions], [profile_md, profile_json, profile_status, sessions],
+                forget_me, [persona, forget_sessions], [profile_md, profile_json, profile_status, sessions],
                 api_name="forget",
             )  # fmt: skip
             app.load(
-                on_load, [persona, user, greet_lang], [persona, sessions, *session_outputs],
+                on_load, [persona, greet_lang], [signed_in, persona, sessions, *session_outputs],
                 api_visibility="private",
             )  # fmt: skip
-        build_twins_tabs(auth)
+        build_twins_tabs(accounts)
         with gr.Tab("Customer insight") as insight_tab:
-            insight_timer = build_insight_tab()
-        insight_tab.select(lambda: gr.Timer(active=True), None, [insight_timer], api_visibility="private")
+            insight_timer = build_insight_tab(accounts)
+        insight_tab.select(open_insight, None, [insight_timer], api_visibility="private")
         with gr.Tab("CRM messages"):
-            build_crm_tab()
+            build_crm_tab(accounts)
     return app
-
-
-def launch(host: str = "127.0.0.1", port: int = 7860) -> None:
-    settings = get_settings()
-    auth = AuthConfig.from_env()
-    auth.check_host(host)
-    print(f"PersonaGraph: state in {settings.personagraph_home}")
-    print(
-        "sign-in: " + ("required (AUTH_* accounts)" if auth.enabled else "none (open mode, 127.0.0.1 only)")
-    )
-    service = ChatService()
-    for line in prepare(start_model=True):
-        print(line)
-    build_app(service, auth).queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, auth=auth.check if auth.enabled else None,
-        auth_message="PersonaGraph: sign in with the AUTH_USER_* or AUTH_ADMIN_* account.",
-    )  # fmt: skip

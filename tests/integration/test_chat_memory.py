@@ -1,4 +1,7 @@
-"""Long-term memory across threads with the real embedded model; isolation of concurrent fans on Redis."""
+"""Long-term memory across threads with the real embedded model; isolation of concurrent fans on Redis.
+
+Each fan is a signed-in account (`Caller`): the service keeps their memories and threads apart.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from personagraph.accounts.identity import Caller
 from personagraph.memory.fan_memory import memories_namespace, profile_namespace
 from personagraph.memory.persistence import make_checkpointer
 from personagraph.memory.redis_server import LocalRedis
@@ -19,23 +23,26 @@ NAMES = ["Minji", "Jisoo", "Haerin", "Daniel", "Olivia", "Mateo", "Sakura", "Noa
 
 def test_fan_is_remembered_in_a_new_thread(default_model_env: LocalModelServer) -> None:
     service = ChatService()
+    minji = Caller("fan-minji")
     told = service.send(
+        minji,
         validate_request(
-            message="Hi Yuna! My name is Minji and my favourite song is Polaris.",
-            user_id="fan-minji",
-            thread_id="memory-a",
-        )  # fmt: skip
+            message="Hi Yuna! My name is Minji and my favourite song is Polaris.", thread_id="memory-a"
+        ),
     )
     assert told.error is None
     profile = service.store.get(profile_namespace("fan-minji", "stella_yuna"), "profile")
     assert profile is not None and "minji" in str(profile.value).lower()
     asked = service.send(
-        validate_request(message="What is my name? Please say it.", user_id="fan-minji", thread_id="memory-b")
+        minji, validate_request(message="What is my name? Please say it.", thread_id="memory-b")
     )
     assert asked.error is None
     assert any(source.startswith("memory:") for source in asked.sources)  # the fan's memory was retrieved
     assert "minji" in asked.reply.lower() or "민지" in asked.reply, asked.reply
-    assert service.history("memory-b")[0].content == "What is my name? Please say it."  # a separate thread
+    assert (
+        service.history(minji, "memory-b")[0].content == "What is my name? Please say it."
+    )  # a separate thread
+    assert service.get_profile(Caller("someone-else"), "stella_yuna") == {}  # another account sees nothing
 
 
 def test_eight_concurrent_fans_stay_isolated_on_redis(
@@ -47,19 +54,15 @@ def test_eight_concurrent_fans_stay_isolated_on_redis(
     service = ChatService(checkpointer=make_checkpointer())
 
     def chat(name: str) -> str | None:
-        request = validate_request(
-            message=f"Hi! I'm {name} and I live in {name}ville.",
-            user_id=f"fan-{name}",
-            thread_id=f"iso-{name}",
-        )
-        return service.send(request).error
+        request = validate_request(message=f"Hi! I'm {name} and I live in {name}ville.", thread_id="iso")
+        return service.send(Caller(f"fan-{name}"), request).error  # the same thread id for everyone
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         errors = list(pool.map(chat, NAMES))
     assert errors == [None] * 8, errors
     for name in NAMES:
         others = [n for n in NAMES if n != name]
-        history = service.history(f"iso-{name}")
+        history = service.history(Caller(f"fan-{name}"), "iso")
         assert [m.type for m in history] == ["human", "ai"]
         assert name in history[0].content
         thread_text = " ".join(str(m.content) for m in history)

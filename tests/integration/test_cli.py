@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from personagraph.accounts.identity import CLI_CALLER
 from personagraph.services.chat import ChatService
 from personagraph.serving.settings import get_settings
 
@@ -23,17 +24,13 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def test_chat_continues_a_thread(real_model_env: dict[str, str]) -> None:
-    first = run_cli(
-        real_model_env, "chat", "--message", "Hi Yuna! I'm Minji.", "--user", "minji", "--thread", "cli-t1"
-    )
+    first = run_cli(real_model_env, "chat", "--message", "Hi Yuna! I'm Minji.", "--thread", "cli-t1")
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip()
-    second = run_cli(
-        real_model_env, "chat", "--message", "What's new with you?", "--thread", "cli-t1", "--user", "minji"
-    )
+    second = run_cli(real_model_env, "chat", "--message", "What's new with you?", "--thread", "cli-t1")
     assert second.returncode == 0, second.stderr
     get_settings.cache_clear()
-    history = ChatService().history("cli-t1")
+    history = ChatService().history(CLI_CALLER, "cli-t1")  # the CLI is the `local` operator
     assert [m.type for m in history] == ["human", "ai", "human", "ai"]
     assert history[0].content == "Hi Yuna! I'm Minji."
 
@@ -64,5 +61,5 @@ def test_model_server_down_keeps_thread_usable(real_model_env: dict[str, str]) -
     retried = run_cli(real_model_env, "chat", "--message", "Are you there?", "--thread", "cli-down")
     assert retried.returncode == 0, retried.stderr
     get_settings.cache_clear()
-    history = ChatService().history("cli-down")
+    history = ChatService().history(CLI_CALLER, "cli-down")
     assert [m.type for m in history] == ["human", "ai", "human", "ai"]

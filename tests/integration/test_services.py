@@ -6,6 +6,7 @@ import httpx
 import pytest
 import redis
 
+from personagraph.accounts.identity import CLI_CALLER
 from personagraph.memory.persistence import make_checkpointer
 from personagraph.memory.redis_server import LocalRedis
 from personagraph.memory.vectors import chroma_client, search
@@ -23,14 +24,18 @@ def test_chat_threads_persist_in_redis_with_ttl(
     monkeypatch.setenv("CHECKPOINT_TTL_MINUTES", "30")
     get_settings.cache_clear()
     service = ChatService(checkpointer=make_checkpointer())
-    first = service.send(validate_request(message="Hello! How are you today?", thread_id="redis-thread"))
+    first = service.send(
+        CLI_CALLER, validate_request(message="Hello! How are you today?", thread_id="redis-thread")
+    )
     assert first.error is None and first.reply
-    second = service.send(validate_request(message="What did I just ask you?", thread_id="redis-thread"))
+    second = service.send(
+        CLI_CALLER, validate_request(message="What did I just ask you?", thread_id="redis-thread")
+    )
     assert second.error is None
 
     # A new service (a new process, in effect) sees the same thread from Redis.
     fresh = ChatService(checkpointer=make_checkpointer())
-    history = fresh.history("redis-thread")
+    history = fresh.history(CLI_CALLER, "redis-thread")
     assert [m.type for m in history] == ["human", "ai", "human", "ai"]
     client = redis.Redis.from_url(redis_server.url)
     keys = [k for k in client.scan_iter("checkpoint*") if b"redis-thread" in k]

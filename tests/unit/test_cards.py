@@ -191,8 +191,9 @@ def test_ids_from_names() -> None:
 
 
 def test_bad_explicit_id_is_refused(data_dir: Path) -> None:
-    with pytest.raises(CardError, match=r"id: '../evil' must be"):
-        import_card(load_card(card_json()), persona_id="../evil")
+    for bad in ("../evil", "..", "a\n", "a/b", "-x"):
+        with pytest.raises(CardError, match=r"^id: .* is not a valid id; use 1-64 characters"):
+            import_card(load_card(card_json()), persona_id=bad)
 
 
 def test_cli_import_and_export(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,4 +218,30 @@ def test_cli_import_and_export(data_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert exported["data"]["name"] == "Seren Moss"
     assert len(exported["data"]["character_book"]["entries"]) == 5  # 4 enabled + the disabled one
     assert cli_main(["export-card", "nobody"]) == 2
-    assert "unknown persona_id 'nobody'" in capsys.readouterr().err
+    assert "persona_id: unknown persona 'nobody'" in capsys.readouterr().err
+
+
+def test_cli_imports_as_the_local_operator(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI is the `local` operator: its cards are `local`'s unless --public; shipped ones stay."""
+    assert cli_main(["import-card", str(EXAMPLE)]) == 0
+    assert load_persona("seren_moss").owner == "local"
+    assert cli_main(["import-card", str(EXAMPLE), "--id", "seren_all", "--public"]) == 0
+    assert load_persona("seren_all").owner is None
+    capsys.readouterr()
+    tiny_card = tmp_path / "tiny.json"
+    tiny_card.write_text(json.dumps(card_json(name="Tiny")), encoding="utf-8")
+    assert cli_main(["import-card", str(tiny_card), "--overwrite"]) == 2
+    assert "'tiny' is a built-in persona and cannot be replaced" in capsys.readouterr().err
+    assert load_persona("tiny").kind == "artist"
+    assert cli_main(["import-card", str(EXAMPLE), "--id", "../x"]) == 2
+    assert "persona_id: '../x' is not a valid id" in capsys.readouterr().err
+
+
+def test_imported_card_records_its_owner(data_dir: Path) -> None:
+    assert import_card(load_card(card_json()), owner="mina") == "mira_vale"
+    assert load_persona("mira_vale").owner == "mina"
+    assert "owner" not in json.dumps(export_card("mira_vale"))
+    assert import_card(load_card(card_json()), persona_id="mira_public") == "mira_public"
+    assert load_persona("mira_public").owner is None

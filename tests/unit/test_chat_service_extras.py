@@ -10,12 +10,14 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
+from personagraph.accounts.identity import Caller, NotFoundError
 from personagraph.memory.fan_memory import memories_namespace, profile_namespace
 from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
 from personagraph.serving.models import ModelUnavailableError, use_models
 from personagraph.ui.app import greeting, render_details
 from tests.fakes import scripted
 
+FAN1, FAN2 = Caller("fan1"), Caller("fan2")
 PROFILE = {"name": "Minji", "favourite_song": "Small Steps", "facts": ["lives in Busan"]}
 
 
@@ -24,8 +26,8 @@ def service(data_dir: Path) -> ChatService:
     return ChatService(checkpointer=InMemorySaver(), store=InMemoryStore())
 
 
-def request(message: str, thread_id: str = "t1", user_id: str = "fan1"):
-    return validate_request(message=message, thread_id=thread_id, persona_id="tiny", user_id=user_id)
+def request(message: str, thread_id: str = "t1"):
+    return validate_request(message=message, thread_id=thread_id, persona_id="tiny")
 
 
 def smalltalk():
@@ -35,26 +37,26 @@ def smalltalk():
 def test_profile_written_by_a_turn_can_be_read(service: ChatService) -> None:
     router = scripted({"intent": "smalltalk", "search_query": ""}, {"name": "Minji", "facts": ["likes tea"]})
     with use_models({"router": router, "chat": scripted("Nice to meet you, Minji!")}):
-        service.send(request("Hi, I'm Minji and I like tea"))
-    profile = service.get_profile("fan1", "tiny")
+        service.send(FAN1, request("Hi, I'm Minji and I like tea"))
+    profile = service.get_profile(FAN1, "tiny")
     assert profile["name"] == "Minji" and profile["facts"] == ["likes tea"]
-    assert [m["text"] for m in service.memories("fan1", "tiny")] == ["Hi, I'm Minji and I like tea"]
-    assert service.get_profile("fan2", "tiny") == {}
+    assert [m["text"] for m in service.memories(FAN1, "tiny")] == ["Hi, I'm Minji and I like tea"]
+    assert service.get_profile(FAN2, "tiny") == {}
 
 
 def test_update_profile_validates_and_replaces(service: ChatService) -> None:
-    saved = service.update_profile("fan1", "tiny", {**PROFILE, "nickname": "  ", "facts": ["a", "a", " b "]})
+    saved = service.update_profile(FAN1, "tiny", {**PROFILE, "nickname": "  ", "facts": ["a", "a", " b "]})
     assert saved["name"] == "Minji" and "nickname" not in saved
     assert saved["facts"] == ["a", "b"] and saved["updated_at"]
-    assert service.get_profile("fan1", "tiny") == saved
+    assert service.get_profile(FAN1, "tiny") == saved
 
     # JSON text from the UI editor works too; the edit replaces the whole profile.
-    service.update_profile("fan1", "tiny", '{"nickname": "MJ"}')
-    assert {k: v for k, v in service.get_profile("fan1", "tiny").items() if k != "updated_at"} == {
+    service.update_profile(FAN1, "tiny", '{"nickname": "MJ"}')
+    assert {k: v for k, v in service.get_profile(FAN1, "tiny").items() if k != "updated_at"} == {
         "nickname": "MJ"
     }
     # An empty profile deletes it.
-    assert service.update_profile("fan1", "tiny", {}) == {}
+    assert service.update_profile(FAN1, "tiny", {}) == {}
     assert service.store.get(profile_namespace("fan1", "tiny"), "profile") is None
 
 
@@ -70,63 +72,65 @@ def test_update_profile_validates_and_replaces(service: ChatService) -> None:
     ],
 )
 def test_update_profile_errors_name_the_field(service: ChatService, profile: Any, expected: str) -> None:
-    service.update_profile("fan1", "tiny", PROFILE)
+    service.update_profile(FAN1, "tiny", PROFILE)
     with pytest.raises(InvalidRequestError) as err:
-        service.update_profile("fan1", "tiny", profile)
+        service.update_profile(FAN1, "tiny", profile)
     assert expected in str(err.value)
-    assert service.get_profile("fan1", "tiny")["name"] == "Minji"  # unchanged
+    assert service.get_profile(FAN1, "tiny")["name"] == "Minji"  # unchanged
 
 
 def test_bad_ids_are_rejected(service: ChatService) -> None:
-    with pytest.raises(InvalidRequestError, match="user_id: must be"):
-        service.get_profile("fan 1", "tiny")
-    with pytest.raises(InvalidRequestError, match="persona_id: must be"):
-        service.forget("fan1", "../tiny")
+    with pytest.raises(InvalidRequestError, match="user_id: 'fan 1' is not a valid id"):
+        service.get_profile(Caller("fan 1"), "tiny")
+    with pytest.raises(InvalidRequestError, match=r"persona_id: '\.\./tiny' is not a valid id"):
+        service.forget(FAN1, "../tiny")
 
 
 def test_forget_deletes_profile_memories_and_summaries_of_that_persona_only(service: ChatService) -> None:
     store = service.store
-    service.update_profile("fan1", "tiny", PROFILE)
+    service.update_profile(FAN1, "tiny", PROFILE)
     for i in range(130):  # more than one page of the store's search
         store.put(memories_namespace("fan1", "tiny"), f"m{i}", {"text": f"memory {i}", "at": f"{i:03d}"})
     store.put(("summaries", "fan1", "tiny"), "s1", {"text": "summary", "at": "x"})
     # Another persona's and another fan's memories stay.
-    service.update_profile("fan1", "other", PROFILE)
+    service.update_profile(FAN1, "other", PROFILE)
     store.put(memories_namespace("fan1", "other"), "keep", {"text": "keep me"})
     store.put(memories_namespace("fan2", "tiny"), "keep", {"text": "keep me too"})
 
     with use_models({"router": smalltalk(), "chat": scripted("Hi!")}):
-        service.send(request("hello", thread_id="t-forget"))
-    counts = service.forget("fan1", "tiny")
+        service.send(FAN1, request("hello", thread_id="t-forget"))
+    counts = service.forget(FAN1, "tiny")
     assert counts == {"profile": 1, "memories": 130, "summaries": 1, "threads": 0}
-    assert service.get_profile("fan1", "tiny") == {} and service.memories("fan1", "tiny") == []
+    assert service.get_profile(FAN1, "tiny") == {} and service.memories(FAN1, "tiny") == []
     assert store.search(("summaries", "fan1", "tiny")) == []
-    assert service.get_profile("fan1", "other")["name"] == "Minji"
+    assert service.get_profile(FAN1, "other")["name"] == "Minji"
     assert [i.key for i in store.search(memories_namespace("fan1", "other"))] == ["keep"]
     assert [i.key for i in store.search(memories_namespace("fan2", "tiny"))] == ["keep"]
-    assert service.history("t-forget")  # sessions are kept unless asked
-    assert service.forget("fan1", "tiny") == {"profile": 0, "memories": 0, "summaries": 0, "threads": 0}
+    assert service.history(FAN1, "t-forget")  # sessions are kept unless asked
+    assert service.forget(FAN1, "tiny") == {"profile": 0, "memories": 0, "summaries": 0, "threads": 0}
 
 
 def test_forget_with_threads_deletes_the_sessions_with_that_persona(service: ChatService) -> None:
     with use_models({"router": smalltalk(), "chat": scripted("Hi!")}):
-        service.send(request("hello", thread_id="t-a"))
-        service.send(request("hello again", thread_id="t-b"))
-    assert service.forget("fan1", "tiny", threads=True)["threads"] == 2
-    assert service.history("t-a") == [] and service.history("t-b") == []
-    assert service.threads("fan1") == []
+        service.send(FAN1, request("hello", thread_id="t-a"))
+        service.send(FAN1, request("hello again", thread_id="t-b"))
+    assert service.forget(FAN1, "tiny", threads=True)["threads"] == 2
+    for thread_id in ("t-a", "t-b"):  # deleted: the thread ids are unknown now
+        with pytest.raises(NotFoundError):
+            service.history(FAN1, thread_id)
+    assert service.threads(FAN1) == []
 
 
 def test_regenerate_replaces_the_last_reply(service: ChatService) -> None:
     chat = scripted("First reply!", "Second reply!", "Another take!")
     with use_models({"router": smalltalk(), "chat": chat}):
-        service.send(request("hello"))
-        service.send(request("how are you?"))
-        events = list(service.regenerate("t1", user_id="fan1"))
+        service.send(FAN1, request("hello"))
+        service.send(FAN1, request("how are you?"))
+        events = list(service.regenerate(FAN1, "t1"))
     assert [e.kind for e in events][-1] == "final"
     assert "".join(e.text for e in events if e.kind == "token") == "Another take!"
     assert events[-1].result is not None and events[-1].result.reply == "Another take!"
-    history = service.history("t1")
+    history = service.history(FAN1, "t1")
     assert [m.content for m in history] == ["hello", "First reply!", "how are you?", "Another take!"]
     assert [type(m) for m in history] == [HumanMessage, AIMessage, HumanMessage, AIMessage]
     # The model saw the conversation without the old reply.
@@ -139,32 +143,42 @@ def test_regenerate_does_not_duplicate_the_fans_memory(service: ChatService) -> 
     intent, profile = {"intent": "smalltalk", "search_query": ""}, {"name": "Minji"}
     router = scripted(intent, profile, intent, profile)
     with use_models({"router": router, "chat": scripted("Hi Minji!", "Hello Minji!")}):
-        service.send(request("I'm Minji"))
-        events = list(service.regenerate("t1", user_id="fan1", persona_id="tiny"))
+        service.send(FAN1, request("I'm Minji"))
+        events = list(service.regenerate(FAN1, "t1", persona_id="tiny"))
     assert events[-1].kind == "final"
-    assert [m["text"] for m in service.memories("fan1", "tiny")] == ["I'm Minji"]
-    assert service.history("t1")[-1].content == "Hello Minji!"
+    assert [m["text"] for m in service.memories(FAN1, "tiny")] == ["I'm Minji"]
+    assert service.history(FAN1, "t1")[-1].content == "Hello Minji!"
 
 
 def test_failed_regeneration_keeps_the_previous_exchange(service: ChatService) -> None:
     with use_models({"router": smalltalk(), "chat": scripted("First reply!")}):
-        service.send(request("hello"))
-    before = [(m.id, m.content) for m in service.history("t1")]
+        service.send(FAN1, request("hello"))
+    before = [(m.id, m.content) for m in service.history(FAN1, "t1")]
     down = ModelUnavailableError("model server for role 'chat' is unreachable")
     with use_models({"router": smalltalk(), "chat": scripted(down)}):
-        events = list(service.regenerate("t1", user_id="fan1"))
+        events = list(service.regenerate(FAN1, "t1"))
     assert [e.kind for e in events] == ["error"] and "unreachable" in events[0].text
-    assert [(m.id, m.content) for m in service.history("t1")] == before
-    config: Any = {"configurable": {"thread_id": "t1"}}
+    assert [(m.id, m.content) for m in service.history(FAN1, "t1")] == before
+    config: Any = {"configurable": {"thread_id": "fan1/t1"}}
     assert service.graph.get_state(config).next == ()
     with use_models({"router": smalltalk(), "chat": scripted("Next!")}):
-        assert service.send(request("still there?")).reply == "Next!"
-    assert [m.content for m in service.history("t1")] == ["hello", "First reply!", "still there?", "Next!"]
+        assert service.send(FAN1, request("still there?")).reply == "Next!"
+    assert [m.content for m in service.history(FAN1, "t1")] == [
+        "hello",
+        "First reply!",
+        "still there?",
+        "Next!",
+    ]
 
 
 def test_regenerate_with_nothing_to_redo_is_an_error(service: ChatService) -> None:
+    with pytest.raises(NotFoundError, match="thread_id: no thread 'empty'"):
+        service.regenerate(FAN1, "empty", persona_id="tiny")
+    down = ModelUnavailableError("model server for role 'chat' is unreachable")
+    with use_models({"router": smalltalk(), "chat": scripted(down)}):
+        assert service.send(FAN1, request("hello", thread_id="empty")).error  # rolled back: no message left
     with pytest.raises(InvalidRequestError, match="thread_id: thread 'empty' has no fan message"):
-        service.regenerate("empty", user_id="fan1", persona_id="tiny")
+        service.regenerate(FAN1, "empty", persona_id="tiny")
 
 
 def test_greeting_for_new_and_returning_fans(service: ChatService, data_dir: Path) -> None:

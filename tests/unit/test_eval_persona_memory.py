@@ -15,6 +15,7 @@ from langgraph.store.memory import InMemoryStore
 from evals import memory as memory_eval
 from evals import persona as persona_eval
 from evals.__main__ import EVALS
+from personagraph.accounts.identity import Caller
 from personagraph.services.chat import ChatService
 from personagraph.serving.language import detect_language
 from personagraph.serving.models import use_models
@@ -267,7 +268,12 @@ def test_memory_rows_and_summary(service: ChatService) -> None:
     profiles = {item.namespace[1]: item.value for item in service.store.search(("fans",), limit=100)}
     assert len(profiles) == 4
     assert sorted(p.get("name", "-") for p in profiles.values()) == ["-", "-", "-", "Minji"]
-    assert [len(service.threads(r["user_id"])) for r in rows] == [1, 2, 2, 2]  # a new thread per session
+    assert [len(service.threads(Caller(r["user_id"]))) for r in rows] == [
+        1,
+        2,
+        2,
+        2,
+    ]  # a new thread per session
 
 
 def test_memory_turn_error_fails_the_scenario(service: ChatService) -> None:
