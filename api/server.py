@@ -35,11 +35,12 @@ def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
     for line in prepare(start_model=True):
         print(line)
     chat = ChatService()
-    # The API's insight service: the configured Redis, else the stored history (ingesting orders then
-    # answers 503). Its question threads live in the chat's memory store, per account.
-    insight = InsightService.from_settings(store=chat.store)
+    # One insight and one CRM service for the app and the API. Insight: the configured Redis, else an
+    # in-process Redis with simulated orders (started on first use); question threads live in the
+    # chat's memory store, per account.
+    insight = InsightService.live(store=chat.store)
     crm = CrmService()
-    blocks = build_app(chat, accounts).queue(default_concurrency_limit=GRADIO_CONCURRENCY)
+    blocks = build_app(chat, accounts, insight, crm).queue(default_concurrency_limit=GRADIO_CONCURRENCY)
     app = create_app(accounts, chat, insight, crm, blocks)
     print(f"app: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs")
     try:

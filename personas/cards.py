@@ -3,7 +3,7 @@
     personagraph import-card FILE [--id ID] [--overwrite]     (JSON, or a PNG card with a "chara" chunk)
     personagraph export-card PERSONA_ID [--out FILE]
 
-An imported card becomes an ordinary persona folder `data_dir/personas/<id>/`: `persona.yaml`
+An imported card becomes an ordinary persona folder `PERSONAGRAPH_HOME/personas/<id>/`: `persona.yaml`
 (kind: card; `owner`: the importing account, absent for a public card) and `knowledge/*.md`, one
 document per enabled character-book entry plus one for the description and scenario. The
 knowledge is indexed on first use like any other persona's. Who may import, see or replace which
@@ -40,6 +40,7 @@ from personagraph.personas.model import (
     load_world,
     persona_dir,
     personas_dir,
+    shipped_personas_dir,
 )
 from personagraph.serving.language import detect_language
 from personagraph.serving.safe_paths import child_path
@@ -411,7 +412,7 @@ def clear_persona_caches() -> None:
 def import_card(
     card: CharacterCard, persona_id: str | None = None, overwrite: bool = False, owner: str | None = None
 ) -> str:
-    """Write the card as `data_dir/personas/<id>/`, owned by `owner` (None: public); returns the id.
+    """Write the card as `PERSONAGRAPH_HOME/personas/<id>/`, owned by `owner` (None: public); returns the id.
 
     Who may import, replace or see what is decided by the caller (services/chat.py); this only
     refuses a bad id and replacing without `overwrite`.
@@ -423,6 +424,8 @@ def import_card(
         raise CardError(str(exc)) from exc
     root = personas_dir()
     target = child_path(root, persona_id)
+    if (shipped_personas_dir() / persona_id).exists():
+        raise CardError(f"id: {persona_id!r} is a shipped persona and cannot be replaced; choose another id")
     if target.exists() and not overwrite:
         raise CardError(
             f"id: persona {persona_id!r} already exists; choose another id (--id) or replace it (--overwrite)"

@@ -112,13 +112,23 @@ class KnowledgeDoc(BaseModel):
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 
-def personas_dir() -> Path:
+def shipped_personas_dir() -> Path:
+    """The personas that ship with the product (read-only; in a wheel they are package data)."""
     return get_settings().data_dir / "personas"
 
 
+def personas_dir() -> Path:
+    """Where imported cards become personas: PERSONAGRAPH_HOME/personas, never the shipped data."""
+    return get_settings().personagraph_home / "personas"
+
+
+def _ids_in(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir() if (p / "persona.yaml").is_file()} if root.is_dir() else set()
+
+
 def list_personas() -> list[str]:
-    root = personas_dir()
-    return sorted(p.name for p in root.iterdir() if (p / "persona.yaml").is_file()) if root.is_dir() else []
+    """Every persona id: shipped and imported (a shipped id always wins; an import cannot take one)."""
+    return sorted(_ids_in(shipped_personas_dir()) | _ids_in(personas_dir()))
 
 
 def check_persona_id(persona_id: object, field: str = "persona_id") -> str:
@@ -130,10 +140,11 @@ def persona_dir(persona_id: str) -> Path:
     """The persona's folder. The error names no other persona: callers list what a caller may see."""
     if not isinstance(persona_id, str) or not PERSONA_ID.fullmatch(persona_id) or ".." in persona_id:
         raise UnknownPersonaError(f"unknown persona_id {persona_id!r}")
-    path = personas_dir() / persona_id
-    if not (path / "persona.yaml").is_file():
-        raise UnknownPersonaError(f"unknown persona_id {persona_id!r}")
-    return path
+    for root in (shipped_personas_dir(), personas_dir()):
+        path = root / persona_id
+        if (path / "persona.yaml").is_file():
+            return path
+    raise UnknownPersonaError(f"unknown persona_id {persona_id!r}")
 
 
 def _read_yaml(path: Path) -> Any:

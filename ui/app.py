@@ -29,6 +29,8 @@ from personagraph.accounts.store import AccountStore
 from personagraph.personas.cards import MAX_CARD_BYTES, CardError
 from personagraph.personas.model import load_persona
 from personagraph.services.chat import ChatService, TurnEvent, validate_request
+from personagraph.services.crm import CrmService
+from personagraph.services.insight import InsightService
 from personagraph.serving.safe_paths import confined_path
 from personagraph.ui.crm_tab import build_crm_tab
 from personagraph.ui.identity import caller_of, who_is_signed_in
@@ -173,8 +175,17 @@ def render_profile(name: str, profile: dict[str, Any], memories: list[dict[str, 
     return "\n".join(lines)
 
 
-def build_app(service: ChatService | None = None, accounts: AccountStore | None = None) -> gr.Blocks:
-    """The whole app; the caller of every event is the signed-in account (`accounts`)."""
+def build_app(
+    service: ChatService | None = None,
+    accounts: AccountStore | None = None,
+    insight: InsightService | None = None,
+    crm: CrmService | None = None,
+) -> gr.Blocks:
+    """The whole app; the caller of every event is the signed-in account (`accounts`).
+
+    `insight` and `crm` are the services the HTTP API uses too (one set of data per server);
+    by default the tabs make their own.
+    """
     service = service or ChatService()
     accounts = accounts or AccountStore()
     choices = _persona_choices(service.shared_personas())
@@ -477,8 +488,8 @@ def build_app(service: ChatService | None = None, accounts: AccountStore | None 
             )  # fmt: skip
         build_twins_tabs(accounts)
         with gr.Tab("Customer insight") as insight_tab:
-            insight_timer = build_insight_tab(accounts)
+            insight_timer = build_insight_tab(accounts, insight)
         insight_tab.select(open_insight, None, [insight_timer], api_visibility="private")
         with gr.Tab("CRM messages"):
-            build_crm_tab(accounts)
+            build_crm_tab(accounts, crm)
     return app

@@ -172,8 +172,8 @@ def test_id_collision_is_refused_without_overwrite(data_dir: Path) -> None:
     assert import_card(card) == "mira_vale"
     with pytest.raises(CardError, match=r"id: persona 'mira_vale' already exists"):
         import_card(card)
-    with pytest.raises(CardError, match="already exists"):
-        import_card(card, persona_id="tiny")
+    with pytest.raises(CardError, match="shipped persona"):
+        import_card(card, persona_id="tiny", overwrite=True)
     assert load_persona("tiny").kind == "artist"  # untouched
 
     changed = copy.deepcopy(card_json())

@@ -31,8 +31,8 @@ MINA, JUN, NOBODY = gr.Request(username="mina"), gr.Request(username="jun"), gr.
 def app(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> gr.Blocks:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     monkeypatch.setattr(ui_app, "build_twins_tabs", lambda accounts: None)
-    monkeypatch.setattr(ui_app, "build_insight_tab", lambda accounts: gr.Timer(active=False))
-    monkeypatch.setattr(ui_app, "build_crm_tab", lambda accounts: None)
+    monkeypatch.setattr(ui_app, "build_insight_tab", lambda accounts, service=None: gr.Timer(active=False))
+    monkeypatch.setattr(ui_app, "build_crm_tab", lambda accounts, service=None: None)
     accounts = AccountStore(tmp_path / "accounts.sqlite", bcrypt_rounds=4)
     accounts.add("mina", "password-mina")
     accounts.add("jun", "password-jun")

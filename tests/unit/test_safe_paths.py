@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from personagraph.serving.safe_paths import PathOutsideError, UnsafeIdError, check_id, child_path, confined_path
+from personagraph.serving.safe_paths import (
+    PathOutsideError,
+    UnsafeIdError,
+    check_id,
+    child_path,
+    confined_path,
+)
 
 
 @pytest.mark.parametrize("value", ["mina", "run-20261205_1", "mina.kim@shop", "A_1", "유나".encode().hex()])
@@ -15,7 +21,24 @@ def test_ordinary_ids_pass(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", ".", "..", "../x", "a/b", "a\\b", "a\n", "mina\n", ".hidden", "-rf", "a..b", "x" * 65, "유나", None, 3]
+    "value",
+    [
+        "",
+        ".",
+        "..",
+        "../x",
+        "a/b",
+        "a\\b",
+        "a\n",
+        "mina\n",
+        ".hidden",
+        "-rf",
+        "a..b",
+        "x" * 65,
+        "유나",
+        None,
+        3,
+    ],
 )
 def test_unsafe_ids_are_refused_naming_the_field(value: object) -> None:
     with pytest.raises(UnsafeIdError, match=r"^run_id: "):
