@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -147,6 +148,8 @@ def _seed(server: Server) -> None:
 def server(
     model_server: LocalModelServer, shared_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
+    """The app in a home of its own (its accounts, cards and runs must not meet the other tests'),
+    with the knowledge index copied from the shared home so that it is built once per session."""
     env = {
         "LLM_BASE_URL": model_server.base_url,
         "LLM_MODEL": model_server.alias,
@@ -155,22 +158,23 @@ def server(
         "PERSONAGRAPH_HOME": str(shared_home),
     }
     _cli(env, "prepare")
+    home = tmp_path_factory.mktemp("access-home")
+    shutil.copytree(shared_home / "chroma", home / "chroma")
+    env["PERSONAGRAPH_HOME"] = str(home)
+    _cli(env, "prepare")  # a no-op but for anything the copy lacks
     for user, role in (("alice", "user"), ("bob", "user"), ("boss", "admin")):
         _cli(env, "accounts", "add", user, "--role", role, "--password-stdin", stdin=PASSWORD + "\n")
-    try:
-        log = tmp_path_factory.mktemp("access") / "app.log"
-        with running_app(["--host", "127.0.0.1"], env, log) as url:
-            srv = Server(url.rstrip("/"), env)
-            for user in ("alice", "bob", "boss"):
-                signed = httpx.post(
-                    f"{srv.url}/api/session", json={"user_id": user, "password": PASSWORD}, timeout=60
-                )
-                assert signed.status_code == 201, signed.text
-                srv.tokens[user] = signed.json()["token"]
-            _seed(srv)
-            yield srv
-    finally:
-        (shared_home / "accounts.sqlite").unlink(missing_ok=True)
+    log = home / "app.log"
+    with running_app(["--host", "127.0.0.1"], env, log) as url:
+        srv = Server(url.rstrip("/"), env)
+        for user in ("alice", "bob", "boss"):
+            signed = httpx.post(
+                f"{srv.url}/api/session", json={"user_id": user, "password": PASSWORD}, timeout=60
+            )
+            assert signed.status_code == 201, signed.text
+            srv.tokens[user] = signed.json()["token"]
+        _seed(srv)
+        yield srv
 
 
 # --- Gradio event handlers -----------------------------------------------------------------------
