@@ -46,6 +46,13 @@ def segments(caller: CallerDep, insight: InsightDep) -> dict[str, Any]:
     return insight.segment_stats(caller)
 
 
+@router.get("/status", name="insight_status")
+def status_(caller: CallerDep, insight: InsightDep) -> dict[str, Any]:
+    """Where the data comes from (no credentials), live orders applied, and the live consumers: each
+    one's state, restarts and last error (short), and the entries dead-lettered so far."""
+    return insight.status(caller)
+
+
 @router.post("/orders", name="insight_order", status_code=status.HTTP_202_ACCEPTED)
 def ingest_order(
     order: Annotated[dict[str, Any], Body(description="One order (JSON).")],

@@ -7,6 +7,7 @@ personagraph insight generate-history [--customers 5000] [--orders 100000] [--se
 personagraph insight load [--redis-url URL]           history -> Redis (replaces the live state), fit, score
 personagraph insight simulate --rate 200 --seed 1 (--count N | --seconds S) [--redis-url URL]
 personagraph insight consume [--name c1] [--seconds S] [--refit-interval 60] [--record-latency]
+personagraph insight status [--dead-letters N] [--redis-url URL]   consumers, restarts, dead letters
 personagraph insight report                           K-Means vs GMM (BIC, silhouette, stability)
 personagraph insight ask "question" [--router hybrid|model|keywords] [--thread ID] [--json]
 Redis: --redis-url, else INSIGHT_REDIS_URL, else REDIS_URL (`personagraph redis` runs one).
@@ -58,6 +59,13 @@ def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
     con.add_argument("--record-latency", action="store_true", help="store order->visible latencies in Redis")
     con.add_argument("--redis-url", default=None)
     con.set_defaults(func=cmd_consume)
+
+    st = sub.add_parser("status", help="the live consumers (state, restarts, last error) and dead letters")
+    st.add_argument(
+        "--dead-letters", type=int, default=0, metavar="N", help="also show the latest N dead letters"
+    )
+    st.add_argument("--redis-url", default=None)
+    st.set_defaults(func=cmd_status)
 
     rep = sub.add_parser("report", help="K-Means vs GMM model report")
     rep.add_argument("--redis-url", default=None, help="use the live state (default: the stored history)")
@@ -147,7 +155,26 @@ def cmd_consume(args: argparse.Namespace) -> int:
     except redis.RedisError as exc:
         return _error(f"Redis: {exc}", 1)
     print(json.dumps({"read": stats.read, "applied": stats.applied, "duplicates": stats.duplicates,
-                      "invalid": stats.invalid}))  # fmt: skip
+                      "invalid": stats.invalid, "dead_lettered": stats.invalid}))  # fmt: skip
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import redis
+
+    from personagraph.insight.source import RedisNotConfiguredError
+    from personagraph.services.insight import InsightService
+
+    try:
+        service = InsightService.redis(args.redis_url)
+        out = service.status(CLI_CALLER)
+        if args.dead_letters > 0:
+            out["latest_dead_letters"] = service.dead_letters(CLI_CALLER, args.dead_letters)
+    except (RedisNotConfiguredError, ValueError) as exc:
+        return _error(str(exc), 2)
+    except redis.RedisError as exc:
+        return _error(f"Redis: {exc}", 1)
+    print(json.dumps(out, ensure_ascii=False, indent=1))
     return 0
 
 

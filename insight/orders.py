@@ -8,16 +8,20 @@ is generated with numpy in about a second and stored in SQLite under PERSONAGRAP
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from personagraph.insight.settings import get_insight_settings
 from personagraph.serving.settings import get_settings
 
 Channel = Literal["app", "web", "store"]
@@ -33,21 +37,143 @@ class Product(BaseModel):
     price: int  # KRW
 
 
+# Ids become parts of Redis keys and show up in answers: full matches only, no ':' or spaces.
+ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}")
+CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}")
+SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+# Characters a note never keeps: controls (other than whitespace) and bidirectional overrides,
+# which can make a note display differently from what it says.
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
+
+
+def _full_match(pattern: re.Pattern[str], value: str, max_chars: int) -> str:
+    if not pattern.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"use 1-{max_chars} letters, digits, _ . - (starting with a letter or digit, no ..); got {value[:40]!r}"
+        )
+    return value
+
+
+def clean_note(text: str | None, max_chars: int) -> str | None:
+    """A customer's note as kept: controls and bidi overrides dropped, whitespace runs made one space;
+    None when nothing is left. ValueError when longer than `max_chars` (INSIGHT_NOTE_MAX_CHARS)."""
+    if text is None:
+        return None
+    kept = "".join(
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or (unicodedata.category(ch) != "Cc" and ch not in _BIDI)
+    )
+    note = " ".join(kept.split())
+    if len(note) > max_chars:
+        raise ValueError(f"at most {max_chars} characters (INSIGHT_NOTE_MAX_CHARS); got {len(note)}")
+    return note or None
+
+
 class OrderItem(BaseModel):
-    sku: str = Field(min_length=1)
-    qty: int = Field(ge=1, le=100)
-    price: int = Field(ge=0, description="Unit price in KRW.")
+    sku: str = Field(min_length=1, max_length=32)
+    qty: int = Field(ge=1, description="Units; at most INSIGHT_ORDER_MAX_QTY.")
+    price: int = Field(ge=0, description="Unit price in KRW; at most INSIGHT_ORDER_MAX_PRICE.")
+
+    @field_validator("sku")
+    @classmethod
+    def _sku(cls, value: str) -> str:
+        return _full_match(SKU, value, 32)
+
+    @field_validator("qty")
+    @classmethod
+    def _qty(cls, value: int) -> int:
+        limit = get_insight_settings().order_max_qty
+        if value > limit:
+            raise ValueError(f"at most {limit} (INSIGHT_ORDER_MAX_QTY)")
+        return value
+
+    @field_validator("price")
+    @classmethod
+    def _price(cls, value: int) -> int:
+        limit = get_insight_settings().order_max_price
+        if value > limit:
+            raise ValueError(f"at most {limit:,} KRW (INSIGHT_ORDER_MAX_PRICE)")
+        return value
 
 
 class Order(BaseModel):
-    """One order as it travels on the stream."""
+    """One order as it travels on the stream; every field bounded (INSIGHT_ORDER_* settings).
+
+    The bounds keep one order from breaking the customer state: a time far outside any calendar, a
+    total that overflows Redis' 64-bit counters, or thousands of item lines are rejected here with
+    the field named, before anything is written.
+    """
 
     order_id: str = Field(min_length=1, max_length=80)
     customer_id: str = Field(min_length=1, max_length=40)
-    items: list[OrderItem] = Field(min_length=1)
-    amount: int = Field(ge=0, description="Order total in KRW.")
+    items: list[OrderItem] = Field(min_length=1, description="At most INSIGHT_ORDER_MAX_ITEMS lines.")
+    amount: int = Field(ge=0, description="Order total in KRW; at most INSIGHT_ORDER_MAX_AMOUNT.")
     channel: Channel
-    ts: float = Field(gt=0, description="Order time, Unix seconds.")
+    ts: float = Field(gt=0, allow_inf_nan=False, description="Order time, Unix seconds.")
+    note: str | None = Field(
+        default=None, description="The customer's free-text note (at most INSIGHT_NOTE_MAX_CHARS characters)."
+    )
+
+    @field_validator("order_id")
+    @classmethod
+    def _order_id(cls, value: str) -> str:
+        return _full_match(ORDER_ID, value, 80)
+
+    @field_validator("customer_id")
+    @classmethod
+    def _customer_id(cls, value: str) -> str:
+        return _full_match(CUSTOMER_ID, value, 40)
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _item_count(cls, value: Any) -> Any:
+        # Counted before the lines are parsed, so a huge list costs nothing.
+        limit = get_insight_settings().order_max_items
+        if isinstance(value, list | tuple) and len(value) > limit:
+            raise ValueError(f"at most {limit} item lines (INSIGHT_ORDER_MAX_ITEMS); got {len(value)}")
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _amount(cls, value: int) -> int:
+        limit = get_insight_settings().order_max_amount
+        if value > limit:
+            raise ValueError(f"at most {limit:,} KRW (INSIGHT_ORDER_MAX_AMOUNT)")
+        return value
+
+    @field_validator("ts")
+    @classmethod
+    def _ts(cls, value: float) -> float:
+        s = get_insight_settings()
+        latest = time.time() + s.order_max_future_s
+        if not s.order_min_ts <= value <= latest:
+            raise ValueError(
+                f"must be between {_day(s.order_min_ts)} and {s.order_max_future_s:g} s from now "
+                "(INSIGHT_ORDER_MIN_TS, INSIGHT_ORDER_MAX_FUTURE_S)"
+            )
+        return value
+
+    @field_validator("note", mode="before")
+    @classmethod
+    def _note(cls, value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value  # a non-string is rejected by the type check
+        return clean_note(value, get_insight_settings().note_max_chars)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
+
+
+def validation_problems(exc: ValidationError, limit: int = 3) -> str:
+    """`field: problem; ...` of a pydantic error (the first `limit`), e.g. `items.0.qty: at most 100 ...`."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "order"
+        parts.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
+    more = len(exc.errors()) - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
 _CATALOGUE_ROWS = [

@@ -2,10 +2,15 @@
 
 One document per segment (English and Korean text together, so either language retrieves it),
 with metadata `segment`, so retrieval can be limited to the segments in a question's scope.
+
+A document ends with what the segment's customers wrote on their latest orders (a few notes, one per
+customer, newest first; `NOTES_HEADER`). Those are the customers' own words, untrusted text kept as
+plain data: each is one JSON-quoted line, and a prompt that takes the document fences it as data.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -13,10 +18,12 @@ from typing import Any
 from chromadb.api import ClientAPI
 
 from personagraph.insight import stats
+from personagraph.insight.settings import get_insight_settings
 from personagraph.insight.store import Snapshot
 from personagraph.memory.vectors import Document, get_collection, index_documents, search
 
 COLLECTION = "insight_segments"
+NOTES_HEADER = "What customers wrote (recent order notes, quoted as written) / 고객이 남긴 메모:"
 
 # What each segment means for a marketer, independent of the numbers (which come from the stats).
 DESCRIPTIONS: dict[str, tuple[str, str]] = {
@@ -39,7 +46,29 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
-def profile_document(snap: Snapshot, segment: str) -> Document:
+def segment_notes(snap: Snapshot, segment: str, k: int) -> list[dict[str, Any]]:
+    """The `k` newest notes of the segment's customers, one per customer: {customer_id, ts, note}."""
+    notes = snap.notes
+    if k <= 0 or notes.empty:
+        return []
+    members = snap.customers.index[snap.customers["segment"] == segment]
+    rows = notes[notes["customer_id"].isin(members)].sort_values("ts", ascending=False)
+    rows = rows.drop_duplicates("customer_id").head(k)
+    return [
+        {"customer_id": str(r.customer_id), "ts": float(r.ts), "note": str(r.note)} for r in rows.itertuples()
+    ]
+
+
+def notes_section(notes: list[dict[str, Any]]) -> str:
+    """The document's notes section: the header, then one JSON-quoted note per line ("" when none)."""
+    if not notes:
+        return ""
+    lines = [f"- {json.dumps(n['note'], ensure_ascii=False)} ({time.strftime('%Y-%m-%d', time.gmtime(n['ts']))})"
+             for n in notes]  # fmt: skip
+    return "\n\n" + NOTES_HEADER + "\n" + "\n".join(lines)
+
+
+def profile_document(snap: Snapshot, segment: str, notes_per_segment: int | None = None) -> Document:
     s = stats.segment_stats(snap, segment)
     top = stats.top_products(snap, segment, n=3)["products"]
     en, ko = DESCRIPTIONS.get(segment, ("", ""))
@@ -54,8 +83,12 @@ def profile_document(snap: Snapshot, segment: str) -> Document:
         f"{s['avg_order_value_krw']:,} KRW. Favourite products: {names_en}. Main channel: {channel}.\n\n"
         f"{s['label_ko']} 세그먼트. {ko} 고객 {s['customers']:,}명, 즐겨 찾는 상품: {names_ko}. 주 채널: {channel}."
     )
+    k = get_insight_settings().notes_per_segment if notes_per_segment is None else notes_per_segment
+    notes = segment_notes(snap, segment, k)
+    text += notes_section(notes)
     return Document(text=text, metadata={"segment": segment, "source": f"segment_profile:{segment}",
-                                         "model_version": snap.model_version, "built_at": time.time()})  # fmt: skip
+                                         "model_version": snap.model_version, "built_at": time.time(),
+                                         "notes": len(notes)})  # fmt: skip
 
 
 _built: dict[str, float] = {}

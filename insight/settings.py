@@ -29,6 +29,49 @@ class InsightSettings(BaseSettings):
     profile_max_age_s: float = Field(
         default=120.0, ge=0, description="Rebuild segment profile documents when older than this."
     )
+    # Bounds of an order on the stream (issue 16: a bad event never stops a consumer). An order
+    # outside them is dead-lettered with the reason; the good orders of its batch are applied.
+    order_min_ts: float = Field(
+        default=946_684_800.0, ge=0, description="Earliest order time accepted (Unix seconds; 2000-01-01)."
+    )
+    order_max_future_s: float = Field(
+        default=86_400.0, ge=0, description="How far ahead of the consumer's clock an order time may be (s)."
+    )
+    order_max_amount: int = Field(
+        default=100_000_000, ge=1, description="Largest order total accepted (KRW)."
+    )
+    order_max_price: int = Field(default=10_000_000, ge=1, description="Largest unit price accepted (KRW).")
+    order_max_qty: int = Field(default=100, ge=1, le=10_000, description="Largest quantity of one item line.")
+    order_max_items: int = Field(default=100, ge=1, le=10_000, description="Most item lines in one order.")
+    order_max_entry_bytes: int = Field(
+        default=65_536, ge=1024, description="Largest stream entry read (bytes of all fields together)."
+    )
+    note_max_chars: int = Field(
+        default=300, ge=1, le=5000, description="Longest customer note on an order (characters)."
+    )
+    notes_per_customer: int = Field(default=3, ge=0, le=50, description="Recent notes kept per customer.")
+    notes_per_segment: int = Field(
+        default=3, ge=0, le=20, description="Recent customer notes quoted in a segment's profile document."
+    )
+    dead_letter_stream: str | None = Field(
+        default=None,
+        description="Redis Stream of rejected entries with the reason (default: the stream + ':dead').",
+    )
+    dead_letter_maxlen: int = Field(
+        default=10_000, ge=10, description="About how many dead-lettered entries are kept (XADD MAXLEN ~)."
+    )
+    dead_letter_raw_chars: int = Field(
+        default=2000, ge=100, description="How much of a rejected entry is kept in the dead-letter stream."
+    )
+    max_deliveries: int = Field(
+        default=5, ge=2, description="Deliveries after which an entry that keeps failing is dead-lettered."
+    )
+    restart_backoff_s: float = Field(
+        default=1.0, gt=0, description="First wait before a failed consumer is restarted (doubles each time)."
+    )
+    restart_backoff_max_s: float = Field(
+        default=60.0, gt=0, description="Longest wait between restarts of a failing consumer."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Existing customers buy with their archetype's rate, basket size, price level and channel mix; a
 share of orders comes from brand-new customers. Each entry carries the order as JSON and the
-publish time, from which the consumer measures order -> visible-in-segment latency.
+publish time, from which the consumer measures order -> visible-in-segment latency. A few orders
+carry a customer's note (delivery requests, gift wrapping, a word on a product), in Korean or English.
 """
 
 from __future__ import annotations
@@ -26,6 +27,24 @@ from personagraph.insight.orders import (
     product_weights,
 )
 
+# Notes customers leave on orders (a small fixed list; the simulator picks one now and then).
+CUSTOMER_NOTES: tuple[str, ...] = (
+    "부재 시 경비실에 맡겨 주세요.",
+    "선물용이라 예쁘게 포장 부탁드려요.",
+    "지난번 세럼이 잘 맞아서 재구매합니다.",
+    "배송 전에 문자 한 번 주세요.",
+    "민감성 피부라 샘플은 순한 제품으로 부탁드려요.",
+    "향이 너무 강하지 않았으면 좋겠어요.",
+    "빠른 배송 항상 감사합니다!",
+    "문 앞에 놓아 주세요.",
+    "Please leave the parcel at the front door.",
+    "It's a gift, please don't include the receipt.",
+    "Loved the toner last time, reordering!",
+    "Could you add a sample for sensitive skin?",
+    "Please deliver after 6 pm if possible.",
+    "The last box arrived dented, please pack carefully.",
+)
+
 
 class OrderFactory:
     """Seeded stream of realistic orders for a known set of customers (plus new ones)."""
@@ -38,11 +57,14 @@ class OrderFactory:
         seed: int = 1,
         new_customer_share: float = 0.03,
         run_id: str | None = None,
+        note_share: float = 0.05,
     ):
         if not customers:
             raise ValueError("customers: need at least one existing customer id")
         if not 0.0 <= new_customer_share <= 1.0:
             raise ValueError("new_customer_share must be between 0 and 1")
+        if not 0.0 <= note_share <= 1.0:
+            raise ValueError("note_share must be between 0 and 1")
         self.rng = np.random.default_rng(seed)
         self.customers = list(customers)
         names = list(archetypes) if archetypes is not None else ["regular"] * len(self.customers)
@@ -55,6 +77,9 @@ class OrderFactory:
         w = np.array([live_rate[ARCHETYPES[a].name] for a in self.arche])
         self.p = w / w.sum()
         self.new_share = new_customer_share
+        self.note_share = note_share
+        # A stream of its own, so notes do not change the orders a seed gives.
+        self.note_rng = np.random.default_rng([seed, 1])
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self.count = 0
         self._weights = [product_weights(a.premium) for a in ARCHETYPES]
@@ -82,7 +107,13 @@ class OrderFactory:
             amount=sum(i.qty * i.price for i in items),
             channel=channel,
             ts=ts if ts is not None else time.time(),
+            note=self.next_note(),
         )
+
+    def next_note(self) -> str | None:
+        if self.note_rng.random() >= self.note_share:
+            return None
+        return CUSTOMER_NOTES[int(self.note_rng.integers(len(CUSTOMER_NOTES)))]
 
 
 def publish(
@@ -91,7 +122,7 @@ def publish(
     """XADD orders (one pipeline); each entry gets the publish time."""
     pipe = client.pipeline(transaction=False)
     for order in orders:
-        fields = {"order": order.model_dump_json(), "published_at": repr(time.time())}
+        fields = {"order": order.model_dump_json(exclude_none=True), "published_at": repr(time.time())}
         pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
     return [str(x) for x in pipe.execute()]
 

@@ -20,12 +20,15 @@ import time
 from functools import cache
 from typing import Any
 
-from personagraph.insight.consumer import OrderConsumer
+import redis
+
+from personagraph.insight.consumer import OrderConsumer, SupervisedConsumer
 from personagraph.insight.orders import History, load_or_generate
 from personagraph.insight.segments import SegmentModel, fit_segment_model, rfm_raw
 from personagraph.insight.settings import InsightSettings, get_insight_settings
 from personagraph.insight.simulator import OrderFactory, simulate
 from personagraph.insight.store import InsightStore, Snapshot, snapshot_from_history
+from personagraph.serving.redact import redact_url
 from personagraph.serving.settings import get_settings
 
 
@@ -69,6 +72,10 @@ class InsightSource:
         return load_or_generate(s.customers, s.orders, seed=s.seed)
 
     def model(self) -> SegmentModel | None:
+        return None
+
+    def consumer_status(self) -> dict[str, Any] | None:
+        """The live consumers' health and the dead-letter count; None for a source without a stream."""
         return None
 
     def describe(self) -> str:
@@ -128,8 +135,8 @@ class RedisSource(InsightSource):
 
     def __init__(self, url: str, settings: InsightSettings | None = None):
         super().__init__(settings)
-        self.url = url
-        self.store = InsightStore.from_url(url, self.settings.prefix)
+        self.url = url  # may hold a password: show `redact_url(url)`, never the URL itself
+        self.store = InsightStore.from_url(url, self.settings.prefix, self.settings.notes_per_customer)
         self._bootstrapped = False
 
     def bootstrap(self) -> None:
@@ -153,8 +160,26 @@ class RedisSource(InsightSource):
     def consumer(self, name: str, **kwargs: Any) -> OrderConsumer:
         s = self.settings
         return OrderConsumer(
-            self.store, stream=s.stream, group=s.group, name=name, components=s.components, **kwargs
+            self.store,
+            stream=s.stream,
+            group=s.group,
+            name=name,
+            components=s.components,
+            settings=s,
+            **kwargs,
         )
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return self.settings.dead_letter_stream or f"{self.settings.stream}:dead"
+
+    def consumer_status(self) -> dict[str, Any] | None:
+        """Every supervised consumer that reported to this Redis, and the entries dead-lettered so far."""
+        return {
+            "consumers": sorted(self.store.health().values(), key=lambda h: str(h.get("name", ""))),
+            "dead_letters": self.store.dead_letter_count(self.dead_letter_stream),
+            "dead_letter_stream": self.dead_letter_stream,
+        }
 
     def order_factory(self, seed: int) -> OrderFactory:
         """Simulated orders from the history's customers, each buying like its archetype."""
@@ -177,7 +202,7 @@ class RedisSource(InsightSource):
         return self.store.load_model()
 
     def describe(self) -> str:
-        return f"live Redis at {self.url} (stream {self.settings.stream})"
+        return f"live Redis at {redact_url(self.url)} (stream {self.settings.stream})"
 
 
 class LiveDemoSource(RedisSource):
@@ -195,14 +220,15 @@ class LiveDemoSource(RedisSource):
         self.rate = rate
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self._consumer: OrderConsumer | None = None
+        self._supervisor: SupervisedConsumer | None = None
 
     def start(self) -> LiveDemoSource:
         self.bootstrap()
         factory = self.order_factory(seed=1)
-        self._consumer = self.consumer("demo", refit_interval_s=self.settings.refit_interval_s)
+        # Supervised: a consumer that dies is restarted (with backoff) and the tab says so.
+        consumer = self.consumer("demo", refit_interval_s=self.settings.refit_interval_s)
+        self._supervisor = SupervisedConsumer(consumer).start()
         self._threads = [
-            threading.Thread(target=self._consumer.run, name="insight-consumer", daemon=True),
             threading.Thread(target=simulate, args=(self.store.r, self.settings.stream, factory),
                              kwargs={"rate": self.rate, "stop": self._stop}, name="insight-simulator", daemon=True),
         ]  # fmt: skip
@@ -210,13 +236,26 @@ class LiveDemoSource(RedisSource):
             t.start()
         return self
 
+    def consumer_status(self) -> dict[str, Any] | None:
+        """The in-process consumer's own view (it knows when its thread died), with Redis' counts."""
+        try:
+            status = super().consumer_status() or {}
+        except redis.RedisError:  # the demo's Redis is down: the supervisor still knows its state
+            status = {"consumers": [], "dead_letters": None, "dead_letter_stream": self.dead_letter_stream}
+        if self._supervisor is not None:
+            mine = self._supervisor.status()
+            others = [h for h in status.get("consumers", []) if h.get("name") != mine["name"]]
+            status["consumers"] = [mine, *others]
+        return status
+
     def describe(self) -> str:
-        return f"in-process demo Redis ({self.url}): simulated orders at {self.rate:g}/s, live consumer"
+        return (f"in-process demo Redis ({redact_url(self.url)}): simulated orders at {self.rate:g}/s, "
+                "live consumer")  # fmt: skip
 
     def close(self) -> None:
         self._stop.set()
-        if self._consumer is not None:
-            self._consumer.stop()
+        if self._supervisor is not None:
+            self._supervisor.stop()
         for t in self._threads:
             t.join(timeout=5)
         self.server.stop()

@@ -15,10 +15,16 @@ Keys (prefix `insight`):
     {p}:model          str   the current SegmentModel as JSON ({p}:model:version its version)
     {p}:latency        list  order -> visible latencies in ms (only when a consumer records them)
     {p}:consumers      hash  consumer name -> orders applied
+    {p}:n:{customer}   list  the customer's latest notes, newest first (JSON: order_id, ts, note)
+    {p}:noted          set   customers with at least one note
+    {p}:health         hash  consumer name -> its supervisor's status (JSON)
+The dead-letter stream (the order stream + ':dead' by default) keeps rejected entries with the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,8 +39,16 @@ from personagraph.insight.orders import History, Order
 from personagraph.insight.segments import SegmentModel, rfm_raw
 
 APPLY_ORDER = """
--- KEYS: processed, customer hash, counters hash, customers set, consumers hash
--- ARGV: order_id, customer_id, ts, amount, channel, month, consumer, sku1, qty1, sku2, qty2, ...
+-- KEYS: processed, customer hash, counters hash, customers set, consumers hash, notes list, noted set
+-- ARGV: order_id, customer_id, ts, amount, channel, month, consumer, note JSON ('' = none),
+--       notes kept, sku1, qty1, sku2, qty2, ...
+-- Every number is checked before the first write: a script that fails half way is not undone.
+if not tonumber(ARGV[3]) or not string.match(ARGV[4], '^%d+$') or not string.match(ARGV[9], '^%d+$') then
+  return redis.error_reply('ERR bad order numbers')
+end
+for i = 11, #ARGV, 2 do
+  if not string.match(ARGV[i], '^%d+$') then return redis.error_reply('ERR bad item quantity') end
+end
 local fresh = redis.call('SADD', KEYS[1], ARGV[1])
 if fresh == 1 then
   local ts = tonumber(ARGV[3])
@@ -50,8 +64,14 @@ if fresh == 1 then
   redis.call('HINCRBY', KEYS[3], 'ch:' .. ARGV[5], 1)
   redis.call('HINCRBY', KEYS[3], 'm:' .. ARGV[6] .. ':n', 1)
   redis.call('HINCRBY', KEYS[3], 'm:' .. ARGV[6] .. ':a', ARGV[4])
-  for i = 8, #ARGV, 2 do
+  for i = 10, #ARGV, 2 do
     redis.call('HINCRBY', KEYS[3], 'p:' .. ARGV[i], ARGV[i + 1])
+  end
+  local keep = tonumber(ARGV[9])
+  if ARGV[8] ~= '' and keep > 0 then
+    redis.call('LPUSH', KEYS[6], ARGV[8])
+    redis.call('LTRIM', KEYS[6], 0, keep - 1)
+    redis.call('SADD', KEYS[7], ARGV[2])
   end
   if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[7], 1) end
 end
@@ -73,6 +93,9 @@ end
 redis.call('HSET', KEYS[1], 'model_version', ARGV[3], 'visible_at', ARGV[4])
 return 1
 """
+
+
+NOTE_COLUMNS = ["customer_id", "order_id", "ts", "note"]
 
 
 def month_of(ts: float) -> str:
@@ -102,6 +125,8 @@ class Snapshot:
     as_of: float
     model_version: int = 0
     source: str = "redis"
+    # customer_id, order_id, ts, note: the customers' own words (untrusted text, kept as data)
+    notes: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=NOTE_COLUMNS))
 
     def raw(self) -> np.ndarray:
         c = self.customers
@@ -113,40 +138,49 @@ class Snapshot:
 class InsightStore:
     """Customer state and segment bookkeeping in one Redis database."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "insight"):
+    def __init__(self, client: redis.Redis, prefix: str = "insight", notes_per_customer: int = 3):
         self.r = client
         self.p = prefix
+        self.notes_per_customer = notes_per_customer
         self._apply = client.register_script(APPLY_ORDER)
         self._set_segment = client.register_script(SET_SEGMENT)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "insight") -> InsightStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True), prefix)
+    def from_url(cls, url: str, prefix: str = "insight", notes_per_customer: int = 3) -> InsightStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix, notes_per_customer)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.p, *parts))
 
     # --- writes -------------------------------------------------------------------------------
-    def apply_orders(self, orders: Sequence[Order], consumer: str = "") -> list[Applied]:
-        """Apply orders atomically each (idempotent by order id); one round trip for the batch."""
+    def apply_orders(
+        self, orders: Sequence[Order], consumer: str = ""
+    ) -> list[Applied | redis.ResponseError]:
+        """Apply orders atomically each (idempotent by order id); one round trip for the batch.
+
+        Each order's result is its own: an order Redis refuses comes back as its ResponseError in
+        its place, and the others are applied. A lost connection raises.
+        """
         pipe = self.r.pipeline(transaction=False)
         for o in orders:
-            args: list[Any] = [
-                o.order_id,
-                o.customer_id,
-                repr(o.ts),
-                o.amount,
-                o.channel,
-                month_of(o.ts),
-                consumer,
-            ]
+            note = "" if not o.note else json.dumps({"order_id": o.order_id, "ts": o.ts, "note": o.note},
+                                                    ensure_ascii=False)  # fmt: skip
+            args: list[Any] = [o.order_id, o.customer_id, repr(o.ts), o.amount, o.channel, month_of(o.ts),
+                               consumer, note, self.notes_per_customer]  # fmt: skip
             for item in o.items:
                 args += [item.sku, item.qty]
             keys = [self.key("processed"), self.key("c", o.customer_id), self.key("k", o.customer_id),
-                    self.key("customers"), self.key("consumers")]  # fmt: skip
+                    self.key("customers"), self.key("consumers"), self.key("n", o.customer_id),
+                    self.key("noted")]  # fmt: skip
             self._apply(keys=keys, args=args, client=pipe)
-        out = []
-        for o, (fresh, last_ts, freq, money) in zip(orders, pipe.execute(), strict=True):
+        out: list[Applied | redis.ResponseError] = []
+        for o, reply in zip(orders, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, redis.ResponseError):
+                out.append(reply)
+                continue
+            if isinstance(reply, Exception):  # anything but a refusal of this one order
+                raise reply
+            fresh, last_ts, freq, money = reply
             out.append(Applied(o.order_id, o.customer_id, bool(fresh), float(last_ts), int(freq), int(money)))
         return out
 
@@ -219,10 +253,10 @@ class InsightStore:
         return len(ids)
 
     def clear(self) -> None:
-        """Delete every key of this prefix (not the stream)."""
+        """Delete every key of this prefix (not the stream, nor its dead letters)."""
         batch: list[str] = []
         for k in self.r.scan_iter(match=f"{self.p}:*", count=1000):
-            if k == f"{self.p}:orders":
+            if k in (f"{self.p}:orders", f"{self.p}:orders:dead"):
                 continue
             batch.append(k)
             if len(batch) >= 1000:
@@ -245,6 +279,50 @@ class InsightStore:
     def consumer_counts(self) -> dict[str, int]:
         values: dict[str, str] = self.r.hgetall(self.key("consumers"))  # type: ignore[assignment]
         return {k: int(v) for k, v in values.items()}
+
+    def notes(self) -> pd.DataFrame:
+        """Every kept customer note (customer_id, order_id, ts, note), newest first."""
+        noted: list[str] = sorted(self.r.smembers(self.key("noted")))  # type: ignore[arg-type]
+        pipe = self.r.pipeline(transaction=False)
+        for c in noted:
+            pipe.lrange(self.key("n", c), 0, -1)
+        rows = []
+        for c, values in zip(noted, pipe.execute() if noted else [], strict=True):
+            for value in values:
+                try:
+                    kept = json.loads(value)
+                    rows.append((c, str(kept["order_id"]), float(kept["ts"]), str(kept["note"])))
+                except (ValueError, KeyError, TypeError):
+                    continue  # written by this module only; skip anything else rather than fail a read
+        frame = pd.DataFrame(rows, columns=NOTE_COLUMNS)
+        return frame.sort_values("ts", ascending=False, ignore_index=True)
+
+    def dead_letter_count(self, stream: str) -> int:
+        """Entries ever dead-lettered to `stream` (Redis counts them across trimming)."""
+        try:
+            info: dict[str, Any] = self.r.xinfo_stream(stream)  # type: ignore[assignment]
+        except redis.ResponseError:  # no such stream: nothing was rejected yet
+            return 0
+        return int(info.get("entries-added", info.get("length", 0)))
+
+    def dead_letters(self, stream: str, count: int = 20) -> list[dict[str, str]]:
+        """The latest dead-lettered entries, newest first: {"id", "reason", "entry_id", "raw", ...}."""
+        rows: Any = self.r.xrevrange(stream, count=count)
+        return [{"id": eid, **fields} for eid, fields in rows]
+
+    def set_health(self, consumer: str, status: dict[str, Any]) -> None:
+        self.r.hset(self.key("health"), consumer, json.dumps(status, ensure_ascii=False))
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each supervised consumer's last reported status, by name."""
+        values: dict[str, str] = self.r.hgetall(self.key("health"))  # type: ignore[assignment]
+        out: dict[str, dict[str, Any]] = {}
+        for name, text in values.items():
+            try:
+                out[name] = json.loads(text)
+            except ValueError:
+                continue
+        return out
 
     def processed_count(self) -> int:
         return int(self.r.scard(self.key("processed")))  # type: ignore[arg-type]
@@ -295,6 +373,7 @@ class InsightStore:
         )
         return Snapshot(
             customers=customers.set_index("customer_id"),
+            notes=self.notes(),
             products=pd.DataFrame(products, columns=["customer_id", "sku", "units"]),
             channels=pd.DataFrame(channels, columns=["customer_id", "channel", "orders"]),
             months=pd.DataFrame(

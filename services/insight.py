@@ -20,6 +20,7 @@ the store under ("insight_threads", <user id>), so another account's thread id i
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from pydantic import ConfigDict, ValidationError
 
 from personagraph.accounts.identity import Caller, ForbiddenError, NotFoundError
 from personagraph.graphs.insight_qa import graph
-from personagraph.insight.consumer import ConsumerStats
+from personagraph.insight.consumer import ConsumerStats, SupervisedConsumer
 from personagraph.insight.followup import previous_turn
 from personagraph.insight.orders import Order, history_path, load_or_generate
 from personagraph.insight.questions import validate_question, validate_router_mode
@@ -54,7 +55,10 @@ from personagraph.insight.source import (
 from personagraph.insight.stats import overview
 from personagraph.insight.store import Snapshot
 from personagraph.nodes.insight import InsightContext, InsightInput
+from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import check_id
+
+log = logging.getLogger(__name__)
 
 REPORT_PENDING = "_Model report: computing..._"
 NO_REPORT = object()  # no report started yet (a source without a model has version None)
@@ -139,6 +143,7 @@ class SegmentReading:
     rfm: np.ndarray  # per customer: recency (days), frequency (orders), monetary (KRW)
     segments: list[str]  # per customer, in the rows' order of `rfm`
     orders_applied: int | None  # live orders applied so far (None: no live stream)
+    consumer: dict[str, Any] | None = None  # InsightService.consumer_status (None: no live stream)
 
 
 @dataclass(frozen=True)
@@ -340,7 +345,20 @@ class InsightService:
         return SegmentReading(
             taken_at=time.time(), description=source.describe(), sizes=sizes, rfm=snap.raw(),
             segments=snap.customers["segment"].tolist(), orders_applied=source.orders_applied(),
+            consumer=self.consumer_status(caller),
         )  # fmt: skip
+
+    def consumer_status(self, caller: Caller) -> dict[str, Any] | None:
+        """The live consumers and the dead letters: {"consumers": [{"name", "state", "restarts",
+        "last_error", ...}], "dead_letters": n, "dead_letter_stream"}; None without a live stream.
+        Errors are short kinds ("lost the connection to Redis"); the details are in the server log."""
+        return self.source.consumer_status()
+
+    def status(self, caller: Caller) -> dict[str, Any]:
+        """Where the data comes from (no credentials), the live orders applied, and the consumers."""
+        source = self.source
+        return {"source": source.describe(), "mode": source.mode, "orders_applied": source.orders_applied(),
+                "consumer": source.consumer_status()}  # fmt: skip
 
     def segment_stats(self, caller: Caller) -> dict[str, Any]:
         """Counts and the RFM/GMM segment summary, as plain JSON: customers, revenue, each segment's
@@ -351,6 +369,7 @@ class InsightService:
             "source": source.describe(),
             "taken_at": time.time(),
             "orders_applied": source.orders_applied(),
+            "consumer": source.consumer_status(),
             **overview(source.snapshot()),
             "model": None if model is None else {
                 "version": int(model.version), "n_fit": int(model.n_fit), "fitted_at": float(model.fitted_at),
@@ -381,7 +400,7 @@ class InsightService:
         try:
             markdown = report_markdown(self.model_report(caller))
         except Exception as exc:  # noqa: BLE001 - shown in place of the report
-            markdown = f"_Model report failed: {type(exc).__name__}: {exc}_"
+            markdown = f"_{user_error(log, exc, 'the model report could not be computed')}_"
         with self._report_lock:
             self._report_markdown, self._report_running = markdown, False
 
@@ -406,6 +425,15 @@ class InsightService:
         entry = publish(source.store.r, source.settings.stream, [valid])[0]
         return {"order_id": valid.order_id, "customer_id": valid.customer_id, "stream": source.settings.stream,
                 "entry_id": entry}  # fmt: skip
+
+    def dead_letters(self, caller: Caller, count: int = 20) -> list[dict[str, str]]:
+        """The latest dead-lettered stream entries, newest first, with the reason and the raw entry
+        (truncated). Admins only: a raw entry is the shop's data as it arrived."""
+        _require_admin(caller, "dead_letters")
+        if not 1 <= count <= 1000:
+            raise ValueError(f"count: between 1 and 1000; got {count}")
+        source = self._redis_source()
+        return source.store.dead_letters(source.dead_letter_stream, count)
 
     def load_history(self, caller: Caller) -> LoadedHistory:
         """Replace the live state with the history, refit the model and score every customer (admins)."""
@@ -436,14 +464,19 @@ class InsightService:
         self, caller: Caller, name: str, *, seconds: float | None = None, refit_interval_s: float | None = None,
         record_latency: bool = False,
     ) -> ConsumerStats:  # fmt: skip
-        """Run one consumer of the group for `seconds`, or until Ctrl-C; its counts (admins)."""
+        """Run one supervised consumer of the group for `seconds`, or until Ctrl-C; its counts (admins).
+
+        A failure (Redis gone, an unexpected error) restarts it with backoff; bad entries are
+        dead-lettered and never stop it.
+        """
         _require_admin(caller, "consume")
         source = self._redis_source()
         source.bootstrap()
         consumer = source.consumer(name, record_latency=record_latency,
                                    refit_interval_s=refit_interval_s or source.settings.refit_interval_s)  # fmt: skip
+        supervisor = SupervisedConsumer(consumer)
         try:
-            return consumer.run(max_seconds=seconds)
+            return supervisor.run(max_seconds=seconds)
         except KeyboardInterrupt:  # Ctrl-C is how an endless consumer is stopped: report what it did
             return consumer.stats
 
@@ -463,7 +496,7 @@ def parse_order(order: Mapping[str, Any]) -> Order:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "order"
-        raise InvalidOrderError(field, first["msg"]) from exc
+        raise InvalidOrderError(field, str(first["msg"]).removeprefix("Value error, ")) from exc
     for name in ("order_id", "customer_id"):
         try:
             check_id(getattr(valid, name), name)

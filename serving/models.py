@@ -9,6 +9,7 @@ reported clearly when it still fails. Tests swap in fake models with `use_models
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,15 +22,25 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ValidationError
 
 from personagraph.serving.local_server import ensure_local_server
+from personagraph.serving.redact import redact_text, redact_url
 from personagraph.serving.settings import ResolvedRole, Role, get_settings
 
 T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 _overrides: dict[str, BaseChatModel] = {}
 
 
 class ModelError(RuntimeError):
-    """A model call failed in a way the user can act on; `str()` says what happened and what to do."""
+    """A model call failed in a way the user can act on; `str()` says what happened and what to do.
+
+    `str()` is what a user sees: short, no server address, no exception class. `detail` is for the
+    server log (the address without credentials, the client's error, what to configure).
+    """
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = redact_text(detail) if detail else message
 
 
 class ModelUnavailableError(ModelError):
@@ -40,7 +51,7 @@ class StructuredOutputError(ModelError):
     """The model did not produce valid structured output after all attempts."""
 
     def __init__(self, message: str, raw: str = ""):
-        super().__init__(message)
+        super().__init__(message, detail=message)
         self.raw = raw
 
 
@@ -70,6 +81,15 @@ def endpoint_of(role: Role) -> tuple[str, str]:
     return resolved.base_url, resolved.model
 
 
+def api_key_of(role: Role) -> str:
+    """The key a role's requests carry: the embedded server's own (generated) key, else the role's
+    configured key (LLM_<ROLE>_API_KEY / LLM_API_KEY)."""
+    resolved = resolve_role(role)
+    if resolved.embedded:
+        return ensure_local_server().api_key
+    return resolved.api_key
+
+
 def chat_model(
     role: Role, *, max_tokens: int | None = None, temperature: float | None = None
 ) -> BaseChatModel:
@@ -83,7 +103,7 @@ def chat_model(
     return ChatOpenAI(
         model=model,
         base_url=base_url,
-        api_key=resolved.api_key,  # type: ignore[arg-type]
+        api_key=api_key_of(role),  # type: ignore[arg-type]
         temperature=resolved.temperature if temperature is None else temperature,
         max_tokens=limit,  # type: ignore[call-arg]
         # ChatOpenAI sends `max_completion_tokens`, which llama-cpp-python's server ignores.
@@ -106,23 +126,40 @@ def response_format_for(role: Role, schema: type[BaseModel]) -> dict[str, Any] |
 
 
 def describe_failure(role: Role, exc: Exception) -> ModelError:
-    """Turn a client exception into an error that names the server and what to do."""
+    """Turn a client exception into a short error for users; the details (server, cause, what to
+    configure) go to the log and to the error's `detail`, with credentials removed."""
     try:
         base_url, _ = endpoint_of(role) if role not in _overrides else ("(test model)", "")
     except Exception as inner:  # the embedded server itself failed to start
-        return ModelUnavailableError(f"the embedded model server for role '{role}' failed to start: {inner}")
+        error = ModelUnavailableError(
+            f"the model server for role '{role}' could not start; try again later",
+            f"the embedded model server for role '{role}' failed to start: {type(inner).__name__}: {inner}",
+        )
+        return _logged(error)
+    where = redact_url(base_url)
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
-        return ModelUnavailableError(
-            f"model server for role '{role}' at {base_url} is unreachable ({type(exc).__name__}). "
+        return _logged(ModelUnavailableError(
+            f"the model server for role '{role}' did not answer; try again in a moment",
+            f"model server for role '{role}' at {where} is unreachable ({type(exc).__name__}: {exc}). "
             f"Start it, or point LLM_BASE_URL / LLM_{role.upper()}_BASE_URL at a running "
-            "OpenAI-compatible server (unset both to use the embedded local model), then retry."
-        )
+            "OpenAI-compatible server (unset both to use the embedded local model), then retry.",
+        ))  # fmt: skip
     if isinstance(exc, openai.APIStatusError):
-        return ModelUnavailableError(
-            f"model server for role '{role}' at {base_url} answered HTTP {exc.status_code}: "
-            f"{str(exc)[:300]}. Check the model name (LLM_{role.upper()}_MODEL) and the server log, then retry."
-        )
-    return ModelError(f"model call for role '{role}' failed: {type(exc).__name__}: {exc}")
+        return _logged(ModelUnavailableError(
+            f"the model server for role '{role}' answered with an error (HTTP {exc.status_code}); "
+            "try again in a moment",
+            f"model server for role '{role}' at {where} answered HTTP {exc.status_code}: {str(exc)[:300]}. "
+            f"Check the model name (LLM_{role.upper()}_MODEL) and the server log, then retry.",
+        ))  # fmt: skip
+    return _logged(ModelError(
+        f"the model call for role '{role}' failed; try again in a moment",
+        f"model call for role '{role}' at {where} failed: {type(exc).__name__}: {exc}",
+    ))  # fmt: skip
+
+
+def _logged(error: ModelError) -> ModelError:
+    log.warning("%s", error.detail)
+    return error
 
 
 def invoke_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any) -> AIMessage:
@@ -135,6 +172,23 @@ def invoke_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any
     except (openai.OpenAIError, OSError) as exc:
         raise describe_failure(role, exc) from exc
     return reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply.content))
+
+
+def stream_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any) -> Iterator[str]:
+    """A plain text reply piece by piece as the model writes it, with errors mapped to `ModelError`.
+
+    The caller decides what of it anyone sees (persona_chat releases checked sentences only);
+    closing the iterator early stops reading the model.
+    """
+    model = chat_model(role, **model_kwargs)
+    try:
+        for chunk in model.stream(list(messages)):
+            if chunk.content:
+                yield str(chunk.content)
+    except ModelError:
+        raise
+    except (openai.OpenAIError, OSError) as exc:
+        raise describe_failure(role, exc) from exc
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)

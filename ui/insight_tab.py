@@ -19,6 +19,7 @@ and the tab says so.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -32,7 +33,10 @@ from personagraph.accounts.store import AccountStore
 from personagraph.insight.questions import ROUTER_MODES, InvalidQuestionError
 from personagraph.insight.segments import SEGMENT_LABELS, label
 from personagraph.services.insight import REPORT_PENDING, InsightService
+from personagraph.serving.redact import user_error
 from personagraph.ui.identity import caller_of
+
+log = logging.getLogger(__name__)
 
 COLOURS = {"vip": "#d62728", "loyal": "#1f77b4", "new": "#2ca02c", "at_risk": "#ff7f0e", "dormant": "#7f7f7f",
            "regular": "#9467bd", "occasional": "#8c564b", "unscored": "#cccccc"}  # fmt: skip
@@ -92,6 +96,27 @@ def report_text(service: InsightService, caller: Caller) -> str:
     return text
 
 
+def consumer_line(status: dict[str, Any] | None) -> str:
+    """The consumers' health for the status line: state, restarts, last error (short), dead letters."""
+    if status is None:
+        return ""
+    parts = []
+    for health in status.get("consumers") or []:
+        text = f"consumer {health.get('name', '?')}: {health.get('state', '?')}"
+        if health.get("restarts"):
+            text += f", restarted {int(health['restarts'])}×"
+        if health.get("last_error"):
+            at = health.get("last_error_at")
+            when = f" at {time.strftime('%H:%M:%S', time.localtime(at))}" if at else ""
+            text += f", last error{when}: {health['last_error']}"
+        parts.append(text)
+    if not parts:
+        parts.append("no consumer has reported")
+    dead = status.get("dead_letters")
+    parts.append(f"dead-lettered: {dead:,}" if isinstance(dead, int) else "dead-lettered: unknown")
+    return " · ".join(parts)
+
+
 class InsightPanel:
     """The tab's callbacks over one service, and the segment sizes read so far (the sizes chart: the
     shop's data, the same for every account)."""
@@ -108,11 +133,18 @@ class InsightPanel:
             status = f"**Data:** {reading.description} · customers: {sum(reading.sizes.values()):,}"
             if reading.orders_applied is not None:
                 status += f" · live orders applied: {reading.orders_applied:,}"
+            if reading.consumer is not None:
+                status += f"\n\n**Live stream:** {consumer_line(reading.consumer)}"
             return (status, sizes_figure(list(self.sizes)), scatter_figure(reading.rfm, reading.segments),
                     report_text(self.service, caller))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - the tab shows the problem instead of breaking
             empty = go.Figure()
-            return f"**Data unavailable:** {type(exc).__name__}: {exc}", empty, empty, ""
+            return (
+                f"**Data unavailable:** {user_error(log, exc, 'the customer data could not be read')}",
+                empty,
+                empty,
+                "",
+            )
 
     def answer_question(
         self,

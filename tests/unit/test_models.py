@@ -186,7 +186,7 @@ def test_invoke_text_maps_connection_errors() -> None:
     error = openai.APIConnectionError(request=request)  # type: ignore[arg-type]
     with use_models({"chat": scripted(error)}), pytest.raises(ModelUnavailableError) as info:
         invoke_text("chat", [HumanMessage(content="hi")])
-    assert "unreachable" in str(info.value)
+    assert "did not answer" in str(info.value) and "unreachable" in info.value.detail
     assert info.value.__cause__ is error
 
 
@@ -281,10 +281,9 @@ def test_real_client_http_500_is_model_unavailable(server) -> None:
     set_replies(httpx.Response(500, json={"error": {"message": "CUDA out of memory"}}))
     with pytest.raises(ModelUnavailableError) as info:
         invoke_text("chat", [HumanMessage(content="hi")])
-    message = str(info.value)
-    assert "http://llm.test/v1" in message
-    assert "HTTP 500" in message
-    assert "LLM_CHAT_MODEL" in message
+    message, detail = str(info.value), info.value.detail
+    assert "HTTP 500" in message and "llm.test" not in message
+    assert "http://llm.test/v1" in detail and "LLM_CHAT_MODEL" in detail
 
 
 def test_real_client_http_404_in_structured_is_model_unavailable(server) -> None:
@@ -294,12 +293,20 @@ def test_real_client_http_404_in_structured_is_model_unavailable(server) -> None
         structured("judge", Rating, [HumanMessage(content="rate")])
 
 
-def test_server_down_names_url_and_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    env(monkeypatch, LLM_BASE_URL="http://127.0.0.1:9/v1", LLM_MAX_RETRIES="0", LLM_TIMEOUT_S="5")
-    with pytest.raises(ModelUnavailableError) as info:
+def test_server_down_tells_the_user_briefly_and_logs_the_url_and_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A password in the server's URL: never shown, never logged.
+    env(monkeypatch, LLM_BASE_URL="http://ops:s3cret@127.0.0.1:9/v1", LLM_MAX_RETRIES="0", LLM_TIMEOUT_S="5")
+    with (
+        caplog.at_level("WARNING", logger="personagraph.serving.models"),
+        pytest.raises(ModelUnavailableError) as info,
+    ):
         invoke_text("chat", [HumanMessage(content="hi")])
     message = str(info.value)
-    assert "http://127.0.0.1:9/v1" in message
-    assert "unreachable" in message
-    assert "LLM_BASE_URL" in message and "LLM_CHAT_BASE_URL" in message
-    assert "retry" in message
+    assert message == "the model server for role 'chat' did not answer; try again in a moment"
+    assert "127.0.0.1" not in message and "Error" not in message and "http" not in message
+    logged = caplog.text
+    assert "http://ops:***@127.0.0.1:9/v1" in logged and "ConnectionError" in logged
+    assert "LLM_BASE_URL" in logged and "LLM_CHAT_BASE_URL" in logged
+    assert "s3cret" not in logged and "s3cret" not in info.value.detail
