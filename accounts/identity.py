@@ -70,6 +70,13 @@ class ConflictError(AccessError):
     status = 409
 
 
+class LimitReachedError(AccessError):
+    """Too many of something at once for this account or this server (runs, ...): try again once one
+    has finished. The message names the limit's setting."""
+
+    status = 429
+
+
 class TooManyAttemptsError(AccessError):
     status = 429
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,9 @@ TOKEN_PREFIX = "pgt_"
 USER_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_@\-]{0,63}")
 USER_ID_RULE = "1-64 characters of letters, digits, _ - @ (not starting with -)"
 MIN_PASSWORD_CHARS = 8
+# The address a sign-in through the app's login form comes from (set by api/limits.py, read by
+# `gradio_auth`, whose caller, Gradio, passes only the user id and the password).
+sign_in_client: ContextVar[str] = ContextVar("sign_in_client", default="")
 _SCHEMA = """
 create table if not exists accounts (
     user_id text primary key,
@@ -93,16 +97,29 @@ class SignInThrottle:
     """After `max_failures` wrong passwords for one account (or from one address), sign-in waits.
 
     The wait starts at `base_lockout_s` and doubles with each further failure, up to `max_lockout_s`;
-    a successful sign-in clears the count. Kept in memory: a restart forgets it.
+    a successful sign-in clears the count. Kept in memory: a restart forgets it. The numbers come
+    from settings (SIGNIN_MAX_FAILURES, SIGNIN_LOCKOUT_S, SIGNIN_MAX_LOCKOUT_S); at most
+    `max_tracked` keys are remembered (unlocked ones are forgotten first), so sign-ins with ever new
+    user ids cannot grow it without bound.
     """
 
     max_failures: int = 5
     base_lockout_s: float = 30.0
     max_lockout_s: float = 900.0
     clock: Callable[[], float] = time.monotonic
+    max_tracked: int = 10_000
     _failures: dict[str, int] = field(default_factory=dict)
     _locked_until: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> SignInThrottle:
+        settings = settings or get_settings()
+        return cls(
+            max_failures=settings.signin_max_failures,
+            base_lockout_s=settings.signin_lockout_s,
+            max_lockout_s=max(settings.signin_max_lockout_s, settings.signin_lockout_s),
+        )
 
     def check(self, *keys: str) -> None:
         now = self.clock()
@@ -120,8 +137,17 @@ class SignInThrottle:
                 count = self._failures.get(key, 0) + 1
                 self._failures[key] = count
                 if count >= self.max_failures:
-                    lockout = min(self.base_lockout_s * 2 ** (count - self.max_failures), self.max_lockout_s)
+                    doublings = min(count - self.max_failures, 32)  # 2**32 * any lockout is past the cap
+                    lockout = min(self.base_lockout_s * 2**doublings, self.max_lockout_s)
                     self._locked_until[key] = now + lockout
+            if len(self._failures) > self.max_tracked:
+                self._forget_unlocked(now)
+
+    def _forget_unlocked(self, now: float) -> None:
+        """Drop the counts of keys that are not locked now (called with the lock held)."""
+        for key in [k for k in self._failures if self._locked_until.get(k, 0.0) <= now]:
+            self._failures.pop(key, None)
+            self._locked_until.pop(key, None)
 
     def succeeded(self, *keys: str) -> None:
         with self._lock:
@@ -151,7 +177,7 @@ class AccountStore:
         self.settings = settings or get_settings()
         self.path = path or self.settings.accounts_db
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.throttle = throttle or SignInThrottle()
+        self.throttle = throttle or SignInThrottle.from_settings(self.settings)
         self.bcrypt_rounds = bcrypt_rounds
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -304,9 +330,10 @@ class AccountStore:
         return Caller(user_id, role)
 
     def gradio_auth(self, user_id: str, password: str) -> bool:
-        """Gradio's `auth` callable (its login form): the same check and throttle as the HTTP API."""
+        """Gradio's `auth` callable (its login form): the same check and throttle as the HTTP API,
+        per account and per client address (`sign_in_client`, set for the login route)."""
         try:
-            self.verify(user_id.strip(), password)
+            self.verify(user_id.strip(), password, sign_in_client.get())
         except (NotSignedInError, TooManyAttemptsError):
             return False
         return True

@@ -1,9 +1,11 @@
-"""Request-size limits of the HTTP API: a body over its limit is answered 413 before any route reads it.
+"""Request-size limits of the HTTP API and the app: a body over its limit is answered 413 before any
+route reads it; and the client address of a sign-in through the app's login form, for the throttle.
 
-The body of every `/api/` request is read here first, up to the limit, and then handed to the
-route unchanged; nothing past the limit is kept in memory. A Content-Length over the limit is
-refused without reading. Card uploads get the card limit (plus room for the multipart framing);
-everything else, JSON, gets `MAX_JSON_BYTES`.
+The body of every request is read here first, up to its limit, and then handed to the route
+unchanged; nothing past the limit is kept in memory. A Content-Length over the limit is refused
+without reading. Card uploads get the card limit (CARD_MAX_BYTES plus room for the multipart
+framing); the app's own file uploads keep Gradio's limit (`max_file_size`, UPLOAD_MAX_BYTES);
+everything else (JSON, the app's events, its login form) gets API_MAX_JSON_BYTES.
 """
 
 from __future__ import annotations
@@ -12,21 +14,35 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from personagraph.accounts.store import sign_in_client
 from personagraph.api.errors import error_response
-from personagraph.personas.cards import MAX_CARD_BYTES
+from personagraph.personas.cards import max_card_bytes
+from personagraph.serving.settings import get_settings
 
-MAX_JSON_BYTES = 2 * 1024 * 1024  # a survey with every Twin-2K-500 question is about 120 kB
 MULTIPART_SLACK_BYTES = 64 * 1024
 UPLOAD_PATHS = ("/api/personas/import",)
+# The mounted Gradio app's file routes: Gradio streams them to disk under its own `max_file_size`.
+GRADIO_FILE_ROUTES = ("/gradio_api/upload", "/gradio_api/process_recording")
+# The Gradio login form (POST): its sign-ins are throttled per client address too.
+LOGIN_PATHS = ("/login", "/login/")
+
+
+def max_json_bytes() -> int:
+    """The largest JSON body (API_MAX_JSON_BYTES)."""
+    return get_settings().api_max_json_bytes
 
 
 def body_limit(path: str) -> int | None:
-    """The most bytes a request to `path` may send; None for paths the API does not serve."""
-    if not path.startswith("/api/"):
-        return None  # the mounted Gradio app applies its own upload limit (max_file_size)
+    """The most bytes a request to `path` may send; None where another layer applies its own limit."""
     if path in UPLOAD_PATHS:
-        return MAX_CARD_BYTES + MULTIPART_SLACK_BYTES
-    return MAX_JSON_BYTES
+        return max_card_bytes() + MULTIPART_SLACK_BYTES
+    if path.rstrip("/").endswith(GRADIO_FILE_ROUTES):
+        return None  # Gradio's max_file_size (UPLOAD_MAX_BYTES), checked while it streams the file
+    return max_json_bytes()
+
+
+def _setting_of(path: str) -> str:
+    return "CARD_MAX_BYTES" if path in UPLOAD_PATHS else "API_MAX_JSON_BYTES"
 
 
 class BodyLimitMiddleware:
@@ -73,6 +89,31 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        field = "file" if scope.get("path") in UPLOAD_PATHS else "body"
-        response = error_response(413, f"the request is larger than {limit} bytes", field)
+        path = scope.get("path", "")
+        field = "file" if path in UPLOAD_PATHS else "body"
+        reason = f"the request is larger than {limit} bytes ({_setting_of(path)})"
+        response = error_response(413, reason, field)
         await response(scope, receive, send)
+
+
+class SignInClientMiddleware:
+    """Tell the account store which address a login-form sign-in comes from.
+
+    Gradio calls its `auth` function with the user id and password only; the address set here (a
+    context variable, read by `AccountStore.gradio_auth`) lets the throttle count failures per
+    address as well as per account, as the HTTP API's sign-in does.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in LOGIN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        token = sign_in_client.set(str(client[0]) if client else "")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            sign_in_client.reset(token)

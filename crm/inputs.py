@@ -1,6 +1,7 @@
 """The CRM request: validated with pydantic; indices or names work for every choice.
 
-An invalid value raises `CrmInputError`, whose message names the field and the allowed values.
+An invalid value raises `CrmInputError`, whose message names the field and the allowed values. A
+value longer than CRM_FIELD_MAX_CHARS characters is refused before it is looked up or echoed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from personagraph.crm.definitions import (
     STYLE_BY_NAME,
     STYLES,
 )
+from personagraph.serving.settings import get_settings
 
 FIELDS = ("persona", "brand", "product", "stage_index", "style_index", "is_event", "channel", "top_k", "lang")
 MAX_TOP_K = 10
@@ -120,9 +122,27 @@ def _top_k(value: Any) -> int:
     return number
 
 
+def check_field_lengths(raw: Mapping[str, Any]) -> None:
+    """CrmInputError naming the first field (or field name) longer than CRM_FIELD_MAX_CHARS."""
+    limit = get_settings().crm_field_max_chars
+    for key, value in raw.items():
+        if key is None:  # csv.DictReader keeps the values past the header's columns under None
+            raise CrmInputError("row", "has more values than the header has columns")
+        if len(str(key)) > limit:
+            raise CrmInputError("row", f"a field name is {len(str(key))} characters; the maximum is {limit} "
+                                       "(CRM_FIELD_MAX_CHARS)")  # fmt: skip
+        if isinstance(value, str) and len(value) > limit:
+            raise CrmInputError(
+                str(key), f"is {len(value)} characters; the maximum is {limit} (CRM_FIELD_MAX_CHARS)"
+            )
+        if not isinstance(value, str | int | float | bool) and value is not None:
+            raise CrmInputError(str(key), f"must be a number or a short text; got {type(value).__name__}")
+
+
 def parse_request(raw: Mapping[str, Any], catalog: Catalog | None = None) -> CrmRequest:
     """Validate a raw request (indices or names; strings from a CSV are fine) into a `CrmRequest`."""
     catalog = catalog or load_catalog()
+    check_field_lengths(raw)
     unknown = sorted(set(raw) - set(FIELDS) - {"row", "id"})
     if unknown:
         raise CrmInputError(unknown[0], f"unknown field; allowed fields: {', '.join(FIELDS)}")

@@ -44,9 +44,11 @@ from personagraph.personas.model import (
 )
 from personagraph.serving.language import detect_language
 from personagraph.serving.safe_paths import child_path
+from personagraph.serving.settings import get_settings
 
 SPEC = "chara_card_v2"
-MAX_CARD_BYTES = 8 * 1024 * 1024
+# Deeper JSON than this is refused before validation (real cards nest 4-5 levels).
+MAX_CARD_DEPTH = 32
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
@@ -178,8 +180,54 @@ def format_validation_error(exc: ValidationError) -> str:
     return "; ".join(f"{_field_path(tuple(e['loc']))}: {_describe(e)}" for e in exc.errors())
 
 
+def max_card_bytes() -> int:
+    """The largest card file accepted (CARD_MAX_BYTES)."""
+    return get_settings().card_max_bytes
+
+
+def check_card_size(size: int) -> None:
+    """CardError naming the limit when a card file of `size` bytes is too large to read."""
+    limit = max_card_bytes()
+    if size > limit:
+        raise CardError(f"card: file is {size} bytes; the maximum is {limit} (CARD_MAX_BYTES)")
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """zlib data decompressed, refusing output over `limit` bytes without ever making more (no bomb)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise CardError(
+            f"card: the PNG 'chara' text is over {limit} bytes when decompressed (CARD_MAX_TEXT_BYTES)"
+        )
+    if not inflater.eof:
+        raise CardError("card: unreadable 'chara' chunk in the PNG (truncated compressed data)")
+    return out
+
+
+def _chara_text(kind: bytes, rest: bytes, limit: int) -> str:
+    """The text of a `chara` tEXt/zTXt/iTXt chunk body (after its keyword), at most `limit` bytes."""
+    if kind == b"tEXt":
+        raw = rest
+    elif kind == b"zTXt":
+        raw = _inflate(rest[1:], limit)  # rest[0] is the compression method
+    else:
+        compressed, rest = rest[0], rest[2:]  # flag, method
+        _, _, rest = rest.partition(b"\x00")  # language tag
+        _, _, text = rest.partition(b"\x00")  # translated keyword
+        raw = _inflate(text, limit) if compressed else text
+    if len(raw) > limit:
+        raise CardError(f"card: the PNG 'chara' text is over {limit} bytes (CARD_MAX_TEXT_BYTES)")
+    return raw.decode("latin-1" if kind != b"iTXt" else "utf-8")
+
+
 def png_card_text(data: bytes) -> str:
-    """The base64 JSON of a PNG card's `chara` text chunk (tEXt, zTXt or iTXt), stdlib only."""
+    """The base64 JSON of a PNG card's `chara` text chunk (tEXt, zTXt or iTXt), stdlib only.
+
+    Compressed text is inflated at most to CARD_MAX_TEXT_BYTES: a small file cannot expand into a
+    large one in memory.
+    """
+    limit = get_settings().card_max_text_bytes
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
@@ -194,25 +242,18 @@ def png_card_text(data: bytes) -> str:
         if keyword != b"chara":
             continue
         try:
-            if kind == b"tEXt":
-                return rest.decode("latin-1")
-            if kind == b"zTXt":
-                return zlib.decompress(rest[1:]).decode("latin-1")
-            compressed, rest = rest[0], rest[2:]  # flag, method
-            _, _, rest = rest.partition(b"\x00")  # language tag
-            _, _, text = rest.partition(b"\x00")  # translated keyword
-            return (zlib.decompress(text) if compressed else text).decode("utf-8")
+            return _chara_text(kind, rest, limit)
         except (zlib.error, UnicodeDecodeError, IndexError) as exc:
             raise CardError(f"card: unreadable 'chara' chunk in the PNG ({exc})") from exc
     raise CardError("card: the PNG has no 'chara' text chunk, so it is not a character card")
 
 
 def _parse_bytes(raw: bytes) -> Any:
-    if len(raw) > MAX_CARD_BYTES:
-        raise CardError(f"card: file is {len(raw)} bytes; the maximum is {MAX_CARD_BYTES}")
+    check_card_size(len(raw))
     if raw.startswith(_PNG_SIGNATURE):
+        text = png_card_text(raw)
         try:
-            raw = base64.b64decode(png_card_text(raw), validate=False)
+            raw = base64.b64decode(text, validate=False)
         except (binascii.Error, ValueError) as exc:
             raise CardError(f"card: the PNG 'chara' chunk is not base64 ({exc})") from exc
     try:
@@ -221,6 +262,41 @@ def _parse_bytes(raw: bytes) -> Any:
         raise CardError(f"card: not UTF-8 text or a PNG card ({exc})") from exc
     except json.JSONDecodeError as exc:
         raise CardError(f"card: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except RecursionError:
+        raise CardError(f"card: nested more than {MAX_CARD_DEPTH} levels deep") from None
+
+
+def _child_label(path: str, key: int | str) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+
+
+def check_card_limits(payload: Any) -> None:
+    """CardError naming the first field over a limit: a string over CARD_MAX_FIELD_CHARS characters,
+    a list or object over CARD_MAX_ITEMS items, or nesting deeper than MAX_CARD_DEPTH.
+
+    Walks the parsed JSON (extensions included) without recursion, before any validation.
+    """
+    settings = get_settings()
+    max_chars, max_items = settings.card_max_field_chars, settings.card_max_items
+    stack: list[tuple[str, Any, int]] = [("", payload, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        where = path or "card"
+        if isinstance(value, str) and len(value) > max_chars:
+            raise CardError(
+                f"{where}: is {len(value)} characters; the maximum is {max_chars} (CARD_MAX_FIELD_CHARS)"
+            )
+        if not isinstance(value, dict | list):
+            continue
+        if depth >= MAX_CARD_DEPTH:
+            raise CardError(f"{where}: nested more than {MAX_CARD_DEPTH} levels deep")
+        if len(value) > max_items:
+            raise CardError(f"{where}: has {len(value)} items; the maximum is {max_items} (CARD_MAX_ITEMS)")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            if isinstance(key, str) and len(key) > max_chars:
+                raise CardError(f"{where}: a key is {len(key)} characters; the maximum is {max_chars}")
+            stack.append((_child_label(path, key), child, depth + 1))
 
 
 def load_card(source: str | os.PathLike[str] | bytes | dict[str, Any]) -> CharacterCard:
@@ -233,9 +309,11 @@ def load_card(source: str | os.PathLike[str] | bytes | dict[str, Any]) -> Charac
         path = Path(source)
         if not path.is_file():
             raise CardError(f"card: no such file {str(path)!r}")
+        check_card_size(path.stat().st_size)
         payload = _parse_bytes(path.read_bytes())
     if not isinstance(payload, dict):
         raise CardError(f"card: must be a JSON object; got {type(payload).__name__}")
+    check_card_limits(payload)
     if "spec" not in payload and "name" in payload and "data" not in payload:
         raise CardError(
             "spec: field required (allowed: 'chara_card_v2'); this looks like a V1 card: "

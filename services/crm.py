@@ -17,6 +17,8 @@
   (default 20) runs comes back with each result. A run history is the account's own.
 - Batch files: a caller from the app or the HTTP API may name only files in their upload folder
   (PERSONAGRAPH_HOME/uploads/<user id>/) or the shipped data; the terminal operator (the CLI) anywhere.
+- Limits (settings): a batch has at most CRM_BATCH_MAX_ROWS rows (a BatchFileError naming `rows`
+  otherwise, before any row runs); a batch file is at most UPLOAD_MAX_BYTES.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class CrmService:
     ) -> list[dict[str, Any]]:
         """Every row, in order; a bad row is reported (status invalid/error, with its row number) and skipped."""
         items = list(rows)
+        check_row_count(len(items))
         results = []
         for number, row in enumerate(items, start=1):
             try:
@@ -158,31 +161,65 @@ class CrmService:
 
 
 class BatchFileError(ValueError):
-    """A batch file that cannot be read; the message names the file and the problem."""
+    """A batch file that cannot be read, or a batch over its limits; the message names the file or
+    the field and the problem."""
+
+
+def check_row_count(count: int) -> None:
+    """BatchFileError naming `rows` when a batch has more than CRM_BATCH_MAX_ROWS rows."""
+    limit = get_settings().crm_batch_max_rows
+    if count > limit:
+        raise BatchFileError(f"rows: the batch has {count} rows; the maximum is {limit} (CRM_BATCH_MAX_ROWS)")
+
+
+def _csv_rows(text: str) -> list[dict[str, Any]]:
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        rows.append(dict(row))
+        check_row_count(len(rows))  # stops reading at the first row over the limit
+    return rows
+
+
+def _jsonl_rows(text: str) -> list[Any]:
+    rows = []
+    for line in text.splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+            check_row_count(len(rows))
+    return rows
 
 
 def parse_rows(text: str, name: str) -> list[dict[str, Any]]:
-    """Rows of a batch file: a JSON list (or {"rows": [...]}), JSON lines, or CSV with a header."""
+    """Rows of a batch file: a JSON list (or {"rows": [...]}), JSON lines, or CSV with a header;
+    at most CRM_BATCH_MAX_ROWS of them."""
     suffix = Path(name).suffix.lower()
     try:
         if suffix == ".csv":
-            return [dict(row) for row in csv.DictReader(io.StringIO(text))]
+            return _csv_rows(text)
         if suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
+            data: Any = _jsonl_rows(text)
+        else:
+            data = json.loads(text)
     except (json.JSONDecodeError, csv.Error) as exc:
         raise BatchFileError(f"{name}: cannot be read: {exc}") from exc
+    except RecursionError:
+        raise BatchFileError(f"{name}: cannot be read: nested too deeply") from None
     if isinstance(data, dict) and isinstance(data.get("rows"), list):
         data = data["rows"]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise BatchFileError(f"{name}: expected a JSON list of request objects")
+    check_row_count(len(data))
     return data
 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a batch file, read from anywhere: for paths the app itself chose (see read_batch)."""
+    """The rows of a batch file, read from anywhere: for paths the app itself chose (see read_batch).
+    A file over UPLOAD_MAX_BYTES is refused before it is read."""
     if not path.is_file():
         raise BatchFileError(f"{path}: no such file")
+    limit = get_settings().upload_max_bytes
+    if path.stat().st_size > limit:
+        raise BatchFileError(f"{path.name}: is over {limit} bytes (UPLOAD_MAX_BYTES)")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

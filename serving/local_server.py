@@ -3,12 +3,17 @@
 Started on first use when no base URL is configured, shared by every role in the process, and
 stopped at exit; it never outlives the process (serving/processes.py), even one killed by a signal.
 The client code path is the same as for vLLM.
+
+The server takes requests only with its API key: LOCAL_SERVER_API_KEY when set, else a new random
+key each start. The key reaches the server through its environment (not its command line) and the
+clients through `serving.models` (`api_key_of`); it is never printed or logged.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import sys
 import threading
 from pathlib import Path
@@ -27,13 +32,30 @@ class LocalServerError(ServiceError):
 class LocalModelServer:
     """One `python -m llama_cpp.server` child process serving one GGUF under one alias."""
 
-    def __init__(self, model_file: Path, alias: str, *, n_ctx: int = 4096, threads: int | None = None):
+    def __init__(
+        self,
+        model_file: Path,
+        alias: str,
+        *,
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        api_key: str | None = None,
+    ):
         self.model_file = model_file
         self.alias = alias
         self.n_ctx = n_ctx
         self.threads = threads
         self.port: int | None = None
         self.service: ServiceProcess | None = None
+        self._configured_key = api_key
+        self.api_key = ""  # set at each start: the configured key, or a new random one
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"LocalModelServer(alias={self.alias!r}, port={self.port})"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     @property
     def base_url(self) -> str:
@@ -61,15 +83,18 @@ class LocalModelServer:
         command += ["--n_threads", str(threads), "--n_threads_batch", str(threads), "--logits_all", "false"]
         # By default a waiting request cuts the running stream short; concurrent fans must queue instead.
         command += ["--interrupt_requests", "false"]
-        self.service = ServiceProcess("llm", command, error=LocalServerError)
+        self.api_key = self._configured_key or secrets.token_urlsafe(32)
+        # llama_cpp.server reads API_KEY from its environment (its settings are pydantic-settings).
+        self.service = ServiceProcess("llm", command, error=LocalServerError, env={"API_KEY": self.api_key})
         self.service.start(self._healthy, timeout_s, poll_s=0.25)
         return self
 
     def _healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.base_url}/models", timeout=2.0).status_code == 200
+            reply = httpx.get(f"{self.base_url}/models", headers=self.auth_headers, timeout=2.0)
         except httpx.HTTPError:
             return False
+        return reply.status_code == 200
 
     def log_tail(self, lines: int = 20) -> str:
         return self.service.log_tail(lines) if self.service is not None else ""
@@ -90,6 +115,14 @@ _server: LocalModelServer | None = None
 _lock = threading.Lock()
 
 
+def local_model_server(settings: Settings, model_file: Path, alias: str) -> LocalModelServer:
+    """A (not yet started) server for `model_file` with the configured context, threads and key."""
+    key = settings.local_server_api_key.get_secret_value() if settings.local_server_api_key else None
+    return LocalModelServer(
+        model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads, api_key=key
+    )
+
+
 def ensure_local_server(settings: Settings | None = None) -> LocalModelServer:
     """Start the process-wide embedded server once (thread-safe) and stop it at exit."""
     global _server
@@ -98,9 +131,7 @@ def ensure_local_server(settings: Settings | None = None) -> LocalModelServer:
             return _server
         settings = settings or get_settings()
         model_file, alias = resolve_model_file(settings.local_model, settings.model_cache_dir)
-        server = LocalModelServer(
-            model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads
-        )
+        server = local_model_server(settings, model_file, alias)
         server.start(timeout_s=settings.local_server_start_timeout_s)
         atexit.register(server.stop)
         _server = server

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -53,12 +53,22 @@ class ServiceProcess:
     """One local service in a child process: started, waited for until `ready()`, stopped.
 
     The service's stdout and stderr go to a temporary log file, whose tail is in every start error.
+    `env` adds variables to the service's environment (secrets go there, never on its command line,
+    which every local user can read).
     """
 
-    def __init__(self, name: str, command: list[str], *, error: type[ServiceError] = ServiceError):
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        error: type[ServiceError] = ServiceError,
+        env: Mapping[str, str] | None = None,
+    ):
         self.name = name
         self.command = command
         self.error = error
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None  # the supervisor
         self.log_path: Path | None = None
 
@@ -76,6 +86,7 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env} if self.env else None,
             )
         try:
             problem = self._wait_ready(ready, timeout_s, poll_s)

@@ -103,6 +103,82 @@ class Settings(BaseSettings):
     auth_admin_pw: SecretStr = SecretStr("")
     session_token_hours: float = Field(default=12.0, gt=0, description="Lifetime of a sign-in token.")
 
+    # --- limits-16: sizes, counts and rates of untrusted input (issue 16, part "limits") ---
+    # Each error that one of these produces names the setting (as its environment variable).
+    card_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest character card file (JSON or PNG), in bytes."
+    )
+    card_max_text_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024,
+        description="Largest 'chara' text of a PNG card after decompression (zTXt/iTXt), in bytes.",
+    )  # fmt: skip
+    card_max_field_chars: int = Field(
+        default=50_000, ge=100,
+        description="Longest text field of a card (description, personality, a book entry, ...), in characters.",
+    )  # fmt: skip
+    card_max_items: int = Field(
+        default=1000, ge=1, description="Most character-book entries, greetings or tags in one card."
+    )
+    upload_max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024,
+        description="Largest uploaded file (respondents, answers, surveys, CRM batches), in bytes.",
+    )  # fmt: skip
+    survey_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest survey or interview guide (file or text), in bytes.",
+    )
+    survey_max_questions: int = Field(default=1000, ge=1, description="Most questions in a survey or guide.")
+    question_max_chars: int = Field(
+        default=4000,
+        ge=100,
+        description="Longest text of a survey or guide question, an option or an instruction.",
+    )
+    question_max_options: int = Field(
+        default=200, ge=2, description="Most options (or Likert points) of one survey question."
+    )
+    respondents_max_rows: int = Field(
+        default=100_000, ge=1, description="Most rows read from a respondents file."
+    )
+    crm_batch_max_rows: int = Field(default=1000, ge=1, description="Most rows in one CRM batch.")
+    crm_field_max_chars: int = Field(
+        default=200, ge=10, description="Longest value of a CRM request field (brand, product, names)."
+    )
+    interview_max_message_chars: int = Field(
+        default=2000, ge=1, description="Longest follow-up a researcher types in an interactive interview."
+    )
+    runs_max_active_per_account: int = Field(
+        default=2, ge=1, description="Twin runs one account may have running at once."
+    )
+    runs_max_active: int = Field(default=8, ge=1, description="Twin runs running at once in this process.")
+    api_max_json_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of the API and the app (not uploads).",
+    )
+    ui_queue_max_size: int = Field(
+        default=100,
+        ge=1,
+        description="Most app events waiting in the queue; more are refused until it drains.",
+    )
+    signin_max_failures: int = Field(
+        default=5, ge=1, description="Wrong passwords (per account and per address) before sign-in waits."
+    )
+    signin_lockout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="First wait after too many wrong passwords; doubles per further failure.",
+    )
+    signin_max_lockout_s: float = Field(default=900.0, gt=0, description="Longest sign-in wait, in seconds.")
+    # Local services started by the app get a key/password: this one, or a new random one per start.
+    local_redis_password: SecretStr | None = Field(
+        default=None, description="Password of the local Redis (`personagraph redis`, the insight demo)."
+    )
+    local_server_api_key: SecretStr | None = Field(
+        default=None, description="API key of the embedded model server."
+    )
+    # --- end limits-16 ---
+
     def role(self, role: Role) -> ResolvedRole:
         """Resolve a role's model, URL, key and backend from its overrides and the shared defaults."""
         if role not in ROLES:

@@ -11,17 +11,19 @@
         goal: concrete tasks, frequency, feelings   # optional, guides the interviewer's follow-ups
         max_followups: 1                            # optional, this question only
 
-Validation errors name the question id and the field.
+Validation errors name the question id and the field. Limits as for surveys (settings):
+SURVEY_MAX_BYTES, SURVEY_MAX_QUESTIONS, QUESTION_MAX_CHARS; YAML anchors and aliases are refused.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from personagraph.serving.safe_yaml import UserDataError, check_size, load_json, load_yaml, read_text_file
+from personagraph.serving.settings import get_settings
 
 
 class GuideError(ValueError):
@@ -32,7 +34,7 @@ class GuideQuestion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")
-    text: str = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1)
     goal: str = ""
     max_followups: int | None = Field(default=None, ge=0, le=10)
 
@@ -64,6 +66,11 @@ def guide_from_data(data: Any, *, default_id: str = "interview") -> InterviewGui
     raw = data.get("questions")
     if not isinstance(raw, list) or not raw:
         raise GuideError("guide field 'questions': expected a non-empty list")
+    limit = get_settings().survey_max_questions
+    if len(raw) > limit:
+        raise GuideError(
+            f"guide field 'questions': {len(raw)} questions; the maximum is {limit} (SURVEY_MAX_QUESTIONS)"
+        )
     questions = []
     for position, item in enumerate(raw, start=1):
         if isinstance(item, str):
@@ -77,19 +84,50 @@ def guide_from_data(data: Any, *, default_id: str = "interview") -> InterviewGui
             problems = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
             raise GuideError(f"question {qid!r}: {problems}") from None
     try:
-        return InterviewGuide.model_validate({"id": default_id, **data, "questions": questions})
+        guide = InterviewGuide.model_validate({"id": default_id, **data, "questions": questions})
     except ValidationError as exc:
         problems = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
         raise GuideError(f"guide {problems}") from None
+    return check_text_limits(guide)
+
+
+def check_text_limits(guide: InterviewGuide) -> InterviewGuide:
+    """GuideError naming the question and field of the first text over QUESTION_MAX_CHARS."""
+    limit = get_settings().question_max_chars
+    texts = [("guide", "title", guide.title), ("guide", "instructions", guide.instructions),
+             ("guide", "language", guide.language)]  # fmt: skip
+    for q in guide.questions:
+        texts += [(f"question {q.id!r}", "text", q.text), (f"question {q.id!r}", "goal", q.goal)]
+    for where, field, text in texts:
+        if len(text) > limit:
+            raise GuideError(
+                f"{where} field '{field}': is {len(text)} characters; the maximum is {limit} (QUESTION_MAX_CHARS)"
+            )
+    return guide
+
+
+def guide_data_from_text(text: str, *, as_json: bool = False, field: str = "guide") -> Any:
+    """The parsed data of guide text (YAML, which includes JSON; or strict JSON with `as_json`): at
+    most SURVEY_MAX_BYTES, no YAML anchors or aliases; GuideError naming `field` otherwise."""
+    try:
+        check_size(text, field, get_settings().survey_max_bytes, "SURVEY_MAX_BYTES")
+        return load_json(text, field) if as_json else load_yaml(text, field)
+    except UserDataError as exc:
+        raise GuideError(str(exc)) from None
+
+
+def guide_from_text(text: str, *, default_id: str = "interview") -> InterviewGuide:
+    """An interview guide from JSON or YAML text, with the limits above."""
+    return guide_from_data(guide_data_from_text(text), default_id=default_id)
 
 
 def load_guide(path: str | Path) -> InterviewGuide:
     path = Path(path).expanduser()
     if not path.is_file():
         raise GuideError(f"interview guide not found: {path}")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise GuideError(f"{path}: cannot parse: {exc}") from exc
-    return guide_from_data(data, default_id=path.stem)
+        text = read_text_file(path, get_settings().survey_max_bytes, "guide", "SURVEY_MAX_BYTES")
+    except UserDataError as exc:
+        raise GuideError(str(exc)) from None
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    return guide_from_data(guide_data_from_text(text, as_json=not is_yaml), default_id=path.stem)

@@ -160,31 +160,73 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
+def _too_many_rows(path: Path, limit: int) -> RespondentError:
+    return RespondentError(
+        f"{path.name}: more than {limit} rows; the maximum is {limit} (RESPONDENTS_MAX_ROWS)"
+    )
+
+
+def _read_jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if len(rows) >= limit:
+                raise _too_many_rows(path, limit)
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise RespondentError(f"{path.name}: line {number}: expected a JSON object")
+            rows.append(row)
+    return rows
+
+
 def _read_table(path: Path) -> list[dict[str, Any]]:
+    """The rows of a respondents file, at most RESPONDENTS_MAX_ROWS (a RespondentError otherwise,
+    raised before more rows are read); unreadable files are RespondentErrors too."""
     import pandas as pd
 
+    limit = get_settings().respondents_max_rows
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return [dict(row) for row in frame.to_dict(orient="records")]
-    if suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            data = data.get("personas", data.get("respondents"))
-        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-            raise RespondentError(f'{path}: expected a list of objects or {{"personas": [...]}}')
-        return data
-    if suffix == ".parquet":
-        return [dict(row) for row in _read_parquet(path).to_dict(orient="records")]
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=limit + 1)
+            if len(frame) > limit:
+                raise _too_many_rows(path, limit)
+            return [dict(row) for row in frame.to_dict(orient="records")]
+        if suffix == ".jsonl":
+            return _read_jsonl(path, limit)
+        if suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                data = data.get("personas", data.get("respondents"))
+            if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+                raise RespondentError(f'{path}: expected a list of objects or {{"personas": [...]}}')
+            if len(data) > limit:
+                raise _too_many_rows(path, limit)
+            return data
+        if suffix == ".parquet":
+            frame = _read_parquet(path, limit)
+            return [dict(row) for row in frame.to_dict(orient="records")]
+    except RespondentError:
+        raise
+    except RecursionError:
+        raise RespondentError(f"{path.name}: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise RespondentError(f"{path.name}: cannot be read as {suffix[1:]}: {str(exc)[:200]}") from None
     raise RespondentError(f"{path}: unsupported file type {suffix!r}; allowed: .csv, .json, .jsonl, .parquet")
 
 
-def _read_parquet(path: Path) -> Any:
+def _read_parquet(path: Path, limit: int) -> Any:
+    """A parquet file as a frame; its row count is read from the metadata first, so an over-limit
+    file is refused before it is decompressed."""
     import pandas as pd
 
     try:
+        import pyarrow.parquet as pq
+
+        if pq.ParquetFile(path).metadata.num_rows > limit:
+            raise _too_many_rows(path, limit)
         return pd.read_parquet(path)
     except ImportError as exc:
         raise RespondentError(f"{path}: reading parquet needs pyarrow: pip install pyarrow") from exc

@@ -22,6 +22,10 @@ Option codes are 1-based positions unless given.
 The Twin-2K-500 item file (`data/twin2k/questions.json`: `{"items": [...]}` with `answer_type`
 likert, binary_choice, slider_percent, single_choice_ordinal, numeric_open) loads as-is and
 writes back unchanged (`to_twin2k`). Validation errors name the question id and the field.
+
+Limits (settings): SURVEY_MAX_BYTES per file or text, SURVEY_MAX_QUESTIONS, QUESTION_MAX_CHARS per
+text (question, stem, option label, title, instructions), QUESTION_MAX_OPTIONS per question. YAML
+anchors and aliases are refused (serving/safe_yaml.py), so a small file cannot expand in memory.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from personagraph.serving.safe_yaml import UserDataError, check_size, load_json, load_yaml, read_text_file
+from personagraph.serving.settings import get_settings
 
 QuestionType = Literal["likert", "single_choice", "binary_choice", "slider_percent", "numeric", "open"]
 QUESTION_TYPES: tuple[str, ...] = (
@@ -186,6 +193,14 @@ class Survey(BaseModel):
 # --- native format ---------------------------------------------------------------------------------
 
 
+def _check_option_count(qid: str, field: str, count: int) -> None:
+    limit = get_settings().question_max_options
+    if count > limit:
+        raise SurveyError(
+            f"question {qid!r} field '{field}': {count} options; the maximum is {limit} (QUESTION_MAX_OPTIONS)"
+        )
+
+
 def _options_from(value: Any, qid: str) -> list[dict[str, Any]] | None:
     if value is None:
         return None
@@ -193,6 +208,7 @@ def _options_from(value: Any, qid: str) -> list[dict[str, Any]] | None:
         raise SurveyError(
             f"question {qid!r} field 'options': expected a list of labels or {{code, label}} objects"
         )
+    _check_option_count(qid, "options", len(value))
     out = []
     for position, item in enumerate(value, start=1):
         out.append({"code": position, "label": str(item)} if not isinstance(item, dict) else dict(item))
@@ -218,6 +234,7 @@ def _likert_options(raw: dict[str, Any], qid: str) -> list[dict[str, Any]]:
         )
     if points is not None and high - low + 1 != points:
         raise SurveyError(f"question {qid!r} field 'points': {points} points do not fit {low}..{high}")
+    _check_option_count(qid, "points", high - low + 1)
     codes = list(range(low, high + 1))
     names: dict[int, str] = {}
     if isinstance(labels, list):
@@ -287,6 +304,33 @@ def _validate_question(raw: dict[str, Any], position: int) -> Question:
         raise SurveyError(f"question {qid!r}: " + "; ".join(problems)) from None
 
 
+def _check_question_count(field: str, count: int) -> None:
+    limit = get_settings().survey_max_questions
+    if count > limit:
+        raise SurveyError(
+            f"survey field '{field}': {count} questions; the maximum is {limit} (SURVEY_MAX_QUESTIONS)"
+        )
+
+
+def check_text_limits(survey: Survey) -> Survey:
+    """SurveyError naming the question and field of the first text over QUESTION_MAX_CHARS."""
+    limit = get_settings().question_max_chars
+    texts: list[tuple[str, str, str | None]] = [
+        ("survey", "title", survey.title), ("survey", "instructions", survey.instructions),
+        ("survey", "language", survey.language),
+    ]  # fmt: skip
+    for q in survey.questions:
+        where = f"question {q.id!r}"
+        texts += [(where, "text", q.text), (where, "stem", q.stem), (where, "row_label", q.row_label)]
+        texts += [(where, f"options[{i}].label", o.label) for i, o in enumerate(q.options or [])]
+    for where, field, text in texts:
+        if text is not None and len(text) > limit:
+            raise SurveyError(
+                f"{where} field '{field}': is {len(text)} characters; the maximum is {limit} (QUESTION_MAX_CHARS)"
+            )
+    return survey
+
+
 def survey_from_data(data: Any, *, default_id: str = "survey") -> Survey:
     """A Survey from parsed JSON/YAML in the native or the Twin-2K-500 format."""
     if isinstance(data, list):
@@ -294,10 +338,11 @@ def survey_from_data(data: Any, *, default_id: str = "survey") -> Survey:
     if not isinstance(data, dict):
         raise SurveyError("survey: expected a mapping with 'questions' (or a twin2k file with 'items')")
     if "items" in data and "questions" not in data:
-        return _from_twin2k(data, default_id)
+        return check_text_limits(_from_twin2k(data, default_id))
     raw_questions = data.get("questions")
     if not isinstance(raw_questions, list) or not raw_questions:
         raise SurveyError("survey field 'questions': expected a non-empty list")
+    _check_question_count("questions", len(raw_questions))
     questions = [_validate_question(_native_question(q, i), i) for i, q in enumerate(raw_questions, start=1)]
     top = {k: v for k, v in data.items() if k != "questions"}
     unknown = set(top) - {"id", "title", "language", "instructions", "meta"}
@@ -306,7 +351,7 @@ def survey_from_data(data: Any, *, default_id: str = "survey") -> Survey:
             f"survey field {sorted(unknown)[0]!r}: not allowed; allowed: id, title, language, instructions, meta, questions"
         )
     try:
-        return Survey(questions=questions, **{"id": default_id, **top})
+        return check_text_limits(Survey(questions=questions, **{"id": default_id, **top}))
     except ValidationError as exc:
         raise SurveyError(
             "survey " + "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
@@ -317,6 +362,7 @@ def _from_twin2k(data: dict[str, Any], default_id: str) -> Survey:
     items = data["items"]
     if not isinstance(items, list) or not items:
         raise SurveyError("survey field 'items': expected a non-empty list")
+    _check_question_count("items", len(items))
     questions = []
     for position, item in enumerate(items, start=1):
         if not isinstance(item, dict):
@@ -387,19 +433,32 @@ def to_native(survey: Survey) -> dict[str, Any]:
     return data
 
 
+def survey_data_from_text(text: str, *, as_json: bool = False, field: str = "survey") -> Any:
+    """The parsed data of survey text (YAML, which includes JSON; or strict JSON with `as_json`):
+    at most SURVEY_MAX_BYTES, no YAML anchors or aliases; SurveyError naming `field` otherwise."""
+    try:
+        check_size(text, field, get_settings().survey_max_bytes, "SURVEY_MAX_BYTES")
+        return load_json(text, field) if as_json else load_yaml(text, field)
+    except UserDataError as exc:
+        raise SurveyError(str(exc)) from None
+
+
+def survey_from_text(text: str, *, default_id: str = "survey") -> Survey:
+    """A survey from JSON or YAML text (native or Twin-2K-500 format), with the limits above."""
+    return survey_from_data(survey_data_from_text(text), default_id=default_id)
+
+
 def load_survey(path: str | Path) -> Survey:
     """Load a survey from a JSON or YAML file (native or Twin-2K-500 format)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise SurveyError(f"survey file not found: {path}")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise SurveyError(
-            f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}"
-        ) from exc
-    return survey_from_data(data, default_id=path.stem)
+        text = read_text_file(path, get_settings().survey_max_bytes, "survey", "SURVEY_MAX_BYTES")
+    except UserDataError as exc:
+        raise SurveyError(str(exc)) from None
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    return survey_from_data(survey_data_from_text(text, as_json=not is_yaml), default_id=path.stem)
 
 
 def save_survey(survey: Survey, path: str | Path) -> Path:

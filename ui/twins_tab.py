@@ -24,7 +24,6 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
-import yaml
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import ValidationError
 
@@ -39,6 +38,7 @@ from personagraph.services.twins.selections import (
     list_selections,
     parse_selection,
     read_text,
+    read_upload_text,
     respondent_pool,
     save_selection,
     save_upload,
@@ -46,9 +46,15 @@ from personagraph.services.twins.selections import (
 )
 from personagraph.services.twins.store import RunError, cancel_run, delete_run, run_info, visible_runs
 from personagraph.serving.models import ModelError
-from personagraph.twins.guides import GuideError, InterviewGuide, guide_from_data
+from personagraph.twins.guides import GuideError, InterviewGuide, guide_data_from_text, guide_from_data
 from personagraph.twins.respondents import RespondentError, Selection, load_respondents
-from personagraph.twins.surveys import Survey, SurveyError, list_templates, survey_from_data
+from personagraph.twins.surveys import (
+    Survey,
+    SurveyError,
+    list_templates,
+    survey_data_from_text,
+    survey_from_data,
+)
 from personagraph.ui.identity import caller_of
 
 DEFAULT_SELECT = "random:5:1"
@@ -109,23 +115,18 @@ def add_spec(specs: str, spec: str) -> str:
     return "\n".join([*lines, spec])
 
 
-def _yaml_text(text: str, what: str, error: type[ValueError], hint: str) -> Any:
-    """The data of a JSON/YAML text typed or loaded in the UI; errors name `what`."""
-    if not (text or "").strip():
-        raise error(f"{what}: the {what} text is empty; {hint}")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise error(f"{what}: not valid JSON/YAML: {exc}") from exc
-
-
 def survey_from_text(text: str) -> Survey:
-    """A survey from JSON or YAML text (native or Twin-2K-500 format)."""
-    return survey_from_data(_yaml_text(text, "survey", SurveyError, "load a template or upload a file"))
+    """A survey from JSON or YAML text (native or Twin-2K-500 format; size-capped, no YAML aliases)."""
+    if not (text or "").strip():
+        raise SurveyError("survey: the survey text is empty; load a template or upload a file")
+    return survey_from_data(survey_data_from_text(text))
 
 
 def guide_from_text(text: str) -> InterviewGuide:
-    return guide_from_data(_yaml_text(text, "guide", GuideError, "load a guide or upload a file"))
+    """An interview guide from JSON or YAML text (size-capped, no YAML aliases)."""
+    if not (text or "").strip():
+        raise GuideError("guide: the guide text is empty; load a guide or upload a file")
+    return guide_from_data(guide_data_from_text(text))
 
 
 def template_choices() -> list[tuple[str, str]]:
@@ -439,8 +440,8 @@ def build_twins_tabs(accounts: AccountStore) -> None:
         if not path:
             return ""
         try:
-            return save_upload(caller, path, field="file").read_text(encoding="utf-8")
-        except (*INPUT_ERRORS, UnicodeDecodeError) as exc:
+            return read_upload_text(caller, path, field="file")
+        except INPUT_ERRORS as exc:
             return f"# ⚠️ {exc}"
 
     with gr.Tab("Survey"):

@@ -3,6 +3,11 @@ plus a summary), and interview transcripts as markdown + JSON. `export_all` writ
 
 Exports are written into the caller's own folder (`exports/<user id>/<run id>/`) unless the
 terminal operator (the CLI) names another; callers from the app or the API cannot write elsewhere.
+
+Spreadsheet cells are data, never formulas: every text cell (and column name) of the CSV and the
+Excel files that starts with = + - @ or a tab or carriage return is written with a leading `'`
+(`spreadsheet_text`), so a survey text, an answer or a respondent id such as `=HYPERLINK(...)`
+opens as text. Numbers, negative ones included, stay numbers.
 """
 
 from __future__ import annotations
@@ -34,6 +39,25 @@ EXPORT_COLUMNS = [
     "mode",
 ]
 RUN_META_KEYS = ("run_id", "kind", "created_at", "survey_id", "options", "selection", "source", "arm_source")
+# What a spreadsheet program reads as the start of a formula (or of a DDE command).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """A cell value that cannot start a formula: text starting with = + - @ tab or CR gets a
+    leading `'`; everything that is not text (numbers, None, booleans) is left as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_frame(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Any:
+    """A pandas DataFrame of `rows` with every text cell and column name made formula-free."""
+    import pandas as pd  # only exports need it
+
+    frame = pd.DataFrame(list(rows), columns=list(columns) if columns is not None else None)
+    frame = frame.map(spreadsheet_text)
+    return frame.rename(columns=lambda name: spreadsheet_text(str(name)))
 
 
 def exports_folder(caller: Caller) -> Path:
@@ -97,9 +121,7 @@ def _answer_rows(store: RunStore) -> list[dict[str, Any]]:
 
 
 def export_csv(store: RunStore, path: Path) -> Path:
-    import pandas as pd  # only exports need it
-
-    pd.DataFrame(_answer_rows(store), columns=EXPORT_COLUMNS).to_csv(path, index=False)
+    spreadsheet_frame(_answer_rows(store), EXPORT_COLUMNS).to_csv(path, index=False)
     return path
 
 
@@ -133,7 +155,7 @@ def export_excel(stores: Sequence[RunStore], path: Path) -> Path:
                 row.update({f"arm:{g}": arm for g, arm in sorted(arms.get(person.id, {}).items())})
                 row.update({q.id: values.get(person.id, {}).get(q.id) for q in survey.questions})
                 rows.append(row)
-            pd.DataFrame(rows).to_excel(writer, sheet_name=_sheet_name(survey.id, taken), index=False)
+            spreadsheet_frame(rows).to_excel(writer, sheet_name=_sheet_name(survey.id, taken), index=False)
             summary = summary_of(store)
             for q in summary["questions"]:
                 summary_rows.append(
@@ -141,7 +163,7 @@ def export_excel(stores: Sequence[RunStore], path: Path) -> Path:
                      **{k: v for k, v in q.items() if k != "distribution"},
                      "distribution": json.dumps(q.get("distribution"), ensure_ascii=False) if q.get("distribution") else None}
                 )  # fmt: skip
-        pd.DataFrame(summary_rows).to_excel(writer, sheet_name="summary", index=False)
+        spreadsheet_frame(summary_rows).to_excel(writer, sheet_name="summary", index=False)
     return path
 
 

@@ -17,7 +17,7 @@ from personagraph.accounts.identity import Caller
 from personagraph.services.twins.executor import BatchOptions, RunSummary, finish_run
 from personagraph.services.twins.interviews import create_interview_run, execute_interviews
 from personagraph.services.twins.selections import select_respondents
-from personagraph.services.twins.store import claim_run, open_run
+from personagraph.services.twins.store import check_run_capacity, claim_run, open_run
 from personagraph.services.twins.surveys import create_survey_run, execute_survey
 from personagraph.twins.guides import InterviewGuide
 from personagraph.twins.respondents import Selection
@@ -37,7 +37,8 @@ def start_run_in_background(
     """Start (or resume) the caller's survey or interview run on a worker thread; returns its id.
 
     Owner or admin only (else NotFoundError); a run already executing in this process is a
-    ConflictError. `options` may change how the run executes, never what it asks. How it ended is
+    ConflictError; one more than RUNS_MAX_ACTIVE_PER_ACCOUNT (for the run's owner) or RUNS_MAX_ACTIVE
+    (for this process) is a LimitReachedError (429). `options` may change how the run executes, never what it asks. How it ended is
     recorded in the run (run_info: state and message), errors included.
     """
     store = open_run(caller, run_id)
@@ -76,8 +77,10 @@ def start_survey_run(
     """Create a survey run of the selected respondents for the caller and start it in the background.
 
     The selection's files are confined to the caller's folders (parse it with
-    `selections.parse_selection(caller, specs)`). Returns the run id at once.
+    `selections.parse_selection(caller, specs)`). Returns the run id at once. A caller already
+    running as many runs as allowed gets LimitReachedError (429) before anything is created.
     """
+    check_run_capacity(caller)
     people = select_respondents(caller, selection)
     handle = create_survey_run(
         caller, survey, people, options, run_id=run_id, selection=selection, source=selection.source
@@ -94,7 +97,8 @@ def start_interview_run(
     run_id: str | None = None,
 ) -> str:
     """Create an interview run of the selected respondents for the caller and start it in the
-    background; returns the run id at once."""
+    background; returns the run id at once (LimitReachedError first, as for surveys)."""
+    check_run_capacity(caller)
     people = select_respondents(caller, selection)
     created = create_interview_run(
         caller, guide, people, options, run_id=run_id, selection=selection, source=selection.source

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from personagraph.accounts.identity import Caller
 from personagraph.serving.safe_paths import check_id, child_path, confined_path
+from personagraph.serving.safe_yaml import DataTooLargeError, read_text_file
 from personagraph.serving.settings import get_settings
 from personagraph.twins import respondents as domain
 from personagraph.twins.respondents import Respondent, RespondentPool, Selection
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-
 
 class UploadTooLargeError(ValueError):
-    """An upload over MAX_UPLOAD_BYTES; the message names the field and the limit."""
+    """An upload over UPLOAD_MAX_BYTES (or a text over its own limit); the message names the field
+    and the limit."""
 
 
 def upload_folder(caller: Caller) -> Path:
@@ -106,10 +106,9 @@ def save_upload(caller: Caller, source: str | Path, name: str | None = None, fie
     """Copy an uploaded file (e.g. Gradio's temporary copy) into the caller's upload folder, so that
     every later read names a file there; returns the new path. Same name: replaced."""
     source = Path(source)
-    if source.stat().st_size > MAX_UPLOAD_BYTES:
-        raise UploadTooLargeError(
-            f"{field}: the file is over the {MAX_UPLOAD_BYTES // (1024 * 1024)} MB limit"
-        )
+    limit = get_settings().upload_max_bytes
+    if source.stat().st_size > limit:
+        raise UploadTooLargeError(f"{field}: the file is over {limit} bytes (UPLOAD_MAX_BYTES)")
     folder = upload_folder(caller)
     folder.mkdir(parents=True, exist_ok=True)
     target = child_path(folder, safe_file_name(name or source.name, field))
@@ -118,8 +117,18 @@ def save_upload(caller: Caller, source: str | Path, name: str | None = None, fie
 
 
 def read_text(caller: Caller, path: str | Path, field: str = "file") -> str:
-    """The text of a file the caller named (a shipped template, or one of their uploads)."""
+    """The text of a survey or guide file the caller named (a shipped template, or one of their
+    uploads): at most SURVEY_MAX_BYTES (UploadTooLargeError naming `field` otherwise)."""
     resolved = confine(caller, path, field)
     if not resolved.is_file():
         raise ValueError(f"{field}: no such file")
-    return resolved.read_text(encoding="utf-8")
+    try:
+        return read_text_file(resolved, get_settings().survey_max_bytes, field, "SURVEY_MAX_BYTES")
+    except DataTooLargeError as exc:
+        raise UploadTooLargeError(str(exc)) from None
+
+
+def read_upload_text(caller: Caller, source: str | Path, field: str = "file") -> str:
+    """Save an uploaded survey or guide into the caller's folder (see `save_upload`) and return its
+    text (at most SURVEY_MAX_BYTES)."""
+    return read_text(caller, save_upload(caller, source, field=field), field)

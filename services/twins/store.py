@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from personagraph.accounts.identity import Caller, ConflictError, NotFoundError
+from personagraph.accounts.identity import Caller, ConflictError, LimitReachedError, NotFoundError
 from personagraph.services.twins.answering import AnswerRecord
-from personagraph.serving.safe_paths import check_id, child_path
+from personagraph.serving.safe_paths import PathOutsideError, check_id, child_path
 from personagraph.serving.settings import get_settings
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Survey, survey_from_data
@@ -57,9 +57,19 @@ def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
+def run_folder(run_id: str) -> Path:
+    """runs/<run_id>: the id checked in full, the folder resolved (symlinks too) and strictly under
+    runs/ (never runs/ itself, never outside it)."""
+    base = runs_dir()
+    folder = child_path(base, check_id(run_id, "run_id"))
+    if folder == base.resolve() or folder.parent != base.resolve():
+        raise PathOutsideError(f"run_id: {run_id!r} does not name a run folder")
+    return folder
+
+
 def run_path(run_id: str) -> Path:
     """runs/<run_id>/results.sqlite; the id is checked in full and the path kept under runs/."""
-    return child_path(runs_dir(), check_id(run_id, "run_id"), "results.sqlite")
+    return run_folder(run_id) / "results.sqlite"
 
 
 def _all_run_ids() -> list[str]:
@@ -130,12 +140,16 @@ def visible_runs(caller: Caller, kind: RunKind | None = None) -> list[dict[str, 
 def delete_run(caller: Caller, run_id: str) -> None:
     """Remove a run's folder (answers, transcripts, checkpoints): its owner or an admin.
 
-    A run executing in this process is refused (ConflictError): cancel it first.
+    A run executing in this process is refused (ConflictError): cancel it first. Only the run's
+    own folder is removed: the id is checked again and the folder must be a direct child of runs/
+    (`run_folder`), whatever the store says; a symlinked run folder is refused.
     """
-    with open_run(caller, run_id) as store:
-        folder = store.path.parent
+    folder = run_folder(run_id)
+    with open_run(caller, run_id):
         if run_id in _ACTIVE:
             raise ConflictError(f"run_id: run {run_id!r} is running; cancel it first")
+    if (runs_dir() / run_id).is_symlink():
+        raise PathOutsideError(f"run_id: {run_id!r} does not name a run folder")
     shutil.rmtree(folder)
 
 
@@ -153,17 +167,50 @@ def cancel_run(caller: Caller, run_id: str) -> dict[str, Any]:
 # --- runs executing in this process ------------------------------------------------------------------
 
 _ACTIVE: dict[str, dict[str, Any]] = {}  # run id -> the latest progress of a run executing here
+_OWNERS: dict[str, str] = {}  # run id -> owner, of the runs executing here
 _ACTIVE_LOCK = threading.Lock()
 
 
+def _capacity_error(owner: str) -> LimitReachedError | None:
+    """Why one more run of `owner` may not start now (called with _ACTIVE_LOCK held), or None."""
+    settings = get_settings()
+    per_account = settings.runs_max_active_per_account
+    if sum(1 for o in _OWNERS.values() if o == owner) >= per_account:
+        return LimitReachedError(
+            f"runs: at most {per_account} running per account (RUNS_MAX_ACTIVE_PER_ACCOUNT); "
+            "wait for one to finish or cancel it"
+        )
+    if len(_ACTIVE) >= settings.runs_max_active:
+        return LimitReachedError(
+            f"runs: at most {settings.runs_max_active} running at once on this server (RUNS_MAX_ACTIVE); "
+            "try again when one has finished"
+        )
+    return None
+
+
+def check_run_capacity(caller: Caller) -> None:
+    """LimitReachedError (429) when the caller may not start another run now; checked before a run
+    is created, and again when it is claimed."""
+    with _ACTIVE_LOCK:
+        error = _capacity_error(caller.user_id)
+    if error is not None:
+        raise error
+
+
 def claim_run(store: RunStore) -> str:
-    """Mark the store's run as executing in this process (ConflictError if it already is), clear an
+    """Mark the store's run as executing in this process (ConflictError if it already is;
+    LimitReachedError when its owner, or this server, runs as many as the settings allow), clear an
     earlier cancel request and record state "running". Pair with `release_run`."""
     run_id = str(store.meta("run_id"))
+    owner = str(store.meta("owner") or "")
     with _ACTIVE_LOCK:
         if run_id in _ACTIVE:
             raise ConflictError(f"run_id: run {run_id!r} is already running")
+        error = _capacity_error(owner)
+        if error is not None:
+            raise error
         _ACTIVE[run_id] = {}
+        _OWNERS[run_id] = owner
     store.set_meta("cancel_requested", False)
     store.set_meta("state", "running")
     store.set_meta("state_message", "")
@@ -185,6 +232,7 @@ def release_run(store: RunStore, state: RunState, message: str = "") -> None:
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE.pop(run_id, None)
+            _OWNERS.pop(run_id, None)
 
 
 def create_run_store(

@@ -158,6 +158,7 @@ def real_model_env(
 
     env = {
         "LLM_BASE_URL": model_server.base_url,
+        "LLM_API_KEY": model_server.api_key,  # the test server's generated key
         "LLM_MODEL": model_server.alias,
         "LLM_BACKEND": "llamacpp",
         "LLM_MAX_TOKENS": "96",

@@ -49,7 +49,8 @@ def signed_in_app(model_server: LocalModelServer, tmp_path_factory: pytest.TempP
     # A second user account in the app's database (besides the AUTH_* pairs from the environment).
     AccountStore(path=tmp_path / "home" / "accounts.sqlite", bcrypt_rounds=4).add("joon", "joon-password")
     real_model_env = {
-        "LLM_BASE_URL": model_server.base_url, "LLM_MODEL": model_server.alias, "LLM_BACKEND": "llamacpp",
+        "LLM_BASE_URL": model_server.base_url, "LLM_API_KEY": model_server.api_key,
+        "LLM_MODEL": model_server.alias, "LLM_BACKEND": "llamacpp",
         "LLM_MAX_TOKENS": "96",
     }  # fmt: skip
     env = {

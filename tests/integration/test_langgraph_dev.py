@@ -215,7 +215,8 @@ def test_sigterm_to_the_parent_stops_the_embedded_model_server(shared_home: Path
     try:
         assert parent.stdout is not None
         base_url = parent.stdout.readline().decode().strip()
-        assert httpx.get(f"{base_url}/models", timeout=10).status_code == 200
+        # Up, and refusing a client without its generated key.
+        assert httpx.get(f"{base_url}/models", timeout=10).status_code == 401
         servers = model_server_pids(parent.pid)
         assert servers, descendants(parent.pid)
         parent.send_signal(signal.SIGTERM)
