@@ -22,6 +22,7 @@ from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
 from personagraph.memory.vectors import search, vector_client
 from personagraph.nodes.tone import ToneState
 from personagraph.prompts import crm as prompts
+from personagraph.prompts import untrusted
 from personagraph.serving.models import ModelError, structured
 from personagraph.serving.settings import Role, get_settings
 
@@ -169,14 +170,16 @@ def retrieve_evidence(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str
 
 
 def evidence_block(evidence: list[dict[str, Any]]) -> str:
+    """The evidence as one fenced data block, a line per item: the id and kind are ours, the text is
+    data (a review can carry anything), cleaned and kept on its line."""
     lines = []
     for item in evidence:
         if item["kind"] == "tone":
             continue  # tone exemplars go to the stylist, not into the facts
         label = {"product": "product fact", "review": "customer review", "event": "event"}[item["kind"]]
         extra = f", rating {item['rating']}/5" if item.get("rating") else ""
-        lines.append(f"[{item['id']}] ({label}{extra}) {item['text']}")
-    return "\n".join(lines)
+        lines.append((f"[{item['id']}] ({label}{extra})", item["text"]))
+    return untrusted.fence_lines(lines, "crm evidence", prompts.WHAT_EVIDENCE)
 
 
 def draft_messages(state: CrmState) -> list[BaseMessage]:
@@ -185,16 +188,15 @@ def draft_messages(state: CrmState) -> list[BaseMessage]:
     brand, product = catalog.brands[request.brand], catalog.products[request.product]
     persona, stage = PERSONAS[request.persona], STAGES[request.stage_index]
     event = state.get("event")
-    system = prompts.DRAFT_SYSTEM.format(
-        brand_name=brand.name, brand_name_en=brand.name_en, language_name=prompts.LANGUAGE_NAMES[request.lang]
-    )
+    system = prompts.DRAFT_SYSTEM.format(brand_name=brand.name, brand_name_en=brand.name_en)
     user = prompts.DRAFT_USER.format(
         stage_name=stage.name, stage_name_ko=stage.name_ko, stage_objective=stage.objective,
         stage_target=stage.target_state, persona_name=persona.name, persona_name_ko=persona.name_ko,
         persona_concerns=persona.concerns, persona_sensitivities=persona.sensitivities,
         product_name=product.name,
         event_line=prompts.EVENT_LINE.format(event_id="E1") if event else prompts.NO_EVENT_LINE,
-        evidence=evidence_block(state.get("evidence") or []),
+        evidence=evidence_block(state.get("evidence") or []), data_rule=untrusted.DATA_RULE,
+        language_name=prompts.LANGUAGE_NAMES[request.lang],
     )  # fmt: skip
     return [SystemMessage(content=system), HumanMessage(content=user)]
 

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -44,6 +44,7 @@ from personagraph.insight.source import InsightSource, default_source
 from personagraph.insight.stats import figures, known_segments
 from personagraph.memory.vectors import vector_client
 from personagraph.prompts import insight as prompts
+from personagraph.prompts import untrusted
 from personagraph.serving.language import detect_language
 from personagraph.serving.models import ModelError, invoke_text, structured
 from personagraph.serving.settings import Role
@@ -279,31 +280,48 @@ def _scope_names(state: InsightState, lang: str) -> str:
     return ", ".join(names) or "-"
 
 
+def answer_messages(state: InsightState) -> list[BaseMessage]:
+    """The answer prompt: the data first (figures; segment documents with the customers' own notes,
+    fenced as data; the earlier turn), then the question, then the rules, read last."""
+    lang = state.get("lang", "en")
+    intent = state.get("intent", "summary")
+    profiles = untrusted.fence_all(
+        [(str(d.get("source") or d.get("segment") or "segment profile"), d["text"])
+         for d in state.get("retrieved") or []],
+        prompts.WHAT_PROFILES,
+    )  # fmt: skip
+    parts = [
+        prompts.CONTEXT.format(
+            figures=json.dumps(state.get("tool_results") or {}, ensure_ascii=False, indent=1),
+            profiles=profiles,
+        )
+    ]
+    previous = state.get("previous")
+    if state.get("follow_up") and previous:
+        turn = prompts.EARLIER_TURN.format(
+            question=previous.get("question", ""), answer=previous.get("answer", "")
+        )
+        parts.append(prompts.EARLIER.format(turn=untrusted.fence(turn, "earlier turn", prompts.WHAT_EARLIER)))
+    parts.append(prompts.QUESTION.format(question=state.get("question", "")))
+    parts.append(
+        prompts.RULES.format(
+            scope_names=_scope_names(state, lang),
+            language_name=prompts.LANGUAGE_NAMES[lang],
+            data_rule=untrusted.DATA_RULE,
+            intent_instruction=prompts.INTENT_INSTRUCTIONS.get(intent, ""),
+        )  # fmt: skip
+    )
+    if state.get("revision_note"):
+        parts.append(state["revision_note"])
+    return [SystemMessage(content=prompts.SYSTEM), HumanMessage(content="\n\n".join(parts))]
+
+
 def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
     """Write the answer from the figures with the intent's prompt, in the question's language."""
     ctx = runtime.context
     lang = state.get("lang", "en")
-    intent = state.get("intent", "summary")
-    system = prompts.SYSTEM.format(
-        scope_names=_scope_names(state, lang), language_name=prompts.LANGUAGE_NAMES[lang],
-        intent_instruction=prompts.INTENT_INSTRUCTIONS.get(intent, ""),
-    )  # fmt: skip
-    context = prompts.CONTEXT.format(
-        figures=json.dumps(state.get("tool_results") or {}, ensure_ascii=False, indent=1),
-        profiles="\n\n".join(d["text"] for d in state.get("retrieved") or []) or "(none)",
-    )
-    human = f"{context}\n\nQUESTION: {state.get('question', '')}"
-    previous = state.get("previous")
-    if state.get("follow_up") and previous:
-        earlier = prompts.EARLIER.format(
-            question=previous.get("question", ""), answer=previous.get("answer", "")
-        )
-        human = f"{context}\n\n{earlier}\n\nQUESTION: {state.get('question', '')}"
-    if state.get("revision_note"):
-        human += "\n\n" + state["revision_note"]
     try:
-        reply = invoke_text(ctx.drafter_role, [SystemMessage(content=system), HumanMessage(content=human)],
-                            max_tokens=ctx.answer_max_tokens)  # fmt: skip
+        reply = invoke_text(ctx.drafter_role, answer_messages(state), max_tokens=ctx.answer_max_tokens)
     except ModelError as exc:
         return {
             "answer": prompts.ERROR[lang].format(error=str(exc)[:300]),

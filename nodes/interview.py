@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from personagraph.prompts import twins as prompts
+from personagraph.prompts import untrusted
 from personagraph.serving.models import StructuredOutputError, invoke_text, structured
 from personagraph.serving.settings import Role
 from personagraph.twins.guides import GuideQuestion, InterviewGuide, guide_from_data
@@ -135,15 +136,17 @@ def next_question(state: InterviewState) -> dict[str, Any]:
 
 
 def twin_system(state: InterviewState) -> str:
+    """The person (their profile fenced as data), the interview's context, then the rules."""
     guide = _guide(state)
     language = prompts.LANGUAGE_NAMES.get(guide.language, guide.language)
-    text = prompts.INTERVIEWEE_SYSTEM.format(language_name=language, profile=state.get("profile", ""))
+    profile = untrusted.fence(state.get("profile", ""), "respondent profile", prompts.WHAT_PROFILE)
+    parts = [prompts.INTERVIEWEE_ROLE.format(profile=profile)]
     if guide.title or guide.instructions:
-        text += (
-            "\n\n"
-            + prompts.INTERVIEW_CONTEXT.format(title=guide.title, instructions=guide.instructions).strip()
+        parts.append(
+            prompts.INTERVIEW_CONTEXT.format(title=guide.title, instructions=guide.instructions).strip()
         )
-    return text
+    parts.append(prompts.INTERVIEWEE_RULES.format(language_name=language))
+    return "\n\n".join(parts)
 
 
 def twin_answer(state: InterviewState, runtime: Runtime[InterviewContext]) -> dict[str, Any]:
@@ -185,13 +188,15 @@ def interviewer(state: InterviewState, runtime: Runtime[InterviewContext]) -> di
             ctx.interviewer_role,
             FollowUpDecision,
             [
-                SystemMessage(content=prompts.INTERVIEWER_SYSTEM.format(language_name=language)),
+                SystemMessage(content=prompts.INTERVIEWER_SYSTEM),
                 HumanMessage(
                     content=prompts.INTERVIEWER_TASK.format(
                         question=question.text,
                         goal=f"Goal of the question: {question.goal}" if question.goal else "",
-                        exchange=exchange,
-                        earlier=earlier,
+                        exchange=untrusted.fence(exchange, "interview", prompts.WHAT_EXCHANGE),
+                        earlier=untrusted.fence(earlier, "earlier answers", prompts.WHAT_EARLIER),
+                        language_name=language,
+                        data_rule=untrusted.DATA_RULE,
                     )
                 ),
             ],

@@ -20,6 +20,7 @@ from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
 from personagraph.prompts import crm as prompts
+from personagraph.prompts import untrusted
 from personagraph.serving.models import ModelError, invoke_text
 from personagraph.serving.settings import Role
 
@@ -64,17 +65,24 @@ def clean_output(text: str) -> str:
 
 
 def tone_messages(state: Mapping[str, Any]) -> list[BaseMessage]:
+    """Voice and examples first (stable per brand and style), then the text to rewrite, fenced as data
+    (the draft was written from customer reviews), then the rules."""
     exemplars: Sequence[str] = state.get("tone_exemplars") or []
     system = prompts.TONE_SYSTEM.format(
         guide=state.get("tone_guide") or "-",
-        exemplars="\n".join(f"- {e}" for e in exemplars) or prompts.NO_EXEMPLARS,
+        exemplars=untrusted.fence_lines(
+            [("-", e) for e in exemplars], "tone exemplars", prompts.WHAT_EXEMPLARS
+        )
+        if exemplars
+        else prompts.NO_EXEMPLARS,
+    )
+    user = prompts.TONE_USER.format(
+        text=untrusted.fence(state.get("tone_text") or "", "text to rewrite", prompts.WHAT_TEXT),
         constraints="\n".join(state.get("tone_constraints") or []),
+        data_rule=untrusted.DATA_RULE,
         language_name=prompts.LANGUAGE_NAMES.get(state.get("tone_lang") or "ko", "Korean"),
     )
-    messages: list[BaseMessage] = [
-        SystemMessage(content=system),
-        HumanMessage(content=prompts.TONE_USER.format(text=state.get("tone_text") or "")),
-    ]
+    messages: list[BaseMessage] = [SystemMessage(content=system), HumanMessage(content=user)]
     feedback = state.get("tone_feedback") or []
     if feedback and state.get("tone_output"):
         messages.append(

@@ -26,6 +26,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from personagraph.prompts import twins as prompts
+from personagraph.prompts import untrusted
 from personagraph.serving.models import StructuredOutputError, extract_json, structured
 from personagraph.serving.settings import Role
 from personagraph.twins.respondents import Respondent
@@ -244,7 +245,12 @@ def _reason_rule(survey: Survey, reason_chars: int) -> str:
 
 
 def system_message(respondent: Respondent) -> SystemMessage:
-    return SystemMessage(content=prompts.TWIN_SYSTEM.format(profile=respondent.profile))
+    return SystemMessage(content=prompts.TWIN_SYSTEM.format(profile=fenced_profile(respondent)))
+
+
+def fenced_profile(respondent: Respondent) -> str:
+    """The respondent's profile as fenced data (an uploaded profile can carry instructions)."""
+    return untrusted.fence(respondent.profile, "respondent profile", prompts.WHAT_PROFILE)
 
 
 # --- asking -----------------------------------------------------------------------------------------
@@ -327,7 +333,7 @@ def ask_questionnaire(
                 intro=_intro(survey),
                 n=len(questions),
                 questions=render_questionnaire(questions, survey.language, hints),
-                profile=respondent.profile,
+                profile=fenced_profile(respondent),
                 reason_rule=_reason_rule(survey, reason_chars),
                 reply_format=prompts.EACH_WITH_REASON if reason_chars > 0 else prompts.EACH_ANSWER_ONLY,
             )
