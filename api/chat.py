@@ -26,7 +26,8 @@ class SendBody(BaseModel):
     persona_id: str = Field(default=DEFAULT_PERSONA)
     thread_id: str | None = Field(default=None, description="Continue this thread; none starts a new one.")
     stream: bool = Field(
-        default=False, description="Answer with Server-Sent Events (token/reset/final/error)."
+        default=False,
+        description="Answer with Server-Sent Events: token (checked sentences), reset, final, error.",
     )
 
 

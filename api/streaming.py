@@ -1,5 +1,9 @@
 """A chat turn as an HTTP response: Server-Sent Events (`token`, `reset`, `final`, `error`) or one JSON.
 
+Events carry only text that passed the output checks: `token` is one or more checked sentences to
+append, `reset` withdraws what was shown (a checked replacement follows), and the reply in `final`
+is what was streamed after the last `reset`. No model token is ever sent.
+
 The first event is read before the response starts, so a refused request (someone else's thread,
 a bad field, the model server down before any token) gets its own status code and JSON error
 instead of a 200 stream that carries the error.

@@ -51,23 +51,27 @@ def cmd_chat(args: argparse.Namespace) -> int:
     except (InvalidRequestError, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    streamed = False
+    # The service streams checked text only. A terminal sees it sentence by sentence; a pipe or a
+    # file gets just the final reply (a withdrawn sentence cannot be taken back from a file).
+    live = sys.stdout.isatty()
+    shown = ""
     for event in events:
         if event.kind == "token":
-            print(event.text, end="", flush=True)
-            streamed = True
+            shown += event.text
+            if live:
+                print(event.text, end="", flush=True)
         elif event.kind == "reset":
-            print("\n[rewriting the reply]", file=sys.stderr)
-            streamed = False
+            if live and shown:
+                print("\n[rewriting the reply]", file=sys.stderr)
+            shown = ""
         elif event.kind == "error":
             print(f"\nerror: {event.text}", file=sys.stderr)
             print(f"Your message was not added to thread {request.thread_id}; run the same command again to retry.",
                   file=sys.stderr)  # fmt: skip
             return 1
         elif event.kind == "final" and event.result is not None:
-            if not streamed or event.result.blocks:
-                # The streamed draft was replaced (refusal or output check): show the final reply.
-                print(("\n" if streamed else "") + event.result.reply, end="")
+            if not live:
+                print(event.result.reply, end="")
             print()
             print(f"[thread {request.thread_id} | intent {event.result.intent or '-'}]", file=sys.stderr)
     return 0
@@ -164,6 +168,9 @@ def cmd_import_card(args: argparse.Namespace) -> int:
     except (ValueError, AccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be read (a device, no permission)
+        print(f"error: file: cannot read {args.file!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(persona_id)
     return 0
 
@@ -182,25 +189,45 @@ def cmd_export_card(args: argparse.Namespace) -> int:
         return 2
     text = json.dumps(card, ensure_ascii=False, indent=2) + "\n"
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except (OSError, ValueError) as exc:  # no such folder, no permission, a folder, a NUL in the name
+            print(f"error: --out: cannot write {args.out!r}: {getattr(exc, 'strerror', None) or exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         print(args.out)
     else:
         sys.stdout.write(text)
     return 0
 
 
+def _write_secret(name: str, text: str) -> str:
+    """Write a secret into PERSONAGRAPH_HOME/NAME, readable by this user only; returns the path.
+    Secrets are handed over in files, never printed (terminals are logged and shared)."""
+    from personagraph.serving.settings import get_settings
+
+    home = get_settings().personagraph_home
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / name
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    return str(path)
+
+
 def cmd_serve_model(args: argparse.Namespace) -> int:
     from personagraph.serving.local_model import resolve_model_file
-    from personagraph.serving.local_server import LocalModelServer
+    from personagraph.serving.local_server import local_model_server
     from personagraph.serving.settings import get_settings
 
     settings = get_settings()
     model_file, alias = resolve_model_file(args.model or settings.local_model, settings.model_cache_dir)
-    server = LocalModelServer(
-        model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads
-    )
+    server = local_model_server(settings, model_file, alias)
     server.start(timeout_s=settings.local_server_start_timeout_s)
-    print(f"serving {alias} at {server.base_url}  (export LLM_BASE_URL={server.base_url} LLM_MODEL={alias})")
+    key_file = _write_secret("local-model.key", server.api_key)
+    print(f"serving {alias} at {server.base_url}; it takes requests with the API key in {key_file}")
+    print(f'  export LLM_BASE_URL={server.base_url} LLM_MODEL={alias} LLM_API_KEY="$(cat {key_file})"')
     return _wait_forever(server.stop)
 
 
@@ -210,7 +237,9 @@ def cmd_redis(args: argparse.Namespace) -> int:
     from personagraph.memory.redis_server import LocalRedis
 
     server = LocalRedis(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None).start()
-    print(f"Redis with search + JSON at {server.url}  (export REDIS_URL={server.url})")
+    url_file = _write_secret("redis.url", server.url)
+    print(f"Redis with search + JSON at {server.describe()}; its URL with the password is in {url_file}")
+    print(f'  export REDIS_URL="$(cat {url_file})"')
     return _wait_forever(server.stop)
 
 

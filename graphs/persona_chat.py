@@ -3,6 +3,13 @@
 input_safety -> (unsafe) refuse -> memory_write
              -> classify_intent -> (smalltalk) draft | retrieve -> draft -> output_safety
                                  output_safety -> (failed, once) draft | respond -> memory_write
+
+Only checked text reaches a reader (stream_mode="custom"): `draft` streams the model itself and
+releases each sentence once the output checks pass on the text so far ({"checked": ...}); a failing
+sentence releases nothing more. A revision, a refusal or a rewritten reply replaces what was shown
+({"reset": True}, then its checked text); `respond` and `refuse` show the published reply, so what
+was streamed after the last reset is the reply. `memory_write` makes its model calls before any
+store write, and keys what it stores by the fan message's id, so a turn commits or rolls back whole.
 """
 
 from __future__ import annotations

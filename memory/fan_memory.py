@@ -4,9 +4,13 @@ Everything long-term about a fan lives in the LangGraph store under namespaces b
 graph's memory write, the chat service and "Forget me" can never disagree about a name:
 
     ("fans", user_id, persona_id)       key "profile"    the fan's profile (FanProfile)
-    ("memories", user_id, persona_id)   key uuid         the fan's own words, searchable
-    ("summaries", user_id, persona_id)  key uuid         running summaries of older turns
+    ("memories", user_id, persona_id)   key turn id      the fan's own words, searchable
+    ("summaries", user_id, persona_id)  key turn id      running summaries of older turns
     ("threads", user_id)                key thread_id    the fan's chat sessions (title, persona)
+
+A turn's items are keyed by its id (the fan message's id), so a retried or regenerated turn
+overwrites its own items instead of adding copies, and `turn_items` / `restore_turn` put exactly
+the items one turn may write back as they were when the turn fails.
 
 `user_id` is the signed-in account's id, written with `fan_label` (the store refuses '.' in a
 label, and account ids such as "mina.kim@shop" may have one).
@@ -14,7 +18,7 @@ label, and account ids such as "mina.kim@shop" may have one).
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,17 +136,52 @@ def write_profile(store: BaseStore, user_id: str, persona_id: str, profile: dict
     return stamped
 
 
-def add_memory(store: BaseStore, user_id: str, persona_id: str, text: str) -> str:
-    """Keep the fan's own words, searchable later ("what did I tell you about ..."); returns the key."""
-    key = uuid.uuid4().hex
+def add_memory(store: BaseStore, user_id: str, persona_id: str, text: str, turn_id: str) -> str:
+    """Keep the fan's own words, searchable later ("what did I tell you about ..."), under the turn's
+    id; returns the key."""
     store.put(
-        memories_namespace(user_id, persona_id), key, {"text": text, "at": now_iso(), "kind": "fan_message"}
+        memories_namespace(user_id, persona_id),
+        turn_id,
+        {"text": text, "at": now_iso(), "kind": "fan_message"},
     )
-    return key
+    return turn_id
 
 
-def add_summary(store: BaseStore, user_id: str, persona_id: str, text: str) -> None:
-    store.put(summaries_namespace(user_id, persona_id), uuid.uuid4().hex, {"text": text, "at": now_iso()})
+def add_summary(store: BaseStore, user_id: str, persona_id: str, text: str, turn_id: str) -> None:
+    store.put(summaries_namespace(user_id, persona_id), turn_id, {"text": text, "at": now_iso()})
+
+
+@dataclass(frozen=True)
+class TurnItems:
+    """The store items one turn may write, each with its value before the turn (None: absent)."""
+
+    before: dict[tuple[tuple[str, ...], str], dict[str, Any] | None]
+
+
+def _turn_keys(user_id: str, persona_id: str, turn_id: str) -> list[tuple[tuple[str, ...], str]]:
+    return [
+        (memories_namespace(user_id, persona_id), turn_id),
+        (summaries_namespace(user_id, persona_id), turn_id),
+        (profile_namespace(user_id, persona_id), PROFILE_KEY),
+    ]
+
+
+def turn_items(store: BaseStore, user_id: str, persona_id: str, turn_id: str) -> TurnItems:
+    """What the turn `turn_id` may change in the store, as it is now (taken before the turn runs)."""
+    before: dict[tuple[tuple[str, ...], str], dict[str, Any] | None] = {}
+    for namespace, key in _turn_keys(user_id, persona_id, turn_id):
+        item = store.get(namespace, key)
+        before[(namespace, key)] = dict(item.value) if item is not None else None
+    return TurnItems(before)
+
+
+def restore_turn(store: BaseStore, items: TurnItems) -> None:
+    """Put the turn's items back as they were: the ones it added deleted, the ones it changed restored."""
+    for (namespace, key), value in items.before.items():
+        if value is None:
+            store.delete(namespace, key)
+        else:  # the profile is read by key only; memories and summaries are searched
+            store.put(namespace, key, value, index=False if namespace[0] == "fans" else None)
 
 
 def all_items(store: BaseStore, namespace: tuple[str, ...]) -> list[Item]:

@@ -1,7 +1,12 @@
-"""Draft: the persona's reply from four prompt blocks (persona, safety rules, context, conversation)."""
+"""Draft: the persona's reply from the prompt blocks (persona, then fenced data, then the safety rules).
+
+`draft` streams the model through the output checks (nodes/output_checks.SentenceGate), so a reader
+only ever sees checked sentences; `respond` publishes the reply output_safety settled on.
+"""
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -10,33 +15,49 @@ from langgraph.runtime import Runtime
 from personagraph.memory.fan_memory import read_profile
 from personagraph.memory.history import split_history
 from personagraph.nodes.context import ChatContext
+from personagraph.nodes.output_checks import SentenceGate, show
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
 from personagraph.prompts import persona_chat as prompts
+from personagraph.prompts import untrusted
 from personagraph.serving.language import Lang, script_drift
-from personagraph.serving.models import invoke_text
+from personagraph.serving.models import stream_text
+from personagraph.serving.settings import Role
 
 
 def persona_block(persona: Persona, lang: str) -> str:
+    """Who the persona is and how it speaks: instructions only. A card's values that appear here
+    (its name) are flattened to one line without markup; its descriptive fields go to
+    `character_block`, as data."""
     speech = persona.speech
+    name = untrusted.one_line(persona.name, 100)
     return prompts.PERSONA_BLOCK.format(
-        name=persona.name,
-        name_ko=persona.name_ko or persona.name,
-        position=persona.position or persona.kind,
-        group_part=f" of {persona.group}" if persona.group else "",
-        age=persona.age or "unknown",
+        name=name,
+        name_ko=untrusted.one_line(persona.name_ko, 100) or name,
+        position=untrusted.one_line(persona.position or persona.kind, 120),
+        group_part=f" of {untrusted.one_line(persona.group, 100)}" if persona.group else "",
+        age=untrusted.one_line(persona.age, 20) or "unknown",
+        language_name=prompts.LANGUAGE_NAMES[lang],
+        fan_address=untrusted.one_line(persona.fan_address(lang), 40) or "friend",
+        banmal_pct=round(speech.banmal_ratio * 100),
+        emoji=speech.emoji_per_message,
+        emoji_set=untrusted.one_line(" ".join(speech.emoji_set), 80) or "any",
+        speech_rules="\n".join(f"- {untrusted.one_line(rule, 300)}" for rule in speech.rules),
+    )
+
+
+def character_block(persona: Persona) -> str:
+    """The character's facts (personality, biography, habits, opinions, signature expressions) as
+    fenced data: an imported card writes them, so nothing in them is read as an instruction."""
+    facts = prompts.CHARACTER_FACTS.format(
         personality=", ".join(persona.personality) or "-",
         biography=persona.biography or "-",
         habits="; ".join(persona.habits) or "-",
         opinions="; ".join(persona.opinions) or "-",
-        language_name=prompts.LANGUAGE_NAMES[lang],
-        fan_address=persona.fan_address(lang) or "friend",
-        banmal_pct=round(speech.banmal_ratio * 100),
-        emoji=speech.emoji_per_message,
-        emoji_set=" ".join(speech.emoji_set) or "any",
-        signature="; ".join(speech.signature_expressions) or "-",
-        speech_rules="\n".join(f"- {rule}" for rule in speech.rules),
+        signature="; ".join(persona.speech.signature_expressions) or "-",
     )
+    what = prompts.WHAT_CHARACTER.format(name=untrusted.one_line(persona.name, 100))
+    return prompts.CHARACTER_BLOCK.format(facts=untrusted.fence(facts, f"persona:{persona.id}", what))
 
 
 def speech_hint(persona: Persona, lang: str) -> str:
@@ -47,55 +68,63 @@ def speech_hint(persona: Persona, lang: str) -> str:
 
 
 def context_block(state: ConversationState, max_chars: int = 1800) -> str:
-    """Retrieved documents with their sources, best first, within a character budget."""
+    """Retrieved documents (knowledge, story, the fan's own memories), best first, within a character
+    budget, each in its own data block labelled with its source."""
     docs = state.get("retrieved") or []
     if not docs:
         return prompts.CONTEXT_BLOCK.format(context=prompts.NO_CONTEXT)
     share = max(200, max_chars // len(docs))
-    parts = []
+    items = []
     for doc in docs:
         text = doc["text"] if len(doc["text"]) <= share else doc["text"][:share].rsplit(" ", 1)[0] + " …"
-        parts.append(f"(source: {doc['source']})\n{text}")
-    return prompts.CONTEXT_BLOCK.format(context="\n\n".join(parts))
+        items.append((str(doc.get("source") or "document"), text))
+    return prompts.CONTEXT_BLOCK.format(context=untrusted.fence_all(items, prompts.WHAT_CONTEXT))
+
+
+def safety_block(persona: Persona) -> str:
+    forbidden = ", ".join(untrusted.one_line(t.topic, 120) for t in persona.forbidden_topics) or "none"
+    return prompts.SAFETY_BLOCK.format(
+        name=untrusted.one_line(persona.name, 100), forbidden=forbidden, data_rule=untrusted.DATA_RULE
+    )
 
 
 def build_system_prompt(
     state: ConversationState, ctx: ChatContext, profile: dict[str, Any] | None = None
 ) -> str:
+    """Persona, then the data (character, fan profile, summary, retrieved context), then the rules.
+
+    Stable blocks first for a server's prefix cache; the safety rules come after every piece of
+    untrusted text, so nothing in the data can stand in for them or come after them."""
     persona = load_persona(ctx.persona_id)
     lang = state.get("lang", "en")
-    forbidden = ", ".join(t.topic for t in persona.forbidden_topics) or "none"
-    blocks = [
-        persona_block(persona, lang),
-        prompts.SAFETY_BLOCK.format(name=persona.name, forbidden=forbidden),
-        context_block(state, ctx.max_context_chars),
-    ]
-    if profile:
-        blocks.append(prompts.FAN_BLOCK.format(profile=format_profile(profile)))
+    blocks = [persona_block(persona, lang), character_block(persona)]
+    if profile and (lines := format_profile(profile)):
+        blocks.append(
+            prompts.FAN_BLOCK.format(profile=untrusted.fence(lines, "fan profile", prompts.WHAT_PROFILE))
+        )
     if state.get("summary"):
-        blocks.append(prompts.CONVERSATION_BLOCK.format(summary=state["summary"]))
+        summary = untrusted.fence(state["summary"], "conversation summary", prompts.WHAT_SUMMARY)
+        blocks.append(prompts.CONVERSATION_BLOCK.format(summary=summary))
+    blocks.append(context_block(state, ctx.max_context_chars))
+    blocks.append(safety_block(persona))
     return "\n\n".join(blocks)
 
 
-# Lines of the persona block that are facts the persona may repeat freely (not instructions).
-_FACT_LINES = ("Personality:", "Biography:", "Habits:", "Opinions:", "- Signature expressions")
-
-
 def instruction_text(persona: Persona, lang: str) -> str:
-    """The instructions of the system prompt, for leak detection: the persona block without its
-    facts, and the safety rules. Retrieved context and the persona's own biography are fine to
-    repeat word for word; the instructions are not."""
-    forbidden = ", ".join(t.topic for t in persona.forbidden_topics) or "none"
-    persona_lines = [
-        line for line in persona_block(persona, lang).splitlines() if not line.startswith(_FACT_LINES)
-    ]
-    return "\n".join([*persona_lines, prompts.SAFETY_BLOCK.format(name=persona.name, forbidden=forbidden)])
+    """The instructions of the system prompt, for leak detection: the persona block, the data note
+    and the safety rules. The character's facts and retrieved context are data, fine to repeat."""
+    return "\n".join([persona_block(persona, lang), untrusted.data_note("data"), safety_block(persona)])
 
 
 def format_profile(profile: dict[str, Any]) -> str:
-    lines = [f"- {key}: {value}" for key, value in profile.items() if value and key != "facts"]
-    lines += [f"- {fact}" for fact in profile.get("facts", [])]
+    """The fan's profile as lines (each value on one line, so a value cannot pose as another line)."""
+    lines = [f"- {key}: {_flat(value)}" for key, value in profile.items() if value and key != "facts"]
+    lines += [f"- {_flat(fact)}" for fact in profile.get("facts", []) if _flat(fact)]
     return "\n".join(lines)
+
+
+def _flat(value: Any) -> str:
+    return " ".join(str(value).split())
 
 
 def _profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -105,10 +134,34 @@ def _profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:
 
 
 def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Write the reply; retry once if it drifted out of the fan's language."""
+    """Write the reply, releasing it to the reader sentence by sentence as it passes the output
+    checks; retry once if it drifted out of the fan's language."""
     ctx = runtime.context
     persona = load_persona(ctx.persona_id)
     lang: Lang = "ko" if state.get("lang") == "ko" else "en"
+    messages = draft_messages(state, runtime, persona, lang)
+
+    def gate(shown: str) -> SentenceGate:
+        # A style rewrite is checked but held: respond shows it if output_safety accepts it.
+        hold = bool(state.get("style_original"))
+        return SentenceGate(persona, instruction_text(persona, lang), runtime.stream_writer, shown, hold)
+
+    first = _write_through(gate(state.get("shown", "")), ctx.chat_role, messages)
+    text, shown = first.finish(), first.shown
+    if script_drift(text, lang):
+        hint = "한국어로만 답해 주세요." if lang == "ko" else "Use English only."
+        retry = [*messages, AIMessage(content=text),
+                 HumanMessage(content=prompts.LANGUAGE_RETRY.format(language_name=prompts.LANGUAGE_NAMES[lang], hint=hint))]  # fmt: skip
+        second = _write_through(gate(shown), ctx.chat_role, retry)
+        text, shown = second.finish(), second.shown
+    return {"draft": text, "shown": shown}
+
+
+def draft_messages(
+    state: ConversationState, runtime: Runtime[ChatContext], persona: Persona, lang: Lang
+) -> list[BaseMessage]:
+    """The drafting call: system prompt, the recent turns, and the instruction last."""
+    ctx = runtime.context
     _, recent = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
     instruction = prompts.DRAFT_INSTRUCTION.format(
         name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang], speech_hint=speech_hint(persona, lang)
@@ -117,22 +170,26 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
         instruction += prompts.PERSONAL_HINT
     if state.get("revision_reason"):
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])
-    messages: list[BaseMessage] = [
+    return [
         SystemMessage(content=build_system_prompt(state, ctx, _profile(runtime))),
         *recent,
         # The instruction comes last: small models follow what they read most recently.
         SystemMessage(content=instruction),
     ]
-    reply = invoke_text(ctx.chat_role, messages)
-    text = str(reply.content).strip()
-    if script_drift(text, lang):
-        hint = "한국어로만 답해 주세요." if lang == "ko" else "Use English only."
-        retry = [*messages, AIMessage(content=text),
-                 HumanMessage(content=prompts.LANGUAGE_RETRY.format(language_name=prompts.LANGUAGE_NAMES[lang], hint=hint))]  # fmt: skip
-        text = str(invoke_text(ctx.chat_role, retry).content).strip()
-    return {"draft": text}
 
 
-def respond(state: ConversationState) -> dict[str, Any]:
-    """Publish the checked draft as the persona's message."""
-    return {"messages": [AIMessage(content=state.get("draft", ""))]}
+def _write_through(gate: SentenceGate, role: Role, messages: list[BaseMessage]) -> SentenceGate:
+    """Stream the model's reply into the gate; stop reading the model once the gate closes."""
+    with closing(stream_text(role, messages)) as pieces:
+        for piece in pieces:
+            if not gate.feed(piece):
+                break
+    return gate
+
+
+def respond(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Publish the draft output_safety settled on (it checked every text it chose) as the persona's
+    message, showing the reader what they have not seen of it, or a reset and all of it."""
+    reply = state.get("draft", "")
+    shown = show(runtime.stream_writer, state.get("shown", ""), reply)
+    return {"messages": [AIMessage(content=reply)], "shown": shown}

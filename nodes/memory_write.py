@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from personagraph.memory.fan_memory import (
     ProfileUpdate,
@@ -18,11 +20,11 @@ from personagraph.memory.fan_memory import (
 )
 from personagraph.memory.history import render, split_history
 from personagraph.nodes.context import ChatContext
-from personagraph.nodes.safety import last_human_text
+from personagraph.nodes.safety import last_human
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import load_persona
 from personagraph.prompts import persona_chat as prompts
-from personagraph.serving.models import invoke_text, structured
+from personagraph.serving.models import ModelError, invoke_text, structured
 
 # Cheap gate before the extraction call: only messages where the fan talks about themselves.
 _SELF_REFERENCE = re.compile(
@@ -32,35 +34,74 @@ _SELF_REFERENCE = re.compile(
 
 
 def memory_write(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Store what the fan told (profile + memory item) and fold old turns into the summary."""
+    """Store what the fan told (memory item + profile) and fold old turns into the summary.
+
+    Every model call comes first and the store writes last, so a failed call writes nothing; the
+    items are keyed by the fan message's id, so a retried or regenerated turn overwrites its own
+    items (and the service can restore exactly them when a turn fails).
+    """
     ctx = runtime.context
     persona = load_persona(ctx.persona_id)
-    text = last_human_text(state)
-    update: dict[str, Any] = {}
-    if runtime.store is not None and text and _SELF_REFERENCE.search(text):
-        add_memory(runtime.store, ctx.user_id, ctx.persona_id, text)
-        if ctx.extract_profile:
-            extracted = structured(
-                ctx.memory_role,
-                ProfileUpdate,
-                [SystemMessage(content=prompts.PROFILE_SYSTEM.format(name=persona.name)),
-                 HumanMessage(content=text)],
-                max_tokens=200,
-            )  # fmt: skip
-            stored = read_profile(runtime.store, ctx.user_id, ctx.persona_id)
-            profile = merge_profile(stored, extracted)
-            update["profile"] = write_profile(runtime.store, ctx.user_id, ctx.persona_id, profile)
-    older, _ = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
-    if older:
-        lang = state.get("lang", "en")
-        summary_prompt = prompts.SUMMARY_SYSTEM.format(
-            name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang], summary=state.get("summary") or "-"
-        )
-        summary = invoke_text(
-            ctx.memory_role, [SystemMessage(content=summary_prompt), HumanMessage(content=render(older))]
-        )
-        update["summary"] = str(summary.content).strip()
-        update["summarized_count"] = state.get("summarized_count", 0) + len(older)
-        if runtime.store is not None:
-            add_summary(runtime.store, ctx.user_id, ctx.persona_id, update["summary"])
+    fan = last_human(state)
+    text = str(fan.content) if fan is not None else ""
+    remember = runtime.store is not None and bool(_SELF_REFERENCE.search(text))
+    try:
+        extracted = extract_profile(text, persona.name, ctx) if remember and ctx.extract_profile else None
+        summary = summarize(state, persona.name, ctx)
+    except ModelError as exc:
+        raise ModelError(f"{persona.name} could not update what they remember of this chat: {exc}") from exc
+    update: dict[str, Any] = dict(summary or {})
+    if runtime.store is not None and fan is not None:
+        turn_id = fan.id or uuid.uuid4().hex  # the graph gives every message an id; a bare call may not
+        memory = text if remember else None
+        update |= store_turn(runtime.store, ctx, turn_id, memory, extracted, update.get("summary"))
     return update
+
+
+def store_turn(
+    store: BaseStore,
+    ctx: ChatContext,
+    turn_id: str,
+    memory: str | None,
+    extracted: ProfileUpdate | None,
+    summary: str | None,
+) -> dict[str, Any]:
+    """The turn's store writes, every item keyed by the turn (no model call here)."""
+    update: dict[str, Any] = {}
+    if memory:
+        add_memory(store, ctx.user_id, ctx.persona_id, memory, turn_id)
+    if extracted is not None:
+        profile = merge_profile(read_profile(store, ctx.user_id, ctx.persona_id), extracted)
+        update["profile"] = write_profile(store, ctx.user_id, ctx.persona_id, profile)
+    if summary:
+        add_summary(store, ctx.user_id, ctx.persona_id, summary, turn_id)
+    return update
+
+
+def extract_profile(text: str, persona_name: str, ctx: ChatContext) -> ProfileUpdate:
+    """The facts the fan stated about themselves in one message (a model call; writes nothing)."""
+    return structured(
+        ctx.memory_role,
+        ProfileUpdate,
+        [SystemMessage(content=prompts.PROFILE_SYSTEM.format(name=persona_name)), HumanMessage(content=text)],
+        max_tokens=200,
+    )
+
+
+def summarize(state: ConversationState, persona_name: str, ctx: ChatContext) -> dict[str, Any] | None:
+    """The running summary with the turns that left the history window folded in (a model call),
+    as a state update; None when no turn left the window."""
+    older, _ = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
+    if not older:
+        return None
+    lang = state.get("lang", "en")
+    summary_prompt = prompts.SUMMARY_SYSTEM.format(
+        name=persona_name, language_name=prompts.LANGUAGE_NAMES[lang], summary=state.get("summary") or "-"
+    )
+    summary = invoke_text(
+        ctx.memory_role, [SystemMessage(content=summary_prompt), HumanMessage(content=render(older))]
+    )
+    return {
+        "summary": str(summary.content).strip(),
+        "summarized_count": state.get("summarized_count", 0) + len(older),
+    }

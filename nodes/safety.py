@@ -3,7 +3,8 @@
 Input: the layered filter of safety/input_filter.py (normalised rules, then a trained classifier, then
 optionally the judge role when `ChatContext.safety_judge` is on).
 Output: the draft is checked against the persona's speech rules and forbidden topics, and for leaked
-personal data or system prompt. Every block is recorded in `state["blocks"]` with its category.
+personal data or system prompt (nodes/output_checks.py, the same checks that release streamed text
+sentence by sentence). Every block is recorded in `state["blocks"]` with its category.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from personagraph.nodes.context import ChatContext
+from personagraph.nodes.output_checks import check_output, show
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
-from personagraph.personas.rules import check_speech, forbidden_topic_hits, hard_problems
+from personagraph.personas.rules import check_speech, hard_problems
 from personagraph.personas.speech_style import conform_speech_level
+from personagraph.safety.categories import CRIME_CATEGORIES, CRIME_REFUSAL
 from personagraph.safety.input_filter import screen_input
-from personagraph.safety.rules import unsafe_language
 from personagraph.serving.language import detect_language
 
 REFUSAL_FALLBACK = {
@@ -35,16 +37,6 @@ SELF_HARM_REPLY = {
     "to someone you trust or a crisis line (in Korea call 109; in the US call or text 988; elsewhere your "
     "local emergency number). You don't have to carry this alone.",
 }
-
-_PHONE = re.compile(r"(?:\+?\d{1,3}[-.\s]?)?(?:0\d{1,2}|\(\d{2,3}\))[-.\s]?\d{3,4}[-.\s]?\d{4}")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_RRN = re.compile(r"\b\d{6}-?[1-4]\d{6}\b")
-_ROLE_BREAK_OUT = re.compile(
-    r"\b(?:as an ai|i am an ai|i'm an ai|language model|large language model|i am a bot|openai|chatgpt)\b"
-    r"|(?:저는|나는)\s*(?:ai|인공지능|언어\s*모델|챗봇)",
-    re.IGNORECASE,
-)
-_PROMPT_MARKERS = re.compile(r"\[(?:PERSONA|SAFETY RULES|CONTEXT|CONVERSATION SO FAR|ABOUT THIS FAN)\]")
 
 
 def last_human(state: ConversationState) -> HumanMessage | None:
@@ -101,7 +93,7 @@ def input_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
         }
     else:
         verdict = screen_input(text, use_judge=runtime.context.safety_judge)
-    update = {**base, "safety": verdict}
+    update = {**base, "shown": "", "safety": verdict}
     if not verdict["safe"]:
         update["blocks"] = [block_record(state, "input", **verdict)]
     return update
@@ -111,8 +103,11 @@ def refusal_text(persona: Persona, category: str, lang: str, seed: str = "") -> 
     address = persona.fan_address(lang) or ("별빛" if lang == "ko" else "friend")
     if category == "self_harm":
         return SELF_HARM_REPLY[lang].format(address=address)
-    lines = persona.refusal_lines.get(lang) or [REFUSAL_FALLBACK[lang]]
-    return random.Random(seed).choice(lines)
+    if category in CRIME_CATEGORIES:  # harm to others or crime: a firm no, and who to call
+        return CRIME_REFUSAL[lang].format(address=address)
+    # A persona's lines come from its (possibly imported) card: only lines that pass the output checks.
+    lines = [line for line in persona.refusal_lines.get(lang, []) if not check_output(line, persona)]
+    return random.Random(seed).choice(lines or [REFUSAL_FALLBACK[lang]])
 
 
 def refuse(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -121,40 +116,8 @@ def refuse(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str,
     category = state.get("safety", {}).get("category", "unsafe")
     lang = state.get("lang", "en")
     reply = refusal_text(persona, category, lang, seed=last_human_text(state))
-    return {"messages": [AIMessage(content=reply)], "intent": "refused", "sources": []}
-
-
-def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[dict[str, str]]:
-    """Problems with a draft: unsafe language, forbidden topics, personal data, role breaks, prompt leaks."""
-    problems: list[dict[str, str]] = []
-    if not text.strip():
-        problems.append({"category": "empty", "reason": "the reply is empty"})
-    for hit in unsafe_language(text):
-        problems.append({"category": hit.category, "reason": f"contains {hit.matched!r}"})
-    for topic, keyword in forbidden_topic_hits(text, persona):
-        problems.append({"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"})
-    if _PHONE.search(text) or _EMAIL.search(text) or _RRN.search(text):
-        problems.append(
-            {"category": "personal_data", "reason": "contains a phone number, e-mail or ID number"}
-        )
-    if _ROLE_BREAK_OUT.search(text):
-        problems.append({"category": "role_break", "reason": "says it is an AI or a model"})
-    if _PROMPT_MARKERS.search(text) or leaks_prompt(text, system_prompt):
-        problems.append({"category": "prompt_leak", "reason": "repeats the system prompt"})
-    return problems
-
-
-def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
-    """True when the text repeats any run of `n` words of the system prompt."""
-    words = text.lower().split()
-    if not system_prompt or len(words) < n:
-        return False
-    prompt_grams = {tuple(g) for g in _ngrams(system_prompt.lower().split(), n)}
-    return any(tuple(g) in prompt_grams for g in _ngrams(words, n))
-
-
-def _ngrams(words: list[str], n: int) -> list[list[str]]:
-    return [words[i : i + n] for i in range(len(words) - n + 1)]
+    shown = show(runtime.stream_writer, state.get("shown", ""), reply)
+    return {"messages": [AIMessage(content=reply)], "intent": "refused", "sources": [], "shown": shown}
 
 
 def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -169,11 +132,13 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
 
     persona = load_persona(runtime.context.persona_id)
     draft = state.get("draft", "")
-    problems = check_output(draft, persona, instruction_text(persona, state.get("lang", "en")))
+    instructions = instruction_text(persona, state.get("lang", "en"))
+    problems = check_output(draft, persona, instructions)
     adjusted: dict[str, Any] = {}
     if not problems:
         fitted = conform_speech_level(draft, persona, state.get("lang", "en"))
-        if fitted != draft:
+        # The rewritten endings are new text: they are used only if they pass the same checks.
+        if fitted != draft and not check_output(fitted, persona, instructions):
             reason = "sentence endings changed to the persona's speech level"
             block = block_record(
                 state,

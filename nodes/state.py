@@ -35,6 +35,7 @@ class ConversationState(ConversationOutput, total=False):
     retrieved: list[dict[str, Any]]  # {"text", "source", "category", "score"}
     profile: dict[str, Any]
     draft: str
+    shown: str  # the checked text the reader sees of this turn's reply (streamed since the last reset)
     revision_reason: str
     revisions: int
     style_original: str  # a safe draft sent back for a style rewrite; kept if the rewrite is worse

@@ -1,9 +1,13 @@
 """Running persona_chat turns for the UI, the HTTP API, the CLI, evals and benchmarks.
 
 Adds what a caller needs around the graph: request validation with clear errors, persistence
-(checkpointer + store from the factories), token streaming, a thread registry per fan, Stop, and a
-failed or stopped turn that leaves the thread exactly as it was (the fan's message is returned to
-be retried).
+(checkpointer + store from the factories), streaming of checked text only, a thread registry per
+fan, Stop, and a failed or stopped turn that leaves the thread and the fan's memory exactly as they
+were (the fan's message is returned to be retried).
+
+Streaming: the graph's custom events only (see nodes/output_checks.py): sentences released after the
+output checks, and resets when a revision, refusal or rewrite replaces them. No model token is ever
+read here, so none can reach a reader; what is streamed after the last reset is the final reply.
 
 Every method takes the `Caller` first. The fan is always `caller.user_id` (never a form field):
 memories, profile and summaries are kept under it, and a thread's checkpoint is stored under
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import uuid
@@ -25,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -36,16 +41,19 @@ from personagraph.accounts.identity import Caller, ConflictError, ForbiddenError
 from personagraph.graphs.persona_chat import build
 from personagraph.memory.fan_memory import (
     FanProfile,
+    TurnItems,
     all_items,
     forget_fan,
     memories_namespace,
     read_profile,
+    restore_turn,
     threads_namespace,
+    turn_items,
     write_profile,
 )
 from personagraph.memory.persistence import make_checkpointer, make_store
 from personagraph.nodes.context import ChatContext
-from personagraph.personas.cards import MAX_CARD_BYTES, CardError, load_card, slugify
+from personagraph.personas.cards import CardError, check_card_size, load_card, slugify
 from personagraph.personas.cards import export_card as card_of_persona
 from personagraph.personas.cards import import_card as write_card_persona
 from personagraph.personas.model import (
@@ -60,8 +68,11 @@ from personagraph.personas.model import (
     visible_personas,
 )
 from personagraph.serving.models import ModelError
+from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import SAFE_ID_RULE, UnsafeIdError, check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PERSONA = "stella_yuna"
 STOPPED = "stopped"
@@ -195,11 +206,10 @@ def thread_key(user_id: str, thread_id: str) -> str:
 
 @dataclass
 class _Snapshot:
-    """A thread before a turn: its message ids and the fan's stored words with the same text."""
+    """A thread before a turn: its message ids, and the store items the turn may write as they were."""
 
     messages: set[str]
-    memories: tuple[str, ...]
-    memory_keys: set[str] = field(default_factory=set)
+    items: TurnItems
 
 
 class _Stopped(Exception):
@@ -208,7 +218,9 @@ class _Stopped(Exception):
 
 @dataclass
 class TurnEvent:
-    """One streamed event: a token of the reply, a reset (the draft is being rewritten), or the end."""
+    """One streamed event: checked text of the reply ("token": one or more sentences that passed the
+    output checks, to append), a reset (what was shown is withdrawn; a replacement follows), or the
+    end ("final" with the result, or "error"). The reply is what was streamed after the last reset."""
 
     kind: Literal["token", "reset", "final", "error"]
     text: str = ""
@@ -273,7 +285,12 @@ class ChatService:
         return self._stream(owner, request, key, context)
 
     def _stream(
-        self, owner: str, request: ChatRequest, key: str, context: ChatContext
+        self,
+        owner: str,
+        request: ChatRequest,
+        key: str,
+        context: ChatContext,
+        message_id: str | None = None,
     ) -> Iterator[TurnEvent]:
         stop = threading.Event()
         with self._running_lock:
@@ -287,43 +304,45 @@ class ChatService:
             )
             return
         try:
-            yield from self._run_turn(owner, request, key, context, stop)
+            yield from self._run_turn(owner, request, key, context, stop, message_id)
         finally:
             with self._running_lock:
                 if self._running.get(key) is stop:
                     del self._running[key]
 
     def _run_turn(
-        self, owner: str, request: ChatRequest, key: str, context: ChatContext, stop: threading.Event
+        self,
+        owner: str,
+        request: ChatRequest,
+        key: str,
+        context: ChatContext,
+        stop: threading.Event,
+        message_id: str | None = None,
     ) -> Iterator[TurnEvent]:
         config = self._config(key)
-        human = HumanMessage(content=request.message, id=uuid.uuid4().hex)
-        # What a rolled-back turn returns to: the thread's messages and the fan's stored words.
+        # The message id is the turn's id: it keys what the turn stores, so a re-run overwrites.
+        human = HumanMessage(content=request.message, id=message_id or uuid.uuid4().hex)
+        # What a rolled-back turn returns to: the thread's messages and the turn's store items.
         before = _Snapshot(
             messages={str(m.id) for m in self.graph.get_state(config).values.get("messages", [])},
-            memories=memories_namespace(owner, request.persona_id),
+            items=turn_items(self.store, owner, request.persona_id, str(human.id)),
         )
-        before.memory_keys = set(self._memory_keys(before.memories, request.message))
-        current_id = None
-        stream = self.graph.stream({"messages": [human]}, config, context=context, stream_mode="messages")
+        # Custom events carry checked text only; node updates just pace the Stop check between steps.
+        stream = self.graph.stream(
+            {"messages": [human]}, config, context=context, stream_mode=["custom", "updates"]
+        )
+        shown = ""
         try:
-            for chunk, metadata in stream:
+            for mode, payload in stream:
                 if stop.is_set():
                     raise _Stopped
-                if not isinstance(metadata, dict) or metadata.get("langgraph_node") != "draft":
-                    continue
-                if not isinstance(chunk, AIMessageChunk):
-                    continue
-                if chunk.id != current_id:  # a new model call (language retry or revision)
-                    if current_id is not None:
-                        yield TurnEvent("reset")
-                    current_id = chunk.id
-                if chunk.content:
-                    yield TurnEvent("token", str(chunk.content))
+                for event in _checked_events(mode, payload):
+                    shown = "" if event.kind == "reset" else shown + event.text
+                    yield event
         except GeneratorExit:
             # The consumer went away mid-turn (closed tab, dropped SSE connection): undo the turn.
             _close(stream)
-            self._roll_back(config, before, request.message, STOPPED)
+            self._roll_back(config, before, STOPPED)
             raise
         except Exception as exc:  # noqa: BLE001 - any failure must leave the thread usable
             _close(stream)
@@ -332,14 +351,18 @@ class ChatService:
             elif isinstance(exc, ModelError):
                 message = str(exc)
             else:
-                message = f"internal error: {type(exc).__name__}: {exc}"
-            self._roll_back(config, before, request.message, message)
+                message = user_error(log, exc, "internal error", "try again")
+            self._roll_back(config, before, message)
             yield TurnEvent(
                 "error", message, TurnResult(reply="", thread_id=request.thread_id, error=message)
             )
             return
         values = self.graph.get_state(config).values
         reply = _last_ai_text(values.get("messages", []))
+        if reply != shown:  # the graph publishes only what it showed; never expected
+            log.error("persona_chat streamed %d characters but published %d", len(shown), len(reply))
+            yield TurnEvent("reset")
+            yield TurnEvent("token", reply)  # published only after its checks
         self._register_thread(owner, request)
         result = TurnResult(
             reply=reply,
@@ -409,8 +432,6 @@ class ChatService:
         self, owner: str, request: ChatRequest, key: str, context: ChatContext, removed: list[AnyMessage]
     ) -> Iterator[TurnEvent]:
         config = self._config(key)
-        namespace = memories_namespace(owner, request.persona_id)
-        earlier = set(self._memory_keys(namespace, request.message))
         self.graph.update_state(
             config, {"messages": [RemoveMessage(id=str(m.id)) for m in removed]}, as_node="memory_write"
         )
@@ -425,28 +446,22 @@ class ChatService:
             )
 
         try:
-            for event in self._stream(owner, request, key, context):
+            # The fan's message is re-sent with its own id: the re-run overwrites what the first run
+            # stored under it (no second memory), and a failed re-run puts those items back.
+            for event in self._stream(owner, request, key, context, message_id=str(removed[0].id)):
                 if event.kind == "error":
                     restore(event.text)
                 elif event.kind == "final":
                     restored = True  # the new exchange stands
-                    # The re-run stored the fan's words again; drop the copy from the first run.
-                    now = set(self._memory_keys(namespace, request.message))
-                    if now - earlier:
-                        for key_ in earlier:
-                            self.store.delete(namespace, key_)
                 yield event
         finally:
             if not restored:  # closed before the turn ended (the consumer went away)
                 restore(STOPPED)
 
-    def _memory_keys(self, namespace: tuple[str, ...], text: str) -> list[str]:
-        return [item.key for item in all_items(self.store, namespace) if item.value.get("text") == text]
-
-    def _roll_back(self, config: RunnableConfig, before: _Snapshot, text: str, error: str) -> None:
+    def _roll_back(self, config: RunnableConfig, before: _Snapshot, error: str) -> None:
         """Undo a failed or stopped turn so the thread stays usable: drop every message the turn
-        added (the fan's, and a reply if one was already written), its pending work, and the fan's
-        words if the memory step already stored them."""
+        added (the fan's, and a reply if one was already written) and its pending work, and put the
+        store items the turn may have written (memory, summary, profile) back as they were."""
         state = self.graph.get_state(config)
         if state.values:
             added = [m for m in state.values.get("messages", []) if str(m.id) not in before.messages]
@@ -454,8 +469,7 @@ class ChatService:
             self.graph.update_state(
                 config, {"messages": removals, "last_error": error}, as_node="memory_write"
             )
-        for key in set(self._memory_keys(before.memories, text)) - before.memory_keys:
-            self.store.delete(before.memories, key)
+        restore_turn(self.store, before.items)
 
     # --- threads ----------------------------------------------------------------------------------
 
@@ -624,9 +638,18 @@ def _card_source(caller: Caller, source: CardSource) -> bytes | dict[str, Any]:
         path = confined_path(os.fspath(source), [uploads], "file")
     if not path.is_file():
         raise CardError(f"file: no such card file {str(source)!r}")
-    if path.stat().st_size > MAX_CARD_BYTES:
-        raise CardError(f"card: file is {path.stat().st_size} bytes; the maximum is {MAX_CARD_BYTES}")
+    check_card_size(path.stat().st_size)
     return path.read_bytes()
+
+
+def _checked_events(mode: str, payload: Any) -> list[TurnEvent]:
+    """The reader's events in one graph stream item: custom {"reset"} / {"checked"} events only."""
+    if mode != "custom" or not isinstance(payload, dict):
+        return []
+    events = [TurnEvent("reset")] if payload.get("reset") else []
+    if payload.get("checked"):
+        events.append(TurnEvent("token", str(payload["checked"])))
+    return events
 
 
 def _close(stream: Iterator[Any]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -174,7 +174,9 @@ def invoke_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any
     return reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply.content))
 
 
-def stream_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any) -> Iterator[str]:
+def stream_text(
+    role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any
+) -> Generator[str, None, None]:
     """A plain text reply piece by piece as the model writes it, with errors mapped to `ModelError`.
 
     The caller decides what of it anyone sees (persona_chat releases checked sentences only);

@@ -26,7 +26,7 @@ from gradio.utils import get_upload_folder
 
 from personagraph.accounts.identity import AccessError, Caller
 from personagraph.accounts.store import AccountStore
-from personagraph.personas.cards import MAX_CARD_BYTES, CardError
+from personagraph.personas.cards import CardError, check_card_size
 from personagraph.personas.model import load_persona
 from personagraph.services.chat import ChatService, TurnEvent, validate_request
 from personagraph.services.crm import CrmService
@@ -76,8 +76,7 @@ def _uploaded_card(file_path: str) -> bytes:
     path = confined_path(file_path, [Path(get_upload_folder())], "file")
     if not path.is_file():
         raise CardError("file: the uploaded card is gone; upload it again")
-    if path.stat().st_size > MAX_CARD_BYTES:
-        raise CardError(f"card: file is {path.stat().st_size} bytes; the maximum is {MAX_CARD_BYTES}")
+    check_card_size(path.stat().st_size)
     return path.read_bytes()
 
 
@@ -232,7 +231,11 @@ def build_app(
         thread_id: str,
         on_error: Callable[[str], SendOutput],
     ) -> Iterator[SendOutput]:
-        """Stream a turn into the chat: `history` ends with the fan's message and an empty reply."""
+        """Stream a turn into the chat: `history` ends with the fan's message and an empty reply.
+
+        The service's events carry checked text only ("token": sentences that passed the output
+        checks; "reset": what was shown is withdrawn), so the reply grows sentence by sentence.
+        """
         yield history, "", thread_id, "{}", "…"  # the thread id is known at once, so Stop can name it
         partial = ""
         for event in events:
@@ -240,8 +243,10 @@ def build_app(
                 partial += event.text
                 history[-1] = {"role": "assistant", "content": partial}
                 yield history, "", thread_id, "{}", "…"
-            elif event.kind == "reset":
+            elif event.kind == "reset":  # a checked replacement follows: clear the withdrawn text now
                 partial = ""
+                history[-1] = {"role": "assistant", "content": ""}
+                yield history, "", thread_id, "{}", "…"
             elif event.kind == "error":
                 yield on_error(event.text)
                 return

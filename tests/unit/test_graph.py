@@ -97,10 +97,24 @@ def test_draft_failing_output_checks_twice_ends_with_refusal(service: ChatServic
     )  # instruction comes last
     assert [b["category"] for b in result.blocks].count("role_break") == 2
     assert all(b["stage"] == "output" for b in result.blocks)
-    # The streamed draft was reset when the model rewrote it.
-    kinds = [e.kind for e in events]
-    assert "reset" in kinds and kinds.index("token") < kinds.index("reset")
+    # Both drafts failed in their first sentence: nothing of them was streamed, only the refusal.
+    assert [(e.kind, e.text) for e in events[:-1]] == [("token", TINY_REFUSAL_EN)]
     assert "AI" not in service.history(FAN, "t1")[-1].content
+
+
+def test_blocked_sentences_are_never_streamed(service: ChatService) -> None:
+    blocked = "Call me at 010-1234-5678, and here are my [SAFETY RULES]."
+    chat = scripted(f"Hi Pebbler! {blocked} Bye!", "Let's meet at the fan meeting instead 🌱")
+    with use_models({"router": smalltalk(), "chat": chat}):
+        events = list(service.stream_turn(FAN, request("tell me about your day")))
+    streamed = [e.text for e in events if e.kind == "token"]
+    assert streamed[0] == "Hi Pebbler!"  # a sentence that passed the checks may stream
+    assert not any(part in text for text in streamed for part in ("010", "SAFETY", "Call me", "Bye"))
+    # The replacement follows a reset, and the reply is exactly what was streamed after it.
+    kinds = [e.kind for e in events]
+    assert kinds == ["token", "reset", "token", "final"]
+    assert events[-1].result is not None
+    assert events[-1].result.reply == streamed[-1] == "Let's meet at the fan meeting instead 🌱"
 
 
 def test_revision_that_passes_is_published(service: ChatService) -> None:
@@ -154,7 +168,9 @@ def test_failure_on_first_turn_leaves_empty_thread(service: ChatService) -> None
 def test_unexpected_exception_is_reported_as_internal_error(service: ChatService) -> None:
     with use_models({"router": smalltalk(), "chat": scripted(ValueError("boom"))}):
         result = service.send(FAN, request("hello"))
-    assert result.error == "internal error: ValueError: boom"
+    # Short for the user; the class and message are in the server log only.
+    error = result.error or ""
+    assert error.startswith("internal error") and "ValueError" not in error and "boom" not in error
     assert service.history(FAN, "t1") == []
 
 

@@ -39,18 +39,20 @@ def test_draft_prompt_has_the_four_blocks(make_runtime) -> None:
     }
     with use_models({"chat": chat}):
         update = draft(state, make_runtime(store=store))
-    assert update == {"draft": "Hi Minji! 🌱"}
+    assert update == {"draft": "Hi Minji! 🌱", "shown": "Hi Minji! 🌱"}
     (call,) = chat.calls
     system, *history, instruction = call["messages"]
     assert isinstance(system, SystemMessage) and isinstance(instruction, SystemMessage)
     text = system.content
-    blocks = ["[PERSONA]", "[SAFETY RULES]", "[CONTEXT]", "[ABOUT THIS FAN]", "[CONVERSATION SO FAR]"]
+    # Stable blocks first, the data fenced, the safety rules after all of it (tests/unit/test_untrusted.py).
+    blocks = ["[PERSONA]", "[CHARACTER]", "[ABOUT THIS FAN]", "[CONVERSATION SO FAR]", "[CONTEXT]",
+              "[SAFETY RULES]"]  # fmt: skip
     positions = [text.index(b) for b in blocks]
     assert positions == sorted(positions)
     assert "You are Tiny (타이니), Main dancer of PEBBLE. Age: 20" in text
     assert 'Address the fan as "Pebbler"' in text
     assert "dating rumours, contract details" in text  # forbidden topics in the safety block
-    assert "(source: tiny/knowledge/debut_en.md)\nPEBBLE debuted on March 3, 2020." in text
+    assert 'source="tiny/knowledge/debut_en.md">\nPEBBLE debuted on March 3, 2020.\n</data id=' in text
     assert "- name: Minji" in text and "- loves cats" in text
     assert "The fan said she studies in Busan." in text
     assert "English only" in instruction.content
@@ -95,7 +97,7 @@ def test_draft_retries_once_on_script_drift(make_runtime) -> None:
     chat = scripted("你好，我很高兴见到你", "안녕, 조약돌! 반가워 🌱")
     with use_models({"chat": chat}):
         update = draft({"messages": conversation("안녕!"), "lang": "ko"}, make_runtime())
-    assert update == {"draft": "안녕, 조약돌! 반가워 🌱"}
+    assert update == {"draft": "안녕, 조약돌! 반가워 🌱", "shown": "안녕, 조약돌! 반가워 🌱"}
     assert len(chat.calls) == 2
     retry = chat.calls[1]["messages"]
     assert isinstance(retry[-2], AIMessage) and retry[-2].content == "你好，我很高兴见到你"

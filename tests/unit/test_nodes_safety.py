@@ -13,11 +13,10 @@ from personagraph.graphs.persona_chat import (
     route_after_output_safety,
 )
 from personagraph.nodes.draft import respond
+from personagraph.nodes.output_checks import check_output, leaks_prompt
 from personagraph.nodes.safety import (
     SELF_HARM_REPLY,
-    check_output,
     input_safety,
-    leaks_prompt,
     output_safety,
     refuse,
 )
@@ -233,7 +232,7 @@ def test_output_safety_requests_one_revision_then_refuses(
     assert second["draft"] == TINY_REFUSAL_EN
     assert route_after_output_safety(second) == "respond"  # type: ignore[arg-type]
     assert any(b["category"] == category for b in second["blocks"])
-    assert respond({"draft": second["draft"]})["messages"][0].content == TINY_REFUSAL_EN
+    assert respond({"draft": second["draft"]}, runtime)["messages"][0].content == TINY_REFUSAL_EN
 
 
 def test_output_safety_refusal_in_fans_language(make_runtime) -> None:

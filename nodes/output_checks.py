@@ -1,0 +1,154 @@
+"""Output checks on any text a reader may see, and the gate that releases streamed text through them.
+
+`check_output` is the one implementation of the per-text checks (unsafe language, forbidden topics,
+personal data, role breaks, system-prompt leaks): output_safety judges whole drafts with it, and the
+`SentenceGate` judges every prefix of a draft while the model writes it.
+
+Only checked text reaches a reader. The draft streams through a `SentenceGate`, which releases it
+sentence by sentence as custom stream events, each sentence only after `check_output` passed on the
+whole text up to it; `show` is the one way a node changes what the reader sees:
+
+    {"checked": "..."}   text appended to what the reader sees
+    {"reset": True}      what the reader sees is withdrawn (a replacement follows)
+    {"writing": n}       progress only (n characters drafted, not yet released): no text
+
+`state["shown"]` is what the reader sees of the turn's reply so far, so the next node can extend it
+or replace it; after the turn it equals the published reply.
+"""
+
+from __future__ import annotations
+
+import re
+
+from langgraph.types import StreamWriter
+
+from personagraph.personas.model import Persona
+from personagraph.personas.rules import forbidden_topic_hits
+from personagraph.safety.rules import unsafe_language
+
+_PHONE = re.compile(r"(?:\+?\d{1,3}[-.\s]?)?(?:0\d{1,2}|\(\d{2,3}\))[-.\s]?\d{3,4}[-.\s]?\d{4}")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_RRN = re.compile(r"\b\d{6}-?[1-4]\d{6}\b")
+_ROLE_BREAK_OUT = re.compile(
+    r"\b(?:as an ai|i am an ai|i'm an ai|language model|large language model|i am a bot|openai|chatgpt)\b"
+    r"|(?:저는|나는)\s*(?:ai|인공지능|언어\s*모델|챗봇)",
+    re.IGNORECASE,
+)
+_PROMPT_MARKERS = re.compile(r"\[(?:PERSONA|SAFETY RULES|CONTEXT|CONVERSATION SO FAR|ABOUT THIS FAN)\]")
+
+
+def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[dict[str, str]]:
+    """Problems with a draft: unsafe language, forbidden topics, personal data, role breaks, prompt leaks."""
+    problems: list[dict[str, str]] = []
+    if not text.strip():
+        problems.append({"category": "empty", "reason": "the reply is empty"})
+    for hit in unsafe_language(text):
+        problems.append({"category": hit.category, "reason": f"contains {hit.matched!r}"})
+    for topic, keyword in forbidden_topic_hits(text, persona):
+        problems.append({"category": "forbidden_topic", "reason": f"mentions {topic.topic} ({keyword})"})
+    if _PHONE.search(text) or _EMAIL.search(text) or _RRN.search(text):
+        problems.append(
+            {"category": "personal_data", "reason": "contains a phone number, e-mail or ID number"}
+        )
+    if _ROLE_BREAK_OUT.search(text):
+        problems.append({"category": "role_break", "reason": "says it is an AI or a model"})
+    if _PROMPT_MARKERS.search(text) or leaks_prompt(text, system_prompt):
+        problems.append({"category": "prompt_leak", "reason": "repeats the system prompt"})
+    return problems
+
+
+def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
+    """True when the text repeats any run of `n` words of the system prompt (punctuation and case
+    aside: a leak split into sentences, or re-punctuated, is still a leak)."""
+    words = _words(text)
+    if not system_prompt or len(words) < n:
+        return False
+    prompt_grams = {tuple(g) for g in _ngrams(_words(system_prompt), n)}
+    return any(tuple(g) in prompt_grams for g in _ngrams(words, n))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _ngrams(words: list[str], n: int) -> list[list[str]]:
+    return [words[i : i + n] for i in range(len(words) - n + 1)]
+
+
+# --- releasing checked text -----------------------------------------------------------------------
+
+# Where a sentence ends while the model is still writing: closing punctuation (or an emoji) with the
+# whitespace after it already written, or the end of a line. The cut goes before the whitespace, so
+# the released text never ends in a space the final (stripped) reply would not have.
+_SENTENCE_END = re.compile(
+    r"(?:[.!?…。！？~]+|[\u2600-\u27bf\U0001f300-\U0001faff]+)[\"'”’)\]]*(?=\s)|\S(?=\n)"
+)
+
+
+def show(write: StreamWriter, shown: str, text: str) -> str:
+    """Make the reader see `text` (already checked): its new part when it extends what they see,
+    else a reset and all of it. Returns what the reader sees now."""
+    if text == shown:
+        return text
+    if text.startswith(shown):
+        write({"checked": text[len(shown) :]})
+    else:
+        write({"reset": True})
+        if text:
+            write({"checked": text})
+    return text
+
+
+class SentenceGate:
+    """Releases a reply while the model writes it, one sentence at a time, each only after
+    `check_output` passed on the whole text up to its end. The first failing sentence closes the
+    gate: nothing more is released, and `finish()` returns the failing text for output_safety
+    (which reaches the same verdict on it: same function, same text).
+    """
+
+    def __init__(
+        self, persona: Persona, system_prompt: str, write: StreamWriter, shown: str = "", hold: bool = False
+    ):
+        self.persona = persona
+        self.system_prompt = system_prompt
+        self.write = write
+        self.shown = shown  # what the reader sees now (an earlier attempt's text until this one releases)
+        # Check but show nothing: a style rewrite replaces the safe reply the reader already sees
+        # only once output_safety accepts it (respond shows it then).
+        self.hold = hold
+        self.text = ""  # what the model wrote so far, without leading whitespace
+        self.released = ""  # this attempt's checked prefix
+        self.problems: list[dict[str, str]] = []
+        self._failed = ""
+
+    @property
+    def open(self) -> bool:
+        return not self.problems
+
+    def feed(self, piece: str) -> bool:
+        """Add what the model wrote; release each sentence it completed. False once the gate closed
+        (stop reading the model)."""
+        if not self.open:
+            return False
+        start = len(self.released)
+        self.text = (self.text + piece).lstrip()
+        self.write({"writing": len(self.text)})  # progress, no text: lets a reader stop the turn
+        ends = _SENTENCE_END.finditer(self.text, start)
+        return all(self._release(self.text[: end.end()]) for end in ends)  # stops at the first failure
+
+    def finish(self) -> str:
+        """The draft: the whole reply (its last sentence released if it passes), or, when the gate
+        closed, the text up to the sentence that failed."""
+        if self.open:
+            self._release(self.text.strip())
+        return self._failed or self.text.strip()
+
+    def _release(self, prefix: str) -> bool:
+        problems = check_output(prefix, self.persona, self.system_prompt)
+        if problems:
+            self.problems, self._failed = problems, prefix
+            return False
+        self.released = prefix
+        if not self.hold:
+            self.shown = show(self.write, self.shown, prefix)
+        return True
