@@ -44,7 +44,9 @@ def memory_write(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
     persona = load_persona(ctx.persona_id)
     fan = last_human(state)
     text = str(fan.content) if fan is not None else ""
-    remember = runtime.store is not None and bool(_SELF_REFERENCE.search(text))
+    # A refused message is never remembered: what the input checks blocked must not come back later.
+    refused = state.get("safety", {}).get("safe") is False
+    remember = runtime.store is not None and not refused and bool(_SELF_REFERENCE.search(text))
     try:
         extracted = extract_profile(text, persona.name, ctx) if remember and ctx.extract_profile else None
         summary = summarize(state, persona.name, ctx)

@@ -204,6 +204,20 @@ def test_memory_write_without_self_reference_makes_no_model_call(make_runtime) -
     assert store.get(profile_namespace("fan1", "tiny"), "profile") is None
 
 
+def test_memory_write_never_remembers_a_refused_message(make_runtime) -> None:
+    store = InMemoryStore()
+    extractor = scripted(AssertionError("no extraction expected"))
+    state = {
+        "messages": conversation("I'm Minji and I want to hurt someone at your concert"),
+        "safety": {"safe": False, "category": "violence"},
+    }
+    with use_models({"router": extractor}):
+        memory_write(state, make_runtime(store=store))
+    assert extractor.calls == []
+    assert store.search(memories_namespace("fan1", "tiny")) == []
+    assert store.get(profile_namespace("fan1", "tiny"), "profile") is None
+
+
 def test_memory_write_extract_profile_off_still_stores_memory(make_runtime) -> None:
     store = InMemoryStore()
     extractor = scripted(AssertionError("no extraction expected"))
