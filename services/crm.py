@@ -27,6 +27,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -37,8 +38,12 @@ from personagraph.crm.catalog import crm_home, crm_settings, load_catalog
 from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
 from personagraph.nodes.crm import CrmContext, model_names
 from personagraph.prompts.crm import PROMPT_VERSION
+from personagraph.serving.models import ModelError
+from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 STEPS = ("load", "retrieval", "draft", "refine", "checks", "total")
 PER_CALLER_KEYS = ("timing_average",)  # never cached: they describe the caller's own runs
@@ -153,7 +158,9 @@ class CrmService:
             except CrmInputError as exc:
                 result = {"status": "invalid", "error": str(exc), "field": exc.field}
             except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
-                result = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                # The user sees a short text; the exception and its traceback go to the log.
+                message = str(exc) if isinstance(exc, ModelError) else user_error(log, exc, "internal error")
+                result = {"status": "error", "error": message}
             results.append({"row": number, **result})
             if progress is not None:
                 progress(number, len(items))

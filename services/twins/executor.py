@@ -8,6 +8,7 @@ person) and say how to do one and how to store its result; the executor owns eve
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import threading
 import time
@@ -21,9 +22,12 @@ from pydantic import BaseModel, Field
 from personagraph.services.twins.answering import Mode
 from personagraph.services.twins.store import RunKind, RunState, RunStore, release_run, report_progress
 from personagraph.serving.models import ModelError, StructuredOutputError
+from personagraph.serving.redact import user_error
 from personagraph.serving.settings import Role
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Question
+
+log = logging.getLogger(__name__)
 
 # `RunSummary.stopped` of a run stopped by `cancel_run` (store.py).
 CANCELLED = "cancelled; resume the run to finish it"
@@ -261,7 +265,9 @@ def finish_run(store: RunStore, body: Callable[[], RunSummary]) -> RunSummary:
         release_run(store, "stopped", "interrupted; resume the run to finish it")
         raise
     except BaseException as exc:
-        release_run(store, "failed", f"{type(exc).__name__}: {exc}")
+        # The run list shows this text: short for users, the details go to the log.
+        shown = str(exc) if isinstance(exc, ModelError) else user_error(log, exc, "internal error")
+        release_run(store, "failed", shown)
         raise
     state: RunState = "done"
     if summary.stopped == CANCELLED:
