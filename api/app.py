@@ -21,11 +21,11 @@ from personagraph.api import chat, crm, health, insight, personas, session, twin
 from personagraph.api.deps import Services
 from personagraph.api.errors import install_error_handlers
 from personagraph.api.health import READY_CHECKS_KEY, ReadyCheck
-from personagraph.api.limits import BodyLimitMiddleware
-from personagraph.personas.cards import MAX_CARD_BYTES
+from personagraph.api.limits import BodyLimitMiddleware, SignInClientMiddleware
 from personagraph.services.chat import ChatService
 from personagraph.services.crm import CrmService
 from personagraph.services.insight import InsightService
+from personagraph.serving.settings import get_settings
 
 # Routes anyone may call (no token): liveness, readiness and signing in.
 PUBLIC_ROUTES = frozenset({"health", "ready", "session_sign_in"})
@@ -39,8 +39,6 @@ ROUTERS = (
     insight.router,
 )
 AUTH_MESSAGE = "PersonaGraph: sign in with your account (created with `personagraph accounts add`)."
-# Uploads through the Gradio app: the largest file any tab takes (a card; survey and persona files are smaller).
-UI_MAX_FILE_BYTES = MAX_CARD_BYTES
 
 
 def create_app(
@@ -71,12 +69,13 @@ def create_app(
     app.state.services = Services(accounts=accounts, chat=chat, insight=insight, crm=crm, extras=extras)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(SignInClientMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     if ui is not None:
         gr.mount_gradio_app(
             app, ui, path="/", auth=accounts.gradio_auth if accounts.enabled else None,
-            auth_message=AUTH_MESSAGE, max_file_size=UI_MAX_FILE_BYTES, footer_links=["api", "settings"],
+            auth_message=AUTH_MESSAGE, max_file_size=get_settings().upload_max_bytes, footer_links=["api", "settings"],
         )  # fmt: skip
     return app
 

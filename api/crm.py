@@ -12,9 +12,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from personagraph.api.deps import CallerDep, CrmDep
+from personagraph.services.crm import check_row_count
 
 router = APIRouter(prefix="/api/crm", tags=["crm"])
-MAX_BATCH_ROWS = 200
 
 
 class CrmMessageBody(BaseModel):
@@ -39,7 +39,7 @@ class CrmMessageBody(BaseModel):
 
 class CrmBatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ROWS)
+    rows: list[dict[str, Any]] = Field(min_length=1, description="At most CRM_BATCH_MAX_ROWS rows.")
 
 
 @router.post("/messages", name="crm_message")
@@ -50,5 +50,7 @@ def message(body: CrmMessageBody, caller: CallerDep, crm: CrmDep) -> dict[str, A
 
 @router.post("/batch", name="crm_batch")
 def batch(body: CrmBatchBody, caller: CallerDep, crm: CrmDep) -> dict[str, Any]:
-    """Every row in order; a bad row gets status `invalid` with its field, the others still run."""
+    """Every row in order; a bad row gets status `invalid` with its field, the others still run.
+    More than CRM_BATCH_MAX_ROWS rows: 400 naming `rows`, before any row runs."""
+    check_row_count(len(body.rows))
     return {"results": crm.run_batch(caller, body.rows)}

@@ -22,6 +22,7 @@ from personagraph.accounts.identity import AccessError, TooManyAttemptsError
 from personagraph.insight.source import RedisNotConfiguredError
 from personagraph.services.twins.selections import UploadTooLargeError
 from personagraph.serving.models import ModelError
+from personagraph.serving.redact import user_error
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def _from_message(status: int, exc: BaseException, headers: dict[str, str] | Non
     carried = getattr(exc, "field", None)  # CrmInputError and friends carry their field
     if isinstance(carried, str) and carried:
         field = carried
-    return error_response(status, reason or type(exc).__name__, field, headers)
+    return error_response(status, reason or "the request could not be completed", field, headers)
 
 
 def _validation_field(error: Any) -> str:
@@ -116,16 +117,27 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return _from_message(503, exc, {"Retry-After": "10"})
 
 
+async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+    # The client's message names the server's address: the log keeps it, the user gets the gist.
+    reason = user_error(log, exc, "the live customer data (Redis) is not reachable")
+    return error_response(503, reason, None, {"Retry-After": "10"})
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, str(exc.detail), None, headers)
+    # FastAPI's and Starlette's own 400s are about a body they cannot read (not UTF-8, a broken
+    # multipart form): name it, as the handlers above name the field of every other 400.
+    field = "body" if exc.status_code == 400 else None
+    return error_response(exc.status_code, str(exc.detail), field, headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Never leak internals (paths, other accounts' data) in a 500; the server log has the traceback.
-    log.exception("unhandled error in %s %s", request.method, request.url.path)
-    return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+    # Never leak internals (paths, addresses, class names, other accounts' data) in a 500; the server
+    # log has the traceback, credentials removed.
+    return error_response(
+        500, user_error(log, exc, f"internal error in {request.method} {request.url.path}", "try again later")
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -137,6 +149,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModelError, _model_error)
     app.add_exception_handler(ServiceUnavailableError, _unavailable)
     app.add_exception_handler(RedisNotConfiguredError, _unavailable)  # insight data that needs a live Redis
-    app.add_exception_handler(RedisConnectionError, _unavailable)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

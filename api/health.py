@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from personagraph.accounts.store import AccountStore
 from personagraph.api.deps import ServicesDep
 from personagraph.services.chat import ChatService
-from personagraph.serving.models import endpoint_of, resolve_role
+from personagraph.serving.models import api_key_of, endpoint_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -26,7 +26,7 @@ READY_CHECKS_KEY = "ready_checks"
 def model_server_check(timeout_s: float = 3.0) -> None:
     """The chat role's model server lists its models (the embedded server is already started)."""
     base_url, _ = endpoint_of("chat")
-    key = resolve_role("chat").api_key
+    key = api_key_of("chat")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     httpx.get(f"{base_url.rstrip('/')}/models", headers=headers, timeout=timeout_s).raise_for_status()
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 
 from personagraph.api.deps import CallerDep, ChatDep
 from personagraph.api.errors import PayloadTooLargeError
-from personagraph.personas.cards import MAX_CARD_BYTES
+from personagraph.personas.cards import max_card_bytes
 
 router = APIRouter(prefix="/api/personas", tags=["personas"])
 
@@ -31,9 +31,10 @@ def import_card(
     public: Annotated[bool, Form(description="Admins: visible to every account.")] = False,
 ) -> dict[str, Any]:
     """Import a card as a new persona of yours; its id is in the answer."""
-    data = file.file.read(MAX_CARD_BYTES + 1)
-    if len(data) > MAX_CARD_BYTES:
-        raise PayloadTooLargeError(f"file: the card is over {MAX_CARD_BYTES} bytes")
+    limit = max_card_bytes()
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"file: the card is over {limit} bytes (CARD_MAX_BYTES)")
     if not data:
         raise ValueError("file: the upload is empty; send a Character Card V2 (.json or .png)")
     return {

@@ -40,7 +40,9 @@ def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
     # chat's memory store, per account.
     insight = InsightService.live(store=chat.store)
     crm = CrmService()
-    blocks = build_app(chat, accounts, insight, crm).queue(default_concurrency_limit=GRADIO_CONCURRENCY)
+    blocks = build_app(chat, accounts, insight, crm).queue(
+        default_concurrency_limit=GRADIO_CONCURRENCY, max_size=settings.ui_queue_max_size
+    )
     app = create_app(accounts, chat, insight, crm, blocks)
     print(f"app: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs")
     try:

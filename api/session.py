@@ -4,6 +4,7 @@ and per client address); API tokens are named, listed and revoked by their own a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -16,6 +17,9 @@ from personagraph.serving.safe_paths import check_id
 
 router = APIRouter(tags=["session"])
 SESSION_TOKEN_NAME = "session"  # what AccountStore.sign_in names its tokens
+# The longest lifetime a token may be given (ten years); a longer one would overflow the date
+# arithmetic, and a token that should not expire is made without `hours`.
+MAX_TOKEN_HOURS = 10 * 366 * 24
 
 
 class SignInBody(BaseModel):
@@ -27,12 +31,22 @@ class SignInBody(BaseModel):
 class TokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="api", description="A name for the token, to list and revoke it by.")
-    hours: float | None = Field(default=None, gt=0, description="Lifetime; none = until revoked.")
+    hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TOKEN_HOURS,
+        allow_inf_nan=False,
+        description="Lifetime; none = until revoked.",
+    )
 
 
 def new_api_token(accounts: AccountStore, user_id: str, name: str, hours: float | None = None) -> str:
     """A new named token for the account (printed or returned once); a name is used once per account."""
     check_id(name, "name")
+    if hours is not None and not (math.isfinite(hours) and 0 < hours <= MAX_TOKEN_HOURS):
+        raise ValueError(
+            f"hours: {hours!r} is not allowed; give 0 < hours <= {MAX_TOKEN_HOURS} (none: until revoked)"
+        )
     if name == SESSION_TOKEN_NAME:
         raise ValueError(f"name: {SESSION_TOKEN_NAME!r} is kept for sign-in tokens; choose another name")
     if any(t["name"] == name for t in accounts.tokens(user_id)):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from personagraph.accounts.identity import Caller
+from personagraph.api.errors import split_field
 from personagraph.services.twins.analysis import summarize
 from personagraph.services.twins.executor import BatchOptions
 from personagraph.services.twins.exports import export_all
@@ -22,8 +23,9 @@ from personagraph.services.twins.selections import parse_selection
 from personagraph.services.twins.store import cancel_run, delete_run, open_run, run_info, visible_runs
 from personagraph.serving.safe_paths import check_id, child_path
 from personagraph.serving.settings import get_settings
-from personagraph.twins.guides import InterviewGuide, guide_from_data, load_guide
-from personagraph.twins.surveys import Survey, load_survey, survey_from_data
+from personagraph.twins.guides import GuideError, InterviewGuide, guide_from_data, load_guide
+from personagraph.twins.respondents import RespondentError
+from personagraph.twins.surveys import Survey, SurveyError, load_survey, survey_from_data
 
 ExportFormat = Literal["json", "csv", "xlsx", "transcripts"]
 EXPORT_KEYS = {"json": "json", "csv": "csv", "xlsx": "excel"}
@@ -91,14 +93,37 @@ def _guide(body: RunBody) -> InterviewGuide:
     return guide_from_data(body.guide)
 
 
+_E = TypeVar("_E", SurveyError, GuideError, RespondentError)
+
+
+def _named(field: str, exc: _E) -> _E:
+    """The error with the body field in front when its message names none the API can read (the
+    twins' messages say "question 'q1' field 'type': ..." or "--select: ..."), so the 400 names it."""
+    message = str(exc)
+    if message.startswith("--select"):
+        return type(exc)(f"{field}: {message.removeprefix('--select').lstrip(': ')}")
+    return exc if split_field(message)[0] is not None else type(exc)(f"{field}: {message}")
+
+
 def start_run(caller: Caller, body: RunBody) -> dict[str, Any]:
     """Create the run now (a bad field is an error now), start it in the background, return its info."""
     options = _options(body.options)
-    selection = parse_selection(caller, body.select)
+    try:
+        selection = parse_selection(caller, body.select)
+    except RespondentError as exc:
+        raise _named("select", exc) from exc
     if body.kind == "survey":
-        run_id = start_survey_run(caller, _survey(body), selection, options, run_id=body.run_id)
+        try:
+            survey = _survey(body)
+        except SurveyError as exc:
+            raise _named("survey", exc) from exc
+        run_id = start_survey_run(caller, survey, selection, options, run_id=body.run_id)
     else:
-        run_id = start_interview_run(caller, _guide(body), selection, options, run_id=body.run_id)
+        try:
+            guide = _guide(body)
+        except GuideError as exc:
+            raise _named("guide", exc) from exc
+        run_id = start_interview_run(caller, guide, selection, options, run_id=body.run_id)
     return run_info(caller, run_id)
 
 

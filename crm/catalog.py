@@ -10,7 +10,7 @@ import json
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -193,35 +193,39 @@ class CatalogError(RuntimeError):
     """The catalog files are missing or invalid; the message names the file."""
 
 
+def _parse(folder: Path, name: str) -> Any:
+    """One catalog file, parsed (YAML, JSON or JSON lines by its suffix); CatalogError naming the file."""
+    path = folder / name
+    try:
+        text = path.read_text(encoding="utf-8")
+        if name.endswith(".jsonl"):
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+    except FileNotFoundError as exc:
+        raise CatalogError(f"CRM catalog file missing: {path} (set CRM_DATA_DIR or DATA_DIR)") from exc
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        # ValueError covers bad JSON and YAML values such as an impossible date (2001-13-45).
+        raise CatalogError(f"CRM catalog file {path} cannot be read: {exc}") from exc
+
+
 @lru_cache(maxsize=4)
 def _load(folder: Path) -> Catalog:
-    try:
-        brands_raw = yaml.safe_load((folder / "brands.yaml").read_text(encoding="utf-8"))["brands"]
-        products_raw = json.loads((folder / "products.json").read_text(encoding="utf-8"))
-        reviews_raw = [
-            json.loads(line)
-            for line in (folder / "reviews.jsonl").read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
-        promotions_raw = json.loads((folder / "promotions.json").read_text(encoding="utf-8"))
-        ingredients_raw = yaml.safe_load((folder / "ingredients.yaml").read_text(encoding="utf-8"))
-        channels_raw = yaml.safe_load((folder / "channels.yaml").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise CatalogError(
-            f"CRM catalog file missing: {exc.filename} (set CRM_DATA_DIR or DATA_DIR)"
-        ) from exc
+    raw = {name: _parse(folder, name) for name in DATA_FILES}
     try:
         return Catalog(
-            brands={b["id"]: Brand.model_validate(b) for b in brands_raw},
-            products={p["id"]: Product.model_validate(p) for p in products_raw},
-            reviews=[Review.model_validate(r) for r in reviews_raw],
-            promotions=[Promotion.model_validate(p) for p in promotions_raw],
-            ingredients={k: Ingredient.model_validate(v) for k, v in ingredients_raw["ingredients"].items()},
-            channels={k: Channel.model_validate(v) for k, v in channels_raw["channels"].items()},
+            brands={b["id"]: Brand.model_validate(b) for b in raw["brands.yaml"]["brands"]},
+            products={p["id"]: Product.model_validate(p) for p in raw["products.json"]},
+            reviews=[Review.model_validate(r) for r in raw["reviews.jsonl"]],
+            promotions=[Promotion.model_validate(p) for p in raw["promotions.json"]],
+            ingredients={
+                k: Ingredient.model_validate(v) for k, v in raw["ingredients.yaml"]["ingredients"].items()
+            },
+            channels={k: Channel.model_validate(v) for k, v in raw["channels.yaml"]["channels"].items()},
             fingerprint=_fingerprint(folder),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CatalogError(f"CRM catalog in {folder} is invalid: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # A file of the wrong shape (a list where a mapping belongs, a missing key, a bad field).
+        raise CatalogError(f"CRM catalog in {folder} is invalid: {type(exc).__name__}: {exc}") from exc
 
 
 def load_catalog(folder: Path | None = None) -> Catalog:

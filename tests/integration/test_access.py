@@ -152,6 +152,7 @@ def server(
     with the knowledge index copied from the shared home so that it is built once per session."""
     env = {
         "LLM_BASE_URL": model_server.base_url,
+        "LLM_API_KEY": model_server.api_key,
         "LLM_MODEL": model_server.alias,
         "LLM_BACKEND": "llamacpp",
         "LLM_MAX_TOKENS": "64",
@@ -442,6 +443,7 @@ HTTP_RULES: dict[str, Rule] = {
         sees=(INSIGHT_CANARY,),
     ),
     "insight_segments": Rule(allowed=_ok()),
+    "insight_status": Rule(allowed=_ok()),
     # Orders are the shop's shared data: admins only. Without a configured Redis the server has no
     # live stream and answers 503 even to an admin.
     "insight_order": Rule(
