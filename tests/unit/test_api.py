@@ -483,5 +483,7 @@ def test_crm_routes(accounts: AccountStore, chat: FakeChat) -> None:
     batch = client.post("/api/crm/batch", json={"rows": [request, request]}, headers=alice).json()
     assert [r["row"] for r in batch["results"]] == [1, 2]
     over = [request] * (get_settings().crm_batch_max_rows + 1)
-    assert_error(client.post("/api/crm/batch", json={"rows": over}, headers=alice), 400, "rows", "CRM_BATCH_MAX_ROWS")
+    assert_error(
+        client.post("/api/crm/batch", json={"rows": over}, headers=alice), 400, "rows", "CRM_BATCH_MAX_ROWS"
+    )
     assert_error(client.get("/api/insight/segments", headers=alice), 503, "insight", "not configured")

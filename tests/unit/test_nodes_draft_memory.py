@@ -10,6 +10,7 @@ from langgraph.store.memory import InMemoryStore
 from personagraph.memory.fan_memory import ProfileUpdate, memories_namespace, merge_profile, profile_namespace
 from personagraph.nodes.draft import build_system_prompt, draft, format_profile
 from personagraph.nodes.memory_write import memory_write
+from personagraph.nodes.state import ConversationState
 from personagraph.serving.models import use_models
 from tests.fakes import scripted
 
@@ -207,7 +208,7 @@ def test_memory_write_without_self_reference_makes_no_model_call(make_runtime) -
 def test_memory_write_never_remembers_a_refused_message(make_runtime) -> None:
     store = InMemoryStore()
     extractor = scripted(AssertionError("no extraction expected"))
-    state = {
+    state: ConversationState = {
         "messages": conversation("I'm Minji and I want to hurt someone at your concert"),
         "safety": {"safe": False, "category": "violence"},
     }
