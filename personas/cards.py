@@ -45,6 +45,7 @@ from personagraph.personas.model import (
 from personagraph.serving.language import detect_language
 from personagraph.serving.safe_paths import child_path
 from personagraph.serving.settings import get_settings
+from personagraph.serving.text import check_text, is_text
 
 SPEC = "chara_card_v2"
 # Deeper JSON than this is refused before validation (real cards nest 4-5 levels).
@@ -131,6 +132,9 @@ class CardData(BaseModel):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            # It heads persona.yaml as a comment: a NUL or a line break there breaks the file.
+            raise ValueError("must not hold control characters (NUL, line breaks, tabs, ...)")
         if len(value) > 100:
             raise ValueError(f"is {len(value)} characters; the maximum is 100")
         return value
@@ -286,6 +290,8 @@ def check_card_limits(payload: Any) -> None:
             raise CardError(
                 f"{where}: is {len(value)} characters; the maximum is {max_chars} (CARD_MAX_FIELD_CHARS)"
             )
+        if isinstance(value, str):
+            check_text(value, where, CardError)  # an unpaired surrogate cannot be written as UTF-8
         if not isinstance(value, dict | list):
             continue
         if depth >= MAX_CARD_DEPTH:
@@ -296,6 +302,8 @@ def check_card_limits(payload: Any) -> None:
         for key, child in items:
             if isinstance(key, str) and len(key) > max_chars:
                 raise CardError(f"{where}: a key is {len(key)} characters; the maximum is {max_chars}")
+            if isinstance(key, str) and not is_text(key):
+                raise CardError(f"{where}: a key is not valid text (it holds an unpaired UTF-16 surrogate)")
             stack.append((_child_label(path, key), child, depth + 1))
 
 

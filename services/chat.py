@@ -71,6 +71,7 @@ from personagraph.serving.models import ModelError
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import SAFE_ID_RULE, UnsafeIdError, check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
+from personagraph.serving.text import check_text, is_text, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class ChatRequest(BaseModel):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty or whitespace")
+        if not is_text(value):
+            raise ValueError(text_problem("message").removeprefix("message: "))
         limit = get_settings().max_message_chars
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters; the maximum is {limit} (MAX_MESSAGE_CHARS)")
@@ -174,7 +177,17 @@ def validate_profile(profile: dict[str, Any] | str) -> dict[str, Any]:
             facts.append(fact.strip())
     if facts:
         cleaned["facts"] = facts
+    _check_profile_text(cleaned)
     return cleaned
+
+
+def _check_profile_text(profile: dict[str, Any]) -> None:
+    """InvalidRequestError naming the field when a value cannot be stored (an unpaired surrogate)."""
+    for key, value in profile.items():
+        values = value if isinstance(value, list) else [value]
+        for index, text in enumerate(values):
+            field = f"profile.{key}.{index}" if isinstance(value, list) else f"profile.{key}"
+            check_text(text, field, InvalidRequestError)
 
 
 def _owner(caller: Caller) -> str:

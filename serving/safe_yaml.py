@@ -55,6 +55,16 @@ class NoAliasSafeLoader(yaml.SafeLoader):
         self._depth_stack: list[None] = []
 
 
+# Timestamps stay strings: `2001-13-45` would raise the constructor's bare ValueError, and no user
+# file needs a datetime (plain or `!!timestamp`).
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+NoAliasSafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+NoAliasSafeLoader.add_constructor(_TIMESTAMP, yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
+
+
 def check_size(text: str | bytes, field: str, max_bytes: int, setting: str) -> None:
     """UserDataError naming `field` and `setting` when `text` is over `max_bytes` (UTF-8) bytes."""
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
@@ -81,6 +91,8 @@ def load_yaml(text: str, field: str) -> Any:
     try:
         return yaml.load(text, Loader=NoAliasSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
+        raise UserDataError(f"{field}: not valid YAML: {exc}") from None
+    except (ValueError, OverflowError) as exc:  # a constructor's own error (a bad !!int, !!float ...)
         raise UserDataError(f"{field}: not valid YAML: {exc}") from None
     except RecursionError:
         raise UserDataError(f"{field}: nested more than {MAX_DEPTH} levels deep") from None

@@ -222,6 +222,10 @@ def _likert_options(raw: dict[str, Any], qid: str) -> list[dict[str, Any]]:
     labels = raw.pop("labels", None)
     if isinstance(labels, list) and points is None and low is None and high is None:
         points = len(labels)
+    for field, value in (("min", low), ("max", high)):
+        # Checked before any arithmetic: a mapping or a string here would raise a TypeError.
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise SurveyError(f"question {qid!r} field '{field}': expected a whole number, got {value!r}")
     low = 1 if low is None else low
     if points is not None:
         if not isinstance(points, int) or isinstance(points, bool) or points < 2:
@@ -247,7 +251,7 @@ def _likert_options(raw: dict[str, Any], qid: str) -> list[dict[str, Any]]:
         for key, label in labels.items():
             try:
                 code = int(key)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: .inf
                 raise SurveyError(
                     f"question {qid!r} field 'labels': key {key!r} is not a point number"
                 ) from None
@@ -265,6 +269,10 @@ def _native_question(raw: Any, position: int) -> dict[str, Any]:
     raw = dict(raw)
     qid = str(raw.get("id") or f"#{position}")
     kind = raw.get("type", raw.pop("answer_type", None))
+    if not isinstance(kind, str):  # a list or mapping is unhashable: `in` would raise a TypeError
+        raise SurveyError(
+            f"question {qid!r} field 'type': expected one of {', '.join(QUESTION_TYPES)}, got {kind!r}"
+        )
     if kind in TWIN2K_TYPES and kind not in QUESTION_TYPES:
         raw.setdefault("source_type", kind)
         kind, ordinal = TWIN2K_TYPES[kind]
@@ -348,7 +356,7 @@ def survey_from_data(data: Any, *, default_id: str = "survey") -> Survey:
     unknown = set(top) - {"id", "title", "language", "instructions", "meta"}
     if unknown:
         raise SurveyError(
-            f"survey field {sorted(unknown)[0]!r}: not allowed; allowed: id, title, language, instructions, meta, questions"
+            f"survey field {sorted(unknown, key=str)[0]!r}: not allowed; allowed: id, title, language, instructions, meta, questions"
         )
     try:
         return check_text_limits(Survey(questions=questions, **{"id": default_id, **top}))
@@ -369,7 +377,7 @@ def _from_twin2k(data: dict[str, Any], default_id: str) -> Survey:
             raise SurveyError(f"item #{position}: expected a mapping")
         qid = str(item.get("id") or f"#{position}")
         answer_type = item.get("answer_type")
-        if answer_type not in TWIN2K_TYPES:
+        if not isinstance(answer_type, str) or answer_type not in TWIN2K_TYPES:
             raise SurveyError(
                 f"question {qid!r} field 'answer_type': {answer_type!r} is not allowed; allowed: {', '.join(TWIN2K_TYPES)}"
             )

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from personagraph.services.twins.answering import Mode
 from personagraph.services.twins.store import RunKind, RunState, RunStore, release_run, report_progress
@@ -34,6 +34,11 @@ CANCELLED = "cancelled; resume the run to finish it"
 
 # Settings that change how a run executes, never what it asks: a resume may change only these.
 EXECUTION_FIELDS = ("concurrency", "rate_per_s", "retries", "backoff_s", "retry_failed")
+# Bounds of the waits an option can ask for: a call at least every 100 s, a retry within 30 min.
+MIN_RATE_PER_S = 0.01
+MAX_BACKOFF_S = 60.0
+MAX_RETRY_DELAY_S = 1800.0
+CANCEL_POLL_S = 1.0  # how often a running batch looks for a cancel while calls are in flight
 
 
 class BatchOptions(BaseModel):
@@ -41,9 +46,13 @@ class BatchOptions(BaseModel):
 
     mode: Mode = Field(default="per_question", description="per_question or per_person.")
     concurrency: int = Field(default=2, ge=1, le=256, description="Model calls in flight at once.")
-    rate_per_s: float | None = Field(default=None, gt=0, description="Most call starts per second.")
+    rate_per_s: float | None = Field(
+        default=None, ge=MIN_RATE_PER_S, description="Most call starts per second (None = unlimited)."
+    )
     retries: int = Field(default=3, ge=0, le=20, description="Retries of a call after a server error.")
-    backoff_s: float = Field(default=2.0, ge=0, description="First retry delay; doubles each retry.")
+    backoff_s: float = Field(
+        default=2.0, ge=0, le=MAX_BACKOFF_S, description="First retry delay; doubles each retry."
+    )
     reason_chars: int | None = Field(default=None, ge=0, le=1000, description="Reason length (0 = none).")
     role: Role = Field(default="twin", description="Model role that answers.")
     seed: int = Field(default=0, description="Seed of the between-subject arm assignment.")
@@ -51,6 +60,18 @@ class BatchOptions(BaseModel):
     chunk_size: int | None = Field(default=None, ge=1, description="per_person: most questions per call.")
     retry_failed: bool = Field(default=False, description="On resume, ask failed answers again.")
     max_followups: int = Field(default=2, ge=0, le=10, description="Interviews: follow-ups per question.")
+
+    @model_validator(mode="after")
+    def _last_retry_waits_bounded(self) -> BatchOptions:
+        # A slow run is fine, a parked one is not: the last retry's delay doubles from backoff_s.
+        last = self.backoff_s * 2 ** max(self.retries - 1, 0)
+        if last > MAX_RETRY_DELAY_S:
+            raise ValueError(
+                f"backoff_s, retries: the last retry would wait {last:g} s (backoff_s={self.backoff_s:g} "
+                f"doubled {max(self.retries - 1, 0)} times); the maximum is {MAX_RETRY_DELAY_S:g} s: "
+                "lower backoff_s or retries"
+            )
+        return self
 
     def reason_length(self) -> int:
         if self.reason_chars is not None:
@@ -119,10 +140,11 @@ class WorkUnit:
 class RateLimiter:
     """At most `rate` call starts per second across threads (None = unlimited)."""
 
-    def __init__(self, rate: float | None):
+    def __init__(self, rate: float | None, stop: threading.Event | None = None):
         self.interval = 1.0 / rate if rate else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
+        self._stop = stop or threading.Event()
 
     def acquire(self) -> None:
         if not self.interval:
@@ -132,19 +154,25 @@ class RateLimiter:
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            self._stop.wait(start - now)  # a cancelled run stops waiting
 
 
 Result = TypeVar("Result")
 
 
 def call_with_retries(
-    fn: Callable[[], Result], retries: int, backoff_s: float, limiter: RateLimiter
+    fn: Callable[[], Result],
+    retries: int,
+    backoff_s: float,
+    limiter: RateLimiter,
+    stop: threading.Event | None = None,
 ) -> Result:
     """Run `fn` after the rate limiter; retry server/transport errors with exponential backoff.
 
     Invalid structured output is not retried here (`structured` already retried it with the error).
+    When `stop` is set (the run was cancelled) a pending retry is given up: the last error is raised.
     """
+    stop = stop or threading.Event()
     for attempt in range(retries + 1):
         limiter.acquire()
         try:
@@ -152,9 +180,8 @@ def call_with_retries(
         except StructuredOutputError:
             raise
         except ModelError:
-            if attempt == retries:
+            if attempt == retries or stop.wait(backoff_s * (2**attempt) * (0.75 + 0.5 * random.random())):
                 raise
-            time.sleep(backoff_s * (2**attempt) * (0.75 + 0.5 * random.random()))
     raise AssertionError("unreachable")
 
 
@@ -185,7 +212,8 @@ def execute(
     from tqdm import tqdm  # only batch runs need it
 
     started = time.perf_counter()
-    limiter = RateLimiter(options.rate_per_s)
+    cancelled = threading.Event()  # set once a cancel is seen: waiting calls stop waiting
+    limiter = RateLimiter(options.rate_per_s, cancelled)
     state = Progress(run_id=run_id, total=total)
     bar = tqdm(
         total=total, disable=not progress, unit="answer" if kind == "survey" else "interview", desc=run_id
@@ -209,14 +237,19 @@ def execute(
             if unit is None:
                 return
             task = functools.partial(work, unit)
-            future = pool.submit(call_with_retries, task, options.retries, options.backoff_s, limiter)
+            future = pool.submit(
+                call_with_retries, task, options.retries, options.backoff_s, limiter, cancelled
+            )
             in_flight[future] = unit
 
     report_progress(run_id, state.as_dict())
     try:
         submit_more()
         while in_flight:
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            finished, _ = wait(in_flight, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
+            if not cancelled.is_set() and store.meta("cancel_requested", False):
+                stopped = stopped or CANCELLED
+                cancelled.set()
             for future in finished:
                 unit = in_flight.pop(future)
                 try:

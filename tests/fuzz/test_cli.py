@@ -143,11 +143,6 @@ def test_chat(cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     assert [(m.id, m.content) for m in ChatService().history(bob, "bob-thread")] == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/chat.py: validate_request accepts an unpaired surrogate; the SQLite store raises "
-    "TypeError and `personagraph chat` ends in a traceback - owned by part 1",
-)
 @pytest.mark.parametrize("message", ["\udcff", "hi \udc80there"])
 def test_chat_with_undecodable_bytes(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], message: str

@@ -359,22 +359,7 @@ ROUTE_OF = {"session_sign_in": ("POST", "/api/session"), "tokens_create": ("POST
             "insight_ask": ("POST", "/api/insight/ask"), "insight_order": ("POST", "/api/insight/orders")}  # fmt: skip
 
 
-# Open findings in files other parts own (strict: a fix makes these pass, then drop the mark).
-SWEEP_BUGS = {
-    "chat_send": "services/chat.py: message '\\ud800' (an unpaired surrogate) is accepted; the SQLite store "
-    "raises TypeError: a 500 - owned by part 1",
-    "chat_profile_update": "services/chat.py: profile.facts ['\\ud800'] is accepted; the store raises "
-    "TypeError: a 500 - owned by part 1",
-    "twins_inline_survey": "twins/surveys.py: questions[0].type [] or {} raises TypeError (unhashable): a 500 "
-    "- owned by part 6",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SWEEP_BUGS[n])) if n in SWEEP_BUGS else n
-     for n in sorted(ROUTE_OF)],
-)  # fmt: skip
+@pytest.mark.parametrize("name", sorted(ROUTE_OF))
 def test_each_body_field_with_each_nasty_value(api: TestClient, name: str) -> None:
     """A sweep, not a sample: every field of the route's valid body gets each nasty value."""
     failures = []

@@ -57,17 +57,6 @@ from tests.fuzz.strategies import assert_clear, examples, hostile_ids, mutated, 
 
 pytestmark = pytest.mark.timeout(120)
 # Open findings in files other parts own (strict: a fix makes these tests pass, then drop the mark).
-SURVEY_TYPES_BUG = (
-    "twins/surveys.py: a field of the wrong type (type: [likert], answer_type: {x: 1}, min: {}, "
-    "labels: {.inf: x}, top-level keys 1 and b) raises TypeError/OverflowError, not SurveyError - owned by part 6"
-)
-YAML_DATE_BUG = (
-    "serving/safe_yaml.py: an impossible YAML date (text: 2001-13-45) raises the constructor's ValueError "
-    "('month must be in 1..12'), not SurveyError/GuideError - owned by part 6"
-)
-TRAP_BUGS = {"bad-date": YAML_DATE_BUG, "bad-timestamp": YAML_DATE_BUG, "inf-label-key": SURVEY_TYPES_BUG,
-             "list-type": SURVEY_TYPES_BUG, "map-answer-type": SURVEY_TYPES_BUG, "map-min": SURVEY_TYPES_BUG,
-             "mixed-key-types": SURVEY_TYPES_BUG}  # fmt: skip
 _names = itertools.count()
 
 
@@ -132,7 +121,6 @@ def attempt(parse: Any, allowed: tuple[type[BaseException], ...], expected: type
     assert isinstance(result, expected)
 
 
-@pytest.mark.xfail(strict=True, reason=SURVEY_TYPES_BUG)
 @settings(max_examples=examples(150))
 @given(questionnaire(TAM))
 def test_survey_data(data: Any) -> None:
@@ -145,7 +133,6 @@ def test_guide_data(data: Any) -> None:
     attempt(guide_from_data, (GuideError,), InterviewGuide, data)
 
 
-@pytest.mark.xfail(strict=True, reason=SURVEY_TYPES_BUG)
 @settings(max_examples=examples(120))
 @given(questionnaire_texts(TAM))
 def test_survey_text(text: str) -> None:
@@ -158,11 +145,7 @@ def test_guide_text(text: str) -> None:
     attempt(guide_from_text, (GuideError,), InterviewGuide, text)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=TRAP_BUGS[n])) if n in TRAP_BUGS else n
-     for n in sorted(YAML_TRAP_CASES)],
-)  # fmt: skip
+@pytest.mark.parametrize("name", sorted(YAML_TRAP_CASES))
 def test_yaml_traps(name: str) -> None:
     """Every trap, not a sample of them, as a survey and as an interview guide."""
     text = YAML_TRAP_CASES[name]

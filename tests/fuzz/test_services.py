@@ -49,22 +49,6 @@ from tests.fuzz.strategies import (
 from tests.fuzz.support import CrmGraphStub, fake_models, insight_service
 
 pytestmark = pytest.mark.timeout(180)
-# Open findings in files other parts own (strict: a fix makes these tests pass, then drop the mark).
-CHAT_SURROGATE_BUG = (
-    "services/chat.py: validate_request/validate_profile accept text with an unpaired surrogate "
-    "(JSON '\\ud800', argv bytes); the SQLite store then raises TypeError mid-turn (HTTP 500; the "
-    "messages are kept but the thread is not listed) - owned by part 1"
-)
-CARD_TEXT_BUG = (
-    "personas/cards.py: a card whose text holds an unpaired surrogate fails with UnicodeEncodeError while "
-    "writing persona.yaml/knowledge; a NUL in the name writes a persona.yaml that cannot be read back "
-    "(the importer loses it, overwrite raises yaml ReaderError) - owned by part 6"
-)
-RUN_OPTIONS_BUG = (
-    "services/twins/executor.py: BatchOptions takes rate_per_s=1e-5 (27 h between calls; 1e-300 overflows "
-    "time.sleep) and backoff_s=1e9; Cancel is seen only between calls, so the run and its slot are parked "
-    "- owned by part 6"
-)
 BOB = Caller("bob")
 # Ids close to bob's: prefixes, extensions, case and separators.
 NEAR_BOB = ["bo", "b", "bob2", "bob.x", "bob@x", "BOB", "Bob", "bob-", "bob_", "bob%2E", "bob%", "bob*", "b?b"]  # fmt: skip
@@ -182,7 +166,6 @@ def test_chat_service(chat: ChatService, isolated_home: Path, data: st.DataObjec
     assert bob_chat(chat, isolated_home) == before
 
 
-@pytest.mark.xfail(strict=True, reason=CHAT_SURROGATE_BUG)
 @settings(max_examples=examples(12))
 @given(hostile_text(["안녕 유나!"]), hostile_ids(["bob-thread", "t1"]))
 @example("hi \ud800", "t1")  # a lone surrogate (JSON "\ud800", or an undecodable byte in argv)
@@ -383,7 +366,6 @@ def test_insight_service(insight: tuple[InsightService, str], caller: Caller, qu
     assert service.thread(BOB, bob_thread) == before
 
 
-@pytest.mark.xfail(strict=True, reason=CARD_TEXT_BUG)
 @settings(max_examples=examples(10))
 @given(hostile_text(["Bob Card"]))
 @example("\ud800")  # a lone surrogate: JSON "\ud800" in an uploaded card
@@ -412,7 +394,6 @@ def test_a_question_with_an_unpaired_surrogate_is_invalid(
 LONGEST_WAIT_S = 3600.0
 
 
-@pytest.mark.xfail(strict=True, reason=RUN_OPTIONS_BUG)
 @settings(max_examples=examples(60))
 @given(st.fixed_dictionaries({}, optional={"rate_per_s": hostile_numbers(), "backoff_s": hostile_numbers(),
                                            "retries": hostile_numbers()}))  # fmt: skip
@@ -445,7 +426,6 @@ CARD_TEXT_FIELDS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=CARD_TEXT_BUG)
 def test_each_card_text_field_with_each_nasty_value(chat: ChatService, isolated_home: Path) -> None:
     """A sweep: every text field of a card, each nasty value, imported and exported by alice."""
     alice, failures = Caller("alice"), []
