@@ -18,6 +18,7 @@ EVALS = {
     "safety": "evals.safety",
     "insight": "evals.insight",
     "crm": "evals.crm",
+    "injection": "evals.injection",
 }
 
 
