@@ -210,7 +210,15 @@ class InterviewSession:
         return self.turn(thread_id)
 
     def reply(self, thread_id: str, text: str) -> InterviewTurn:
-        """Resume the caller's thread with their follow-up, '/next' or '/end'."""
+        """Resume the caller's thread with their follow-up, '/next' or '/end' (a follow-up of at most
+        INTERVIEW_MAX_MESSAGE_CHARS characters; RunError naming `text` otherwise)."""
+        limit = get_settings().interview_max_message_chars
+        if not isinstance(text, str):
+            raise RunError("text: must be a string")
+        if len(text) > limit:
+            raise RunError(
+                f"text: is {len(text)} characters; the maximum is {limit} (INTERVIEW_MAX_MESSAGE_CHARS)"
+            )
         record = self._record(thread_id)
         current = self.turn(thread_id)
         if current.waiting is None:
