@@ -4,7 +4,8 @@ Word lists (insight/lexicon.py) are precise but miss phrasings nobody listed; a 
 character and word n-grams of labelled questions generalises to new wording in Korean and English.
 The router combines both (see `combine`). Training takes 10 s or more on two cores; the trained model is
 cached in-process and on disk, keyed by the training files' content and the feature code (`personagraph
-prepare` builds it at setup); training is deterministic.
+prepare` builds it at setup); training is deterministic. The disk copy is plain arrays (an .npz read
+without pickle, `IntentClassifier.to_arrays`), so a file in the shared cache folder is never run.
 
     predict("큰손 고객들한테 보낼 카톡 문구 좀 뽑아줘")  # -> ("message_drafting", 0.9...)
 """
@@ -30,7 +31,14 @@ from personagraph.insight.lexicon import (
     keyword_intent,
     names_other_company,
 )
-from personagraph.serving.cache_files import keyed_cache_path, load_or_build
+from personagraph.serving.cache_files import (
+    array_json,
+    checked_array,
+    json_array,
+    keyed_cache_path,
+    load_or_build_arrays,
+    string_list,
+)
 from personagraph.serving.settings import get_settings
 
 RANDOM_STATE = 0
@@ -145,6 +153,146 @@ class IntentClassifier:
     def _segments(self, text_matrix: Any) -> list[list[str]]:
         return _above(self.segment_model.predict_proba(text_matrix))
 
+    def to_arrays(self) -> dict[str, Any]:
+        """The fitted parameters as plain arrays for `numpy.savez` (the disk cache is read without
+        pickle: a file in the shared cache folder is data, never code)."""
+        import numpy as np
+
+        calibrated = (
+            self.model.calibrated_classifiers_ if hasattr(self.model, "calibrated_classifiers_") else None
+        )
+        if calibrated is None:  # already the array form
+            intent = self.model
+        else:
+            (fold,) = calibrated
+            svm = fold.estimator
+            if list(svm.classes_) != list(self.model.classes_) or len(svm.classes_) < 3:
+                raise ValueError("expected one multi-class calibrated model")
+            intent = _CalibratedLinear(
+                classes=[str(c) for c in self.model.classes_],
+                coef=np.asarray(svm.coef_, float),
+                intercept=np.asarray(svm.intercept_, float),
+                sigmoid=np.array([[c.a_, c.b_] for c in fold.calibrators], float),
+            )
+        segments = self.segment_model
+        if not isinstance(segments, _LogisticPerLabel):
+            segments = _LogisticPerLabel.from_one_vs_rest(segments)
+        return {
+            "meta": json_array(
+                {
+                    "format": STORED_FORMAT,
+                    "char_terms": _terms_of(self.char_vectoriser),
+                    "word_terms": _terms_of(self.word_vectoriser),
+                    "classes": intent.classes,
+                }
+            ),
+            "char_idf": np.asarray(self.char_vectoriser.idf_, float),
+            "word_idf": np.asarray(self.word_vectoriser.idf_, float),
+            "intent_coef": intent.coef,
+            "intent_intercept": intent.intercept,
+            "intent_sigmoid": intent.sigmoid,
+            "segment_coef": segments.coef,
+            "segment_intercept": segments.intercept,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> IntentClassifier:
+        """The classifier `to_arrays` stored; ValueError when anything is missing or does not fit."""
+        meta = array_json(arrays, "meta")
+        if not isinstance(meta, dict) or meta.get("format") != STORED_FORMAT:
+            raise ValueError("not a stored intent classifier of this version")
+        char_terms = string_list(meta.get("char_terms"), "char_terms")
+        word_terms = string_list(meta.get("word_terms"), "word_terms")
+        classes = string_list(meta.get("classes"), "classes")
+        if not set(classes) <= set(INTENTS) or len(classes) < 3:
+            raise ValueError(f"classes must be three or more of {', '.join(INTENTS)}")
+        n_text = len(char_terms) + len(word_terms)
+        n_intent = n_text + len(word_features(""))
+        fresh = build()
+        for vectoriser, terms, key in (
+            (fresh.char_vectoriser, char_terms, "char_idf"),
+            (fresh.word_vectoriser, word_terms, "word_idf"),
+        ):
+            vectoriser.set_params(vocabulary={t: i for i, t in enumerate(terms)})
+            vectoriser.idf_ = checked_array(arrays, key, 1, rows=len(terms))
+        return cls(
+            char_vectoriser=fresh.char_vectoriser,
+            word_vectoriser=fresh.word_vectoriser,
+            model=_CalibratedLinear(
+                classes=classes,
+                coef=checked_array(arrays, "intent_coef", 2, rows=len(classes), columns=n_intent),
+                intercept=checked_array(arrays, "intent_intercept", 1, rows=len(classes)),
+                sigmoid=checked_array(arrays, "intent_sigmoid", 2, rows=len(classes), columns=2),
+            ),
+            segment_model=_LogisticPerLabel(
+                coef=checked_array(arrays, "segment_coef", 2, rows=len(SEGMENTS), columns=n_text),
+                intercept=checked_array(arrays, "segment_intercept", 1, rows=len(SEGMENTS)),
+            ),
+        )
+
+
+# The cache file's layout; a file of another version is rebuilt.
+STORED_FORMAT = 1
+
+
+def _terms_of(vectoriser: Any) -> list[str]:
+    terms = [""] * len(vectoriser.vocabulary_)
+    for term, column in vectoriser.vocabulary_.items():
+        terms[column] = term
+    return terms
+
+
+@dataclass(frozen=True)
+class _CalibratedLinear:
+    """A sigmoid-calibrated multi-class linear SVM from its parameters: per class 1 / (1 + exp(a * f
+    + b)) of its decision value f, normalised over the classes (as scikit-learn computes it)."""
+
+    classes: list[str]
+    coef: Any  # (classes, features)
+    intercept: Any  # (classes,)
+    sigmoid: Any  # (classes, 2): a, b
+
+    @property
+    def classes_(self) -> list[str]:
+        return self.classes
+
+    def predict_proba(self, x: Any) -> Any:
+        import numpy as np
+
+        decision = np.asarray(x @ self.coef.T) + self.intercept
+        proba = 1.0 / (1.0 + np.exp(self.sigmoid[:, 0] * decision + self.sigmoid[:, 1]))
+        total = proba.sum(axis=1, keepdims=True)
+        uniform = np.full_like(proba, 1.0 / len(self.classes))
+        return np.divide(proba, total, out=uniform, where=total != 0)
+
+
+@dataclass(frozen=True)
+class _LogisticPerLabel:
+    """One logistic regression per segment (yes/no): P = 1 / (1 + exp(-(x . coef + intercept)))."""
+
+    coef: Any  # (segments, features)
+    intercept: Any  # (segments,)
+
+    @classmethod
+    def from_one_vs_rest(cls, model: Any) -> _LogisticPerLabel:
+        import numpy as np
+
+        rows, intercepts = [], []
+        n_features = next(e.coef_.shape[1] for e in model.estimators_ if hasattr(e, "coef_"))
+        for estimator in model.estimators_:
+            if hasattr(estimator, "coef_"):
+                rows.append(np.asarray(estimator.coef_, float)[0])
+                intercepts.append(float(estimator.intercept_[0]))
+            else:  # a segment that was always (or never) named: a constant answer
+                rows.append(np.zeros(n_features))
+                intercepts.append(50.0 if float(np.ravel(estimator.y_)[0]) else -50.0)
+        return cls(coef=np.vstack(rows), intercept=np.array(intercepts))
+
+    def predict_proba(self, x: Any) -> Any:
+        import numpy as np
+
+        return 1.0 / (1.0 + np.exp(-(np.asarray(x @ self.coef.T) + self.intercept)))
+
 
 def _above(probabilities: Any) -> list[list[str]]:
     out = []
@@ -177,10 +325,12 @@ def build() -> IntentClassifier:
 
 @lru_cache(maxsize=2)
 def _trained(content: str) -> IntentClassifier:
-    return load_or_build(
+    return load_or_build_arrays(
         _stored_model_path(content),
-        lambda: build().fit(parse_rows(content, "<training set>")),
-        IntentClassifier,
+        # Scored through the stored form at once, so a fresh model and a loaded one answer alike.
+        lambda: IntentClassifier.from_arrays(build().fit(parse_rows(content, "<training set>")).to_arrays()),
+        decode=IntentClassifier.from_arrays,
+        encode=IntentClassifier.to_arrays,
     )
 
 
@@ -198,7 +348,7 @@ def _stored_model_path(content: str) -> Path:
         Path(lexicon.__file__).read_text(encoding="utf-8"),
         sklearn.__version__,
     ]
-    return keyed_cache_path("insight", "intent", ".pkl", key_parts)
+    return keyed_cache_path("insight", "intent", ".npz", key_parts)
 
 
 def trained_model_file() -> Path | None:

@@ -10,7 +10,9 @@ sentence embeddings gives a second P(unsafe) from meaning, and the two are avera
 A message of several clauses is also scored clause by clause (`clauses`, CLAUSE_MARGIN), so unsafe
 content hidden in friendly chat counts. It trains at first use (a few minutes on 2 cores, most of
 it embedding the training set) and is cached in-process and on disk, keyed by everything training
-reads; training is deterministic (fixed random state).
+reads; training is deterministic (fixed random state). The disk copy holds the fitted parameters as
+plain arrays (an .npz loaded without pickle, `SafetyClassifier.to_arrays`): the cache folder is
+shared, so a file there is data that is checked, never code that is run.
 
     classify("can I see what's under your dress")  # -> (True, "sexual", 0.9...)
 """
@@ -18,6 +20,7 @@ reads; training is deterministic (fixed random state).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -27,11 +30,22 @@ from pathlib import Path
 from typing import Any
 
 from personagraph.memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
+from personagraph.safety.categories import CRIME_CATEGORIES
 from personagraph.safety.rules import match_cues, match_rules, normalise, rules_path
-from personagraph.serving.cache_files import keyed_cache_path, load_or_build
+from personagraph.serving.cache_files import keyed_cache_path, load_or_build_arrays
 from personagraph.serving.settings import get_settings
 
-CATEGORIES = ("safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break")
+CATEGORIES = (
+    "safe",
+    "profanity",
+    "sexual",
+    "hate",
+    "self_harm",
+    "personal_data",
+    "jailbreak",
+    "role_break",
+    *CRIME_CATEGORIES,
+)
 # Block when P(unsafe) >= threshold; override with SAFETY_CLASSIFIER_THRESHOLD. Chosen on the
 # scored blind sets 3-9 (3,771 messages from seven authors, none in training) to keep false blocks
 # well under the goal of 3% for unseen data: 98.0% block / 1.9% false block there; lower thresholds
@@ -116,9 +130,54 @@ def clauses(text: str) -> list[str]:
     return parts if len(parts) >= 2 else []
 
 
+# The cache file's layout; a file of another version is rebuilt.
+STORED_FORMAT = 1
+
+
+def text_vectoriser(vocabulary: dict[str, int] | None = None) -> Any:
+    """TF-IDF of character n-grams (1-5, within words); with `vocabulary`, one already fitted."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True, vocabulary=vocabulary)
+
+
+def word_vectoriser(vocabulary: dict[str, int] | None = None) -> Any:
+    """Word uni- and bigrams carry phrasing that character n-grams split ("before i go")."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(
+        analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+", vocabulary=vocabulary
+    )
+
+
+def cue_vectoriser(vocabulary: dict[str, int] | None = None) -> Any:
+    """Single cue groups and pairs of them ("sh_method sh_finality"): the pairs carry intent."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(
+        binary=True, token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2), vocabulary=vocabulary
+    )
+
+
+def feature_matrix(vectorisers: Sequence[Any], rows: Sequence[tuple[str, str]], *, fit: bool = False) -> Any:
+    """The classifiers' input: (character n-grams, word n-grams, weighted cue groups) side by side."""
+    import scipy.sparse as sp
+
+    texts, cues = [r[0] for r in rows], [r[1] for r in rows]
+    chars, words, groups = vectorisers
+    transform = "fit_transform" if fit else "transform"
+    return sp.hstack(
+        [
+            getattr(chars, transform)(texts),
+            getattr(words, transform)(texts),
+            CUE_WEIGHT * getattr(groups, transform)(cues),
+        ]
+    ).tocsr()
+
+
 @dataclass
-class SafetyClassifier:
-    """Binary unsafe/safe model with calibrated probabilities, and a category model over unsafe text."""
+class SafetyModels:
+    """The scikit-learn estimators that training fits; `fit` turns them into a SafetyClassifier."""
 
     text_vectoriser: Any
     word_vectoriser: Any
@@ -132,51 +191,228 @@ class SafetyClassifier:
     # the same false-block rate.
     embedding_model: Any = None
 
-    def matrix(self, rows: Sequence[tuple[str, str]], *, fit: bool = False) -> Any:
-        import scipy.sparse as sp
-
-        texts, cues = [r[0] for r in rows], [r[1] for r in rows]
-        if fit:
-            return sp.hstack(
-                [
-                    self.text_vectoriser.fit_transform(texts),
-                    self.word_vectoriser.fit_transform(texts),
-                    CUE_WEIGHT * self.cue_vectoriser.fit_transform(cues),
-                ]
-            ).tocsr()
-        return sp.hstack(
-            [
-                self.text_vectoriser.transform(texts),
-                self.word_vectoriser.transform(texts),
-                CUE_WEIGHT * self.cue_vectoriser.transform(cues),
-            ]
-        ).tocsr()
-
     def fit(self, examples: Sequence[Example]) -> SafetyClassifier:
         import numpy as np
 
-        matrix = self.matrix([features(e.text) for e in examples], fit=True)
+        vectorisers = (self.text_vectoriser, self.word_vectoriser, self.cue_vectoriser)
+        matrix = feature_matrix(vectorisers, [features(e.text) for e in examples], fit=True)
         unsafe = np.array([e.unsafe for e in examples])
         self.unsafe_model.fit(matrix, unsafe)
         if self.embedding_model is not None:
             self.embedding_model.fit(embed_queries_cached([e.text for e in examples]), unsafe)
         self.category_model.fit(matrix[unsafe], [e.category for e in examples if e.unsafe])
-        return self
+        return SafetyClassifier.from_fitted(self)
+
+
+def _vocabulary_terms(vectoriser: Any) -> list[str]:
+    """A fitted vectoriser's terms in column order."""
+    terms = [""] * len(vectoriser.vocabulary_)
+    for term, column in vectoriser.vocabulary_.items():
+        terms[column] = term
+    return terms
+
+
+def _calibrated_parts(model: Any) -> list[tuple[Any, float, float]]:
+    """(binary estimator, a, b) per fold of a sigmoid-calibrated classifier: P(True) of a decision
+    value f is 1 / (1 + exp(a * f + b)), averaged over the folds (as scikit-learn does)."""
+    if list(model.classes_) != [False, True]:
+        raise ValueError(f"expected classes [False, True], got {list(model.classes_)}")
+    parts = []
+    for calibrated in model.calibrated_classifiers_:
+        (calibrator,) = calibrated.calibrators
+        parts.append((calibrated.estimator, float(calibrator.a_), float(calibrator.b_)))
+    return parts
+
+
+def _sigmoid(values: Any, a: Any, b: Any) -> Any:
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(a * values + b))
+
+
+@dataclass
+class SafetyClassifier:
+    """The trained classifier as plain arrays: vocabularies, IDF weights, linear and kernel model
+    parameters. Scoring needs nothing else, and the disk cache stores exactly these (an .npz read
+    without pickle, see `to_arrays`), so a file in the shared cache folder is data, never code.
+
+    Binary unsafe/safe models with calibrated probabilities (linear over n-grams, RBF kernel over
+    sentence embeddings) and a linear category model over unsafe text.
+    """
+
+    text_terms: list[str]
+    text_idf: Any  # (n_text,)
+    word_terms: list[str]
+    word_idf: Any  # (n_word,)
+    cue_terms: list[str]
+    # The n-gram model: one calibrated linear SVM per calibration fold.
+    unsafe_coef: Any  # (folds, n_features)
+    unsafe_intercept: Any  # (folds,)
+    unsafe_sigmoid: Any  # (folds, 2): a, b
+    category_names: list[str]
+    category_coef: Any  # (categories, n_features)
+    category_intercept: Any  # (categories,)
+    # The meaning model: an RBF-kernel SVM over sentence embeddings (None: not used).
+    support_vectors: Any = None  # (n_support, dim)
+    dual_coef: Any = None  # (n_support,)
+    kernel_intercept: float = 0.0
+    kernel_gamma: float = 0.0
+    kernel_sigmoid: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        self._vectorisers: tuple[Any, Any, Any] | None = None
+
+    @classmethod
+    def from_fitted(cls, models: SafetyModels) -> SafetyClassifier:
+        import numpy as np
+
+        unsafe = _calibrated_parts(models.unsafe_model)
+        category = models.category_model
+        names = [str(c) for c in category.classes_]
+        coef, intercept = np.asarray(category.coef_, float), np.asarray(category.intercept_, float)
+        if len(names) == 2:  # a binary LinearSVC keeps one row: positive means the second class
+            coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+        kernel: dict[str, Any] = {}
+        if models.embedding_model is not None:
+            ((svm, a, b),) = _calibrated_parts(models.embedding_model)
+            kernel = {
+                "support_vectors": np.asarray(svm.support_vectors_, float),
+                "dual_coef": np.asarray(svm.dual_coef_, float)[0],
+                "kernel_intercept": float(svm.intercept_[0]),
+                "kernel_gamma": float(svm._gamma),  # the value `gamma="scale"` came to at fit time
+                "kernel_sigmoid": (a, b),
+            }
+        return cls(
+            text_terms=_vocabulary_terms(models.text_vectoriser),
+            text_idf=np.asarray(models.text_vectoriser.idf_, float),
+            word_terms=_vocabulary_terms(models.word_vectoriser),
+            word_idf=np.asarray(models.word_vectoriser.idf_, float),
+            cue_terms=_vocabulary_terms(models.cue_vectoriser),
+            unsafe_coef=np.vstack([np.asarray(e.coef_, float)[0] for e, _, _ in unsafe]),
+            unsafe_intercept=np.array([float(e.intercept_[0]) for e, _, _ in unsafe]),
+            unsafe_sigmoid=np.array([[a, b] for _, a, b in unsafe]),
+            category_names=names,
+            category_coef=coef,
+            category_intercept=intercept,
+            **kernel,
+        )
+
+    def to_arrays(self) -> dict[str, Any]:
+        """Plain numeric arrays (the terms and names as UTF-8 JSON bytes) for `numpy.savez`."""
+        import numpy as np
+
+        meta = {
+            "format": STORED_FORMAT,
+            "text_terms": self.text_terms,
+            "word_terms": self.word_terms,
+            "cue_terms": self.cue_terms,
+            "category_names": self.category_names,
+            "kernel": None
+            if self.support_vectors is None
+            else {
+                "intercept": self.kernel_intercept,
+                "gamma": self.kernel_gamma,
+                "sigmoid": list(self.kernel_sigmoid),
+            },
+        }
+        arrays = {
+            "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8),
+            "text_idf": self.text_idf,
+            "word_idf": self.word_idf,
+            "unsafe_coef": self.unsafe_coef,
+            "unsafe_intercept": self.unsafe_intercept,
+            "unsafe_sigmoid": self.unsafe_sigmoid,
+            "category_coef": self.category_coef,
+            "category_intercept": self.category_intercept,
+        }
+        if self.support_vectors is not None:
+            arrays |= {"support_vectors": self.support_vectors, "dual_coef": self.dual_coef}
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> SafetyClassifier:
+        """The classifier `to_arrays` stored; ValueError when anything is missing or does not fit
+        (a damaged, tampered or outdated file), so the caller rebuilds it."""
+        try:
+            meta = json.loads(bytes(_array(arrays, "meta", 1, kind="u")).decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != STORED_FORMAT:
+                raise ValueError("not a stored safety classifier of this version")
+            text_terms, word_terms, cue_terms, names = (
+                _terms(meta.get(key)) for key in ("text_terms", "word_terms", "cue_terms", "category_names")
+            )
+            n_features = len(text_terms) + len(word_terms) + len(cue_terms)
+            unsafe_coef = _array(arrays, "unsafe_coef", 2, columns=n_features)
+            folds = len(unsafe_coef)
+            category_coef = _array(arrays, "category_coef", 2, rows=len(names), columns=n_features)
+            kernel: dict[str, Any] = {}
+            if meta.get("kernel") is not None:
+                support_vectors = _array(arrays, "support_vectors", 2)
+                sigmoid = meta["kernel"]["sigmoid"]
+                kernel = {
+                    "support_vectors": support_vectors,
+                    "dual_coef": _array(arrays, "dual_coef", 1, rows=len(support_vectors)),
+                    "kernel_intercept": _number(meta["kernel"]["intercept"]),
+                    "kernel_gamma": _number(meta["kernel"]["gamma"]),
+                    "kernel_sigmoid": (_number(sigmoid[0]), _number(sigmoid[1])),
+                }
+            return cls(
+                text_terms=text_terms,
+                text_idf=_array(arrays, "text_idf", 1, rows=len(text_terms)),
+                word_terms=word_terms,
+                word_idf=_array(arrays, "word_idf", 1, rows=len(word_terms)),
+                cue_terms=cue_terms,
+                unsafe_coef=unsafe_coef,
+                unsafe_intercept=_array(arrays, "unsafe_intercept", 1, rows=folds),
+                unsafe_sigmoid=_array(arrays, "unsafe_sigmoid", 2, rows=folds, columns=2),
+                category_names=names,
+                category_coef=category_coef,
+                category_intercept=_array(arrays, "category_intercept", 1, rows=len(names)),
+                **kernel,
+            )
+        except (KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not a stored safety classifier: {exc!r}") from exc
+
+    def vectorisers(self) -> tuple[Any, Any, Any]:
+        """The fitted vectorisers, rebuilt from the terms and IDF weights on first use."""
+        if self._vectorisers is None:
+            chars = text_vectoriser({t: i for i, t in enumerate(self.text_terms)})
+            chars.idf_ = self.text_idf
+            words = word_vectoriser({t: i for i, t in enumerate(self.word_terms)})
+            words.idf_ = self.word_idf
+            self._vectorisers = (chars, words, cue_vectoriser({t: i for i, t in enumerate(self.cue_terms)}))
+        return self._vectorisers
+
+    def matrix(self, texts: Sequence[str]) -> Any:
+        return feature_matrix(self.vectorisers(), [features(t) for t in texts])
+
+    def unsafe_probability(self, matrix: Any, texts: Sequence[str]) -> Any:
+        """P(unsafe) per row: the calibrated n-gram model, averaged with the embedding model."""
+        import numpy as np
+
+        decisions = np.asarray(matrix @ self.unsafe_coef.T) + self.unsafe_intercept  # (n, folds)
+        by_ngrams = _sigmoid(decisions, self.unsafe_sigmoid[:, 0], self.unsafe_sigmoid[:, 1]).mean(axis=1)
+        if self.support_vectors is None:
+            return by_ngrams
+        vectors = np.asarray(embed_queries(list(texts)), float)
+        distances = (
+            (vectors**2).sum(axis=1)[:, None]
+            + (self.support_vectors**2).sum(axis=1)[None, :]
+            - 2.0 * vectors @ self.support_vectors.T
+        )
+        kernel = np.exp(-self.kernel_gamma * np.maximum(distances, 0.0))
+        by_meaning = _sigmoid(kernel @ self.dual_coef + self.kernel_intercept, *self.kernel_sigmoid)
+        return (1 - EMBEDDING_WEIGHT) * by_ngrams + EMBEDDING_WEIGHT * by_meaning
 
     def whole_scores(self, texts: Sequence[str]) -> list[tuple[float, str]]:
         """(P(unsafe), most likely unsafe category) for each text as a whole."""
+        import numpy as np
+
         if not texts:
             return []
-        matrix = self.matrix([features(t) for t in texts])
-        positive = list(self.unsafe_model.classes_).index(True)
-        probabilities = self.unsafe_model.predict_proba(matrix)[:, positive]
-        if self.embedding_model is not None:
-            by_meaning = self.embedding_model.predict_proba(embed_queries(list(texts)))
-            probabilities = (1 - EMBEDDING_WEIGHT) * probabilities + EMBEDDING_WEIGHT * by_meaning[
-                :, list(self.embedding_model.classes_).index(True)
-            ]
-        categories = self.category_model.predict(matrix)
-        return [(float(p), str(c)) for p, c in zip(probabilities, categories, strict=True)]
+        matrix = self.matrix(texts)
+        probabilities = self.unsafe_probability(matrix, texts)
+        best = np.asarray(matrix @ self.category_coef.T + self.category_intercept).argmax(axis=1)
+        return [(float(p), self.category_names[int(c)]) for p, c in zip(probabilities, best, strict=True)]
 
     def scores(self, texts: Sequence[str]) -> list[tuple[float, str]]:
         """(P(unsafe), category) for each text: the whole text's score, or its most unsafe clause's
@@ -192,22 +428,49 @@ class SafetyClassifier:
         return out
 
 
-def build_model() -> SafetyClassifier:
+def _array(
+    arrays: Any, key: str, ndim: int, *, rows: int | None = None, columns: int | None = None, kind: str = "f"
+) -> Any:
+    """A stored array checked for its kind (float or bytes), shape and finite values."""
+    import numpy as np
+
+    value = np.asarray(arrays[key])
+    if value.dtype.kind != kind or value.ndim != ndim:
+        raise ValueError(
+            f"{key}: expected a {ndim}-d array of kind {kind!r}, got {value.dtype} {value.shape}"
+        )
+    if (rows is not None and value.shape[0] != rows) or (columns is not None and value.shape[1] != columns):
+        raise ValueError(f"{key}: shape {value.shape} does not fit ({rows}, {columns})")
+    if kind == "f":
+        value = value.astype(float, copy=False)
+        if not np.isfinite(value).all():
+            raise ValueError(f"{key}: not finite")
+    return value
+
+
+def _terms(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError("expected a list of strings")
+    if len(set(value)) != len(value):
+        raise ValueError("repeated terms")
+    return value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+def build_model() -> SafetyModels:
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import SVC, LinearSVC
 
-    return SafetyClassifier(
-        text_vectoriser=TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True),
-        # Word uni- and bigrams carry phrasing that character n-grams split ("before i go").
-        word_vectoriser=TfidfVectorizer(
-            analyzer="word", ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+"
-        ),
-        # Single cue groups and pairs of them ("sh_method sh_finality"): the pairs carry intent.
-        cue_vectoriser=CountVectorizer(
-            binary=True, token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2)
-        ),
+    return SafetyModels(
+        text_vectoriser=text_vectoriser(),
+        word_vectoriser=word_vectoriser(),
+        cue_vectoriser=cue_vectoriser(),
         unsafe_model=CalibratedClassifierCV(
             LinearSVC(C=1.0, class_weight="balanced", random_state=RANDOM_STATE),
             method="sigmoid",
@@ -232,8 +495,11 @@ _SOURCE = "<training set>"
 
 @lru_cache(maxsize=4)
 def _trained(content: str) -> SafetyClassifier:
-    return load_or_build(
-        _stored_model_path(content), lambda: fit(parse_examples(content, source=_SOURCE)), SafetyClassifier
+    return load_or_build_arrays(
+        _stored_model_path(content),
+        lambda: fit(parse_examples(content, source=_SOURCE)),
+        decode=SafetyClassifier.from_arrays,
+        encode=SafetyClassifier.to_arrays,
     )
 
 
@@ -253,7 +519,7 @@ def _stored_model_path(content: str) -> Path:
         sklearn.__version__,
         E5EmbeddingFunction.name(),
     ]
-    return keyed_cache_path("safety", "classifier", ".pkl", key_parts)
+    return keyed_cache_path("safety", "classifier", ".npz", key_parts)
 
 
 def trained_model(path: Path | None = None) -> SafetyClassifier:

@@ -1,13 +1,14 @@
-"""Best-effort cache files (embeddings, trained classifiers): written whole or not at all."""
+"""Best-effort cache files (embeddings, trained classifiers): written whole or not at all, and read
+as plain arrays (numpy without pickle), never as code: the cache folder may be shared."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-from collections.abc import Callable, Iterable
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from personagraph.serving.settings import get_settings
 
@@ -35,17 +36,87 @@ def write_cache_file(path: Path, write: Callable[[BinaryIO], None]) -> None:
         pass
 
 
-def load_or_build(path: Path, build: Callable[[], T], expected: type[T]) -> T:
-    """The object pickled at `path`, or `build()` stored there. The caller keys `path` by everything
-    the build reads (data, code, library versions), so a stale file is never found; a damaged or
-    unreadable one is rebuilt. Only for files this program wrote itself (pickle runs code)."""
+def load_or_build_arrays(
+    path: Path,
+    build: Callable[[], T],
+    *,
+    decode: Callable[[Mapping[str, Any]], T],
+    encode: Callable[[T], Mapping[str, Any]],
+) -> T:
+    """The object stored as plain numeric arrays at `path` (an .npz), or `build()` stored there.
+
+    The cache folder is shared and writable, so a file in it is read as data only: numpy loads it
+    with `allow_pickle=False` (an object array or a pickle is refused, never run), and `decode`
+    checks every array and raises ValueError when one is missing or does not fit. A file that fails
+    to load or decode (damaged, tampered with, from another version) is rebuilt and replaced.
+    """
+    import numpy as np
+
     try:
-        with path.open("rb") as stored:
-            loaded = pickle.load(stored)
-        if isinstance(loaded, expected):
-            return loaded
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
-        pass  # not built yet, or a damaged or outdated file: build and replace it
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.lib.npyio.NpzFile):  # a lone .npy array is not ours either
+            raise ValueError(f"{path} is not an .npz archive")
+        with stored:
+            return decode(stored)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # not built yet, or a file that is not ours to trust: build and replace it
     built = build()
-    write_cache_file(path, lambda out: pickle.dump(built, out, protocol=pickle.HIGHEST_PROTOCOL))
+    write_cache_file(path, lambda out: np.savez(out, **encode(built)))
     return built
+
+
+def json_array(value: Any) -> Any:
+    """`value` as JSON in a uint8 array, for names and vocabularies stored beside numeric arrays."""
+    import json
+
+    import numpy as np
+
+    return np.frombuffer(json.dumps(value, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+
+
+def array_json(arrays: Mapping[str, Any], key: str) -> Any:
+    """The JSON value `json_array` stored under `key`; ValueError when it is not one."""
+    import json
+
+    try:
+        return json.loads(bytes(checked_array(arrays, key, 1, kind="u")).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{key}: not UTF-8 JSON") from exc
+
+
+def checked_array(
+    arrays: Mapping[str, Any],
+    key: str,
+    ndim: int,
+    *,
+    rows: int | None = None,
+    columns: int | None = None,
+    kind: str = "f",
+) -> Any:
+    """A stored array checked for its kind ("f" float, "u" bytes), dimensions, shape and (floats)
+    finite values; ValueError naming the key otherwise."""
+    import numpy as np
+
+    if key not in arrays:
+        raise ValueError(f"{key}: missing")
+    value = np.asarray(arrays[key])
+    if value.dtype.kind != kind or value.ndim != ndim:
+        raise ValueError(
+            f"{key}: expected a {ndim}-d array of kind {kind!r}, got {value.dtype} {value.shape}"
+        )
+    if (rows is not None and value.shape[0] != rows) or (columns is not None and value.shape[1] != columns):
+        raise ValueError(f"{key}: shape {value.shape} does not fit ({rows}, {columns})")
+    if kind == "f":
+        value = value.astype(float, copy=False)
+        if not np.isfinite(value).all():
+            raise ValueError(f"{key}: not finite")
+    return value
+
+
+def string_list(value: Any, what: str) -> list[str]:
+    """`value` checked to be a list of distinct strings (a vocabulary, class names)."""
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError(f"{what}: expected a list of strings")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{what}: repeated entries")
+    return value

@@ -14,6 +14,7 @@ from evals import safety
 from evals.safety import DEFAULT_DATASETS, load_cases, run, score
 
 REPO = Path(__file__).resolve().parents[2]
+DATASETS = REPO / "evals" / "datasets"
 
 # Five unsafe messages, four of which the rules catch, and five safe ones, one of which the rules
 # block (a false block). With the rules only: block_rate 4/5, false_block_rate 1/5.
@@ -57,9 +58,9 @@ def test_score_hand_computed() -> None:
         "block_rate": round(2 / 3, 4),
         "false_block_rate": 0.25,
         "by_category": {
-            "hate": {"n": 1, "blocked": 0},
+            "hate": {"n": 1, "blocked": 0, "same_category": 0},
             "safe": {"n": 4, "blocked": 1},
-            "sexual": {"n": 2, "blocked": 2},
+            "sexual": {"n": 2, "blocked": 2, "same_category": 0},  # blocked as "x"
         },
         "by_layer": {
             "classifier": {"blocked_unsafe": 1, "blocked_safe": 1},
@@ -76,12 +77,12 @@ def test_run_rules_only_on_tiny_set(tmp_path: Path, data_dir, capsys: pytest.Cap
     assert result["block_rate"] == 0.8
     assert result["false_block_rate"] == 0.2
     assert result["by_category"] == {
-        "hate": {"n": 1, "blocked": 0},
-        "jailbreak": {"n": 1, "blocked": 1},
-        "profanity": {"n": 1, "blocked": 1},
+        "hate": {"n": 1, "blocked": 0, "same_category": 0},
+        "jailbreak": {"n": 1, "blocked": 1, "same_category": 1},
+        "profanity": {"n": 1, "blocked": 1, "same_category": 1},
         "safe": {"n": 5, "blocked": 1},
-        "self_harm": {"n": 1, "blocked": 1},
-        "sexual": {"n": 1, "blocked": 1},
+        "self_harm": {"n": 1, "blocked": 1, "same_category": 1},
+        "sexual": {"n": 1, "blocked": 1, "same_category": 1},
     }
     assert result["by_layer"] == {"rules": {"blocked_unsafe": 4, "blocked_safe": 1}}
     assert result["layers"] == "rules" and result["threshold"] is None
@@ -114,6 +115,11 @@ def test_datasets_repeatable_or_comma_separated(tmp_path: Path, data_dir) -> Non
     assert repeated["n"] == comma["n"] == 10
     assert repeated["block_rate"] == comma["block_rate"] == 0.8
     assert comma["datasets"] == [str(a), str(b)]
+    # Figures per dataset as well as over all of them.
+    assert comma["by_dataset"] == {
+        "a.jsonl": {"n": 5, "n_unsafe": 5, "n_safe": 0, "block_rate": 0.8, "false_block_rate": 0.0},
+        "b.jsonl": {"n": 5, "n_unsafe": 0, "n_safe": 5, "block_rate": 0.0, "false_block_rate": 0.2},
+    }
 
 
 @pytest.mark.parametrize(
@@ -146,11 +152,19 @@ def test_shipped_held_out_sets() -> None:
     datasets = safety.DATASETS
     redteam = load_cases(datasets / "safety_redteam.jsonl")
     benign = load_cases(datasets / "safety_benign.jsonl")
-    assert [p.name for p in DEFAULT_DATASETS] == ["safety_blind10.jsonl", "safety_blind11.jsonl"]
-    assert {p.name for p in safety.BLIND_DATASETS} == {f"safety_blind{n}.jsonl" for n in range(3, 12)}
+    assert [p.name for p in DEFAULT_DATASETS] == [
+        "safety_blind10.jsonl",
+        "safety_blind11.jsonl",
+        "safety_blind_crime1.jsonl",
+    ]
+    general = {f"safety_blind{n}.jsonl" for n in range(3, 12)}
+    assert {p.name for p in safety.BLIND_DATASETS} == general | {"safety_blind_crime1.jsonl"}
     for path in safety.BLIND_DATASETS:
         cases = load_cases(path)
-        assert sum(c["unsafe"] for c in cases) >= 250 and sum(not c["unsafe"] for c in cases) >= 250
+        least = 250 if path.name in general else 50  # the crime set covers five categories only
+        assert sum(c["unsafe"] for c in cases) >= least and sum(not c["unsafe"] for c in cases) >= least
+    crime = load_cases(DATASETS / "safety_blind_crime1.jsonl")
+    assert {"violence", "weapons", "drugs", "fraud", "crime"} <= {c["category"] for c in crime}
     blind = [c for path in safety.BLIND_DATASETS for c in load_cases(path)]
     disclosure = load_cases(datasets / "safety_disclosure.jsonl")  # fans telling about themselves
     short = load_cases(datasets / "safety_short.jsonl")  # messages of 1-8 words

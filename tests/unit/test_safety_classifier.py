@@ -18,7 +18,6 @@ from personagraph.safety.classifier import (
     THRESHOLD_ENV,
     Example,
     SafetyClassifier,
-    build_model,
     classify,
     clauses,
     cross_validate,
@@ -131,7 +130,9 @@ def test_cues_name_concepts_without_blocking() -> None:
 def test_shipped_training_set_is_labelled_and_balanced() -> None:
     rows = [json.loads(line) for line in REPO_TRAIN.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(rows) >= 600
-    assert {r["category"] for r in rows} == set(CATEGORIES)
+    every_file = {e.category for e in load_training_examples(sorted(REPO_TRAIN.parent.glob("train*.jsonl")))}
+    assert every_file == set(CATEGORIES)  # each category has training lines (the crime ones in their files)
+    assert {r["category"] for r in rows} <= set(CATEGORIES)
     assert all(r["unsafe"] == (r["category"] != "safe") for r in rows)
     assert all(r["lang"] in ("ko", "en") for r in rows)
     korean = sum(r["lang"] == "ko" for r in rows)
@@ -177,18 +178,18 @@ def test_trained_model_is_kept_on_disk_and_a_damaged_file_is_replaced(
     small.write_text("\n".join(REPO_TRAIN.read_text(encoding="utf-8").splitlines()[::5]), encoding="utf-8")
     texts = ["hello", "send me a pic without your clothes"]
     first = trained_model(small).scores(texts)
-    (stored,) = (tmp_path / "cache" / "safety").glob("classifier-*.pkl")
+    (stored,) = (tmp_path / "cache" / "safety").glob("classifier-*.npz")
 
     safety_classifier._trained.cache_clear()  # a new process: read back from disk, not retrained
     monkeypatch.setattr(safety_classifier, "fit", lambda examples: pytest.fail("retrained"))
     assert trained_model(small).scores(texts) == first
 
     safety_classifier._trained.cache_clear()
-    stored.write_bytes(b"not a pickle")
+    stored.write_bytes(b"not an archive")
     monkeypatch.undo()  # `fit` back; the damaged file is retrained and replaced
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache" / "models"))
     assert trained_model(small).scores(texts) == first
-    assert stored.read_bytes() != b"not a pickle"
+    assert stored.read_bytes() != b"not an archive"
     safety_classifier._trained.cache_clear()
 
 
@@ -291,8 +292,6 @@ class ScriptedScores(SafetyClassifier):
     """Whole-text scores from a table, to test how clause scores combine."""
 
     def __init__(self, table: dict[str, tuple[float, str]]) -> None:
-        fields = build_model().__dict__
-        super().__init__(**fields)
         self.table = table
 
     def whole_scores(self, texts: Any) -> list[tuple[float, str]]:
