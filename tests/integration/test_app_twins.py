@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,16 +118,24 @@ def test_survey_run_results_and_roles(signed_in_app: str) -> None:
     assert run_id not in str(user.predict(api_name="/list_runs"))
 
 
+def _applied(status: str) -> int:
+    """The "live orders applied: N" count of the insight status line."""
+    found = re.search(r"live orders applied: ([\d,]+)", status)
+    assert found, status
+    return int(found.group(1).replace(",", ""))
+
+
 def test_insight_tab_goes_live_and_answers_from_the_figures(signed_in_app: str) -> None:
     admin = Client(signed_in_app, auth=("boss", "boss-pw"), verbose=False)
     status, sizes, scatter, _ = admin.predict(api_name="/insight_refresh")  # starts the in-process demo
     assert "in-process demo Redis" in status, status
-    first = int(status.rsplit("live orders applied: ", 1)[1].replace(",", ""))
+    first = _applied(status)
+    assert "**Live stream:** consumer demo: running" in status, status
     import time
 
     time.sleep(2.5)  # the simulator publishes 20 orders/s; the consumer applies them
     status, *_ = admin.predict(api_name="/insight_refresh")
-    assert int(status.rsplit("live orders applied: ", 1)[1].replace(",", "")) > first, status
+    assert _applied(status) > first, status
 
     history, figures, box = admin.predict(
         "What are our VIP customers like?", [], "keywords", api_name="/insight_ask"

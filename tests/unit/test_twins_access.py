@@ -267,4 +267,6 @@ def test_a_failed_background_run_records_why() -> None:
         start_run_in_background(MINA, handle.run_id)
         _wait(lambda: not store.run_info(MINA, handle.run_id)["active"])
     info = store.run_info(MINA, handle.run_id)
-    assert info["state"] == "failed" and "the model fell over" in info["message"]
+    # The run list shows a short reason; the exception itself goes to the server log.
+    assert info["state"] == "failed" and info["message"].startswith("internal error"), info
+    assert "the model fell over" not in info["message"]

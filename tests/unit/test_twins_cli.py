@@ -68,7 +68,7 @@ def test_survey_runs_exports_and_resumes(tmp_path: Path, capsys: pytest.CaptureF
     [
         (["--mode", "per_page"], "--mode: 'per_page' is not allowed; allowed: per_question, per_person"),
         (["--concurrency", "0"], "--concurrency: Input should be greater than or equal to 1"),
-        (["--rate", "-1"], "--rate: Input should be greater than 0"),
+        (["--rate", "-1"], "--rate: Input should be greater than or equal to 0.01"),
         (["--select", "where:planet=Mars"], "where: unknown attribute 'planet'; allowed: age_band"),
         (
             ["--select", "where:region=Mars"],
