@@ -32,7 +32,7 @@ from typing import Any
 from personagraph.memory.embeddings import E5EmbeddingFunction, embed_queries, embed_queries_cached
 from personagraph.safety.categories import CRIME_CATEGORIES
 from personagraph.safety.rules import match_cues, match_rules, normalise, rules_path
-from personagraph.serving.cache_files import keyed_cache_path, load_or_build_arrays
+from personagraph.serving.cache_files import checked_array, keyed_cache_path, load_or_build_arrays
 from personagraph.serving.settings import get_settings
 
 CATEGORIES = (
@@ -334,39 +334,39 @@ class SafetyClassifier:
         """The classifier `to_arrays` stored; ValueError when anything is missing or does not fit
         (a damaged, tampered or outdated file), so the caller rebuilds it."""
         try:
-            meta = json.loads(bytes(_array(arrays, "meta", 1, kind="u")).decode("utf-8"))
+            meta = json.loads(bytes(checked_array(arrays, "meta", 1, kind="u")).decode("utf-8"))
             if not isinstance(meta, dict) or meta.get("format") != STORED_FORMAT:
                 raise ValueError("not a stored safety classifier of this version")
             text_terms, word_terms, cue_terms, names = (
                 _terms(meta.get(key)) for key in ("text_terms", "word_terms", "cue_terms", "category_names")
             )
             n_features = len(text_terms) + len(word_terms) + len(cue_terms)
-            unsafe_coef = _array(arrays, "unsafe_coef", 2, columns=n_features)
+            unsafe_coef = checked_array(arrays, "unsafe_coef", 2, columns=n_features)
             folds = len(unsafe_coef)
-            category_coef = _array(arrays, "category_coef", 2, rows=len(names), columns=n_features)
+            category_coef = checked_array(arrays, "category_coef", 2, rows=len(names), columns=n_features)
             kernel: dict[str, Any] = {}
             if meta.get("kernel") is not None:
-                support_vectors = _array(arrays, "support_vectors", 2)
+                support_vectors = checked_array(arrays, "support_vectors", 2)
                 sigmoid = meta["kernel"]["sigmoid"]
                 kernel = {
                     "support_vectors": support_vectors,
-                    "dual_coef": _array(arrays, "dual_coef", 1, rows=len(support_vectors)),
+                    "dual_coef": checked_array(arrays, "dual_coef", 1, rows=len(support_vectors)),
                     "kernel_intercept": _number(meta["kernel"]["intercept"]),
                     "kernel_gamma": _number(meta["kernel"]["gamma"]),
                     "kernel_sigmoid": (_number(sigmoid[0]), _number(sigmoid[1])),
                 }
             return cls(
                 text_terms=text_terms,
-                text_idf=_array(arrays, "text_idf", 1, rows=len(text_terms)),
+                text_idf=checked_array(arrays, "text_idf", 1, rows=len(text_terms)),
                 word_terms=word_terms,
-                word_idf=_array(arrays, "word_idf", 1, rows=len(word_terms)),
+                word_idf=checked_array(arrays, "word_idf", 1, rows=len(word_terms)),
                 cue_terms=cue_terms,
                 unsafe_coef=unsafe_coef,
-                unsafe_intercept=_array(arrays, "unsafe_intercept", 1, rows=folds),
-                unsafe_sigmoid=_array(arrays, "unsafe_sigmoid", 2, rows=folds, columns=2),
+                unsafe_intercept=checked_array(arrays, "unsafe_intercept", 1, rows=folds),
+                unsafe_sigmoid=checked_array(arrays, "unsafe_sigmoid", 2, rows=folds, columns=2),
                 category_names=names,
                 category_coef=category_coef,
-                category_intercept=_array(arrays, "category_intercept", 1, rows=len(names)),
+                category_intercept=checked_array(arrays, "category_intercept", 1, rows=len(names)),
                 **kernel,
             )
         except (KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
@@ -426,26 +426,6 @@ class SafetyClassifier:
             clause = (best[0] - CLAUSE_MARGIN, best[1])
             out.append(clause if clause[0] > whole[0] else whole)
         return out
-
-
-def _array(
-    arrays: Any, key: str, ndim: int, *, rows: int | None = None, columns: int | None = None, kind: str = "f"
-) -> Any:
-    """A stored array checked for its kind (float or bytes), shape and finite values."""
-    import numpy as np
-
-    value = np.asarray(arrays[key])
-    if value.dtype.kind != kind or value.ndim != ndim:
-        raise ValueError(
-            f"{key}: expected a {ndim}-d array of kind {kind!r}, got {value.dtype} {value.shape}"
-        )
-    if (rows is not None and value.shape[0] != rows) or (columns is not None and value.shape[1] != columns):
-        raise ValueError(f"{key}: shape {value.shape} does not fit ({rows}, {columns})")
-    if kind == "f":
-        value = value.astype(float, copy=False)
-        if not np.isfinite(value).all():
-            raise ValueError(f"{key}: not finite")
-    return value
 
 
 def _terms(value: Any) -> list[str]:
