@@ -243,6 +243,22 @@ def cmd_redis(args: argparse.Namespace) -> int:
     return _wait_forever(server.stop)
 
 
+def cmd_postgres(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from personagraph.serving.postgres_server import LocalPostgres
+    from personagraph.serving.settings import get_settings
+
+    data_dir = Path(args.data_dir) if args.data_dir else get_settings().personagraph_home / "postgres"
+    server = LocalPostgres(port=args.port, data_dir=data_dir).start()
+    url_file = _write_secret("database.url", server.url)
+    print(
+        f"PostgreSQL with pgvector at {server.describe()}, data in {data_dir}; its URL with the password is in {url_file}"
+    )
+    print(f'  export DATABASE_URL="$(cat {url_file})"')
+    return _wait_forever(server.stop)
+
+
 def _wait_forever(stop: object) -> int:
     try:
         while True:
@@ -320,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     redis.add_argument("--port", type=int, default=6379)
     redis.add_argument("--data-dir", default=None)
     redis.set_defaults(func=cmd_redis)
+
+    postgres = sub.add_parser("postgres", help="run a local PostgreSQL (with pgvector) until Ctrl-C")
+    postgres.add_argument("--port", type=int, default=5432)
+    postgres.add_argument("--data-dir", default=None, help="default: PERSONAGRAPH_HOME/postgres")
+    postgres.set_defaults(func=cmd_postgres)
     from personagraph.cli.twins import add_interview_parser, add_survey_parser
 
     add_survey_parser(sub)

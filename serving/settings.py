@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=REPO_ROOT / "data", description="Shipped personas and documents.")
 
     # Memory and data services.
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://... : threads (PostgresSaver), long-term memory (PostgresStore with "
+        "pgvector), accounts and runs in this Postgres; unset = SQLite files under PERSONAGRAPH_HOME.",
+    )
     redis_url: str | None = Field(default=None, description="Use the Redis checkpointer when set.")
     checkpoint_ttl_minutes: int = Field(default=30, ge=1, description="Per-thread TTL with Redis.")
     store_url: str | None = Field(
@@ -176,6 +181,9 @@ class Settings(BaseSettings):
     )
     local_server_api_key: SecretStr | None = Field(
         default=None, description="API key of the embedded model server."
+    )
+    local_postgres_password: SecretStr | None = Field(
+        default=None, description="Password of the local Postgres (`personagraph postgres`, `stack up`)."
     )
     # --- end limits-16 ---
 

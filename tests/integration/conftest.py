@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from personagraph.memory.redis_server import LocalRedis
+from personagraph.serving.postgres_server import LocalPostgres
 from personagraph.serving.local_model import SMOLLM2_135M, resolve_model_file
 from personagraph.serving.local_server import LocalModelServer
 from personagraph.serving.processes import free_port
@@ -174,6 +175,12 @@ def real_model_env(
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
     with LocalRedis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    with LocalPostgres() as server:
         yield server
 
 
