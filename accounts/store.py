@@ -3,6 +3,10 @@
     personagraph accounts add mina --role user      (asks for the password)
     personagraph accounts token mina --name laptop  (prints an API token once)
 
+The database is Postgres when DATABASE_URL is set (every app replica then accepts a sign-in made on
+another, and the sign-in throttle counts across replicas), else the SQLite file
+`PERSONAGRAPH_HOME/accounts.sqlite`. Timestamps are ISO 8601 text (UTC) in both.
+
 The AUTH_USER_ID/PW and AUTH_ADMIN_ID/PW pairs (environment or `.env`) still add one quick account
 each; they live in memory only. Tokens are stored as SHA-256 digests, so a copy of the database
 reveals none. With no account at all the app runs open, for one person on 127.0.0.1 (`OPEN_CALLER`).
@@ -16,11 +20,9 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,7 @@ from personagraph.accounts.identity import (
     Role,
     TooManyAttemptsError,
 )
+from personagraph.serving.database import Database, connect
 from personagraph.serving.safe_paths import check_id
 from personagraph.serving.settings import Settings, get_settings
 
@@ -64,6 +67,18 @@ create table if not exists tokens (
     created_at text not null,
     expires_at text
 );
+create index if not exists tokens_user_id on tokens (user_id)
+"""
+# Failed sign-ins per (kind, key), e.g. ("user", "mina") or ("client", "203.0.113.9"). `locked_until`
+# is a wall-clock time in seconds (the throttle's clock), 0 when not locked.
+_THROTTLE_SCHEMA = """
+create table if not exists signin_throttle (
+    kind text not null,
+    key text not null,
+    failures integer not null,
+    locked_until double precision not null,
+    primary key (kind, key)
+)
 """
 
 
@@ -92,39 +107,82 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _throttle_key(key: str) -> tuple[str, str]:
+    """Split "user:mina" into ("user", "mina"); a key without a kind gets the kind ""."""
+    kind, sep, rest = key.partition(":")
+    return (kind, rest) if sep else ("", key)
+
+
 @dataclass
 class SignInThrottle:
     """After `max_failures` wrong passwords for one account (or from one address), sign-in waits.
 
     The wait starts at `base_lockout_s` and doubles with each further failure, up to `max_lockout_s`;
-    a successful sign-in clears the count. Kept in memory: a restart forgets it. The numbers come
-    from settings (SIGNIN_MAX_FAILURES, SIGNIN_LOCKOUT_S, SIGNIN_MAX_LOCKOUT_S); at most
-    `max_tracked` keys are remembered (unlocked ones are forgotten first), so sign-ins with ever new
-    user ids cannot grow it without bound.
+    a successful sign-in clears the count. The counts live in a database table (`signin_throttle`),
+    so every app replica on one database sees the same counts: the AccountStore binds its throttle
+    to its own database; a throttle made alone keeps them in a private in-memory SQLite database.
+    Each failure is one atomic increment (`failures = failures + 1 ... RETURNING`), so concurrent
+    failures on several replicas are all counted. `clock` is wall-clock time (replicas compare
+    `locked_until`), so their clocks should agree (NTP). The numbers come from settings
+    (SIGNIN_MAX_FAILURES, SIGNIN_LOCKOUT_S, SIGNIN_MAX_LOCKOUT_S); once more than `max_tracked` keys
+    are counted the keys that are not locked are forgotten, so sign-ins with ever new user ids cannot
+    grow the table without bound.
     """
 
     max_failures: int = 5
     base_lockout_s: float = 30.0
     max_lockout_s: float = 900.0
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.time
     max_tracked: int = 10_000
-    _failures: dict[str, int] = field(default_factory=dict)
-    _locked_until: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    database: Database | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.database is not None:
+            self.database.executescript(_THROTTLE_SCHEMA)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> SignInThrottle:
+    def from_settings(
+        cls, settings: Settings | None = None, database: Database | None = None
+    ) -> SignInThrottle:
         settings = settings or get_settings()
         return cls(
             max_failures=settings.signin_max_failures,
             base_lockout_s=settings.signin_lockout_s,
             max_lockout_s=max(settings.signin_max_lockout_s, settings.signin_lockout_s),
+            database=database,
         )
 
-    def check(self, *keys: str) -> None:
-        now = self.clock()
+    def bind(self, database: Database) -> None:
+        """Keep the counts in `database` (its `signin_throttle` table, created if missing)."""
+        database.executescript(_THROTTLE_SCHEMA)
         with self._lock:
-            wait = max((self._locked_until.get(k, 0.0) - now for k in keys), default=0.0)
+            self.database = database
+
+    def _db(self) -> Database:
+        with self._lock:
+            if self.database is None:
+                database = connect(":memory:")
+                database.executescript(_THROTTLE_SCHEMA)
+                self.database = database
+            return self.database
+
+    def check(self, *keys: str) -> None:
+        if not keys:
+            return
+        now = self.clock()
+        pairs = [_throttle_key(k) for k in keys]
+        where = " or ".join(["(kind = ? and key = ?)"] * len(pairs))
+        row = (
+            self._db()
+            .execute(
+                "select max(locked_until) from signin_throttle where " + where,
+                [part for pair in pairs for part in pair],
+            )
+            .fetchone()
+        )
+        locked_until = float(row[0]) if row is not None and row[0] is not None else 0.0
+        wait = locked_until - now
         if wait > 0:
             raise TooManyAttemptsError(
                 f"too many failed sign-ins; try again in {int(wait) + 1} s", retry_after_s=int(wait) + 1
@@ -132,28 +190,37 @@ class SignInThrottle:
 
     def failed(self, *keys: str) -> None:
         now = self.clock()
-        with self._lock:
-            for key in keys:
-                count = self._failures.get(key, 0) + 1
-                self._failures[key] = count
-                if count >= self.max_failures:
-                    doublings = min(count - self.max_failures, 32)  # 2**32 * any lockout is past the cap
-                    lockout = min(self.base_lockout_s * 2**doublings, self.max_lockout_s)
-                    self._locked_until[key] = now + lockout
-            if len(self._failures) > self.max_tracked:
-                self._forget_unlocked(now)
-
-    def _forget_unlocked(self, now: float) -> None:
-        """Drop the counts of keys that are not locked now (called with the lock held)."""
-        for key in [k for k in self._failures if self._locked_until.get(k, 0.0) <= now]:
-            self._failures.pop(key, None)
-            self._locked_until.pop(key, None)
+        # One transaction; keys in a fixed order, so two concurrent failures never wait on each other
+        # in a cycle. The upsert locks the row until commit: concurrent increments queue, none is lost.
+        with self._db().transaction() as tx:
+            for kind, key in sorted(_throttle_key(k) for k in keys):
+                (count,) = tx.execute(
+                    "insert into signin_throttle (kind, key, failures, locked_until) values (?, ?, 1, 0) "
+                    "on conflict (kind, key) do update set failures = signin_throttle.failures + 1 "
+                    "returning failures",
+                    (kind, key),
+                ).rows[0]
+                if int(count) >= self.max_failures:
+                    doublings = min(int(count) - self.max_failures, 32)  # 2**32 * any lockout is past the cap
+                    until = now + min(self.base_lockout_s * 2**doublings, self.max_lockout_s)
+                    tx.execute(
+                        "update signin_throttle set locked_until = ? "
+                        "where kind = ? and key = ? and locked_until < ?",
+                        (until, kind, key, until),
+                    )
+            (tracked,) = tx.execute("select count(*) from signin_throttle").rows[0]
+            if int(tracked) > self.max_tracked:
+                tx.execute("delete from signin_throttle where locked_until <= ?", (now,))
 
     def succeeded(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
-                self._locked_until.pop(key, None)
+        with self._db().transaction() as tx:
+            for kind, key in sorted(_throttle_key(k) for k in keys):
+                tx.execute("delete from signin_throttle where kind = ? and key = ?", (kind, key))
+
+    def tracked(self) -> int:
+        """How many keys have a count now (locked or not)."""
+        row = self._db().execute("select count(*) from signin_throttle").fetchone()
+        return int(row[0]) if row is not None else 0
 
 
 @dataclass(frozen=True)
@@ -165,7 +232,13 @@ class AccountInfo:
 
 
 class AccountStore:
-    """Accounts and tokens in SQLite (`PERSONAGRAPH_HOME/accounts.sqlite`), plus the AUTH_* env pairs."""
+    """Accounts and tokens in the app's database, plus the AUTH_* env pairs.
+
+    The database: `path` (a SQLite file) when given, else DATABASE_URL (Postgres) when set, else
+    `PERSONAGRAPH_HOME/accounts.sqlite`. The store keeps no account or token in memory (only the
+    AUTH_* pairs, which every replica reads from the same environment), so any number of stores on
+    one Postgres, in one process or many, act as one.
+    """
 
     def __init__(
         self,
@@ -175,19 +248,28 @@ class AccountStore:
         bcrypt_rounds: int = 12,
     ):
         self.settings = settings or get_settings()
-        self.path = path or self.settings.accounts_db
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.throttle = throttle or SignInThrottle.from_settings(self.settings)
+        target: str | Path
+        if path is not None:
+            target = path
+        elif self.settings.database_url:
+            target = self.settings.database_url
+        else:
+            target = self.settings.accounts_db
+        self.path: Path | None = target if isinstance(target, Path) else None  # None on Postgres
+        self.database = connect(target)
+        self.database.executescript(_SCHEMA)
+        if throttle is None:
+            throttle = SignInThrottle.from_settings(self.settings, self.database)
+        elif throttle.database is None:
+            throttle.bind(self.database)
+        self.throttle = throttle
         self.bcrypt_rounds = bcrypt_rounds
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.executescript(_SCHEMA)
         self._dummy_hash = hash_password(secrets.token_hex(8), bcrypt_rounds)
         self._env = self._env_accounts(self.settings)
         clash = [u for u in self._env if self._row(u) is not None]
         if clash:
             raise AccountConfigError(
-                f"AUTH_*_ID: {clash[0]!r} is also an account in {self.path}; remove one of them"
+                f"AUTH_*_ID: {clash[0]!r} is also an account in {self.database.describe()}; remove one of them"
             )
 
     @staticmethod
@@ -212,26 +294,14 @@ class AccountStore:
                 accounts[user] = (password, role)
         return accounts
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("begin immediate")
-            try:
-                yield self._db
-                self._db.execute("commit")
-            except BaseException:
-                self._db.execute("rollback")
-                raise
-
     def _row(self, user_id: str) -> tuple[str, str, str] | None:
-        with self._lock:
-            row = self._db.execute(
-                "select role, password_hash, created_at from accounts where user_id = ?", (user_id,)
-            ).fetchone()
+        row = self.database.execute(
+            "select role, password_hash, created_at from accounts where user_id = ?", (user_id,)
+        ).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
     def close(self) -> None:
-        self._db.close()
+        self.database.close()
 
     # --- accounts ------------------------------------------------------------------------------
 
@@ -240,8 +310,7 @@ class AccountStore:
         """Sign-in is required once any account exists (database or environment)."""
         if self._env:
             return True
-        with self._lock:
-            return self._db.execute("select 1 from accounts limit 1").fetchone() is not None
+        return self.database.execute("select 1 from accounts limit 1").fetchone() is not None
 
     def add(self, user_id: str, password: str, role: Role = "user") -> AccountInfo:
         check_id(user_id, "user_id", USER_ID, USER_ID_RULE)
@@ -253,34 +322,35 @@ class AccountStore:
             raise ConflictError(f"user_id: {user_id!r} is an AUTH_* account from the environment")
         created = _now().isoformat(timespec="seconds")
         hashed = hash_password(password, self.bcrypt_rounds)
-        with self._tx() as db:
-            if db.execute("select 1 from accounts where user_id = ?", (user_id,)).fetchone():
-                raise ConflictError(f"user_id: an account {user_id!r} already exists")
-            db.execute("insert into accounts values (?, ?, ?, ?)", (user_id, role, hashed, created))
+        # One statement: two replicas adding the same id at once get one account and one ConflictError.
+        added = self.database.execute(
+            "insert into accounts (user_id, role, password_hash, created_at) values (?, ?, ?, ?) "
+            "on conflict (user_id) do nothing",
+            (user_id, role, hashed, created),
+        ).rowcount
+        if not added:
+            raise ConflictError(f"user_id: an account {user_id!r} already exists")
         return AccountInfo(user_id, role, "database", created)
 
     def set_password(self, user_id: str, password: str) -> None:
         if len(password) < MIN_PASSWORD_CHARS:
             raise AccountConfigError(f"password: use at least {MIN_PASSWORD_CHARS} characters")
         hashed = hash_password(password, self.bcrypt_rounds)
-        with self._tx() as db:
-            if not db.execute(
-                "update accounts set password_hash = ? where user_id = ?", (hashed, user_id)
-            ).rowcount:
-                raise NotFoundError(f"user_id: no account {user_id!r} in the database")
+        changed = self.database.execute(
+            "update accounts set password_hash = ? where user_id = ?", (hashed, user_id)
+        ).rowcount
+        if not changed:
+            raise NotFoundError(f"user_id: no account {user_id!r} in the database")
 
     def remove(self, user_id: str) -> None:
         """Delete the account and its tokens (what it owns stays, for an admin to review or delete)."""
-        with self._tx() as db:
-            if not db.execute("delete from accounts where user_id = ?", (user_id,)).rowcount:
+        with self.database.transaction() as tx:
+            if not tx.execute("delete from accounts where user_id = ?", (user_id,)).rowcount:
                 raise NotFoundError(f"user_id: no account {user_id!r} in the database")
-            db.execute("delete from tokens where user_id = ?", (user_id,))
+            tx.execute("delete from tokens where user_id = ?", (user_id,))
 
     def list(self) -> builtins.list[AccountInfo]:
-        with self._lock:
-            rows = self._db.execute(
-                "select user_id, role, created_at from accounts order by user_id"
-            ).fetchall()
+        rows = self.database.execute("select user_id, role, created_at from accounts").fetchall()
         infos = [AccountInfo(u, "admin" if r == "admin" else "user", "database", c) for u, r, c in rows]
         infos += [
             AccountInfo(u, role, f"AUTH_{'ADMIN' if role == 'admin' else 'USER'}_ID")
@@ -349,11 +419,10 @@ class AccountStore:
         now = _now()
         expires = (now + timedelta(hours=hours)).isoformat(timespec="seconds") if hours else None
         kind = "session" if hours else "api"
-        with self._tx() as db:
-            db.execute(
-                "insert into tokens values (?, ?, ?, ?, ?, ?)",
-                (_digest(token), user_id, name, kind, now.isoformat(timespec="seconds"), expires),
-            )
+        self.database.execute(
+            "insert into tokens (digest, user_id, name, kind, created_at, expires_at) values (?, ?, ?, ?, ?, ?)",
+            (_digest(token), user_id, name, kind, now.isoformat(timespec="seconds"), expires),
+        )
         return token
 
     def sign_in(self, user_id: str, password: str, client: str = "") -> tuple[Caller, str]:
@@ -362,10 +431,9 @@ class AccountStore:
         return caller, self.issue_token(user_id, "session", hours=self.settings.session_token_hours)
 
     def caller_for_token(self, token: str) -> Caller:
-        with self._lock:
-            row = self._db.execute(
-                "select user_id, expires_at from tokens where digest = ?", (_digest(token),)
-            ).fetchone()
+        row = self.database.execute(
+            "select user_id, expires_at from tokens where digest = ?", (_digest(token),)
+        ).fetchone()
         if row is None or (row[1] and row[1] < _now().isoformat(timespec="seconds")):
             raise NotSignedInError("the token is unknown, revoked or expired; sign in again")
         role = self.role_of(row[0])
@@ -374,20 +442,19 @@ class AccountStore:
         return Caller(row[0], role)
 
     def revoke_token(self, token: str) -> None:
-        with self._tx() as db:
-            db.execute("delete from tokens where digest = ?", (_digest(token),))
+        self.database.execute("delete from tokens where digest = ?", (_digest(token),))
 
     def tokens(self, user_id: str) -> builtins.list[dict[str, str | None]]:
-        with self._lock:
-            rows = self._db.execute(
-                "select name, kind, created_at, expires_at from tokens where user_id = ? order by created_at",
-                (user_id,),
-            ).fetchall()
+        rows = self.database.execute(
+            "select name, kind, created_at, expires_at from tokens where user_id = ? order by created_at, name",
+            (user_id,),
+        ).fetchall()
         return [{"name": n, "kind": k, "created_at": c, "expires_at": e} for n, k, c, e in rows]
 
     def revoke_named(self, user_id: str, name: str) -> int:
-        with self._tx() as db:
-            return db.execute("delete from tokens where user_id = ? and name = ?", (user_id, name)).rowcount
+        return self.database.execute(
+            "delete from tokens where user_id = ? and name = ?", (user_id, name)
+        ).rowcount
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

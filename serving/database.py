@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 Dialect = Literal["sqlite", "postgres"]
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 POOL_MAX_SIZE = 20
+SCHEMA_LOCK = 0x70676163  # any number, the same in every process: the advisory lock of schema changes
 
 
 def is_postgres_url(target: str | Path | None) -> bool:
@@ -74,8 +75,12 @@ class Database:
             tx.executemany(sql, rows)
 
     def executescript(self, script: str) -> None:
-        """Statements separated by ";" and no parameters (schemas)."""
+        """Statements separated by ";" and no parameters (schemas). On Postgres they run under one
+        advisory lock: replicas starting together create tables one at a time (two concurrent
+        `create table if not exists` of one table can fail with a unique violation)."""
         with self.transaction() as tx:
+            if self.dialect == "postgres":
+                tx.execute("select pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
             for statement in script.split(";"):
                 if statement.strip():
                     tx.execute(statement)

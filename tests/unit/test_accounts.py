@@ -3,8 +3,10 @@ the host rule of open mode, and the `personagraph accounts` command."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -284,3 +286,99 @@ def test_accounts_add_asks_twice(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert "differ" in capsys.readouterr().err
     answers = iter([PASSWORD, PASSWORD])
     assert run_cli(monkeypatch, ["add", "mina"]) == 0
+
+
+# --- the database: counts and tokens shared by every store on it ------------------------------------
+
+
+def test_stores_on_one_database_share_the_throttle(tmp_path: Path) -> None:
+    clock = Clock()
+    one, two = make_store(tmp_path, clock=clock), make_store(tmp_path, clock=clock)
+    one.add("mina", PASSWORD)
+    for store in (one, two, one):  # three failures in total, over two stores (two processes or replicas)
+        with pytest.raises(NotSignedInError):
+            store.verify("mina", "wrong password")
+    for store in (one, two):
+        with pytest.raises(TooManyAttemptsError):
+            store.verify("mina", PASSWORD)
+    clock.now += 31
+    assert two.verify("mina", PASSWORD).user_id == "mina"
+    assert one.throttle.tracked() == 0  # the success cleared the count for both
+
+
+def test_concurrent_failures_are_all_counted(tmp_path: Path) -> None:
+    throttle = SignInThrottle(max_failures=1000)
+    AccountStore(tmp_path / "accounts.sqlite", throttle=throttle, bcrypt_rounds=4)
+
+    def fail_20_times() -> None:
+        for _ in range(20):
+            throttle.failed("user:a", "client:10.0.0.1")
+
+    threads = [threading.Thread(target=fail_20_times) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows = sqlite3.connect(tmp_path / "accounts.sqlite").execute(
+        "select kind, key, failures from signin_throttle order by kind"
+    )
+    assert rows.fetchall() == [("client", "10.0.0.1", 160), ("user", "a", 160)]
+
+
+def test_a_throttle_made_alone_keeps_its_counts_to_itself() -> None:
+    one, two = SignInThrottle(max_failures=1), SignInThrottle(max_failures=1)
+    one.failed("user:a")
+    with pytest.raises(TooManyAttemptsError):
+        one.check("user:a")
+    two.check("user:a")
+    assert (one.tracked(), two.tracked()) == (1, 0)
+
+
+def test_the_store_binds_a_throttle_without_a_database(tmp_path: Path) -> None:
+    accounts = make_store(tmp_path)
+    assert accounts.throttle.database is accounts.database
+    settings_throttle = AccountStore(tmp_path / "other.sqlite", bcrypt_rounds=4).throttle
+    assert settings_throttle.database is not None and settings_throttle.max_failures == 5
+
+
+def test_database_url_chooses_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from personagraph.serving.settings import get_settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    assert AccountStore(bcrypt_rounds=4).path == get_settings().accounts_db  # unset: the SQLite file
+    monkeypatch.setenv("DATABASE_URL", "mysql://db.example/personagraph")
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        AccountStore(bcrypt_rounds=4)
+    explicit = AccountStore(tmp_path / "explicit.sqlite", bcrypt_rounds=4)  # a path given wins
+    assert explicit.database.dialect == "sqlite" and explicit.path == tmp_path / "explicit.sqlite"
+
+
+def test_tokens_are_stored_as_digests(tmp_path: Path) -> None:
+    accounts = make_store(tmp_path)
+    accounts.add("mina", PASSWORD)
+    token = accounts.issue_token("mina", "laptop")
+    rows = sqlite3.connect(tmp_path / "accounts.sqlite").execute("select * from tokens").fetchall()
+    assert len(rows) == 1 and token not in " ".join(str(v) for v in rows[0])
+    assert rows[0][0] == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_a_database_from_before_keeps_working(tmp_path: Path) -> None:
+    """An accounts.sqlite made by the earlier version (no throttle table, no index) opens as it is."""
+    old = sqlite3.connect(tmp_path / "accounts.sqlite")
+    old.executescript(
+        "create table accounts (user_id text primary key, role text not null, password_hash text not null,"
+        " created_at text not null);"
+        "create table tokens (digest text primary key, user_id text not null, name text not null,"
+        " kind text not null, created_at text not null, expires_at text);"
+    )
+    old.execute(
+        "insert into accounts values (?, ?, ?, ?)",
+        ("mina", "admin", store_module.hash_password(PASSWORD, 4), "2025-01-01T00:00:00+00:00"),
+    )
+    old.commit()
+    old.close()
+    accounts = make_store(tmp_path)
+    assert accounts.verify("mina", PASSWORD) == Caller("mina", "admin")
+    assert accounts.caller_for_token(accounts.issue_token("mina", "laptop")).user_id == "mina"
