@@ -14,6 +14,7 @@ from personagraph.services.chat import ChatService
 from personagraph.services.crm import CrmService
 from personagraph.services.insight import InsightService
 from personagraph.services.prepare import prepare
+from personagraph.services.twins.runs import RunResumer
 from personagraph.serving.settings import get_settings
 from personagraph.ui.app import build_app
 
@@ -45,9 +46,13 @@ def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
     )
     app = create_app(accounts, chat, insight, crm, blocks)
     print(f"app: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs")
+    # Runs left "running" by a process that died (this one before a restart, or another replica)
+    # resume here once their lease has lapsed.
+    resumer = RunResumer().start()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
+        resumer.stop()
         insight.close()
         accounts.close()
 

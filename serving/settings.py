@@ -185,6 +185,20 @@ class Settings(BaseSettings):
     local_postgres_password: SecretStr | None = Field(
         default=None, description="Password of the local Postgres (`personagraph postgres`, `stack up`)."
     )
+    # runs-17: twin runs claimed through the database with a lease (issue 17, part "runs")
+    worker_id: str | None = Field(
+        default=None,
+        description="This app process's name in run leases (WORKER_ID); unset = <hostname>-<pid>.",
+    )
+    runs_lease_s: float = Field(
+        default=30.0,
+        ge=0.1,
+        description="How long a run's lease lasts without a heartbeat (renewed every third of it); "
+        "another worker resumes the run of a dead one after this.",
+    )
+    runs_resume_interval_s: float = Field(
+        default=10.0, ge=0.1, description="How often the app looks for runs whose worker died."
+    )
     # --- end limits-16 ---
 
     def role(self, role: Role) -> ResolvedRole:

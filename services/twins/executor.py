@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, model_validator
 
 from personagraph.services.twins.answering import Mode
-from personagraph.services.twins.store import RunKind, RunState, RunStore, release_run, report_progress
+from personagraph.services.twins.store import (
+    CANCELLED,
+    RunKind,
+    RunState,
+    RunStore,
+    StopReason,
+    release_run,
+    report_progress,
+)
 from personagraph.serving.models import ModelError, StructuredOutputError
 from personagraph.serving.redact import user_error
 from personagraph.serving.settings import Role
@@ -29,8 +37,10 @@ from personagraph.twins.surveys import Question
 
 log = logging.getLogger(__name__)
 
-# `RunSummary.stopped` of a run stopped by `cancel_run` (store.py).
-CANCELLED = "cancelled; resume the run to finish it"
+# `RunSummary.stopped` of a run stopped by `cancel_run` (CANCELLED, from store.py) or taken over by
+# another worker while this one stalled past its lease.
+LEASE_LOST = "another worker took the run over (this worker's lease expired); it continues there"
+STOPPED_BECAUSE: dict[StopReason, str] = {"cancelled": CANCELLED, "lease_lost": LEASE_LOST}
 
 # Settings that change how a run executes, never what it asks: a resume may change only these.
 EXECUTION_FIELDS = ("concurrency", "rate_per_s", "retries", "backoff_s", "retry_failed")
@@ -230,8 +240,9 @@ def execute(
         if time_budget_s is not None and stopped is None and time.perf_counter() - started > time_budget_s:
             stopped = f"time budget of {time_budget_s:g} s reached; resume the run to finish it"
         while stopped is None and len(in_flight) < window:
-            if store.meta("cancel_requested", False):
-                stopped = CANCELLED
+            reason = store.stop_reason()  # a cancel from any process, or the run taken over
+            if reason is not None:
+                stopped = STOPPED_BECAUSE[reason]
                 return
             unit = next(queue, None)
             if unit is None:
@@ -242,13 +253,14 @@ def execute(
             )
             in_flight[future] = unit
 
-    report_progress(run_id, state.as_dict())
+    report_progress(store, state.as_dict())
     try:
         submit_more()
         while in_flight:
             finished, _ = wait(in_flight, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
-            if not cancelled.is_set() and store.meta("cancel_requested", False):
-                stopped = stopped or CANCELLED
+            reason = None if cancelled.is_set() else store.stop_reason()
+            if reason is not None:
+                stopped = stopped or STOPPED_BECAUSE[reason]
                 cancelled.set()
             for future in finished:
                 unit = in_flight.pop(future)
@@ -267,7 +279,7 @@ def execute(
                 state.done += unit.steps
                 state.last_person = unit.person.id
                 bar.update(unit.steps)
-                report_progress(run_id, state.as_dict())
+                report_progress(store, state.as_dict())
                 if on_progress:
                     on_progress(state)
             submit_more()
@@ -282,7 +294,7 @@ def execute(
         stopped = None  # the budget ran out while the last calls finished: nothing is left
     counts = store.status_counts(kind)
     return RunSummary(
-        run_id=run_id, path=str(store.path), kind=kind, people=len(store.people()),
+        run_id=run_id, path=store.location, kind=kind, people=len(store.people()),
         expected=int(store.meta("expected", 0)), stored=counts["stored"], ok=counts["ok"], failed=counts["failed"],
         asked_now=state.done, calls_failed_now=state.errors, seconds=round(time.perf_counter() - started, 2),
         stopped=stopped,
@@ -290,8 +302,9 @@ def execute(
 
 
 def finish_run(store: RunStore, body: Callable[[], RunSummary]) -> RunSummary:
-    """Run `body` on a run already claimed (`store.claim_run`), record how it ended (done, stopped,
-    cancelled, or failed with the error) and release the claim."""
+    """Run `body` on a run already claimed (`claim_run`), record how it ended (done, stopped,
+    cancelled, or failed with the error) and release the claim (a run another worker took over
+    meanwhile is left as that worker records it)."""
     try:
         summary = body()
     except KeyboardInterrupt:

@@ -36,7 +36,7 @@ BRAND = load_survey(REPO_ROOT / "data" / "surveys" / "brand_en.yaml")
 
 def _rows(run_id: str) -> list[tuple[str, str]]:
     with sqlite3.connect(run_path(run_id)) as conn:
-        return conn.execute("SELECT person_id, question_id FROM answers").fetchall()
+        return conn.execute("SELECT person_id, question_id FROM twin_answers").fetchall()
 
 
 def _expected(run_id: str) -> int:
