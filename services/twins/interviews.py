@@ -1,9 +1,10 @@
 """Interviews over many twins (batch, resumable) and with one twin (interactive), for a caller.
 
 Batch: each person's interview runs the `twin_interview` graph on its own thread of a SQLite
-checkpointer inside the run folder, so a killed run resumes mid-interview from the last finished
-step; finished transcripts go to the run's `transcripts` table (one row per person). The run
-belongs to its creator (or any admin), like a survey run. Exports: `services/twins/exports.py`.
+checkpointer inside the run folder (of the Postgres checkpointer with DATABASE_URL, see
+`_run_checkpoints`), so a killed run resumes mid-interview from the last finished step; finished
+transcripts go to the run's `transcripts` table (one row per person). The run belongs to its
+creator (or any admin), like a survey run. Exports: `services/twins/exports.py`.
 
 Interactive: `InterviewSession(caller).start(...)` runs until the twin's first answer and returns
 it; `reply(thread_id, text)` resumes the same thread with `Command(resume=text)` (a follow-up,
@@ -15,6 +16,7 @@ NotFoundError (admins included: an interview is a personal conversation).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -47,10 +49,13 @@ from personagraph.services.twins.store import (
     open_run,
     utc_now,
 )
+from personagraph.serving.redact import log_error
 from personagraph.serving.safe_paths import check_id, child_path
 from personagraph.serving.settings import get_settings
 from personagraph.twins.guides import InterviewGuide, guide_from_data
 from personagraph.twins.respondents import Respondent
+
+_log = logging.getLogger(__name__)
 
 
 def create_interview_run(
@@ -118,16 +123,12 @@ def execute_interviews(
     guide = guide_from_data(store.meta("guide"))
     done = store.interviewed(include_failed=not opts.retry_failed)
     units = [WorkUnit(p) for p in store.people() if p.id not in done]
-    conn = sqlite3.connect(
-        str(store.path.parent / "checkpoints.sqlite"), check_same_thread=False, isolation_level=None
-    )
-    saver = SqliteSaver(conn)
-    saver.setup()
+    saver, threads, conn = _run_checkpoints(store, run_id)
     graph = build(saver)
     context = InterviewContext(twin_role=opts.role, max_followups=opts.max_followups, interactive=False)
 
     def work(unit: WorkUnit) -> tuple[str, dict[str, Any]]:
-        config: RunnableConfig = {"configurable": {"thread_id": f"{run_id}:{unit.person.id}"}}
+        config: RunnableConfig = {"configurable": {"thread_id": f"{threads}:{unit.person.id}"}}
         snapshot = graph.get_state(config)
         if snapshot.values and not snapshot.next:
             values = snapshot.values  # finished before a kill, not yet stored
@@ -143,6 +144,8 @@ def execute_interviews(
     def write(result: tuple[str, dict[str, Any]]) -> list[str]:
         person_id, transcript = result
         store.write_transcript(person_id, "ok", transcript)
+        if conn is None:  # Postgres: the stored transcript replaces the thread's checkpoints
+            _forget_thread(saver, f"{threads}:{person_id}")
         return ["ok"]
 
     try:
@@ -151,7 +154,42 @@ def execute_interviews(
             progress=progress, on_progress=on_progress, max_consecutive_errors=max_consecutive_errors,
         )  # fmt: skip
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
+
+
+def _run_checkpoints(
+    store: RunStore, run_id: str
+) -> tuple[BaseCheckpointSaver[Any], str, sqlite3.Connection | None]:
+    """Where a batch run checkpoints its interviews: (saver, thread id prefix, SQLite connection to close).
+
+    With DATABASE_URL: the app's Postgres checkpointer, so a run that another process picks up resumes
+    each interview mid-way. Thread ids are `<run id>:<random>:<person id>`, the random part kept in the
+    run's meta, so a new run reusing a deleted run's id never resumes the old run's threads. Without
+    it: a SQLite file in the run folder (removed with the run), thread ids `<run id>:<person id>`.
+    """
+    if get_settings().database_url:
+        from personagraph.memory.persistence import make_checkpointer
+
+        threads = store.meta("checkpoint_threads")
+        if not threads:
+            threads = f"{run_id}:{uuid.uuid4().hex[:12]}"
+            store.set_meta("checkpoint_threads", threads)
+        return make_checkpointer(), str(threads), None
+    conn = sqlite3.connect(
+        str(store.path.parent / "checkpoints.sqlite"), check_same_thread=False, isolation_level=None
+    )
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver, run_id, conn
+
+
+def _forget_thread(saver: BaseCheckpointSaver[Any], thread_id: str) -> None:
+    """Delete a finished interview's checkpoints; a failure only leaves them behind (logged)."""
+    try:
+        saver.delete_thread(thread_id)
+    except Exception as exc:  # housekeeping: the transcript is already stored
+        log_error(_log, f"could not delete the checkpoints of {thread_id!r}", exc, level=logging.WARNING)
 
 
 # --- interactive --------------------------------------------------------------------------------------

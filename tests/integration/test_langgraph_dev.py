@@ -227,3 +227,26 @@ def test_sigterm_to_the_parent_stops_the_embedded_model_server(shared_home: Path
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_studio_memory_search_is_semantic(langgraph_dev: LangGraphDev) -> None:
+    """langgraph.json's store.index: the server's store embeds `text` with the packaged e5 model."""
+    namespace = ["memories", "studio-search-fan", "stella_yuna"]
+    memories = {
+        "cats": "나는 고양이 두 마리를 키워요. 이름은 보리와 콩이에요.",
+        "food": "My favourite food is kimchi stew.",
+        "work": "I work night shifts as a nurse in Busan.",
+    }
+    for key, text in memories.items():
+        response = httpx.put(
+            f"{langgraph_dev.url}/store/items", json={"namespace": namespace, "key": key, "value": {"text": text}}
+        )
+        assert response.status_code < 300, response.text
+    for query, expected in [("우리 집 반려동물 이름 기억나?", "cats"), ("What do I like to eat?", "food")]:
+        response = httpx.post(
+            f"{langgraph_dev.url}/store/items/search",
+            json={"namespace_prefix": namespace, "query": query, "limit": 3},
+        )
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        assert items[0]["key"] == expected and items[0]["score"] is not None, items
