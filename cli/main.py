@@ -351,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     from personagraph.cli.crm import add_crm_parser
 
     add_crm_parser(sub)
+    from personagraph.cli.stack import add_stack_parser
+
+    add_stack_parser(sub)
     return parser
 
 

@@ -21,7 +21,9 @@ OFFLINE_ENV = {
 os.environ.update(OFFLINE_ENV)
 # Settings from a developer's .env or shell must not leak into tests.
 for _key in list(os.environ):
-    if _key.startswith(("LLM_", "DATABASE_URL", "REDIS_URL", "STORE_URL", "CHROMA_URL", "LOCAL_MODEL", "WORKER_ID")):
+    if _key.startswith(
+        ("LLM_", "DATABASE_URL", "REDIS_URL", "STORE_URL", "CHROMA_URL", "LOCAL_MODEL", "WORKER_ID")
+    ):
         del os.environ[_key]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +23,9 @@ import httpx
 import pytest
 
 from personagraph.memory.redis_server import LocalRedis
-from personagraph.serving.postgres_server import LocalPostgres
 from personagraph.serving.local_model import SMOLLM2_135M, resolve_model_file
 from personagraph.serving.local_server import LocalModelServer
+from personagraph.serving.postgres_server import LocalPostgres
 from personagraph.serving.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +116,9 @@ def running_langgraph_dev(env: dict[str, str], workdir: Path) -> Iterator[LangGr
     config = json.loads((REPO_ROOT / "langgraph.json").read_text(encoding="utf-8"))
     config["dependencies"] = [str(REPO_ROOT / d) for d in config["dependencies"]]
     config["graphs"] = {name: str(REPO_ROOT / spec) for name, spec in config["graphs"].items()}
+    index = config.get("store", {}).get("index", {})
+    if ".py:" in str(index.get("embed", "")):  # a file path, which `langgraph dev` reads from its cwd
+        index["embed"] = str(REPO_ROOT / index["embed"])
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "langgraph.json").write_text(json.dumps(config), encoding="utf-8")
     port = free_port()
@@ -185,22 +187,12 @@ def postgres_server() -> Iterator[LocalPostgres]:
 
 
 @pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    chroma = shutil.which("chroma", path=str(BIN)) or shutil.which("chroma")
-    assert chroma, "the chroma CLI is installed with chromadb"
-    port = free_port()
-    path = tmp_path_factory.mktemp("chroma-server")
-    process = subprocess.Popen(
-        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", 60, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
+def chroma_server() -> Iterator[str]:
+    """A Chroma server (`chroma run`) on a free loopback port; yields its URL."""
+    from personagraph.serving.chroma_server import LocalChroma
+
+    with LocalChroma() as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

@@ -239,7 +239,8 @@ def test_studio_memory_search_is_semantic(langgraph_dev: LangGraphDev) -> None:
     }
     for key, text in memories.items():
         response = httpx.put(
-            f"{langgraph_dev.url}/store/items", json={"namespace": namespace, "key": key, "value": {"text": text}}
+            f"{langgraph_dev.url}/store/items",
+            json={"namespace": namespace, "key": key, "value": {"text": text}},
         )
         assert response.status_code < 300, response.text
     for query, expected in [("우리 집 반려동물 이름 기억나?", "cats"), ("What do I like to eat?", "food")]:
