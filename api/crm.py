@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from personagraph.api.deps import CallerDep, CrmDep
+from personagraph.services import crm_jobs
 from personagraph.services.crm import check_row_count
 
 router = APIRouter(prefix="/api/crm", tags=["crm"])
@@ -54,3 +55,24 @@ def batch(body: CrmBatchBody, caller: CallerDep, crm: CrmDep) -> dict[str, Any]:
     More than CRM_BATCH_MAX_ROWS rows: 400 naming `rows`, before any row runs."""
     check_row_count(len(body.rows))
     return {"results": crm.run_batch(caller, body.rows)}
+
+
+@router.post("/batches", name="crm_batch_start", status_code=status.HTTP_202_ACCEPTED)
+def batch_start(body: CrmBatchBody, caller: CallerDep, crm: CrmDep) -> dict[str, Any]:
+    """Start a batch in the background (claimed by one app process; another resumes it if that one
+    dies); follow it with GET /api/crm/batches/{batch_id}. More than CRM_BATCH_MAX_ROWS rows: 400
+    naming `rows`; as many batches running as RUNS_MAX_ACTIVE_PER_ACCOUNT: 429."""
+    return {"batch_id": crm_jobs.start_batch(caller, crm, body.rows)}
+
+
+@router.get("/batches/{batch_id}", name="crm_batch_info")
+def batch_info(batch_id: str, caller: CallerDep) -> dict[str, Any]:
+    """The batch's state (created | running | done | cancelled | failed), done/total, the worker and
+    the results so far in row order (each as in POST /api/crm/batch)."""
+    return crm_jobs.batch_info(caller, batch_id)
+
+
+@router.post("/batches/{batch_id}/cancel", name="crm_batch_cancel")
+def batch_cancel(batch_id: str, caller: CallerDep) -> dict[str, Any]:
+    """Stop the batch before its next row; the stored results stay. A finished batch: 409."""
+    return crm_jobs.cancel_batch(caller, batch_id)

@@ -12,6 +12,7 @@ from personagraph.accounts.store import AccountStore, check_host
 from personagraph.api.app import create_app
 from personagraph.services.chat import ChatService
 from personagraph.services.crm import CrmService
+from personagraph.services.crm_jobs import CrmBatchResumer
 from personagraph.services.insight import InsightService
 from personagraph.services.prepare import prepare
 from personagraph.services.twins.runs import RunResumer
@@ -46,12 +47,14 @@ def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
     )
     app = create_app(accounts, chat, insight, crm, blocks)
     print(f"app: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs")
-    # Runs left "running" by a process that died (this one before a restart, or another replica)
+    # Twin runs and CRM batches left "running" by a process that died (this one before a restart, or another replica)
     # resume here once their lease has lapsed.
     resumer = RunResumer().start()
+    batch_resumer = CrmBatchResumer(crm).start()  # CRM batches whose worker died
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
+        batch_resumer.stop()
         resumer.stop()
         insight.close()
         accounts.close()

@@ -32,14 +32,12 @@ import json
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +48,8 @@ from personagraph.services.twins.answering import AnswerRecord
 from personagraph.serving.database import Database, Executor, connect
 from personagraph.serving.safe_paths import PathOutsideError, UnsafeIdError, check_id, child_path
 from personagraph.serving.settings import get_settings
+from personagraph.serving.workers import host_key, worker_id
+from personagraph.serving.workers import process_gone as _process_gone
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Survey, survey_from_data
 
@@ -261,47 +261,6 @@ def _open_store(run_id: str) -> RunStore | None:
 
 
 # --- leases -------------------------------------------------------------------------------------------
-
-
-def worker_id() -> str:
-    """This process's name in run leases: WORKER_ID, or `<hostname>-<pid>`."""
-    return get_settings().worker_id or f"{socket.gethostname()}-{os.getpid()}"
-
-
-@cache
-def _boot_and_namespace() -> str:
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot = ""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        # Linux without a readable pid namespace: pids cannot be compared with other processes'.
-        namespace = f"unknown-{uuid.uuid4().hex}" if Path("/proc").is_dir() else ""
-    return f"{boot}/{namespace}"
-
-
-def host_key() -> str:
-    """Where this process's pid means something: host name, boot and pid namespace (Linux)."""
-    return f"{socket.gethostname()}/{_boot_and_namespace()}"
-
-
-def _process_gone(host: str | None, pid: int | None) -> bool:
-    """True only when the pid belongs to this machine's namespace and no process (or a zombie) has it."""
-    if not host or not pid or host != host_key() or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # exists, another user's
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 _ROW_COLUMNS = (

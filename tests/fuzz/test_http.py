@@ -65,6 +65,7 @@ BODIES: dict[str, dict[str, Any]] = {
                         "options": {"concurrency": 1, "mode": "per_person"}},
     "crm_message": CRM_REQUEST,
     "crm_batch": {"rows": [CRM_REQUEST, {**CRM_REQUEST, "persona": "Budget Seeker"}]},
+    "crm_batch_start": {"rows": [CRM_REQUEST]},
     "twins_inline_survey": {"kind": "survey", "survey": {"questions": [
         {"id": "q1", "type": "likert", "text": "I like it.", "points": 5, "labels": {"1": "No", "5": "Yes"}},
         {"id": "q2", "type": "single_choice", "text": "Pick one", "options": ["a", "b"]}]},
@@ -356,6 +357,7 @@ ROUTE_OF = {"session_sign_in": ("POST", "/api/session"), "tokens_create": ("POST
             "chat_profile_update": ("PUT", "/api/chat/profile/stella_yuna"), "twins_start_run": ("POST", "/api/twins/runs"),
             "twins_inline_survey": ("POST", "/api/twins/runs"), "twins_inline_guide": ("POST", "/api/twins/runs"),
             "crm_message": ("POST", "/api/crm/messages"), "crm_batch": ("POST", "/api/crm/batch"),
+            "crm_batch_start": ("POST", "/api/crm/batches"),
             "insight_ask": ("POST", "/api/insight/ask"), "insight_order": ("POST", "/api/insight/orders")}  # fmt: skip
 
 

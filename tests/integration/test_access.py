@@ -118,7 +118,8 @@ def _ensure_run(server: Server) -> None:
 
 
 def _seed(server: Server) -> None:
-    """Alice's chat thread, profile, card, survey run and insight thread, each with its canary."""
+    """Alice's chat thread, profile, card, survey run, CRM batch and insight thread (the canaries in
+    those that hold text)."""
     url, alice = server.url, server.headers("alice")
     for thread_id in (THREAD_ID, ONLY_ALICE):
         sent = httpx.post(
@@ -136,6 +137,15 @@ def _seed(server: Server) -> None:
     assert imported.status_code == 201, imported.text
     server.ids["card"] = imported.json()["persona_id"]
     _ensure_run(server)
+    batch = httpx.post(f"{url}/api/crm/batches", headers=alice, json={"rows": [CRM_ROW]}, timeout=60)
+    assert batch.status_code == 202, batch.text
+    server.ids["crm_batch"] = batch.json()["batch_id"]
+    deadline = time.monotonic() + TIMEOUT_S
+    while httpx.get(f"{url}/api/crm/batches/{server.ids['crm_batch']}", headers=alice, timeout=30).json()[
+        "state"
+    ] in ("created", "running"):
+        assert time.monotonic() < deadline, "alice's CRM batch did not finish"
+        time.sleep(1)
     asked = httpx.post(
         f"{url}/api/insight/ask", headers=alice, timeout=TIMEOUT_S,
         json={"question": f"VIP 고객은 어떤 특징이 있어? ({INSIGHT_CANARY})", "router_mode": "keywords"},
@@ -204,7 +214,7 @@ GRADIO_SEES: dict[str, tuple[str, ...]] = {
 MODEL_TURN_HANDLERS = frozenset(
     {"send", "send_1", "regenerate", "crm_generate", "crm_batch", "insight_ask", "ask"}
 )
-MODEL_TURN_ROUTES = frozenset({"chat_send", "crm_message", "crm_batch"})
+MODEL_TURN_ROUTES = frozenset({"chat_send", "crm_message", "crm_batch", "crm_batch_start"})
 # Handlers that change or delete alice's things run last, and for alice after the others.
 GRADIO_DESTRUCTIVE = ("update_profile", "forget", "delete_run")
 # Inputs by component label: alice's ids where a handler takes one, small sizes where it runs a model.
@@ -441,6 +451,13 @@ HTTP_RULES: dict[str, Rule] = {
     ),  # boss (an admin) deletes it first; then it is gone for alice
     "crm_message": Rule(body=lambda s: CRM_ROW, allowed=_ok()),
     "crm_batch": Rule(body=lambda s: {"rows": [CRM_ROW]}, allowed=_ok()),
+    "crm_batch_start": Rule(body=lambda s: {"rows": [CRM_ROW]}, allowed=_ok()),
+    "crm_batch_info": Rule(
+        path={"batch_id": "<crm_batch>"}, allowed=_ok(bob=NOT_YOURS), sees=("<crm_batch>",)
+    ),
+    "crm_batch_cancel": Rule(  # her seeded batch is finished: 409 is as good as 200
+        path={"batch_id": "<crm_batch>"}, allowed=_ok(bob=NOT_YOURS, boss=OK | {409}, alice=OK | {409})
+    ),
     "insight_ask": Rule(
         body=lambda s: {"question": "and in English?", "thread_id": s.ids["insight_thread"]},
         allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS),
