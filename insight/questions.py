@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
+from personagraph.serving.text import check_text
+
 RouterMode = Literal["hybrid", "model", "keywords"]
 ROUTER_MODES: tuple[RouterMode, ...] = ("hybrid", "model", "keywords")
 MAX_QUESTION_CHARS = 1000
@@ -18,19 +20,8 @@ def validate_question(question: Any, max_chars: int = MAX_QUESTION_CHARS) -> str
         raise InvalidQuestionError("question: must be a non-empty string")
     if len(question) > max_chars:
         raise InvalidQuestionError(f"question: at most {max_chars} characters (got {len(question)})")
-    if not is_text(question):
-        raise InvalidQuestionError("question: not valid text (it holds an unpaired UTF-16 surrogate)")
+    check_text(question, "question", InvalidQuestionError)
     return question.strip()
-
-
-def is_text(value: str) -> bool:
-    """Whether `value` can be stored and shown: no unpaired surrogate (JSON's "\ud800" escapes, or
-    undecodable bytes of a command line), which UTF-8 cannot encode."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def validate_router_mode(mode: Any) -> RouterMode:

@@ -6,11 +6,19 @@ without loading scikit-learn.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 # Help with hurting people or breaking the law: threats and plans to hurt someone (violence),
 # making or getting weapons and explosives (weapons), getting, making or selling illegal drugs
 # (drugs), scams, fake tickets or goods and stolen payment data (fraud), and other crime such as
 # stalking, hacking an account, theft, arson or vandalism (crime).
 CRIME_CATEGORIES = ("violence", "weapons", "drugs", "fraud", "crime")
+# Every category the input check can name (the classifier's labels, the judge's answers), "safe" first.
+SafetyCategory = Literal[
+    "safe", "profanity", "sexual", "hate", "self_harm", "personal_data", "jailbreak", "role_break",
+    "violence", "weapons", "drugs", "fraud", "crime",
+]  # fmt: skip
+CATEGORIES: tuple[SafetyCategory, ...] = get_args(SafetyCategory)
 
 # The refusal for these categories: a firm no, whatever the persona, and where to turn if someone
 # is in danger. `{address}` is how the persona addresses the fan.

@@ -16,31 +16,17 @@ layer that decided.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from personagraph.safety.categories import SafetyCategory
 from personagraph.safety.classifier import classify
 from personagraph.safety.rules import match_rules
 from personagraph.serving.settings import Role
 
 log = logging.getLogger(__name__)
 
-SafetyCategory = Literal[
-    "safe",
-    "profanity",
-    "sexual",
-    "hate",
-    "self_harm",
-    "personal_data",
-    "jailbreak",
-    "role_break",
-    "violence",
-    "weapons",
-    "drugs",
-    "fraud",
-    "crime",
-]
 # Above this classifier probability the judge is not asked: the message is blocked as it stands.
 JUDGE_SKIP_ABOVE = 0.95
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from personagraph.personas.model import load_persona
-from personagraph.safety.categories import CRIME_CATEGORIES, CRIME_REFUSAL
+from personagraph.safety.categories import CRIME_CATEGORIES, CRIME_REFUSAL, SafetyCategory
 from personagraph.safety.classifier import (
     CATEGORIES,
     EMBEDDING_WEIGHT,
@@ -23,7 +23,7 @@ from personagraph.safety.classifier import (
     features,
     load_examples,
 )
-from personagraph.safety.input_filter import SafetyCategory, screen_input
+from personagraph.safety.input_filter import screen_input
 from personagraph.safety.rules import match_rules
 from personagraph.serving.cache_files import load_or_build_arrays
 
