@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from personagraph.accounts.store import AccountStore
 from personagraph.api import chat, crm, health, insight, personas, session, twins
+from personagraph.api import metrics as metrics_api
 from personagraph.api.deps import Services
 from personagraph.api.errors import install_error_handlers
 from personagraph.api.health import READY_CHECKS_KEY, ReadyCheck
@@ -28,7 +29,8 @@ from personagraph.services.insight import InsightService
 from personagraph.serving.settings import get_settings
 
 # Routes anyone may call (no token): liveness, readiness and signing in.
-PUBLIC_ROUTES = frozenset({"health", "ready", "session_sign_in"})
+# /metrics: labels carry no personal data; METRICS_TOKEN, when set, guards it instead (api/metrics.py).
+PUBLIC_ROUTES = frozenset({"health", "ready", "session_sign_in", "metrics"})
 ROUTERS = (
     health.router,
     session.router,
@@ -37,6 +39,7 @@ ROUTERS = (
     twins.router,
     crm.router,
     insight.router,
+    metrics_api.router,
 )
 AUTH_MESSAGE = "PersonaGraph: sign in with your account (created with `personagraph accounts add`)."
 
@@ -72,6 +75,7 @@ def create_app(
     app.add_middleware(SignInClientMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    metrics_api.install(app, ui=ui, insight=insight)  # /metrics, request ids, the run observer
     if ui is not None:
         gr.mount_gradio_app(
             app, ui, path="/", auth=accounts.gradio_auth if accounts.enabled else None,

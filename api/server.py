@@ -16,7 +16,9 @@ from personagraph.services.crm_jobs import CrmBatchResumer
 from personagraph.services.insight import InsightService
 from personagraph.services.prepare import prepare
 from personagraph.services.twins.runs import RunResumer
+from personagraph.serving.logs import configure_logging
 from personagraph.serving.settings import get_settings
+from personagraph.serving.tracing import configure_tracing, flush_tracing
 from personagraph.ui.app import build_app
 
 GRADIO_CONCURRENCY = 4  # Gradio events at once (each holds a worker thread while a reply streams)
@@ -25,6 +27,7 @@ GRADIO_CONCURRENCY = 4  # Gradio events at once (each holds a worker thread whil
 def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve until interrupted. Raises AccountConfigError (a ValueError) for bad AUTH_* settings or host."""
     settings = get_settings()
+    configure_logging()  # LOG_FORMAT, LOG_LEVEL: uvicorn's lines too (log_config=None below)
     accounts = AccountStore()
     check_host(accounts, host)
     print(f"PersonaGraph: state in {settings.personagraph_home}")
@@ -36,6 +39,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
     )
     for line in prepare(start_model=True):
         print(line)
+    tracing = configure_tracing()  # LANGSMITH_TRACING + LANGSMITH_API_KEY (environment or .env)
+    print(f"tracing: LangSmith project {settings.langsmith_project!r}" if tracing else "tracing: off")
     chat = ChatService()
     # One insight and one CRM service for the app and the API. Insight: the configured Redis, else an
     # in-process Redis with simulated orders (started on first use); question threads live in the
@@ -52,12 +57,15 @@ def serve(host: str = "127.0.0.1", port: int = 7860) -> None:
     resumer = RunResumer().start()
     batch_resumer = CrmBatchResumer(crm).start()  # CRM batches whose worker died
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning", log_config=None, timeout_graceful_shutdown=5
+        )
     finally:
         batch_resumer.stop()
         resumer.stop()
         insight.close()
         accounts.close()
+        flush_tracing()  # runs still queued for LangSmith
 
 
 def _url_host(host: str) -> str:

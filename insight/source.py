@@ -181,6 +181,18 @@ class RedisSource(InsightSource):
             "dead_letter_stream": self.dead_letter_stream,
         }
 
+    def stream_lag(self) -> dict[str, int] | None:
+        """The consumer group's backlog (XINFO GROUPS): `lag`, entries not yet delivered to it, and
+        `pending`, delivered but not acknowledged; None while the group does not exist (for /metrics)."""
+        try:
+            groups = self.store.r.xinfo_groups(self.settings.stream)
+        except redis.ResponseError:  # no such stream yet
+            return None
+        for group in groups:  # type: ignore[union-attr]
+            if str(group.get("name")) == self.settings.group:
+                return {"lag": int(group.get("lag") or 0), "pending": int(group.get("pending") or 0)}
+        return None
+
     def order_factory(self, seed: int) -> OrderFactory:
         """Simulated orders from the history's customers, each buying like its archetype."""
         h = self.history()

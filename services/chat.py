@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -67,11 +68,13 @@ from personagraph.personas.model import (
     public_personas,
     visible_personas,
 )
+from personagraph.serving.metrics import observe_first_token
 from personagraph.serving.models import ModelError
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import SAFE_ID_RULE, UnsafeIdError, check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
 from personagraph.serving.text import check_text, is_text, text_problem
+from personagraph.serving.tracing import run_config
 
 log = logging.getLogger(__name__)
 
@@ -332,14 +335,16 @@ class ChatService:
         stop: threading.Event,
         message_id: str | None = None,
     ) -> Iterator[TurnEvent]:
-        config = self._config(key)
+        config = run_config(self._config(key), "persona_chat", owner, request.persona_id)
         # The message id is the turn's id: it keys what the turn stores, so a re-run overwrites.
         human = HumanMessage(content=request.message, id=message_id or uuid.uuid4().hex)
+        messages = self._discard_unfinished(config)
         # What a rolled-back turn returns to: the thread's messages and the turn's store items.
         before = _Snapshot(
-            messages={str(m.id) for m in self.graph.get_state(config).values.get("messages", [])},
+            messages={str(m.id) for m in messages},
             items=turn_items(self.store, owner, request.persona_id, str(human.id)),
         )
+        started: float | None = time.perf_counter()  # until the first checked text is sent (metrics)
         # Custom events carry checked text only; node updates just pace the Stop check between steps.
         stream = self.graph.stream(
             {"messages": [human]}, config, context=context, stream_mode=["custom", "updates"]
@@ -350,6 +355,9 @@ class ChatService:
                 if stop.is_set():
                     raise _Stopped
                 for event in _checked_events(mode, payload):
+                    if event.kind == "token" and started is not None:
+                        observe_first_token("persona_chat", "reply", time.perf_counter() - started)
+                        started = None
                     shown = "" if event.kind == "reset" else shown + event.text
                     yield event
         except GeneratorExit:
@@ -492,13 +500,49 @@ class ChatService:
         return bool(self.graph.get_state(self._config(thread_key(owner, thread_id))).values)
 
     def history(self, caller: Caller, thread_id: str) -> list[AnyMessage]:
-        """The messages of one of the caller's threads; NotFoundError for any other thread id."""
+        """The messages of one of the caller's threads; NotFoundError for any other thread id.
+
+        A turn left unfinished by a process that died (another replica) is not shown: the thread
+        reads as it was after its last finished turn (the next turn removes the rest)."""
         owner = _owner(caller)
         thread_id = _thread(thread_id)
-        state = self.graph.get_state(self._config(thread_key(owner, thread_id)))
+        key = thread_key(owner, thread_id)
+        state = self.graph.get_state(self._config(key))
         if not state.values and self.store.get(threads_namespace(owner), thread_id) is None:
             raise NotFoundError(f"thread_id: no thread {thread_id!r}")
-        return list(state.values.get("messages", [])) if state.values else []
+        messages = list(state.values.get("messages", [])) if state.values else []
+        with self._running_lock:
+            running_here = key in self._running
+        if state.next and not running_here:
+            finished = self._finished_messages(self._config(key))
+            messages = [m for m in messages if str(m.id) in finished]
+        return messages
+
+    def _finished_messages(self, config: RunnableConfig) -> set[str]:
+        """The message ids of the thread's latest checkpoint that waits for no node (a finished turn)."""
+        for snapshot in self.graph.get_state_history(config):
+            if not snapshot.next:
+                return {str(m.id) for m in snapshot.values.get("messages", [])}
+        return set()
+
+    def _discard_unfinished(self, config: RunnableConfig) -> list[AnyMessage]:
+        """Roll back what a turn that never finished left in the thread: its process was killed mid-turn
+        (a replica SIGKILLed), so the checkpoint still waits for a node and holds the fan's message
+        without a reply. No turn runs in this thread in this process (checked before), so the thread
+        goes back to its last finished state. Two replicas running turns in one thread at the same
+        time is not supported (the running-turn check is per process). Returns the thread's messages
+        as the new turn starts from them (one state read per turn, as before)."""
+        state = self.graph.get_state(config)
+        messages: list[AnyMessage] = list(state.values.get("messages", []))
+        if not state.next:
+            return messages
+        finished = self._finished_messages(config)
+        removals = [RemoveMessage(id=str(m.id)) for m in messages if str(m.id) not in finished]
+        log.warning("persona_chat: rolling back a turn left unfinished (%d messages)", len(removals))
+        self.graph.update_state(
+            config, {"messages": removals, "last_error": "interrupted"}, as_node="memory_write"
+        )
+        return [m for m in messages if str(m.id) in finished]
 
     def _register_thread(self, owner: str, request: ChatRequest) -> None:
         namespace = threads_namespace(owner)

@@ -42,6 +42,7 @@ from personagraph.serving.models import ModelError
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
+from personagraph.serving.tracing import run_config
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,11 @@ class CrmService:
             result["cached"] = True
             result["timing_average"] = self.timing_average(caller)
             return result
-        state: Any = graph.invoke(cast(Any, request.model_dump()), context=self.context)
+        state: Any = graph.invoke(
+            cast(Any, request.model_dump()),
+            run_config({}, "crm_message", caller.user_id),
+            context=self.context,
+        )
         result = dict(state.get("result") or {"status": "error", "error": "the graph returned no result"})
         result["cached"] = False
         result["cache_key"] = key

@@ -57,6 +57,7 @@ from personagraph.insight.store import Snapshot
 from personagraph.nodes.insight import InsightContext, InsightInput
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import check_id
+from personagraph.serving.tracing import run_config
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,12 @@ class InsightService:
         if source is not None:
             source.close()
 
+    def stream_lag(self) -> dict[str, int] | None:
+        """The order stream's consumer-group lag and pending count when a live Redis source is already
+        open (None otherwise: a scrape of /metrics never opens one); raises when Redis is down."""
+        source = self._source
+        return source.stream_lag() if isinstance(source, RedisSource) else None
+
     # Questions, in threads owned by the asker
 
     def ask(
@@ -293,7 +300,9 @@ class InsightService:
         inputs = InsightInput(question=question)
         if previous is not None:
             inputs["previous"] = previous
-        out = InsightAnswer.from_output(graph.invoke(inputs, context=context), thread_id)
+        out = InsightAnswer.from_output(
+            graph.invoke(inputs, run_config({}, "insight_qa", caller.user_id), context=context), thread_id
+        )
         with self._threads_lock:
             item = store.get(namespace, thread_id)
             record: dict[str, Any] = dict(item.value) if item is not None else {}

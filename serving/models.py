@@ -22,8 +22,10 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ValidationError
 
 from personagraph.serving.local_server import ensure_local_server
+from personagraph.serving.metrics import record_model_error
 from personagraph.serving.redact import redact_text, redact_url
 from personagraph.serving.settings import ResolvedRole, Role, get_settings
+from personagraph.serving.tracing import ensure_tracing
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ def chat_model(
     resolved = resolve_role(role)
     base_url, model = endpoint_of(role)
     limit = max_tokens or settings.llm_max_tokens
+    ensure_tracing()
     return ChatOpenAI(
         model=model,
         base_url=base_url,
@@ -111,6 +114,7 @@ def chat_model(
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries,
         stream_usage=False,
+        metadata={"role": role},  # traces name the role of each model call (serving/tracing.py)
     )
 
 
@@ -247,6 +251,7 @@ def structured(
                 content=f"That reply was invalid ({problem}). Reply again with corrected JSON only."
             ),
         ]
+    record_model_error(role, "invalid_output")
     raise StructuredOutputError(
         f"role '{role}' gave no valid {schema.__name__} after {attempts} attempts: {problem}", raw=raw
     )

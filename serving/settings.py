@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["router", "drafter", "stylist", "twin", "judge", "chat"]
@@ -200,6 +200,47 @@ class Settings(BaseSettings):
         default=10.0, ge=0.1, description="How often the app looks for runs whose worker died."
     )
     # --- end limits-16 ---
+
+    # --- B: LangSmith tracing (issue 22, serving/tracing.py) ---
+    # The older LANGCHAIN_* names still work, as they do for the langsmith client itself.
+    langsmith_tracing: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2"),
+        description="Trace graph runs and model calls to LangSmith (needs LANGSMITH_API_KEY).",
+    )
+    langsmith_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY"),
+        description="LangSmith API key.",
+    )
+    langsmith_endpoint: str = Field(
+        default="https://api.smith.langchain.com",
+        validation_alias=AliasChoices("LANGSMITH_ENDPOINT", "LANGCHAIN_ENDPOINT"),
+        description="LangSmith API URL (or a self-hosted one).",
+    )
+    langsmith_project: str = Field(
+        default="personagraph",
+        validation_alias=AliasChoices("LANGSMITH_PROJECT", "LANGCHAIN_PROJECT"),
+        description="LangSmith project for traces.",
+    )
+    langsmith_account_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the hash that names accounts in traces (acct_...); set it so ids are unguessable.",
+    )
+    # --- end B ---
+
+    # --- A: metrics and logs (issue 22, serving/metrics.py, serving/logs.py, api/metrics.py) ---
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Server log lines: text, or one JSON object per line (LOG_FORMAT)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Least severe log level written (LOG_LEVEL); DEBUG adds node starts."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; unset = open.",
+    )
+    # --- end A ---
 
     def role(self, role: Role) -> ResolvedRole:
         """Resolve a role's model, URL, key and backend from its overrides and the shared defaults."""

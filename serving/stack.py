@@ -430,7 +430,7 @@ def render_compose(ports: Ports | None = None) -> str:
 
 
 def prometheus_targets(ports: Ports | None = None) -> list[str]:
-    """What deploy/prometheus.yml scrapes: each replica's /metrics (the endpoint comes in a later issue)."""
+    """What deploy/prometheus.yml scrapes: each replica's /metrics (api/metrics.py)."""
     ports = ports or Ports()
     return [f"{name}:{port}" for name, port in ports.replicas().items()]
 

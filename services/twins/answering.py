@@ -29,6 +29,7 @@ from personagraph.prompts import twins as prompts
 from personagraph.prompts import untrusted
 from personagraph.serving.models import StructuredOutputError, extract_json, structured
 from personagraph.serving.settings import Role
+from personagraph.serving.tracing import trace_scope
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import CHOICE_TYPES, Question, Survey
 
@@ -301,7 +302,8 @@ def ask_question(
     started = time.perf_counter()
     max_tokens = 80 + reason_chars // 2 + (400 if question.type == "open" else 0)
     try:
-        parsed = structured(role, schema, messages, attempts=attempts, max_tokens=max_tokens)
+        with trace_scope("twin_survey"):
+            parsed = structured(role, schema, messages, attempts=attempts, max_tokens=max_tokens)
     except StructuredOutputError as exc:
         return _failure(respondent, question, str(exc), exc.raw, mode, time.perf_counter() - started)
     return _record(respondent, question, parsed, mode, time.perf_counter() - started)
@@ -345,7 +347,8 @@ def ask_questionnaire(
     max_tokens = 64 + per_answer_tokens * len(questions) + 300 * sum(q.type == "open" for q in questions)
     started = time.perf_counter()
     try:
-        parsed = structured(role, schema, messages, attempts=attempts, max_tokens=max_tokens)
+        with trace_scope("twin_survey"):
+            parsed = structured(role, schema, messages, attempts=attempts, max_tokens=max_tokens)
     except StructuredOutputError as exc:
         return _salvage(
             respondent, survey, questions, exc, started, role, reason_chars, hints, attempts, fallback

@@ -52,6 +52,7 @@ from personagraph.services.twins.store import (
 from personagraph.serving.redact import log_error
 from personagraph.serving.safe_paths import check_id, child_path
 from personagraph.serving.settings import get_settings
+from personagraph.serving.tracing import run_config
 from personagraph.twins.guides import InterviewGuide, guide_from_data
 from personagraph.twins.respondents import Respondent
 
@@ -128,7 +129,8 @@ def execute_interviews(
     context = InterviewContext(twin_role=opts.role, max_followups=opts.max_followups, interactive=False)
 
     def work(unit: WorkUnit) -> tuple[str, dict[str, Any]]:
-        config: RunnableConfig = {"configurable": {"thread_id": f"{threads}:{unit.person.id}"}}
+        thread: RunnableConfig = {"configurable": {"thread_id": f"{threads}:{unit.person.id}"}}
+        config = run_config(thread, "twin_interview", str(store.meta("owner") or "") or None)
         snapshot = graph.get_state(config)
         if snapshot.values and not snapshot.next:
             values = snapshot.values  # finished before a kill, not yet stored
@@ -243,7 +245,9 @@ class InterviewSession:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         self.graph.invoke(
-            _interview_input(respondent, guide), self._config(thread_id), context=self._context(record)
+            _interview_input(respondent, guide),
+            run_config(self._config(thread_id), "twin_interview", self.caller.user_id),
+            context=self._context(record),
         )
         return self.turn(thread_id)
 
@@ -263,7 +267,8 @@ class InterviewSession:
             raise ConflictError(
                 f"thread_id: interview {thread_id!r} is not waiting for input (done={current.done})"
             )
-        self.graph.invoke(Command(resume=text), self._config(thread_id), context=self._context(record))
+        config = run_config(self._config(thread_id), "twin_interview", self.caller.user_id)
+        self.graph.invoke(Command(resume=text), config, context=self._context(record))
         return self.turn(thread_id)
 
     def turn(self, thread_id: str) -> InterviewTurn:

@@ -396,6 +396,7 @@ CRM_ROW = {
 HTTP_RULES: dict[str, Rule] = {
     "health": Rule(allowed={c: OK for c in CALLERS}),
     "ready": Rule(allowed={c: OK for c in CALLERS}),
+    "metrics": Rule(allowed={c: OK for c in CALLERS}),
     # Signing in needs a password, not a token: a wrong one is 401 for everyone.
     "session_sign_in": Rule(
         body=lambda s: {"user_id": "no-such-account", "password": "wrong password"},
