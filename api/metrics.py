@@ -49,7 +49,7 @@ DB_QUEUE_CACHE_S = 10.0  # twin runs and CRM batches are counted in the database
 
 @router.get("/metrics", name="metrics", response_class=Response)
 def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
-    """Prometheus metrics in the text format (see the README's "Metrics, logs and tracing")."""
+    """Prometheus metrics in the text format (see the README's "Metrics, logs, tracing and fault tests")."""
     token = get_settings().metrics_token
     if token is not None and token.get_secret_value():
         scheme, _, given = (authorization or "").partition(" ")

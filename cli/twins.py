@@ -189,6 +189,7 @@ def _run_command(
     `create` makes the run and returns its id, or an exit code when it finished the command itself.
     """
     from personagraph.accounts.identity import CLI_CALLER, AccessError
+    from personagraph.services.twins.executor import RunStorageFullError
     from personagraph.services.twins.exports import export_all
     from personagraph.serving.models import ModelError
     from personagraph.twins.guides import GuideError
@@ -210,7 +211,7 @@ def _run_command(
         summary = run(CLI_CALLER, run_id, options, progress=_progress_printer(args))
     except (SurveyError, GuideError, RespondentError, ValueError, AccessError) as exc:
         return _error(str(exc))
-    except ModelError as exc:
+    except (ModelError, RunStorageFullError) as exc:  # the run keeps what it stored: --resume it
         print(f"error: {exc}", file=sys.stderr)
         return 1
     result: dict[str, Any] = summary.as_dict()

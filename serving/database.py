@@ -163,9 +163,12 @@ def _pool(url: str) -> Any:
     with _POOLS_LOCK:
         pool = _POOLS.get(url)
         if pool is None:
+            # `check`: a connection Postgres dropped (a restart, a failover) is replaced before it is
+            # handed out, so the first request after a restart works instead of failing.
             pool = ConnectionPool(
-                url, min_size=1, max_size=POOL_MAX_SIZE, kwargs={"autocommit": True}, open=True, timeout=30
-            )
+                url, min_size=1, max_size=POOL_MAX_SIZE, kwargs={"autocommit": True}, open=True, timeout=30,
+                check=ConnectionPool.check_connection,
+            )  # fmt: skip
             _POOLS[url] = pool
         return pool
 

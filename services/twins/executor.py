@@ -7,9 +7,11 @@ person) and say how to do one and how to store its result; the executor owns eve
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -311,6 +313,12 @@ def finish_run(store: RunStore, body: Callable[[], RunSummary]) -> RunSummary:
         release_run(store, "stopped", "interrupted; resume the run to finish it")
         raise
     except BaseException as exc:
+        if disk_full(exc):
+            # Nothing more can be stored: say where, so the user knows what to free; the run resumes.
+            shown = f"the disk is full where the run is stored ({store.location}); free space, then resume the run"
+            log.error("run %s: %s (%s)", store.run_id, shown, exc)
+            _release_if_possible(store, shown)
+            raise RunStorageFullError(shown) from exc
         # The run list shows this text: short for users, the details go to the log.
         shown = str(exc) if isinstance(exc, ModelError) else user_error(log, exc, "internal error")
         release_run(store, "failed", shown)
@@ -322,3 +330,33 @@ def finish_run(store: RunStore, body: Callable[[], RunSummary]) -> RunSummary:
         state = "stopped"
     release_run(store, state, summary.stopped or "")
     return summary
+
+
+class RunStorageFullError(OSError):
+    """A run stopped because the disk (or database) holding its results is full; the message names where."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the disk is full: ENOSPC or EFBIG (a file size limit),
+    SQLite's "database or disk is full", or Postgres's disk_full (SQLSTATE 53100)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        if isinstance(seen, sqlite3.Error) and "disk is full" in str(seen):
+            return True
+        if getattr(seen, "sqlstate", None) == "53100":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _release_if_possible(store: RunStore, message: str) -> None:
+    """Record the run as failed; on a full disk that write may fail too: then the lease expires by
+    itself, and this process (which knows it let go, store.claim_run) may resume the run at once."""
+    try:
+        release_run(store, "failed", message)
+    except Exception:  # noqa: BLE001 - the error that stopped the run is the one to report
+        log.warning(
+            "run %s: could not record that it stopped (the disk is full?)", store.run_id, exc_info=True
+        )

@@ -401,6 +401,15 @@ def _running_error(run_id: str, row: RunRow, then: str = "") -> ConflictError:
     return ConflictError(f"run_id: run {run_id!r} is already running on worker {row.worker}{then}")
 
 
+def _released_here(row: RunRow) -> bool:
+    """A lease of this very process that it has let go of (called with _LEASES_LOCK held): its run
+    ended here but the release could not be written (a full disk, the database away), so the row still
+    shows it. Without this the run could not be resumed in this process until the lease expired."""
+    if row.worker_host != host_key() or row.worker_pid != os.getpid():
+        return False
+    return all(lease.id != row.lease_id for lease in _LEASES.values())
+
+
 def claim_run(store: RunStore, worker: str | None = None) -> str:
     """Record that `worker` (default: this process, `worker_id()`) executes the store's run, with a
     lease of RUNS_LEASE_S renewed by a heartbeat thread; clear an earlier cancel request and record
@@ -413,7 +422,7 @@ def claim_run(store: RunStore, worker: str | None = None) -> str:
         if row is None:
             raise NotFoundError(f"run_id: no run {store.run_id!r} that you may open")
         now = time.time()
-        if row.live(now):
+        if row.live(now) and not _released_here(row):
             raise _running_error(store.run_id, row)
         error = _capacity_error(row.owner, now)
         if error is not None:
@@ -461,6 +470,15 @@ def release_run(store: RunStore, state: RunState, message: str = "") -> None:
         with _LEASES_LOCK:
             if _LEASES.get(store.run_id) is lease:
                 del _LEASES[store.run_id]
+
+
+def active_run_counts() -> dict[str, int]:
+    """How many runs wait to start ("created") and run ("running"), in every replica (for /metrics)."""
+    rows = _registry("state IN ('created', 'running')")
+    return {
+        "queued": sum(r.state == "created" for r in rows),
+        "running": sum(r.state == "running" for r in rows),
+    }
 
 
 def orphaned_runs() -> list[RunRow]:

@@ -27,6 +27,7 @@ from personagraph.services.twins.executor import (
     finish_run,
 )
 from personagraph.services.twins.store import RunError, RunStore, claim_run, create_run_store, open_run
+from personagraph.serving.tracing import trace_scope
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Survey, assign_arms, to_native, to_twin2k
 
@@ -122,6 +123,7 @@ def execute_survey(
     survey = store.survey()
     hints: dict[str, str] = store.meta("hints", {}) or {}
     units = list(_pending_units(store, survey, opts))
+    owner = str(store.meta("owner") or "") or None
 
     def write(records: list[AnswerRecord]) -> list[str]:
         store.write_answers(records)
@@ -129,7 +131,7 @@ def execute_survey(
 
     return execute(
         store, run_id, "survey", units, sum(u.steps for u in units), opts,
-        lambda unit: _answer_unit(unit, survey, opts, hints), write,
+        lambda unit: _traced_answer_unit(unit, survey, opts, hints, owner), write,
         progress=progress, on_progress=on_progress, max_consecutive_errors=max_consecutive_errors,
         time_budget_s=time_budget_s,
     )  # fmt: skip
@@ -151,6 +153,14 @@ def _pending_units(store: RunStore, survey: Survey, options: BatchOptions) -> It
             size = options.chunk_size or len(todo)
             for start in range(0, len(todo), size):
                 yield WorkUnit(person, todo[start : start + size])
+
+
+def _traced_answer_unit(
+    unit: WorkUnit, survey: Survey, options: BatchOptions, hints: Mapping[str, str], owner: str | None
+) -> list[AnswerRecord]:
+    """`_answer_unit` with the run owner's opaque account id on its traces (serving/tracing.py)."""
+    with trace_scope("twin_survey", owner):
+        return _answer_unit(unit, survey, options, hints)
 
 
 def _answer_unit(
