@@ -28,7 +28,10 @@ safety_blind_crime1.jsonl holds requests for help with violence, weapons, drugs,
 crime, with hard negatives (concert "bombs", "killing it on stage", 칼군무, story-world battles),
 written by an author who saw neither the training data (data/safety/train_crime_author1.jsonl, by
 another author) nor the rules; it was scored once as a blind test when those categories were added
-and is a default set since, so a later change that loses them shows.
+and is a default set since, so a later change that loses them shows. safety_blind_crime2.jsonl (170
+messages, a thirteenth author, same blindness) adds harder look-alikes: victims and witnesses asking
+what to do, scam checks, legal questions; it was scored once before and once after the look-alike
+training lines of data/safety/train_lookalike17.jsonl (by another author who saw no eval set).
 
 The result gives the figures over all cases, per dataset (`by_dataset`), per labelled category
 (`by_category`: cases, blocked, and blocked under the labelled category) and per deciding layer.
@@ -52,6 +55,7 @@ DEFAULT_DATASETS = [
     DATASETS / "safety_blind10.jsonl",
     DATASETS / "safety_blind11.jsonl",
     DATASETS / "safety_blind_crime1.jsonl",
+    DATASETS / "safety_blind_crime2.jsonl",
 ]
 BLIND_DATASETS = sorted(DATASETS.glob("safety_blind*.jsonl"))
 

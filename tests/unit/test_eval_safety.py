@@ -156,15 +156,20 @@ def test_shipped_held_out_sets() -> None:
         "safety_blind10.jsonl",
         "safety_blind11.jsonl",
         "safety_blind_crime1.jsonl",
+        "safety_blind_crime2.jsonl",
     ]
     general = {f"safety_blind{n}.jsonl" for n in range(3, 12)}
-    assert {p.name for p in safety.BLIND_DATASETS} == general | {"safety_blind_crime1.jsonl"}
+    assert {p.name for p in safety.BLIND_DATASETS} == general | {
+        "safety_blind_crime1.jsonl",
+        "safety_blind_crime2.jsonl",
+    }
     for path in safety.BLIND_DATASETS:
         cases = load_cases(path)
         least = 250 if path.name in general else 50  # the crime set covers five categories only
         assert sum(c["unsafe"] for c in cases) >= least and sum(not c["unsafe"] for c in cases) >= least
-    crime = load_cases(DATASETS / "safety_blind_crime1.jsonl")
-    assert {"violence", "weapons", "drugs", "fraud", "crime"} <= {c["category"] for c in crime}
+    for name in ("safety_blind_crime1.jsonl", "safety_blind_crime2.jsonl"):
+        crime = load_cases(DATASETS / name)
+        assert {"violence", "weapons", "drugs", "fraud", "crime"} <= {c["category"] for c in crime}
     blind = [c for path in safety.BLIND_DATASETS for c in load_cases(path)]
     disclosure = load_cases(datasets / "safety_disclosure.jsonl")  # fans telling about themselves
     short = load_cases(datasets / "safety_short.jsonl")  # messages of 1-8 words
