@@ -407,11 +407,14 @@ class SafetyClassifier:
         """(P(unsafe), category) for each text: the whole text's score, or its most unsafe clause's
         score less CLAUSE_MARGIN when that is higher (unsafe content hidden in friendly chat)."""
         split = [clauses(t) for t in texts]
-        pieces = [c for cs in split for c in cs]
-        by_piece = iter(self.whole_scores(pieces))
+        # One batch for the texts and their clauses, each distinct string once: a one-clause message
+        # is its own clause, and the sentence embedding is most of a message's cost.
+        unique = list(dict.fromkeys([*texts, *(c for cs in split for c in cs)]))
+        scored = dict(zip(unique, self.whole_scores(unique), strict=True))
         out = []
-        for whole, cs in zip(self.whole_scores(texts), split, strict=True):
-            best = max((next(by_piece) for _ in cs), default=(0.0, "safe"))
+        for text, cs in zip(texts, split, strict=True):
+            whole = scored[text]
+            best = max((scored[c] for c in cs), default=(0.0, "safe"))
             clause = (best[0] - CLAUSE_MARGIN, best[1])
             out.append(clause if clause[0] > whole[0] else whole)
         return out
@@ -491,6 +494,19 @@ def _stored_model_path(content: str) -> Path:
     return keyed_cache_path("safety", "classifier", ".npz", key_parts)
 
 
+_read_cache: dict[tuple[tuple[str, int, int], ...], list[str]] = {}
+
+
+def _read_training_files(paths: Sequence[Path]) -> list[str]:
+    """The files' texts, read again only when one changed (size or mtime): every message asks for
+    the model, and reading and hashing ~2 MB of training text each time cost more than its n-grams."""
+    stamp = tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in paths)
+    if stamp not in _read_cache:
+        _read_cache.clear()
+        _read_cache[stamp] = [p.read_text(encoding="utf-8") for p in paths]
+    return _read_cache[stamp]
+
+
 def trained_model(path: Path | None = None) -> SafetyClassifier:
     """The classifier trained on `path` (default: the shipped training files), cached in-process by
     content, so an edited file retrains and a copy of it does not."""
@@ -499,7 +515,7 @@ def trained_model(path: Path | None = None) -> SafetyClassifier:
         raise ValueError(
             f"no training file: expected data/safety/train*.jsonl under {get_settings().data_dir}"
         )
-    contents = [p.read_text(encoding="utf-8") for p in paths]
+    contents = _read_training_files(paths)
     try:
         return _trained("\n".join(c.rstrip("\n") for c in contents))
     except ValueError:
