@@ -70,7 +70,9 @@ def fake_models() -> dict[str, ScriptedChatModel]:
 class CrmGraphStub:
     """The crm_message graph's result for a valid request, without retrieval or a model."""
 
-    def invoke(self, request: dict[str, Any], context: Any = None, **_: Any) -> dict[str, Any]:
+    def invoke(
+        self, request: dict[str, Any], config: Any = None, *, context: Any = None, **_: Any
+    ) -> dict[str, Any]:
         return {"result": {"status": "passed", "message": "msg", "draft": "msg", "request": request,
                            "evidence": [], "checks": {}, "reasons": [], "timings": {"total": 0.0}}}  # fmt: skip
 
