@@ -1,4 +1,5 @@
-"""Who may do what, on the real server (`personagraph app`: API + Gradio on one port, real test model).
+"""Who may do what, on the real server (`personagraph app`: API + Gradio on one port, the stub model
+server: authorization does not depend on what a model writes, and the stub answers at once).
 
 Three accounts made with `personagraph accounts add`: alice and bob (users) and boss (an admin).
 Alice's data carries canaries (a chat message, a profile name, a card, a survey question, an insight
@@ -34,7 +35,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from personagraph.api.app import PUBLIC_ROUTES, ROUTERS
-from personagraph.serving.local_server import LocalModelServer
+from personagraph.serving.stub_model import StubModelServer
 from tests.integration.conftest import BIN, REPO_ROOT, running_app
 
 pytestmark = pytest.mark.integration
@@ -155,19 +156,18 @@ def _seed(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
+def stub_model() -> Iterator[StubModelServer]:
+    with StubModelServer(first_token_delay_s=0.0, tokens_per_s=0.0, reply_tokens=12) as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
 def server(
-    model_server: LocalModelServer, shared_home: Path, tmp_path_factory: pytest.TempPathFactory
+    stub_model: StubModelServer, shared_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """The app in a home of its own (its accounts, cards and runs must not meet the other tests'),
     with the knowledge index copied from the shared home so that it is built once per session."""
-    env = {
-        "LLM_BASE_URL": model_server.base_url,
-        "LLM_API_KEY": model_server.api_key,
-        "LLM_MODEL": model_server.alias,
-        "LLM_BACKEND": "llamacpp",
-        "LLM_MAX_TOKENS": "64",
-        "PERSONAGRAPH_HOME": str(shared_home),
-    }
+    env = {**stub_model.env(), "LLM_MAX_TOKENS": "64", "PERSONAGRAPH_HOME": str(shared_home)}
     _cli(env, "prepare")
     home = tmp_path_factory.mktemp("access-home")
     shutil.copytree(shared_home / "chroma", home / "chroma")
