@@ -40,8 +40,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from personagraph.memory.redis_server import LocalRedis  # noqa: E402
 from personagraph.serving.chroma_server import LocalChroma  # noqa: E402
 from personagraph.serving.postgres_server import LocalPostgres  # noqa: E402
-from personagraph.serving.processes import free_port  # noqa: E402
+from personagraph.serving.processes import app_process  # noqa: E402
 from personagraph.serving.stub_model import MARKER, SENTENCE_WORDS, StubModelServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -124,41 +124,6 @@ def cpu_seconds(pid: int) -> float:
 
 
 # --- the stack --------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def app_process(
-    env: dict[str, str], worker: str, log_path: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "personagraph"), "app", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env, "WORKER_ID": worker}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + APP_START_S
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{worker} exited with {process.returncode}; log: {log_path}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{worker} not ready after {APP_START_S:.0f}s; log: {log_path}")
-                time.sleep(0.3)
-            yield url, process
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
 
 
 def make_fans(count: int, run: str) -> list[Fan]:
@@ -421,7 +386,9 @@ def main() -> None:
         apps: list[tuple[str, str, int]] = []
         for i in range(args.replicas):
             name = f"replica-{chr(ord('a') + i)}"
-            url, process = stack.enter_context(app_process(env, name, home / f"{name}.log"))
+            url, process = stack.enter_context(
+                app_process(env, home / f"{name}.log", worker=name, start_timeout_s=APP_START_S)
+            )
             apps.append((name, url, process.pid))
         # Warm-up: the first turn in a process loads models, indexes and pools.
         warm = [

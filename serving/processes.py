@@ -27,7 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -129,6 +132,60 @@ class ServiceProcess:
         if self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
             self.log_path = None
+
+
+def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `url` answers below 500; fails early when `process` (the server) has exited."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServiceError(f"{url}: process exited with {process.returncode}")
+        try:
+            with opener.open(url, timeout=2.0) as response:
+                if response.status < 500:
+                    return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout_s}s")
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def app_process(
+    env: Mapping[str, str],
+    log_path: Path,
+    args: Sequence[str] = ("--host", "127.0.0.1"),
+    worker: str | None = None,
+    start_timeout_s: float = 90.0,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`personagraph app` on a free loopback port with `env` (and `WORKER_ID=worker`), until the block
+    ends; yields (its URL without a trailing slash, the process). Used by the integration tests and the
+    load benchmark; /health answers without sign-in once the API and Gradio listen."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "personagraph"), "app", *args, "--port", str(port)]
+    child_env = {**os.environ, **env, **({"WORKER_ID": worker} if worker else {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health", start_timeout_s, process)
+            yield f"http://127.0.0.1:{port}", process
+        finally:
+            stop_process(process)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child

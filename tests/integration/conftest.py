@@ -13,67 +13,33 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from personagraph.memory.redis_server import LocalRedis
 from personagraph.serving.local_model import SMOLLM2_135M, resolve_model_file
 from personagraph.serving.local_server import LocalModelServer
 from personagraph.serving.postgres_server import LocalPostgres
-from personagraph.serving.processes import free_port
+from personagraph.serving.processes import app_process, free_port, stop_process, wait_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_START_LIMIT_S = 90  # the goal is 30 s; the rest is headroom for a loaded 2-core CI machine
 BIN = Path(sys.executable).parent
 
 
-def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready after {timeout_s}s")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @contextmanager
 def running_app(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`personagraph app` on a free port with `env`, until the block ends; yields its URL."""
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "personagraph"), "app", *args, "--port", str(port)],
-            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            # /health answers without sign-in once the server (API + Gradio) listens. Setup built what
-            # a first start needs (`personagraph prepare`), so the app serves within seconds (about
-            # 18 s measured under load); an app that trains or joins at start misses this.
-            wait_http(f"http://127.0.0.1:{port}/health", APP_START_LIMIT_S, process)
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            stop_process(process)
+    """`personagraph app` on a free port with `env`, until the block ends; yields its URL.
+
+    /health answers without sign-in once the server (API + Gradio) listens. Setup built what a first
+    start needs (`personagraph prepare`), so the app serves within seconds (about 18 s measured under
+    load); an app that trains or joins at start misses this."""
+    with app_process(env, log_path, args=args, start_timeout_s=APP_START_LIMIT_S) as (url, _):
+        yield f"{url}/"
 
 
 def descendants(pid: int) -> dict[int, str]:

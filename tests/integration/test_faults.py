@@ -401,7 +401,7 @@ def test_a_replica_killed_mid_turn_leaves_the_turn_absent_or_whole_and_the_other
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.integration.test_replicas import app_process
+    from tests.integration.test_replicas import replica
 
     env = {
         **stub.env(),
@@ -421,8 +421,8 @@ def test_a_replica_killed_mid_turn_leaves_the_turn_absent_or_whole_and_the_other
     accounts.close()
     get_settings.cache_clear()
     with (
-        app_process(env, "replica-a", tmp_path / "a.log") as (url_a, process_a),
-        app_process(env, "replica-b", tmp_path / "b.log") as (url_b, _),
+        replica(env, "replica-a", tmp_path / "a.log") as (url_a, process_a),
+        replica(env, "replica-b", tmp_path / "b.log") as (url_b, _),
     ):
         signed_in = httpx.post(
             f"{url_a}/api/session", json={"user_id": user, "password": PASSWORD}, timeout=30

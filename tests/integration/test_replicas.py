@@ -9,8 +9,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ import pytest
 
 from personagraph.memory.redis_server import LocalRedis
 from personagraph.serving.postgres_server import LocalPostgres
-from personagraph.serving.processes import free_port
-from tests.integration.conftest import APP_START_LIMIT_S, BIN, stop_process, wait_http
+from personagraph.serving.processes import app_process
+from tests.integration.conftest import APP_START_LIMIT_S, BIN
 
 pytestmark = pytest.mark.integration
 PASSWORD = "replica password 한글"
@@ -29,21 +29,11 @@ TURN_TIMEOUT_S = 240.0
 LEASE_S = 4
 
 
-@contextmanager
-def app_process(
+def replica(
     env: dict[str, str], worker: str, log_path: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "personagraph"), "app", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env, "WORKER_ID": worker}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_http(f"http://127.0.0.1:{port}/health", APP_START_LIMIT_S, process)
-            yield f"http://127.0.0.1:{port}", process
-        finally:
-            stop_process(process)
+) -> AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]:
+    """One `personagraph app` replica with its WORKER_ID (shown as a run's `worker`)."""
+    return app_process(env, log_path, worker=worker, start_timeout_s=APP_START_LIMIT_S)
 
 
 @pytest.fixture
@@ -89,8 +79,8 @@ def test_two_replicas_share_sessions_conversations_and_runs(
     stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     with (
-        app_process(stack_env, "replica-a", tmp_path / "a.log") as (url_a, process_a),
-        app_process(stack_env, "replica-b", tmp_path / "b.log") as (url_b, _),
+        replica(stack_env, "replica-a", tmp_path / "a.log") as (url_a, process_a),
+        replica(stack_env, "replica-b", tmp_path / "b.log") as (url_b, _),
     ):
         # A session made on A is valid on B.
         signed_in = httpx.post(
