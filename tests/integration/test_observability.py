@@ -6,8 +6,6 @@ of its nodes."""
 from __future__ import annotations
 
 import io
-import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from personagraph.accounts.store import AccountStore
 from personagraph.api.app import create_app
 from personagraph.services.chat import ChatService
-from personagraph.serving.logs import configure_logging
 from personagraph.serving.stub_model import StubModelServer
+from tests.observability import json_logs, log_lines
 
 pytestmark = pytest.mark.integration
 PASSWORD = "observability password"
@@ -46,15 +44,8 @@ def stub_env(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
 
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    buffer = io.StringIO()
-    configure_logging("json", "INFO", stream=buffer)
-    try:
+    with json_logs("INFO") as buffer:
         yield buffer
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -106,7 +97,7 @@ def test_a_chat_turn_is_counted_and_its_request_id_follows_every_node(
     assert out > 0
     assert "pgm00c0ffee" not in scraped.text and "fan" not in _label_values(scraped.text)
 
-    lines = [json.loads(line) for line in json_log.getvalue().splitlines() if line.startswith("{")]
+    lines = log_lines(json_log)
     mine = [line for line in lines if line.get("request_id") == REQUEST_ID]
     nodes = {line["node"] for line in mine if line.get("node")}
     assert len(nodes) >= 2 and "draft" in nodes, nodes

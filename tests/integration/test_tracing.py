@@ -19,6 +19,7 @@ from personagraph.serving.settings import get_settings
 from personagraph.serving.stub_model import StubModelServer
 from personagraph.serving.tracing import account_ref, configure_tracing, flush_tracing
 from tests.langsmith_recorder import LangSmithRecorder
+from tests.observability import langsmith_recording
 
 FAN = Caller("minji.park")  # a login name: must never reach a trace's tags or metadata
 MESSAGE = "Hi Stella! I am Minji from Busan, my email is minji@example.com pgm0000beef"
@@ -35,14 +36,8 @@ def stub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubModelServer]:
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[LangSmithRecorder]:
-    with LangSmithRecorder() as rec:
-        monkeypatch.setenv("LANGSMITH_ENDPOINT", rec.url)
-        monkeypatch.setenv("LANGSMITH_PROJECT", "pg-test")
+    with langsmith_recording(monkeypatch, "pg-test") as rec:
         yield rec
-    # Later tests in this process must not trace to a stopped recorder.
-    monkeypatch.setenv("LANGSMITH_TRACING", "false")
-    get_settings.cache_clear()
-    configure_tracing()
 
 
 def _turn() -> Any:

@@ -24,6 +24,7 @@ from personagraph.serving.logs import (
     valid_request_id,
 )
 from personagraph.serving.metrics import install_observer
+from tests.observability import json_logs, log_lines
 
 node_log = logging.getLogger("personagraph.test_nodes")
 
@@ -31,19 +32,8 @@ node_log = logging.getLogger("personagraph.test_nodes")
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
     """Root logging as JSON into a buffer (DEBUG), restored after."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    buffer = io.StringIO()
-    configure_logging("json", "DEBUG", stream=buffer)
-    try:
+    with json_logs("DEBUG") as buffer:
         yield buffer
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
 
 
 def test_request_ids_are_short_and_safe() -> None:
@@ -114,13 +104,13 @@ def test_the_request_id_reaches_nodes_in_the_thread_pool_with_graph_and_node(jso
     with request_scope("turn-42"):
         result = _graph().invoke({})
     assert result == {"a": "turn-42", "b": "turn-42", "c": "turn-42"}
-    inside = [line for line in lines(json_lines) if line["logger"] == "personagraph.test_nodes"]
+    inside = [line for line in log_lines(json_lines) if line["logger"] == "personagraph.test_nodes"]
     assert {(line["node"], line["graph"], line["request_id"]) for line in inside} == {
         ("a", "persona_chat", "turn-42"), ("b", "persona_chat", "turn-42"), ("c", "persona_chat", "turn-42"),
     }  # fmt: skip
     ends = [
         line
-        for line in lines(json_lines)
+        for line in log_lines(json_lines)
         if line["logger"] == "personagraph.runs" and line.get("event") == "end"
     ]
     assert {line.get("node") for line in ends} >= {"a", "b", "c"}
@@ -147,7 +137,7 @@ def test_middleware_takes_a_valid_header_id_else_makes_one(json_lines: io.String
     refused = client.get("/api/turn", headers={"X-Request-ID": "no good <id>"})
     made = refused.headers["x-request-id"]
     assert made != "no good <id>" and valid_request_id(made) and refused.json()["a"] == made
-    access = [line for line in lines(json_lines) if line.get("path") == "/api/turn"]
+    access = [line for line in log_lines(json_lines) if line.get("path") == "/api/turn"]
     assert [line["request_id"] for line in access] == ["client-id-1", made]
     assert all(line["status"] == 200 for line in access)
 

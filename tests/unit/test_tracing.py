@@ -23,17 +23,13 @@ from personagraph.serving.tracing import (
     trace_scope,
 )
 from tests.langsmith_recorder import LangSmithRecorder
+from tests.observability import langsmith_recording
 
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[LangSmithRecorder]:
-    with LangSmithRecorder() as rec:
-        monkeypatch.setenv("LANGSMITH_ENDPOINT", rec.url)
-        monkeypatch.setenv("LANGSMITH_PROJECT", "unit-project")
+    with langsmith_recording(monkeypatch, "unit-project") as rec:
         yield rec
-    monkeypatch.setenv("LANGSMITH_TRACING", "false")
-    get_settings.cache_clear()
-    configure_tracing()  # later tests must not trace to a stopped recorder
 
 
 def _tracing_on(monkeypatch: pytest.MonkeyPatch, key: str = "unit-key") -> None:
