@@ -9,13 +9,19 @@ personagraph insight simulate --rate 200 --seed 1 (--count N | --seconds S) [--r
 personagraph insight consume [--name c1] [--seconds S] [--refit-interval 60] [--record-latency]
 personagraph insight status [--dead-letters N] [--redis-url URL]   consumers, restarts, dead letters
 personagraph insight report                           K-Means vs GMM (BIC, silhouette, stability)
-personagraph insight ask "question" [--router hybrid|model|keywords] [--thread ID] [--json]
+personagraph insight ask "question" [--router hybrid|model|keywords] [--thread ID] [--dataset NAME] [--json]
+personagraph insight import-orders FILE.csv --dataset NAME [--replace] [--skip-bad-rows] [--timezone Asia/Seoul]
+personagraph insight datasets                         the imported datasets
+personagraph insight orders-template [--out FILE]     an example order export (every column)
 Redis: --redis-url, else INSIGHT_REDIS_URL, else REDIS_URL (`personagraph redis` runs one).
 Exit codes: 0 ok, 1 service or model error, 2 invalid input.
 
 Every command runs as the terminal operator (CLI_CALLER: the local admin), so `ask` threads are the
 same "local" person's as in an app with no accounts; `ask` prints its thread id on stderr, and
-`--thread ID` asks a follow-up in it.
+`--thread ID` asks a follow-up in it. Without --json, `ask` prints the figures at once and the model's
+narrative as it is written (a rewritten answer is printed again in full after a "revised" line).
+`import-orders` reads a shop's order export (columns: `personagraph insight orders-template`); a bad
+row refuses the file, each problem named by row and column.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from personagraph.accounts.identity import CLI_CALLER
@@ -77,8 +84,29 @@ def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
     ask.add_argument("--router", default="hybrid", choices=ROUTER_MODES)
     ask.add_argument("--thread", default=None, help="a thread id printed by an earlier ask: a follow-up")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    ask.add_argument("--dataset", default=None, help="ask about an imported dataset (see `insight datasets`)")
     ask.add_argument("--redis-url", default=None)
     ask.set_defaults(func=cmd_ask)
+
+    imp = sub.add_parser(
+        "import-orders", help="import a shop's order export (CSV) as a dataset and segment it"
+    )
+    imp.add_argument("file", type=Path, help="CSV, one row per order line (see `insight orders-template`)")
+    imp.add_argument("--dataset", required=True, help="name of the new dataset: a-z, 0-9, _ or -")
+    imp.add_argument("--replace", action="store_true", help="replace a dataset of the same name")
+    imp.add_argument(
+        "--skip-bad-rows", action="store_true", help="leave bad rows out (listed) instead of refusing"
+    )
+    imp.add_argument("--timezone", default="Asia/Seoul", help="time zone of times without an offset")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_import_orders)
+
+    ds = sub.add_parser("datasets", help="the imported datasets")
+    ds.set_defaults(func=cmd_datasets)
+
+    tpl = sub.add_parser("orders-template", help="print (or write) an example order export")
+    tpl.add_argument("--out", type=Path, default=None, help="write it to this file")
+    tpl.set_defaults(func=cmd_orders_template)
     return parser
 
 
@@ -190,19 +218,93 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from personagraph.accounts.identity import NotFoundError
-    from personagraph.services.insight import InsightService
+    from personagraph.services.insight import InsightAnswer, InsightService
 
+    service = InsightService.from_settings(args.redis_url)
     try:
-        out = InsightService.from_settings(args.redis_url).ask(
-            CLI_CALLER, args.question, args.thread, args.router
-        )
+        events = service.ask_stream(CLI_CALLER, args.question, args.thread, args.router, args.dataset)
+        out: InsightAnswer | None = None
+        shown = ""  # the narrative printed so far
+        for event in events:
+            if args.json:
+                out = event.answer or out
+                continue
+            if event.kind == "figures":
+                print(event.text + "\n", flush=True)
+            elif event.kind == "token":
+                shown += event.text
+                print(event.text, end="", flush=True)
+            elif event.kind == "final" and event.answer is not None:
+                out = event.answer
+                if out.answer != shown:  # a refusal, a question back, or a rewritten/flagged narrative
+                    print(("\n\n[revised]\n" if shown else "") + out.answer)
+                else:
+                    print()
     except (ValueError, NotFoundError) as exc:  # InvalidQuestionError, a malformed or unknown thread id
         return _error(str(exc), 2)
+    if out is None:  # pragma: no cover - the stream always ends with its final event
+        return _error("the answer did not finish", 1)
     if args.json:
         print(json.dumps(out.as_dict(), ensure_ascii=False, indent=1, default=str))
     else:
-        print(out.answer)
         print(f"[intent {out.intent} | scope {out.scope} | figures {len(out.figures)}"
               f"{' | follow-up' if out.follow_up else ''}{' | FLAGGED' if out.flagged else ''}"
-              f" | thread {out.thread_id}]", file=sys.stderr)  # fmt: skip
+              f"{f' | dataset {out.dataset}' if out.dataset else ''} | thread {out.thread_id}]",
+              file=sys.stderr)  # fmt: skip
     return 1 if out.error else 0
+
+
+def cmd_import_orders(args: argparse.Namespace) -> int:
+    from personagraph.services.insight import InsightService
+
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        return _error(f"file: cannot read {args.file}: {exc.strerror or exc}", 2)
+    try:
+        imported = InsightService.history().import_orders(
+            CLI_CALLER, data, args.dataset, filename=args.file.name, replace=args.replace,
+            skip_bad_rows=args.skip_bad_rows, timezone=args.timezone,
+        )  # fmt: skip
+    except ValueError as exc:  # OrdersFileError (row and column named), a bad or taken name
+        return _error(str(exc), 2)
+    out = imported.as_dict()
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        return 0
+    print(f"dataset {imported.dataset}: {imported.customers:,} customers, {imported.orders:,} orders "
+          f"({imported.rows:,} rows), as of {out['as_of'][:10]} -> {imported.path}")  # fmt: skip
+    print(
+        "segments: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(imported.segments.items(), key=lambda kv: -kv[1]))
+    )
+    if imported.skipped:
+        print(f"left out {len(imported.skipped)} bad row(s):", file=sys.stderr)
+        for line in imported.skipped[:20]:
+            print(f"  {line}", file=sys.stderr)
+    if imported.ignored_columns:
+        print(f"ignored columns: {', '.join(imported.ignored_columns)}", file=sys.stderr)
+    print(
+        f'ask: personagraph insight ask "VIP 고객은 어떤 특징이 있어?" --dataset {imported.dataset}',
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from personagraph.insight.importer import list_datasets
+
+    print(json.dumps(list_datasets(), ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_orders_template(args: argparse.Namespace) -> int:
+    from personagraph.insight.importer import template_path
+
+    text = template_path().read_text(encoding="utf-8")
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0

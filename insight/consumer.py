@@ -15,7 +15,13 @@ consumer and restarts it with backoff when it dies, and reports restarts and the
 
 Refits: every `refit_interval_s` one consumer (a Redis lock decides which) refits the GMM in a
 background thread, publishes it and re-scores everyone; the others pick the new model up by version.
-Scoring goes on with the old model during a refit.
+Scoring goes on with the old model during a refit. A refit is warm (started from the current model,
+anchored to its reference, names kept); one that would move the segments more than the drift policy
+allows is held and reported as drift (`{p}:drift`, `{p}:model:held`) until `accept_held()`, and the
+customers' own movement beyond the policy is reported as mix drift. Every `rescore_interval_s` one
+consumer re-scores every customer (recency grows while a customer does not buy, so segments change
+a little at a time, not all at the next refit) and records the sizes (`{p}:sizes`). Times are the
+store's clock (`InsightStore.now`: a simulated clock when one is set).
 """
 
 from __future__ import annotations
@@ -35,7 +41,14 @@ from pydantic import ValidationError
 from redis.client import NEVER_DECODE
 
 from personagraph.insight.orders import Order, validation_problems
-from personagraph.insight.segments import DEFAULT_COMPONENTS, SegmentModel, SegmentScorer, rfm_raw
+from personagraph.insight.segments import (
+    DEFAULT_COMPONENTS,
+    DriftPolicy,
+    Refit,
+    SegmentModel,
+    SegmentScorer,
+    rfm_raw,
+)
 from personagraph.insight.settings import InsightSettings, get_insight_settings
 from personagraph.insight.store import Applied, InsightStore
 from personagraph.serving.redact import log_error, redact_text
@@ -94,8 +107,10 @@ def _decode(value: Any, name: str) -> str:
         ) from exc
 
 
-def decode_entry(fields: Fields, max_bytes: int) -> tuple[Order, float]:
-    """(the order, its publish time or 0) of one stream entry; EntryRejected says why it cannot be used."""
+def decode_entry(fields: Fields, max_bytes: int, now: float | None = None) -> tuple[Order, float]:
+    """(the order, its publish time or 0) of one stream entry; EntryRejected says why it cannot be used.
+
+    `now` is the reader's clock (a simulated one) for the order-time bound; None: the wall clock."""
     size = sum(len(k) + len(v) for k, v in fields.items())
     if size > max_bytes:
         raise EntryRejected(f"too large: {size:,} bytes (INSIGHT_ORDER_MAX_ENTRY_BYTES is {max_bytes:,})")
@@ -103,7 +118,7 @@ def decode_entry(fields: Fields, max_bytes: int) -> tuple[Order, float]:
     if "order" not in text:
         raise EntryRejected(f"missing field 'order' (fields: {', '.join(sorted(text))[:200]})")
     try:
-        order = Order.model_validate_json(text["order"])
+        order = Order.model_validate_json(text["order"], context=None if now is None else {"now": now})
     except ValidationError as exc:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise EntryRejected(f"malformed JSON: {exc.errors()[0]['msg']}") from exc
@@ -142,16 +157,22 @@ class OrderConsumer:
         self.store = store
         self.r: redis.Redis = store.r
         self.stream, self.group, self.name = stream, group, name
-        self.scorer = scorer or SegmentScorer(components=components)
+        self.limits = settings or get_insight_settings()
+        lim = self.limits
+        self.scorer = scorer or SegmentScorer(
+            components=components, prior_strength=lim.refit_prior_strength,
+            policy=DriftPolicy(min_ari=lim.drift_min_ari, max_size_change=lim.drift_max_size_change,
+                               mix_window=lim.drift_mix_window, max_mix_change=lim.drift_max_mix_change),
+        )  # fmt: skip
         self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
         self.refit_interval_s = refit_interval_s
         self.record_latency = record_latency
-        self.limits = settings or get_insight_settings()
         self.dead_letter_stream = dead_letter_stream or self.limits.dead_letter_stream or f"{stream}:dead"
         self.stats = ConsumerStats()
         self.last_score_error: str | None = None
         self._stop = threading.Event()
         self._last_model_check = 0.0
+        self._last_rescore = time.monotonic()
 
     # --- setup --------------------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -182,27 +203,80 @@ class OrderConsumer:
                 self.scorer.swap(model)
 
     def refit_once(self, force: bool = False) -> SegmentModel | None:
-        """Refit on every customer's current RFM, publish, re-score all (skipped if another holds the lock)."""
+        """Refit on every customer's current RFM, publish, re-score all (skipped if another holds the lock).
+
+        Returns the model in use afterwards (the old one when the refit was held as drift)."""
         ttl = max(1, int(self.refit_interval_s or 30))
         if not force and not self.r.set(self.store.key("refit-lock"), self.name, nx=True, ex=ttl):
             return None
         ids, raw, freq = self.store.rfm_rows()
         if len(ids) == 0:
             return None
-        model = self.scorer.refit(raw)
-        self.store.save_model(model)
-        self.store.set_segments(zip(ids, model.predict(raw), freq, strict=True), model.version)
-        return model
+        refit = self.scorer.refit(raw)
+        self.publish_refit(refit)
+        return self.scorer.model
+
+    def publish_refit(self, refit: Refit) -> None:
+        """Save a swapped-in model, record the refit (drift, held candidate) and re-score everyone."""
+        if refit.accepted:
+            self.store.save_model(refit.candidate)
+        report = refit.as_dict()
+        report["sim_at"] = self.store.now()
+        self.store.record_refit(report, None if refit.accepted else refit.candidate)
+        event = f"refit v{refit.candidate.version}" + ("" if refit.accepted else " held (drift)")
+        if refit.mix_reasons:
+            event += " · mix drift"
+        self.rescore_all(event)
+        if refit.drift:
+            log.warning("consumer %s: segment drift at refit v%s (%s): %s", self.name, refit.candidate.version,
+                        "held" if not refit.accepted else "reported", "; ".join(report["reasons"])[:500])  # fmt: skip
+
+    def rescore_all(self, event: str = "rescore") -> int:
+        """Score every customer (label and memberships) with the model in use and record the sizes."""
+        ids, raw, freq = self.store.rfm_rows()
+        if not ids:
+            return 0
+        model = self.scorer.model
+        changed = self.store.set_assignments(ids, model, raw, freq)
+        self.store.record_sizes(event)
+        self._last_rescore = time.monotonic()
+        return changed
+
+    def accept_held(self) -> SegmentModel | None:
+        """Swap in the refit held as drift (a person looked at it) as the new reference; None if none."""
+        held = self.store.held_model()
+        if held is None:
+            return None
+        self.ensure_model()
+        held.prior = None
+        held.version = max(held.version, self.store.model_version() + 1)
+        self.scorer.swap(held)
+        self.scorer.held = None
+        self.store.save_model(held)
+        self.store.record_refit({"version": held.version, "accepted": True, "drift": False, "kind": "accepted",
+                                 "reasons": [], "at": time.time(), "sim_at": self.store.now()}, None)  # fmt: skip
+        self.rescore_all(f"drift accepted: v{held.version}")
+        return held
+
+    def maybe_rescore(self) -> None:
+        """Re-score everyone every `rescore_interval_s` (one consumer at a time, by a short lock)."""
+        every = self.limits.rescore_interval_s
+        if time.monotonic() - self._last_rescore < every:
+            return
+        self._last_rescore = time.monotonic()
+        if self.r.set(self.store.key("rescore-lock"), self.name, nx=True, px=max(1, int(every * 900))):
+            self.rescore_all()
 
     # --- processing ---------------------------------------------------------------------------
     def check(self, entries: Sequence[Entry]) -> tuple[list[tuple[Entry, Order, float]], list[Rejected]]:
         """Split a batch into usable orders and rejected entries, each entry on its own."""
         good: list[tuple[Entry, Order, float]] = []
         rejected: list[Rejected] = []
+        now = self.store.now()
         for entry in entries:
             entry_id, fields = entry
             try:
-                order, published = decode_entry(fields, self.limits.order_max_entry_bytes)
+                order, published = decode_entry(fields, self.limits.order_max_entry_bytes, now)
             except EntryRejected as exc:
                 rejected.append(Rejected(entry_id, str(exc), fields))
                 continue
@@ -272,17 +346,21 @@ class OrderConsumer:
         try:
             raw = rfm_raw(
                 np.array([a.last_ts for a in rows]), np.array([a.frequency for a in rows]),
-                np.array([a.monetary for a in rows]), time.time(),
+                np.array([a.monetary for a in rows]), self.store.now(),
             )  # fmt: skip
             model = self.scorer.model
-            segments = model.predict(raw)
+            segments, probs = model.assign(raw)
         except Exception as exc:  # noqa: BLE001 - the orders are applied; the next refit re-scores everyone
             self.stats.score_errors += 1
             self.last_score_error = redact_text(str(exc))[:200]
             log_error(log, f"consumer {self.name}: scoring {len(rows)} customers failed", exc)
             return
         self.store.set_segments(
-            ((a.customer_id, s, a.frequency) for a, s in zip(rows, segments, strict=True)), model.version
+            (
+                (a.customer_id, s, a.frequency, dict(zip(model.names, p.tolist(), strict=True)))
+                for a, s, p in zip(rows, segments, probs, strict=True)
+            ),
+            model.version,
         )
 
     def _dead_letter(self, pipe: Any, rejected: Sequence[Rejected]) -> None:
@@ -388,12 +466,7 @@ class OrderConsumer:
                 _, raw, _ = self.store.rfm_rows()
                 return raw if len(raw) else None
 
-            def publish(model: SegmentModel) -> None:
-                self.store.save_model(model)
-                ids, raw, freq = self.store.rfm_rows()  # fresh rows: customers may have changed meanwhile
-                self.store.set_segments(zip(ids, model.predict(raw), freq, strict=True), model.version)
-
-            self.scorer.start_refitting(load, self.refit_interval_s, publish)
+            self.scorer.start_refitting(load, self.refit_interval_s, self.publish_refit)
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         try:
             while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -401,6 +474,7 @@ class OrderConsumer:
                 entries = self.read()
                 if entries:
                     self.process(entries)
+                self.maybe_rescore()
         finally:
             self.scorer.stop()
         return self.stats

@@ -1,15 +1,19 @@
-"""Follow-up questions in an insight thread: "and in Korean?", "그 중 VIP는?", "why?".
+"""Follow-up questions in an insight thread: "and in Korean?", "그 중 VIP는?", "why?", "채널별로는?".
 
-A thread passes its last turn (question, answer, intent, scope) with the next question. A question
-that reads as a follow-up (a follow-up word, or a request for another language) is resolved
-against that turn with a small, explicit rule, so it stays deterministic and testable:
+A thread passes its last turn (question, answer, intent, scope) with the next question, which is
+resolved against it by small, explicit rules (deterministic and testable):
 
-- it names segments or customers: those are the scope; with no intent words of its own it keeps
-  the earlier segment intent ("전략은?" -> "그 중 VIP는?" is a VIP strategy question);
-- it names nothing: it keeps the earlier intent and scope ("and in Korean?", "why?").
+- a question about something else entirely (weather, a film: OFF_TOPIC) is a new question;
+- it names customers: a lookup of those;
+- it names segments: with a comparison word and one segment, that segment joins the earlier ones
+  ("VIP랑 비교하면?"); with follow-up words and no intent words, the earlier segment intent for them
+  ("그럼 휴면 고객은?", "충성 고객 버전도요"); with its own intent words and no follow-up word it is a new
+  question ("Compare VIP and loyal customers");
+- it names nothing: the earlier scope, with the question's own intent when it has a strong one
+  (write / compare / strategy / overview: "그걸로 카톡 메시지 하나 써줘", "둘이 비교해봐",
+  "what should we do about it?"), else the earlier intent ("객단가는?", "make it shorter", "in Korean").
 
-Anything else is a new question and is routed as before. Only the last turn is used: a thread is a
-short conversation, not a memory.
+Only the last turn is used: a thread is a short conversation, not a memory.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
-from personagraph.insight.lexicon import KeywordGuess, intent_cues
+from personagraph.insight.lexicon import OTHER_COMPANIES, KeywordGuess, intent_cues
 
 Lang = Literal["ko", "en"]
 
@@ -32,13 +36,28 @@ _LANGUAGE_REQUESTS: dict[Lang, re.Pattern[str]] = {
     "en": re.compile(r"\bin english\b|\benglish,? please\b|영어로", re.IGNORECASE),
 }
 _FOLLOW_UP_EN = re.compile(
-    r"^\s*(and|also|so|then|what about|how about|why|what else)\b"
-    r"|\b(those|them|they|these|that segment|the same|more detail|in detail|tell me more|elaborate|explain)\b",
+    r"^\s*(and|also|so|then|what about|how about|why|what else|versus|vs\.?|just)\b"
+    r"|\b(those|them|they|these|that segment|the same|more detail|in detail|tell me more|elaborate|explain"
+    r"|too|as well|one for|version|that comparison|the two|both|each of)\b",
     re.IGNORECASE,
 )
 _FOLLOW_UP_KO = re.compile(
     r"그\s?중|그럼|그러면|그리고|그들|이들|그 고객|그 세그먼트|거기|그건|그거|왜|자세히|좀 더|더 알려|^\s*또"
+    r"|버전|걔네|얘네|그 둘|둘 중|둘이|각각|(?:용|은|는|도)\s*(?:요|하나|부탁해?요?|해\s?줘)?\s*[?？.!]*\s*$"
 )
+# Clearly about something else: a new question even inside a thread ("아 그리고 내일 날씨 어때?").
+OFF_TOPIC = (
+    "weather", "movie", "film", "recipe", "restaurant", "lunch", "dinner menu", "news", "stock price", "bitcoin",
+    "football", "soccer", "baseball", "joke", "poem", "lottery", "horoscope", "translate this sentence",
+    "날씨", "영화", "레시피", "맛집", "점심", "저녁 메뉴", "뉴스", "주가", "주식", "비트코인", "코인", "축구", "야구", "농담",
+    "운세", "로또", "드라마", "python", "script", "source code", "your name", "who are you", "파이썬", "코드", "함수",
+    "스크립트", "이름이 뭐", "너는 누구",
+)  # fmt: skip
+# Strong intent words of a follow-up that names no segment ("which group should we focus on?"); the
+# profile words of the lexicon ("buy", "channel") are weak: they keep the earlier intent.
+_STRATEGY_MORE = ("should we", "should marketing", "how would you", "what would get", "keep them", "win them",
+                  "win back", "win-back", "budget", "뭘 해야", "해야 할까", "해야 돼", "예산", "데려오")  # fmt: skip
+_COMPARE_MORE = ("나란히", "side by side", "versus", "compare", " vs", "비교")
 
 
 class PreviousTurn(TypedDict, total=False):
@@ -49,6 +68,7 @@ class PreviousTurn(TypedDict, total=False):
     lang: str
     intent: str
     scope: dict[str, list[str]]
+    before_segments: list[str]  # the segments of the turn before it ("compare the two" across turns)
 
 
 def requested_language(question: str) -> Lang | None:
@@ -66,8 +86,9 @@ def reads_as_follow_up(question: str) -> bool:
     )
 
 
-def previous_turn(turn: dict[str, Any] | None) -> PreviousTurn | None:
-    """The part of a stored turn a follow-up needs (None for none or a refused/failed turn)."""
+def previous_turn(turn: dict[str, Any] | None, before: dict[str, Any] | None = None) -> PreviousTurn | None:
+    """The part of a stored turn a follow-up needs (None for none or a refused/failed turn); `before`,
+    the turn before it, lends its segments to "compare the two"."""
     if not turn or turn.get("intent") in (None, "", "out_of_scope") or turn.get("error"):
         return None
     scope = turn.get("scope") or {}
@@ -77,7 +98,15 @@ def previous_turn(turn: dict[str, Any] | None) -> PreviousTurn | None:
         lang=str(turn.get("lang", "en")),
         intent=str(turn["intent"]),
         scope={"segments": list(scope.get("segments", [])), "customers": list(scope.get("customers", []))},
+        before_segments=list(((before or {}).get("scope") or {}).get("segments", []))
+        if before and before.get("intent") not in (None, "", "out_of_scope", "summary")
+        else [],
     )
+
+
+def _has_any(text: str, words: tuple[str, ...]) -> bool:
+    lowered = text.lower()
+    return any(w in lowered for w in words)
 
 
 def resolve_follow_up(
@@ -87,21 +116,63 @@ def resolve_follow_up(
 
     `words` is the keyword guess of the question alone.
     """
-    if (
-        previous is None
-        or previous.get("intent") in (None, "", "out_of_scope")
-        or not reads_as_follow_up(question)
-    ):
+    if previous is None or previous.get("intent") in (None, "", "out_of_scope"):
+        return None
+    if not (words.segments or words.customers) and _has_any(question, OFF_TOPIC + OTHER_COMPANIES):
         return None
     earlier_intent = str(previous["intent"])
+    scope = previous.get("scope") or {}
+    earlier_segments = list(scope.get("segments", []))
+    earlier_customers = list(scope.get("customers", []))
+    follows = reads_as_follow_up(question)
+    cues = intent_cues(question)
+    compare = cues["segment_comparison"] or _has_any(question, _COMPARE_MORE)
     if words.customers:
+        if not follows and words.intent != "customer_lookup":
+            return None
         return KeywordGuess("customer_lookup", True, list(words.segments), list(words.customers))
     if words.segments:
-        no_intent_words = not any(intent_cues(question).values())
+        added = [s for s in words.segments if s not in earlier_segments]
+        if (
+            compare
+            and len(words.segments) == 1
+            and added
+            and earlier_segments
+            and earlier_intent != "summary"
+        ):
+            return KeywordGuess(
+                "segment_comparison", True, [*earlier_segments, *added], []
+            )  # "VIP랑 비교하면?"
+        if not follows:
+            return None
+        no_intent_words = not any(cues.values())
         if no_intent_words and earlier_intent in CARRIED_INTENTS and len(words.segments) == 1:
             return KeywordGuess(earlier_intent, True, list(words.segments), [])
+        if no_intent_words and earlier_intent == "segment_comparison":
+            return KeywordGuess(
+                "segment_comparison", True, [*earlier_segments, *added] if added else list(words.segments), []
+            )
         return KeywordGuess(words.intent, True, list(words.segments), [])
-    scope = previous.get("scope") or {}
-    return KeywordGuess(
-        earlier_intent, True, list(scope.get("segments", [])), list(scope.get("customers", []))
-    )
+    # Names nothing: the earlier scope, with the question's own strong intent if it has one.
+    two = list(dict.fromkeys([*previous.get("before_segments", []), *earlier_segments]))
+    if (
+        compare and len(earlier_segments) < 2 and len(two) >= 2
+    ):  # "둘이 비교해봐" after one segment, then another
+        return KeywordGuess("segment_comparison", True, two, [])
+    if requested_language(question) and not cues["segment_comparison"]:
+        intent = earlier_intent  # "방금 요약 영어로 다시 써줘": the same answer in another language
+    elif cues["message_drafting"]:
+        intent = "message_drafting"
+    elif compare and len(earlier_segments) >= 2:
+        intent = "segment_comparison"
+    elif cues["strategy"] or _has_any(question, _STRATEGY_MORE):
+        intent = "strategy"
+    elif cues["summary"]:
+        intent = "summary"
+    elif earlier_intent == "customer_lookup" or earlier_intent == "summary":
+        intent = earlier_intent
+    elif cues["segment_profile"] and earlier_intent in ("strategy", "message_drafting"):
+        intent = "segment_profile" if len(earlier_segments) < 2 else "segment_comparison"
+    else:
+        intent = earlier_intent
+    return KeywordGuess(intent, True, earlier_segments, earlier_customers)

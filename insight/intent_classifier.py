@@ -378,7 +378,7 @@ SEGMENT_INTENTS = ("segment_profile", "strategy", "message_drafting", "segment_c
 def combine(question: str, guess: KeywordGuess) -> KeywordGuess:
     """Keyword guess and the trained classifier together (see `decide`)."""
     model = trained()
-    if guess.customers or model is None:
+    if guess.customers or guess.boundary or model is None:  # ids and boundary scopes are the words' own
         return guess
     return decide(guess, model.predict([question])[0], model.segments([question])[0])
 

@@ -118,6 +118,61 @@ class KeywordGuess:
     confident: bool
     segments: list[str] = field(default_factory=list)
     customers: list[str] = field(default_factory=list)
+    boundary: str | None = None  # "customers close to / about to become <segment>" (issue 21)
+
+
+# Boundary customers (issue 21): "VIP에 가까운 충성 고객", "customers about to become at-risk". A Korean
+# cue follows the segment it points to ("VIP에 가까운"), an English one precedes it ("close to VIP").
+BOUNDARY_CUES_AFTER = (
+    "에 가까운", "에 근접한", "에 가까워지는", "에 가까워진", "이 될 것 같은", "가 될 것 같은", "이 되기 직전", "가 되기 직전",
+    "로 넘어가기 직전", "으로 넘어가기 직전", "로 넘어갈", "으로 넘어갈", "로 넘어가려는", "으로 넘어가려는", "이 될 수 있는",
+    "가 될 수 있는", "이 될 만한", "가 될 만한", "이 될락 말락", "가 될락 말락", "경계에 있는", "경계에 걸친", "경계선",
+    "문턱", "승격 직전", "승급 직전", "으로 빠지기 직전", "로 빠지기 직전", "이 되려는", "가 되려는", "으로 전환될", "로 전환될", "이 될 ", "가 될 ",
+)  # fmt: skip
+BOUNDARY_CUES_BEFORE = (
+    "close to", "closest to", "near", "nearly", "almost", "about to become", "about to turn", "about to slip into",
+    "on the verge of becoming", "on the edge of", "on the brink of becoming", "on the cusp of", "could become",
+    "likely to become", "borderline", "tipping into", "edging toward", "edging towards", "bordering on",
+    "one step from", "one step away from", "sliding into", "slipping into", "at risk of becoming", "verging on",
+)  # fmt: skip
+# What may stand between a segment word and a Korean cue: "이탈 위험군이 될" has 군 in between.
+_KO_GAP = re.compile(r"^(?:\s*(?:고객|고객군|군|세그먼트|층|그룹|등급))?\s*$")
+
+
+def _segment_mentions(lowered: str) -> list[tuple[int, int, str]]:
+    """(start, end, segment) of every segment word in a lowered text."""
+    out = []
+    for segment, words in SEGMENT_SYNONYMS.items():
+        for w in words:
+            phrase = w.strip() if w.strip()[:1].isalnum() else w
+            if re.fullmatch(r"[ -~]+", phrase) and phrase[:1].isalnum():
+                pattern = rf"(?<![A-Za-z]){re.escape(phrase)}(?:e?s)?(?![A-Za-z])"
+            else:
+                pattern = re.escape(phrase)
+            out += [(m.start(), m.end(), segment) for m in re.finditer(pattern, lowered)]
+    return out
+
+
+def find_boundary(text: str) -> str | None:
+    """The segment a question's customers are close to ("VIP에 가까운 충성 고객" -> "vip", "customers about
+    to become at-risk" -> "at_risk"), or None when it asks about no boundary."""
+    lowered = text.lower()
+    mentions = _segment_mentions(lowered)
+    for cue in BOUNDARY_CUES_AFTER:
+        for m in re.finditer(re.escape(cue), lowered):
+            before = [
+                (s, e, seg)
+                for s, e, seg in mentions
+                if e <= m.start() and _KO_GAP.match(lowered[e : m.start()])
+            ]
+            if before:
+                return max(before)[2]
+    for cue in BOUNDARY_CUES_BEFORE:
+        for m in re.finditer(rf"(?<![a-z]){re.escape(cue)}(?![a-z])", lowered):
+            after = [(s, e, seg) for s, e, seg in mentions if m.end() <= s <= m.end() + 12]
+            if after:
+                return min(after)[2]
+    return None
 
 
 def intent_cues(question: str) -> dict[str, bool]:
@@ -139,9 +194,19 @@ def has_domain_words(question: str) -> bool:
 
 
 def keyword_intent(question: str) -> KeywordGuess:
-    """A deterministic guess of intent and named scope; `confident` when the cues are unambiguous."""
+    """A deterministic guess of intent and named scope; `confident` when the cues are unambiguous.
+
+    A boundary question ("loyal customers close to VIP") keeps its group's segments first and the
+    segment they are close to last, as a profile (or strategy / message) of those customers."""
     segments, customers = find_segments(question), find_customers(question)
     domain = bool(segments or customers) or has_domain_words(question)
+    toward = None if customers else find_boundary(question)
+    if toward is not None:
+        cues = intent_cues(question)
+        intent = ("message_drafting" if cues["message_drafting"] else "strategy" if cues["strategy"]
+                  else "segment_profile")  # fmt: skip
+        scope = [s for s in segments if s != toward] + [toward]
+        return KeywordGuess(intent, True, scope, [], boundary=toward)
     return guess_intent(segments, customers, intent_cues(question), domain)
 
 

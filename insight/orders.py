@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from personagraph.insight.settings import get_insight_settings
 from personagraph.serving.settings import get_settings
@@ -144,9 +144,11 @@ class Order(BaseModel):
 
     @field_validator("ts")
     @classmethod
-    def _ts(cls, value: float) -> float:
+    def _ts(cls, value: float, info: ValidationInfo) -> float:
         s = get_insight_settings()
-        latest = time.time() + s.order_max_future_s
+        # "Now" is the reader's clock: a simulated one (issue 21) passes it as context={"now": t}.
+        now = (info.context or {}).get("now")
+        latest = (time.time() if now is None else float(now)) + s.order_max_future_s
         if not s.order_min_ts <= value <= latest:
             raise ValueError(
                 f"must be between {_day(s.order_min_ts)} and {s.order_max_future_s:g} s from now "

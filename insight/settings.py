@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,61 @@ class InsightSettings(BaseSettings):
     )
     restart_backoff_max_s: float = Field(
         default=60.0, gt=0, description="Longest wait between restarts of a failing consumer."
+    )
+    # Stable live segments (issue 21): simulated clock, warm refits, drift, soft memberships.
+    sim_speed: float = Field(
+        default=3600.0, gt=0, le=10_000_000,
+        description="Simulated seconds per real second in the live demo (3600 = one simulated hour a second).",
+    )  # fmt: skip
+    sim_warmup_days: float = Field(
+        default=14.0,
+        ge=0,
+        le=365,
+        description="Simulated days of orders applied before the live demo starts.",
+    )
+    sim_scenario: Literal["steady", "shift"] = Field(
+        default="steady",
+        description="Live demo order mix: steady, or shift (VIP/loyal stop, new customers surge).",
+    )
+    sim_shift_after_days: float = Field(
+        default=3.0, ge=0, description="Simulated days after the demo starts when the shift scenario begins."
+    )
+    sim_refit_days: float = Field(
+        default=1.0,
+        gt=0,
+        description="Simulated days between refits in the live demo (overrides refit_interval_s).",
+    )
+    rescore_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between re-scoring every customer (recency changes with time).",
+    )
+    refit_prior_strength: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of the reference model in a warm refit, in multiples of the customers.",
+    )
+    drift_min_ari: float = Field(
+        default=0.9, ge=0, le=1, description="A refit agreeing less (ARI) is held as drift."
+    )
+    drift_max_size_change: float = Field(
+        default=0.05,
+        gt=0,
+        description="A refit moving a segment's size by more than this share is held as drift.",
+    )
+    drift_mix_window: int = Field(
+        default=3, ge=1, le=50, description="Refits over which customer movement is judged."
+    )
+    drift_max_mix_change: float = Field(
+        default=0.2,
+        gt=0,
+        description="A segment changing more than this over the window is reported as mix drift.",
+    )
+    boundary_threshold: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Probability of another segment from which a customer is on its boundary.",
     )
 
 

@@ -3,8 +3,10 @@
 - RedisSource: the live state in a Redis (loaded from the generated history on first use when it
   is empty; consumers started with `personagraph insight consume`).
 - HistorySource: the generated history, read statically.
-- LiveDemoSource: an in-process Redis (LocalRedis) with a consumer and a slow simulator, so the
-  app's insight tab is live with no setup.
+- LiveDemoSource: an in-process Redis (LocalRedis) with a consumer and a simulator on a simulated
+  clock (INSIGHT_SIM_SPEED; the history is followed by INSIGHT_SIM_WARMUP_DAYS of simulated orders
+  first, so the live part starts from the simulator's steady state), so the app's insight tab is
+  live with no setup. INSIGHT_SIM_SCENARIO=shift runs the order-mix shift the drift report catches.
 - FixedSource: one given snapshot (tests).
 
 The insight service owns one source and hands it to the insight_qa graph in the run's context.
@@ -23,10 +25,10 @@ from typing import Any
 import redis
 
 from personagraph.insight.consumer import OrderConsumer, SupervisedConsumer
-from personagraph.insight.orders import History, load_or_generate
+from personagraph.insight.orders import DAY, History, load_or_generate
 from personagraph.insight.segments import SegmentModel, fit_segment_model, rfm_raw
 from personagraph.insight.settings import InsightSettings, get_insight_settings
-from personagraph.insight.simulator import OrderFactory, simulate
+from personagraph.insight.simulator import MixShift, OrderFactory, SimClock, shift_scenario, simulate
 from personagraph.insight.store import InsightStore, Snapshot, snapshot_from_history
 from personagraph.serving.redact import redact_url
 from personagraph.serving.settings import get_settings
@@ -76,6 +78,19 @@ class InsightSource:
 
     def consumer_status(self) -> dict[str, Any] | None:
         """The live consumers' health and the dead-letter count; None for a source without a stream."""
+        return None
+
+    def segment_status(self) -> dict[str, Any] | None:
+        """The segment model's state: version, the clock, the last drift and whether a refit is held,
+        the latest refits; None for a source without live refits."""
+        return None
+
+    def size_history(self) -> list[dict[str, Any]]:
+        """Recorded segment sizes, oldest first ({"sim_ts", "real_ts", "event", "sizes"})."""
+        return []
+
+    def accept_drift(self) -> SegmentModel | None:
+        """Swap in the refit held as drift; None when none is held (or no live refits)."""
         return None
 
     def describe(self) -> str:
@@ -151,7 +166,9 @@ class RedisSource(InsightSource):
 
     def reload_history(self) -> int:
         """Replace the live state with the history, refit the model and score every customer."""
+        clock = self.store.clock()  # a simulated clock keeps running: the simulator stamps by it
         loaded = self.store.load_history(self.history())
+        self.store.set_clock(clock)
         self.store.r.delete(self.store.key("model"), self.store.key("model", "version"))
         self._bootstrapped = False
         self.bootstrap()
@@ -174,12 +191,32 @@ class RedisSource(InsightSource):
         return self.settings.dead_letter_stream or f"{self.settings.stream}:dead"
 
     def consumer_status(self) -> dict[str, Any] | None:
-        """Every supervised consumer that reported to this Redis, and the entries dead-lettered so far."""
+        """Every supervised consumer that reported to this Redis, the entries dead-lettered so far and
+        the segments' state (`segments`: see segment_status)."""
         return {
             "consumers": sorted(self.store.health().values(), key=lambda h: str(h.get("name", ""))),
             "dead_letters": self.store.dead_letter_count(self.dead_letter_stream),
             "dead_letter_stream": self.dead_letter_stream,
+            "segments": self.segment_status(),
         }
+
+    def segment_status(self) -> dict[str, Any] | None:
+        clock = self.store.clock()
+        return {
+            "model_version": self.store.model_version(),
+            "clock": None if clock is None else {**clock.as_dict(), "now": clock.now()},
+            "now": self.store.now(),
+            "drift": self.store.drift(),
+            "held": self.store.r.exists(self.store.key("model", "held")) > 0,  # type: ignore[operator]
+            "refits": self.store.refits(5),
+        }
+
+    def size_history(self) -> list[dict[str, Any]]:
+        return self.store.size_records()
+
+    def accept_drift(self) -> SegmentModel | None:
+        self.bootstrap()
+        return self.consumer("accept-drift").accept_held()
 
     def stream_lag(self) -> dict[str, int] | None:
         """The consumer group's backlog (XINFO GROUPS): `lag`, entries not yet delivered to it, and
@@ -218,7 +255,8 @@ class RedisSource(InsightSource):
 
 
 class LiveDemoSource(RedisSource):
-    """An in-process Redis with one consumer (refitting on schedule) and a slow simulator thread."""
+    """An in-process Redis with one consumer (refitting every simulated day) and a simulator on a
+    simulated clock, starting from the history plus a warm-up of simulated orders."""
 
     mode = "live-demo"
 
@@ -229,20 +267,57 @@ class LiveDemoSource(RedisSource):
         # The demo's redis-server is a child process: stop it when the app exits.
         atexit.register(self.server.stop)
         super().__init__(self.server.url, settings)
-        self.rate = rate
+        self.rate = rate  # kept for callers; with the simulated clock the rate follows the clock's speed
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._supervisor: SupervisedConsumer | None = None
+        self.factory: OrderFactory | None = None
+        self._resume_at: float | None = None  # the warm-up's end: the paused clock starts there
+
+    def live_factory(self) -> OrderFactory:
+        """The simulator's customers at the history's rates (and the shift scenario when set)."""
+        if self.factory is None:
+            s = self.settings
+            h = self.history()
+            start = h.anchor + s.sim_warmup_days * DAY
+            shift: MixShift | None = None
+            if s.sim_scenario == "shift":
+                shift = shift_scenario(start + s.sim_shift_after_days * DAY)
+            self.factory = OrderFactory.from_history(h, seed=1, shift=shift)
+        return self.factory
+
+    def bootstrap(self) -> None:
+        """Load the history, apply the warm-up orders, start the simulated clock, then fit the model."""
+        if self._bootstrapped:
+            return
+        if not self.store.r.scard(self.store.key("customers")):
+            h = self.history()
+            self.store.load_history(h)
+            start = h.anchor + self.settings.sim_warmup_days * DAY
+            warmup = self.live_factory().orders_between(h.anchor, start)
+            for i in range(0, len(warmup), 500):
+                self.store.apply_orders(warmup[i : i + 500], consumer="warm-up")
+            # Paused while the model is fitted (seconds, i.e. simulated days at a high speed, with no
+            # orders: everyone would age at once); `start` runs it from the warm-up's end.
+            self.store.set_clock(SimClock(origin_real=time.time(), origin_sim=start, speed=1e-9))
+            self._resume_at = start
+        super().bootstrap()
 
     def start(self) -> LiveDemoSource:
         self.bootstrap()
-        factory = self.order_factory(seed=1)
+        factory = self.live_factory()
+        if self._resume_at is not None:
+            self.store.set_clock(SimClock.starting_at(self._resume_at, self.settings.sim_speed))
+            self._resume_at = None
+        clock = self.store.clock() or SimClock.starting_at(self.history().anchor, self.settings.sim_speed)
         # Supervised: a consumer that dies is restarted (with backoff) and the tab says so.
-        consumer = self.consumer("demo", refit_interval_s=self.settings.refit_interval_s)
+        refit_s = self.settings.sim_refit_days * DAY / clock.speed
+        consumer = self.consumer("demo", refit_interval_s=refit_s)
         self._supervisor = SupervisedConsumer(consumer).start()
         self._threads = [
             threading.Thread(target=simulate, args=(self.store.r, self.settings.stream, factory),
-                             kwargs={"rate": self.rate, "stop": self._stop}, name="insight-simulator", daemon=True),
+                             kwargs={"stop": self._stop, "clock": clock}, name="insight-simulator",
+                             daemon=True),
         ]  # fmt: skip
         for t in self._threads:
             t.start()
@@ -261,8 +336,10 @@ class LiveDemoSource(RedisSource):
         return status
 
     def describe(self) -> str:
-        return (f"in-process demo Redis ({redact_url(self.url)}): simulated orders at {self.rate:g}/s, "
-                "live consumer")  # fmt: skip
+        s = getattr(self, "settings", None) or get_insight_settings()
+        scenario = "" if s.sim_scenario == "steady" else f", scenario {s.sim_scenario}"
+        return (f"in-process demo Redis ({redact_url(self.url)}): simulated orders on a simulated clock "
+                f"({s.sim_speed:g}× real time{scenario}), live consumer")  # fmt: skip
 
     def close(self) -> None:
         self._stop.set()

@@ -18,6 +18,12 @@ Keys (prefix `insight`):
     {p}:n:{customer}   list  the customer's latest notes, newest first (JSON: order_id, ts, note)
     {p}:noted          set   customers with at least one note
     {p}:health         hash  consumer name -> its supervisor's status (JSON)
+    {p}:clock          hash  the simulated clock (origin_real, origin_sim, speed); absent: wall clock
+    {p}:drift          str   the last refit that reported drift (JSON; deleted when a refit is clean)
+    {p}:model:held     str   a refit candidate held as drift (SegmentModel JSON), until accepted
+    {p}:refits         list  the latest refit reports, newest first (JSON)
+    {p}:sizes          list  segment sizes after each full re-score or refit (JSON: sim/real time, event)
+Each customer hash also keeps `probs`: its probability per segment (JSON), from the model that scored it.
 The dead-letter stream (the order stream + ':dead' by default) keeps rejected entries with the reason.
 """
 
@@ -36,7 +42,8 @@ import pandas as pd
 import redis
 
 from personagraph.insight.orders import History, Order
-from personagraph.insight.segments import SegmentModel, rfm_raw
+from personagraph.insight.segments import SEGMENTS, SegmentModel, rfm_raw
+from personagraph.insight.simulator import SimClock
 
 APPLY_ORDER = """
 -- KEYS: processed, customer hash, counters hash, customers set, consumers hash, notes list, noted set
@@ -81,7 +88,7 @@ return {fresh, v[1], v[2], v[3]}
 
 SET_SEGMENT = """
 -- KEYS: customer hash, segsize hash
--- ARGV: expected frequency ('' = any), segment, model version, visible_at
+-- ARGV: expected frequency ('' = any), segment, model version, visible_at, memberships JSON ('' = none)
 local freq = redis.call('HGET', KEYS[1], 'frequency')
 if ARGV[1] ~= '' and freq ~= ARGV[1] then return 0 end
 local old = redis.call('HGET', KEYS[1], 'segment')
@@ -91,11 +98,14 @@ if old ~= ARGV[2] then
   redis.call('HSET', KEYS[1], 'segment', ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'model_version', ARGV[3], 'visible_at', ARGV[4])
+if ARGV[5] and ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'probs', ARGV[5]) end
 return 1
 """
 
 
 NOTE_COLUMNS = ["customer_id", "order_id", "ts", "note"]
+PROB_COLUMNS = [f"p_{s}" for s in SEGMENTS]  # a snapshot's soft memberships, one column per segment
+SegmentRow = tuple[str, str, int | None] | tuple[str, str, int | None, dict[str, float] | None]
 
 
 def month_of(ts: float) -> str:
@@ -118,7 +128,9 @@ class Applied:
 class Snapshot:
     """A read of the whole live state (or of the history), as tables the stats are computed from."""
 
-    customers: pd.DataFrame  # index customer_id: first_ts, last_ts, frequency, monetary, segment
+    # index customer_id: first_ts, last_ts, frequency, monetary, segment, and p_<segment> (the
+    # probability of each segment; NaN for a customer scored before memberships were kept)
+    customers: pd.DataFrame
     products: pd.DataFrame  # customer_id, sku, units
     channels: pd.DataFrame  # customer_id, channel, orders
     months: pd.DataFrame  # customer_id, month, orders, revenue
@@ -185,20 +197,98 @@ class InsightStore:
         return out
 
     def set_segments(
-        self, rows: Iterable[tuple[str, str, int | None]], model_version: int, visible_at: float | None = None
+        self, rows: Iterable[SegmentRow], model_version: int, visible_at: float | None = None
     ) -> int:
-        """Set (customer, segment, expected frequency or None); a row whose customer changed meanwhile
-        is skipped (the consumer that changed it scores it). Keeps the segment sizes in step."""
+        """Set (customer, segment, expected frequency or None[, memberships]); a row whose customer
+        changed meanwhile is skipped (the consumer that changed it scores it). Keeps the segment sizes
+        in step. Memberships are {segment: probability}."""
         pipe = self.r.pipeline(transaction=False)
         now = repr(visible_at if visible_at is not None else time.time())
         n = 0
-        for customer, segment, freq in rows:
+        for row in rows:
+            customer, segment, freq = row[0], row[1], row[2]
+            probs = row[3] if len(row) > 3 else None  # type: ignore[misc]
             keys = [self.key("c", customer), self.key("segsize")]
+            memberships = "" if not probs else json.dumps({k: round(float(v), 3) for k, v in probs.items()})
             self._set_segment(
-                keys=keys, args=["" if freq is None else freq, segment, model_version, now], client=pipe
-            )
+                keys=keys, args=["" if freq is None else freq, segment, model_version, now, memberships],
+                client=pipe,
+            )  # fmt: skip
             n += 1
         return sum(int(x) for x in pipe.execute()) if n else 0
+
+    def set_assignments(
+        self, ids: Sequence[str], model: SegmentModel, raw: np.ndarray, freq: Sequence[int | None]
+    ) -> int:
+        """Score rows with `model` (label and memberships) and set them (see set_segments)."""
+        labels, probs = model.assign(raw)
+        rows = [
+            (c, s, f, dict(zip(model.names, p.tolist(), strict=True)))
+            for c, s, f, p in zip(ids, labels, freq, probs, strict=True)
+        ]
+        return self.set_segments(rows, model.version)
+
+    # --- simulated clock, drift reports, recorded sizes ------------------------------------------
+    def set_clock(self, clock: SimClock | None) -> None:
+        """Use a simulated clock for every reader of this state (None: back to the wall clock)."""
+        if clock is None:
+            self.r.delete(self.key("clock"))
+        else:
+            self.r.hset(self.key("clock"), mapping={k: repr(v) for k, v in clock.as_dict().items()})
+
+    def clock(self) -> SimClock | None:
+        values: dict[str, str] = self.r.hgetall(self.key("clock"))  # type: ignore[assignment]
+        if not values:
+            return None
+        try:
+            return SimClock.from_dict(values)
+        except (KeyError, ValueError):
+            return None  # written by this module only; a damaged key means the wall clock
+
+    def now(self) -> float:
+        """The state's "now": the simulated clock's when one is set, else the wall clock."""
+        clock = self.clock()
+        return clock.now() if clock is not None else time.time()
+
+    def record_refit(self, report: dict[str, Any], held: SegmentModel | None, keep: int = 50) -> None:
+        """Keep a refit's report; a drift report also as the current drift, a held candidate as such."""
+        text = json.dumps(report, ensure_ascii=False, default=str)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.lpush(self.key("refits"), text)
+        pipe.ltrim(self.key("refits"), 0, keep - 1)
+        if report.get("drift"):
+            pipe.set(self.key("drift"), text)
+        else:
+            pipe.delete(self.key("drift"))
+        if held is not None:
+            pipe.set(self.key("model", "held"), held.to_json())
+        else:
+            pipe.delete(self.key("model", "held"))
+        pipe.execute()
+
+    def drift(self) -> dict[str, Any] | None:
+        text = self.r.get(self.key("drift"))
+        return json.loads(text) if text else None  # type: ignore[arg-type]
+
+    def refits(self, count: int = 10) -> list[dict[str, Any]]:
+        return [json.loads(t) for t in self.r.lrange(self.key("refits"), 0, count - 1)]  # type: ignore[union-attr]
+
+    def held_model(self) -> SegmentModel | None:
+        text = self.r.get(self.key("model", "held"))
+        return SegmentModel.from_json(text) if text else None  # type: ignore[arg-type]
+
+    def record_sizes(self, event: str, sim_ts: float | None = None, keep: int = 5000) -> None:
+        """Append the segment sizes now, stamped with the simulated and the real time and what caused them."""
+        entry = {"sim_ts": sim_ts if sim_ts is not None else self.now(), "real_ts": time.time(),
+                 "event": event, "sizes": self.segment_sizes()}  # fmt: skip
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(self.key("sizes"), json.dumps(entry))
+        pipe.ltrim(self.key("sizes"), -keep, -1)
+        pipe.execute()
+
+    def size_records(self) -> list[dict[str, Any]]:
+        """The recorded segment sizes, oldest first: {"sim_ts", "real_ts", "event", "sizes"}."""
+        return [json.loads(t) for t in self.r.lrange(self.key("sizes"), 0, -1)]  # type: ignore[union-attr]
 
     def save_model(self, model: SegmentModel) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -337,7 +427,7 @@ class InsightStore:
         last = np.array([float(v[0] or 0) for v in values])
         freq = np.array([int(v[1] or 0) for v in values])
         money = np.array([int(v[2] or 0) for v in values])
-        return ids, rfm_raw(last, freq, money, time.time()), freq.tolist()
+        return ids, rfm_raw(last, freq, money, self.now()), freq.tolist()
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """Every customer's state and counters (a few pipelined round trips)."""
@@ -356,7 +446,7 @@ class InsightStore:
             rows.append({
                 "customer_id": c, "first_ts": float(state.get("first_ts", 0)), "last_ts": float(state.get("last_ts", 0)),
                 "frequency": int(state.get("frequency", 0)), "monetary": int(state.get("monetary", 0)),
-                "segment": state.get("segment", "unscored"),
+                "segment": state.get("segment", "unscored"), **_memberships(state.get("probs")),
             })  # fmt: skip
             for field, value in counters.items():
                 kind, _, rest = field.partition(":")
@@ -369,7 +459,8 @@ class InsightStore:
                     entry = months.setdefault((c, month), [0, 0])
                     entry[0 if what == "n" else 1] += int(value)
         customers = pd.DataFrame(
-            rows, columns=["customer_id", "first_ts", "last_ts", "frequency", "monetary", "segment"]
+            rows,
+            columns=["customer_id", "first_ts", "last_ts", "frequency", "monetary", "segment", *PROB_COLUMNS],
         )
         return Snapshot(
             customers=customers.set_index("customer_id"),
@@ -380,10 +471,22 @@ class InsightStore:
                 [(c, m, n, a) for (c, m), (n, a) in months.items()],
                 columns=["customer_id", "month", "orders", "revenue"],
             ),
-            as_of=now if now is not None else time.time(),
+            as_of=now if now is not None else self.now(),
             model_version=self.model_version(),
             source="redis",
         )
+
+
+def _memberships(text: str | None) -> dict[str, float]:
+    """p_<segment> columns of one customer from its kept JSON (NaN where none was kept; 0 for a
+    segment the scoring model did not have)."""
+    if not text:
+        return dict.fromkeys(PROB_COLUMNS, float("nan"))
+    try:
+        values = {f"p_{k}": float(v) for k, v in json.loads(text).items()}
+    except (ValueError, AttributeError, TypeError):  # written by this module only: read as "not kept"
+        return dict.fromkeys(PROB_COLUMNS, float("nan"))
+    return {column: values.get(column, 0.0) for column in PROB_COLUMNS}
 
 
 def snapshot_from_history(history: History, model: SegmentModel, now: float | None = None) -> Snapshot:
@@ -394,7 +497,10 @@ def snapshot_from_history(history: History, model: SegmentModel, now: float | No
         first_ts=("ts", "min"), last_ts=("ts", "max"), frequency=("ts", "size"), monetary=("amount", "sum")
     )
     raw = rfm_raw(agg["last_ts"].to_numpy(), agg["frequency"].to_numpy(), agg["monetary"].to_numpy(), now)
-    agg["segment"] = model.predict(raw)
+    labels, probs = model.assign(raw)
+    agg["segment"] = labels
+    for segment in SEGMENTS:
+        agg[f"p_{segment}"] = probs[:, model.names.index(segment)] if segment in model.names else 0.0
     units = (
         it.merge(o[["order_id", "customer_id"]], on="order_id").groupby(["customer_id", "sku"])["qty"].sum()
     )

@@ -39,7 +39,7 @@ from personagraph.insight.questions import (
     validate_question,
     validate_router_mode,
 )
-from personagraph.insight.segments import SEGMENT_LABELS, label
+from personagraph.insight.segments import SEGMENT_LABELS, boundary_customers, label
 from personagraph.insight.source import InsightSource, default_source
 from personagraph.insight.stats import figures, known_segments
 from personagraph.memory.vectors import vector_client
@@ -54,6 +54,7 @@ Intent = Literal[
     "out_of_scope",
 ]  # fmt: skip
 SegmentId = Literal["vip", "loyal", "new", "at_risk", "dormant", "regular", "occasional"]
+BOUNDARY_INTENTS = ("segment_profile", "strategy", "message_drafting")
 
 
 @dataclass(kw_only=True)
@@ -137,13 +138,15 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
     lang = requested_language(question) or detect_language(question)
     previous = state.get("previous")
     words = keyword_intent(question)
-    follow = resolve_follow_up(question, words, previous)
+    # A boundary question ("VIP에 가까운 충성 고객") names its own scope: never a follow-up's.
+    follow = None if words.boundary else resolve_follow_up(question, words, previous)
     guess = follow or combine(question, words)
+    boundary = {"boundary": [guess.boundary]} if guess.boundary else {}
     base = {"question": question, "lang": lang, "revisions": 0, "error": None, "flagged": False,
             "follow_up": follow is not None}  # fmt: skip
     if router_mode == "keywords" or (router_mode == "hybrid" and guess.confident):
         return {**base, "intent": guess.intent, "router": "keywords",
-                "scope": {"segments": guess.segments, "customers": guess.customers}}  # fmt: skip
+                "scope": {"segments": guess.segments, "customers": guess.customers, **boundary}}  # fmt: skip
     asked = question
     if follow is not None and previous is not None:
         asked = prompts.ROUTER_EARLIER.format(question=previous.get("question", "")) + question
@@ -172,8 +175,10 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
     customers = named or [c for c in decision.customers if c in question]
     if follow is not None and not (segments or customers):  # "why?": the earlier turn's scope
         segments, customers = list(follow.segments), list(follow.customers)
+    if guess.boundary and guess.boundary not in segments:
+        segments.append(guess.boundary)
     return {**base, "intent": decision.intent, "router": "model",
-            "scope": {"segments": segments, "customers": customers}}  # fmt: skip
+            "scope": {"segments": segments, "customers": customers, **boundary}}  # fmt: skip
 
 
 def scope(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
@@ -197,7 +202,10 @@ def scope(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, An
     else:
         customers = []
         clarify = "" if segments else "segment"
-    return {"scope": {"segments": segments, "customers": customers}, "clarify": clarify}
+    # Boundary customers (issue 21): kept for a segment intent whose scope holds the target segment.
+    toward = [s for s in named.get("boundary", []) if s in segments and intent in BOUNDARY_INTENTS]
+    return {"scope": {"segments": segments, "customers": customers, **({"boundary": toward} if toward else {})},
+            "clarify": clarify}  # fmt: skip
 
 
 def refuse(state: InsightState) -> dict[str, Any]:
@@ -225,6 +233,13 @@ def gather(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, A
     sc = state.get("scope") or {}
     segs, custs = list(sc.get("segments", [])), list(sc.get("customers", []))
     results: dict[str, Any] = {}
+    toward = [s for s in sc.get("boundary", []) if s in segs]
+    if toward:  # customers close to a segment, from their memberships; the group's own figures after
+        among = [s for s in segs if s != toward[0]]
+        results[f"boundary_customers[{toward[0]}]"] = boundary_customers(
+            snap.customers, toward[0], among, threshold=data_source(runtime).settings.boundary_threshold
+        )
+        segs = among
     if intent == "summary":
         results["segment_overview"] = facts.segment_overview(snap, segs)
     elif intent == "customer_lookup":

@@ -5,6 +5,10 @@
     service = InsightService.redis(url)      # CLI load/simulate/consume: a Redis is required
     first = service.ask(caller, "VIP 고객은 어떤 특징이 있어?")
     more = service.ask(caller, "and in English?", thread_id=first.thread_id)   # a follow-up
+    for event in service.ask_stream(caller, "VIP 고객은?"):   # figures at once, then the narrative
+        ...   # AnswerEvent: figures | token | reset | final
+    service.import_orders(admin, "orders.csv", "myshop")      # a shop's export -> dataset "myshop"
+    service.ask(caller, "VIP 고객은?", dataset="myshop")        # questions about that dataset
 
 Each service owns one data source (opened on first use, so the live demo starts only when someone
 looks) and hands it to the graph in the run's context: two services never see each other's data.
@@ -14,21 +18,27 @@ model version, and runs the Redis operations (load the history, simulate orders,
 Who may do what (every method takes the `Caller` first): the customer data is the shop's, shared
 by every signed-in account, so reading it (questions, readings, segment stats, the model report)
 is open to any caller; changing it (ingesting an order, loading the history, simulating or consuming
-orders, generating the history) is for admins. The question threads are the asker's own: kept in
-the store under ("insight_threads", <user id>), so another account's thread id is simply not found.
+orders, generating the history, importing an order export as a dataset) is for admins; any caller
+may ask about an imported dataset. The question threads are the asker's own: kept in the store under
+("insight_threads", <user id>), so another account's thread id is simply not found.
+
+An answer is built in steps (`ask_stream`): the figures and a template answer written from them come
+first (no model: well under a second), then the model's narrative, released sentence by sentence only
+after each passed the numeric and scope check, then the final answer. `ask` returns that final answer.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 from langgraph.store.base import BaseStore
@@ -38,6 +48,19 @@ from personagraph.accounts.identity import Caller, ForbiddenError, NotFoundError
 from personagraph.graphs.insight_qa import graph
 from personagraph.insight.consumer import ConsumerStats, SupervisedConsumer
 from personagraph.insight.followup import previous_turn
+from personagraph.insight.importer import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    DatasetSource,
+    check_dataset_name,
+    dataset_path,
+    list_datasets,
+    read_orders,
+    save_dataset,
+    segment_history,
+)
+from personagraph.insight.lexicon import mentioned_segments
+from personagraph.insight.numbers import check_numbers as numeric_check
 from personagraph.insight.orders import Order, history_path, load_or_generate
 from personagraph.insight.questions import validate_question, validate_router_mode
 from personagraph.insight.segments import SegmentModel, model_report, report_markdown
@@ -54,7 +77,8 @@ from personagraph.insight.source import (
 )
 from personagraph.insight.stats import overview
 from personagraph.insight.store import Snapshot
-from personagraph.nodes.insight import InsightContext, InsightInput
+from personagraph.insight.template_answer import template_answer
+from personagraph.nodes.insight import InsightContext, InsightInput, allowed_segments
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import check_id
 from personagraph.serving.tracing import run_config
@@ -108,10 +132,15 @@ class InsightAnswer:
     error: str | None
     thread_id: str = ""  # the thread this turn was kept in
     follow_up: bool = False  # resolved against the thread's previous turn
+    template: str = ""  # the figures as a short answer, written without a model ("" with no figures)
+    dataset: str | None = None  # the imported dataset asked about (None: the service's own data)
 
     @classmethod
-    def from_output(cls, out: Mapping[str, Any], thread_id: str = "") -> InsightAnswer:
+    def from_output(
+        cls, out: Mapping[str, Any], thread_id: str = "", dataset: str | None = None
+    ) -> InsightAnswer:
         """From the graph's output, whose keys depend on the path taken (refusals have no check)."""
+        tool_results = out.get("tool_results") or {}
         return cls(
             question=out.get("question", ""), answer=out.get("answer", ""), lang=out.get("lang", "en"),
             intent=out.get("intent", ""), router=out.get("router", ""),
@@ -120,6 +149,8 @@ class InsightAnswer:
             retrieved=out.get("retrieved") or [], check=out.get("check") or {},
             flagged=bool(out.get("flagged")), error=out.get("error"), thread_id=thread_id,
             follow_up=bool(out.get("follow_up")),
+            template=template_answer(out.get("intent", ""), out.get("lang", "en"), tool_results),
+            dataset=dataset,
         )  # fmt: skip
 
     def turn(self) -> dict[str, Any]:
@@ -127,11 +158,78 @@ class InsightAnswer:
         return {
             "question": self.question, "answer": self.answer, "lang": self.lang, "intent": self.intent,
             "router": self.router, "scope": self.scope, "flagged": self.flagged, "error": self.error,
-            "follow_up": self.follow_up, "at": _now(),
+            "follow_up": self.follow_up, "dataset": self.dataset, "at": _now(),
         }  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    """One step of an answer being built, as `ask_stream` yields it.
+
+    - "figures": the gathered figures are ready (`data`: intent, scope, tool_results, figures, lang,
+      router, follow_up, thread_id, dataset) and `text` is the template answer written from them;
+    - "token": `text` is one or more sentences of the model's narrative to append, each already
+      through the numeric and scope check (no raw model token is ever yielded);
+    - "reset": withdraw the narrative shown so far (a rewrite follows);
+    - "final": the finished answer (`answer`); its `answer.answer` is the narrative to keep, which
+      replaces whatever was streamed (a flagged answer has a note or dropped sentences).
+    A refusal or a question back has no "figures" event: its final answer comes at once.
+    """
+
+    kind: Literal["figures", "token", "reset", "final"]
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    answer: InsightAnswer | None = None
+
+
+def _figures_data(state: Mapping[str, Any], thread_id: str, dataset: str | None) -> dict[str, Any]:
+    keys = ("intent", "router", "scope", "lang", "follow_up", "tool_results", "figures")
+    return {**{k: state.get(k) for k in keys}, "thread_id": thread_id, "dataset": dataset}
+
+
+_SENTENCE_END = re.compile(r"[.!?。](?=\s)|\n")
+
+
+class _NarrativeGate:
+    """Releases the model's narrative one sentence at a time, each only when the text up to its end
+    passes the checks the graph applies to the whole answer (every number is a gathered figure, no
+    segment outside the scope is named). The first failing sentence closes the gate for this
+    attempt: the graph's own check then rewrites or flags the answer, and the final event has it."""
+
+    def __init__(self, state: Mapping[str, Any]):
+        self.tool_results = state.get("tool_results") or {}
+        self.question = str(state.get("question", ""))
+        self.allowed = set(allowed_segments(state))  # type: ignore[arg-type]
+        self.text = ""
+        self.released = ""
+        self.closed = False
+
+    def _passes(self, prefix: str) -> bool:
+        checked = numeric_check(prefix, self.tool_results, self.question)
+        return checked.ok and set(mentioned_segments(prefix)) <= self.allowed
+
+    def _release(self, end: int) -> Iterator[AnswerEvent]:
+        prefix = self.text[:end]
+        if self.closed or len(prefix.strip()) <= len(self.released):
+            return
+        if not self._passes(prefix):
+            self.closed = True
+            return
+        piece = prefix.strip()[len(self.released) :]
+        self.released = prefix.strip()
+        yield AnswerEvent("token", piece)
+
+    def feed(self, piece: str) -> Iterator[AnswerEvent]:
+        self.text = (self.text + piece).lstrip()
+        ends = [m.end() for m in _SENTENCE_END.finditer(self.text, len(self.released))]
+        if ends:
+            yield from self._release(ends[-1])
+
+    def finish(self) -> Iterator[AnswerEvent]:
+        yield from self._release(len(self.text))
 
 
 @dataclass(frozen=True)
@@ -159,6 +257,25 @@ class GeneratedHistory:
 class LoadedHistory:
     customers: int
     segments: dict[str, int]  # customers per segment
+
+
+@dataclass(frozen=True)
+class ImportedDataset:
+    """An imported order export: where it is kept and how it was segmented."""
+
+    dataset: str
+    path: Path
+    rows: int  # data rows read
+    orders: int
+    customers: int
+    segments: dict[str, int]  # customers per segment
+    skipped: list[str]  # "row N, column C: ..." of the rows left out (with --skip-bad-rows)
+    ignored_columns: list[str]
+    as_of: float  # the export's last order (recency is counted from it)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path),
+                "as_of": datetime.fromtimestamp(self.as_of, UTC).isoformat(timespec="seconds")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -211,6 +328,7 @@ class InsightService:
         self._report_markdown = REPORT_PENDING
         self._report_version: object = NO_REPORT  # the model version the report is (being) computed for
         self._report_running = False
+        self._datasets: dict[str, DatasetSource] = {}
 
     @classmethod
     def for_source(
@@ -278,40 +396,104 @@ class InsightService:
     # Questions, in threads owned by the asker
 
     def ask(
-        self, caller: Caller, question: str, thread_id: str | None = None, router_mode: str = "hybrid"
+        self,
+        caller: Caller,
+        question: str,
+        thread_id: str | None = None,
+        router_mode: str = "hybrid",
+        dataset: str | None = None,
     ) -> InsightAnswer:
         """Answer a question from this service's data and keep it in the caller's thread.
 
         No `thread_id` starts a new thread (its id is in the answer); a given one must be the
         caller's own (NotFoundError otherwise, also for another account's), and its last turn is the
-        context of a follow-up ("and in Korean?"). Raises InvalidQuestionError (or UnsafeIdError for
-        a malformed thread id) before any work.
+        context of a follow-up ("and in Korean?"). `dataset` asks about an imported dataset instead
+        of this service's data (NotFoundError when there is none by that name). Raises
+        InvalidQuestionError (or UnsafeIdError for a malformed thread id) before any work.
         """
+        final: InsightAnswer | None = None
+        for event in self.ask_stream(caller, question, thread_id, router_mode, dataset):
+            final = event.answer if event.kind == "final" else final
+        if final is None:  # pragma: no cover - the stream always ends with its final event
+            raise RuntimeError("the insight run ended without an answer")
+        return final
+
+    def ask_stream(
+        self,
+        caller: Caller,
+        question: str,
+        thread_id: str | None = None,
+        router_mode: str = "hybrid",
+        dataset: str | None = None,
+    ) -> Iterator[AnswerEvent]:
+        """`ask`, as events while the answer is built (see AnswerEvent): the figures and a template
+        answer as soon as they are gathered, then the model's narrative in checked sentences, then the
+        final answer (kept in the thread). Everything `ask` refuses is refused here, before the first
+        event: the checks run when this is called, not when the events are read."""
         mode = validate_router_mode(router_mode)
         question = validate_question(question, self.context.max_question_chars)
-        store, namespace = self.store, _threads_namespace(caller)
         previous = None
         if thread_id is not None:
             turns = self.thread(caller, thread_id)
-            previous = previous_turn(turns[-1] if turns else None)
+            previous = previous_turn(turns[-1] if turns else None, turns[-2] if len(turns) > 1 else None)
         else:
             thread_id = uuid.uuid4().hex
-        context = replace(self.context, router_mode=mode, source=self.source)
+        source = self.source if dataset is None else self.dataset_source(caller, dataset)
+        # The profile documents are built from this service's own data: an imported dataset is
+        # answered from its figures alone, so no other data's numbers reach its prompt.
+        use_profiles = self.context.use_profiles and dataset is None
+        context = replace(self.context, router_mode=mode, source=source, use_profiles=use_profiles)
         inputs = InsightInput(question=question)
         if previous is not None:
             inputs["previous"] = previous
-        out = InsightAnswer.from_output(
-            graph.invoke(inputs, run_config({}, "insight_qa", caller.user_id), context=context), thread_id
-        )
+        return self._stream(caller, inputs, context, thread_id, dataset)
+
+    def _stream(
+        self,
+        caller: Caller,
+        inputs: InsightInput,
+        context: InsightContext,
+        thread_id: str,
+        dataset: str | None,
+    ) -> Iterator[AnswerEvent]:
+        state: dict[str, Any] = dict(inputs)
+        gate: _NarrativeGate | None = None
+        config = run_config({}, "insight_qa", caller.user_id)
+        stream = graph.stream(inputs, config, context=context, stream_mode=["updates", "messages"])
+        for mode, chunk in cast(Iterator[tuple[str, Any]], stream):
+            if mode == "messages":
+                message, meta = chunk
+                if gate is not None and meta.get("langgraph_node") == "answer" and message.content:
+                    yield from gate.feed(str(message.content))
+                continue
+            for node, update in cast(dict[str, Any], chunk).items():
+                state.update(update or {})
+                if node == "gather":
+                    template = template_answer(state.get("intent", ""), state.get("lang", "en"),
+                                               state.get("tool_results") or {})  # fmt: skip
+                    yield AnswerEvent("figures", template, _figures_data(state, thread_id, dataset))
+                    gate = _NarrativeGate(state)
+                elif node == "answer" and gate is not None and not state.get("error"):
+                    yield from gate.finish()
+                elif node == "check_numbers" and state.get("revision_note") and gate is not None:
+                    # The answer is rewritten: withdraw what was shown of this one.
+                    if gate.released:
+                        yield AnswerEvent("reset")
+                    gate = _NarrativeGate(state)
+        out = InsightAnswer.from_output(state, thread_id, dataset)
+        self._keep_turn(caller, thread_id, out)
+        yield AnswerEvent("final", out.answer, answer=out)
+
+    def _keep_turn(self, caller: Caller, thread_id: str, out: InsightAnswer) -> None:
+        store, namespace = self.store, _threads_namespace(caller)
         with self._threads_lock:
             item = store.get(namespace, thread_id)
             record: dict[str, Any] = dict(item.value) if item is not None else {}
-            record.setdefault("title", question[:TITLE_CHARS])
+            record.setdefault("title", out.question[:TITLE_CHARS])
             record.setdefault("created_at", _now())
             record["turns"] = [*record.get("turns", []), out.turn()][-MAX_TURNS:]
             record["updated_at"] = _now()
             store.put(namespace, thread_id, record, index=False)
-        return out
 
     def threads(self, caller: Caller) -> list[dict[str, Any]]:
         """The caller's threads, newest first: [{"thread_id", "title", "turns", "created_at", "updated_at"}]."""
@@ -338,6 +520,56 @@ class InsightService:
         if item is None:
             raise NotFoundError(f"thread_id: no insight thread {thread_id!r}")
         return list(item.value.get("turns", []))
+
+    # Imported datasets (a shop's order export): read by any signed-in caller, imported by admins
+
+    def dataset_source(self, caller: Caller, name: str) -> DatasetSource:
+        """An imported dataset's data (opened once per name); NotFoundError when there is none."""
+        check_dataset_name(name)
+        with self._source_lock:
+            found = self._datasets.get(name)
+            if found is None:
+                try:
+                    found = self._datasets[name] = DatasetSource(name)
+                except DatasetNotFoundError as exc:
+                    raise NotFoundError(str(exc)) from exc
+            return found
+
+    def datasets(self, caller: Caller) -> list[dict[str, Any]]:
+        """The imported datasets: name, customers, orders, as_of, imported_at, source_file."""
+        return list_datasets()
+
+    def import_orders(
+        self,
+        caller: Caller,
+        data: bytes,
+        dataset: str,
+        *,
+        filename: str = "orders.csv",
+        replace: bool = False,
+        skip_bad_rows: bool = False,
+        timezone: str = "Asia/Seoul",
+    ) -> ImportedDataset:
+        """A shop's order export (CSV bytes) as the new dataset `dataset`, segmented (admins only).
+
+        OrdersFileError names the file or each bad row and column (nothing is written then);
+        DatasetExistsError when the name is taken and not `replace`; ValueError for a bad name.
+        """
+        _require_admin(caller, "import-orders")
+        check_dataset_name(dataset)
+        if dataset_path(dataset).exists() and not replace:  # before reading a large file
+            raise DatasetExistsError(f"dataset: {dataset!r} exists; choose another name or replace it")
+        imported = read_orders(data, filename, timezone=timezone, skip_bad_rows=skip_bad_rows)
+        model = segment_history(imported.history, components=self.settings.components)
+        path = save_dataset(dataset, imported, model, source_file=filename, replace=replace)
+        with self._source_lock:
+            self._datasets.pop(dataset, None)  # a replaced dataset is read afresh
+        source = self.dataset_source(caller, dataset)
+        return ImportedDataset(
+            dataset=dataset, path=path, rows=imported.rows, orders=len(imported.history.orders),
+            customers=len(imported.history.customers), segments=source.segment_sizes(),
+            skipped=imported.skipped, ignored_columns=imported.ignored_columns, as_of=source.read().as_of,
+        )  # fmt: skip
 
     # Reading the data (the shop's, shared by every signed-in caller)
 

@@ -91,3 +91,22 @@ def test_errors_name_what_is_missing(env: dict[str, str]) -> None:
     for thread in ("0123456789abcdef", "../x"):  # never started here; not an id at all
         unknown = insight(env, "ask", "VIP?", "--thread", thread, "--router", "keywords")
         assert unknown.returncode == 2 and "thread_id" in unknown.stderr
+
+
+def test_import_orders_from_a_csv_export(tmp_path: Path) -> None:
+    home = {"PERSONAGRAPH_HOME": str(tmp_path / "home")}
+    template = tmp_path / "orders.csv"
+    written = insight(home, "orders-template", "--out", str(template))
+    assert written.returncode == 0 and template.read_text(encoding="utf-8").startswith("order_id,customer_id")
+    made = insight(home, "import-orders", str(template), "--dataset", "shop", "--json")
+    assert made.returncode == 0, made.stderr
+    out = json.loads(made.stdout)
+    assert out["dataset"] == "shop" and sum(out["segments"].values()) == out["customers"] >= 10
+    bad = tmp_path / "bad.csv"
+    bad.write_text("order_id,customer_id,ordered_at,sku,qty,unit_price\nA1,M1,2025-03-01,SK02,zero,100\n")
+    refused = insight(home, "import-orders", str(bad), "--dataset", "bad")
+    assert refused.returncode == 2 and "row 2, column qty" in refused.stderr
+    taken = insight(home, "import-orders", str(template), "--dataset", "shop")
+    assert taken.returncode == 2 and "dataset" in taken.stderr
+    listed = insight(home, "datasets")
+    assert [d["name"] for d in json.loads(listed.stdout)] == ["shop"]

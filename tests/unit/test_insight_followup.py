@@ -24,7 +24,7 @@ from tests.unit.insight_support import small_snapshot
 
 STRATEGY: PreviousTurn = {
     "question": "How can we win back at-risk customers?", "answer": "Send a comeback coupon.", "lang": "en",
-    "intent": "strategy", "scope": {"segments": ["at_risk"], "customers": []},
+    "intent": "strategy", "scope": {"segments": ["at_risk"], "customers": []}, "before_segments": ["vip"],
 }  # fmt: skip
 
 
@@ -36,7 +36,15 @@ STRATEGY: PreviousTurn = {
         ("Why?", "strategy", ["at_risk"]),
         ("그 중 VIP는?", "strategy", ["vip"]),  # one segment, no intent words: the earlier intent
         ("What about dormant customers?", "strategy", ["dormant"]),
-        ("And compare them with loyal customers", "segment_comparison", ["loyal"]),
+        ("And compare them with loyal customers", "segment_comparison", ["at_risk", "loyal"]),  # them + loyal
+        ("둘이 비교해봐", "segment_comparison", ["vip", "at_risk"]),  # the two segments of the last two turns
+        (
+            "그걸로 카톡 메시지 하나 써줘",
+            "message_drafting",
+            ["at_risk"],
+        ),  # its own strong intent, the scope kept
+        ("예산이 별로 없으면?", "strategy", ["at_risk"]),  # names nothing: the earlier intent and scope
+        ("충성 고객 버전도요", "strategy", ["loyal"]),
     ],
 )
 def test_a_follow_up_takes_what_it_does_not_say_from_the_previous_turn(
@@ -49,7 +57,14 @@ def test_a_follow_up_takes_what_it_does_not_say_from_the_previous_turn(
 
 @pytest.mark.parametrize(
     "question",
-    ["What's the weather in Seoul tomorrow?", "Compare VIP and loyal customers", "VIP 고객은 어때?"],
+    [
+        "What's the weather in Seoul tomorrow?",
+        "Compare VIP and loyal customers",
+        "VIP 고객은 어때?",
+        "아 그리고 내일 서울 날씨 어때?",
+        "Also, can you recommend a movie for tonight?",
+        "파이썬으로 정렬 함수 짜줘",
+    ],
 )
 def test_a_new_question_is_not_a_follow_up(question: str) -> None:
     assert resolve_follow_up(question, keyword_intent(question), STRATEGY) is None

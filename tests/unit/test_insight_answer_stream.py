@@ -1,0 +1,144 @@
+"""Fast answers: the figures and a template answer come first, the model's narrative follows in checked
+sentences only (a number not in the figures, or another segment's name, is never streamed), and the
+final answer is what a reader keeps. Also: the template answer passes the numeric check for every
+intent, in Korean and English."""
+
+from __future__ import annotations
+
+import pytest
+from langgraph.store.memory import InMemoryStore
+
+from personagraph.accounts.identity import Caller
+from personagraph.insight import facts
+from personagraph.insight.lexicon import mentioned_segments
+from personagraph.insight.numbers import check_numbers
+from personagraph.insight.questions import InvalidQuestionError
+from personagraph.insight.source import FixedSource
+from personagraph.insight.stats import known_segments
+from personagraph.insight.template_answer import template_answer
+from personagraph.nodes.insight import InsightContext
+from personagraph.services.insight import AnswerEvent, InsightService
+from personagraph.serving.models import use_models
+from tests.fakes import scripted
+from tests.unit.insight_support import small_snapshot
+
+MINA = Caller("mina")
+VIP_QUESTION = "What are our VIP customers like?"
+
+
+def service() -> InsightService:
+    # No profile documents: these tests are about the stream, not retrieval (and stay fast).
+    return InsightService.for_source(
+        FixedSource(small_snapshot()), InsightContext(use_profiles=False), InMemoryStore()
+    )
+
+
+def events(*drafts: str, question: str = VIP_QUESTION) -> list[AnswerEvent]:
+    with use_models({"drafter": scripted(*drafts)}):
+        return list(service().ask_stream(MINA, question, router_mode="keywords"))
+
+
+def streamed(evts: list[AnswerEvent]) -> str:
+    """What a reader shows as the narrative: tokens appended, a reset clears them."""
+    text = ""
+    for e in evts:
+        text = "" if e.kind == "reset" else text + (e.text if e.kind == "token" else "")
+    return text
+
+
+def test_the_figures_and_a_template_answer_come_first_then_checked_sentences() -> None:
+    evts = events("VIP customers buy often. They like premium products.\nKeep them close with early access.")
+    kinds = [e.kind for e in evts]
+    assert kinds[0] == "figures" and kinds[-1] == "final" and "token" in kinds
+    first = evts[0]
+    assert first.data["intent"] == "segment_profile" and first.data["scope"]["segments"] == ["vip"]
+    assert "segment_stats[vip]" in first.data["tool_results"] and first.data["thread_id"]
+    vip = first.data["tool_results"]["segment_stats[vip]"]
+    assert f"{vip['customers']:,} customers" in first.text  # the template has the exact figures
+    assert [e.text for e in evts if e.kind == "token"] == [
+        "VIP customers buy often.",
+        " They like premium products.",
+        "\nKeep them close with early access.",
+    ]
+    final = evts[-1].answer
+    assert final is not None and streamed(evts) == final.answer and not final.flagged
+    assert final.template == first.text  # the final answer carries the template too
+
+
+def test_a_sentence_with_an_unsupported_number_is_never_streamed_and_the_rewrite_replaces_it() -> None:
+    evts = events(
+        "VIP customers buy often. There are 98,765 of them. Treat them well.",
+        "VIP customers buy often. Treat them well.",
+    )
+    assert not any("98,765" in e.text for e in evts if e.kind == "token")
+    kinds = [e.kind for e in evts]
+    assert kinds.index("reset") > kinds.index("token")  # the first sentence was shown, then withdrawn
+    final = evts[-1].answer
+    assert final is not None and streamed(evts) == final.answer == "VIP customers buy often. Treat them well."
+
+
+def test_another_segments_name_is_never_streamed_and_a_flagged_answer_comes_in_the_final_event() -> None:
+    evts = events("Dormant customers spend less. VIP customers buy often.")  # the same draft twice
+    assert not any("Dormant" in e.text or "VIP customers buy" in e.text for e in evts if e.kind == "token")
+    final = evts[-1].answer
+    assert final is not None and final.flagged and "Dormant" not in final.answer
+
+
+def test_a_refusal_has_no_figures_event_and_is_final_at_once() -> None:
+    evts = events("unused", question="What's the weather in Seoul tomorrow?")
+    assert [e.kind for e in evts] == ["final"]
+    assert (
+        evts[0].answer is not None
+        and evts[0].answer.intent == "out_of_scope"
+        and evts[0].answer.template == ""
+    )
+
+
+def test_bad_input_is_refused_when_the_stream_is_asked_for_not_when_it_is_read() -> None:
+    with pytest.raises(InvalidQuestionError, match="question"):
+        service().ask_stream(MINA, "  ", router_mode="keywords")
+    with pytest.raises(InvalidQuestionError, match="router_mode"):
+        service().ask_stream(MINA, VIP_QUESTION, router_mode="psychic")
+
+
+def test_the_streamed_turn_is_kept_in_the_thread_and_a_follow_up_streams_too() -> None:
+    svc = service()
+    with use_models({"drafter": scripted("VIP customers buy often.")}):
+        first = list(svc.ask_stream(MINA, VIP_QUESTION, router_mode="keywords"))[-1].answer
+        assert first is not None
+        again = list(svc.ask_stream(MINA, "그럼 휴면 고객은?", first.thread_id, "keywords"))
+    assert again[0].kind == "figures" and again[0].data["scope"]["segments"] == ["dormant"]
+    assert again[0].text.startswith("데이터 기준")  # the template is in the question's language
+    assert [t["question"] for t in svc.thread(MINA, first.thread_id)] == [VIP_QUESTION, "그럼 휴면 고객은?"]
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_the_template_answer_passes_the_numeric_check_for_every_intent(lang: str) -> None:
+    snap = small_snapshot()
+    every = known_segments(snap)
+    customer = str(snap.customers.index[0])
+    cases = {
+        "summary": ({"segment_overview": facts.segment_overview(snap, every)}, every),
+        "segment_profile": (
+            {
+                "segment_stats[vip]": facts.segment_stats(snap, "vip", ["vip"]),
+                "top_products[vip]": facts.top_products(snap, "vip", ["vip"]),
+                "trend[vip]": facts.trend(snap, "vip", ["vip"]),
+            },
+            ["vip"],
+        ),  # fmt: skip
+        "segment_comparison": (
+            {"compare_segments": facts.compare_segments(snap, ["vip", "at_risk"], ["vip", "at_risk"])},
+            ["vip", "at_risk"],
+        ),
+        "customer_lookup": (
+            {f"customer_lookup[{customer}]": facts.customer_lookup(snap, customer, [customer])},
+            [str(snap.customers.loc[customer, "segment"])],
+        ),
+    }
+    for intent, (results, allowed) in cases.items():
+        text = template_answer(intent, lang, results)
+        check = check_numbers(text, results)
+        assert text and check.ok and check.checked >= 3, (intent, check.unsupported)
+        assert set(mentioned_segments(text)) <= set(allowed), intent
+    assert template_answer("out_of_scope", lang, {}) == ""
