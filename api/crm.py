@@ -31,9 +31,11 @@ class CrmMessageBody(BaseModel):
     channel: str = "sms"
     top_k: int = 3
     lang: str = "ko"
+    catalog: str = Field(default="", description="an imported catalog's name ('' = the shipped one)")
+    variants: int = Field(default=1, description="1-5 candidates, checked and ranked; the best first")
 
     def raw(self) -> dict[str, Any]:
-        data = self.model_dump()
+        data = self.model_dump(exclude={"variants"})
         data["is_event"] = int(data["is_event"])
         return data
 
@@ -45,7 +47,10 @@ class CrmBatchBody(BaseModel):
 
 @router.post("/messages", name="crm_message")
 def message(body: CrmMessageBody, caller: CallerDep, crm: CrmDep) -> dict[str, Any]:
-    """One checked marketing message (status passed | failed | error, the message, evidence, checks)."""
+    """One checked marketing message (status passed | failed | error, the message, evidence, checks);
+    with `variants` > 1, the best candidate with every candidate under `variants`."""
+    if body.variants != 1:
+        return crm.run_variants(caller, body.raw(), body.variants)
     return crm.run(caller, body.raw())
 
 

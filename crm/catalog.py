@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -60,6 +64,8 @@ class Brand(BaseModel):
     words_used: list[str]
     words_avoided: list[str]
     copy_examples: list[str] = Field(alias="copy")
+    # Banned phrase -> the brand's own allowed wording, used by the repair step before its defaults.
+    allowed_wording: dict[str, str] = Field(default_factory=dict)
 
 
 class Product(BaseModel):
@@ -116,6 +122,7 @@ class Channel(BaseModel):
 
 
 class Catalog(BaseModel):
+    name: str = ""  # "" = the shipped (or CRM_DATA_DIR) catalog, else an imported one's name
     brands: dict[str, Brand]
     products: dict[str, Product]
     reviews: list[Review]
@@ -213,6 +220,7 @@ def _load(folder: Path) -> Catalog:
     raw = {name: _parse(folder, name) for name in DATA_FILES}
     try:
         return Catalog(
+            name=folder.name if folder.parent == catalogs_dir().resolve() else "",
             brands={b["id"]: Brand.model_validate(b) for b in raw["brands.yaml"]["brands"]},
             products={p["id"]: Product.model_validate(p) for p in raw["products.json"]},
             reviews=[Review.model_validate(r) for r in raw["reviews.jsonl"]],
@@ -228,9 +236,47 @@ def _load(folder: Path) -> Catalog:
         raise CatalogError(f"CRM catalog in {folder} is invalid: {type(exc).__name__}: {exc}") from exc
 
 
+CATALOG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_ACTIVE: ContextVar[str] = ContextVar("crm_catalog", default="")
+
+
+def catalogs_dir() -> Path:
+    """Where imported catalogs live, one folder each: PERSONAGRAPH_HOME/crm/catalogs/<name>/."""
+    return crm_home() / "catalogs"
+
+
+def list_catalogs() -> list[str]:
+    folder = catalogs_dir()
+    return (
+        sorted(p.name for p in folder.iterdir() if (p / "products.json").is_file()) if folder.is_dir() else []
+    )
+
+
+def catalog_folder(name: str | None) -> Path:
+    """The folder of a catalog by name ("" or "default": the shipped one); CatalogError naming the
+    catalog and the ones there are when it does not exist."""
+    if not name or name == "default":
+        return crm_data_dir()
+    if not CATALOG_NAME.match(name) or name not in list_catalogs():
+        allowed = ", ".join(["default", *list_catalogs()])
+        raise CatalogError(f"catalog: {name!r} is not an imported catalog; allowed: {allowed}")
+    return catalogs_dir() / name
+
+
+@contextmanager
+def use_catalog(name: str | None) -> Iterator[None]:
+    """Within the block (and the graph nodes it runs), `load_catalog()` reads the named catalog."""
+    token = _ACTIVE.set(name or "")
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
 def load_catalog(folder: Path | None = None) -> Catalog:
-    """The catalog of `folder` (default: the configured CRM data folder); cached per folder."""
-    return _load((folder or crm_data_dir()).resolve())
+    """The catalog of `folder` (default: the catalog in use, `use_catalog`, else the configured CRM
+    data folder); cached per folder."""
+    return _load((folder or catalog_folder(_ACTIVE.get())).resolve())
 
 
 load_catalog.cache_clear = _load.cache_clear  # type: ignore[attr-defined]

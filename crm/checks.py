@@ -10,6 +10,8 @@
   orientation, ethnicity, family status, body, location/tracking).
 - language: the message is in the requested language.
 - subject: the message names what it promotes (the brand, the product or its category).
+- reads: the message reads as one (sentences, a call to action, no broken words, no keyword lists:
+  crm/readable.py).
 - citations (the draft): every draft point cites at least one retrieved evidence id, none unknown.
 
 Limits: numbers written as words (삼만 원, "twenty") and relative dates ("이번 주말") are not
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from personagraph.crm.catalog import Catalog, Channel
+from personagraph.crm.readable import check_reads_as_message, explain_reads
 from personagraph.serving.language import detect_language
 
 GROUNDING_KINDS = {"product", "event"}  # what grounds prices, percentages, volumes, dates, ingredients
@@ -168,6 +171,7 @@ CLAIM_RULES: dict[str, list[str]] = {
         r"1\s*위", r"넘버\s*원", r"no\.?\s*1\b", r"#\s*1\b", r"최고", r"최상", r"최초", r"유일(?:한|의)?",
         r"가장\s*(?:좋은|효과적|뛰어난|많이\s*팔린|잘\s*팔리는)", r"\bnumber\s*one\b", r"\bbest[- ]?sell(?:ing|er)\b",
         r"\bthe best\b", r"\bworld'?s first\b", r"\bunbeatable\b", r"\bmost effective\b",
+        r"\b\w+est\b(?:\s+\w+){0,3}\s+ever\b", r"\bever made\b",
     ],
 }  # fmt: skip
 
@@ -193,16 +197,22 @@ _CLAIMS = {k: [re.compile(p, re.IGNORECASE) for p in v] for k, v in CLAIM_RULES.
 _PERSONAL = {k: [re.compile(p, re.IGNORECASE) for p in v] for k, v in PERSONAL_RULES.items()}
 
 
-def find_claims(text: str, evidence_text: str = "") -> list[dict[str, str]]:
-    """Forbidden claims in the text; a superlative is allowed when the evidence states the same phrase."""
+def find_claim_spans(text: str, evidence_text: str = "") -> list[tuple[str, int, int]]:
+    """(category, start, end) of every forbidden claim; a superlative is allowed when the evidence
+    states the same phrase."""
     found = []
     for category, patterns in _CLAIMS.items():
         for pattern in patterns:
             for match in pattern.finditer(text):
                 if category == "superlative" and re.search(pattern, evidence_text):
                     continue
-                found.append({"category": category, "text": match.group(0)})
+                found.append((category, match.start(), match.end()))
     return found
+
+
+def find_claims(text: str, evidence_text: str = "") -> list[dict[str, str]]:
+    """Forbidden claims in the text (see `find_claim_spans`)."""
+    return [{"category": c, "text": text[a:b]} for c, a, b in find_claim_spans(text, evidence_text)]
 
 
 def find_personal(text: str) -> list[dict[str, str]]:
@@ -271,7 +281,8 @@ def evidence_keys(evidence: Sequence[Mapping[str, Any]], catalog: Catalog) -> di
             put(kind_key, fact.value, eid)
             if fact.kind in ("discount", "percent"):
                 discounts.append((fact.value, eid))
-            if fact.kind == "price":
+            if fact.kind == "price" and kind == "product":
+                # Only a product's price is discounted: an event's threshold ("30,000원 이상") is not.
                 prices.append((int(fact.value), eid))
         for fact in extract_ingredients(text, patterns):
             put("ingredient", fact.value, eid)
@@ -373,6 +384,9 @@ def run_checks(
     }
     if subject is not None:
         checks["subject"] = check_subject(message, subject)
+    known = [*(subject or []), *(n for i in catalog.ingredients.values() for n in (i.name, *i.aliases))]
+    known += [n for b in catalog.brands.values() for n in (b.name, *b.words_used)]
+    checks["reads"] = check_reads_as_message(message, lang, known)
     checks["claims"]["passed"] = not checks["claims"]["found"]
     checks["personalisation"]["passed"] = not checks["personalisation"]["found"]
     if draft is not None:
@@ -412,6 +426,9 @@ def explain(checks: Mapping[str, Any]) -> list[str]:
         reasons.append(f"language: write in {'Korean' if language['expected'] == 'ko' else 'English'}")
     if not checks.get("subject", {}).get("passed", True):
         reasons.append("subject: name the brand or the product the message is about")
+    reads = checks.get("reads", {})
+    if reads and not reads.get("passed", True):
+        reasons.append(explain_reads(reads, str(checks.get("language", {}).get("expected", "ko"))))
     citations = checks.get("citations", {})
     if citations and not citations.get("passed", True):
         reasons.append(

@@ -83,3 +83,12 @@ STYLES: tuple[Style, ...] = (
 PERSONA_BY_NAME = {p.name.lower(): p for p in PERSONAS} | {p.name_ko: p for p in PERSONAS}
 STAGE_BY_NAME = {s.name.lower(): s for s in STAGES} | {s.name_ko: s for s in STAGES}
 STYLE_BY_NAME = {s.name.lower(): s for s in STYLES} | {s.name_ko: s for s in STYLES}
+
+# Hooks: how a variant opens, within the asked style (`--variants K` drafts K of them, in this order).
+HOOKS: tuple[Style, ...] = (
+    Style(0, "As asked", "기본", "Open as the style asks."),
+    Style(1, "Question", "질문", "Open with a short question to the reader, then answer it."),
+    Style(2, "Key fact", "핵심 정보", "Open with the single most concrete fact (the product, its key ingredient or the offer)."),
+    Style(3, "Moment", "장면", "Open with a short everyday moment, then bring in the product."),
+    Style(4, "Invitation", "초대", "Open by inviting the reader, warmly and directly, to try the product."),
+)  # fmt: skip

@@ -82,10 +82,12 @@ def ensure_crm_index(client: ClientAPI, catalog: Catalog | None = None, *, force
     catalog = catalog or load_catalog()
     with _lock:
         stamp = f"{catalog.fingerprint}-v{INDEX_VERSION}"
+        # An imported catalog has its own collections, so catalogs live side by side.
+        suffix = f"__{catalog.name}" if catalog.name else ""
         return CrmIndex(
-            products=_build(client, PRODUCTS, product_documents(catalog), stamp, force),
-            reviews=_build(client, REVIEWS, review_documents(catalog), stamp, force),
-            tone=_build(client, TONE, tone_documents(catalog), stamp, force),
+            products=_build(client, PRODUCTS + suffix, product_documents(catalog), stamp, force),
+            reviews=_build(client, REVIEWS + suffix, review_documents(catalog), stamp, force),
+            tone=_build(client, TONE + suffix, tone_documents(catalog), stamp, force),
         )
 
 

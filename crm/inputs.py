@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from personagraph.crm.catalog import Catalog, load_catalog
+from personagraph.crm.catalog import Catalog, CatalogError, catalog_folder, load_catalog
 from personagraph.crm.definitions import (
+    HOOKS,
     PERSONA_BY_NAME,
     PERSONAS,
     STAGE_BY_NAME,
@@ -23,7 +24,8 @@ from personagraph.crm.definitions import (
 )
 from personagraph.serving.settings import get_settings
 
-FIELDS = ("persona", "brand", "product", "stage_index", "style_index", "is_event", "channel", "top_k", "lang")
+FIELDS = ("persona", "brand", "product", "stage_index", "style_index", "is_event", "channel", "top_k", "lang",
+          "hook", "catalog")  # fmt: skip
 MAX_TOP_K = 10
 
 
@@ -49,6 +51,8 @@ class CrmRequest(BaseModel):
     channel: str = "sms"
     top_k: int = Field(default=3, ge=1, le=MAX_TOP_K)
     lang: Literal["ko", "en"] = "ko"
+    hook: int = Field(default=0, ge=0, le=len(HOOKS) - 1)  # how a variant opens (0 = as the style asks)
+    catalog: str = ""  # an imported catalog's name ("" = the shipped one)
 
 
 def _key(value: Any) -> str:
@@ -141,8 +145,14 @@ def check_field_lengths(raw: Mapping[str, Any]) -> None:
 
 def parse_request(raw: Mapping[str, Any], catalog: Catalog | None = None) -> CrmRequest:
     """Validate a raw request (indices or names; strings from a CSV are fine) into a `CrmRequest`."""
-    catalog = catalog or load_catalog()
     check_field_lengths(raw)
+    name = str(raw.get("catalog") or "").strip().lower()
+    name = "" if name == "default" else name
+    if catalog is None:
+        try:
+            catalog = load_catalog(catalog_folder(name))
+        except CatalogError as exc:
+            raise CrmInputError("catalog", str(exc).removeprefix("catalog: ")) from None
     unknown = sorted(set(raw) - set(FIELDS) - {"row", "id"})
     if unknown:
         raise CrmInputError(unknown[0], f"unknown field; allowed fields: {', '.join(FIELDS)}")
@@ -159,7 +169,10 @@ def parse_request(raw: Mapping[str, Any], catalog: Catalog | None = None) -> Crm
     lang = str(raw.get("lang") or "ko").strip().lower()
     if lang not in ("ko", "en"):
         raise CrmInputError("lang", f"{lang!r} is not allowed; allowed: ko, en")
+    hook = 0
+    if raw.get("hook") not in (None, ""):
+        hook = _index("hook", raw["hook"], {h.name.lower(): h for h in HOOKS}, [h.name for h in HOOKS])
     return CrmRequest(
         persona=persona, brand=brand, product=product, stage_index=stage, style_index=style,
-        is_event=is_event, channel=channel, top_k=top_k, lang=lang,  # type: ignore[arg-type]
+        is_event=is_event, channel=channel, top_k=top_k, lang=lang, hook=hook, catalog=name,  # type: ignore[arg-type]
     )  # fmt: skip

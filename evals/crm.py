@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ RESULT_FIELDS = ("status", "request", "stage", "style", "channel", "event", "dra
 
 
 class JudgeScore(BaseModel):
+    reads: int = Field(ge=1, le=5)
     persuasion: int = Field(ge=1, le=5)
     tone: int = Field(ge=1, le=5)
     comment: str = Field(default="", max_length=300)
@@ -77,24 +79,34 @@ def is_valid(result: Mapping[str, Any]) -> bool:
     return result.get("status") in ("passed", "failed") and all(k in result for k in RESULT_FIELDS)
 
 
-def judge(result: Mapping[str, Any]) -> float | None:
-    from personagraph.crm.catalog import load_catalog
+def judge_text(
+    message: str, brand_name: str, tone: str, objective: str, persona: str, channel: str
+) -> float | None:
+    """The judge role's score 1-5: the mean of persuasion and tone, capped by `reads` (a message that
+    is a keyword list, has no sentences or no call to action cannot score above its `reads`)."""
     from personagraph.prompts import crm as prompts
     from personagraph.serving.models import ModelError, structured
 
-    brand = load_catalog().brands[result["request"]["brand"]]
     messages = [
         SystemMessage(content=prompts.JUDGE_SYSTEM),
         HumanMessage(content=prompts.JUDGE_USER.format(
-            brand_name=brand.name, tone=brand.tone, stage_objective=result["stage"]["objective"],
-            persona_name=result["persona"]["name"], message=result["message"],
+            brand_name=brand_name, tone=tone, stage_objective=objective or "-", persona_name=persona or "-",
+            channel=channel, message=message,
         )),
     ]  # fmt: skip
     try:
-        score = structured("judge", JudgeScore, messages, max_tokens=120)
+        score = structured("judge", JudgeScore, messages, max_tokens=160)
     except ModelError:
         return None
-    return (score.persuasion + score.tone) / 2
+    return min(float(score.reads), (score.persuasion + score.tone) / 2)
+
+
+def judge(result: Mapping[str, Any]) -> float | None:
+    from personagraph.crm.catalog import load_catalog
+
+    brand = load_catalog().brands[result["request"]["brand"]]
+    return judge_text(str(result["message"]), brand.name, brand.tone, result["stage"]["objective"],
+                      result["persona"]["name"], str(result["request"].get("channel", "")))  # fmt: skip
 
 
 def severity(result: Mapping[str, Any]) -> tuple[int, int]:
@@ -110,6 +122,8 @@ def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | 
     with_message = [r for r in valid if r.get("message")]
     grounded = [r for r in with_message if r["checks"].get("grounding", {}).get("passed")]
     length_ok = [r for r in with_message if r["checks"].get("length", {}).get("passed")]
+    reads = [r for r in with_message if r["checks"].get("reads", {}).get("passed")]
+    repaired = [r for r in with_message if any(a.get("repairs") for a in r.get("attempts") or [])]
     brand_hits = [
         p == r.get("request", {}).get("brand") for r, p in zip(results, predictions, strict=True) if p
     ]
@@ -120,10 +134,98 @@ def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | 
         "grounded_rate": round(len(grounded) / len(with_message), 4) if with_message else 0.0,
         "length_ok_rate": round(len(length_ok) / len(with_message), 4) if with_message else 0.0,
         "passed_rate": round(sum(r.get("status") == "passed" for r in results) / n, 4) if n else 0.0,
+        "reads_rate": round(len(reads) / len(with_message), 4) if with_message else 0.0,
+        "repaired_rate": round(len(repaired) / len(with_message), 4) if with_message else 0.0,
         "brand_id_accuracy": round(sum(brand_hits) / len(brand_hits), 4) if brand_hits else 0.0,
         "judge_mean": round(sum(judged) / len(judged), 3) if judged else None,
         "judged": len(judged),
     }
+
+
+LABELS = Path(__file__).parent / "datasets" / "crm_message_labels.jsonl"
+READS_FLAGS = {"keyword_list", "no_call_to_action", "broken_word", "not_sentences"}
+
+
+def label_evidence(catalog: Any, product_id: str) -> list[dict[str, Any]]:
+    """What the graph would retrieve for a labelled message: the product's facts, its reviews and its
+    event (so the checks judge the message as they would a generated one)."""
+    from personagraph.crm.catalog import product_fact_texts, promotion_text
+
+    product = catalog.products[product_id]
+    evidence = [{"id": f"F{i}", "kind": "product", "text": t}
+                for i, t in enumerate(product_fact_texts(catalog, product).values(), start=1)]  # fmt: skip
+    evidence += [{"id": f"R{i}", "kind": "review", "text": r.text}
+                 for i, r in enumerate(catalog.product_reviews(product_id), start=1)]  # fmt: skip
+    promotion = catalog.promotion_for(product)
+    if promotion is not None:
+        names = [catalog.products[p].name for p in promotion.product_ids if p in catalog.products]
+        evidence.append({"id": "E1", "kind": "event", "text": promotion_text(promotion, names)})
+    return evidence
+
+
+def calibrate(labels: list[dict[str, Any]], scores: Sequence[float | None]) -> dict[str, Any]:
+    """Agreement of the product's checks and of the judge with hand labels: the checks' `passed` vs
+    `sendable` (accuracy, and how many unsendable messages pass), the reads check vs the
+    keyword/CTA/broken/sentence flags, and the judge's score vs the label's (exact, within 1,
+    Spearman; the mean judge score of keyword lists, which must stay at most 2)."""
+    from scipy.stats import spearmanr
+
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.crm.checks import run_checks, subject_terms
+
+    catalog = load_catalog()
+    rows = []
+    for label, score in zip(labels, scores, strict=True):
+        lang = "en" if label.get("lang") == "en" or not re.search(r"[가-힣]", label["message"]) else "ko"
+        report = run_checks(label["message"], evidence=label_evidence(catalog, label["product_id"]), catalog=catalog,
+                            channel=label["channel"], lang=lang, subject=subject_terms(catalog, label["product_id"]))  # fmt: skip
+        rows.append({"id": label["id"], "sendable": bool(label["sendable"]), "passed": report["passed"],
+                     "reads_flagged": not report["checks"]["reads"]["passed"],
+                     "reads_label": bool(READS_FLAGS & set(label.get("flags") or [])),
+                     "score": int(label["score"]), "judge": score, "reasons": report["reasons"],
+                     "keyword_list": "keyword_list" in (label.get("flags") or [])})  # fmt: skip
+    n = len(rows)
+    judged = [(r["score"], r["judge"]) for r in rows if r["judge"] is not None]
+    listed = [r["judge"] for r in rows if r["keyword_list"] and r["judge"] is not None]
+    summary: dict[str, Any] = {
+        "labels": n,
+        "checks_accuracy": round(sum(r["passed"] == r["sendable"] for r in rows) / n, 4) if n else None,
+        "unsendable_passed": [r["id"] for r in rows if r["passed"] and not r["sendable"]],
+        "sendable_failed": [{"id": r["id"], "reasons": r["reasons"]} for r in rows if r["sendable"] and not r["passed"]],
+        "reads_agreement": round(sum(r["reads_flagged"] == r["reads_label"] for r in rows) / n, 4) if n else None,
+        "judged": len(judged),
+    }  # fmt: skip
+    if judged:
+        human, model = zip(*judged, strict=True)
+        summary["judge_exact"] = round(sum(round(m) == h for h, m in judged) / len(judged), 4)
+        summary["judge_within_1"] = round(sum(abs(m - h) <= 1 for h, m in judged) / len(judged), 4)
+        rho = spearmanr(human, model).statistic if len(set(model)) > 1 else float("nan")
+        summary["judge_spearman"] = None if rho != rho else round(float(rho), 4)
+        summary["judge_mean_keyword_lists"] = round(sum(listed) / len(listed), 3) if listed else None
+    return summary
+
+
+def run_calibration(args: argparse.Namespace) -> dict[str, Any]:
+    """`--calibrate`: the checks and (unless --no-judge) the judge against the labelled messages."""
+    from personagraph.crm.catalog import load_catalog
+
+    labels = [
+        json.loads(line) for line in args.labels.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    labels = labels[: args.limit] if args.limit else labels
+    catalog = load_catalog()
+    scores: list[float | None] = []
+    for label in labels:
+        if args.no_judge:
+            scores.append(None)
+            continue
+        brand = catalog.brands[label["brand_id"]]
+        scores.append(judge_text(label["message"], brand.name, brand.tone, "", "", label["channel"]))
+    summary = calibrate(labels, scores)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / f"crm-calibration-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    return {**summary, "report": str(path)}
 
 
 def run(argv: list[str]) -> dict[str, Any]:
@@ -136,14 +238,21 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument("--no-judge", action="store_true", help="skip the judge role (judge_mean = null)")
     parser.add_argument("--out-dir", type=Path, default=Path("reports"))
+    parser.add_argument("--calibrate", action="store_true", help="score the checks and the judge on --labels")
+    parser.add_argument("--labels", type=Path, default=LABELS)
+    parser.add_argument("--variants", type=int, default=1, help="candidates per combination, best one scored")
+    parser.add_argument("--concurrency", type=int, default=1, help="combinations run at the same time")
     args = parser.parse_args(argv)
+    if args.calibrate:
+        return run_calibration(args)
     service = CrmService(use_cache=False)
     rows = service.read_batch(CLI_CALLER, args.dataset)
     rows = rows[: args.limit] if args.limit else rows
     started = time.time()
     results = service.run_batch(
-        CLI_CALLER, rows, progress=lambda d, t: print(f"crm eval {d}/{t}", flush=True)
-    )
+        CLI_CALLER, rows, progress=lambda d, t: print(f"crm eval {d}/{t}", flush=True),
+        concurrency=args.concurrency, variants=args.variants,
+    )  # fmt: skip
     classifier = brand_classifier()
     predictions = [
         str(classifier.predict([mask_names(r["message"])])[0]) if r.get("message") else None for r in results

@@ -868,6 +868,9 @@ class CrmRunner:
         data = [str(e.get("text", "")) for e in result.get("evidence") or []]
         data += [brand.name, brand.name_en, brand.introduction, brand.tone, *brand.words_used,
                  *brand.copy_examples, *product_fact_texts(catalog, product).values()]  # fmt: skip
+        # Each round's message after the deterministic repair step (allowed wording, a call to action)
+        # is product text shown again to the stylist with feedback, not instructions it repeats.
+        data += [str(attempt.get("message") or "") for attempt in result.get("attempts") or []]
         return Outcome(
             output=str(result.get("message") or ""),
             status=status,

@@ -2,7 +2,7 @@
 
 validate -> (invalid) finalize
          -> retrieve_evidence -> draft_message -> (model error) finalize
-                                               -> tone_refine -> check_message -> (passed) finalize
+                                               -> tone_refine -> repair_message -> check_message -> (passed) finalize
                                     tone_refine <- (failed, at most max_refine_rounds times, with reasons)
                                                    check_message -> (still failed) finalize (status=failed)
 """
@@ -25,6 +25,7 @@ from personagraph.nodes.crm import (
     check_message,
     draft_message,
     finalize,
+    repair_message,
     retrieve_evidence,
     validate,
 )
@@ -37,6 +38,7 @@ builder.add_node("validate", validate)
 builder.add_node("retrieve_evidence", retrieve_evidence)
 builder.add_node("draft_message", draft_message)
 builder.add_node("tone_refine", tone_refine)
+builder.add_node("repair_message", repair_message)
 builder.add_node("check_message", check_message)
 builder.add_node("finalize", finalize)
 
@@ -58,11 +60,12 @@ def route_after_draft(state: CrmState) -> Literal["tone_refine", "finalize"]:
 builder.add_conditional_edges("draft_message", route_after_draft)
 
 
-def route_after_refine(state: CrmState) -> Literal["check_message", "finalize"]:
-    return "finalize" if state.get("tone_error") else "check_message"
+def route_after_refine(state: CrmState) -> Literal["repair_message", "finalize"]:
+    return "finalize" if state.get("tone_error") else "repair_message"
 
 
 builder.add_conditional_edges("tone_refine", route_after_refine)
+builder.add_edge("repair_message", "check_message")
 
 
 def route_after_check(state: CrmState, runtime: Runtime[CrmContext]) -> Literal["tone_refine", "finalize"]:

@@ -1,5 +1,5 @@
 """Nodes of the crm_message graph: validate -> retrieve_evidence -> draft_message -> (tone_refine) ->
-check_message -> finalize. The tone rewrite itself is the shared `nodes.tone.tone_refine`.
+repair_message -> check_message -> finalize. The tone rewrite itself is the shared `nodes.tone.tone_refine`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from typing import Annotated, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
-from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from personagraph.crm.catalog import Catalog, CatalogError, load_catalog, promotion_text
 from personagraph.crm.checks import check_grounding, run_checks, subject_terms
-from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
+from personagraph.crm.definitions import HOOKS, PERSONAS, STAGES, STYLES
 from personagraph.crm.index import ensure_crm_index
 from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
+from personagraph.crm.repair import repair_message as repair_text
+from personagraph.crm.slots import draft_model, slots_for
 from personagraph.memory.vectors import search, vector_client
 from personagraph.nodes.tone import ToneState
 from personagraph.prompts import crm as prompts
@@ -47,23 +48,12 @@ class CrmContext:
     draft_max_tokens: int = field(
         default=400, metadata={"description": "Token budget of the structured draft."}
     )
-
-
-class DraftPoint(BaseModel):
-    text: str = Field(min_length=1, max_length=300, description="One factual selling point.")
-    evidence_ids: list[Annotated[str, Field(pattern=r"^[FRE][0-9]{1,2}$")]] = Field(
-        min_length=1,
-        max_length=4,
-        description='Ids of product facts, reviews or the event, e.g. ["F1", "R2"].',
+    repair: bool = field(
+        default=True,
+        metadata={
+            "description": "Fix what rules can fix (claims, prices, call to action, length) before the checks."
+        },
     )
-
-
-class CrmDraft(BaseModel):
-    """The factual draft: every point cites its evidence."""
-
-    headline: str = Field(min_length=1, max_length=120)
-    points: list[DraftPoint] = Field(min_length=1, max_length=4)
-    call_to_action: str = Field(min_length=1, max_length=120)
 
 
 class CrmInput(TypedDict, total=False):
@@ -78,6 +68,8 @@ class CrmInput(TypedDict, total=False):
     channel: str
     top_k: int | str
     lang: str
+    hook: int | str
+    catalog: str
 
 
 class CrmOutput(TypedDict, total=False):
@@ -93,6 +85,8 @@ class CrmState(CrmInput, CrmOutput, ToneState, total=False):
     event: dict[str, Any] | None
     draft: dict[str, Any]
     checks: dict[str, Any]
+    stylist_output: str  # the stylist's text before the repair step
+    repairs: list[dict[str, str]]  # this round's fixes (rule, before, after, reason)
     passed: bool
     attempts: Annotated[list[dict[str, Any]], operator.add]
 
@@ -188,6 +182,8 @@ def draft_messages(state: CrmState) -> list[BaseMessage]:
     brand, product = catalog.brands[request.brand], catalog.products[request.product]
     persona, stage = PERSONAS[request.persona], STAGES[request.stage_index]
     event = state.get("event")
+    channel = catalog.channels[request.channel]
+    slots = slots_for(channel, request.lang)
     system = prompts.DRAFT_SYSTEM.format(brand_name=brand.name, brand_name_en=brand.name_en)
     user = prompts.DRAFT_USER.format(
         stage_name=stage.name, stage_name_ko=stage.name_ko, stage_objective=stage.objective,
@@ -196,20 +192,12 @@ def draft_messages(state: CrmState) -> list[BaseMessage]:
         product_name=product.name,
         event_line=prompts.EVENT_LINE.format(event_id="E1") if event else prompts.NO_EVENT_LINE,
         evidence=evidence_block(state.get("evidence") or []), data_rule=untrusted.DATA_RULE,
-        language_name=prompts.LANGUAGE_NAMES[request.lang],
+        language_name=prompts.LANGUAGE_NAMES[request.lang], channel_label=channel.label,
+        headline_max=slots.headline_max, cta_max=slots.cta_max,
+        points_line=(prompts.SLOT_POINTS if slots.points else prompts.SLOT_POINTS_HIDDEN).format(
+            points=slots.points, point_max=slots.point_max),
     )  # fmt: skip
     return [SystemMessage(content=system), HumanMessage(content=user)]
-
-
-def points_for(channel: Any) -> int | None:
-    """How many draft points a channel has room for (None = all): a 45-character SMS gets the headline
-    and the call to action only; a small model cannot compress four points into it."""
-    budget = channel.max // 2 if channel.measure == "bytes" else channel.max
-    if budget <= 60:
-        return 0
-    if budget <= 200:
-        return 1
-    return 2 if budget <= 600 else None
 
 
 def render_draft(draft: dict[str, Any], max_points: int | None = None) -> str:
@@ -243,8 +231,10 @@ def tone_inputs(state: CrmState, draft: dict[str, Any]) -> dict[str, Any]:
         stage_name=stage.name, stage_objective=stage.objective, persona_name=persona.name,
         persona_name_ko=persona.name_ko, persona_concerns=persona.concerns,
     )  # fmt: skip
+    if request.hook:
+        guide += "\n" + prompts.HOOK_LINE.format(hook=HOOKS[request.hook].instruction)
     return {
-        "tone_text": render_draft(draft, points_for(channel)),
+        "tone_text": render_draft(draft, slots_for(channel, request.lang).points),
         "tone_guide": guide,
         "tone_exemplars": [e["text"] for e in state.get("evidence") or [] if e["kind"] == "tone"],
         "tone_constraints": [prompts.CRM_CONSTRAINTS.format(channel_label=channel.label, channel_rule=rule)],
@@ -259,9 +249,10 @@ def draft_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, An
     """The drafter's structured, evidence-citing draft; a model failure ends the run with status=error."""
     started = time.perf_counter()
     try:
+        channel = load_catalog().channels[_request(state).channel]
         draft = structured(
             runtime.context.drafter_role,
-            CrmDraft,
+            draft_model(slots_for(channel, _request(state).lang)),
             draft_messages(state),
             max_tokens=runtime.context.draft_max_tokens,
         ).model_dump()
@@ -274,6 +265,29 @@ def draft_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, An
     return {"draft": draft, **tone_inputs(state, draft), "timings": {"draft": time.perf_counter() - started}}
 
 
+def repair_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, Any]:
+    """Deterministic fixes to the stylist's text (crm/repair.py), each with its reason; the checks
+    that follow are unchanged."""
+    started = time.perf_counter()
+    message = state.get("tone_output") or ""
+    if not runtime.context.repair:
+        return {"stylist_output": message, "repairs": []}
+    request = _request(state)
+    catalog = load_catalog()
+    product = catalog.products[request.product]
+    repaired, fixes = repair_text(
+        message, lang=request.lang, channel=request.channel, catalog=catalog,
+        evidence=state.get("evidence") or [], draft=state.get("draft"), brand_id=request.brand,
+        subject=product.name if request.lang == "ko" else product.name_en,
+    )  # fmt: skip
+    return {
+        "tone_output": repaired,
+        "stylist_output": message,
+        "repairs": fixes,
+        "timings": {"repair": time.perf_counter() - started},
+    }
+
+
 def check_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, Any]:
     """Output safety on the stylist's message; failures become the reasons for the next rewrite."""
     started = time.perf_counter()
@@ -284,7 +298,8 @@ def check_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, An
         lang=request.lang, draft=state.get("draft"), subject=subject_terms(load_catalog(), request.product),
     )  # fmt: skip
     attempt = {"round": state.get("tone_rounds", 0), "message": message, "passed": report["passed"],
-               "reasons": report["reasons"]}  # fmt: skip
+               "reasons": report["reasons"], "stylist_message": state.get("stylist_output", message),
+               "repairs": state.get("repairs") or []}  # fmt: skip
     return {
         "checks": report["checks"],
         "passed": report["passed"],
@@ -306,7 +321,7 @@ def model_names(context: CrmContext) -> dict[str, str]:
 def build_result(state: CrmState, context: CrmContext) -> dict[str, Any]:
     """The JSON result: request, stage, style, event, draft, message, evidence, checks, timings."""
     timings = dict(state.get("timings") or {})
-    for key in ("load", "retrieval", "draft", "refine", "checks"):
+    for key in ("load", "retrieval", "draft", "refine", "repair", "checks"):
         timings.setdefault(key, 0.0)
     timings["total"] = round(time.time() - state.get("started", time.time()), 4)
     timings = {k: round(v, 4) for k, v in timings.items()}

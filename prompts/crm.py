@@ -2,7 +2,7 @@
 
 from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
 
-PROMPT_VERSION = "crm-2"  # part of the result cache key: bump when a prompt changes meaningfully
+PROMPT_VERSION = "crm-3"  # part of the result cache key: bump when a prompt changes meaningfully
 
 
 # The draft prompt: who you are (system), then the request and the EVIDENCE (product facts, customer
@@ -28,7 +28,15 @@ RULES:
 - {data_rule}
 - Write in {language_name}.
 
-Write the draft: a short headline, 1-3 points (each with evidence_ids), and a call to action."""
+Write the draft for the channel {channel_label}: a headline of at most {headline_max} characters,
+{points_line} and a call to action of at most {cta_max} characters that tells the reader what to do
+(e.g. "지금 확인해 보세요" / "Shop now"). Write every part as a natural sentence, never as a list of keywords."""
+
+SLOT_POINTS = "{points} point(s) of at most {point_max} characters each (each with evidence_ids),"
+SLOT_POINTS_HIDDEN = (
+    "one point of at most {point_max} characters with its evidence_ids (it grounds the facts; the channel "
+    "only has room for the headline and the call to action, so put the key fact in the headline),"
+)
 
 WHAT_EVIDENCE = "evidence (product facts, customer reviews, event terms)"
 
@@ -77,6 +85,8 @@ Message style: {style_name} ({style_name_ko}): {style_instruction}
 Goal of the message ({stage_name}): {stage_objective}
 Reader: {persona_name} ({persona_name_ko}), who cares about {persona_concerns}."""
 
+HOOK_LINE = "Opening of this variant: {hook}"
+
 CRM_CONSTRAINTS = "- Channel: {channel_label}. {channel_rule}"
 
 CHANNEL_RULE_BYTES = "At most {max} bytes in EUC-KR (a Korean character counts 2, a Latin letter 1): about {chars} Korean characters. Be very short."
@@ -85,11 +95,18 @@ CHANNEL_RULE_TITLE = " The first line is the title, at most {title} characters."
 
 # --- judge (evaluation) --------------------------------------------------------------------------------
 
-JUDGE_SYSTEM = """You are a strict CRM marketing reviewer. Score the message from 1 (poor) to 5 (excellent) on
-persuasion (does it move the reader toward the goal) and tone (does it sound like the brand)."""
+JUDGE_SYSTEM = """You are a strict CRM marketing reviewer. Score the message from 1 (poor) to 5 (excellent) on:
+- reads: is it a message a marketer could send as is? Full, natural sentences that flow, a clear call to
+  action, no broken or garbled words. A list of keywords or phrases separated by commas is NOT a message:
+  reads = 1 or 2 however polished the words are. No call to action: reads at most 3.
+- persuasion: does it move the reader toward the goal?
+- tone: does it sound like the brand?
+Example: "세럼: 고급스러운 사용감, 향, 패키지, 선물, 프리미엄 원료." -> reads 1 (a keyword list, no call to action).
+Example: "하루의 끝, 정제된 한 방울이 피부에 여유를 남깁니다. 지금 공식몰에서 만나 보세요." -> reads 5."""
 
 JUDGE_USER = """Brand: {brand_name}. Brand tone: {tone}
 Goal: {stage_objective}
 Reader: {persona_name}
+Channel: {channel}
 Message:
 {message}"""

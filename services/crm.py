@@ -28,14 +28,20 @@ import hashlib
 import io
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
 from personagraph.accounts.identity import Caller
-from personagraph.crm.catalog import crm_home, crm_settings, load_catalog
+from personagraph.crm.catalog import catalog_folder, crm_home, crm_settings, load_catalog, use_catalog
+from personagraph.crm.definitions import HOOKS
+from personagraph.crm.importer import import_catalog
 from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
+from personagraph.crm.legacy import to_legacy
+from personagraph.crm.tone_classifier import brand_score
 from personagraph.nodes.crm import CrmContext, model_names
 from personagraph.prompts.crm import PROMPT_VERSION
 from personagraph.serving.models import ModelError
@@ -46,7 +52,8 @@ from personagraph.serving.tracing import run_config
 
 log = logging.getLogger(__name__)
 
-STEPS = ("load", "retrieval", "draft", "refine", "checks", "total")
+STEPS = ("load", "retrieval", "draft", "refine", "repair", "checks", "total")
+MAX_CONCURRENCY = 16  # rows of one batch run at the same time, at most
 PER_CALLER_KEYS = ("timing_average",)  # never cached: they describe the caller's own runs
 
 
@@ -105,9 +112,13 @@ class CrmService:
 
     def run(self, caller: Caller, raw: Mapping[str, Any]) -> dict[str, Any]:
         """One request (raises `CrmInputError` for an invalid value); the result JSON as a dict."""
+        request = parse_request(raw)
+        with use_catalog(request.catalog):  # the graph's nodes read this catalog
+            return self._run(caller, request)
+
+    def _run(self, caller: Caller, request: CrmRequest) -> dict[str, Any]:
         from personagraph.graphs.crm_message import graph
 
-        request = parse_request(raw)
         key = cache_key(request, self.context)
         path = self.cache_dir / f"{key}.json"
         if self.use_cache and path.exists():
@@ -130,6 +141,62 @@ class CrmService:
             path.write_text(json.dumps(shared, ensure_ascii=False), encoding="utf-8")
         return result
 
+    def run_variants(self, caller: Caller, raw: Mapping[str, Any], k: int) -> dict[str, Any]:
+        """K candidates of one request, each opening with a different hook (crm.definitions.HOOKS)
+        within the asked style, all checked; ranked passed first, then by how much the message sounds
+        like the brand (crm.tone_classifier), then by fewer rounds. Returns the best candidate's
+        result with `variants`: every candidate (rank, hook, status, message, reasons, brand_score)
+        and its full result under `result`."""
+        if not 1 <= k <= len(HOOKS):
+            raise CrmInputError("variants", f"{k} is not allowed; allowed: an integer from 1 to {len(HOOKS)}")
+        base = {key: value for key, value in raw.items() if key != "hook"}
+        request = parse_request(base)  # an invalid request fails once, before any model call
+        candidates = [self.run(caller, {**base, "hook": hook}) for hook in range(k)]
+        catalog = load_catalog(catalog_folder(request.catalog))
+        scored = []
+        for hook, result in enumerate(candidates):
+            brand = str((result.get("request") or {}).get("brand") or "")
+            score = brand_score(str(result.get("message") or ""), brand, catalog) if brand else 0.0
+            scored.append(
+                (result.get("status") != "passed", -score, int(result.get("rounds") or 0), hook, score)
+            )
+        order = sorted(scored)
+        variants = []
+        for rank, (_, _, _, hook, score) in enumerate(order, start=1):
+            result = candidates[hook]
+            variants.append({"rank": rank, "hook": HOOKS[hook].name, "hook_index": hook,
+                             "status": result.get("status"), "message": result.get("message") or "",
+                             "reasons": result.get("reasons") or ([result["error"]] if result.get("error") else []),
+                             "brand_score": round(score, 4), "result": result})  # fmt: skip
+        best = dict(candidates[order[0][3]])
+        best["variants"] = variants
+        return best
+
+    def import_catalog(
+        self,
+        caller: Caller,
+        name: str,
+        files: Mapping[str, str | Path | None],
+        upload_roots: Sequence[Path] | None = None,
+    ) -> dict[str, Any]:
+        """Import a catalog (crm/importer.py) from `files` (products, brands, reviews, promotions ->
+        path). Admins only (a catalog is the shop's, used by every account): PermissionError
+        otherwise. A caller other than the terminal operator may name only files in their upload
+        folder, or in `upload_roots` where the app keeps its uploads (the UI: Gradio's upload folder)."""
+        if not caller.admin:
+            raise PermissionError("catalog: only an admin may import a catalog")
+        allowed = ("products", "brands", "reviews", "promotions")
+        unknown = sorted(set(files) - set(allowed))
+        if unknown:
+            raise CrmInputError(unknown[0], f"unknown file kind; allowed: {', '.join(allowed)}")
+        roots = list(upload_roots) if upload_roots is not None else self.batch_roots(caller)[:1]
+        paths = {
+            kind: (Path(path) if caller.local else confined_path(path, roots, kind))
+            for kind, path in files.items()
+            if path
+        }
+        return import_catalog(name, **paths)
+
     def batch_roots(self, caller: Caller) -> list[Path]:
         """Where a batch file of this caller may be: their upload folder, then the shipped data."""
         settings = get_settings()
@@ -145,31 +212,59 @@ class CrmService:
         file = Path(path) if caller.local else confined_path(path, self.batch_roots(caller), "batch_file")
         return load_rows(file)
 
+    def run_row(self, caller: Caller, row: Any, number: int, variants: int = 1) -> dict[str, Any]:
+        """One batch row's result: a bad row is an `invalid` or `error` result with its row number,
+        never an exception."""
+        try:
+            if not isinstance(row, Mapping):
+                raise CrmInputError("row", "must be an object of request fields")
+            result = self.run_variants(caller, row, variants) if variants > 1 else self.run(caller, row)
+        except CrmInputError as exc:
+            result = {"status": "invalid", "error": str(exc), "field": exc.field}
+        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+            # The user sees a short text; the exception and its traceback go to the log.
+            message = str(exc) if isinstance(exc, ModelError) else user_error(log, exc, "internal error")
+            result = {"status": "error", "error": message}
+        return {"row": number, **result}
+
     def run_batch(
         self,
         caller: Caller,
         rows: Iterable[Mapping[str, Any]],
         progress: Callable[[int, int], None] | None = None,
+        *,
+        concurrency: int = 1,
+        variants: int = 1,
+        skip: Collection[int] = (),
+        on_result: Callable[[dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Every row, in order; a bad row is reported (status invalid/error, with its row number) and skipped."""
+        """Every row (numbered from 1) except those in `skip` (done in an earlier, resumed run), at
+        most `concurrency` at a time; results in row order. A bad row is reported (status
+        invalid/error, with its row number) and the others go on. `on_result` gets each result as
+        it finishes (to write it at once), `progress` (done, total) after each."""
         items = list(rows)
         check_row_count(len(items))
-        results = []
-        for number, row in enumerate(items, start=1):
-            try:
-                if not isinstance(row, Mapping):
-                    raise CrmInputError("row", "must be an object of request fields")
-                result = self.run(caller, row)
-            except CrmInputError as exc:
-                result = {"status": "invalid", "error": str(exc), "field": exc.field}
-            except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
-                # The user sees a short text; the exception and its traceback go to the log.
-                message = str(exc) if isinstance(exc, ModelError) else user_error(log, exc, "internal error")
-                result = {"status": "error", "error": message}
-            results.append({"row": number, **result})
-            if progress is not None:
-                progress(number, len(items))
-        return results
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise CrmInputError(
+                "concurrency", f"{concurrency} is not allowed; allowed: 1 to {MAX_CONCURRENCY}"
+            )
+        todo = [(number, row) for number, row in enumerate(items, start=1) if number not in skip]
+        results: dict[int, dict[str, Any]] = {}
+        lock = threading.Lock()
+
+        def one(number: int, row: Any) -> None:
+            result = self.run_row(caller, row, number, variants)
+            with lock:
+                results[number] = result
+                if on_result is not None:
+                    on_result(result)
+                if progress is not None:
+                    progress(len(results), len(todo))
+
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="crm-batch") as pool:
+            for future in [pool.submit(one, number, row) for number, row in todo]:
+                future.result()
+        return [results[number] for number, _ in todo]
 
 
 class BatchFileError(ValueError):
@@ -239,9 +334,43 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
     return parse_rows(text, path.name)
 
 
-def write_results(results: list[dict[str, Any]], path: Path) -> None:
-    """JSON (a list) or JSON lines, by the file's suffix."""
+def variant_rows(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per candidate message (a result without variants is one candidate), for A/B
+    tests in a CRM tool."""
+    rows = []
+    for result in results:
+        request = result.get("request") or {}
+        candidates = result.get("variants") or [{"rank": 1, "hook": "As asked", "status": result.get("status"),
+                                                  "message": result.get("message") or "", "brand_score": None,
+                                                  "reasons": result.get("reasons") or [], "result": result}]  # fmt: skip
+        for variant in candidates:
+            own = variant.get("result") or {}
+            rows.append({
+                "row": result.get("row", ""), "variant": variant.get("rank"), "hook": variant.get("hook"),
+                "status": variant.get("status"), "brand": request.get("brand", ""),
+                "product": request.get("product", ""), "channel": request.get("channel", ""),
+                "lang": request.get("lang", ""), "persona": request.get("persona", ""),
+                "stage_index": request.get("stage_index", ""), "style_index": request.get("style_index", ""),
+                "message": variant.get("message") or "", "brand_score": variant.get("brand_score"),
+                "repairs": len([f for a in own.get("attempts") or [] for f in a.get("repairs") or []]),
+                "reasons": "; ".join(variant.get("reasons") or []) or result.get("error") or "",
+            })  # fmt: skip
+    return rows
+
+
+def write_results(results: list[dict[str, Any]], path: Path, fmt: str = "default") -> None:
+    """JSON (a list), JSON lines, or CSV (one row per variant), by the file's suffix; `fmt="legacy"`
+    writes each result in the shape of the CRM generator this job replaced (crm/legacy.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        rows = variant_rows(results)
+        with path.open("w", encoding="utf-8-sig", newline="") as handle:  # BOM: Excel opens Korean right
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["row"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return
+    if fmt == "legacy":
+        results = [to_legacy(r) for r in results]
     if path.suffix.lower() == ".jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
     else:

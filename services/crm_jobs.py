@@ -44,10 +44,8 @@ from typing import Any, Literal
 
 from personagraph.accounts.identity import Caller, ConflictError, LimitReachedError, NotFoundError
 from personagraph.crm.catalog import crm_home
-from personagraph.crm.inputs import CrmInputError
 from personagraph.services.crm import PER_CALLER_KEYS, BatchFileError, CrmService, check_row_count
 from personagraph.serving.database import Database, connect
-from personagraph.serving.models import ModelError
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import check_id
 from personagraph.serving.settings import get_settings
@@ -314,16 +312,7 @@ def release_batch(lease: BatchLease, state: BatchState, message: str = "") -> bo
 def run_row(crm: CrmService, caller: Caller, row: Any, number: int) -> dict[str, Any]:
     """One row's result, as `CrmService.run_batch` makes it: a bad row is an `invalid` or `error`
     result with its row number, never an exception."""
-    try:
-        if not isinstance(row, Mapping):
-            raise CrmInputError("row", "must be an object of request fields")
-        result = crm.run(caller, row)
-    except CrmInputError as exc:
-        result = {"status": "invalid", "error": str(exc), "field": exc.field}
-    except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
-        message = str(exc) if isinstance(exc, ModelError) else user_error(log, exc, "internal error")
-        result = {"status": "error", "error": message}
-    return {"row": number, **result}
+    return crm.run_row(caller, row, number)
 
 
 def _stored_indexes(db: Database, batch_id: str) -> set[int]:

@@ -22,8 +22,9 @@ from gradio.utils import get_upload_folder
 
 from personagraph.accounts.identity import Caller
 from personagraph.accounts.store import AccountStore
-from personagraph.crm.catalog import load_catalog
+from personagraph.crm.catalog import CatalogError, catalog_folder, list_catalogs, load_catalog
 from personagraph.crm.definitions import PERSONAS, STAGES, STYLES
+from personagraph.crm.importer import CatalogImportError
 from personagraph.crm.inputs import CrmInputError
 from personagraph.services.crm import BatchFileError, CrmService, load_rows, write_results
 from personagraph.serving.safe_paths import PathOutsideError, confined_path
@@ -71,8 +72,9 @@ def evidence_rows(result: dict[str, Any]) -> list[list[Any]]:
             for e in result.get("evidence") or []]  # fmt: skip
 
 
-def _products(brand_id: str) -> list[tuple[str, str]]:
-    return [(f"{p.name} · {p.price:,}원", p.id) for p in load_catalog().brand_products(brand_id)]
+def _products(brand_id: str, catalog: str = "") -> list[tuple[str, str]]:
+    products = load_catalog(catalog_folder("" if catalog == "default" else catalog)).brand_products(brand_id)
+    return [(f"{p.name} · {p.price:,}원", p.id) for p in products]
 
 
 def _service(service: CrmService | None, disable_cache: bool) -> CrmService:
@@ -82,13 +84,34 @@ def _service(service: CrmService | None, disable_cache: bool) -> CrmService:
     return CrmService(service.context, use_cache=False) if disable_cache else service
 
 
+def render_variants(result: dict[str, Any]) -> str:
+    """The candidates side by side: one column each, ranked, with status, brand-tone score and reasons."""
+    variants = result.get("variants") or []
+    if not variants:
+        return ""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", "<br>")
+
+    head = "| " + " | ".join(f"#{v['rank']} {v['hook']}" for v in variants) + " |"
+    rule = "|" + "---|" * len(variants)
+    status = "| " + " | ".join(f"{'✅' if v['status'] == 'passed' else '❌'} {v['status']} · tone "
+                                f"{v['brand_score']:.2f}" for v in variants) + " |"  # fmt: skip
+    message = "| " + " | ".join(cell(v["message"]) for v in variants) + " |"
+    reasons = "| " + " | ".join(cell("; ".join(v["reasons"])) for v in variants) + " |"
+    return "\n".join([head, rule, status, message, reasons])
+
+
 def generate(caller: Caller, persona: int, brand: str, product: str, stage: int, style: int, event: bool,
              channel: str, top_k: float, lang: str, disable_cache: bool, service: CrmService | None = None,
-             ) -> tuple[str, Highlight, str, list[list[Any]], dict[str, Any]]:  # fmt: skip
+             variants: float = 1, catalog: str = "",
+             ) -> tuple[str, Highlight, str, list[list[Any]], dict[str, Any], str]:  # fmt: skip
     raw = {"persona": persona, "brand": brand, "product": product, "stage_index": stage, "style_index": style,
-           "is_event": int(bool(event)), "channel": channel, "top_k": int(top_k), "lang": lang}  # fmt: skip
+           "is_event": int(bool(event)), "channel": channel, "top_k": int(top_k), "lang": lang,
+           "catalog": catalog or ""}  # fmt: skip
     try:
-        result = _service(service, disable_cache).run(caller, raw)
+        crm = _service(service, disable_cache)
+        result = crm.run_variants(caller, raw, int(variants)) if int(variants) > 1 else crm.run(caller, raw)
     except CrmInputError as exc:
         result = {"status": "invalid", "error": str(exc)}
     return (
@@ -97,7 +120,23 @@ def generate(caller: Caller, persona: int, brand: str, product: str, stage: int,
         render_checks(result),
         evidence_rows(result),
         result,
+        render_variants(result),
     )
+
+
+def import_uploads(caller: Caller, name: str, products: str | None, brands: str | None, reviews: str | None,
+                   promotions: str | None, service: CrmService | None = None) -> str:  # fmt: skip
+    """Import a catalog from files the browser uploaded (Gradio's upload folder only); the status line."""
+    files = {"products": products, "brands": brands, "reviews": reviews, "promotions": promotions}
+    try:
+        paths = {k: v for k, v in files.items() if v}
+        counts = (service or CrmService()).import_catalog(
+            caller, (name or "").strip(), paths, upload_roots=[Path(get_upload_folder())]
+        )
+    except (CatalogImportError, CrmInputError, PathOutsideError, PermissionError) as exc:
+        return f"error: {exc}"
+    return (f"catalog **{counts['catalog']}**: {counts['brands']} brands, {counts['products']} products, "
+            f"{counts['reviews']} reviews, {counts['promotions']} promotions")  # fmt: skip
 
 
 def read_upload(file_path: str) -> list[dict[str, Any]]:
@@ -156,12 +195,16 @@ def build_crm_tab(accounts: AccountStore, service: CrmService | None = None) -> 
                 disable_cache = gr.Checkbox(value=False, label="Skip cache")
             top_k = gr.Slider(1, 10, value=3, step=1, label="Reviews / tone exemplars (top_k)")
             lang = gr.Radio([("한국어", "ko"), ("English", "en")], value="ko", label="Language")
+            variants = gr.Slider(1, 5, value=1, step=1, label="Variants (candidates checked and ranked)")
+            catalog_name = gr.Dropdown(["default", *list_catalogs()], value="default", label="Catalog",
+                                       allow_custom_value=True)  # fmt: skip
             go = gr.Button("Generate", variant="primary")
         with gr.Column(scale=2):
             message = gr.Textbox(label="Message", lines=5, buttons=["copy"], interactive=False)
             marked = gr.HighlightedText(label="Facts and their evidence (UNSUPPORTED = not in the data)",
                                         combine_adjacent=False, show_legend=True)  # fmt: skip
             checks = gr.Markdown()
+            variants_view = gr.Markdown(label="Variants side by side")
             evidence = gr.Dataframe(headers=["id", "kind", "cited by draft", "supports message", "text"],
                                     label="Evidence", wrap=True, interactive=False)  # fmt: skip
             with gr.Accordion("Result JSON", open=False):
@@ -176,17 +219,43 @@ def build_crm_tab(accounts: AccountStore, service: CrmService | None = None) -> 
         batch_table = gr.Dataframe(headers=["row", "status", "message", "reasons / error"], wrap=True,
                                    interactive=False)  # fmt: skip
         download = gr.File(label="Results (JSON)", interactive=False)
+    with gr.Accordion("Import a catalog (admin; CSV or Excel, templates in data/crm/templates/)", open=False):
+        with gr.Row():
+            new_catalog = gr.Textbox(label="Catalog name", placeholder="myshop")
+            up_products = gr.File(label="Products", file_types=[".csv", ".xlsx"], type="filepath")
+            up_brands = gr.File(label="Brands (tone copy)", file_types=[".csv", ".xlsx"], type="filepath")
+            up_reviews = gr.File(label="Reviews", file_types=[".csv", ".xlsx"], type="filepath")
+            up_promotions = gr.File(label="Promotions", file_types=[".csv", ".xlsx"], type="filepath")
+        do_import = gr.Button("Import catalog")
+        import_status = gr.Markdown()
 
-    def on_brand(brand_id: str, request: gr.Request) -> Any:
+    def on_brand(brand_id: str, catalog: str, request: gr.Request) -> Any:
         caller_of(accounts, request)  # signed in; the catalog is the shop's
-        choices = _products(brand_id)
+        choices = _products(brand_id, catalog or "")
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
     def on_generate(persona: int, brand: str, product: str, stage: int, style: int, event: bool, channel: str,
-                    top_k: float, lang: str, disable_cache: bool, request: gr.Request) -> Any:  # fmt: skip
+                    top_k: float, lang: str, disable_cache: bool, count: float, catalog: str,
+                    request: gr.Request) -> Any:  # fmt: skip
         caller = caller_of(accounts, request)
         return generate(caller, persona, brand, product, stage, style, event, channel, top_k, lang, disable_cache,
-                        service)  # fmt: skip
+                        service, count, "" if catalog == "default" else catalog)  # fmt: skip
+
+    def on_import(name: str, products: str | None, brands: str | None, reviews: str | None,
+                  promotions: str | None, request: gr.Request) -> Any:  # fmt: skip
+        status = import_uploads(
+            caller_of(accounts, request), name, products, brands, reviews, promotions, service
+        )
+        return status, gr.update(choices=["default", *list_catalogs()])
+
+    def on_catalog(name: str, request: gr.Request) -> Any:
+        caller_of(accounts, request)
+        try:
+            folder_catalog = load_catalog(catalog_folder("" if name == "default" else name))
+        except CatalogError:
+            return gr.update()  # an unknown name typed in: the run names the allowed ones
+        choices = [(f"{b.name} ({b.name_en})", b.id) for b in folder_catalog.brands.values()]
+        return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
     def on_batch(
         file_path: str | None,
@@ -196,13 +265,33 @@ def build_crm_tab(accounts: AccountStore, service: CrmService | None = None) -> 
     ) -> Any:
         return run_batch_file(caller_of(accounts, request), file_path, skip, progress, service)
 
-    brand.change(on_brand, [brand], [product], api_visibility="private")
+    brand.change(on_brand, [brand, catalog_name], [product], api_visibility="private")
     go.click(
         on_generate,
-        [persona, brand, product, stage, style, event, channel, top_k, lang, disable_cache],
-        [message, marked, checks, evidence, result_json],
+        [
+            persona,
+            brand,
+            product,
+            stage,
+            style,
+            event,
+            channel,
+            top_k,
+            lang,
+            disable_cache,
+            variants,
+            catalog_name,
+        ],
+        [message, marked, checks, evidence, result_json, variants_view],
         api_name="crm_generate",
     )
+    do_import.click(
+        on_import,
+        [new_catalog, up_products, up_brands, up_reviews, up_promotions],
+        [import_status, catalog_name],
+        api_name="crm_import_catalog",
+    )
+    catalog_name.change(on_catalog, [catalog_name], [brand], api_visibility="private")
     run_batch.click(
         on_batch, [upload, batch_cache], [batch_table, download, batch_status], api_name="crm_batch"
     )

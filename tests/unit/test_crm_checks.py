@@ -167,7 +167,10 @@ def test_run_checks_passes_a_good_message_and_explains_a_bad_one(
     evidence: list[dict[str, Any]], catalog: Catalog
 ) -> None:
     good = run_checks(
-        "장벽 크림 60ml 28,000원, 11/14까지 25% 할인", evidence=evidence, catalog=catalog, channel="sms"
+        "장벽 크림 60ml 28,000원, 11/14까지 25% 할인! 지금 만나 보세요.",
+        evidence=evidence,
+        catalog=catalog,
+        channel="sms",
     )
     assert good["passed"] and good["reasons"] == []
     bad = run_checks(

@@ -32,8 +32,8 @@ DRAFT = {
                {"text": "11월 14일까지 세트 25% 할인", "evidence_ids": ["E1"]}],
     "call_to_action": "지금 만나 보세요",
 }  # fmt: skip
-GOOD = "듀이랩 세라마이드 크림 60ml 28,000원, 11/14까지 25% 할인!"
-BAD = "세라마이드 크림 29,000원! 아토피 치료에 최고"
+GOOD = "듀이랩 세라마이드 크림 60ml 28,000원, 11/14까지 25% 할인! 지금 만나 보세요."
+BAD = "세라마이드 크림 99,000원이에요. 지금 만나 보세요."  # a price repair cannot fix
 MINA = Caller("mina")
 JUN = Caller("jun")
 
@@ -102,7 +102,8 @@ def test_a_grounded_message_passes_first_time(tiny: Path) -> None:
     assert sum(e["kind"] == "review" for e in result["evidence"]) == 3
     assert all(e["text"] for e in result["evidence"])
     assert {e["id"] for e in result["evidence"] if e["cited"]} == {"F1", "F2", "E1"}
-    assert set(result["timings"]) == {"load", "retrieval", "draft", "refine", "checks", "total"}
+    assert set(result["timings"]) == {"load", "retrieval", "draft", "refine", "repair", "checks", "total"}
+    assert result["attempts"][0]["repairs"] == [] and result["attempts"][0]["stylist_message"] == GOOD
     assert result["checks"]["citations"]["passed"]
     # The stylist saw the brand's voice, the exemplars and the channel limit, not the evidence ids.
     prompt = " ".join(str(m.content) for m in stylist.calls[0]["messages"])
@@ -123,7 +124,32 @@ def test_a_failing_message_goes_back_with_the_reasons_and_then_passes(tiny: Path
     assert result["status"] == "passed" and result["rounds"] == 2
     assert [a["passed"] for a in result["attempts"]] == [False, True]
     feedback = str(stylist.calls[1]["messages"][-1].content)
-    assert "29,000원" in feedback and "치료" in feedback and BAD in feedback
+    assert "99,000원" in feedback and BAD in feedback
+
+
+def test_the_repair_step_fixes_claims_prices_and_the_call_to_action_with_reasons(tiny: Path) -> None:
+    written = "듀이랩 세라마이드 크림 29,000원, 아토피 치료에 최고예요."
+    stylist = scripted(written)
+    with use_models({"drafter": scripted(DRAFT), "stylist": stylist}):
+        result = run_graph(REQUEST)
+    assert result["status"] == "passed" and result["rounds"] == 1 and len(stylist.calls) == 1
+    attempt = result["attempts"][0]
+    assert attempt["stylist_message"] == written and attempt["message"] == result["message"]
+    rules = {fix["rule"] for fix in attempt["repairs"]}
+    assert {"claim", "price", "cta"} <= rules and all(fix["reason"] for fix in attempt["repairs"])
+    assert (
+        "28,000원" in result["message"]
+        and "최고" not in result["message"]
+        and "치료" not in result["message"]
+    )
+    assert result["message"].endswith("지금 만나 보세요")
+    # The checks are the same without the repair: the stylist's own text fails them.
+    with use_models({"drafter": scripted(DRAFT), "stylist": scripted(written)}):
+        plain = run_graph(REQUEST, repair=False, max_refine_rounds=0)
+    assert plain["status"] == "failed" and plain["message"] == written
+    assert any(r.startswith("claims") for r in plain["reasons"]) and any(
+        r.startswith("reads") for r in plain["reasons"]
+    )
 
 
 def test_the_refine_loop_ends_after_max_rounds_marked_failed(tiny: Path) -> None:
@@ -251,7 +277,7 @@ def test_eval_reports_rates_worst_cases_and_preference_pairs(tiny: Path, tmp_pat
     rows = [REQUEST, {**REQUEST, "channel": "kakao", "style_index": 4}, {**REQUEST, "persona": 9}]
     dataset.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     models = {"drafter": scripted(DRAFT), "stylist": scripted(BAD, GOOD),
-              "judge": scripted({"persuasion": 4, "tone": 3, "comment": "ok"})}  # fmt: skip
+              "judge": scripted({"reads": 5, "persuasion": 4, "tone": 3, "comment": "ok"})}  # fmt: skip
     with use_models(models):
         summary = crm_eval.run(["--dataset", str(dataset), "--out-dir", str(tmp_path / "reports")])
     assert summary["n"] == 3 and summary["valid_rate"] == pytest.approx(2 / 3, abs=1e-3)
@@ -283,11 +309,11 @@ def test_ui_highlights_facts_with_their_evidence_and_runs_a_batch(
     from personagraph.ui.crm_tab import build_crm_tab, generate, highlight, run_batch_file
 
     with use_models({"drafter": scripted(DRAFT), "stylist": scripted(BAD)}):
-        message, marked, checks, evidence, result = generate(
+        message, marked, checks, evidence, result, variants = generate(
             MINA, 1, "dewylab", "dew-01", 1, 2, True, "sms", 3, "ko", True
         )
-    assert message == BAD and "❌ grounding" in checks and evidence
-    assert ("29,000원", "UNSUPPORTED") in marked and ("세라마이드", "E1+F1+F2+F3+F4") in marked
+    assert message == BAD and "❌ grounding" in checks and evidence and variants == ""
+    assert ("99,000원", "UNSUPPORTED") in marked and ("세라마이드", "E1+F1+F2+F3+F4") in marked
     assert "".join(text for text, _ in marked) == BAD
     assert highlight({"message": "plain"}) == [("plain", None)]
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # where Gradio keeps uploads
@@ -337,10 +363,15 @@ def test_tone_refine_is_a_generic_node() -> None:
 
 def test_short_channels_get_fewer_draft_points() -> None:
     from personagraph.crm.catalog import load_catalog
-    from personagraph.nodes.crm import points_for, render_draft
+    from personagraph.crm.slots import draft_model, slots_for
+    from personagraph.nodes.crm import render_draft
 
     channels = load_catalog().channels
-    assert points_for(channels["sms"]) == 0 and points_for(channels["push"]) == 1
-    assert points_for(channels["email"]) is None
+    assert slots_for(channels["sms"]).points == 0 and slots_for(channels["push"]).points == 1
+    assert slots_for(channels["email"]).points == 3 and slots_for(channels["sms"], "en").points == 1
+    # The lengths are in the drafter's JSON schema (constrained decoding keeps to them).
+    schema = draft_model(slots_for(channels["sms"])).model_json_schema()
+    assert schema["properties"]["headline"]["maxLength"] == slots_for(channels["sms"]).headline_max <= 20
+    assert schema["properties"]["call_to_action"]["maxLength"] <= 15
     draft = {"headline": "H", "points": [{"text": "a"}, {"text": "b"}], "call_to_action": "C"}
     assert render_draft(draft, 0) == "H\nC" and render_draft(draft) == "H\n- a\n- b\nC"

@@ -23,7 +23,14 @@ BASE = {
 
 def test_indices_resolve() -> None:
     request = parse_request(BASE)
-    assert request.model_dump() == {**BASE, "channel": "sms", "top_k": 3, "lang": "ko"}
+    assert request.model_dump() == {
+        **BASE,
+        "channel": "sms",
+        "top_k": 3,
+        "lang": "ko",
+        "hook": 0,
+        "catalog": "",
+    }
 
 
 def test_names_work_as_well_as_indices() -> None:

@@ -1,0 +1,196 @@
+"""Does a CRM message read as a message? Sentences, a call to action, no broken words, no keyword lists.
+
+The other checks catch what is forbidden; this one catches what is not a message at all, such as
+"루미에르 르 세럼 앱솔뤼: 고급스러운 사용감, 햝, 패키지, 선물, 프리미엄 원료, 비싸도 만족." (a list of
+review keywords with a broken syllable and nothing for the reader to do).
+
+- sentences: Korean needs a sentence-final ending (Kiwi tag EF: 남깁니다, 보세요, 챙겨요); English a
+  verb (a word list plus a few verb endings). At least one sentence must have one, and after the first
+  line (a headline or a subject line may be a phrase) at most half of the sentences may lack one.
+- call to action: an invitation to act (보세요, 확인, 구매, shop, try, discover ...).
+- broken words: a Hangul word with a syllable outside KS X 1001's 2,350 (촉촠하게, 햝), or one Kiwi can
+  only analyse as a rare noun (its score per syllable below
+  BROKEN_SCORE: 햝 -26.7, while 꿀템 is -15.7 and 스쿠알란 -9.3) or a stray jamo coda (Z_CODA).
+  Names and ingredients of the catalog (`known`) are never broken.
+- keyword lists: a sentence of KEYWORD_ITEMS or more comma- or dot-separated items with no
+  sentence-final ending or verb in it (in English: or all but one of them three words or fewer).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+BROKEN_SCORE = -20.0  # Kiwi's score per syllable below which a lone noun is a broken word
+KEYWORD_ITEMS = 4  # separated items in one sentence without a predicate that make a keyword list
+
+_HANGUL = re.compile(r"[가-힣]")
+# Item separators; a comma or slash between digits (28,000원, 11/14) separates nothing.
+_SPLIT_ITEMS = re.compile(r"\s*(?:(?<!\d)[,，/]|[,，/](?!\d)|[、·•|])\s*")
+_SENTENCE_EN = re.compile(r"(?<=[.!?])\s+|\n+")
+
+CTA_KO = re.compile(
+    r"보세요|봐요|하세요|주세요|으세요|세요[.!~ ]*$|십시오|보시겠어요|보실래요|어떠세요|볼까요|시겠어요"
+    r"|확인|구매|주문|신청|클릭|방문|예약|참여|바로\s*가기|링크|쿠폰\s*받|다운로드|장바구니|만나\s*보|담아\s*가",
+    re.MULTILINE,
+)
+CTA_EN = re.compile(
+    r"\b(?:shop|buy|order|try|discover|explore|visit|tap|click|get|claim|grab|book|join|see|find|meet|learn|"
+    r"start|add|pick|sign\s+up|don't\s+miss|reply|treat\s+yourself|check\s+out|come|save|enjoy|unlock)\b",
+    re.IGNORECASE,
+)
+
+# English verbs a marketing message uses, plus auxiliaries; any word ending in a clear verb suffix
+# also counts (see `_has_verb_en`).
+_VERB_WORDS = """
+am is are was were be been being have has had do does did can could will would shall should may
+might must get gets got give gives make makes made take takes try tries shop shops discover
+discovers explore explores visit visits tap click claim grab book join see sees find finds meet
+meets learn start starts add adds pick picks reply treat enjoy enjoys save saves unlock unlocks
+come comes bring brings keep keeps let lets leave leaves feel feels look looks need needs want
+wants love loves like likes use uses apply applies melt melts absorb absorbs soothe soothes calm
+calms hydrate hydrates nourish nourishes protect protects brighten brightens glow glows smooth
+smooths refresh refreshes restore restores renew renews fill fills help helps care cares stay stays
+wait waits deserve deserves welcome welcomes share shares invite invites gift gifts tell tells say
+says know knows go goes ends end begin begins arrive arrives arrived open opens wrap wraps finish
+finishes lock locks balance balances support supports boost boosts order buy sign check miss
+"""
+_VERBS_EN = frozenset(_VERB_WORDS.split())
+_VERB_SUFFIX_EN = re.compile(r"^[a-z]+(?:ed|ize|izes|ise|ises|ify|ifies)$|n't$|'(?:s|re|ll|ve|d|m)$")
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _kiwi() -> Any:
+    from kiwipiepy import Kiwi
+
+    return Kiwi()
+
+
+def _tokens(text: str) -> list[Any]:
+    with _lock:  # one Kiwi per process; its tokenizer is not documented as thread-safe
+        return list(_kiwi().tokenize(text))
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _sentences_ko(line: str) -> list[tuple[str, bool]]:
+    """(sentence, has a sentence-final ending) for each sentence Kiwi finds in one line."""
+    tokens = _tokens(line)
+    sentences: dict[int, list[Any]] = {}
+    for token in tokens:
+        sentences.setdefault(token.sent_position, []).append(token)
+    out = []
+    for group in sentences.values():
+        start, end = group[0].start, group[-1].start + group[-1].len
+        out.append((line[start:end], any(t.tag == "EF" for t in group)))
+    return out
+
+
+def _has_verb_en(sentence: str) -> bool:
+    words = re.findall(r"[a-zA-Z']+", sentence.lower())
+    return any(w in _VERBS_EN or _VERB_SUFFIX_EN.search(w) for w in words)
+
+
+def sentences(text: str, lang: str) -> list[tuple[int, str, bool]]:
+    """(line number, sentence, has a predicate) for every sentence of the message."""
+    out = []
+    for number, line in enumerate(_lines(text)):
+        if lang == "ko" and _HANGUL.search(line):
+            out += [(number, s, ok) for s, ok in _sentences_ko(line)]
+        else:
+            out += [(number, s.strip(), _has_verb_en(s)) for s in _SENTENCE_EN.split(line) if s.strip()]
+    return out
+
+
+def has_call_to_action(text: str, lang: str) -> bool:
+    """An invitation to act; a Korean message may also use an English one ("Shop now")."""
+    return bool(CTA_EN.search(text)) or (lang == "ko" and bool(CTA_KO.search(text)))
+
+
+def rare_syllable(char: str) -> bool:
+    """A Hangul syllable outside the 2,350 of KS X 1001 (EUC-KR writes it as an 8-byte jamo sequence):
+    nearly always a typo or a garbled word (촠, 햝), never in ordinary copy."""
+    return len(char.encode("euc_kr")) != 2
+
+
+def broken_words(text: str, known: Iterable[str] = ()) -> list[str]:
+    """Hangul tokens Kiwi cannot analyse as real words (see BROKEN_SCORE), minus the known names."""
+    squashed_known = {re.sub(r"\s+", "", k) for k in known if k}
+    found = [
+        word
+        for word in re.findall(r"[가-힣]+", text)
+        if any(rare_syllable(c) for c in word) and not any(word in k for k in squashed_known)
+    ]
+    for token in _tokens(text):
+        if token.tag == "Z_CODA":
+            found.append(text[max(0, token.start - 1) : token.start + token.len])
+            continue
+        if not token.tag.startswith("NN") or not _HANGUL.search(token.form):
+            continue
+        syllables = len(_HANGUL.findall(token.form))
+        if token.score / max(syllables, 1) >= BROKEN_SCORE:
+            continue
+        if any(token.form in k for k in squashed_known):
+            continue
+        found.append(token.form)
+    return found
+
+
+def keyword_lists(text: str, lang: str) -> list[str]:
+    """Sentences that are lists of separated items with no predicate (a keyword list, not a message)."""
+    found = []
+    for _, sentence, has_predicate in sentences(text, lang):
+        items = [i for i in _SPLIT_ITEMS.split(sentence) if i.strip()]
+        if len(items) < KEYWORD_ITEMS:
+            continue
+        # English nouns double as verbs ("gift", "care"): there, short items make the list.
+        short = sum(len(i.split()) <= 3 for i in items) >= len(items) - 1
+        if not has_predicate or (lang != "ko" and short):
+            found.append(sentence)
+    return found
+
+
+def check_reads_as_message(text: str, lang: str, known: Iterable[str] = ()) -> dict[str, Any]:
+    """The reads-as-a-message check: `passed` and what failed (see the module docstring)."""
+    found = sentences(text, lang)
+    with_predicate = [s for _, s, ok in found if ok]
+    body = [(s, ok) for line, s, ok in found if line > 0] or [(s, ok) for _, s, ok in found[1:]]
+    fragments = [s for s, ok in body if not ok]
+    result: dict[str, Any] = {
+        "sentences": len(found),
+        "with_predicate": len(with_predicate),
+        "fragments": fragments,
+        "call_to_action": has_call_to_action(text, lang),
+        "broken_words": broken_words(text, known) if lang == "ko" else [],
+        "keyword_lists": keyword_lists(text, lang),
+    }
+    result["in_sentences"] = bool(with_predicate) and len(fragments) * 2 <= max(len(body), 1)
+    result["passed"] = (
+        result["in_sentences"]
+        and result["call_to_action"]
+        and not result["broken_words"]
+        and not result["keyword_lists"]
+    )
+    return result
+
+
+def explain_reads(check: dict[str, Any], lang: str) -> str:
+    """One plain sentence for a rewrite: what keeps the message from reading as one."""
+    problems = []
+    if not check.get("in_sentences", True):
+        ending = "a sentence-final ending (-요, -니다, -세요)" if lang == "ko" else "a verb"
+        problems.append(f"write full sentences, each with {ending}, not phrases")
+    if not check.get("call_to_action", True):
+        problems.append("end with a call to action (e.g. '지금 확인해 보세요.' / 'Shop now.')")
+    if check.get("broken_words"):
+        problems.append(f"remove the broken words {', '.join(repr(w) for w in check['broken_words'])}")
+    if check.get("keyword_lists"):
+        problems.append("do not list keywords separated by commas; say one or two points in sentences")
+    return "reads: " + "; ".join(problems)

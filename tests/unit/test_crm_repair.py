@@ -1,0 +1,135 @@
+"""The deterministic repair step and the reads-as-a-message check (no model, the shipped catalog)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from personagraph.crm.catalog import Catalog, load_catalog
+from personagraph.crm.checks import run_checks
+from personagraph.crm.readable import check_reads_as_message
+from personagraph.crm.repair import repair_message
+
+EVIDENCE = [
+    {
+        "id": "F1",
+        "kind": "product",
+        "text": "듀이랩 세라마이드 배리어 크림 (Dewy Lab): 크림, 용량 60ml, 정가 28,000원.",
+    },
+    {"id": "E1", "kind": "event", "text": "듀오 세트: 25% 할인. 기간: 2026-11-01 ~ 2026-11-14."},
+]
+DRAFT = {"headline": "듀이랩 배리어 크림", "points": [], "call_to_action": "지금 만나 보세요"}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+def repair(
+    catalog: Catalog, message: str, channel: str = "kakao", lang: str = "ko"
+) -> tuple[str, list[dict[str, str]]]:
+    return repair_message(message, lang=lang, channel=channel, catalog=catalog, evidence=EVIDENCE, draft=DRAFT,
+                          brand_id="dewylab", subject="듀이랩")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "루미에르 르 세럼 앱솔뤼: 고급스러운 사용감, 햝, 패키지, 선물, 프리미엄 원료, 비싸도 만족.",  # the issue's SMS
+        "듀이랩 세라마이드 크림 60ml 28,000원, 11/14까지 25% 할인!",  # no sentence, no call to action
+        "Luxury texture, scent, packaging, gift, premium. Shop now.",  # an English keyword list
+        "듀이랩 크림이 뜗 촉촉해요. 지금 확인해 보세요.",  # a broken syllable
+    ],
+)
+def test_what_does_not_read_as_a_message_fails(message: str) -> None:
+    lang = "en" if message.startswith("Luxury") else "ko"
+    assert not check_reads_as_message(message, lang, ["뤼미에르 르 세럼 앱솔뤼"])["passed"]
+
+
+@pytest.mark.parametrize(
+    ("message", "lang"),
+    [
+        ("듀이랩 배리어 크림 25% 할인, 지금 만나 보세요!", "ko"),
+        (
+            "홀리데이 컬렉션\n하루의 끝, 고요한 의식처럼. 정제된 한 방울이 여유를 남깁니다.\n지금 확인해 보세요.",
+            "ko",
+        ),
+        ("Le Serum Absolu\nA refined drop melts into your skin. Discover the ritual today.", "en"),
+        (
+            "세라마이드, 판테놀, 스쿠알란, 히알루론산을 담았어요. 지금 만나 보세요.",
+            "ko",
+        ),  # items inside a sentence
+    ],
+)
+def test_messages_in_sentences_with_a_call_to_action_pass(message: str, lang: str) -> None:
+    result = check_reads_as_message(message, lang)
+    assert result["passed"], result
+
+
+def test_claims_prices_and_call_to_action_are_repaired_with_reasons(catalog: Catalog) -> None:
+    message, fixes = repair(
+        catalog, "듀이랩 크림은 최고의 보습을 줘요. 아토피 치료에도 좋아요. 29,000원에 만나요."
+    )
+    assert "최고" not in message and "치료" not in message and "아토피" not in message
+    assert "28,000원" in message and message.endswith("지금 만나 보세요")
+    assert [f["rule"] for f in fixes] == ["claim", "claim", "claim", "price", "cta"]
+    assert all(f["reason"] for f in fixes)
+    assert run_checks(message, evidence=EVIDENCE, catalog=catalog, channel="kakao")["passed"]
+
+
+def test_english_claims_are_reworded(catalog: Catalog) -> None:
+    message, fixes = repair(
+        catalog, "Dewy Lab cream is the best. It cures dry skin. Shop now.", "kakao", "en"
+    )
+    assert message == "Dewy Lab cream is a favourite. It cares for dry skin. Shop now."
+    assert {f["rule"] for f in fixes} == {"claim"}
+
+
+def test_a_superlative_the_evidence_states_is_kept(catalog: Catalog) -> None:
+    evidence: list[dict[str, Any]] = [*EVIDENCE, {"id": "E2", "kind": "event", "text": "최고의 선물 기획전"}]
+    message, fixes = repair_message("최고의 선물 기획전, 지금 만나 보세요.", lang="ko", channel="kakao",
+                                    catalog=catalog, evidence=evidence, draft=DRAFT)  # fmt: skip
+    assert message == "최고의 선물 기획전, 지금 만나 보세요." and fixes == []
+
+
+def test_a_price_far_from_the_catalog_is_left_for_the_checks(catalog: Catalog) -> None:
+    message, fixes = repair(catalog, "듀이랩 크림 99,000원이에요. 지금 만나 보세요.")
+    assert "99,000원" in message and fixes == []
+
+
+def test_too_long_drops_the_lowest_priority_sentence_then_falls_back(catalog: Catalog) -> None:
+    text = "듀이랩 배리어 크림으로 장벽을 챙기세요. 세라마이드를 담아 촉촉해요. 가볍게 흡수돼요. 지금 만나 보세요!"
+    message, fixes = repair(catalog, text, "sms")
+    assert message == "듀이랩 배리어 크림으로 장벽을 챙기세요. 세라마이드를 담아 촉촉해요. 지금 만나 보세요!"
+    assert [f["before"] for f in fixes] == ["가볍게 흡수돼요."]
+    long_one = (
+        "듀이랩 배리어 크림으로 건조한 날에도 하루 종일 편안하고 촉촉한 장벽을 챙기세요. 지금 만나 보세요!"
+    )
+    message, fixes = repair(catalog, long_one, "sms")
+    assert message == "듀이랩 배리어 크림\n지금 만나 보세요" and fixes[-1]["rule"] == "length"
+
+
+def test_calibration_against_the_labels_reports_checks_and_judge_agreement(tmp_path: Any) -> None:
+    import json
+    from pathlib import Path
+
+    from evals import crm as crm_eval
+    from personagraph.serving.models import use_models
+    from tests.fakes import scripted
+
+    labels = [
+        json.loads(line) for line in crm_eval.LABELS.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    assert len(labels) >= 40
+    summary = crm_eval.calibrate(labels[:6], [5, 5, 4, 1, 2, 3])
+    assert summary["labels"] == 6 and 0.0 <= summary["checks_accuracy"] <= 1.0
+    assert summary["judged"] == 6 and 0.0 <= summary["judge_within_1"] <= 1.0
+    # The judge's `reads` caps its score: a keyword list it calls a list cannot score 5.
+    judge = scripted({"reads": 1, "persuasion": 5, "tone": 5, "comment": "a keyword list"})
+    with use_models({"judge": judge}):
+        out = crm_eval.run(["--calibrate", "--limit", "2", "--labels", str(crm_eval.LABELS),
+                            "--out-dir", str(tmp_path)])  # fmt: skip
+    assert out["judged"] == 2 and out["judge_exact"] is not None and Path(out["report"]).exists()
+    assert "reads" in str(judge.calls[0]["messages"][0].content)
