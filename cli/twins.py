@@ -4,7 +4,8 @@
     add_survey_parser(sub); add_interview_parser(sub)      # each sets `func`, returning an exit code
 
 personagraph survey --survey FILE --select SPEC [--select SPEC ...] --out DIR
-                    [--mode per_question|per_person] [--concurrency N] [--rate PER_S] [--resume RUN_ID]
+                    [--mode per_question|per_person|distribution [--policy mode|median|mean|draw]]
+                    [--concurrency N] [--rate PER_S] [--resume RUN_ID]
 personagraph survey --select SPEC --count                 how many respondents match, then exit
 personagraph interview --guide FILE --select SPEC --out DIR [--max-followups N] [--resume RUN_ID]
 personagraph interview --guide FILE --select ids:17 --interactive      type your own follow-ups
@@ -60,7 +61,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def add_survey_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("survey", help="digital twins answer a survey (resumable batch run)")
     parser.add_argument("--survey", type=Path, help="survey file: JSON/YAML, native or Twin-2K-500 format")
-    parser.add_argument("--mode", default="per_question", help="per_question (default) or per_person")
+    parser.add_argument(
+        "--mode", default="per_question",
+        help="per_question (default), per_person, or distribution (closed questions answered from the "
+        "model's token probabilities; the distribution is stored with each answer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--policy", default="mode",
+        help="distribution: the stored answer: mode (most likely), median, mean (expected value) or draw",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the between-subject arm assignment")
     parser.add_argument("--reason-chars", type=int, default=None, help="longest reason per answer (0 = none)")
     _common(parser)
@@ -90,7 +99,8 @@ def _error(message: str) -> int:
 
 
 _FLAGS = {"mode": "--mode", "concurrency": "--concurrency", "rate_per_s": "--rate", "retries": "--retries",
-          "reason_chars": "--reason-chars", "max_followups": "--max-followups", "seed": "--seed"}  # fmt: skip
+          "reason_chars": "--reason-chars", "max_followups": "--max-followups", "seed": "--seed",
+          "answer_policy": "--policy"}  # fmt: skip
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -105,6 +115,7 @@ def _options(args: argparse.Namespace) -> Any:
             mode=mode, concurrency=args.concurrency, rate_per_s=args.rate, retries=args.retries,
             reason_chars=getattr(args, "reason_chars", None), seed=getattr(args, "seed", 0),
             retry_failed=args.retry_failed, max_followups=getattr(args, "max_followups", 2),
+            answer_policy=getattr(args, "policy", "mode"),
         )  # fmt: skip
     except ValidationError as exc:
         err = exc.errors()[0]

@@ -45,6 +45,16 @@ ONE_QUESTION = """{intro}
 {reason_rule}
 Reply with one JSON object: {{"answer": ..., "reason": "..."}}."""
 
+# Answer distributions (services/twins/distributions.py): the reply's first token is the answer, so
+# the model's probabilities over the allowed labels are read from that one token.
+ONE_QUESTION_LABEL = """{intro}
+
+[QUESTION]
+{question}
+Options: {options}
+
+Reply with the label of this person's answer only ({labels})."""
+
 ALL_QUESTIONS = (
     """{intro}
 

@@ -24,9 +24,13 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from scipy import stats
 
 from personagraph.twins.surveys import Question
 
@@ -117,25 +121,18 @@ def scorable(questions: Iterable[Question]) -> list[Question]:
 
 
 def pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """Pearson r, or None when undefined (fewer than 2 pairs or a constant side)."""
-    n = len(xs)
-    if n < 2:
+    """Pearson r (scipy), or None when undefined (fewer than 2 pairs or a constant side)."""
+    if len(xs) < 2 or variance(xs) <= 1e-12 or variance(ys) <= 1e-12:
         return None
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in ys)
-    if sxx <= 1e-12 or syy <= 1e-12:
-        return None
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy)
+    return float(stats.pearsonr(xs, ys).statistic)
 
 
 def variance(values: Sequence[float], weights: Sequence[float] | None = None) -> float:
-    weights = list(weights) if weights is not None else [1.0] * len(values)
-    total = sum(weights)
-    if not values or total <= 0:
+    """Population variance (ddof 0), weighted when weights are given."""
+    if not values or (weights is not None and sum(weights) <= 0):
         return 0.0
-    mean = sum(v * w for v, w in zip(values, weights, strict=True)) / total
-    return sum(w * (v - mean) ** 2 for v, w in zip(values, weights, strict=True)) / total
+    mean = float(np.average(values, weights=weights))
+    return float(np.average((np.asarray(values, dtype=float) - mean) ** 2, weights=weights))
 
 
 def wasserstein1(
@@ -144,25 +141,10 @@ def wasserstein1(
     wx: Sequence[float] | None = None,
     wy: Sequence[float] | None = None,
 ) -> float:
-    """Wasserstein-1 distance between two (weighted) 1-D empirical distributions."""
+    """Wasserstein-1 distance between two (weighted) 1-D empirical distributions (scipy)."""
     if not xs or not ys:
         return float("nan")
-    wx = list(wx) if wx is not None else [1.0] * len(xs)
-    wy = list(wy) if wy is not None else [1.0] * len(ys)
-    tx, ty = sum(wx), sum(wy)
-    points = sorted(set(xs) | set(ys))
-    mass_x: dict[float, float] = {}
-    mass_y: dict[float, float] = {}
-    for v, w in zip(xs, wx, strict=True):
-        mass_x[v] = mass_x.get(v, 0.0) + w / tx
-    for v, w in zip(ys, wy, strict=True):
-        mass_y[v] = mass_y.get(v, 0.0) + w / ty
-    distance, fx, fy = 0.0, 0.0, 0.0
-    for left, right in zip(points, points[1:], strict=False):
-        fx += mass_x.get(left, 0.0)
-        fy += mass_y.get(left, 0.0)
-        distance += abs(fx - fy) * (right - left)
-    return distance
+    return float(stats.wasserstein_distance(xs, ys, wx, wy))
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -347,6 +329,7 @@ def headline(result: Mapping[str, Any]) -> dict[str, Any]:
         "variance_ratio": result["variance_ratio"]["mean"],
         "variance_ratio_median": result["variance_ratio"]["median"],
         "distribution_distance": result["distribution_distance"]["mean"],
+        **({"ci95": result["intervals"]} if "intervals" in result else {}),
     }
 
 
@@ -355,11 +338,15 @@ def compare_with_answers(
     predictions_raw: Answers,
     answers_raw: Answers,
     people: Iterable[str],
+    *,
+    resamples: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Score twins' answers against the real ones, with both baselines on the same (person, item) pairs.
 
     `people` are the evaluated people (the twins); the population baseline is fitted on everyone else
-    in `answers_raw`, so no evaluated person's answer informs their own baseline.
+    in `answers_raw`, so no evaluated person's answer informs their own baseline. With `resamples`,
+    each result gets bootstrap 95% intervals over people (`intervals`, see `bootstrap_intervals`).
     """
     scored_questions = scorable(questions)
     evaluated = set(people)
@@ -375,6 +362,17 @@ def compare_with_answers(
         scored_questions, answered_truth, population_baseline(scored_questions, reference, answered_truth)
     )
     uniform = score(scored_questions, answered_truth, {}, uniform=True)
+    if resamples > 0:
+        baseline = population_baseline(scored_questions, reference, answered_truth)
+        twins_result["intervals"] = bootstrap_intervals(
+            scored_questions, truth, predictions, resamples=resamples, seed=seed
+        )
+        population["intervals"] = bootstrap_intervals(
+            scored_questions, answered_truth, baseline, resamples=resamples, seed=seed
+        )
+        uniform["intervals"] = bootstrap_intervals(
+            scored_questions, answered_truth, None, uniform=True, resamples=resamples, seed=seed
+        )
     expected_pairs = sum(len(row) for row in truth.values())
     scored_pairs = sum(len(row) for row in answered_truth.values())
     return {
@@ -384,4 +382,56 @@ def compare_with_answers(
         "twins": twins_result,
         "population": population,
         "uniform": uniform,
+    }
+
+
+# --- intervals -------------------------------------------------------------------------------------
+
+BOOTSTRAP_FIGURES = ("paper_headline", "item_mean", "pearson_r")
+
+
+def _figures(result: Mapping[str, Any]) -> list[float]:
+    values = [
+        result["accuracy"]["paper_headline"],
+        result["accuracy"]["item_mean"],
+        result["pearson_r"]["mean"],
+    ]
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def bootstrap_intervals(
+    questions: Sequence[Question],
+    truth: Answers,
+    predictions: Answers | None,
+    *,
+    uniform: bool = False,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float | None]]:
+    """Percentile bootstrap intervals over people (scipy.stats.bootstrap) for the paper headline,
+    the item-mean accuracy and the mean per-item r: people are drawn with replacement and every
+    figure is recomputed on the same draw. Inputs are on the scored scale, as for `score`."""
+    people = sorted(truth)
+    if len(people) < 2:
+        return {name: [None, None] for name in BOOTSTRAP_FIGURES}
+    preds = predictions or {}
+
+    def statistic(index: Any) -> Any:
+        drawn = [people[int(i)] for i in index]
+        t = {f"{p}#{k}": truth[p] for k, p in enumerate(drawn)}
+        pr = {f"{p}#{k}": preds.get(p, {}) for k, p in enumerate(drawn)}
+        return np.array(_figures(score(questions, t, pr, uniform=uniform)))
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        # A figure undefined on some draws (r with a constant side) is reported as missing, not warned.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(
+            (np.arange(len(people)),), statistic, vectorized=False, n_resamples=resamples,
+            confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+        )  # fmt: skip
+    low, high = result.confidence_interval
+    return {
+        name: [_r4(float(lo)), _r4(float(hi))]
+        for name, lo, hi in zip(BOOTSTRAP_FIGURES, low, high, strict=True)
     }

@@ -24,6 +24,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
+import yaml
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import ValidationError
 
@@ -54,6 +55,7 @@ from personagraph.twins.surveys import (
     list_templates,
     survey_data_from_text,
     survey_from_data,
+    to_native,
 )
 from personagraph.ui.identity import caller_of
 
@@ -122,6 +124,104 @@ def survey_from_text(text: str) -> Survey:
     return survey_from_data(survey_data_from_text(text))
 
 
+# --- survey editor (no YAML needed): one table row per question ---------------------------------
+
+EDITOR_COLUMNS = ["id", "type", "text", "options", "scale_min", "scale_max"]
+EDITOR_ACTIONS = ("add", "copy", "delete", "up", "down")
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # NaN from an empty table cell
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def editor_rows(text: str) -> list[list[str]]:
+    """The questions of survey text as editor rows; options as `1=Label; 2=Label`."""
+    survey = survey_from_text(text)
+    return [
+        [q.id, q.type, q.text, "; ".join(f"{o.code}={o.label}" for o in q.options or []),
+         _cell(q.scale_min) if not q.options else "", _cell(q.scale_max) if not q.options else ""]
+        for q in survey.questions
+    ]  # fmt: skip
+
+
+def _rows(table: Any) -> list[list[str]]:
+    if isinstance(table, pd.DataFrame):
+        table = table.values.tolist()
+    rows = [[_cell(c) for c in list(row)[: len(EDITOR_COLUMNS)]] for row in table or []]
+    rows = [row + [""] * (len(EDITOR_COLUMNS) - len(row)) for row in rows]
+    return [row for row in rows if any(row)]
+
+
+def edit_rows(table: Any, action: str, row: float | None) -> list[list[str]]:
+    """Add (a new Likert question after the row), copy, delete or move one row (numbered from 1)."""
+    if action not in EDITOR_ACTIONS:
+        raise ValueError(f"action: {action!r} is not allowed; allowed: {', '.join(EDITOR_ACTIONS)}")
+    rows = _rows(table)
+    index = int(row) - 1 if row else len(rows) - 1
+    if rows and not 0 <= index < len(rows):
+        raise ValueError(f"row: {index + 1} is not a row of the table; allowed: 1 to {len(rows)}")
+    taken = {r[0] for r in rows}
+    if action == "add":
+        n = len(rows) + 1
+        while f"q{n}" in taken:
+            n += 1
+        new = [f"q{n}", "likert", "New question", "1=Strongly disagree; 2=Disagree; 3=Neutral; 4=Agree; "
+               "5=Strongly agree", "", ""]  # fmt: skip
+        rows.insert(index + 1, new)
+    elif not rows:
+        raise ValueError("row: the table has no questions yet; add one first")
+    elif action == "copy":
+        copy, n = f"{rows[index][0]}_copy", 2
+        while copy in taken:
+            copy, n = f"{rows[index][0]}_copy{n}", n + 1
+        rows.insert(index + 1, [copy, *rows[index][1:]])
+    elif action == "delete":
+        rows.pop(index)
+    elif action == "up" and index > 0:
+        rows[index - 1], rows[index] = rows[index], rows[index - 1]
+    elif action == "down" and index < len(rows) - 1:
+        rows[index + 1], rows[index] = rows[index], rows[index + 1]
+    return rows
+
+
+def survey_text_from_rows(table: Any, base_text: str) -> str:
+    """YAML of the survey with the table's questions (title, language and instructions kept from
+    `base_text` when it parses). A bad cell is named by row and column."""
+    base: dict[str, Any] = {"id": "survey", "title": "", "language": "en", "instructions": ""}
+    try:
+        data = survey_data_from_text(base_text) if (base_text or "").strip() else {}
+        if isinstance(data, dict):
+            base.update({k: data[k] for k in ("id", "title", "language", "instructions") if data.get(k)})
+    except INPUT_ERRORS:
+        pass
+    questions = []
+    for n, row in enumerate(_rows(table), start=1):
+        qid, kind, text, options, low, high = row
+        raw: dict[str, Any] = {"id": qid, "type": kind, "text": text}
+        if options:
+            raw["options"] = []
+            for part in (p.strip() for p in options.split(";") if p.strip()):
+                code, sep, label = part.partition("=")
+                if not sep or not code.strip().lstrip("-").isdigit() or not label.strip():
+                    raise SurveyError(f"row {n}, column options: {part!r} is not CODE=Label (e.g. 1=Agree)")
+                raw["options"].append({"code": int(code), "label": label.strip()})
+        for column, value in (("scale_min", low), ("scale_max", high)):
+            if value:
+                try:
+                    raw[column] = float(value)
+                except ValueError:
+                    raise SurveyError(f"row {n}, column {column}: {value!r} is not a number") from None
+        questions.append(raw)
+    if not questions:
+        raise SurveyError("questions: the table is empty; add a question")
+    survey = survey_from_data({**base, "questions": questions})
+    return yaml.safe_dump(to_native(survey), allow_unicode=True, sort_keys=False)
+
+
 def guide_from_text(text: str) -> InterviewGuide:
     """An interview guide from JSON or YAML text (size-capped, no YAML aliases)."""
     if not (text or "").strip():
@@ -159,10 +259,21 @@ def distribution_figure(summary: dict[str, Any], question_id: str | None = None)
         figure.update_layout(title="No answered choice questions yet", height=320)
         return figure
     labels = list(chosen["distribution"])
-    figure.add_bar(x=labels, y=[chosen["distribution"][k] for k in labels])
+    total = sum(chosen["distribution"].values()) or 1
+    figure.add_bar(x=labels, y=[chosen["distribution"][k] / total for k in labels], name="twins' answers")
+    if chosen.get(
+        "twin_distribution"
+    ):  # distribution mode: the twins' mean probabilities beside their answers
+        figure.add_bar(
+            x=labels, y=[chosen["twin_distribution"].get(k, 0) for k in labels], name="twins' probabilities"
+        )
+    if chosen.get("real_distribution"):  # real answers uploaded for validation
+        figure.add_bar(
+            x=labels, y=[chosen["real_distribution"].get(k, 0) for k in labels], name="real answers"
+        )
     figure.update_layout(
-        title=f"{chosen['question_id']}: {chosen['text'][:80]}", height=360, yaxis_title="answers",
-        margin={"t": 60, "l": 40, "r": 20, "b": 80},
+        title=f"{chosen['question_id']}: {chosen['text'][:80]}", height=360, yaxis_title="share",
+        margin={"t": 60, "l": 40, "r": 20, "b": 80}, barmode="group",
     )  # fmt: skip
     return figure
 
@@ -209,8 +320,21 @@ def summary_markdown(summary: dict[str, Any], info: dict[str, Any] | None = None
     return (
         f"{head}\n\n{summary['people']} people · {summary['stored']}/{summary['expected']} answers stored · "
         f"coverage **{pct(summary['coverage'])}** · validity **{pct(summary['validity'])}** · "
-        f"failed {summary['failed']}"
+        f"failed {summary['failed']}{_usage_line(summary)}"
     )
+
+
+def _usage_line(summary: dict[str, Any]) -> str:
+    """Which mode produced the answers, and the tokens and estimated cost of the calls that reported them."""
+    usage = summary.get("usage") or {}
+    line = f"\n\nresults: **{summary.get('result_mode', 'zero-shot')}**"
+    if usage.get("calls_counted"):
+        line += (
+            f" · tokens: {usage['prompt']:,} prompt + {usage['completion']:,} completion "
+            f"({usage['calls_counted']} calls reported usage) · estimated cost "
+            f"{usage['estimated_cost']:.4f} {usage['currency']}"
+        )
+    return line
 
 
 def questions_table(summary: dict[str, Any]) -> pd.DataFrame:
@@ -456,8 +580,68 @@ def build_twins_tabs(accounts: AccountStore) -> None:
         survey_text = gr.Code(
             label="Survey (JSON or YAML)", language="yaml", lines=12, max_lines=24, interactive=True
         )
+        with gr.Accordion("Survey editor (no YAML needed)", open=False):
+            gr.Markdown(
+                "One row per question. **type**: likert, single_choice, binary_choice, slider_percent, "
+                "numeric, open. **options**: `1=Label; 2=Label` (choice types). Edit cells, or pick a row "
+                "and an action; then *Apply to the survey* (the YAML view above stays for power users)."
+            )
+            editor_table = gr.Dataframe(
+                headers=EDITOR_COLUMNS, datatype=["str"] * len(EDITOR_COLUMNS), interactive=True,
+                label="Questions", wrap=True,
+            )  # fmt: skip
+            with gr.Row():
+                editor_load = gr.Button("Load from the survey")
+                editor_row = gr.Number(value=1, precision=0, minimum=1, label="Row")
+                editor_action = gr.Radio(list(EDITOR_ACTIONS), value="add", label="Action")
+                editor_do = gr.Button("Do action")
+                editor_apply = gr.Button("Apply to the survey", variant="primary")
+            editor_status = gr.Markdown()
+
+        def do_editor_load(text: str, request: gr.Request) -> tuple[Any, str]:
+            caller_of(accounts, request)
+            try:
+                return editor_rows(text), ""
+            except INPUT_ERRORS as exc:
+                return gr.update(), f"⚠️ {exc}"
+
+        def do_editor_action(table: Any, action: str, row: float, request: gr.Request) -> tuple[Any, str]:
+            caller_of(accounts, request)
+            try:
+                return edit_rows(table, action, row), ""
+            except INPUT_ERRORS as exc:
+                return gr.update(), f"⚠️ {exc}"
+
+        def do_editor_apply(table: Any, text: str, request: gr.Request) -> tuple[Any, str]:
+            caller_of(accounts, request)
+            try:
+                updated = survey_text_from_rows(table, text)
+            except INPUT_ERRORS as exc:
+                return gr.update(), f"⚠️ {exc}"
+            survey = survey_from_text(updated)
+            preview = "\n".join(
+                f"{i}. **{q.id}** ({q.type}) {q.text[:80]}" for i, q in enumerate(survey.questions, 1)
+            )
+            return updated, f"✅ {len(survey.questions)} questions applied:\n\n{preview}"
+
+        editor_load.click(
+            do_editor_load, [survey_text], [editor_table, editor_status], api_visibility="private"
+        )
+        editor_do.click(
+            do_editor_action, [editor_table, editor_action, editor_row], [editor_table, editor_status],
+            api_visibility="private",
+        )  # fmt: skip
+        editor_apply.click(
+            do_editor_apply,
+            [editor_table, survey_text],
+            [survey_text, editor_status],
+            api_visibility="private",
+        )
         with gr.Row():
-            mode = gr.Radio(["per_question", "per_person"], value="per_question", label="Mode")
+            mode = gr.Radio(
+                ["per_question", "per_person", "distribution"], value="per_question", label="Mode",
+                info="distribution: closed questions answered from the model's probabilities (stored too)",
+            )  # fmt: skip
             concurrency = gr.Number(value=2, precision=0, minimum=1, maximum=64, label="Concurrency")
             reason_chars = gr.Number(
                 value=80, precision=0, minimum=0, maximum=1000, label="Reason length (chars)"

@@ -15,6 +15,7 @@ from personagraph.accounts.identity import Caller
 from personagraph.services.twins.answering import AnswerRecord
 from personagraph.services.twins.selections import confine
 from personagraph.services.twins.store import RunError, RunStore, open_run
+from personagraph.serving.settings import get_settings
 from personagraph.twins.validation import (
     AnswersFileError,
     compare_with_answers,
@@ -72,6 +73,13 @@ def summary_of(store: RunStore) -> dict[str, Any]:
                 if isinstance(v, int) and v in counts:
                     counts[v] += 1
             entry["distribution"] = {f"{o.code} {o.label}": counts[o.code] for o in q.options}
+            read = [a.distribution for a in ok if a.distribution]
+            if read:  # the twins' own probabilities (distribution mode), averaged over people
+                entry["twin_distribution"] = {
+                    f"{o.code} {o.label}": round(sum(d.get(str(o.code), 0.0) for d in read) / len(read), 4)
+                    for o in q.options
+                }
+        entry["tokens"] = _tokens(rows)
         questions.append(entry)
     total_expected = sum(expected.values())
     ok_total = sum(a.status == "ok" for a in answers)
@@ -80,8 +88,28 @@ def summary_of(store: RunStore) -> dict[str, Any]:
         "expected": total_expected, "stored": len(answers), "ok": ok_total, "failed": len(answers) - ok_total,
         "coverage": round(ok_total / total_expected, 4) if total_expected else None,
         "validity": round(ok_total / len(answers), 4) if answers else None,
-        "questions": questions,
+        "result_mode": "zero-shot", "usage": usage(answers), "questions": questions,
     }  # fmt: skip
+
+
+def _tokens(records: list[AnswerRecord]) -> dict[str, int]:
+    return {
+        "prompt": sum(r.prompt_tokens or 0 for r in records),
+        "completion": sum(r.completion_tokens or 0 for r in records),
+        "calls_counted": sum(r.prompt_tokens is not None for r in records),
+    }
+
+
+def usage(records: list[AnswerRecord]) -> dict[str, Any]:
+    """Tokens of the calls that reported them, and their estimated cost at the configured prices
+    (TWIN_PRICE_*_PER_MILLION). Calls whose server reported no usage are not counted."""
+    settings = get_settings()
+    tokens = _tokens(records)
+    cost = (
+        tokens["prompt"] * settings.twin_price_prompt_per_million
+        + tokens["completion"] * settings.twin_price_completion_per_million
+    ) / 1e6
+    return {**tokens, "estimated_cost": round(cost, 6), "currency": settings.twin_price_currency}
 
 
 def segments_of(store: RunStore, attribute: str) -> dict[str, dict[str, dict[str, Any]]]:

@@ -22,19 +22,21 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from personagraph.prompts import twins as prompts
 from personagraph.prompts import untrusted
+from personagraph.services.twins import context_fit
 from personagraph.serving.models import StructuredOutputError, extract_json, structured
 from personagraph.serving.settings import Role
 from personagraph.serving.tracing import trace_scope
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import CHOICE_TYPES, Question, Survey
 
-Mode = Literal["per_question", "per_person"]
-MODES: tuple[str, ...] = ("per_question", "per_person")
+# distribution: one call per closed question reading token log-probabilities (distributions.py).
+Mode = Literal["per_question", "per_person", "distribution"]
+MODES: tuple[str, ...] = ("per_question", "per_person", "distribution")
 AnswerValue = int | float | str
 
 
@@ -72,6 +74,11 @@ class AnswerRecord(BaseModel):
     raw: str | None = None
     mode: str = "per_question"
     seconds: float = 0.0
+    # Closed questions answered from token log-probabilities (services/twins/distributions.py):
+    # option code (as text) -> probability; and the call's token usage where the server reports it.
+    distribution: dict[str, float] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 # --- answer models ----------------------------------------------------------------------------------
@@ -328,23 +335,10 @@ def ask_questionnaire(
     if not questions:
         return []
     schema = questionnaire_model(questions, reason_chars)
-    messages = [
-        SystemMessage(content=prompts.TWIN_SYSTEM_QUESTIONNAIRE),
-        HumanMessage(
-            content=prompts.ALL_QUESTIONS.format(
-                intro=_intro(survey),
-                n=len(questions),
-                questions=render_questionnaire(questions, survey.language, hints),
-                profile=fenced_profile(respondent),
-                reason_rule=_reason_rule(survey, reason_chars),
-                reply_format=prompts.EACH_WITH_REASON if reason_chars > 0 else prompts.EACH_ANSWER_ONLY,
-            )
-        ),
-    ]
-    per_answer_tokens = (16 + reason_chars // 2 if reason_chars > 0 else 6) + max(
-        len(q.id) // 3 for q in questions
+    messages = questionnaire_messages(respondent, survey, questions, reason_chars, hints)
+    max_tokens = QUESTIONNAIRE_BASE_TOKENS + sum(
+        questionnaire_answer_tokens(q, reason_chars) for q in questions
     )
-    max_tokens = 64 + per_answer_tokens * len(questions) + 300 * sum(q.type == "open" for q in questions)
     started = time.perf_counter()
     try:
         with trace_scope("twin_survey"):
@@ -358,6 +352,77 @@ def ask_questionnaire(
         _record(respondent, q, getattr(parsed, _field_name(i)), "per_person", seconds)
         for i, q in enumerate(questions)
     ]
+
+
+QUESTIONNAIRE_BASE_TOKENS = 64  # the JSON object's braces and slack
+
+
+def questionnaire_answer_tokens(q: Question, reason_chars: int) -> int:
+    """The answer room one question needs in a questionnaire reply (its id, value and reason)."""
+    per_answer = (16 + reason_chars // 2 if reason_chars > 0 else 6) + len(q.id) // 3 + 2
+    return per_answer + (300 if q.type == "open" else 0)
+
+
+def questionnaire_messages(
+    respondent: Respondent,
+    survey: Survey,
+    questions: Sequence[Question],
+    reason_chars: int,
+    hints: Mapping[str, str] | None = None,
+) -> list[BaseMessage]:
+    return [
+        SystemMessage(content=prompts.TWIN_SYSTEM_QUESTIONNAIRE),
+        HumanMessage(
+            content=prompts.ALL_QUESTIONS.format(
+                intro=_intro(survey),
+                n=len(questions),
+                questions=render_questionnaire(questions, survey.language, hints),
+                profile=fenced_profile(respondent),
+                reason_rule=_reason_rule(survey, reason_chars),
+                reply_format=prompts.EACH_WITH_REASON if reason_chars > 0 else prompts.EACH_ANSWER_ONLY,
+            )
+        ),
+    ]
+
+
+def plan_questionnaire(
+    respondent: Respondent,
+    survey: Survey,
+    questions: Sequence[Question],
+    *,
+    role: Role = "twin",
+    reason_chars: int = 80,
+    hints: Mapping[str, str] | None = None,
+    most: int | None = None,
+) -> list[list[Question]]:
+    """A person's questions split into per_person calls that fit the role's model context.
+
+    Counted with the model's tokenizer: the rules, profile and schema instruction of every call;
+    each question's wording, hint and part of the answer schema; and room for the answer twice
+    (a retry after invalid output carries the previous reply and the error).
+    """
+    if not questions:
+        return []
+    count = context_fit.token_counter(role)
+    fixed_messages = questionnaire_messages(respondent, survey, [], reason_chars)
+    schema_base = json.dumps(questionnaire_model([], reason_chars).model_json_schema(), ensure_ascii=False)
+    fixed = "\n".join(str(m.content) for m in fixed_messages) + schema_base + STRUCTURED_OVERHEAD_TEXT
+
+    def question_text(q: Question) -> str:
+        schema = questionnaire_model([q], reason_chars).model_json_schema()
+        rendered = render_question(q, survey.language, (hints or {}).get(q.id))
+        return rendered + context_fit.schema_part(schema, q.id) + json.dumps(schema.get("$defs", {}))
+
+    return context_fit.plan_chunks(
+        questions, fixed_text=fixed, question_text=question_text,
+        answer_tokens=lambda q: 2 * questionnaire_answer_tokens(q, reason_chars),
+        context=context_fit.context_window(role), count=count, most=most, reserve=RETRY_RESERVE_TOKENS,
+    )  # fmt: skip
+
+
+# What `structured` adds around the schema (counted, never sent), and room for a retry's error message.
+STRUCTURED_OVERHEAD_TEXT = "Reply with one JSON object only, no prose, matching this JSON schema:\n"
+RETRY_RESERVE_TOKENS = 2 * QUESTIONNAIRE_BASE_TOKENS + 96
 
 
 def _validate_item(q: Question, item: Any, reason_chars: int) -> Any:

@@ -31,9 +31,10 @@ from personagraph.services.twins.store import (
     release_run,
     report_progress,
 )
-from personagraph.serving.models import ModelError, StructuredOutputError
+from personagraph.serving.models import ModelError, StructuredOutputError, call_limits
 from personagraph.serving.redact import user_error
 from personagraph.serving.settings import Role
+from personagraph.twins.answer_policy import Policy
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import Question
 
@@ -56,7 +57,12 @@ CANCEL_POLL_S = 1.0  # how often a running batch looks for a cancel while calls 
 class BatchOptions(BaseModel):
     """How a batch runs. Invalid values are rejected with the field name and the allowed range."""
 
-    mode: Mode = Field(default="per_question", description="per_question or per_person.")
+    mode: Mode = Field(default="per_question", description="per_question, per_person or distribution.")
+    answer_policy: Policy = Field(
+        default="mode",
+        description="distribution: the stored answer is the most likely one (mode), the weighted median, "
+        "the expected value (mean) or a seeded draw (draw).",
+    )
     concurrency: int = Field(default=2, ge=1, le=256, description="Model calls in flight at once.")
     rate_per_s: float | None = Field(
         default=None, ge=MIN_RATE_PER_S, description="Most call starts per second (None = unlimited)."
@@ -88,7 +94,7 @@ class BatchOptions(BaseModel):
     def reason_length(self) -> int:
         if self.reason_chars is not None:
             return self.reason_chars
-        return 160 if self.mode == "per_question" else 80
+        return {"per_question": 160, "per_person": 80}.get(self.mode, 0)
 
     def resumed_with(
         self, given: BatchOptions | None, fields: Iterable[str] = EXECUTION_FIELDS
@@ -150,7 +156,8 @@ class WorkUnit:
 
 
 class RateLimiter:
-    """At most `rate` call starts per second across threads (None = unlimited)."""
+    """At most `rate` model requests per second across threads (None = unlimited); `call_with_retries`
+    runs it before every request (`serving.models.call_limits`), so `--rate` counts model calls."""
 
     def __init__(self, rate: float | None, stop: threading.Event | None = None):
         self.interval = 1.0 / rate if rate else 0.0
@@ -179,16 +186,17 @@ def call_with_retries(
     limiter: RateLimiter,
     stop: threading.Event | None = None,
 ) -> Result:
-    """Run `fn` after the rate limiter; retry server/transport errors with exponential backoff.
+    """Run `fn`, every model request in it after the rate limiter; retry server/transport errors
+    with exponential backoff. This is the one retry layer: the OpenAI client's own retries are off.
 
     Invalid structured output is not retried here (`structured` already retried it with the error).
     When `stop` is set (the run was cancelled) a pending retry is given up: the last error is raised.
     """
     stop = stop or threading.Event()
     for attempt in range(retries + 1):
-        limiter.acquire()
         try:
-            return fn()
+            with call_limits(limiter.acquire, sdk_retries=0):
+                return fn()
         except StructuredOutputError:
             raise
         except ModelError:

@@ -37,6 +37,9 @@ EXPORT_COLUMNS = [
     "reason",
     "error",
     "mode",
+    "distribution",
+    "prompt_tokens",
+    "completion_tokens",
 ]
 RUN_META_KEYS = ("run_id", "kind", "created_at", "survey_id", "options", "selection", "source", "arm_source")
 # What a spreadsheet program reads as the start of a formula (or of a DDE command).
@@ -115,7 +118,9 @@ def _answer_rows(store: RunStore) -> list[dict[str, Any]]:
     run_id, survey_id = store.meta("run_id"), store.meta("survey_id")
     return [
         {"run_id": run_id, "survey_id": survey_id, "person_id": a.person_id, "question_id": a.question_id,
-         "arm": a.arm, "status": a.status, "value": a.value, "reason": a.reason, "error": a.error, "mode": a.mode}
+         "arm": a.arm, "status": a.status, "value": a.value, "reason": a.reason, "error": a.error, "mode": a.mode,
+         "distribution": json.dumps(a.distribution) if a.distribution else None, "prompt_tokens": a.prompt_tokens,
+         "completion_tokens": a.completion_tokens}
         for a in store.answers()
     ]  # fmt: skip
 

@@ -129,6 +129,12 @@ _SCHEMA = (
         arm TEXT, error TEXT, raw TEXT, mode TEXT, seconds DOUBLE PRECISION, created_at TEXT NOT NULL,
         seq BIGINT NOT NULL, PRIMARY KEY (run_id, person_id, question_id)
     )""",
+    # Per answer: the twin's distribution over the codes (JSON) and the call's tokens (issue 19).
+    # A table of its own so run files and databases of earlier versions need no migration.
+    """CREATE TABLE IF NOT EXISTS twin_answer_details (
+        run_id TEXT NOT NULL, person_id TEXT NOT NULL, question_id TEXT NOT NULL, distribution TEXT,
+        prompt_tokens INTEGER, completion_tokens INTEGER, PRIMARY KEY (run_id, person_id, question_id)
+    )""",
     """CREATE TABLE IF NOT EXISTS twin_transcripts (
         run_id TEXT NOT NULL, person_id TEXT NOT NULL, status TEXT NOT NULL, transcript TEXT NOT NULL,
         error TEXT, created_at TEXT NOT NULL, PRIMARY KEY (run_id, person_id)
@@ -136,7 +142,9 @@ _SCHEMA = (
 )
 # Result tables by run kind, and every table of a run (fixed names, never user input).
 _RESULT_TABLES: dict[str, str] = {"survey": "twin_answers", "interview": "twin_transcripts"}
-_RUN_TABLES = ("twin_meta", "twin_people", "twin_arms", "twin_answers", "twin_transcripts", "twin_runs")
+_RUN_TABLES = (
+    "twin_meta", "twin_people", "twin_arms", "twin_answers", "twin_answer_details", "twin_transcripts", "twin_runs",
+)  # fmt: skip
 # Meta keys that are columns of `twin_runs` (read and written through `meta`/`set_meta` all the same).
 _REGISTRY_COLUMNS: dict[str, str] = {
     "run_id": "run_id", "kind": "kind", "owner": "owner", "created_at": "created_at", "state": "state",
@@ -817,6 +825,18 @@ class RunStore:
                      r.mode, r.seconds, utc_now(), seq),
                 )  # fmt: skip
                 changed += max(result.rowcount, 0)
+                if result.rowcount > 0 and (r.distribution is not None or r.prompt_tokens is not None):
+                    tx.execute(
+                        """INSERT INTO twin_answer_details(run_id, person_id, question_id, distribution, prompt_tokens,
+                                                           completion_tokens)
+                           VALUES (?, ?, ?, ?, ?, ?)
+                           ON CONFLICT (run_id, person_id, question_id) DO UPDATE SET
+                               distribution = excluded.distribution, prompt_tokens = excluded.prompt_tokens,
+                               completion_tokens = excluded.completion_tokens""",
+                        (self.run_id, r.person_id, r.question_id,
+                         None if r.distribution is None else json.dumps(r.distribution), r.prompt_tokens,
+                         r.completion_tokens),
+                    )  # fmt: skip
         return changed
 
     def stored(self, *, include_failed: bool = True) -> dict[str, set[str]]:
@@ -831,9 +851,12 @@ class RunStore:
 
     def answers(self) -> list[AnswerRecord]:
         rows = self.db.execute(
-            """SELECT a.person_id, question_id, status, value, reason, arm, error, raw, mode, seconds
+            """SELECT a.person_id, a.question_id, status, value, reason, arm, error, raw, mode, seconds,
+                      d.distribution, d.prompt_tokens, d.completion_tokens
                FROM twin_answers a
                LEFT JOIN twin_people p ON p.run_id = a.run_id AND p.person_id = a.person_id
+               LEFT JOIN twin_answer_details d
+                   ON d.run_id = a.run_id AND d.person_id = a.person_id AND d.question_id = a.question_id
                WHERE a.run_id = ? ORDER BY p.position, a.seq""",
             (self.run_id,),
         ).rows
@@ -849,6 +872,9 @@ class RunStore:
                 raw=r[7],
                 mode=r[8] or "",
                 seconds=r[9] or 0.0,
+                distribution=None if r[10] is None else json.loads(r[10]),
+                prompt_tokens=r[11],
+                completion_tokens=r[12],
             )  # fmt: skip
             for r in rows
         ]

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from personagraph.accounts.identity import Caller
-from personagraph.services.twins.answering import AnswerRecord, ask_question, ask_questionnaire
+from personagraph.services.twins.answering import (
+    AnswerRecord,
+    ask_question,
+    ask_questionnaire,
+    plan_questionnaire,
+)
+from personagraph.services.twins.distributions import ask_distribution
 from personagraph.services.twins.executor import (
     EXECUTION_FIELDS,
     BatchOptions,
@@ -122,7 +128,7 @@ def execute_survey(
     opts = stored_options.resumed_with(options, (*EXECUTION_FIELDS, "fallback"))
     survey = store.survey()
     hints: dict[str, str] = store.meta("hints", {}) or {}
-    units = list(_pending_units(store, survey, opts))
+    units = list(_pending_units(store, survey, opts, hints))
     owner = str(store.meta("owner") or "") or None
 
     def write(records: list[AnswerRecord]) -> list[str]:
@@ -137,7 +143,9 @@ def execute_survey(
     )  # fmt: skip
 
 
-def _pending_units(store: RunStore, survey: Survey, options: BatchOptions) -> Iterator[WorkUnit]:
+def _pending_units(
+    store: RunStore, survey: Survey, options: BatchOptions, hints: Mapping[str, str] | None = None
+) -> Iterator[WorkUnit]:
     """The questions still to ask, grouped into one unit per model call (a question, or a chunk)."""
     stored = store.stored(include_failed=not options.retry_failed)
     arms = store.arms()
@@ -146,13 +154,17 @@ def _pending_units(store: RunStore, survey: Survey, options: BatchOptions) -> It
         todo = [q for q in survey.questions_for(arms.get(person.id, {})) if q.id not in done]
         if not todo:
             continue
-        if options.mode == "per_question":
+        if options.mode in ("per_question", "distribution"):
             for q in todo:
                 yield WorkUnit(person, [q])
         else:
-            size = options.chunk_size or len(todo)
-            for start in range(0, len(todo), size):
-                yield WorkUnit(person, todo[start : start + size])
+            # Chunks fit the model's context (counted with its tokenizer); --chunk-size caps them further.
+            chunks = plan_questionnaire(
+                person, survey, todo, role=options.role, reason_chars=options.reason_length(), hints=hints,
+                most=options.chunk_size,
+            )  # fmt: skip
+            for chunk in chunks:
+                yield WorkUnit(person, chunk)
 
 
 def _traced_answer_unit(
@@ -166,6 +178,20 @@ def _traced_answer_unit(
 def _answer_unit(
     unit: WorkUnit, survey: Survey, options: BatchOptions, hints: Mapping[str, str]
 ) -> list[AnswerRecord]:
+    if options.mode == "distribution":
+        q = unit.questions[0]
+        return [
+            ask_distribution(
+                unit.person,
+                survey,
+                q,
+                role=options.role,
+                policy=options.answer_policy,
+                seed=options.seed,
+                hint=hints.get(q.id),
+                reason_chars=options.reason_length(),
+            )  # fmt: skip
+        ]
     if options.mode == "per_question":
         q = unit.questions[0]
         return [

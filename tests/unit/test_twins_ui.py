@@ -70,8 +70,10 @@ def test_summary_plots_show_the_stored_answers() -> None:
         segments = segments_of(store, attribute)
     chosen = next(q for q in summary["questions"] if q.get("distribution"))
     figure = twins_tab.distribution_figure(summary, chosen["question_id"])
-    assert sum(figure.data[0].y) == chosen["ok"] == 4
+    assert sum(figure.data[0].y) == pytest.approx(1.0) and chosen["ok"] == 4  # shares of the answers
+    assert len(figure.data) == 1  # no twin probabilities outside distribution mode
     assert "coverage **100.0%**" in twins_tab.summary_markdown(summary)
+    assert "results: **zero-shot**" in twins_tab.summary_markdown(summary)
     seg = twins_tab.segment_figure(segments, chosen["question_id"])
     assert sum(sum(trace.y) for trace in seg.data) == 4
     assert twins_tab.distribution_figure({}).layout.title.text.startswith("No answered")
@@ -152,3 +154,36 @@ def test_every_handler_refuses_a_request_without_an_account(tmp_path: Path) -> N
             result = handler(**args)
             if inspect.isgenerator(result):
                 next(result)
+
+
+def test_survey_editor_round_trips_edits_and_names_bad_cells() -> None:
+    from personagraph.twins.surveys import load_survey, survey_from_text
+
+    path = REPO_ROOT / "data" / "surveys" / "tam_en.yaml"
+    text = path.read_text(encoding="utf-8")
+    rows = twins_tab.editor_rows(text)
+    original = load_survey(path)
+    assert [r[0] for r in rows] == [q.id for q in original.questions]
+    again = survey_from_text(twins_tab.survey_text_from_rows(rows, text))
+    assert [(q.id, q.type, q.text, q.codes) for q in again.questions] == [
+        (q.id, q.type, q.text, q.codes) for q in original.questions
+    ]
+    assert again.title == original.title and again.language == original.language
+    first = rows[0][0]
+    edited = twins_tab.edit_rows(rows, "copy", 1)
+    assert edited[1][0] == f"{first}_copy" and edited[1][1:] == rows[0][1:]
+    edited = twins_tab.edit_rows(edited, "down", 1)
+    assert [r[0] for r in edited[:2]] == [f"{first}_copy", first]
+    edited = twins_tab.edit_rows(edited, "delete", 1)
+    assert [r[0] for r in edited] == [r[0] for r in rows]
+    added = twins_tab.edit_rows(edited, "add", 1)
+    assert (
+        added[1][1] == "likert"
+        and len(survey_from_text(twins_tab.survey_text_from_rows(added, text)).questions) == len(rows) + 1
+    )
+    broken = [list(r) for r in rows]
+    broken[1][3] = "1=Yes; two"
+    with pytest.raises(ValueError, match="row 2, column options: 'two' is not CODE=Label"):
+        twins_tab.survey_text_from_rows(broken, text)
+    with pytest.raises(ValueError, match="row: 99 is not a row"):
+        twins_tab.edit_rows(rows, "up", 99)
