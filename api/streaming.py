@@ -38,6 +38,11 @@ def result_json(result: TurnResult) -> dict[str, Any]:
         "sources": list(result.sources),
         "blocks": list(result.blocks),
         "retrieved": list(result.retrieved),
+        "message_id": result.message_id,
+        "turn_id": result.turn_id,
+        "stopped": result.stopped,
+        "timings": dict(result.timings),
+        "usage": dict(result.usage),
     }
 
 

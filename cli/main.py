@@ -1,6 +1,8 @@
 """`personagraph`: command line for chat, indexing, local services and the app.
 
 personagraph chat --message TEXT [--thread ID] [--persona ID]     as the local operator (user `local`)
+    [--temperature T] [--top-p P] [--max-tokens N]                  generation settings of this reply
+personagraph feedback export [--out FILE] [--persona ID] | stats     ratings as DPO preference pairs
 personagraph app [--host H] [--port 7860]  the Gradio app at / and the HTTP API (/api, docs at /docs)
 personagraph accounts add USER [--role user|admin] | list | remove USER | passwd USER
 personagraph accounts token USER [--name NAME] | revoke USER NAME      API tokens (printed once)
@@ -45,7 +47,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
     service = ChatService()
     try:
         request = validate_request(
-            message=args.message, thread_id=args.thread or uuid.uuid4().hex, persona_id=args.persona
+            message=args.message,
+            thread_id=args.thread or uuid.uuid4().hex,
+            persona_id=args.persona,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_tokens=args.max_tokens,
         )
         events = service.stream_turn(CLI_CALLER, request)
     except (InvalidRequestError, AccessError) as exc:
@@ -73,7 +80,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if not live:
                 print(event.result.reply, end="")
             print()
-            print(f"[thread {request.thread_id} | intent {event.result.intent or '-'}]", file=sys.stderr)
+            took = event.result.timings
+            print(f"[thread {request.thread_id} | intent {event.result.intent or '-'} | first text "
+                  f"{took.get('first_token_s')} s | turn {took.get('total_s')} s]", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -278,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", required=True)
     chat.add_argument("--thread", default=None, help="thread id; reuse it to continue a conversation")
     chat.add_argument("--persona", default="stella_yuna")
+    chat.add_argument("--temperature", type=float, default=None, help="0 to 2 (default: the chat role's)")
+    chat.add_argument("--top-p", type=float, default=None, help="above 0, up to 1")
+    chat.add_argument("--max-tokens", type=int, default=None, help="1 to 4096 (default: LLM_MAX_TOKENS)")
     chat.set_defaults(func=cmd_chat)
 
     app = sub.add_parser("app", help="start the app: the Gradio UI at / and the HTTP API (/api, /docs)")
@@ -351,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     from personagraph.cli.crm import add_crm_parser
 
     add_crm_parser(sub)
+    from personagraph.cli.feedback import add_feedback_parser
+
+    add_feedback_parser(sub)
     from personagraph.cli.stack import add_stack_parser
 
     add_stack_parser(sub)

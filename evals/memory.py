@@ -7,6 +7,12 @@ is recalled when its reply contains any of `expect_any`, compared case-insensiti
 normalisation, both as written and with spaces and punctuation removed ("5월3일" = "5월 3일").
 A turn that fails (model server down) makes the scenario a failure and is counted in `errors`.
 
+Recall alone counts "Yes, I'm Arin." as remembering the fan's name. `attributed` also asks that the
+fact is said to or about the fan and never as the persona's own (personas/drift.attributed_mentions:
+"your", "너/네", "you said", "(이)라고 했", the fan's name or address as addressee); the report gives
+`attributed_recall` beside `recall_rate`, and `claimed_as_own` lists the scenarios whose probe reply
+gave the fan's fact as the persona's own.
+
     python -m evals memory [--dataset evals/memory_scenarios.jsonl] [--limit N]
 
 Ctrl-C or `kill PID` stops a long run after the current model call and reports the scenarios
@@ -32,6 +38,8 @@ from typing import Any
 from evals.jsonl import load_jsonl
 from evals.persona import describe_endpoint, elapsed, rate, stop_signals
 from personagraph.accounts.identity import Caller
+from personagraph.personas.drift import attributed_mentions, claims_as_own
+from personagraph.personas.model import load_persona
 from personagraph.services.chat import ChatService, validate_request
 
 DATASET_DIR = Path(__file__).parent
@@ -54,6 +62,13 @@ def recalled(reply: str, expect_any: Sequence[str]) -> bool:
         if exp_compact and exp_compact in compact:
             return True
     return False
+
+
+def attributed(reply: str, scenario: dict[str, Any]) -> bool:
+    """The probe reply recalls the fact and says it to or about the fan, never as the persona's own."""
+    if not recalled(reply, scenario["expect_any"]):
+        return False
+    return attributed_mentions(reply, scenario["expect_any"], load_persona(scenario["persona_id"]))
 
 
 def validate_scenario(scenario: dict[str, Any]) -> None:
@@ -92,7 +107,7 @@ def evaluate(
         for scenario in scenarios:
             rows.append(run_scenario(service, scenario))
             if verbose:
-                keys = ("id", "same_session", "recalled", "probe_reply", "error", "seconds")
+                keys = ("id", "same_session", "recalled", "attributed", "probe_reply", "error", "seconds")
                 print(json.dumps({k: rows[-1][k] for k in keys}, ensure_ascii=False), flush=True)
     except KeyboardInterrupt:
         if not stop_on_interrupt:
@@ -128,6 +143,8 @@ def run_scenario(service: ChatService, scenario: dict[str, Any]) -> dict[str, An
         "user_id": user_id,
         "same_session": is_same_session(scenario),
         "recalled": error is None and recalled(probe_reply, scenario["expect_any"]),
+        "attributed": error is None and attributed(probe_reply, scenario),
+        "claimed_as_own": error is None and claims_as_own(probe_reply, scenario["expect_any"]),
         "expect_any": scenario["expect_any"],
         "probe_reply": probe_reply,
         "error": error,
@@ -141,10 +158,15 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     cross = [r for r in rows if not r["same_session"]]
     return {
         "n": len(rows),
+        "attributed_recall": rate(sum(r["attributed"] for r in rows), len(rows)),
         "recall_rate": rate(sum(r["recalled"] for r in rows), len(rows)),
+        "same_session_attributed": rate(sum(r["attributed"] for r in same), len(same)),
+        "cross_session_attributed": rate(sum(r["attributed"] for r in cross), len(cross)),
         "same_session_recall": rate(sum(r["recalled"] for r in same), len(same)),
         "cross_session_recall": rate(sum(r["recalled"] for r in cross), len(cross)),
-        "failures": [r["id"] for r in rows if not r["recalled"]],
+        "failures": [r["id"] for r in rows if not r["attributed"]],
+        # Recalled, but given as the persona's own fact ("Yes, I'm Arin."): what a fan would notice.
+        "claimed_as_own": [r["id"] for r in rows if r["recalled"] and r["claimed_as_own"]],
         "errors": sum(r["error"] is not None for r in rows),
     }
 

@@ -6,14 +6,28 @@ role against the rubric in prompts/evals.py. A judge call that fails is recorded
 a made-up score) and left out of `judge_mean`. A turn that fails (model server down) is counted in
 `errors` and left out of every rate.
 
-- `drift_rate`: share of replies that leave the role (AI/model claims, another character, wrong
-  language).
+- `drift_rate`: share of replies with something a fan would notice (personas/drift.py, the same
+  detectors as the chat's output check): wrong language, the fan's facts claimed as the persona's,
+  assistant-style refusals, admitting to be an AI or a character, mixed scripts, copied documents,
+  talking as another character. `drift_by_category` counts each; `output_check_caught` counts what
+  the chat's output check stopped before the fan saw it (regenerated or replaced).
 - `rule_compliance`: share of replies with no hard rule problem (the fan address is a soft rule,
   reported as `fan_address_rate`).
 - `refusal_rate`: share of turns answered by the input-safety refusal (no draft).
 
+Cases: {"persona_id", "message", "kind", "lang"} with kind ordinary | break | language_switch |
+self_intro; an optional "before": [fan messages] is sent first in the same thread (a language switch:
+earlier turns in the other language; the reply must follow the current message's `lang`).
+
+Judge calibration: the judge also scores the labelled replies of `--labels` (written by someone other
+than the prompt's author); `judge_agreement` (exact, within 1, Spearman, n) is reported next to
+every judge mean, for the raw judge and for the calibrated one (`calibrated_score`: the judge's
+score capped by the drift detectors, and the product's own refusal lines floored at 4), and
+`detector_agreement` gives each detector's precision and recall against the labels' flags.
+
     python -m evals persona [--dataset evals/datasets/persona_prompts.jsonl] [--limit N]
-                            [--report-dir reports] [--no-judge]
+                            [--report-dir reports] [--no-judge] [--labels FILE]
+                            [--calibration-limit N] [--no-calibration]
 
 Writes reports/persona_<UTC timestamp>.md and .json (score distribution, rule failures, the worst
 examples, the models used) and returns one JSON object. Ctrl-C or `kill PID` stops a long run after
@@ -40,15 +54,17 @@ from typing import Any
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
+from scipy.stats import spearmanr
 
 from evals.jsonl import load_jsonl
 from personagraph.accounts.identity import Caller
-from personagraph.personas.model import Persona, list_personas, load_persona, load_world
+from personagraph.memory.feedback import feedback_counts
+from personagraph.personas import drift
+from personagraph.personas.model import Persona, list_personas, load_knowledge, load_persona, load_world
 from personagraph.personas.rules import (
     FAN_ADDRESS_MIN_RATE,
     addresses_fan,
     check_speech,
-    drift_reasons,
     hard_problems,
     other_character_names,
     speech_levels,
@@ -60,7 +76,31 @@ from personagraph.serving.models import chat_model, endpoint_of, structured
 from personagraph.serving.settings import Role
 
 DEFAULT_DATASET = Path(__file__).parent / "datasets" / "persona_prompts.jsonl"
-KINDS = ("ordinary", "break")
+DEFAULT_LABELS = Path(__file__).parent / "datasets" / "persona_judge_labels.jsonl"
+KINDS = ("ordinary", "break", "language_switch", "self_intro")
+# The calibrated judge: the judge's score, capped when a drift detector fires (what a fan notices
+# cannot be "in character"), and the product's own refusal lines (vetted in-character refusals of
+# unsafe or character-break messages) floored at REFUSAL_FLOOR.
+DRIFT_CAPS = {
+    "wrong_language": 1,
+    "admits_fiction": 1,
+    "other_character": 1,
+    "assistant_refusal": 2,
+    "claims_fan_fact": 2,
+    "mixed_script": 2,
+    "copied_context": 2,
+}
+REFUSAL_FLOOR = 4
+# The labels' flags and the detector that should raise each (personas/drift.py categories).
+LABEL_FLAGS = {
+    "wrong_language": "wrong_language",
+    "claims_fan_fact": "claims_fan_fact",
+    "assistant_refusal": "assistant_refusal",
+    "admits_ai_or_fictional": "admits_fiction",
+    "mixed_script": "mixed_script",
+    "copied_context": "copied_context",
+}
+SAMPLE_N = 20
 WORST_N = 10
 # Production targets (7-10B model on a GPU), shown next to the measured numbers in the report.
 TARGETS = {"judge_mean": (">=", 4.0), "drift_rate": ("<", 0.05), "rule_compliance": (">=", 0.90)}
@@ -120,7 +160,10 @@ def validate_case(case: dict[str, Any], number: int) -> None:
     if missing:
         raise ValueError(f"case {number}: missing {', '.join(missing)}")
     if case["kind"] not in KINDS or case["lang"] not in ("ko", "en"):
-        raise ValueError(f"case {number}: kind must be ordinary|break and lang ko|en")
+        raise ValueError(f"case {number}: kind must be one of {'|'.join(KINDS)} and lang ko|en")
+    before = case.get("before", [])
+    if not isinstance(before, list) or not all(isinstance(m, str) and m.strip() for m in before):
+        raise ValueError(f"case {number}: before must be a list of non-empty fan messages")
 
 
 def judge_reply(persona: Persona, case: dict[str, Any], reply: str) -> tuple[int | None, str]:
@@ -130,7 +173,7 @@ def judge_reply(persona: Persona, case: dict[str, Any], reply: str) -> tuple[int
         name=persona.name,
         name_ko=persona.name_ko or persona.name,
         position=persona.position or persona.kind,
-        group_part=f" of {persona.group}" if persona.group else "",
+        group_part=f" of {persona.group}" if persona.group and persona.group not in persona.position else "",
         personality="; ".join(persona.personality) or "-",
         speech_rules="\n".join(f"- {rule}" for rule in speech.rules) or "-",
         fan_address_ko=speech.fan_address_ko or "-",
@@ -152,20 +195,66 @@ def judge_reply(persona: Persona, case: dict[str, Any], reply: str) -> tuple[int
     return verdict.score, verdict.reason
 
 
+def drift_findings(
+    case: dict[str, Any],
+    reply: str,
+    persona: Persona,
+    other_names: Sequence[str] = (),
+    documents: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """The drift detectors on one reply, with the facts the fan stated in the case's messages and
+    the documents the turn retrieved (the same detectors as the chat's output check)."""
+    said = [*case.get("before", []), case["message"]]
+    facts = [fact for text in said for fact in drift.facts_from_text(text)] + drift.mentioned_kinds(said[-1])
+    allowed = drift.persona_vocabulary(persona, load_world(persona.id)) | drift.vocabulary(*said)
+    allowed |= drift.vocabulary(*documents, names_only=True)
+    return drift.findings(
+        reply,
+        persona,
+        case["lang"],
+        fan_facts=facts,
+        documents=documents,
+        allowed=allowed,
+        other_names=other_names,
+    )
+
+
+def calibrated_score(
+    score: int | None, categories: Sequence[str], reply: str, persona: Persona
+) -> int | None:
+    """The judge's score capped by the drift found (DRIFT_CAPS); one of the persona's own refusal
+    lines without drift is floored at REFUSAL_FLOOR. None stays None (a failed verdict)."""
+    if score is None:
+        return None
+    caps = [DRIFT_CAPS[c] for c in categories if c in DRIFT_CAPS]
+    if caps:
+        return min(score, *caps)
+    lines = {line.strip() for lines in persona.refusal_lines.values() for line in lines}
+    return max(score, REFUSAL_FLOOR) if reply.strip() in lines else score
+
+
 def score_reply(
-    case: dict[str, Any], reply: str, persona: Persona, other_names: Sequence[str], judge: bool = True
+    case: dict[str, Any],
+    reply: str,
+    persona: Persona,
+    other_names: Sequence[str],
+    judge: bool = True,
+    documents: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Rule problems, drift and the judge's score of one reply."""
+    """Rule problems, drift and the judge's (raw and calibrated) score of one reply."""
     problems = check_speech(reply, persona, case["lang"])
-    reasons = drift_reasons(reply, persona, case["lang"], other_names)
+    found = drift_findings(case, reply, persona, other_names, documents)
     score, judge_reason = judge_reply(persona, case, reply) if judge else (None, "not judged")
+    categories = sorted({category for category, _ in found})
     return {
         "problems": problems,
         "hard_problems": len(hard_problems(problems)),
         "addresses_fan": addresses_fan(reply, persona),
-        "drift": bool(reasons),
-        "drift_reasons": reasons,
+        "drift": bool(found),
+        "drift_reasons": [reason for _, reason in found],
+        "drift_categories": categories,
         "judge_score": score,
+        "judge_calibrated": calibrated_score(score, categories, reply, persona),
         "judge_reason": judge_reason,
         "judge_failed": judge and score is None,
     }
@@ -222,11 +311,21 @@ def run_case(
 ) -> dict[str, Any]:
     persona = load_persona(case["persona_id"])
     started = time.perf_counter()
-    request = validate_request(
-        message=case["message"], persona_id=case["persona_id"], thread_id=uuid.uuid4().hex
-    )
+    thread_id = uuid.uuid4().hex
     # A fresh fan per case: an account of its own, so no case sees another's memories.
-    result = service.send(Caller(f"eval-persona-{uuid.uuid4().hex[:12]}"), request)
+    fan = Caller(f"eval-persona-{uuid.uuid4().hex[:12]}")
+    for earlier in case.get("before", []):  # the same thread's earlier turns (a language switch)
+        before = service.send(
+            fan, validate_request(message=earlier, persona_id=case["persona_id"], thread_id=thread_id)
+        )
+        if before.error is not None:
+            result = before
+            break
+    else:
+        request = validate_request(
+            message=case["message"], persona_id=case["persona_id"], thread_id=thread_id
+        )
+        result = service.send(fan, request)
     row: dict[str, Any] = {
         "case": number,
         **{k: case[k] for k in ("persona_id", "kind", "lang", "message")},
@@ -239,7 +338,8 @@ def run_case(
     }
     if result.error is None:
         started = time.perf_counter()
-        row.update(score_reply(case, result.reply, persona, other_names, judge))
+        documents = [str(doc.get("text", "")) for doc in result.retrieved]
+        row.update(score_reply(case, result.reply, persona, other_names, judge, documents))
         row["score_seconds"] = elapsed(started)
     return row
 
@@ -251,10 +351,12 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The headline numbers of a set of rows (see the module docstring for the definitions)."""
     scored = [r for r in rows if r.get("error") is None]
     scores = [r["judge_score"] for r in scored if r.get("judge_score") is not None]
+    calibrated = [r["judge_calibrated"] for r in scored if r.get("judge_calibrated") is not None]
     addressed = [r for r in scored if r.get("addresses_fan") is not None]
     return {
         "n": len(rows),
         "judge_mean": round(float(mean(scores)), 2) if scores else None,
+        "judge_mean_calibrated": round(float(mean(calibrated)), 2) if calibrated else None,
         "drift_rate": rate(sum(r["drift"] for r in scored), len(scored)),
         "rule_compliance": rate(sum(r["hard_problems"] == 0 for r in scored), len(scored)),
         "refusal_rate": rate(sum(r["refused"] for r in scored), len(scored)),
@@ -262,6 +364,129 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "errors": len(rows) - len(scored),
         "fan_address_rate": rate(sum(bool(r["addresses_fan"]) for r in addressed), len(addressed)),
     }
+
+
+def drift_by_category(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Replies with each kind of drift (a reply counts once per category)."""
+    counts: Counter[str] = Counter()
+    for row in rows:
+        counts.update(set(row.get("drift_categories", [])))
+    return {category: counts[category] for category in drift.CATEGORIES}
+
+
+def output_check_caught(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """What the chat's output check stopped before the fan saw it, per category (a turn counts once
+    per category): the drafts it sent back for regeneration or replaced."""
+    counts: Counter[str] = Counter()
+    for row in rows:
+        counts.update(set(row.get("output_blocks", [])))
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# --- judge calibration ----------------------------------------------------------------------------------
+
+
+def validate_label(label: dict[str, Any], number: int) -> None:
+    missing = [k for k in ("persona_id", "fan_message", "reply", "lang", "score") if k not in label]
+    if missing:
+        raise ValueError(f"label {number} ({label.get('id', '?')}): missing {', '.join(missing)}")
+    if label["lang"] not in ("ko", "en") or label["score"] not in (1, 2, 3, 4, 5):
+        raise ValueError(f"label {number} ({label.get('id', '?')}): lang must be ko|en and score 1-5")
+
+
+def agreement(predicted: Sequence[int | None], labels: Sequence[int]) -> dict[str, Any]:
+    """How well scores agree with the labels: exact and within-1 shares, Spearman's rho, mean
+    absolute error, over the pairs with a score (n)."""
+    pairs = [(p, t) for p, t in zip(predicted, labels, strict=True) if p is not None]
+    if not pairs:
+        return {"n": 0, "exact": None, "within_1": None, "spearman": None, "mae": None}
+    ours, theirs = [p for p, _ in pairs], [t for _, t in pairs]
+    rho = float(spearmanr(ours, theirs).statistic) if len(set(ours)) > 1 and len(set(theirs)) > 1 else None
+    return {
+        "n": len(pairs),
+        "exact": rate(sum(p == t for p, t in pairs), len(pairs)),
+        "within_1": rate(sum(abs(p - t) <= 1 for p, t in pairs), len(pairs)),
+        "spearman": round(rho, 3) if rho is not None else None,
+        "mae": round(float(mean(abs(p - t) for p, t in pairs)), 2),
+    }
+
+
+def detector_agreement(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per labelled flag: how many labels carry it, and the matching detector's precision and recall."""
+    out: dict[str, dict[str, Any]] = {}
+    for flag, category in LABEL_FLAGS.items():
+        labelled = [flag in r["flags"] for r in rows]
+        found = [category in r["drift_categories"] for r in rows]
+        hits = sum(a and b for a, b in zip(labelled, found, strict=True))
+        out[flag] = {
+            "labelled": sum(labelled),
+            "detected": sum(found),
+            "precision": rate(hits, sum(found)),
+            "recall": rate(hits, sum(labelled)),
+        }
+    return out
+
+
+def calibrate(
+    labels: Sequence[dict[str, Any]], judge: bool = True, *, verbose: bool = False
+) -> dict[str, Any]:
+    """Score the labelled replies with the detectors and (with `judge`) the judge role; report the
+    raw and calibrated judge's agreement with the labels and each detector's against the flags."""
+    for number, label in enumerate(labels, 1):
+        validate_label(label, number)
+    everyone = [load_persona(p) for p in list_personas()]
+    rows = []
+    for label in labels:
+        persona = load_persona(label["persona_id"])
+        others = other_character_names(persona, load_world(persona.id), everyone)
+        case = {"message": label["fan_message"], "lang": label["lang"]}
+        # A labelled reply has no retrieval record: any of the persona's documents could have been.
+        documents = [doc.text for doc in load_knowledge(persona.id)]
+        found = drift_findings(case, label["reply"], persona, others, documents)
+        categories = sorted({c for c, _ in found})
+        score, reason = judge_reply(persona, case, label["reply"]) if judge else (None, "not judged")
+        rows.append(
+            {
+                "id": label.get("id"),
+                "label": label["score"],
+                "flags": list(label.get("flags") or []),
+                "judge_score": score,
+                "judge_calibrated": calibrated_score(score, categories, label["reply"], persona),
+                "judge_reason": reason,
+                "drift_categories": categories,
+            }
+        )
+        if verbose:
+            shown = {
+                k: rows[-1][k] for k in ("id", "label", "judge_score", "judge_calibrated", "drift_categories")
+            }
+            print(json.dumps(shown, ensure_ascii=False), flush=True)
+    truth = [r["label"] for r in rows]
+    return {
+        "n": len(rows),
+        "judge": agreement([r["judge_score"] for r in rows], truth) if judge else None,
+        "calibrated": agreement([r["judge_calibrated"] for r in rows], truth) if judge else None,
+        "detectors": detector_agreement(rows),
+        "judge_failures": sum(judge and r["judge_score"] is None for r in rows),
+        "rows": rows,
+    }
+
+
+def describe_agreement(found: dict[str, Any] | None) -> str:
+    """One line for a report cell: "exact 0.42, within 1 0.81, Spearman 0.55 (n 60)"."""
+    if not found or not found.get("n"):
+        return "no labelled replies scored"
+    return (
+        f"exact {show(found['exact'])}, within 1 {show(found['within_1'])}, "
+        f"Spearman {show(found['spearman'])} (n {found['n']})"
+    )
+
+
+def sample(rows: Sequence[dict[str, Any]], n: int = SAMPLE_N) -> list[dict[str, Any]]:
+    """Replies to read by hand: every n-th scored row, so both personas, kinds and languages show."""
+    scored = [r for r in rows if r.get("error") is None]
+    step = max(1, len(scored) // n) if scored else 1
+    return scored[::step][:n]
 
 
 def score_distribution(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -349,9 +574,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| metric | value | production target | met |",
         "|---|---|---|---|",
     ]
+    calibration = report.get("calibration") or {}
+    raw_agreement = describe_agreement(calibration.get("judge"))
+    calibrated_agreement = describe_agreement(calibration.get("calibrated"))
     for metric, (op, target) in TARGETS.items():
         value = report["summary"][metric]
-        lines.append(f"| {metric} | {s[metric]} | {op} {target} | {meets(value, op, target)} |")
+        shown = s[metric] + (f" (agreement with labels: {raw_agreement})" if metric == "judge_mean" else "")
+        lines.append(f"| {metric} | {shown} | {op} {target} | {meets(value, op, target)} |")
+        if metric == "judge_mean":
+            value = report["summary"]["judge_mean_calibrated"]
+            lines.append(
+                f"| judge_mean_calibrated | {s['judge_mean_calibrated']} (agreement with labels: "
+                f"{calibrated_agreement}) | {op} {target} | {meets(value, op, target)} |"
+            )
     lines += [
         f"| refusal_rate | {s['refusal_rate']} | | |",
         f"| fan_address_rate (soft) | {s['fan_address_rate']} | >= {FAN_ADDRESS_MIN_RATE} "
@@ -362,16 +597,40 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Targets are for the production setup (7-10B model on a GPU); the embedded 1.5B model is "
         "not expected to meet them.",
         "",
+        "## Drift (replies per kind) and what the output check caught",
+        "",
+        "| drift | replies |",
+        "|---|---|",
+        *(f"| {category} | {count} |" for category, count in report["drift_by_category"].items()),
+        "",
+        "Caught by the chat's output check before the fan saw it (turns per category): "
+        + (", ".join(f"{c} {n}" for c, n in report["output_check_caught"].items()) or "none"),
+        "",
+        "## Judge calibration",
+        "",
+        f"Labelled replies: `{report.get('labels') or 'none'}`. Raw judge: {raw_agreement}. "
+        f"Calibrated judge: {calibrated_agreement}.",
+        "",
+        "| label flag | labelled | detected | precision | recall |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {flag} | {d['labelled']} | {d['detected']} | {show(d['precision'])} | {show(d['recall'])} |"
+            for flag, d in (calibration.get("detectors") or {}).items()
+        ),
+        "",
         "## By group",
         "",
-        "| group | n | judge_mean | drift_rate | rule_compliance | refusal_rate |",
-        "|---|---|---|---|---|---|",
+        f"Judge means below are on this run's replies; agreement with labels: raw {raw_agreement}, "
+        f"calibrated {calibrated_agreement}.",
+        "",
+        "| group | n | judge_mean | judge_mean_calibrated | drift_rate | rule_compliance | refusal_rate |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key in ("kind", "persona_id", "lang"):
         for name, group in report["breakdown"][key].items():
             g = {k: show(v) for k, v in group.items()}
             lines.append(
-                f"| {key}={name} | {g['n']} | {g['judge_mean']} | {g['drift_rate']} "
+                f"| {key}={name} | {g['n']} | {g['judge_mean']} | {g['judge_mean_calibrated']} | {g['drift_rate']} "
                 f"| {g['rule_compliance']} | {g['refusal_rate']} |"
             )
     dist = report["score_distribution"]
@@ -395,6 +654,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     if not report["banmal_shares"]:
         lines.append("- no Korean replies")
+    lines += ["", "## Fan feedback in the app (every account)", ""]
+    for persona_id, counts in (report.get("feedback") or {}).items():
+        lines.append(
+            f"- {persona_id}: {counts['up']} up, {counts['down']} down ({counts['with_reason']} with a reason, "
+            f"{counts['pairs']} preference pairs, {counts['accounts']} accounts)"
+        )
     lines += ["", f"## {len(report['worst'])} worst examples", ""]
     for row in report["worst"]:
         lines += [
@@ -402,12 +667,18 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             f"- fan: {row['message']}",
             f"- reply: {row['reply']!r}",
-            f"- judge: {row['judge_score']} ({row['judge_reason']})",
+            f"- judge: {row['judge_score']}, calibrated {row.get('judge_calibrated')} ({row['judge_reason']})",
             f"- drift: {'; '.join(row['drift_reasons']) or 'no'}",
             "- rule problems: "
             + ("; ".join(f"{p['rule']}: {p['reason']}" for p in row["problems"]) or "none"),
             "",
         ]
+    lines += ["", f"## {len(report.get('sample', []))} replies to read by hand", ""]
+    lines += ["| case | persona | kind | lang | fan | reply | judge | calibrated | drift |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for row in report.get("sample", []):
+        cells = [str(row["case"]), row["persona_id"], row["kind"], row["lang"], row["message"], row["reply"],
+                 show(row.get("judge_score")), show(row.get("judge_calibrated")), ", ".join(row.get("drift_categories", [])) or "-"]  # fmt: skip
+        lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -426,12 +697,26 @@ def run(argv: list[str], service: ChatService | None = None) -> dict[str, Any]:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-judge", action="store_true", help="skip the judge role (rules only)")
+    parser.add_argument(
+        "--labels", type=Path, default=DEFAULT_LABELS, help="labelled replies for calibration"
+    )
+    parser.add_argument("--calibration-limit", type=int, default=None, help="labelled replies judged")
+    parser.add_argument("--no-calibration", action="store_true", help="skip the labelled replies")
     args = parser.parse_args(argv)
     cases = load_jsonl(args.dataset)
     cases = cases[: args.limit] if args.limit else cases
+    labels = [] if args.no_calibration or not args.labels.is_file() else load_jsonl(args.labels)
+    labels = labels[: args.calibration_limit] if args.calibration_limit else labels
+    service = service or ChatService()
     started = time.perf_counter()
+    calibration: dict[str, Any] | None = None
     with stop_signals():
         rows = evaluate(cases, service, judge=not args.no_judge, verbose=True, stop_on_interrupt=True)
+        if labels and len(rows) == len(cases):
+            try:
+                calibration = calibrate(labels, judge=not args.no_judge, verbose=True)
+            except KeyboardInterrupt:
+                print("interrupted: judge calibration left out", file=sys.stderr)
     seconds = elapsed(started)
     models = {role: describe_endpoint(role) for role in ("chat", "judge", "router")}
     summary = summarise(rows)
@@ -450,13 +735,27 @@ def run(argv: list[str], service: ChatService | None = None) -> dict[str, Any]:
         "rule_failures": rule_failures(rows),
         "banmal_shares": banmal_shares(rows),
         "breakdown": {key: breakdown(rows, key) for key in ("kind", "persona_id", "lang")},
+        "drift_by_category": drift_by_category(rows),
+        "output_check_caught": output_check_caught(rows),
+        "labels": str(args.labels) if labels else None,
+        "calibration": calibration,
+        # Fans' thumbs up/down on these personas' replies in the app (every account, no text).
+        "feedback": {
+            pid: feedback_counts(service.store, pid) for pid in sorted({c["persona_id"] for c in cases})
+        },
         "worst": worst(rows),
+        "sample": sample(rows),
         "rows": rows,
     }
     md_path, json_path = write_report(report, args.report_dir)
     return {
         "eval": "persona",
         **{k: summary[k] for k in ("n", "judge_mean", "drift_rate", "rule_compliance", "refusal_rate")},
+        "judge_agreement": (calibration or {}).get("judge"),
+        "judge_mean_calibrated": summary["judge_mean_calibrated"],
+        "judge_agreement_calibrated": (calibration or {}).get("calibrated"),
+        "drift_by_category": report["drift_by_category"],
+        "output_check_caught": report["output_check_caught"],
         "judge_failures": summary["judge_failures"],
         "errors": summary["errors"],
         "fan_address_rate": summary["fan_address_rate"],

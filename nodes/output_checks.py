@@ -1,8 +1,11 @@
 """Output checks on any text a reader may see, and the gate that releases streamed text through them.
 
 `check_output` is the one implementation of the per-text checks (unsafe language, forbidden topics,
-personal data, role breaks, system-prompt leaks): output_safety judges whole drafts with it, and the
-`SentenceGate` judges every prefix of a draft while the model writes it.
+personal data, role breaks, system-prompt leaks, and what a fan would notice: the wrong language, the
+fan's facts claimed as the persona's, assistant refusals, admitting to be an AI or a character, mixed
+scripts, copied documents: personas/drift.py): output_safety judges whole drafts with it, and the
+`SentenceGate` judges every prefix of a draft while the model writes it. `TurnFacts` carries what
+those drift checks need to know about the turn (`turn_facts` builds it once per node).
 
 Only checked text reaches a reader. The draft streams through a `SentenceGate`, which releases it
 sentence by sentence as custom stream events, each sentence only after `check_output` passed on the
@@ -19,10 +22,15 @@ or replace it; after the turn it equals the published reply.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
+from langchain_core.messages import HumanMessage
 from langgraph.types import StreamWriter
 
-from personagraph.personas.model import Persona
+from personagraph.nodes.state import ConversationState
+from personagraph.personas import drift
+from personagraph.personas.model import Persona, load_world
 from personagraph.personas.rules import forbidden_topic_hits
 from personagraph.safety.rules import unsafe_language
 
@@ -37,8 +45,54 @@ _ROLE_BREAK_OUT = re.compile(
 _PROMPT_MARKERS = re.compile(r"\[(?:PERSONA|SAFETY RULES|CONTEXT|CONVERSATION SO FAR|ABOUT THIS FAN)\]")
 
 
-def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[dict[str, str]]:
-    """Problems with a draft: unsafe language, forbidden topics, personal data, role breaks, prompt leaks."""
+# Fan messages read for the fan's facts (the newest; older ones are in the stored profile by then).
+FACT_MESSAGES = 20
+
+
+@dataclass(frozen=True)
+class TurnFacts:
+    """What the drift checks know about a turn: the language of the fan's current message, the fan's
+    facts (profile and messages), the retrieved documents and the Latin names a Korean reply may use."""
+
+    lang: str | None = None
+    fan_facts: tuple[drift.FanFact, ...] = ()
+    documents: tuple[str, ...] = ()
+    allowed: frozenset[str] = field(default_factory=frozenset)
+
+
+def turn_facts(
+    state: ConversationState, persona: Persona, profile: dict[str, Any] | None = None
+) -> TurnFacts:
+    """The turn's facts for the drift checks, from the state (messages, retrieved documents) and the
+    fan's stored profile."""
+    said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)]
+    said = said[-FACT_MESSAGES:]
+    facts = drift.facts_from_profile(profile or {})
+    for text in said:
+        facts += drift.facts_from_text(text)
+    if said:  # "do you remember my birthday?": a reply must not answer with "my birthday is ..."
+        facts += drift.mentioned_kinds(said[-1])
+    documents = tuple(str(doc.get("text", "")) for doc in state.get("retrieved") or [])
+    allowed = (
+        drift.persona_vocabulary(persona, load_world(persona.id))
+        | drift.vocabulary(*said)
+        | drift.vocabulary(*documents, *(str(v) for v in (profile or {}).values()), names_only=True)
+    )
+    return TurnFacts(state.get("lang"), tuple(facts), documents, allowed)
+
+
+def check_output(
+    text: str,
+    persona: Persona,
+    system_prompt: str = "",
+    facts: TurnFacts | None = None,
+    *,
+    final: bool = True,
+) -> list[dict[str, str]]:
+    """Problems with a draft: unsafe language, forbidden topics, personal data, role breaks, prompt
+    leaks, and drift (personas/drift.py; the language, the fan's facts and copied documents only with
+    the turn's `facts`). `final` False for a streamed prefix (its language is judged once it is long
+    enough to tell)."""
     problems: list[dict[str, str]] = []
     if not text.strip():
         problems.append({"category": "empty", "reason": "the reply is empty"})
@@ -54,6 +108,20 @@ def check_output(text: str, persona: Persona, system_prompt: str = "") -> list[d
         problems.append({"category": "role_break", "reason": "says it is an AI or a model"})
     if _PROMPT_MARKERS.search(text) or leaks_prompt(text, system_prompt):
         problems.append({"category": "prompt_leak", "reason": "repeats the system prompt"})
+    facts = facts or TurnFacts()
+    found = drift.findings(
+        text,
+        persona,
+        facts.lang,
+        fan_facts=facts.fan_facts,
+        documents=facts.documents,
+        allowed=facts.allowed,
+        final=final,
+    )
+    for category, reason in found:
+        if category == "admits_fiction" and any(p["category"] == "role_break" for p in problems):
+            continue  # the same words, already reported as a role break
+        problems.append({"category": category, "reason": reason})
     return problems
 
 
@@ -107,10 +175,17 @@ class SentenceGate:
     """
 
     def __init__(
-        self, persona: Persona, system_prompt: str, write: StreamWriter, shown: str = "", hold: bool = False
+        self,
+        persona: Persona,
+        system_prompt: str,
+        write: StreamWriter,
+        shown: str = "",
+        hold: bool = False,
+        facts: TurnFacts | None = None,
     ):
         self.persona = persona
         self.system_prompt = system_prompt
+        self.facts = facts
         self.write = write
         self.shown = shown  # what the reader sees now (an earlier attempt's text until this one releases)
         # Check but show nothing: a style rewrite replaces the safe reply the reader already sees
@@ -140,11 +215,13 @@ class SentenceGate:
         """The draft: the whole reply (its last sentence released if it passes), or, when the gate
         closed, the text up to the sentence that failed."""
         if self.open:
-            self._release(self.text.strip())
+            self._release(self.text.strip(), final=True)
         return self._failed or self.text.strip()
 
-    def _release(self, prefix: str) -> bool:
-        problems = check_output(prefix, self.persona, self.system_prompt)
+    def _release(self, prefix: str, final: bool = False) -> bool:
+        if not final and self.facts and drift.language_undecided(prefix, self.facts.lang):
+            return True  # too short to judge its language and not yet in the fan's: wait for more
+        problems = check_output(prefix, self.persona, self.system_prompt, self.facts, final=final)
         if problems:
             self.problems, self._failed = problems, prefix
             return False

@@ -16,8 +16,9 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
+from personagraph.memory.fan_memory import read_profile
 from personagraph.nodes.context import ChatContext
-from personagraph.nodes.output_checks import check_output, show
+from personagraph.nodes.output_checks import check_output, show, turn_facts
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
 from personagraph.personas.rules import check_speech, hard_problems
@@ -133,12 +134,14 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     persona = load_persona(runtime.context.persona_id)
     draft = state.get("draft", "")
     instructions = instruction_text(persona, state.get("lang", "en"))
-    problems = check_output(draft, persona, instructions)
+    # The same drift checks as the draft's sentence gate: the fan's facts, language, documents.
+    facts = turn_facts(state, persona, _stored_profile(runtime))
+    problems = check_output(draft, persona, instructions, facts)
     adjusted: dict[str, Any] = {}
     if not problems:
         fitted = conform_speech_level(draft, persona, state.get("lang", "en"))
         # The rewritten endings are new text: they are used only if they pass the same checks.
-        if fitted != draft and not check_output(fitted, persona, instructions):
+        if fitted != draft and not check_output(fitted, persona, instructions, facts):
             reason = "sentence endings changed to the persona's speech level"
             block = block_record(
                 state,
@@ -161,6 +164,12 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     lang = state.get("lang", "en")
     safe_reply = refusal_text(persona, problems[0]["category"], lang, seed=draft)
     return {"draft": safe_reply, "revision_reason": "", "blocks": blocks}
+
+
+def _stored_profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    if runtime.store is None:
+        return {}
+    return read_profile(runtime.store, runtime.context.user_id, runtime.context.persona_id)
 
 
 def _merged(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
     python -m personagraph.personas.index [--persona ID ...]     (also: personagraph index)
 
 Runs automatically on first use: a collection whose stored fingerprint differs from the persona's
-files is rebuilt, so edits to the shipped documents are picked up.
+files and the chunking (memory/vectors.py CHUNKING) is rebuilt, so edits to the shipped documents
+and an upgrade that chunks differently are picked up.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import threading
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
-from personagraph.memory.vectors import Document, chroma_client, get_collection, index_documents
+from personagraph.memory.embeddings import E5EmbeddingFunction
+from personagraph.memory.vectors import CHUNKING, Document, chroma_client, get_collection, index_documents
 from personagraph.personas.model import list_personas, load_knowledge, load_story, persona_dir
 
 _lock = threading.Lock()
@@ -31,7 +33,9 @@ def story_collection_name(persona_id: str) -> str:
 
 
 def fingerprint(persona_id: str) -> str:
+    """The persona's files and how they are chunked and embedded: a change to either re-indexes."""
     digest = hashlib.sha256()
+    digest.update(f"{CHUNKING}\x00{E5EmbeddingFunction.name()}\x00".encode())
     folder = persona_dir(persona_id)
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix in {".md", ".yaml", ".yml", ".json"}:

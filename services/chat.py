@@ -52,6 +52,16 @@ from personagraph.memory.fan_memory import (
     turn_items,
     write_profile,
 )
+from personagraph.memory.feedback import (
+    MAX_REASON_CHARS,
+    RATINGS,
+    RatedReply,
+    delete_rating,
+    forget_ratings,
+    preference_pairs,
+    put_rating,
+    ratings,
+)
 from personagraph.memory.persistence import make_checkpointer, make_store
 from personagraph.nodes.context import ChatContext
 from personagraph.personas.cards import CardError, check_card_size, load_card, slugify
@@ -68,6 +78,7 @@ from personagraph.personas.model import (
     public_personas,
     visible_personas,
 )
+from personagraph.services.turn_stats import TurnRecorder
 from personagraph.serving.metrics import observe_first_token
 from personagraph.serving.models import ModelError
 from personagraph.serving.redact import user_error
@@ -87,7 +98,37 @@ class InvalidRequestError(ValueError):
     """A chat request with a bad field; the message names the field and what is allowed."""
 
 
-class ChatRequest(BaseModel):
+MAX_REPLY_TOKENS = 4096  # the embedded server's context is 4096 tokens; a longer reply cannot fit
+# The allowed values of each generation setting, as error messages name them.
+GENERATION_RANGES = {
+    "temperature": "0 to 2",
+    "top_p": "above 0, up to 1",
+    "max_tokens": f"a whole number from 1 to {MAX_REPLY_TOKENS}",
+}
+
+
+class GenerationSettings(BaseModel):
+    """Sampling settings of one reply (None: the chat role's configured value)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_REPLY_TOKENS)
+
+    @field_validator("temperature", "top_p", "max_tokens", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic would read True as 1
+            raise ValueError("must be a number, not true/false")
+        return value
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings given, as ChatContext fields."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class ChatRequest(GenerationSettings):
     """One fan message. There is no user id: the fan is the signed-in caller."""
 
     model_config = ConfigDict(extra="forbid")
@@ -95,6 +136,9 @@ class ChatRequest(BaseModel):
     message: str
     thread_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     persona_id: str = DEFAULT_PERSONA
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
 
     @field_validator("message")
     @classmethod
@@ -134,20 +178,37 @@ def _valid(check: Any, value: str) -> bool:
 
 
 def validate_request(**fields: Any) -> ChatRequest:
+    """A ChatRequest from outside input; InvalidRequestError naming each bad field and what is allowed.
+    Generation settings left out or None keep the chat role's configured values."""
     try:
         return ChatRequest(**fields)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"])
-            if e["type"] == "extra_forbidden":
-                allowed = ", ".join(ChatRequest.model_fields)
-                problems.append(
-                    f"{where}: not a request field (allowed: {allowed}); the fan is the signed-in account"
-                )
-            else:
-                problems.append(f"{where}: {str(e['msg']).removeprefix('Value error, ')}")
-        raise InvalidRequestError("; ".join(problems)) from exc
+        raise InvalidRequestError(_problems(exc, ChatRequest)) from exc
+
+
+def validate_settings(**fields: Any) -> GenerationSettings:
+    """Generation settings (temperature, top_p, max_tokens) from outside input, checked the same way."""
+    try:
+        return GenerationSettings(**fields)
+    except ValidationError as exc:
+        raise InvalidRequestError(_problems(exc, GenerationSettings)) from exc
+
+
+def _problems(exc: ValidationError, model: type[BaseModel]) -> str:
+    problems = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            allowed = ", ".join(model.model_fields)
+            problems.append(
+                f"{where}: not a request field (allowed: {allowed}); the fan is the signed-in account"
+            )
+            continue
+        problem = f"{where}: {str(e['msg']).removeprefix('Value error, ')}"
+        if where in GENERATION_RANGES:
+            problem += f" (got {e.get('input')!r}; allowed: {GENERATION_RANGES[where]}, or leave it empty)"
+        problems.append(problem)
+    return "; ".join(problems)
 
 
 def validate_profile(profile: dict[str, Any] | str) -> dict[str, Any]:
@@ -232,6 +293,12 @@ class _Stopped(Exception):
     """Raised inside a turn's stream loop when the fan pressed Stop."""
 
 
+class _StopSignal(threading.Event):
+    """Set by Stop; `keep_partial` says whether the fan keeps the part of the reply already shown."""
+
+    keep_partial = False
+
+
 @dataclass
 class TurnEvent:
     """One streamed event: checked text of the reply ("token": one or more sentences that passed the
@@ -252,6 +319,13 @@ class TurnResult:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     retrieved: list[dict[str, Any]] = field(default_factory=list)  # {"source", "category", "score", "text"}
+    message_id: str = ""  # the reply's id (to rate it, or to find its alternatives)
+    turn_id: str = ""  # the fan message's id (to edit it)
+    stopped: bool = False  # Stop with the partial reply kept: `reply` is what was shown
+    # {"total_s", "first_token_s", "nodes": {node: seconds}} and {"input_tokens", "output_tokens",
+    # "model_calls", "calls": [...]} (services/turn_stats.py)
+    timings: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 class ChatService:
@@ -262,7 +336,7 @@ class ChatService:
         self.store = store or make_store()
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build(self.checkpointer, self.store)
         # Turns being written, by owner-scoped thread key: Stop sets the event, the stream loop reads it.
-        self._running: dict[str, threading.Event] = {}
+        self._running: dict[str, _StopSignal] = {}
         self._running_lock = threading.Lock()
 
     @staticmethod
@@ -275,7 +349,8 @@ class ChatService:
             raise InvalidRequestError(f"{', '.join(sorted(fixed))}: set by the caller and the request")
         ctx = ChatContext(persona_id=request.persona_id, user_id=_owner(caller))
         ctx.max_message_chars = get_settings().max_message_chars
-        return replace(ctx, **overrides)
+        # The request's generation settings (validated with it), then the caller's overrides.
+        return replace(ctx, **{**request.generation().overrides(), **overrides})
 
     def _check_idle(self, key: str, thread_id: str) -> None:
         with self._running_lock:
@@ -300,6 +375,25 @@ class ChatService:
         self._check_idle(key, request.thread_id)
         return self._stream(owner, request, key, context)
 
+    def _claim(self, key: str) -> _StopSignal | None:
+        """Mark the thread busy with a turn of this process; None when one is running already."""
+        stop = _StopSignal()
+        with self._running_lock:
+            if key in self._running:
+                return None
+            self._running[key] = stop
+        return stop
+
+    def _release(self, key: str, stop: _StopSignal) -> None:
+        with self._running_lock:
+            if self._running.get(key) is stop:
+                del self._running[key]
+
+    @staticmethod
+    def _busy_event(thread_id: str) -> TurnEvent:
+        message = f"thread_id: a reply is still being written in thread {thread_id!r}"
+        return TurnEvent("error", message, TurnResult(reply="", thread_id=thread_id, error=message))
+
     def _stream(
         self,
         owner: str,
@@ -308,23 +402,14 @@ class ChatService:
         context: ChatContext,
         message_id: str | None = None,
     ) -> Iterator[TurnEvent]:
-        stop = threading.Event()
-        with self._running_lock:
-            busy = key in self._running
-            if not busy:
-                self._running[key] = stop
-        if busy:
-            message = f"thread_id: a reply is still being written in thread {request.thread_id!r}"
-            yield TurnEvent(
-                "error", message, TurnResult(reply="", thread_id=request.thread_id, error=message)
-            )
+        stop = self._claim(key)
+        if stop is None:
+            yield self._busy_event(request.thread_id)
             return
         try:
             yield from self._run_turn(owner, request, key, context, stop, message_id)
         finally:
-            with self._running_lock:
-                if self._running.get(key) is stop:
-                    del self._running[key]
+            self._release(key, stop)
 
     def _run_turn(
         self,
@@ -332,10 +417,12 @@ class ChatService:
         request: ChatRequest,
         key: str,
         context: ChatContext,
-        stop: threading.Event,
+        stop: _StopSignal,
         message_id: str | None = None,
     ) -> Iterator[TurnEvent]:
+        recorder = TurnRecorder()  # this turn's node timings and token usage (TurnResult)
         config = run_config(self._config(key), "persona_chat", owner, request.persona_id)
+        config["callbacks"] = [recorder]
         # The message id is the turn's id: it keys what the turn stores, so a re-run overwrites.
         human = HumanMessage(content=request.message, id=message_id or uuid.uuid4().hex)
         messages = self._discard_unfinished(config)
@@ -345,6 +432,7 @@ class ChatService:
             items=turn_items(self.store, owner, request.persona_id, str(human.id)),
         )
         started: float | None = time.perf_counter()  # until the first checked text is sent (metrics)
+        first_token_s: float | None = None
         # Custom events carry checked text only; node updates just pace the Stop check between steps.
         stream = self.graph.stream(
             {"messages": [human]}, config, context=context, stream_mode=["custom", "updates"]
@@ -356,7 +444,8 @@ class ChatService:
                     raise _Stopped
                 for event in _checked_events(mode, payload):
                     if event.kind == "token" and started is not None:
-                        observe_first_token("persona_chat", "reply", time.perf_counter() - started)
+                        first_token_s = time.perf_counter() - started
+                        observe_first_token("persona_chat", "reply", first_token_s)
                         started = None
                     shown = "" if event.kind == "reset" else shown + event.text
                     yield event
@@ -367,6 +456,20 @@ class ChatService:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure must leave the thread usable
             _close(stream)
+            if isinstance(exc, _Stopped) and stop.keep_partial and shown.strip():
+                # The fan keeps what they saw: the turn is undone, then the thread gets the fan's
+                # message and the checked text shown so far as the reply (marked as stopped).
+                self._roll_back(config, before, STOPPED)
+                partial = AIMessage(content=shown, id=uuid.uuid4().hex, response_metadata={"stopped": True})
+                self.graph.update_state(
+                    config, {"messages": [human, partial], "last_error": None}, as_node="memory_write"
+                )
+                self._register_thread(owner, request)
+                kept = TurnResult(reply=shown, thread_id=request.thread_id, message_id=str(partial.id),
+                                  turn_id=str(human.id), stopped=True, timings=recorder.timings(first_token_s),
+                                  usage=recorder.usage())  # fmt: skip
+                yield TurnEvent("final", shown, kept)
+                return
             if isinstance(exc, _Stopped):
                 message = STOPPED
             elif isinstance(exc, ModelError):
@@ -380,6 +483,7 @@ class ChatService:
             return
         values = self.graph.get_state(config).values
         reply = _last_ai_text(values.get("messages", []))
+        last_ai = next((m for m in reversed(values.get("messages", [])) if isinstance(m, AIMessage)), None)
         if reply != shown:  # the graph publishes only what it showed; never expected
             log.error("persona_chat streamed %d characters but published %d", len(shown), len(reply))
             yield TurnEvent("reset")
@@ -392,6 +496,10 @@ class ChatService:
             sources=list(values.get("sources") or []),
             blocks=[b for b in values.get("blocks", []) if b.get("message_id") == human.id],
             retrieved=[dict(d) for d in values.get("retrieved") or []] if values.get("sources") else [],
+            message_id=str(last_ai.id) if last_ai is not None else "",
+            turn_id=str(human.id),
+            timings=recorder.timings(first_token_s),
+            usage=recorder.usage(),
         )
         yield TurnEvent("final", reply, result)
 
@@ -401,11 +509,15 @@ class ChatService:
                 return event.result
         raise RuntimeError("turn ended without a result")
 
-    def stop(self, caller: Caller, thread_id: str) -> bool:
+    def stop(self, caller: Caller, thread_id: str, keep_partial: bool = False) -> bool:
         """Stop the reply being written in the caller's thread; False when none is running.
 
-        The turn ends with an error event "stopped" and is rolled back like a failed one, so the
-        thread stays usable. NotFoundError for a thread the caller does not have.
+        By default the turn ends with an error event "stopped" and is rolled back like a failed
+        one (the fan's message is returned to be sent again). With `keep_partial` the thread keeps
+        the fan's message and the checked part of the reply shown so far (a "final" event with
+        `stopped=True`; nothing of the turn goes to long-term memory); when nothing was shown yet
+        it is rolled back all the same. Either way the thread stays usable. NotFoundError for a
+        thread the caller does not have.
         """
         owner = _owner(caller)
         thread_id = _thread(thread_id)
@@ -413,6 +525,7 @@ class ChatService:
         with self._running_lock:
             running = self._running.get(key)
         if running is not None:
+            running.keep_partial = bool(keep_partial)
             running.set()
             return True
         if not self._has_thread(owner, thread_id):
@@ -420,64 +533,311 @@ class ChatService:
         return False
 
     def regenerate(
-        self, caller: Caller, thread_id: str, persona_id: str | None = None, **context_overrides: Any
+        self,
+        caller: Caller,
+        thread_id: str,
+        persona_id: str | None = None,
+        settings: GenerationSettings | None = None,
+        **context_overrides: Any,
     ) -> Iterator[TurnEvent]:
-        """Re-run the thread's last fan message: its exchange is removed, then the same text is sent again.
+        """Write a new reply to the thread's last fan message; the previous reply stays as an alternative.
 
-        Yields the same events as `stream_turn`. If the new run fails or is stopped, the previous
-        exchange is put back, so the thread is as it was. Raises NotFoundError for a thread the
-        caller does not have and InvalidRequestError when there is nothing to redo.
+        The thread goes back to the checkpoint before that message (LangGraph checkpoint history)
+        and the same message, with its own id, is run again from there, so the new exchange is a
+        branch beside the old one: `branches()` lists both and `switch_branch()` goes back. The
+        re-run overwrites what the first run stored under the message's id (no second memory).
+        Yields the same events as `stream_turn`. If the new run fails or is stopped, the thread is
+        put back as it was. NotFoundError for a thread the caller does not have, InvalidRequestError
+        when there is nothing to redo.
         """
-        owner = _owner(caller)
         messages = self.history(caller, thread_id)
         index = next(
             (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)), None
         )
         if index is None:
             raise InvalidRequestError(f"thread_id: thread {thread_id!r} has no fan message to regenerate")
+        return self._rerun_from(
+            caller, thread_id, messages, index, str(messages[index].content), str(messages[index].id),
+            persona_id, settings, context_overrides,
+        )  # fmt: skip
+
+    def edit(
+        self,
+        caller: Caller,
+        thread_id: str,
+        message_id: str,
+        message: str,
+        persona_id: str | None = None,
+        settings: GenerationSettings | None = None,
+        **context_overrides: Any,
+    ) -> Iterator[TurnEvent]:
+        """Replace an earlier fan message with `message` and continue the conversation from there.
+
+        The thread forks at the checkpoint before that message (its later turns are not lost: they
+        stay a branch of their own, listed by `branches()`). The edited message is a new message
+        (a new id), so what the earlier one stored stays with its branch. Yields the same events as
+        `stream_turn`; a failed or stopped edit puts the thread back as it was. NotFoundError for a
+        thread or message the caller does not have; InvalidRequestError for a bad message.
+        """
+        messages = self.history(caller, thread_id)
+        try:
+            message_id = check_id(message_id, "message_id")
+        except UnsafeIdError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        index = next(
+            (i for i, m in enumerate(messages) if isinstance(m, HumanMessage) and str(m.id) == message_id),
+            None,
+        )
+        if index is None:
+            raise NotFoundError(f"message_id: thread {thread_id!r} has no fan message {message_id!r}")
+        return self._rerun_from(
+            caller, thread_id, messages, index, message, None, persona_id, settings, context_overrides
+        )
+
+    def _rerun_from(
+        self,
+        caller: Caller,
+        thread_id: str,
+        messages: list[AnyMessage],
+        index: int,
+        text: str,
+        message_id: str | None,
+        persona_id: str | None,
+        settings: GenerationSettings | None,
+        context_overrides: dict[str, Any],
+    ) -> Iterator[TurnEvent]:
+        """Checks first (persona, message, busy thread), then the fork-and-run generator."""
+        owner = _owner(caller)
         if persona_id is None:
             registered = self.store.get(threads_namespace(owner), thread_id)
             persona_id = registered.value.get("persona_id") if registered else None
+        fields = settings.overrides() if settings is not None else {}
         request = validate_request(
-            message=str(messages[index].content),
-            thread_id=thread_id,
-            persona_id=persona_id or DEFAULT_PERSONA,
+            message=text, thread_id=thread_id, persona_id=persona_id or DEFAULT_PERSONA, **fields
         )
         persona_for(caller, request.persona_id)
         key = thread_key(owner, thread_id)
         context = self.context_for(caller, request, **context_overrides)
         self._check_idle(key, thread_id)
-        return self._regenerate(owner, request, key, context, messages[index:])
+        keep = [str(m.id) for m in messages[:index]]
+        return self._rerun(owner, request, key, context, keep, message_id)
 
-    def _regenerate(
-        self, owner: str, request: ChatRequest, key: str, context: ChatContext, removed: list[AnyMessage]
+    def _rerun(
+        self,
+        owner: str,
+        request: ChatRequest,
+        key: str,
+        context: ChatContext,
+        keep: list[str],
+        message_id: str | None,
     ) -> Iterator[TurnEvent]:
+        """Fork the thread at the checkpoint whose messages are `keep`, run the turn there, and put
+        the previous head back (as the newest checkpoint) if the turn fails or is stopped."""
+        stop = self._claim(key)
+        if stop is None:
+            yield self._busy_event(request.thread_id)
+            return
+        settled = False
         config = self._config(key)
-        self.graph.update_state(
-            config, {"messages": [RemoveMessage(id=str(m.id)) for m in removed]}, as_node="memory_write"
-        )
-        restored = False
-
-        def restore(error: str) -> None:
-            # Put the previous exchange back: a failed or stopped regeneration changes nothing.
-            nonlocal restored
-            restored = True
-            self.graph.update_state(
-                config, {"messages": list(removed), "last_error": error}, as_node="memory_write"
-            )
-
         try:
-            # The fan's message is re-sent with its own id: the re-run overwrites what the first run
-            # stored under it (no second memory), and a failed re-run puts those items back.
-            for event in self._stream(owner, request, key, context, message_id=str(removed[0].id)):
-                if event.kind == "error":
-                    restore(event.text)
-                elif event.kind == "final":
-                    restored = True  # the new exchange stands
-                yield event
+            self._discard_unfinished(config)
+            head = self.graph.get_state(config)
+            self._fork(config, head, keep)
+            try:
+                for event in self._run_turn(owner, request, key, context, stop, message_id):
+                    if event.kind == "error":
+                        self._make_head(head.config, event.text)
+                        settled = True
+                    elif event.kind == "final":
+                        settled = True  # the new branch stands
+                    yield event
+            finally:
+                if not settled:  # the consumer went away before the turn ended
+                    self._make_head(head.config, STOPPED)
         finally:
-            if not restored:  # closed before the turn ended (the consumer went away)
-                restore(STOPPED)
+            self._release(key, stop)
+
+    def _fork(self, config: RunnableConfig, head: Any, keep: list[str]) -> None:
+        """Make the thread's newest checkpoint one whose messages are exactly `keep`: a child of the
+        newest earlier checkpoint with those messages (its summary and other state come back too),
+        else (history pruned) the head with the later messages removed."""
+        for snapshot in self.graph.get_state_history(config):
+            ids = [str(m.id) for m in snapshot.values.get("messages", [])]
+            source = (snapshot.metadata or {}).get("source")
+            if ids == keep and (not snapshot.next or source == "input"):
+                self.graph.update_state(snapshot.config, {"last_error": None}, as_node="memory_write")
+                return
+        later = [
+            RemoveMessage(id=str(m.id)) for m in head.values.get("messages", []) if str(m.id) not in keep
+        ]
+        self.graph.update_state(head.config, {"messages": later, "last_error": None}, as_node="memory_write")
+
+    def _make_head(self, checkpoint: RunnableConfig, error: str | None) -> None:
+        """Make a copy of this checkpoint the thread's newest (what `get_state` reads)."""
+        self.graph.update_state(checkpoint, {"last_error": error}, as_node="memory_write")
+
+    # --- branches: earlier versions of the conversation, from the checkpoint history ---------------
+
+    def _tips(self, key: str) -> list[tuple[Any, list[AnyMessage]]]:
+        """Every distinct finished conversation of the thread that is not the start of another one
+        (the ends of its branches), newest first, as (checkpoint, messages)."""
+        seen: dict[tuple[str, ...], tuple[Any, list[AnyMessage]]] = {}
+        for snapshot in self.graph.get_state_history(self._config(key)):
+            messages = [m for m in snapshot.values.get("messages", []) if m.type in ("human", "ai")]
+            if snapshot.next or not messages or not isinstance(messages[-1], AIMessage):
+                continue
+            seen.setdefault(tuple(str(m.id) for m in messages), (snapshot, messages))
+        sequences = list(seen)
+        tips = [
+            seen[seq]
+            for seq in sequences
+            if not any(len(other) > len(seq) and other[: len(seq)] == seq for other in sequences)
+        ]
+        return tips
+
+    def branches(self, caller: Caller, thread_id: str) -> list[dict[str, Any]]:
+        """The thread's branches, newest first: [{"branch_id", "current", "messages", "fan_message",
+        "reply", "updated_at"}]. A regenerated reply or an edited message starts a new branch; the
+        earlier ones stay here. NotFoundError for a thread the caller does not have."""
+        messages = self.history(caller, thread_id)  # the ownership check
+        key = thread_key(_owner(caller), _thread(thread_id))
+        current = tuple(str(m.id) for m in messages if m.type in ("human", "ai"))
+        rows = []
+        for snapshot, branch in self._tips(key):
+            fan = next((m for m in reversed(branch) if isinstance(m, HumanMessage)), None)
+            rows.append({
+                "branch_id": str(snapshot.config["configurable"]["checkpoint_id"]),
+                "current": tuple(str(m.id) for m in branch) == current,
+                "messages": len(branch),
+                "fan_message": str(fan.content)[:200] if fan is not None else "",
+                "reply": str(branch[-1].content)[:200],
+                "updated_at": snapshot.created_at or "",
+            })  # fmt: skip
+        return rows
+
+    def alternatives(self, caller: Caller, thread_id: str) -> dict[str, list[dict[str, str]]]:
+        """For each reply of the thread as it is now, the other replies written to the same point of
+        the conversation (regenerated or from another branch): {reply id: [{"branch_id", "content"}]}."""
+        messages = [m for m in self.history(caller, thread_id) if m.type in ("human", "ai")]
+        key = thread_key(_owner(caller), _thread(thread_id))
+        ids = [str(m.id) for m in messages]
+        found: dict[str, list[dict[str, str]]] = {}
+        for snapshot, branch in self._tips(key):
+            branch_ids = [str(m.id) for m in branch]
+            for i, message in enumerate(messages):
+                if not isinstance(message, AIMessage) or i >= len(branch):
+                    continue
+                if branch_ids[:i] == ids[:i] and branch_ids[i] != ids[i] and isinstance(branch[i], AIMessage):
+                    rows = found.setdefault(ids[i], [])
+                    if all(r["message_id"] != branch_ids[i] for r in rows):
+                        rows.append({
+                            "branch_id": str(snapshot.config["configurable"]["checkpoint_id"]),
+                            "message_id": branch_ids[i],
+                            "content": str(branch[i].content),
+                        })  # fmt: skip
+        return found
+
+    def switch_branch(self, caller: Caller, thread_id: str, branch_id: str) -> list[AnyMessage]:
+        """Make one of the thread's branches current again (the others stay listed); returns its
+        messages. NotFoundError for a branch that is not one of this thread's (or not the caller's)."""
+        owner = _owner(caller)
+        thread_id = _thread(thread_id)
+        self.history(caller, thread_id)  # the ownership check
+        try:
+            branch_id = check_id(branch_id, "branch_id")
+        except UnsafeIdError as exc:
+            raise InvalidRequestError(str(exc)) from exc
+        key = thread_key(owner, thread_id)
+        self._check_idle(key, thread_id)
+        for snapshot, branch in self._tips(key):
+            if str(snapshot.config["configurable"]["checkpoint_id"]) == branch_id:
+                self._make_head(snapshot.config, None)
+                return list(branch)
+        raise NotFoundError(f"branch_id: thread {thread_id!r} has no branch {branch_id!r}")
+
+    # --- feedback: thumbs up/down on replies, exported as DPO preference pairs ---------------------
+
+    def rate(
+        self, caller: Caller, thread_id: str, message_id: str, rating: str, reason: str = ""
+    ) -> dict[str, Any]:
+        """Rate one of the persona's replies in the caller's thread: "up" or "down" with an optional
+        reason, or "none" to take a rating back. Any reply of the thread can be rated, also one on
+        another branch (a regenerated alternative). A new rating replaces the old one. Returns
+        {"message_id", "rating", "reason"}. NotFoundError for a thread or reply not the caller's."""
+        owner = _owner(caller)
+        thread_id = _thread(thread_id)
+        if rating not in (*RATINGS, "none"):
+            raise InvalidRequestError(f"rating: {rating!r} is not allowed; use one of up, down, none")
+        reason = (reason or "").strip()
+        check_text(reason, "reason", InvalidRequestError)
+        if len(reason) > MAX_REASON_CHARS:
+            raise InvalidRequestError(
+                f"reason: is {len(reason)} characters; the maximum is {MAX_REASON_CHARS}"
+            )
+        current = self.history(caller, thread_id)  # the ownership check
+        if not isinstance(message_id, str) or not message_id:
+            raise InvalidRequestError("message_id: give the id of the reply to rate")
+        conversation = self._conversation_of(owner, thread_id, current, message_id)
+        if conversation is None:
+            raise NotFoundError(f"message_id: thread {thread_id!r} has no reply {message_id!r}")
+        registered = self.store.get(threads_namespace(owner), thread_id)
+        persona_id = str(registered.value.get("persona_id")) if registered else DEFAULT_PERSONA
+        if rating == "none":
+            delete_rating(self.store, owner, persona_id, message_id)
+            return {"message_id": message_id, "rating": "none", "reason": ""}
+        *before, reply = conversation
+        turn = next((m for m in reversed(before) if isinstance(m, HumanMessage)), None)
+        stored = put_rating(
+            self.store,
+            owner,
+            RatedReply(
+                message_id=message_id,
+                turn_id=str(turn.id) if turn is not None else "",
+                thread_id=thread_id,
+                persona_id=persona_id,
+                rating="up" if rating == "up" else "down",
+                reason=reason,
+                prompt=[{"role": _role(m), "content": str(m.content)} for m in before],
+                reply=str(reply.content),
+            ),
+        )
+        return {"message_id": stored.message_id, "rating": stored.rating, "reason": stored.reason}
+
+    def _conversation_of(
+        self, owner: str, thread_id: str, current: list[AnyMessage], message_id: str
+    ) -> list[AnyMessage] | None:
+        """The fan/persona messages up to and including the reply `message_id`, on the current
+        branch or any other of the thread; None when the thread has no such reply."""
+        candidates: list[list[AnyMessage]] = [[m for m in current if m.type in ("human", "ai")]]
+        if all(str(m.id) != message_id for m in candidates[0]):
+            candidates = [branch for _, branch in self._tips(thread_key(owner, thread_id))]
+        for messages in candidates:
+            for i, message in enumerate(messages):
+                if str(message.id) == message_id and isinstance(message, AIMessage):
+                    return messages[: i + 1]
+        return None
+
+    def ratings(self, caller: Caller, thread_id: str | None = None) -> dict[str, dict[str, str]]:
+        """The caller's ratings, by reply id: {"rating", "reason"} (one thread's, or all)."""
+        rows = ratings(self.store, _owner(caller))
+        if thread_id is not None:
+            thread_id = _thread(thread_id)
+            rows = [r for r in rows if r.thread_id == thread_id]
+        return {r.message_id: {"rating": r.rating, "reason": r.reason} for r in rows}
+
+    def export_preferences(
+        self, caller: Caller, persona_id: str | None = None, all_accounts: bool = False
+    ) -> list[dict[str, Any]]:
+        """DPO preference pairs (TRL: prompt/chosen/rejected, conversational) from ratings: the
+        caller's own, or with `all_accounts` every account's, which only the operator at this
+        machine's terminal may export (chat data is private; remote admins get no override)."""
+        owner = _owner(caller)
+        if all_accounts and not caller.local:
+            raise ForbiddenError(
+                "all_accounts: only the operator at the server's terminal (the CLI) may export every account's ratings"
+            )
+        persona = _persona_id(persona_id) if persona_id is not None else None
+        return preference_pairs(ratings(self.store, None if all_accounts else owner, persona))
 
     def _roll_back(self, config: RunnableConfig, before: _Snapshot, error: str) -> None:
         """Undo a failed or stopped turn so the thread stays usable: drop every message the turn
@@ -587,10 +947,12 @@ class ChatService:
         """Delete what the persona remembers about the caller: profile, memories and summaries.
 
         With `threads=True` the caller's chat sessions with this persona are deleted too.
-        Returns how many items of each kind were deleted. The persona need not exist any more.
+        Ratings of the persona's replies go too. Returns how many items of each kind were deleted.
+        The persona need not exist any more.
         """
         owner, persona_id = _owner(caller), _persona_id(persona_id)
         counts = {**forget_fan(self.store, owner, persona_id), "threads": 0}
+        counts["feedback"] = forget_ratings(self.store, owner, persona_id)
         if threads:
             for row in self.threads(caller):
                 if row.get("persona_id") == persona_id:
@@ -728,3 +1090,7 @@ def _last_ai_text(messages: list[AnyMessage]) -> str:
         if isinstance(message, AIMessage):
             return str(message.content)
     return ""
+
+
+def _role(message: AnyMessage) -> str:
+    return "user" if isinstance(message, HumanMessage) else "assistant"

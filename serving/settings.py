@@ -242,6 +242,34 @@ class Settings(BaseSettings):
     )
     # --- end A ---
 
+    # --- H: twin run usage and cost (issue 19, services/twins/analysis.py) ---
+    twin_price_prompt_per_million: float = Field(
+        default=0.0, ge=0,
+        description="Price of one million prompt tokens of the twin model, for run cost estimates "
+        "(TWIN_PRICE_PROMPT_PER_MILLION; 0 = the embedded model, free).",
+    )  # fmt: skip
+    twin_price_completion_per_million: float = Field(
+        default=0.0, ge=0, description="Price of one million completion tokens of the twin model."
+    )
+    twin_price_currency: str = Field(default="USD", max_length=8, description="Currency of the twin prices.")
+    # --- end H ---
+
+    # --- E: chat speed (issue 18, nodes/routing.py, serving/local_server.py) ---
+    chat_intent_router: Literal["hybrid", "classifier", "router"] = Field(
+        default="hybrid",
+        description="How persona chat finds a message's intent (CHAT_INTENT_ROUTER): hybrid = the trained "
+        "classifier, the router model only when it is unsure; classifier = never the model; router = "
+        "always the model (one more model call before every reply).",
+    )
+    local_model_prompt_cache_mb: int = Field(
+        default=512, ge=0,
+        description="RAM for the embedded model server's prompt cache (LOCAL_MODEL_PROMPT_CACHE_MB): "
+        "the evaluated prompt of each call is kept (about 30 KB a token for the default model, so "
+        "512 MB holds several chat prompts), so a chat turn after a profile extraction call resumes "
+        "its draft prompt instead of re-reading it; 0 turns the cache off.",
+    )  # fmt: skip
+    # --- end E ---
+
     def role(self, role: Role) -> ResolvedRole:
         """Resolve a role's model, URL, key and backend from its overrides and the shared defaults."""
         if role not in ROLES:

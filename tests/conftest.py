@@ -25,6 +25,9 @@ for _key in list(os.environ):
         ("LLM_", "DATABASE_URL", "REDIS_URL", "STORE_URL", "CHROMA_URL", "LOCAL_MODEL", "WORKER_ID")
     ):
         del os.environ[_key]
+# Tests script the router model's intent call; tests of the trained chat intent classifier (the
+# product's default, "hybrid") set CHAT_INTENT_ROUTER themselves.
+os.environ["CHAT_INTENT_ROUTER"] = "router"
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,11 @@
 personagraph app            (or: make run)  ->  http://127.0.0.1:7860  (served by `personagraph.api`)
 
 Chat tab: persona picker with Character Card V2 import, new/continue session with a greeting
-(returning fans are greeted by name), streamed replies, Regenerate and Stop, the sources and safety
-decisions of each turn, and a panel where the fan can read, edit or delete what the persona
-remembers about them.
+(returning fans are greeted by name), streamed replies, Regenerate (the earlier reply stays as an
+alternative) and Stop (keeping the partial reply or not), 👍/👎 with a reason on any reply, editing an
+earlier message and switching between branches, generation settings in an advanced panel, the
+sources, safety decisions, timings and token usage of each turn, the persona's profile card, and a
+panel where the fan can read, edit or delete what the persona remembers about them.
 
 The fan is the signed-in account: every handler takes the `gr.Request` and asks
 `ui.identity.caller_of` who it is (there is no user-id field), and the services check ownership.
@@ -28,7 +30,7 @@ from personagraph.accounts.identity import AccessError, Caller
 from personagraph.accounts.store import AccountStore
 from personagraph.personas.cards import CardError, check_card_size
 from personagraph.personas.model import load_persona
-from personagraph.services.chat import ChatService, TurnEvent, validate_request
+from personagraph.services.chat import ChatService, TurnEvent, validate_request, validate_settings
 from personagraph.services.crm import CrmService
 from personagraph.services.insight import InsightService
 from personagraph.serving.safe_paths import confined_path
@@ -93,6 +95,31 @@ def greeting(persona_id: str, lang: str = "ko", profile: dict[str, Any] | None =
     return persona.greeting.get(lang) or persona.greeting.get("en") or f"Hi, I'm {persona.name}!"
 
 
+def persona_card(persona_id: str, lang: str = "ko") -> str:
+    """Who the persona is and what they like to talk about, as Markdown (card text shown as plain text)."""
+    persona = load_persona(persona_id)
+    name = _plain(persona.display_name(lang), 100)
+    other = persona.name if lang == "ko" else persona.name_ko
+    title = f"**{name}**" + (
+        f" ({_plain(other, 100)})" if other and other != persona.display_name(lang) else ""
+    )
+    role = " · ".join(_plain(str(x), 100) for x in (persona.position, persona.group, persona.age) if x)
+    lines = [f"{title}  \n{role}" if role else title]
+    if persona.personality:
+        lines.append("**Personality:** " + _plain(", ".join(persona.personality), 300))
+    if persona.biography:
+        lines.append(_plain(persona.biography, 400))
+    topics = [*persona.opinions, *persona.habits][:6]
+    if topics:
+        lines.append("**Likes to talk about**")
+        lines += [f"- {_plain(t, 160)}" for t in topics]
+    if persona.speech.signature_expressions:
+        lines.append(
+            "**Says things like:** " + _plain(" / ".join(persona.speech.signature_expressions[:3]), 200)
+        )
+    return "\n\n".join(lines)
+
+
 def turn_details(result: Any) -> dict[str, Any]:
     """The JSON shown under "Sources and safety" for one turn."""
     return {
@@ -108,6 +135,9 @@ def turn_details(result: Any) -> dict[str, Any]:
             for d in result.retrieved
         ],  # fmt: skip
         "blocks": result.blocks,
+        "timings": result.timings,
+        "usage": {k: v for k, v in result.usage.items() if k != "calls"},
+        "model_calls": result.usage.get("calls", []),
     }
 
 
@@ -115,6 +145,15 @@ def _plain(text: str, limit: int = 300) -> str:
     """One line of text safe to show inside Markdown: headings dropped, markup characters escaped."""
     text = " ".join(re.sub(r"(?m)^\s*#+\s*", "", text).split())[:limit]
     return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", text)
+
+
+def _settings(temperature: float | None, top_p: float | None, max_tokens: float | None) -> dict[str, Any]:
+    """The advanced panel's settings that were filled in (an empty box keeps the default)."""
+    given = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+    settings = {k: v for k, v in given.items() if v is not None and v != ""}
+    if isinstance(settings.get("max_tokens"), float) and float(settings["max_tokens"]).is_integer():
+        settings["max_tokens"] = int(settings["max_tokens"])
+    return settings
 
 
 def render_details(details: str | None) -> str:
@@ -155,6 +194,21 @@ def render_details(details: str | None) -> str:
             lines.append("- the reply shown is the rewritten or safe fallback reply")
     else:
         lines.append("\n**Safety decisions:** ✅ the message and the reply passed every check")
+    timings = data.get("timings") or {}
+    if timings:
+        nodes = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in (timings.get("nodes") or {}).items())
+        first = timings.get("first_token_s")
+        lines.append(
+            f"\n**Timings:** first text {first if first is not None else '-'} s, turn {timings.get('total_s')} s"
+            f"  \n{nodes}"
+        )
+    usage = data.get("usage") or {}
+    if usage:
+        tokens_in = usage.get("input_tokens")
+        lines.append(
+            f"**Tokens:** {tokens_in if tokens_in is not None else 'n/a'} in, {usage.get('output_tokens')} out, "
+            f"{usage.get('model_calls')} model calls"
+        )
     return "\n".join(lines)
 
 
@@ -253,16 +307,28 @@ def build_app(
             elif event.kind == "final" and event.result is not None:
                 history[-1] = {"role": "assistant", "content": event.result.reply}
                 details = json.dumps(turn_details(event.result), ensure_ascii=False, indent=1)
-                yield history, "", thread_id, details, "✓"
+                done = "■ stopped: the partial reply was kept" if event.result.stopped else "✓"
+                yield history, "", thread_id, details, done
 
     def send(
-        message: str, history: ChatHistory, persona_id: str, thread_id: str, request: gr.Request
+        message: str,
+        history: ChatHistory,
+        persona_id: str,
+        thread_id: str,
+        request: gr.Request,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: float | None = None,
     ) -> Iterator[SendOutput]:
-        """Stream one chat turn: (history, message box, thread id, details JSON, status)."""
+        """Stream one chat turn: (history, message box, thread id, details JSON, status).
+        The advanced panel's settings (empty: the defaults) apply to this reply."""
         history = list(history or [])
         thread_id = thread_id or uuid.uuid4().hex
         try:
-            turn = validate_request(message=message or "", thread_id=thread_id, persona_id=persona_id)
+            settings = _settings(temperature, top_p, max_tokens)
+            turn = validate_request(
+                message=message or "", thread_id=thread_id, persona_id=persona_id, **settings
+            )
             events = service.stream_turn(caller(request), turn)
         except Problem as exc:
             yield history, message, thread_id, "{}", f"⚠️ {exc}"
@@ -276,15 +342,23 @@ def build_app(
         yield from run_turn(shown, events, thread_id, rolled_back)
 
     def regenerate(
-        history: ChatHistory, persona_id: str, thread_id: str, request: gr.Request
+        history: ChatHistory,
+        persona_id: str,
+        thread_id: str,
+        request: gr.Request,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: float | None = None,
     ) -> Iterator[SendOutput]:
-        """Re-run the last fan message of the session and stream the new reply in place of the old one."""
+        """Write a new reply to the last fan message and stream it in place of the old one (which
+        stays as an alternative: see Branches)."""
         history = list(history or [])
         try:
             if not thread_id:
                 raise ValueError("thread_id: no session yet; send a message first")
             fan = caller(request)
-            events = service.regenerate(fan, thread_id, persona_id=persona_id or None)
+            settings = validate_settings(**_settings(temperature, top_p, max_tokens))
+            events = service.regenerate(fan, thread_id, persona_id=persona_id or None, settings=settings)
             fan_text = next(
                 (str(m.content) for m in reversed(service.history(fan, thread_id)) if m.type == "human"), ""
             )
@@ -307,12 +381,108 @@ def build_app(
 
         yield from run_turn(shown, events, thread_id, kept)
 
-    def stop(thread_id: str, request: gr.Request) -> str:
-        """Stop the reply being written; the turn is undone and the message returns to the box."""
+    def stop(thread_id: str, request: gr.Request, keep_partial: bool = False) -> str:
+        """Stop the reply being written: the partial reply is kept (the box ticked) or the turn is
+        undone and the message returns to the box."""
         if not thread_id:
             return "nothing to stop"
         try:
-            return "stopping…" if service.stop(caller(request), thread_id) else "nothing to stop"
+            stopped = service.stop(caller(request), thread_id, keep_partial=bool(keep_partial))
+        except Problem as exc:
+            return f"⚠️ {exc}"
+        return "stopping…" if stopped else "nothing to stop"
+
+    def edit_message(
+        message_id: str | None,
+        text: str,
+        persona_id: str,
+        thread_id: str,
+        request: gr.Request,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: float | None = None,
+    ) -> Iterator[SendOutput]:
+        """Replace an earlier fan message and stream the conversation on from there (the later turns
+        stay as another branch)."""
+        try:
+            if not thread_id or not message_id:
+                raise ValueError("message_id: choose one of your earlier messages to edit")
+            fan = caller(request)
+            settings = validate_settings(**_settings(temperature, top_p, max_tokens))
+            history = _to_history(service, fan, thread_id)
+            ids = [str(m.id) for m in service.history(fan, thread_id) if m.type in ("human", "ai")]
+            events = service.edit(fan, thread_id, message_id, text or "", persona_id=persona_id or None,
+                                  settings=settings)  # fmt: skip
+        except Problem as exc:
+            yield gr.update(), gr.update(), thread_id, "{}", f"⚠️ {exc}"  # type: ignore[misc]  # unchanged chat
+            return
+        index = ids.index(message_id)
+        shown = history[:index] + [
+            {"role": "user", "content": " ".join((text or "").split())},
+            {"role": "assistant", "content": ""},
+        ]
+
+        def kept(error: str) -> SendOutput:
+            return history, "", thread_id, "{}", f"⚠️ {error} — the conversation was left as it was."
+
+        yield from run_turn(shown, events, thread_id, kept)
+
+    def thread_tools(thread_id: str, request: gr.Request) -> tuple[Any, Any]:
+        """The thread's fan messages (to edit one) and its branches (to switch), as dropdown choices."""
+        if not thread_id:
+            return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
+        try:
+            fan = caller(request)
+            messages = [m for m in service.history(fan, thread_id) if m.type == "human"]
+            branches = service.branches(fan, thread_id)
+        except Problem:
+            return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
+        edits = [(f"{i}. {str(m.content)[:60]}", str(m.id)) for i, m in enumerate(messages, 1)]
+        rows = [
+            (f"{'● ' if b['current'] else ''}{b['messages']} messages · “{b['reply'][:50]}” · {str(b['updated_at'])[:16]}",
+             b["branch_id"])
+            for b in branches
+        ]  # fmt: skip
+        return gr.update(choices=edits, value=None), gr.update(choices=rows, value=None)
+
+    def switch_branch(thread_id: str, branch_id: str | None, request: gr.Request) -> tuple[Any, str]:
+        """Show another branch of the thread (an earlier version of the conversation) and continue it."""
+        try:
+            if not thread_id or not branch_id:
+                raise ValueError("branch_id: choose a branch of this session")
+            fan = caller(request)
+            service.switch_branch(fan, thread_id, branch_id)
+            return _to_history(service, fan, thread_id), "✓ switched branch"
+        except Problem as exc:
+            return gr.update(), f"⚠️ {exc}"
+
+    def rate_reply(
+        history: ChatHistory, thread_id: str, reason: str, like: gr.LikeData, request: gr.Request
+    ) -> str:
+        """👍/👎 on a reply (with the optional reason): stored for the signed-in account."""
+        try:
+            if not thread_id:
+                raise ValueError("thread_id: no session yet; the greeting cannot be rated")
+            fan = caller(request)
+            messages = [m for m in service.history(fan, thread_id) if m.type in ("human", "ai")]
+            # The chat shows the thread's messages last (a greeting may come first): align from the end.
+            index = like.index if isinstance(like.index, int) else like.index[0]
+            position = index - (len(history or []) - len(messages))
+            if not 0 <= position < len(messages) or messages[position].type != "ai":
+                raise ValueError("message_id: only the persona's replies in this session can be rated")
+            rating = "up" if like.liked is True else "down" if like.liked is False else "none"
+            service.rate(fan, thread_id, str(messages[position].id), rating, reason or "")
+        except Problem as exc:
+            return f"⚠️ {exc}"
+        return {"up": "👍 thanks!", "down": "👎 noted, thanks", "none": "rating removed"}[rating]
+
+    def show_persona(persona_id: str, lang: str, request: gr.Request) -> str:
+        """The persona's profile card, for a persona the signed-in account may use."""
+        if not persona_id:
+            return ""
+        try:
+            service.persona(caller(request), persona_id)
+            return persona_card(persona_id, lang or "ko")
         except Problem as exc:
             return f"⚠️ {exc}"
 
@@ -422,7 +592,40 @@ def build_app(
                     send_btn = gr.Button("Send", variant="primary", scale=1)
                     regen_btn = gr.Button("↻ Regenerate", scale=1)
                     stop_btn = gr.Button("■ Stop", scale=1)
+                with gr.Row(equal_height=True):
+                    keep_partial = gr.Checkbox(value=True, label="Stop keeps the partial reply", scale=1)
+                    reason = gr.Textbox(
+                        label="Why? (optional, sent with 👍/👎 on a reply)",
+                        max_lines=1,
+                        max_length=500,
+                        scale=3,
+                    )
                 status = gr.Markdown()
+                with gr.Accordion("Edit an earlier message / branches", open=False):
+                    with gr.Row(equal_height=True):
+                        edit_pick = gr.Dropdown(choices=[], label="Your message to edit", scale=2)
+                        edit_text = gr.Textbox(label="New text", max_lines=3, scale=3)
+                        edit_btn = gr.Button("Edit and continue", scale=1)
+                    with gr.Row(equal_height=True):
+                        branch_pick = gr.Dropdown(
+                            choices=[], label="Branches of this session (● current)", scale=5
+                        )
+                        branch_btn = gr.Button("Switch", scale=1)
+                with gr.Accordion("Advanced: generation settings (empty = default)", open=False), gr.Row():
+                    temperature = gr.Number(
+                        value=None, label="Temperature (0 to 2)", minimum=0, maximum=2, step=0.05
+                    )
+                    top_p = gr.Number(
+                        value=None, label="Top p (above 0, up to 1)", minimum=0, maximum=1, step=0.05
+                    )
+                    max_tokens = gr.Number(
+                        value=None,
+                        label="Max tokens (1 to 4096)",
+                        minimum=1,
+                        maximum=4096,
+                        step=16,
+                        precision=0,
+                    )
                 with gr.Accordion("Sources and safety for this turn", open=False):
                     details_view = gr.Markdown("_No turn yet._")
                     details = gr.Code(
@@ -430,6 +633,8 @@ def build_app(
                         wrap_lines=True, max_lines=20,
                     )  # fmt: skip
             with gr.Column(scale=2):
+                with gr.Accordion("About the persona", open=True):
+                    persona_md = gr.Markdown()
                 with gr.Accordion("What the persona remembers about you", open=True):
                     profile_md = gr.Markdown()
                     profile_json = gr.Code(
@@ -454,19 +659,33 @@ def build_app(
                     import_status = gr.Markdown()
 
             outputs = [chatbot, box, thread, details, status]
-            inputs = [box, chatbot, persona, thread]
+            generation = [temperature, top_p, max_tokens]
+            inputs = [box, chatbot, persona, thread, *generation]
+            tools = [edit_pick, branch_pick]
             after_outputs = [details_view, profile_md, profile_json, sessions]
             session_outputs = [chatbot, thread, status, profile_md, profile_json]
             send_btn.click(send, inputs, outputs, api_name="send").then(
                 after_turn, [details, persona], after_outputs, api_visibility="private"
-            )
+            ).then(thread_tools, [thread], tools, api_visibility="private")
             box.submit(send, inputs, outputs, api_visibility="private").then(
                 after_turn, [details, persona], after_outputs, api_visibility="private"
+            ).then(thread_tools, [thread], tools, api_visibility="private")
+            regen_btn.click(
+                regenerate, [chatbot, persona, thread, *generation], outputs, api_name="regenerate"
+            ).then(after_turn, [details, persona], after_outputs, api_visibility="private").then(
+                thread_tools, [thread], tools, api_visibility="private"
             )
-            regen_btn.click(regenerate, [chatbot, persona, thread], outputs, api_name="regenerate").then(
-                after_turn, [details, persona], after_outputs, api_visibility="private"
+            stop_btn.click(stop, [thread, keep_partial], [status], api_name="stop")
+            edit_btn.click(
+                edit_message, [edit_pick, edit_text, persona, thread, *generation], outputs, api_name="edit"
+            ).then(after_turn, [details, persona], after_outputs, api_visibility="private").then(
+                thread_tools, [thread], tools, api_visibility="private"
             )
-            stop_btn.click(stop, [thread], [status], api_name="stop")
+            branch_btn.click(
+                switch_branch, [thread, branch_pick], [chatbot, status], api_name="switch_branch"
+            ).then(thread_tools, [thread], tools, api_visibility="private")
+            chatbot.like(rate_reply, [chatbot, thread, reason], [status], api_name="rate")
+            persona.change(show_persona, [persona, greet_lang], [persona_md], api_visibility="private")
             new_btn.click(start_session, [persona, greet_lang], session_outputs, api_name="new_session")
             persona.input(start_session, [persona, greet_lang], session_outputs, api_visibility="private")
             greet_lang.input(
@@ -474,7 +693,9 @@ def build_app(
             )
             sessions.input(
                 load_thread, [sessions], [chatbot, thread, persona, status], api_visibility="private"
-            ).then(profile_view, [persona], [profile_md, profile_json], api_visibility="private")
+            ).then(profile_view, [persona], [profile_md, profile_json], api_visibility="private").then(
+                thread_tools, [thread], tools, api_visibility="private"
+            )
             card_file.upload(
                 import_uploaded, [card_file, overwrite, greet_lang],
                 [persona, import_status, *session_outputs], api_name="import_card",
@@ -490,7 +711,7 @@ def build_app(
             app.load(
                 on_load, [persona, greet_lang], [signed_in, persona, sessions, *session_outputs],
                 api_visibility="private",
-            )  # fmt: skip
+            ).then(show_persona, [persona, greet_lang], [persona_md], api_visibility="private")  # fmt: skip
         build_twins_tabs(accounts)
         with gr.Tab("Customer insight") as insight_tab:
             insight_timer = build_insight_tab(accounts, insight)

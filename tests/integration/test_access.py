@@ -198,6 +198,9 @@ GRADIO_SEES: dict[str, tuple[str, ...]] = {
     "stop": (), "new_session": (), "start_session": (PROFILE_CANARY,), "regreet": (),
     "load_thread": (MESSAGE_CANARY,), "profile_view": (PROFILE_CANARY,), "import_card": (),
     "update_profile": (), "forget": (), "on_load": (CARD_CANARY,),
+    "after_turn_3": (), "edit": (), "switch_branch": (), "rate": (), "show_persona": (), "show_persona_1": (),
+    "thread_tools": (), "thread_tools_1": (), "thread_tools_2": (), "thread_tools_3": (), "thread_tools_4": (),
+    "thread_tools_5": (),
     "on_attribute": (), "do_add_filter": (), "do_add_sample": (), "do_clear": (), "do_people_upload": (),
     "count_respondents": (), "do_save": (), "do_saved_list": (), "do_pick_saved": (), "do_read_template": (),
     "do_read_upload": (), "check_survey": (), "run_survey": (), "cancel_survey": (), "do_read_template_1": (),
@@ -205,16 +208,19 @@ GRADIO_SEES: dict[str, tuple[str, ...]] = {
     "do_clear_followup": (), "do_reply": (), "do_clear_followup_1": (), "do_next": (), "do_end": (),
     "list_runs": (), "do_refresh": (), "show_run": (RUN_CANARY,), "do_question": (), "do_question_1": (),
     "export_run": (), "cancel_run": (), "delete_run": (), "validate_run": (),
+    "do_editor_load": (), "do_editor_action": (), "do_editor_apply": (),
     "insight_refresh": (), "set_live": (), "insight_ask": (), "ask": (), "insight_new_thread": (),
-    "open_insight": (), "on_brand": (), "crm_generate": (), "crm_batch": (),
+    "insight_import_orders": (),
+    "open_insight": (), "on_brand": (), "crm_generate": (), "crm_batch": (), "crm_import_catalog": (),
+    "on_catalog": (),
 }  # fmt: skip
 # Handlers and routes that run model turns, where an admin has no more rights than another user (an
 # admin cannot read other accounts' chats, CRM logs or insight threads): of bob and boss, only bob calls
 # them, which saves minutes of model time; boss still calls every other one.
 MODEL_TURN_HANDLERS = frozenset(
-    {"send", "send_1", "regenerate", "crm_generate", "crm_batch", "insight_ask", "ask"}
+    {"send", "send_1", "regenerate", "edit", "crm_generate", "crm_batch", "insight_ask", "ask"}
 )
-MODEL_TURN_ROUTES = frozenset({"chat_send", "crm_message", "crm_batch", "crm_batch_start"})
+MODEL_TURN_ROUTES = frozenset({"chat_send", "chat_edit", "crm_message", "crm_batch", "crm_batch_start"})
 # Handlers that change or delete alice's things run last, and for alice after the others.
 GRADIO_DESTRUCTIVE = ("update_profile", "forget", "delete_run")
 # Inputs by component label: alice's ids where a handler takes one, small sizes where it runs a model.
@@ -412,6 +418,24 @@ HTTP_RULES: dict[str, Rule] = {
     ),
     "chat_regenerate": Rule(path={"thread_id": ONLY_ALICE}, allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS)),
     "chat_stop": Rule(path={"thread_id": ONLY_ALICE}, allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS)),
+    # Edit, branches and ratings of alice's thread: 404 for the others before any message id is read
+    # (alice herself names a message or branch her thread does not have: 404 too, nothing changes).
+    "chat_edit": Rule(
+        path={"thread_id": ONLY_ALICE},
+        body=lambda s: {"message_id": "no-such-message", "message": "hello again"},
+        allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS, alice=NOT_YOURS),
+    ),
+    "chat_branches": Rule(path={"thread_id": ONLY_ALICE}, allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS)),
+    "chat_switch_branch": Rule(
+        path={"thread_id": ONLY_ALICE, "branch_id": "no-such-branch"},
+        allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS, alice=NOT_YOURS),
+    ),
+    "chat_feedback": Rule(
+        path={"thread_id": ONLY_ALICE},
+        body=lambda s: {"message_id": "no-such-reply", "rating": "up"},
+        allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS, alice=NOT_YOURS),
+    ),
+    "chat_feedback_export": Rule(allowed=_ok()),
     "chat_threads": Rule(allowed=_ok()),
     "chat_history": Rule(
         path={"thread_id": ONLY_ALICE}, allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS), sees=(MESSAGE_CANARY,)
@@ -462,6 +486,16 @@ HTTP_RULES: dict[str, Rule] = {
     "insight_ask": Rule(
         body=lambda s: {"question": "and in English?", "thread_id": s.ids["insight_thread"]},
         allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS),
+    ),
+    "insight_ask_stream": Rule(
+        body=lambda s: {"question": "and in English?", "thread_id": s.ids["insight_thread"]},
+        allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS),
+    ),
+    "insight_datasets": Rule(allowed=_ok()),
+    "insight_orders_template": Rule(allowed=_ok()),
+    # Importing orders changes the shop's data: admins only (boss's upload, a card, is no order export).
+    "insight_import_orders": Rule(
+        files=True, allowed=_ok(bob=frozenset({403}), alice=frozenset({403}), boss=frozenset({400}))
     ),
     "insight_threads": Rule(allowed=_ok(), sees=(INSIGHT_CANARY,)),
     "insight_thread": Rule(

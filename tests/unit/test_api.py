@@ -62,16 +62,22 @@ class FakeChat:
         yield TurnEvent("final", reply, TurnResult(reply=reply, thread_id=request.thread_id, intent="chat"))
 
     def regenerate(
-        self, caller: Caller, thread_id: str, persona_id: str | None = None
+        self, caller: Caller, thread_id: str, persona_id: str | None = None, settings: Any = None
     ) -> Iterator[TurnEvent]:
         messages = self._owned(caller, thread_id)
         if not messages:
             raise InvalidRequestError(f"thread_id: thread {thread_id!r} has no fan message to regenerate")
         yield TurnEvent("final", "again", TurnResult(reply="again", thread_id=thread_id))
 
-    def stop(self, caller: Caller, thread_id: str) -> bool:
+    def stop(self, caller: Caller, thread_id: str, keep_partial: bool = False) -> bool:
         self._owned(caller, thread_id)
         return False
+
+    def alternatives(self, caller: Caller, thread_id: str) -> dict[str, list[dict[str, str]]]:
+        return {}
+
+    def ratings(self, caller: Caller, thread_id: str | None = None) -> dict[str, dict[str, str]]:
+        return {}
 
     def threads(self, caller: Caller) -> list[dict[str, Any]]:
         return [{"thread_id": t} for t, (owner, _) in self.threads_by_id.items() if owner == caller.user_id]

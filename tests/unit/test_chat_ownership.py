@@ -92,7 +92,7 @@ def test_b_cannot_read_or_forget_as_profile(service: ChatService) -> None:
         assert service.get_profile(who, "tiny") == {}
         assert service.memories(who, "tiny") == []
         assert service.forget(who, "tiny", threads=True) == {
-            "profile": 0, "memories": 0, "summaries": 0, "threads": 0,
+            "profile": 0, "memories": 0, "summaries": 0, "threads": 0, "feedback": 0,
         }  # fmt: skip
         service.update_profile(who, "tiny", {"name": "Someone else"})
     assert service.get_profile(A, "tiny")["name"] == "Mina"

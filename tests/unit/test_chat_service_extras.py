@@ -100,14 +100,15 @@ def test_forget_deletes_profile_memories_and_summaries_of_that_persona_only(serv
     with use_models({"router": smalltalk(), "chat": scripted("Hi!")}):
         service.send(FAN1, request("hello", thread_id="t-forget"))
     counts = service.forget(FAN1, "tiny")
-    assert counts == {"profile": 1, "memories": 130, "summaries": 1, "threads": 0}
+    assert counts == {"profile": 1, "memories": 130, "summaries": 1, "threads": 0, "feedback": 0}
     assert service.get_profile(FAN1, "tiny") == {} and service.memories(FAN1, "tiny") == []
     assert store.search(("summaries", "fan1", "tiny")) == []
     assert service.get_profile(FAN1, "other")["name"] == "Minji"
     assert [i.key for i in store.search(memories_namespace("fan1", "other"))] == ["keep"]
     assert [i.key for i in store.search(memories_namespace("fan2", "tiny"))] == ["keep"]
     assert service.history(FAN1, "t-forget")  # sessions are kept unless asked
-    assert service.forget(FAN1, "tiny") == {"profile": 0, "memories": 0, "summaries": 0, "threads": 0}
+    nothing = {"profile": 0, "memories": 0, "summaries": 0, "threads": 0, "feedback": 0}
+    assert service.forget(FAN1, "tiny") == nothing
 
 
 def test_forget_with_threads_deletes_the_sessions_with_that_persona(service: ChatService) -> None:

@@ -45,7 +45,7 @@ def test_safe_knowledge_turn_replies_with_sources(service: ChatService) -> None:
     assert "tiny/knowledge/debut_en.md" in result.sources
     assert result.blocks == []
     # The retrieved document reached the draft prompt.
-    assert "Small Steps" in chat.calls[0]["messages"][0].content
+    assert "Small Steps" in chat.calls[0]["messages"][-1].content
     history = service.history(FAN, "t1")
     assert [type(m) for m in history] == [HumanMessage, AIMessage]
     assert history[-1].content == result.reply
@@ -208,7 +208,7 @@ def test_profile_is_remembered_across_turns(service: ChatService) -> None:
     profile = service.store.get(("fans", "fan1", "tiny"), "profile")
     assert profile is not None and profile.value["name"] == "Minji"
     # A new thread of the same fan still knows her.
-    assert "- name: Minji" in chat.calls[1]["messages"][0].content
+    assert "- name: Minji" in chat.calls[1]["messages"][-1].content
 
 
 def test_compiled_builder_runs_with_context(data_dir: Path) -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
+from personagraph.memory.embeddings import token_count
 from personagraph.memory.history import recent_start, render, split_history
-from personagraph.memory.vectors import chunk_text
-
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+from personagraph.memory.vectors import CHUNK_TOKENS, chunk_text
 
 
 def tokens(text: str) -> int:
-    return len(_TOKEN.findall(text))
+    return token_count(text)
 
 
 def test_short_text_is_one_chunk() -> None:
@@ -26,50 +23,62 @@ def test_empty_text_has_no_chunks() -> None:
     assert chunk_text("  \n\n  ") == []
 
 
-def test_long_paragraph_is_split_with_overlap_and_within_limit() -> None:
+def test_long_paragraph_is_split_within_the_e5_limit_with_real_overlap() -> None:
     words = [f"w{i}" for i in range(1000)]
     chunks = chunk_text(" ".join(words), max_tokens=100, overlap=20)
     assert len(chunks) > 10
     assert all(tokens(c) <= 100 for c in chunks)
     for previous, following in zip(chunks, chunks[1:], strict=False):
-        assert previous.split()[-20:] == following.split()[:20]  # 20 words repeated
-    # Nothing lost: every word appears, the last chunk ends the text.
+        assert following.split()[0] in previous.split()[-20:]  # the next chunk repeats the end
+    # Nothing lost: every word appears, in order, and the last chunk ends the text.
     assert set(" ".join(chunks).split()) == set(words)
     assert chunks[-1].split()[-1] == "w999"
 
 
-def test_paragraphs_are_grouped_up_to_the_limit() -> None:
-    paragraphs = [" ".join(f"p{p}w{i}" for i in range(30)) for p in range(10)]
-    chunks = chunk_text("\n\n".join(paragraphs), max_tokens=100, overlap=10)
-    assert len(chunks) > 1
+def test_paragraphs_longer_than_the_overlap_still_overlap() -> None:
+    """A splitter packing whole paragraphs carries none when every paragraph is longer than the
+    overlap (the shipped knowledge files): the pieces are small enough that every cut overlaps."""
+    paragraphs = [f"Paragraph {p} says: " + " ".join(["the band sang"] * 8) + "." for p in range(10)]
+    text = "\n\n".join(paragraphs)
+    assert all(30 < tokens(p) < 100 for p in paragraphs)
+    chunks = chunk_text(text, max_tokens=100, overlap=30)
+    assert len(chunks) > 3
     assert all(tokens(c) <= 100 for c in chunks)
-    # Paragraphs are never cut when they fit: every chunk is whole paragraphs.
-    for chunk in chunks:
-        assert all(part in paragraphs for part in chunk.split("\n\n"))
-    assert {part for c in chunks for part in c.split("\n\n")} == set(paragraphs)
+    for previous, following in zip(chunks, chunks[1:], strict=False):
+        assert following[:20] in previous
+    assert all(chunk in text for chunk in chunks)  # cut out of the text: paragraph breaks kept
+    assert any("\n\n" in chunk for chunk in chunks)
 
 
-def test_short_previous_paragraph_is_carried_as_overlap() -> None:
-    short = "Short heading line."
-    body_a = " ".join(f"a{i}" for i in range(60))
-    body_b = " ".join(f"b{i}" for i in range(60))
-    chunks = chunk_text(f"{body_a}\n\n{short}\n\n{body_b}", max_tokens=100, overlap=10)
-    assert chunks == [f"{body_a}\n\n{short}", f"{short}\n\n{body_b}"]
+def test_sentences_are_not_cut_when_they_fit() -> None:
+    sentences = [f"Sentence number {i} is about Yuna and the song Orbit." for i in range(40)]
+    chunks = chunk_text(" ".join(sentences), max_tokens=80, overlap=20)
+    assert all(c.endswith(".") for c in chunks)
+    assert all(c.startswith("Sentence") for c in chunks)
 
 
-def test_carried_overlap_never_pushes_a_chunk_over_the_limit() -> None:
-    tail = " ".join(f"t{i}" for i in range(30))  # short enough to be carried (<= overlap)
-    big = " ".join(f"b{i}" for i in range(90))  # fits alone, but not together with the tail
-    chunks = chunk_text(f"{tail}\n\n{big}", max_tokens=100, overlap=40)
-    assert all(tokens(c) <= 100 for c in chunks), [tokens(c) for c in chunks]
-    assert chunks[-1].endswith("b89")
-
-
-def test_korean_text_is_chunked_by_words() -> None:
-    text = " ".join(["별빛"] * 300)
-    chunks = chunk_text(text, max_tokens=64, overlap=8)
+def test_korean_text_is_chunked_by_e5_tokens() -> None:
+    text = " ".join(["별빛이 쏟아지는 밤에 유나가 노래했다."] * 60)
+    chunks = chunk_text(text, max_tokens=64, overlap=16)
+    assert len(chunks) > 3
     assert all(tokens(c) <= 64 for c in chunks)
-    assert sum(tokens(c) for c in chunks) > 300
+
+
+def test_shipped_knowledge_fits_the_e5_window() -> None:
+    """The issue: 41 of 59 chunks were longer than e5's 512 tokens and embedded as window averages."""
+    from personagraph.personas.index import knowledge_documents
+
+    for persona in ("stella_yuna", "captain_haneul"):
+        chunks = [c for doc in knowledge_documents(persona) for c in chunk_text(doc.text)]
+        assert chunks and max(tokens(c) for c in chunks) <= CHUNK_TOKENS < 512
+
+
+def test_chunking_is_part_of_the_index_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from personagraph.personas import index
+
+    before = index.fingerprint("stella_yuna")
+    monkeypatch.setattr(index, "CHUNKING", index.CHUNKING + "/changed")
+    assert index.fingerprint("stella_yuna") != before  # an upgrade that chunks differently re-indexes
 
 
 def test_overlap_must_be_smaller_than_limit() -> None:

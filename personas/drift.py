@@ -1,0 +1,569 @@
+"""What a fan would notice in a persona's reply: drift detectors shared by the output check and the evals.
+
+Every detector is a pure function of its arguments, so the chat's output check (nodes/output_checks.py,
+before the fan sees a sentence) and the persona eval (evals/persona.py, after the fact) reach the same
+verdict on the same text. `findings` runs them all and returns `(category, reason)` pairs:
+
+- `wrong_language`: not in the language of the fan's current message (Korean without Hangul, or
+  mostly the other language's letters; Chinese or Japanese inside the right language is `mixed_script`).
+- `claims_fan_fact`: the reply says one of the fan's facts (name, birthday, hometown, favourites, a
+  pet's name ...) as the persona's own: "Yes, I'm Arin.", "내 고향은 부산이야" about the fan's
+  hometown, "I remember that my birthday is on May 3". The fan's facts come from the stored profile
+  and from what the fan said in the thread (`facts_from_text`, plain patterns, no model call).
+- `assistant_refusal`: assistant boilerplate refusals ("I'm sorry, but I can't assist with that
+  request.", "죄송하지만 그 요청은 도와드릴 수 없습니다"); in-character refusals ("that's not mine to
+  answer, Starlight") are not matched.
+- `admits_fiction`: the reply says it is an AI, a model or a program (personas/rules.ai_claims), or a
+  character, a fictional or made-up person ("응, Captain Haneul Seo는 *Mireu* 시리즈의 캐릭터야.").
+- `mixed_script`: letters of a script the fan did not write in: Cyrillic, Greek, Arabic, Thai ... in
+  any reply, Chinese or Japanese characters, and Latin words inside a Korean reply that are neither
+  names the persona's data or the conversation uses (STELLA, Polaris) nor short acronyms (MV, OK).
+- `copied_context`: a run of words copied from a retrieved document (`COPY_MIN_WORDS` in a row).
+- `other_character`: talks as another character (personas/rules.identity_breaks).
+
+`attributed_mentions` is the memory eval's check that a recalled fact is said to or about the fan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Any
+
+from personagraph.personas.model import Persona
+from personagraph.personas.rules import ai_claims, identity_breaks, split_sentences
+from personagraph.serving.language import detect_language
+
+CATEGORIES = (
+    "wrong_language",
+    "claims_fan_fact",
+    "assistant_refusal",
+    "admits_fiction",
+    "mixed_script",
+    "copied_context",
+    "other_character",
+)
+# Words copied in a row from one retrieved document before a reply counts as pasted: Korean words
+# (어절) carry their particles, so fewer of them in a row already mean a copied sentence.
+COPY_MIN_WORDS = {"en": 12, "ko": 8}
+# The language of a streamed prefix is judged once it has this many letters ("Polaris!" alone is
+# not yet an English reply to a Korean message).
+MIN_LETTERS_FOR_LANGUAGE = 12
+
+# --- the fan's facts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FanFact:
+    """One thing the fan said about themselves: `kind` names it ("name", "birthday", "hometown",
+    "favourite", or the fan's own words such as "dog's name"), `value` is what it is ("Minji")."""
+
+    kind: str
+    value: str
+
+
+# A fact whose kind is not known (the memory eval's expected strings).
+ANY_KIND = "any"
+# Words that say which fact a sentence is about, per kind (English and Korean, matched as prefixes).
+KIND_WORDS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "called", "이름", "불러"),
+    "birthday": ("birthday", "born", "birth", "생일", "태어"),
+    "hometown": ("hometown", "home", "from", "live", "living", "born", "grew", "고향", "출신", "살", "태어"),
+    "favourite": ("favourite", "favorite", "fave", "love", "like", "bias", "최애", "좋아", "애정"),
+    "job": ("work", "job", "do for", "직업", "일해", "일하"),
+}
+_PROFILE_KINDS = {
+    "name": "name",
+    "nickname": "name",
+    "birthday": "birthday",
+    "favourite_member": "favourite",
+    "favourite_song": "favourite",
+}
+# Capitalised words after "I'm" that are not names ("I'm Korean", "I'm Sorry").
+_NOT_NAMES = {
+    "a", "an", "the", "so", "just", "not", "from", "in", "at", "here", "back", "fine", "good", "ok",
+    "okay", "sorry", "happy", "sad", "tired", "glad", "korean", "american", "excited", "new", "really",
+    "very", "always", "still", "going", "gonna", "trying", "your", "also", "too", "learning",
+}  # fmt: skip
+_EN_STOP_VALUE = re.compile(r"\s+(?:and|but|so|because|since|which|who|,)\b.*$", re.IGNORECASE)
+_KO_COPULA_END = (
+    r"(?:이에요|예요|에요|이야|야|입니다|이라고|라고|이지|지|이다|다|이고|고|이니까|니까|이거든|거든)"
+)
+
+_FACT_PATTERNS_EN = [
+    ("name", re.compile(r"\bmy name(?: is|'s)\s+([A-Z][\w'-]+)", re.IGNORECASE)),
+    ("name", re.compile(r"\b(?i:call me|i'm|i am|im)\s+([A-Z][a-z][\w'-]*)\b")),
+    ("name", re.compile(r"\b(?i:it's me|it is me|this is)\s*,?\s+([A-Z][a-z][\w'-]*)\b")),
+    (
+        "hometown",
+        re.compile(r"\b(?i:i'm|i am|im) from\s+([A-Z][\w' -]{1,30}?)(?=[.,!?;]|\s+(?:and|but|so)\b|$)"),
+    ),
+    ("hometown", re.compile(r"\b(?i:i live in)\s+([A-Z][\w' -]{1,30}?)(?=[.,!?;]|\s+(?:and|but|so)\b|$)")),
+    ("job", re.compile(r"\bi work as (?:an? )?([\w' -]{2,40}?)(?=[.,!?;]|\s+(?:and|but|so)\b|$)", re.I)),
+    (
+        "",
+        re.compile(
+            r"\bmy\s+([\w' -]{2,40}?)\s+(?:is|are|was)\s+(?:on\s+|in\s+|called\s+|named\s+)?([^.,!?;\n]{1,40})",
+            re.IGNORECASE,
+        ),
+    ),
+]
+_FACT_PATTERNS_KO = [
+    (
+        "name",
+        re.compile(
+            rf"(?<![가-힣])(?:나는|난|저는|전|나|저)\s+([가-힣]{{2,4}}?){_KO_COPULA_END}(?=[\s.,!?~]|$)"
+        ),
+    ),
+    (
+        "",
+        re.compile(
+            r"(?<![가-힣])(?:내|제|나의|저의|우리)\s*([가-힣 ]{1,15}?)(?:은|는)\s+"
+            rf"([^.,!?~\n]{{1,25}}?)({_KO_COPULA_END})(?=[\s.,!?~]|$)"
+        ),
+    ),
+    ("hometown", re.compile(r"(?<![가-힣])(?:나|저)?\s*([가-힣]{2,6})에\s*살(?:아|고|아요|고\s*있)")),
+    ("hometown", re.compile(r"([가-힣]{2,6})\s*출신")),
+    (
+        "favourite",
+        re.compile(r"(?<![가-힣])([가-힣A-Za-z]{2,10}?)(?:이를|를|을)\s*(?:제일|가장)\s*좋아"),
+    ),
+]
+
+
+def _kind_of(phrase: str) -> str:
+    """A fact kind for the words that named it ("birthday", "favourite STELLA song", "고향"); other
+    phrases ("dog's name", "고양이 이름") are their own kind."""
+    lowered = " ".join(phrase.lower().split())
+    for kind, words in (
+        ("birthday", ("birthday", "생일")),
+        ("hometown", ("hometown", "home town", "고향", "출신")),
+        ("favourite", ("favourite", "favorite", "fave", "bias", "최애", "좋아")),
+        ("job", ("job", "직업")),
+    ):
+        if any(word in lowered for word in words):
+            return kind
+    return "name" if lowered in ("name", "이름") else lowered
+
+
+def _clean_value(value: str) -> str:
+    value = _EN_STOP_VALUE.sub("", value).strip(" '\"“”‘’")
+    # Korean: a name of two or more syllables ending in the 이 of 서진이야 is the name without it;
+    # one syllable and 이 (콩이) is kept whole.
+    if len(value) >= 3 and value.endswith("이") and re.fullmatch(r"[가-힣]+", value):
+        value = value[:-1]
+    return value
+
+
+def facts_from_text(text: str) -> list[FanFact]:
+    """What a fan states about themselves in a message or a profile note ("I'm Minji", "my birthday
+    is May 3", "제 고향은 부산이에요"); plain patterns, so a few phrasings are missed, never invented."""
+    found: list[FanFact] = []
+    for fixed_kind, pattern in _FACT_PATTERNS_EN + _FACT_PATTERNS_KO:
+        for match in pattern.finditer(text):
+            if fixed_kind:
+                kind, value = fixed_kind, match.group(1)
+            else:  # "my <kind> is <value>": the kind is in the fan's own words
+                kind, value = _kind_of(match.group(1)) or "fact", match.group(2)
+                if len(value) == 1 and (match.groups()[2:] or [""])[0].startswith("이"):
+                    value += "이"  # 콩이야: the name is 콩이 (one syllable and 이 is a whole name)
+            value = _clean_value(value)
+            if kind == "name" and value.lower() in _NOT_NAMES:
+                continue
+            if len(value) >= 2 and len(value.split()) <= 5:
+                found.append(FanFact(kind, value))
+    return _unique(found)
+
+
+# The fan names one of their facts without its value ("Do you remember my birthday?", "내 이름 기억나?"):
+# the persona must not answer with "my birthday is ..." (a fact of that kind, value unknown).
+_MENTIONED_EN = re.compile(
+    r"\bmy\s+(name|birthday|hometown|home town|(?:favou?rite|fave) \w+|bias|(?:dog|cat|pet)'s name|job)\b",
+    re.I,
+)
+_MENTIONED_KO = re.compile(r"(?<![가-힣])(?:내|제)\s*(이름|생일|고향|최애|직업)")
+
+
+def mentioned_kinds(text: str) -> list[FanFact]:
+    """The kinds of fact the fan names as theirs, as facts without a value."""
+    found = [FanFact(_kind_of(m.group(1)), "") for m in _MENTIONED_EN.finditer(text)]
+    found += [FanFact(_kind_of(m.group(1)), "") for m in _MENTIONED_KO.finditer(text)]
+    return _unique(found)
+
+
+def facts_from_profile(profile: dict[str, Any]) -> list[FanFact]:
+    """The stored profile's fields (name, birthday, favourites) and its free-text facts."""
+    found = [
+        FanFact(_PROFILE_KINDS[key], " ".join(str(value).split()))
+        for key, value in profile.items()
+        if key in _PROFILE_KINDS and isinstance(value, str) and value.strip()
+    ]
+    for note in profile.get("facts") or []:
+        found += facts_from_text(str(note))
+    return _unique(found)
+
+
+def _unique(facts: Iterable[FanFact]) -> list[FanFact]:
+    seen: dict[tuple[str, str], FanFact] = {}
+    for fact in facts:
+        seen.setdefault((fact.kind, fact.value.casefold()), fact)
+    return list(seen.values())
+
+
+def own_facts(persona: Persona) -> set[str]:
+    """Words that are the persona's own (its names): a fan named Yuna does not make "I'm Yuna" a claim."""
+    names = {persona.name, persona.name_ko, *persona.name.split()}
+    if persona.name_ko and len(persona.name_ko) == 3:
+        names.add(persona.name_ko[1:])
+    return {n.casefold() for n in names if n}
+
+
+# --- who a sentence is about -------------------------------------------------------------------------
+
+_FIRST_PERSON_EN = re.compile(r"\b(?:i|i'm|im|i've|i'd|my|mine|me|myself)\b", re.IGNORECASE)
+_FIRST_PERSON_KO = re.compile(
+    r"(?<![가-힣])(?:내|제|나의|저의|내가|제가|나는|난|저는|전|나도|저도|나|저)(?=\s)"
+)
+_SECOND_PERSON = re.compile(
+    r"\b(?:you|your|yours|you're|youre|you've|you'd|yourself|u|ur)\b"
+    r"|(?<![가-힣])(?:너|네|니|넌|너의|네가|니가|너는|너도|당신|당신의|당신은|그대)(?=\s|[.,!?~]|$)"
+    r"|(?<![가-힣])(?:네|니)\s+(?=[가-힣])(?!알겠|맞아|그래)",
+    re.IGNORECASE,
+)
+# The fan said it: "you said", "you told me", "(이)라고 했지", "말했잖아".
+_REPORTED = re.compile(
+    r"\byou (?:said|told|mentioned|shared)\b|(?:이)?라고\s*(?:했|말했|하셨|말씀)|말했잖|알려\s*줬|얘기했",
+    re.IGNORECASE,
+)
+_AGREEMENT = re.compile(r"\b(?:too|also|as well|same here|me too)\b|(?<![가-힣])(?:나도|저도)(?=\s)", re.I)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _contains(text: str, value: str) -> bool:
+    """Whole words for Latin values (Leo is not in Leon); anywhere for Korean ones (particles attach)."""
+    value = _fold(value).strip()
+    if not value:
+        return False
+    folded = _fold(text)
+    if value.isascii():
+        return re.search(rf"(?<![\w]){re.escape(value)}(?![a-z0-9])", folded) is not None
+    compact = re.sub(r"\s+", "", value)
+    return value in folded or compact in re.sub(r"\s+", "", folded)
+
+
+def _kind_words(fact: FanFact) -> tuple[str, ...]:
+    return KIND_WORDS.get(fact.kind) or tuple(w for w in re.findall(r"\w+", fact.kind.lower()) if len(w) > 1)
+
+
+def _claims(sentence: str, fact: FanFact, own: set[str] | None = None) -> bool:
+    """The sentence gives the fact as the speaker's own: a first-person self-introduction with the
+    name, or a first-person word close before the fact's kind ("my birthday", "내 고향", "I live in")
+    with the value in the same sentence, and nothing said to the fan ("your", "네"). A fact without
+    a value (the fan asked about "my name") is claimed by a self-introduction with a name not in
+    `own` (the persona's names), or by a first-person word before its kind."""
+    value = re.escape(_fold(fact.value))
+    folded = _fold(sentence)
+    if fact.kind == "name" and not fact.value:
+        for match in re.finditer(r"\b(?i:i'm|i am|my name is|my name's)\s+([A-Z][a-z][\w'-]*)", sentence):
+            if match.group(1).casefold() not in (own or set()) and match.group(1).lower() not in _NOT_NAMES:
+                return True
+    elif fact.kind == "name":
+        if re.search(
+            rf"\b(?:i'm|i am|im|my name is|my name's|call me|this is)\s+(?:\w+\s+)?{value}\b", folded
+        ):
+            return True
+        if re.search(
+            rf"(?:^|[\s,.!?])(?:나는|난|저는|전|나|저|내\s*이름은|제\s*이름은)\s*{value}(?:이)?"
+            r"(?:야|예요|에요|이에요|입니다|이다|다|라고|라구)",
+            folded,
+        ):
+            return True
+    if _SECOND_PERSON.search(sentence) or _REPORTED.search(sentence):
+        return False
+    if fact.kind == "favourite" and _AGREEMENT.search(sentence):
+        return False  # "Polaris is my favourite too!": the persona shares the taste, it does not take it
+    if fact.kind == ANY_KIND:  # kind unknown: a first-person possessive or subject with the value
+        return bool(
+            re.search(r"\b(?:my|mine)\b|(?<![가-힣])(?:내|제|나의|저의)\s", folded)
+            or re.search(rf"\bi(?:'m| am)? (?:from |in |live in |was born (?:on |in )?)?{value}", folded)
+            or re.search(rf"(?<![가-힣])(?:나는|난|저는|전)\s*(?:\S+\s+){{0,2}}?\S*{value}", folded)
+        )
+    words = "|".join(re.escape(w) for w in _kind_words(fact))
+    if not words:
+        return False
+    english = rf"\b(?:i|i'm|im|i am|i've|my)\b(?:\W+\w+){{0,3}}?\W+(?:{words})"
+    korean = rf"(?<![가-힣])(?:내|제|나의|저의|내가|제가|나는|난|저는|전)\s*(?:\S+\s+){{0,3}}?\S*(?:{words})"
+    return re.search(english, folded) is not None or re.search(korean, folded) is not None
+
+
+def fan_fact_claims(text: str, facts: Iterable[FanFact], persona: Persona) -> list[FanFact]:
+    """The fan's facts the reply gives as the persona's own (one entry per fact)."""
+    own = own_facts(persona)
+    claimed: list[FanFact] = []
+    sentences = split_sentences(text) or [text]
+    for fact in facts:
+        if fact.value.casefold() in own or len(fact.value) == 1:
+            continue
+        if any((not fact.value or _contains(s, fact.value)) and _claims(s, fact, own) for s in sentences):
+            claimed.append(fact)
+    return claimed
+
+
+def _addresses(sentence: str, fan_names: Sequence[str]) -> bool:
+    """The sentence speaks to the fan: a second-person word, "you said", or the fan's name or the
+    persona's name for fans used to call them ("Of course, Minji!", "서진아,", "신입.")."""
+    if _SECOND_PERSON.search(sentence) or _REPORTED.search(sentence):
+        return True
+    folded = _fold(sentence)
+    for name in fan_names:
+        name = _fold(name).strip()
+        if not name:
+            continue
+        if name.isascii():
+            if re.search(
+                rf"(?:^|[,!?.]\s*)\W*{re.escape(name)}\W*(?:[,!?.~]|$)|,\s*{re.escape(name)}\b", folded
+            ):
+                return True
+        elif re.search(rf"{re.escape(name)}(?:아|야|이|님|씨)?\s*(?:[,!?.~]|$)", folded):
+            return True
+    return False
+
+
+def claims_as_own(reply: str, expect_any: Sequence[str]) -> bool:
+    """True when a sentence of the reply gives one of the expected facts as the speaker's own
+    ("Yes, I'm Arin.", "내 고향은 부산이야", "I remember that my birthday is on May 3")."""
+    sentences = split_sentences(reply) or [reply]
+    facts = [FanFact(kind, e) for e in expect_any for kind in ("name", ANY_KIND)]
+    return any(_contains(s, f.value) and _claims(s, f) for s in sentences for f in facts)
+
+
+def attributed_mentions(
+    reply: str, expect_any: Sequence[str], persona: Persona, fan_names: Sequence[str] = ()
+) -> bool:
+    """True when the reply says one of the expected facts to or about the fan, and never as the
+    persona's own: a sentence with the fact that is addressed to the fan ("your birthday is May 3",
+    "네 고향은 부산이지", "부산이라고 했잖아", "Of course, Arin!"), or the fact in a reply that addresses
+    the fan elsewhere ("Of course I remember, recruit. Busan."). "Yes, I'm Arin." is not."""
+    sentences = split_sentences(reply) or [reply]
+    addressees = [*fan_names, persona.speech.fan_address_ko, persona.speech.fan_address_en]
+    hits = [s for s in sentences if any(_contains(s, e) for e in expect_any)]
+    if not hits:
+        return False
+    if claims_as_own(reply, expect_any):
+        return False
+    # In the fact's own sentence the fact may be the addressee ("Of course, Arin!"); elsewhere
+    # only the fan's name or address counts.
+    return any(_addresses(s, [*addressees, *expect_any]) for s in hits) or any(
+        _addresses(s, addressees) for s in sentences
+    )
+
+
+# --- assistant refusals and admissions ----------------------------------------------------------------
+
+_ASSISTANT_REFUSAL = re.compile(
+    r"\b(?:i'm sorry|i am sorry|sorry|i apologi[sz]e|unfortunately),?\s*(?:but\s+)?(?:i|as)\b[^.!?]{0,30}?"
+    r"\b(?:can't|cannot|can not|am unable to|am not able to|won't be able to|must decline to)\s+"
+    r"(?:assist|help|provide|comply|fulfil|fulfill|complete|process|respond to|answer that)"
+    r"|\b(?:can't|cannot|unable to|not able to)\s+(?:assist|help)\s+(?:you\s+)?with\s+(?:that|this|your)\b"
+    r"|\b(?:that|this|your) request\b"
+    r"|\bi(?:'m| am) (?:not able|unable) to (?:assist|help|provide|comply|share|discuss|disclose)\b"
+    r"|\b(?:is there )?anything else i can (?:help|assist) you with\b"
+    r"|\b(?:is|would be) (?:against|outside) (?:my|the) (?:guidelines|policies|policy|programming|capabilities)\b",
+    re.IGNORECASE,
+)
+_ASSISTANT_REFUSAL_KO = re.compile(
+    r"(?:도와|도움을?)\s*(?:드릴|드리기|줄)\s*수\s*(?:가\s*)?없(?:습니다|어요|어)"
+    r"|요청(?:은|을|에는|하신)\s*[^.!?]{0,20}(?:도와|응할|응해|처리할|수행할|제공할|답변할)\s*수\s*없"
+    r"|(?:제공|답변|지원)(?:해\s*)?(?:드릴|드리기|할)\s*수\s*없(?:습니다|어요)"
+    r"|(?:정책|가이드라인|지침)(?:상|에\s*따라|에\s*어긋)"
+    r"|(?:다른|더)\s*(?:도움이|궁금한\s*점이)\s*(?:필요하시|있으시)",
+)
+
+_FICTION_EN = re.compile(
+    r"\b(?:i'm|i am|im)\s+(?:just\s+|only\s+|merely\s+|actually\s+|really\s+)?(?:an?\s+|the\s+)?"
+    r"(?:[\w*'-]+\s+){0,2}(?:character|fictional|made-up|imaginary|not real|not a real (?:person|human))\b"
+    r"|\b(?:i|i'm|im)\s+(?:don't|do not|am not|'m not)\s+(?:really\s+|actually\s+)?(?:exist|real)\b"
+    r"|\bcharacter (?:in|from|of) (?:the |a |an |this )?(?:[\w*'-]+\s+){0,3}?"
+    r"(?:series|story|novel|game|show|webtoon|book|franchise|universe|fiction|drama|anime|manga|world)\b"
+    r"|\b(?:fictional|fictitious|made-up|imaginary) (?:character|person|persona|being|idol|captain)\b"
+    r"|\b(?:role-?play(?:ing)?|playing (?:the role|a role|a character))\b"
+    r"|\bi was (?:written|created|designed|invented) (?:by|as|for)\b",
+    re.IGNORECASE,
+)
+_FICTION_KO = re.compile(
+    r"(?:시리즈|작품|소설|웹툰|게임|드라마|세계관|이야기|스토리|애니|만화)(?:의|에|에서|속의?)?\s*"
+    r"(?:나오는\s*|등장하는\s*)?(?:캐릭터|등장인물|주인공|인물)"
+    r"|(?:가상|허구|상상)(?:의|적인|속)?\s*(?:캐릭터|인물|존재|사람)"
+    r"|(?:캐릭터|등장인물)(?:이야|야|예요|에요|이에요|입니다|일\s*뿐|이라서|라서|이지|이죠|로서|이니까)"
+    r"|실제로?\s*(?:존재하지|있지)\s*않|실존\s*인물이\s*아니|역할극|롤\s*플레이|(?:캐릭터를|역할을)\s*연기",
+)
+
+
+def assistant_refusals(text: str) -> list[str]:
+    """Assistant boilerplate refusals in the reply (an in-character "I can't talk about that" is not)."""
+    return [
+        m.group(0).strip()
+        for m in (*_ASSISTANT_REFUSAL.finditer(text), *_ASSISTANT_REFUSAL_KO.finditer(text))
+    ]
+
+
+def fiction_admissions(text: str) -> list[str]:
+    """Phrases where the reply says it is an AI, a model, a program, a character or made up."""
+    found = [m.group(0).strip() for m in (*_FICTION_EN.finditer(text), *_FICTION_KO.finditer(text))]
+    return ai_claims(text) + found
+
+
+# --- scripts -------------------------------------------------------------------------------------------
+
+_OTHER_SCRIPT = re.compile(
+    r"[\u0370-\u03ff\u0400-\u052f\u0530-\u058f\u0590-\u05ff\u0600-\u06ff\u0700-\u08ff\u0900-\u0dff"
+    r"\u0e00-\u0eff\u0f00-\u0fff\u10a0-\u10ff\u1200-\u139f\u1780-\u17ff\u1e00-\u1eff]+"
+)
+_HAN_KANA = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]+")
+_LATIN_WORD = re.compile(r"(?<![A-Za-z])[A-Za-z][A-Za-z'-]*[A-Za-z](?![A-Za-z])")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# Latin a Korean sentence may hold without mixing scripts: acronyms (MV, OK, SNS) and a few loan
+# spellings fans use as they are.
+_KO_LATIN_OK = {
+    "ok",
+    "okay",
+    "mv",
+    "sns",
+    "tv",
+    "dm",
+    "cd",
+    "pd",
+    "kpop",
+    "k-pop",
+    "vlive",
+    "live",
+    "fighting",
+}
+
+
+def vocabulary(*texts: str, names_only: bool = False) -> frozenset[str]:
+    """The Latin words of some texts, case-folded: words a Korean reply may use as they are. With
+    `names_only`, only capitalised words (a persona's or a document's names, songs and places:
+    "STELLA", "Polaris"; not every English word of a biography)."""
+    return frozenset(
+        w.casefold() for text in texts for w in _LATIN_WORD.findall(text) if not names_only or w[0].isupper()
+    )
+
+
+def persona_vocabulary(persona: Persona, world: dict[str, Any] | None = None) -> frozenset[str]:
+    """Names in the persona's own data (its names, group, songs, places, crew)."""
+    data = [persona.model_dump_json(), json.dumps(world or {}, ensure_ascii=False)]
+    return vocabulary(*data, names_only=True)
+
+
+def mixed_scripts(text: str, lang: str, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """Pieces of the reply in a script the fan's language does not use (see the module docstring)."""
+    found = _OTHER_SCRIPT.findall(text) + _HAN_KANA.findall(text)
+    if lang == "ko" and _HANGUL.search(text):
+        for word in _LATIN_WORD.findall(text):
+            folded = word.casefold()
+            acronym = word.isupper() and len(word) <= 5
+            if not acronym and folded not in allowed and folded not in _KO_LATIN_OK:
+                found.append(word)
+    return found
+
+
+# --- copied context -------------------------------------------------------------------------------------
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", _fold(text))
+
+
+def copied_run(text: str, documents: Iterable[str]) -> int:
+    """The longest run of words the reply shares, in order, with one document."""
+    words = _tokens(text)
+    best = 0
+    for document in documents:
+        doc = _tokens(document)
+        if not words or not doc:
+            continue
+        match = SequenceMatcher(None, words, doc, autojunk=False).find_longest_match(
+            0, len(words), 0, len(doc)
+        )
+        best = max(best, match.size)
+    return best
+
+
+def copies_context(text: str, documents: Iterable[str], lang: str) -> int:
+    """The copied run's length in words when it reaches `COPY_MIN_WORDS` for the language, else 0."""
+    run = copied_run(text, documents)
+    return run if run >= COPY_MIN_WORDS.get(lang, COPY_MIN_WORDS["en"]) else 0
+
+
+# --- all at once ----------------------------------------------------------------------------------------
+
+
+def _letters(text: str) -> int:
+    return len(re.findall(r"[A-Za-z\uac00-\ud7a3]", text))
+
+
+def language_undecided(text: str, lang: str | None) -> bool:
+    """A streamed prefix too short to tell its language that is not yet in the fan's ("Hi Starlight!"
+    in a Korean turn): the sentence gate waits for more text before showing it."""
+    return bool(lang) and _letters(text) < MIN_LETTERS_FOR_LANGUAGE and _other_language(text, str(lang))
+
+
+def _other_language(text: str, lang: str) -> bool:
+    """Written in the other language (Chinese or Japanese inside the right language is a mixed
+    script, reported as such): Korean without Hangul, or mostly the other language's letters."""
+    if not _letters(text):
+        return False
+    if lang == "ko" and not _HANGUL.search(text):
+        return True
+    return detect_language(text) != lang
+
+
+def findings(
+    text: str,
+    persona: Persona,
+    lang: str | None = None,
+    *,
+    fan_facts: Iterable[FanFact] = (),
+    documents: Sequence[str] = (),
+    allowed: frozenset[str] = frozenset(),
+    other_names: Iterable[str] = (),
+    final: bool = True,
+) -> list[tuple[str, str]]:
+    """Every drift finding as (category, reason); the reason is written for the model's revision.
+
+    `lang` is the language of the fan's current message (None: not checked); `final` False for a
+    streamed prefix, whose language is judged only once it has MIN_LETTERS_FOR_LANGUAGE letters."""
+    found: list[tuple[str, str]] = []
+    if lang and (final or _letters(text) >= MIN_LETTERS_FOR_LANGUAGE) and _other_language(text, lang):
+        want = "Korean (한국어)" if lang == "ko" else "English"
+        found.append(("wrong_language", f"the fan wrote in {want} and the reply is not in {want}"))
+    for fact in fan_fact_claims(text, fan_facts, persona):
+        what = f"{fact.kind} ({fact.value})" if fact.value else fact.kind
+        found.append(("claims_fan_fact", f"it says the fan's {what} as your own; it is the fan's"))
+    if phrases := assistant_refusals(text):
+        found.append(
+            ("assistant_refusal", f"it refuses like an assistant ({_quoted(phrases)}), not in character")
+        )
+    if phrases := fiction_admissions(text):
+        found.append(
+            ("admits_fiction", f"it says you are an AI, a program or a character ({_quoted(phrases)})")
+        )
+    if lang and (pieces := mixed_scripts(text, lang, allowed)):
+        found.append(("mixed_script", f"it mixes in another script ({', '.join(pieces[:3])})"))
+    if run := copies_context(text, documents, lang or "en"):
+        found.append(("copied_context", f"it copies {run} words in a row from a retrieved document"))
+    if phrases := identity_breaks(text, persona, other_names):
+        found.append(("other_character", f"it talks as another character ({_quoted(phrases)})"))
+    return found
+
+
+def _quoted(phrases: Sequence[str]) -> str:
+    return ", ".join(repr(p) for p in dict.fromkeys(phrases))
