@@ -43,36 +43,12 @@ class JudgeScore(BaseModel):
 
 
 def brand_classifier() -> Any:
-    """TF-IDF char n-grams + logistic regression on the brands' tone material (never on eval outputs)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
+    """The product's brand-voice classifier (crm/tone_classifier.py), trained on the shipped catalog's
+    tone material, never on eval outputs."""
+    from personagraph.crm import tone_classifier
     from personagraph.crm.catalog import load_catalog
 
-    texts, labels = [], []
-    for brand in load_catalog().brands.values():
-        samples = [brand.introduction, brand.tone, " ".join(brand.words_used), *brand.copy_examples]
-        texts += samples
-        labels += [brand.id] * len(samples)
-    model = make_pipeline(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
-        LogisticRegression(max_iter=2000, C=10.0),
-    )
-    model.fit(texts, labels)
-    return model
-
-
-def mask_names(text: str) -> str:
-    """The message without brand and product names, so the classifier judges the voice, not the label."""
-    from personagraph.crm.catalog import load_catalog
-
-    catalog = load_catalog()
-    names = [n for b in catalog.brands.values() for n in (b.name, b.name_en)]
-    names += [n for p in catalog.products.values() for n in (p.name, p.name_en)]
-    for name in sorted(names, key=len, reverse=True):
-        text = text.replace(name, " ")
-    return text
+    return tone_classifier.classifier(load_catalog())
 
 
 def is_valid(result: Mapping[str, Any]) -> bool:
@@ -231,6 +207,7 @@ def run_calibration(args: argparse.Namespace) -> dict[str, Any]:
 def run(argv: list[str]) -> dict[str, Any]:
     from personagraph.accounts.identity import CLI_CALLER
     from personagraph.crm.preferences import export_preferences
+    from personagraph.crm.tone_classifier import mask_names
     from personagraph.services.crm import CrmService
 
     parser = argparse.ArgumentParser(prog="python -m evals crm")
