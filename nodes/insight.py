@@ -307,7 +307,8 @@ def answer_messages(state: InsightState) -> list[BaseMessage]:
     )  # fmt: skip
     parts = [
         prompts.CONTEXT.format(
-            figures=json.dumps(state.get("tool_results") or {}, ensure_ascii=False, indent=1),
+            # Compact: every token here is read by the model before it writes (about 60 tokens/s on 2 cores).
+            figures=json.dumps(state.get("tool_results") or {}, ensure_ascii=False, separators=(",", ":")),
             profiles=profiles,
         )
     ]

@@ -22,6 +22,8 @@ question from the data you are given, following the RULES that come after it."""
 
 RULES = """RULES:
 - Use ONLY the FIGURES and PROFILES above.
+- The reader already sees the figures, summarised above your answer: do not list them again. Say what
+  they mean for marketing, citing only the two or three figures that matter.
 - Every number you write must be copied from FIGURES (you may round it, e.g. 1,234 -> about 1,200 or 12.34% -> 12.3%).
   Never compute new numbers, never invent numbers. If a figure is not there, say so without a number.
 - Talk only about {scope_names}. Do not mention any other segment.
@@ -30,9 +32,9 @@ RULES = """RULES:
 {intent_instruction}"""
 
 INTENT_INSTRUCTIONS = {
-    "summary": "Give a short overview of the segments: their size and share of revenue, 3-6 sentences or bullets.",
-    "segment_profile": "Describe the segment: size, how recently and how often they buy, spend, top products and "
-    "the trend, in 3-6 sentences or bullets.",
+    "summary": "Say what stands out across the segments (size, share of revenue), in 2-4 sentences.",
+    "segment_profile": "Say what characterises the segment (recency, frequency, spend, top products, trend), "
+    "in 2-4 sentences.",
     "strategy": "Propose 2-4 concrete actions for this segment, each tied to one of its figures (products, recency, "
     "channel, trend).",
     "message_drafting": "Write one short marketing message (title line + 1-3 sentences) for this segment, "
@@ -40,7 +42,7 @@ INTENT_INSTRUCTIONS = {
     "customer_lookup": "Describe this customer: segment, recency, orders, spend and favourite products, "
     "in 2-4 sentences.",
     "segment_comparison": "Compare the segments side by side (size, spend, frequency, recency, order value) and "
-    "say what the main difference means for marketing, in 3-6 sentences or bullets.",
+    "say what the main difference means for marketing, in 2-4 sentences.",
 }
 
 CONTEXT = """FIGURES (exact, from the live data; tool name -> result):
