@@ -275,8 +275,11 @@ def check_response(response: Any, where: str) -> None:
             lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
             if lines.get("event") == "error":
                 assert json.loads(lines["data"])["status"] < 500, f"{where}: {block}"
-    elif content_type.startswith("application/json"):
+    elif content_type.split(";")[0].strip() == "application/json":
         response.json()
+    elif content_type.startswith("application/jsonl"):  # one JSON object a line (DPO pairs)
+        for line in response.text.splitlines():
+            json.loads(line)
 
 
 @settings(max_examples=examples(12))
