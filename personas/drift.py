@@ -271,6 +271,8 @@ def _claims(sentence: str, fact: FanFact, own: set[str] | None = None) -> bool:
     value = re.escape(_fold(fact.value))
     folded = _fold(sentence)
     if fact.kind == "name" and not fact.value:
+        if any(_contains(sentence, name) for name in own or ()):
+            return False  # the persona naming itself ("My name is Yuna", "내 이름은 유나야") takes nothing
         for match in re.finditer(r"\b(?i:i'm|i am|my name is|my name's)\s+([A-Z][a-z][\w'-]*)", sentence):
             if match.group(1).casefold() not in (own or set()) and match.group(1).lower() not in _NOT_NAMES:
                 return True

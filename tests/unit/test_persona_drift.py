@@ -97,6 +97,13 @@ def test_a_fact_without_its_value_is_still_the_fans() -> None:
     birthday = drift.mentioned_kinds("Do you remember my birthday?")
     assert drift.fan_fact_claims("Of course! I remember that my birthday is on May 3 💛", birthday, YUNA)
     assert not drift.fan_fact_claims("Of course! Your birthday is May 3 💛", birthday, YUNA)
+    # The persona giving its own name while the fan asks about theirs takes nothing from the fan.
+    name = drift.mentioned_kinds("What is my name? Please say it.")
+    assert not drift.fan_fact_claims("Hi Minji! My name is Yuna.", name, YUNA)
+    assert not drift.fan_fact_claims(
+        "민지야! 내 이름은 유나야.", drift.mentioned_kinds("내 이름 기억나?"), YUNA
+    )
+    assert drift.fan_fact_claims("Hi! My name is Minji.", name, YUNA)
 
 
 @pytest.mark.parametrize(
