@@ -25,12 +25,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from langchain_core.load import load
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -482,8 +483,8 @@ class ChatService:
             )
             return
         values = self.graph.get_state(config).values
-        reply = _last_ai_text(values.get("messages", []))
-        last_ai = next((m for m in reversed(values.get("messages", [])) if isinstance(m, AIMessage)), None)
+        reply = _last_ai_text(_messages(values))
+        last_ai = next((m for m in reversed(_messages(values)) if isinstance(m, AIMessage)), None)
         if reply != shown:  # the graph publishes only what it showed; never expected
             log.error("persona_chat streamed %d characters but published %d", len(shown), len(reply))
             yield TurnEvent("reset")
@@ -662,14 +663,12 @@ class ChatService:
         newest earlier checkpoint with those messages (its summary and other state come back too),
         else (history pruned) the head with the later messages removed."""
         for snapshot in self.graph.get_state_history(config):
-            ids = [str(m.id) for m in snapshot.values.get("messages", [])]
+            ids = [str(m.id) for m in _messages(snapshot.values)]
             source = (snapshot.metadata or {}).get("source")
             if ids == keep and (not snapshot.next or source == "input"):
                 self.graph.update_state(snapshot.config, {"last_error": None}, as_node="memory_write")
                 return
-        later = [
-            RemoveMessage(id=str(m.id)) for m in head.values.get("messages", []) if str(m.id) not in keep
-        ]
+        later = [RemoveMessage(id=str(m.id)) for m in _messages(head.values) if str(m.id) not in keep]
         self.graph.update_state(head.config, {"messages": later, "last_error": None}, as_node="memory_write")
 
     def _make_head(self, checkpoint: RunnableConfig, error: str | None) -> None:
@@ -683,7 +682,7 @@ class ChatService:
         (the ends of its branches), newest first, as (checkpoint, messages)."""
         seen: dict[tuple[str, ...], tuple[Any, list[AnyMessage]]] = {}
         for snapshot in self.graph.get_state_history(self._config(key)):
-            messages = [m for m in snapshot.values.get("messages", []) if m.type in ("human", "ai")]
+            messages: list[AnyMessage] = [m for m in _messages(snapshot.values) if m.type in ("human", "ai")]
             if snapshot.next or not messages or not isinstance(messages[-1], AIMessage):
                 continue
             seen.setdefault(tuple(str(m.id) for m in messages), (snapshot, messages))
@@ -845,7 +844,7 @@ class ChatService:
         store items the turn may have written (memory, summary, profile) back as they were."""
         state = self.graph.get_state(config)
         if state.values:
-            added = [m for m in state.values.get("messages", []) if str(m.id) not in before.messages]
+            added = [m for m in _messages(state.values) if str(m.id) not in before.messages]
             removals = [RemoveMessage(id=str(m.id)) for m in added]
             self.graph.update_state(
                 config, {"messages": removals, "last_error": error}, as_node="memory_write"
@@ -870,7 +869,7 @@ class ChatService:
         state = self.graph.get_state(self._config(key))
         if not state.values and self.store.get(threads_namespace(owner), thread_id) is None:
             raise NotFoundError(f"thread_id: no thread {thread_id!r}")
-        messages = list(state.values.get("messages", [])) if state.values else []
+        messages = list(_messages(state.values)) if state.values else []
         with self._running_lock:
             running_here = key in self._running
         if state.next and not running_here:
@@ -882,7 +881,7 @@ class ChatService:
         """The message ids of the thread's latest checkpoint that waits for no node (a finished turn)."""
         for snapshot in self.graph.get_state_history(config):
             if not snapshot.next:
-                return {str(m.id) for m in snapshot.values.get("messages", [])}
+                return {str(m.id) for m in _messages(snapshot.values)}
         return set()
 
     def _discard_unfinished(self, config: RunnableConfig) -> list[AnyMessage]:
@@ -893,7 +892,7 @@ class ChatService:
         time is not supported (the running-turn check is per process). Returns the thread's messages
         as the new turn starts from them (one state read per turn, as before)."""
         state = self.graph.get_state(config)
-        messages: list[AnyMessage] = list(state.values.get("messages", []))
+        messages: list[AnyMessage] = list(_messages(state.values))
         if not state.next:
             return messages
         finished = self._finished_messages(config)
@@ -1083,6 +1082,15 @@ def _distinct_id(slug: str, owner: str, attempt: int) -> str:
     base = slug[:48].rstrip("_-") or "card"
     suffix = hashlib.sha256(owner.encode("utf-8")).hexdigest()[:6] if attempt == 0 else uuid.uuid4().hex[:8]
     return f"{base}_{suffix}"
+
+
+def _messages(values: Mapping[str, Any] | None) -> list[AnyMessage]:
+    """A checkpoint's messages as message objects. The Redis checkpointer returns older checkpoints'
+    messages (`get_state_history`) in LangChain's serialised form (dicts with "lc"): revive them."""
+    revived: list[AnyMessage] = []
+    for message in (values or {}).get("messages", []):
+        revived.append(load(message) if isinstance(message, dict) else message)
+    return revived
 
 
 def _last_ai_text(messages: list[AnyMessage]) -> str:
