@@ -1089,7 +1089,7 @@ def _messages(values: Mapping[str, Any] | None) -> list[AnyMessage]:
     messages (`get_state_history`) in LangChain's serialised form (dicts with "lc"): revive them."""
     revived: list[AnyMessage] = []
     for message in (values or {}).get("messages", []):
-        revived.append(load(message) if isinstance(message, dict) else message)
+        revived.append(load(message, allowed_objects="messages") if isinstance(message, dict) else message)
     return revived
 
 
