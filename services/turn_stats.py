@@ -21,6 +21,8 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
+from personagraph.serving.metrics import reported_usage
+
 
 @dataclass
 class _Call:
@@ -127,7 +129,7 @@ class TurnRecorder(BaseCallbackHandler):
             if call is None:
                 return
             call.seconds = time.perf_counter() - call.started
-            tokens_in, tokens_out = _reported_usage(response)
+            tokens_in, tokens_out = reported_usage(response)
             call.reported = tokens_out is not None
             call.input_tokens = tokens_in
             call.output_tokens = tokens_out if tokens_out is not None else call.chunks
@@ -172,16 +174,3 @@ class TurnRecorder(BaseCallbackHandler):
                 for c in calls
             ],
         }
-
-
-def _reported_usage(response: LLMResult) -> tuple[int | None, int | None]:
-    """(input, output) tokens the server reported: the message's usage_metadata, else `token_usage`."""
-    for generations in response.generations:
-        for generation in generations:
-            usage = getattr(getattr(generation, "message", None), "usage_metadata", None)
-            if usage:
-                return int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    token_usage = (response.llm_output or {}).get("token_usage") or {}
-    if token_usage:
-        return int(token_usage.get("prompt_tokens") or 0), int(token_usage.get("completion_tokens") or 0)
-    return None, None

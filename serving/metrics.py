@@ -350,7 +350,7 @@ class Observer(BaseCallbackHandler):
             return
         MODEL_CALLS.labels(role=run.role).inc()
         MODEL_SECONDS.labels(role=run.role).observe(time.perf_counter() - run.started)
-        tokens_in, tokens_out = _usage(response)
+        tokens_in, tokens_out = reported_usage(response)
         if tokens_out is None and run.chunks:
             tokens_out = run.chunks  # no usage report (a stream without include_usage): chunks
         if tokens_in:
@@ -365,7 +365,7 @@ class Observer(BaseCallbackHandler):
             MODEL_ERRORS.labels(role=run.role, kind=model_error_kind(error)).inc()
 
 
-def _usage(response: LLMResult) -> tuple[int | None, int | None]:
+def reported_usage(response: LLMResult) -> tuple[int | None, int | None]:
     """(input, output) tokens the server reported: the message's usage_metadata, else `token_usage`."""
     for generations in response.generations:
         for generation in generations:
