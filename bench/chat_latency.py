@@ -16,6 +16,7 @@ turns 2+ of each session (turn 1 opens the session):
 
     nice python bench/chat_latency.py                         # both personas, 9 turns each
     nice python bench/chat_latency.py --personas stella_yuna --turns 5 --rows
+    nice python bench/chat_latency.py --think-s 8               # a fan who reads and types for 8 s
     python bench/chat_latency.py --stub                       # the stub model: a quick check of the bench
 
 A benchmark, not a timed test. One run on the embedded model and two cores takes several minutes.
@@ -111,9 +112,12 @@ class Probe(BaseCallbackHandler):
     run_inline = True
     raise_error = False
 
-    def reset(self) -> None:
+    def reset(self) -> list[_Call]:
+        """Start a new turn; returns the calls made since the last turn ended (the next-turn warm-up)."""
         with self._lock:
+            between = self.calls
             self.calls, self.node_ends, self._open, self._nodes = [], {}, {}, {}
+        return between
 
     def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         node = (kwargs.get("metadata") or {}).get("langgraph_node")
@@ -130,7 +134,7 @@ class Probe(BaseCallbackHandler):
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
         metadata = kwargs.get("metadata") or {}
         sent = [(_ROLES.get(m.type, "user"), str(m.content)) for m in (messages[0] if messages else [])]
-        node = str(metadata.get("langgraph_node", "?"))
+        node = "prewarm" if metadata.get("prewarm") else str(metadata.get("langgraph_node", "?"))
         call = _Call(str(metadata.get("role", "?")), node, time.perf_counter(), None, sent)
         with self._lock:
             self._open[run_id] = call
@@ -278,7 +282,10 @@ def run_turn(service: Any, caller: Any, probe: Probe, log: ServerLog, persona: s
 
     request = validate_request(message=message, thread_id=thread, persona_id=persona)
     log.read_new()
-    probe.reset()
+    between = probe.reset()  # the previous turn's warm-up call(s), made while the fan "typed"
+    if cache_model is not None:
+        for call in between:
+            cache_model.call(call.messages)
     started = time.perf_counter()
     first: float | None = None
     result = None
@@ -298,6 +305,8 @@ def run_turn(service: Any, caller: Any, probe: Probe, log: ServerLog, persona: s
         drafted = False
         for call in probe.calls:
             call_sent, call_evaluated = cache_model.call(call.messages)
+            if call.node == "prewarm":  # the warm-up for the next turn: read while the fan types
+                continue
             sent, evaluated = sent + call_sent, evaluated + call_evaluated
             if not drafted:
                 to_draft += call_evaluated
@@ -306,7 +315,7 @@ def run_turn(service: Any, caller: Any, probe: Probe, log: ServerLog, persona: s
         persona=persona, turn=turn, kind=kind, intent=getattr(result, "intent", ""),
         ttft_s=None if first is None else first - started, turn_s=ended - started,
         reply_done_s=None if done is None else done - started,
-        calls=dict(Counter(f"{c.node}:{c.role}" for c in probe.calls)),
+        calls=dict(Counter(f"{c.node}:{c.role}" for c in probe.calls if c.node != "prewarm")),
         server_ttft_s=server_ttft, prompt_sent=sent, prompt_evaluated=evaluated,
         error=getattr(result, "error", None), reply_chars=len(getattr(result, "reply", "") or ""),
         prompt_evaluated_to_draft=to_draft,
@@ -378,8 +387,17 @@ def environment(stub: bool, home: str | None) -> Iterator[str]:
         yield home
 
 
-def run(personas: Sequence[str], turns: int, stub: bool, home: str | None = None) -> dict[str, Any]:
+def run(
+    personas: Sequence[str],
+    turns: int,
+    stub: bool,
+    home: str | None = None,
+    think_s: float = 0.0,
+    prewarm: str | None = None,
+) -> dict[str, Any]:
     """Run the scripted sessions; returns {"summary", "by_persona", "rows", ...}."""
+    if prewarm or stub:  # the stub stands in for the embedded server: warm it as that would be
+        os.environ["CHAT_PREWARM"] = prewarm or "on"
     with environment(stub, home), ExitStack() as stack:
         from personagraph.accounts.identity import CLI_CALLER
         from personagraph.services.chat import ChatService
@@ -413,6 +431,8 @@ def run(personas: Sequence[str], turns: int, stub: bool, home: str | None = None
                 cache_model.context, cache_model.saved = [], []
             for turn, (kind, message) in enumerate(SCRIPTS[persona][:turns], start=1):
                 router.intent = kind
+                if turn > 1:
+                    time.sleep(think_s)  # the fan reads the reply and types the next message
                 row = run_turn(
                     service, CLI_CALLER, probe, log, persona, thread, turn, kind, message, cache_model
                 )
@@ -422,6 +442,7 @@ def run(personas: Sequence[str], turns: int, stub: bool, home: str | None = None
     return {
         "bench": "chat_latency", "model": model, "base_url": base_url if stub else "embedded" if local else base_url,
         "cpu_count": os.cpu_count(), "personas": list(personas), "turns_per_session": turns,
+        "think_s": think_s, "prewarm": settings.chat_prewarm,
         "summary": summarise(counted),
         "by_persona": {p: summarise([row for row in counted if row.persona == p]) for p in personas},
         "rows": [row.__dict__ for row in rows],
@@ -438,6 +459,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--home", help="PERSONAGRAPH_HOME to use (default: a temporary folder)")
     parser.add_argument("--rows", action="store_true", help="include every turn in the output")
     parser.add_argument("--out", help="also write the JSON result to this file")
+    parser.add_argument(
+        "--think-s", type=float, default=0.0,
+        help="seconds between a reply and the next message (a fan reading and typing; default 0: back to back)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prewarm", choices=["auto", "on", "off"],
+        help="CHAT_PREWARM for the run (default: the setting; on with --stub, as for the embedded server)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     personas = [p.strip() for p in args.personas.split(",") if p.strip()]
     unknown = [p for p in personas if p not in SCRIPTS]
@@ -445,7 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--personas: no script for {', '.join(unknown)}; choose from {', '.join(SCRIPTS)}")
     if not 2 <= args.turns <= min(len(s) for s in SCRIPTS.values()):
         parser.error(f"--turns: must be 2..{min(len(s) for s in SCRIPTS.values())}")
-    result = run(personas, args.turns, args.stub, args.home)
+    if args.think_s < 0:
+        parser.error("--think-s: must be 0 or more")
+    result = run(personas, args.turns, args.stub, args.home, args.think_s, args.prewarm)
     if args.out:
         Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     if not args.rows:

@@ -8,11 +8,17 @@ from langchain_core.messages import AnyMessage, HumanMessage
 
 
 def recent_start(messages: Sequence[AnyMessage], turns: int) -> int:
-    """Index of the first message of the last `turns` turns (a turn starts at a human message)."""
+    """Index of the first message of the recent window: at most `turns` turns (a turn starts at a
+    human message). The window's start moves in steps of half the window (at least one turn), not
+    every turn: the recent turns open the draft prompt after the stable system prompt, so a start
+    that moved every turn would make the model server re-read the whole conversation each turn
+    once it is longer than the window; in steps it keeps between `turns - step + 1` and `turns`."""
     human_positions = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
     if len(human_positions) <= turns:
         return 0
-    return human_positions[-turns]
+    step = max(1, turns // 2)
+    dropped = -(-(len(human_positions) - turns) // step) * step  # a whole number of steps
+    return human_positions[dropped]
 
 
 def split_history(

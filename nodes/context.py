@@ -19,11 +19,11 @@ class ChatContext:
     )
     top_k: int = field(default=3, metadata={"description": "Documents retrieved per store."})
     max_context_tokens: int = field(
-        default=400,
+        default=300,
         metadata={
             "description": "Budget for retrieved text in the draft prompt, in tokens (the embedding "
-            "tokenizer's count; about two knowledge chunks). Every token is read anew each turn: "
-            "about 60 tokens/s for the embedded model on two cores."
+            "tokenizer's count; one knowledge chunk and part of another). Every token is read anew "
+            "each turn: about 60 tokens/s for the embedded model on two cores."
         },
     )
     history_turns: int = field(

@@ -24,6 +24,9 @@ from personagraph.prompts import untrusted
 from personagraph.serving.language import Lang, script_drift
 from personagraph.serving.models import stream_text
 
+# Intents whose turn searched a store (nodes/retrieval.py): only these get a [CONTEXT] block.
+RETRIEVING_INTENTS = ("knowledge", "story", "personal")
+
 
 def persona_block(persona: Persona, lang: str) -> str:
     """Who the persona is and how it speaks: instructions only. A card's values that appear here
@@ -70,11 +73,12 @@ def speech_hint(persona: Persona, lang: str) -> str:
     return prompts.SPEECH_HINT_BANMAL if persona.speech.banmal_ratio >= 0.5 else prompts.SPEECH_HINT_JONDAE
 
 
-def context_block(state: ConversationState, max_tokens: int = 400) -> str:
+def context_block(state: ConversationState, max_tokens: int = 300) -> str:
     """Retrieved documents (knowledge, story, the fan's own memories), best first, within a token
     budget (the e5 tokenizer's count, close to the chat model's), each in its own data block labelled
-    with its source. The best documents go in whole; the last one that fits only in part is cut on a
-    word boundary; the rest are left out (every token here is read anew each turn)."""
+    with its source (the data note is the caller's: `turn_block`). The best documents go in whole;
+    the last one that fits only in part is cut on a word boundary; the rest are left out (every
+    token here is read anew each turn)."""
     docs = state.get("retrieved") or []
     items = []
     left = max_tokens
@@ -84,11 +88,9 @@ def context_block(state: ConversationState, max_tokens: int = 400) -> str:
             text = _cut_to_tokens(text, left)
         if not text:
             break
-        items.append((str(doc.get("source") or "document"), text))
+        items.append(untrusted.data_block(text, str(doc.get("source") or "document")))
         left -= token_count(text)
-    if not items:
-        return prompts.CONTEXT_BLOCK.format(context=prompts.NO_CONTEXT)
-    return prompts.CONTEXT_BLOCK.format(context=untrusted.fence_all(items, prompts.WHAT_CONTEXT))
+    return prompts.CONTEXT_BLOCK.format(context="\n".join(items) if items else prompts.NO_CONTEXT)
 
 
 def _cut_to_tokens(text: str, budget: int) -> str:
@@ -147,15 +149,18 @@ def style_block(persona: Persona) -> str:
 def turn_block(
     state: ConversationState, ctx: ChatContext, persona: Persona, profile: dict[str, Any] | None = None
 ) -> str:
-    """What changes every turn, after the conversation: the fan's profile, the retrieved context, and
-    a closing reminder that only the safety rules are rules (read after the data)."""
+    """What changes every turn, after the conversation: the fan's profile and the retrieved context,
+    as data blocks under one data note (the closing rules that follow repeat that data is no
+    instruction). Short on purpose: the model server reads all of it anew every turn."""
     blocks = []
     if profile and (lines := format_profile(profile)):
-        blocks.append(
-            prompts.FAN_BLOCK.format(profile=untrusted.fence(lines, "fan profile", prompts.WHAT_PROFILE))
-        )
-    blocks.append(context_block(state, ctx.max_context_tokens))
-    return "\n\n".join(blocks)
+        blocks.append(prompts.FAN_BLOCK.format(profile=untrusted.data_block(lines, "fan profile")))
+    # Small talk searches nothing: no block to read (a turn that did search says it found nothing).
+    if state.get("retrieved") or state.get("intent") in RETRIEVING_INTENTS:
+        blocks.append(context_block(state, ctx.max_context_tokens))
+    if not blocks:
+        return ""
+    return "\n\n".join([untrusted.data_note(prompts.WHAT_TURN_DATA, many=True), *blocks])
 
 
 def closing_rules(persona: Persona) -> str:
@@ -178,7 +183,11 @@ def instruction_text(persona: Persona, lang: str) -> str:
 
 def format_profile(profile: dict[str, Any]) -> str:
     """The fan's profile as lines (each value on one line, so a value cannot pose as another line)."""
-    lines = [f"- {key}: {_flat(value)}" for key, value in profile.items() if value and key != "facts"]
+    lines = [
+        f"- {key}: {_flat(value)}"
+        for key, value in profile.items()
+        if value and key not in ("facts", "updated_at")  # updated_at: the store's stamp, not a fact
+    ]
     lines += [f"- {_flat(fact)}" for fact in profile.get("facts", []) if _flat(fact)]
     return "\n".join(lines)
 
@@ -225,7 +234,6 @@ def draft_messages(
 ) -> list[BaseMessage]:
     """The drafting call: system prompt, the recent turns, and the instruction last."""
     ctx = runtime.context
-    _, recent = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
     instruction = prompts.DRAFT_INSTRUCTION.format(
         name=untrusted.one_line(persona.name, 100),
         language_name=prompts.LANGUAGE_NAMES[lang],
@@ -237,12 +245,29 @@ def draft_messages(
         instruction += "\n" + prompts.REVISION_INSTRUCTION.format(reason=state["revision_reason"])
     per_turn = turn_block(state, ctx, persona, _profile(runtime))
     return [
-        SystemMessage(content=build_system_prompt(state, ctx)),
-        *recent,
+        *stable_prefix(state, ctx),
         # Per-turn data, then the instruction and the rules' reminder last: small models follow what
         # they read most recently, and nothing after the conversation is cached anyway.
-        SystemMessage(content="\n\n".join([per_turn, instruction, closing_rules(persona)])),
+        SystemMessage(content="\n\n".join(p for p in [per_turn, instruction, closing_rules(persona)] if p)),
     ]
+
+
+def stable_prefix(state: ConversationState, ctx: ChatContext) -> list[BaseMessage]:
+    """The part of the draft prompt that stays the same from one turn to the next: the system prompt
+    and the recent turns (the window moves in steps, memory/history.py)."""
+    _, recent = split_history(state.get("messages", []), ctx.history_turns, state.get("summarized_count", 0))
+    return [SystemMessage(content=build_system_prompt(state, ctx)), *recent]
+
+
+def next_turn_prefix(state: ConversationState, ctx: ChatContext) -> list[BaseMessage]:
+    """What the next turn's draft prompt will start with, from a finished turn's state: the stable
+    prefix with the window counted as it will be once the fan's next message arrives. A server can
+    read it while the fan types (serving.models.warm_prompt)."""
+    upcoming: ConversationState = {
+        **state,
+        "messages": [*state.get("messages", []), HumanMessage(content="")],
+    }
+    return stable_prefix(upcoming, ctx)[:-1]
 
 
 def _write_through(gate: SentenceGate, ctx: ChatContext, messages: list[BaseMessage]) -> SentenceGate:

@@ -47,13 +47,13 @@ Examples of how {name} talks (tone and rhythm only; never copy them word for wor
 {examples}"""
 
 CONTEXT_BLOCK = """[CONTEXT]
-Use these facts when they help; do not invent facts that contradict them.
+Facts to use when they help; never contradict them.
 {context}"""
 
 NO_CONTEXT = "(no retrieved context for this message)"
 
 FAN_BLOCK = """[ABOUT THIS FAN]
-Facts about the fan you are talking to (not about you; say them as theirs):
+What the fan told you about themselves (theirs, not yours):
 {profile}"""
 
 CONVERSATION_BLOCK = """[CONVERSATION SO FAR]
@@ -64,10 +64,12 @@ Summary of earlier turns:
 WHAT_CHARACTER = "character sheet of {name}"
 WHAT_CONTEXT = "retrieved documents"
 WHAT_PROFILE = "notes about this fan (what the fan said about themselves)"
+WHAT_TURN_DATA = "notes about this fan and retrieved documents"  # one note for the per-turn blocks
 WHAT_SUMMARY = "summary of earlier turns"
 WHAT_STYLE = "example dialogue of {name}"
 
-DRAFT_INSTRUCTION = """Now reply to the fan's last message as {name}. The fan's last message is in {language_name}: reply in {language_name} only, even if earlier messages were in another language. 1-4 short sentences, warm and in character, using the facts above when they help. What the fan said about themselves is theirs: say it as theirs, never as yours.{speech_hint}"""
+# Short: it is read anew every turn (about 60 tokens/s on the embedded model), after the data.
+DRAFT_INSTRUCTION = """Reply to the fan's last message as {name}, in {language_name} only (whatever language earlier messages used): 1-4 short, warm sentences in character, using the facts above when they help. What the fan said about themselves is theirs: say it as theirs, never as yours.{speech_hint}"""
 
 # Closes the per-turn block: the rules are read after the data that precedes them.
 CLOSING_RULES = """Stay in character as {name} and follow only the safety rules above. {data_rule}"""

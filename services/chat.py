@@ -65,6 +65,7 @@ from personagraph.memory.feedback import (
 )
 from personagraph.memory.persistence import make_checkpointer, make_store
 from personagraph.nodes.context import ChatContext
+from personagraph.nodes.draft import next_turn_prefix
 from personagraph.personas.cards import CardError, check_card_size, load_card, slugify
 from personagraph.personas.cards import export_card as card_of_persona
 from personagraph.personas.cards import import_card as write_card_persona
@@ -81,7 +82,7 @@ from personagraph.personas.model import (
 )
 from personagraph.services.turn_stats import TurnRecorder
 from personagraph.serving.metrics import observe_first_token
-from personagraph.serving.models import ModelError
+from personagraph.serving.models import ModelError, warm_prompt
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import SAFE_ID_RULE, UnsafeIdError, check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
@@ -329,6 +330,20 @@ class TurnResult:
     usage: dict[str, Any] = field(default_factory=dict)
 
 
+def _warm_next_turn(values: Mapping[str, Any], context: ChatContext) -> None:
+    """Start reading the next turn's stable prompt on the chat model's server while the fan reads
+    the reply and types (CHAT_PREWARM; a background call whose failure costs nothing but speed)."""
+
+    def warm() -> None:
+        try:
+            warm_prompt(context.chat_role, next_turn_prefix(dict(values), context))  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - a warm-up must never disturb the service
+            log.warning("next-turn warm-up failed", exc_info=True)
+
+    if get_settings().chat_prewarm != "off":
+        threading.Thread(target=warm, name="chat-prewarm", daemon=True).start()
+
+
 class ChatService:
     """persona_chat compiled with a checkpointer and a store, plus the turn runner."""
 
@@ -502,6 +517,8 @@ class ChatService:
             timings=recorder.timings(first_token_s),
             usage=recorder.usage(),
         )
+        # Every model call of the turn is done: the server may read the next turn's prompt start now.
+        _warm_next_turn(values, context)
         yield TurnEvent("final", reply, result)
 
     def send(self, caller: Caller, request: ChatRequest, **context_overrides: Any) -> TurnResult:

@@ -268,6 +268,14 @@ class Settings(BaseSettings):
         "512 MB holds several chat prompts), so a chat turn after a profile extraction call resumes "
         "its draft prompt instead of re-reading it; 0 turns the cache off.",
     )  # fmt: skip
+    chat_prewarm: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="After a chat turn, have the chat model's server read the next turn's stable "
+        "prompt (the system prompt and the conversation with the new reply) while the fan reads and "
+        "types (CHAT_PREWARM), so the next reply starts after reading only the new message and the "
+        "per-turn data: auto = only for the embedded model server (one user, a prompt cache; a "
+        "shared server would spend a call a turn), on = any server, off = never.",
+    )
     # --- end E ---
 
     def role(self, role: Role) -> ResolvedRole:

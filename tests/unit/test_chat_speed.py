@@ -166,3 +166,68 @@ def test_a_question_about_the_fan_is_remembered_without_an_extraction_call(make_
     assert [i.value["text"] for i in store.search(memories_namespace("fan1", "tiny"))] == [
         "Do you remember my name?"
     ]
+
+
+def test_the_next_turn_prompt_starts_with_what_was_warmed(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After each turn the service has the chat server read the next turn's stable prompt start
+    (CHAT_PREWARM); the next turn's draft prompt must begin with exactly those messages, also when
+    the history window moves (history_turns=2: it moves every turn), or the warm-up is wasted."""
+    import threading
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.store.memory import InMemoryStore
+
+    from personagraph.accounts.identity import Caller
+    from personagraph.services import chat as chat_service
+    from personagraph.serving.models import use_models
+    from personagraph.serving.settings import get_settings
+    from tests.fakes import scripted
+
+    monkeypatch.setenv("CHAT_PREWARM", "on")
+    get_settings.cache_clear()
+    warmed: list[list[tuple[str, str]]] = []
+    done = threading.Semaphore(0)
+
+    def record(role: str, messages: list[Any]) -> bool:
+        warmed.append([(m.type, str(m.content)) for m in messages])
+        done.release()
+        return True
+
+    monkeypatch.setattr(chat_service, "warm_prompt", record)
+    service = chat_service.ChatService(checkpointer=InMemorySaver(), store=InMemoryStore())
+    chat = scripted(*[f"Reply number {n}, nice to hear from you!" for n in range(4)])
+    router = scripted(lambda messages: '{"intent": "smalltalk", "search_query": ""}')
+    fan = Caller("fan1")
+    with use_models({"chat": chat, "router": router}):
+        for n, text in enumerate(
+            ["hello there", "how was your day?", "what do you eat?", "see you tomorrow"]
+        ):
+            request = chat_service.validate_request(message=text, thread_id="t1", persona_id="tiny")
+            result = service.send(fan, request, history_turns=2)
+            assert result.error is None, result.error
+            assert done.acquire(timeout=10), "no warm-up after the turn"
+            sent = [(m.type, str(m.content)) for m in chat.calls[-1]["messages"]]
+            if n > 0:  # this turn's draft begins with what the previous turn warmed
+                assert sent[: len(warmed[n - 1])] == warmed[n - 1]
+    assert len(warmed) == 4 and warmed[-1][-1] == ("ai", "Reply number 3, nice to hear from you!")
+
+
+def test_no_warm_up_call_for_test_models_or_when_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_core.messages import HumanMessage
+
+    from personagraph.serving.models import use_models, warm_prompt
+    from personagraph.serving.settings import get_settings
+    from tests.fakes import scripted
+
+    chat = scripted("x")
+    monkeypatch.setenv("CHAT_PREWARM", "on")
+    get_settings.cache_clear()
+    with use_models({"chat": chat}):
+        assert warm_prompt("chat", [HumanMessage(content="hi")]) is False
+    assert chat.calls == []
+    monkeypatch.setenv("CHAT_PREWARM", "off")
+    monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:9/v1")  # would fail if it were called
+    get_settings.cache_clear()
+    assert warm_prompt("chat", [HumanMessage(content="hi")]) is False

@@ -125,5 +125,15 @@ def test_split_history_turn_starts_at_human_message() -> None:
     assert contents(recent) == ["h2"]
 
 
+def test_window_start_moves_in_steps_so_the_prompt_prefix_stays_put() -> None:
+    # turns=6: the window holds 4-6 turns and its start moves three turns at a time.
+    starts = [recent_start(turns(n), 6) for n in range(1, 13)]  # message index; 2 messages a turn
+    assert starts[:6] == [0] * 6
+    assert starts[6:] == [6, 6, 6, 12, 12, 12]  # turns 7-9 drop the first 3, turns 10-12 the first 6
+    for n in range(7, 13):
+        kept = n - starts[n - 1] // 2
+        assert 4 <= kept <= 6
+
+
 def test_render_labels_speakers() -> None:
     assert render(turns(1)) == "Fan: h0\nMe: a0"
