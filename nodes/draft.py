@@ -149,18 +149,18 @@ def style_block(persona: Persona) -> str:
 def turn_block(
     state: ConversationState, ctx: ChatContext, persona: Persona, profile: dict[str, Any] | None = None
 ) -> str:
-    """What changes every turn, after the conversation: the fan's profile and the retrieved context,
-    as data blocks under one data note (the closing rules that follow repeat that data is no
-    instruction). Short on purpose: the model server reads all of it anew every turn."""
+    """What changes every turn, after the conversation: the fan's profile (small talk and personal
+    turns: a knowledge answer does not need it) or the retrieved context, as labelled data blocks.
+    Short on purpose: the model server reads all of it anew every turn. The data rule is not
+    repeated here: the system prompt states it and the closing rules that follow repeat it."""
     blocks = []
-    if profile and (lines := format_profile(profile)):
+    intent = state.get("intent")
+    if profile and intent not in ("knowledge", "story") and (lines := format_profile(profile)):
         blocks.append(prompts.FAN_BLOCK.format(profile=untrusted.data_block(lines, "fan profile")))
     # Small talk searches nothing: no block to read (a turn that did search says it found nothing).
-    if state.get("retrieved") or state.get("intent") in RETRIEVING_INTENTS:
+    if state.get("retrieved") or intent in RETRIEVING_INTENTS:
         blocks.append(context_block(state, ctx.max_context_tokens))
-    if not blocks:
-        return ""
-    return "\n\n".join([untrusted.data_note(prompts.WHAT_TURN_DATA, many=True), *blocks])
+    return "\n\n".join(blocks)
 
 
 def closing_rules(persona: Persona) -> str:

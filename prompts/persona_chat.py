@@ -64,7 +64,6 @@ Summary of earlier turns:
 WHAT_CHARACTER = "character sheet of {name}"
 WHAT_CONTEXT = "retrieved documents"
 WHAT_PROFILE = "notes about this fan (what the fan said about themselves)"
-WHAT_TURN_DATA = "notes about this fan and retrieved documents"  # one note for the per-turn blocks
 WHAT_SUMMARY = "summary of earlier turns"
 WHAT_STYLE = "example dialogue of {name}"
 
