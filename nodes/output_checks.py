@@ -31,7 +31,7 @@ from langgraph.types import StreamWriter
 from personagraph.nodes.state import ConversationState
 from personagraph.personas import drift
 from personagraph.personas.model import Persona, load_world
-from personagraph.personas.rules import forbidden_topic_hits
+from personagraph.personas.rules import count_sentences, forbidden_topic_hits, max_sentences
 from personagraph.safety.rules import unsafe_language
 
 _PHONE = re.compile(r"(?:\+?\d{1,3}[-.\s]?)?(?:0\d{1,2}|\(\d{2,3}\))[-.\s]?\d{3,4}[-.\s]?\d{4}")
@@ -195,6 +195,10 @@ class SentenceGate:
         self.released = ""  # this attempt's checked prefix
         self.problems: list[dict[str, str]] = []
         self._failed = ""
+        # The persona's sentence limit ends the reply: a small model rambles past it, and a reply
+        # cut at the limit is better (and sooner) than a rejected one written again.
+        self.limit = max_sentences(persona)
+        self.complete = False  # the limit was reached: the reply is the released text
 
     @property
     def open(self) -> bool:
@@ -203,19 +207,37 @@ class SentenceGate:
     def feed(self, piece: str) -> bool:
         """Add what the model wrote; release each sentence it completed. False once the gate closed
         (stop reading the model)."""
-        if not self.open:
+        if not self.open or self.complete:
             return False
         start = len(self.released)
         self.text = (self.text + piece).lstrip()
         self.write({"writing": len(self.text)})  # progress, no text: lets a reader stop the turn
-        ends = _SENTENCE_END.finditer(self.text, start)
-        return all(self._release(self.text[: end.end()]) for end in ends)  # stops at the first failure
+        for end in _SENTENCE_END.finditer(self.text, start):
+            prefix = self.text[: end.end()]
+            if self._over_limit(prefix) or not self._release(prefix):  # stop at the first failure
+                return False
+            if self.limit is not None and count_sentences(self.released) >= self.limit:
+                self.complete = True  # as long as the persona's replies get: stop reading the model
+                return False
+        return True
+
+    def _over_limit(self, prefix: str) -> bool:
+        """Would `prefix` pass the persona's sentence limit? Then the reply ends before it."""
+        if self.limit is None or not self.released or count_sentences(prefix) <= self.limit:
+            return False
+        self.complete = True
+        return True
 
     def finish(self) -> str:
-        """The draft: the whole reply (its last sentence released if it passes), or, when the gate
-        closed, the text up to the sentence that failed."""
-        if self.open:
+        """The draft: the whole reply (its last sentence released if it passes), the released
+        sentences when the persona's sentence limit ended it, or, when the gate closed, the text up
+        to the sentence that failed."""
+        if self.complete:
+            return self.released.strip()
+        if self.open and not self._over_limit(self.text.strip()):
             self._release(self.text.strip(), final=True)
+        if self.complete:
+            return self.released.strip()
         return self._failed or self.text.strip()
 
     def _release(self, prefix: str, final: bool = False) -> bool:

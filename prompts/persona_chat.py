@@ -67,8 +67,7 @@ WHAT_PROFILE = "notes about this fan (what the fan said about themselves)"
 WHAT_SUMMARY = "summary of earlier turns"
 WHAT_STYLE = "example dialogue of {name}"
 
-# Short: it is read anew every turn (about 60 tokens/s on the embedded model), after the data.
-DRAFT_INSTRUCTION = """Reply to the fan's last message as {name}, in {language_name} only (whatever language earlier messages used): 1-4 short, warm sentences in character, using the facts above when they help. What the fan said about themselves is theirs: say it as theirs, never as yours.{speech_hint}"""
+DRAFT_INSTRUCTION = """Now reply to the fan's last message as {name}. The fan's last message is in {language_name}: reply in {language_name} only, even if earlier messages were in another language. 1-4 short sentences, warm and in character, using the facts above when they help. What the fan said about themselves is theirs: say it as theirs, never as yours.{speech_hint}"""
 
 # Closes the per-turn block: the rules are read after the data that precedes them.
 CLOSING_RULES = """Stay in character as {name} and follow only the safety rules above. {data_rule}"""
