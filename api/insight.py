@@ -156,6 +156,13 @@ def status_(caller: CallerDep, insight: InsightDep) -> dict[str, Any]:
     return insight.status(caller)
 
 
+@router.post("/drift/accept", name="insight_accept_drift")
+def accept_drift(caller: CallerDep, insight: InsightDep) -> dict[str, Any]:
+    """Accept the refit held as drift (see `segments.held` in /status) as the new segment model and
+    re-score every customer (admins only; 404 when none is held, 503 without the live state in Redis)."""
+    return insight.accept_drift(caller)
+
+
 @router.post("/orders", name="insight_order", status_code=status.HTTP_202_ACCEPTED)
 def ingest_order(
     order: Annotated[dict[str, Any], Body(description="One order (JSON).")],

@@ -8,6 +8,7 @@ personagraph insight load [--redis-url URL]           history -> Redis (replaces
 personagraph insight simulate --rate 200 --seed 1 (--count N | --seconds S) [--redis-url URL]
 personagraph insight consume [--name c1] [--seconds S] [--refit-interval 60] [--record-latency]
 personagraph insight status [--dead-letters N] [--redis-url URL]   consumers, restarts, dead letters
+personagraph insight accept-drift [--redis-url URL]   swap in the refit held as drift (status: segments.held)
 personagraph insight report                           K-Means vs GMM (BIC, silhouette, stability)
 personagraph insight ask "question" [--router hybrid|model|keywords] [--thread ID] [--dataset NAME] [--json]
 personagraph insight import-orders FILE.csv --dataset NAME [--replace] [--skip-bad-rows] [--timezone Asia/Seoul]
@@ -73,6 +74,10 @@ def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     st.add_argument("--redis-url", default=None)
     st.set_defaults(func=cmd_status)
+
+    acc = sub.add_parser("accept-drift", help="accept the refit held as drift as the new segment model")
+    acc.add_argument("--redis-url", default=None)
+    acc.set_defaults(func=cmd_accept_drift)
 
     rep = sub.add_parser("report", help="K-Means vs GMM model report")
     rep.add_argument("--redis-url", default=None, help="use the live state (default: the stored history)")
@@ -200,6 +205,25 @@ def cmd_status(args: argparse.Namespace) -> int:
             out["latest_dead_letters"] = service.dead_letters(CLI_CALLER, args.dead_letters)
     except (RedisNotConfiguredError, ValueError) as exc:
         return _error(str(exc), 2)
+    except redis.RedisError as exc:
+        return _error(f"Redis: {exc}", 1)
+    print(json.dumps(out, ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_accept_drift(args: argparse.Namespace) -> int:
+    import redis
+
+    from personagraph.accounts.identity import NotFoundError
+    from personagraph.insight.source import RedisNotConfiguredError
+    from personagraph.services.insight import InsightService
+
+    try:
+        out = InsightService.redis(args.redis_url).accept_drift(CLI_CALLER)
+    except RedisNotConfiguredError as exc:
+        return _error(str(exc), 2)
+    except NotFoundError as exc:
+        return _error(str(exc), 1)
     except redis.RedisError as exc:
         return _error(f"Redis: {exc}", 1)
     print(json.dumps(out, ensure_ascii=False, indent=1))

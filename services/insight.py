@@ -676,6 +676,21 @@ class InsightService:
         source = self._redis_source()
         return source.store.dead_letters(source.dead_letter_stream, count)
 
+    def accept_drift(self, caller: Caller) -> dict[str, Any]:
+        """Swap in the refit held as drift (a person looked at the change and accepts it) as the new
+        reference, and re-score every customer with it. Admins only; NotFoundError when no refit is
+        held; RedisNotConfiguredError when the data is not a live Redis (no live refits)."""
+        _require_admin(caller, "accept_drift")
+        source = self._redis_source()
+        model = source.accept_drift()
+        if model is None:
+            raise NotFoundError("no refit is held as drift: nothing to accept")
+        return {
+            "accepted": True,
+            "model_version": int(model.version),
+            "segments": source.store.segment_sizes(),
+        }
+
     def load_history(self, caller: Caller) -> LoadedHistory:
         """Replace the live state with the history, refit the model and score every customer (admins)."""
         _require_admin(caller, "load")

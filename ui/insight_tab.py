@@ -36,6 +36,7 @@ from personagraph.accounts.store import AccountStore
 from personagraph.insight.importer import list_datasets
 from personagraph.insight.questions import ROUTER_MODES, InvalidQuestionError
 from personagraph.insight.segments import SEGMENT_LABELS, label
+from personagraph.insight.source import RedisNotConfiguredError
 from personagraph.services.insight import REPORT_PENDING, InsightService
 from personagraph.serving.redact import user_error
 from personagraph.ui.identity import caller_of
@@ -316,6 +317,19 @@ class InsightPanel:
             text += f"  \nIgnored columns: {', '.join(out.ignored_columns)}."
         return text, gr.update(choices=self.data_choices(caller), value=out.dataset)
 
+    def accept_drift(self, caller: Caller) -> str:
+        """Accept the refit held as drift (admins): the new model's version and sizes, or why not."""
+        try:
+            out = self.service.accept_drift(caller)
+        except (ForbiddenError, NotFoundError, RedisNotConfiguredError) as exc:
+            return f"⚠ {exc}"
+        except Exception as exc:  # noqa: BLE001 - Redis down: said, not raised
+            return f"⚠ {user_error(log, exc, 'the held refit could not be accepted')}"
+        sizes = ", ".join(
+            f"{label(k)} {v:,}" for k, v in sorted(out["segments"].items(), key=lambda kv: -kv[1])
+        )
+        return f"**Accepted:** segment model v{out['model_version']}, every customer re-scored.  \nSegments: {sizes}."
+
     def data_choices(self, caller: Caller) -> list[tuple[str, str]]:
         """The Q&A's data: this tab's (live) data, then each imported dataset."""
         return [("Shop data (live)", "")] + [
@@ -358,6 +372,9 @@ def build_insight_tab(accounts: AccountStore, service: InsightService | None = N
         path: str | None, name: str, replace: bool, skip_bad_rows: bool, request: gr.Request
     ) -> tuple[str, Any]:
         return panel.import_orders(caller_of(accounts, request), path, name, replace, skip_bad_rows)
+
+    def accept_drift(request: gr.Request) -> str:
+        return panel.accept_drift(caller_of(accounts, request))
 
     def new_thread(request: gr.Request) -> tuple[ChatHistory, str, None]:
         caller_of(accounts, request)  # signed in; nothing is read
@@ -404,6 +421,11 @@ def build_insight_tab(accounts: AccountStore, service: InsightService | None = N
                 )
                 import_button = gr.Button("Import and segment")
         import_result = gr.Markdown()
+    with gr.Accordion("Segment drift (admins)", open=False):
+        gr.Markdown("A refit that would move the segments more than the drift policy allows is held, not "
+                    "swapped in (the status line says why). Accept it once you have looked at the change.")  # fmt: skip
+        accept_button = gr.Button("Accept the held refit")
+        accept_result = gr.Markdown()
     live = gr.Checkbox(value=True, label="Live updates (every 3 s)")
     timer = gr.Timer(3.0, active=False)
     timer.tick(refresh, None, [status, sizes_plot, scatter_plot, report], api_name="insight_refresh")
@@ -415,4 +437,5 @@ def build_insight_tab(accounts: AccountStore, service: InsightService | None = N
     new_button.click(new_thread, None, [chat, figures, thread], api_name="insight_new_thread")
     import_button.click(import_orders, [orders_file, dataset_name, replace_dataset, skip_rows], [import_result, data],
                         api_name="insight_import_orders")  # fmt: skip
+    accept_button.click(accept_drift, None, [accept_result], api_name="insight_accept_drift")
     return timer

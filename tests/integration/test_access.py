@@ -210,7 +210,7 @@ GRADIO_SEES: dict[str, tuple[str, ...]] = {
     "export_run": (), "cancel_run": (), "delete_run": (), "validate_run": (),
     "do_editor_load": (), "do_editor_action": (), "do_editor_apply": (),
     "insight_refresh": (), "set_live": (), "insight_ask": (), "ask": (), "insight_new_thread": (),
-    "insight_import_orders": (),
+    "insight_import_orders": (), "insight_accept_drift": (),
     "open_insight": (), "on_brand": (), "crm_generate": (), "crm_batch": (), "crm_import_catalog": (),
     "on_catalog": (),
 }  # fmt: skip
@@ -510,6 +510,10 @@ HTTP_RULES: dict[str, Rule] = {
     "insight_order": Rule(
         body=lambda s: ORDER,
         allowed=_ok(bob=frozenset({403}), alice=frozenset({403}), boss=frozenset({202, 503})),
+    ),
+    # Swapping the segment model is an admin's decision; without a live Redis there is none (503).
+    "insight_accept_drift": Rule(
+        allowed=_ok(bob=frozenset({403}), alice=frozenset({403}), boss=frozenset({404, 503}))
     ),
     "session_sign_out": Rule(allowed=_ok(), destructive=True),
 }

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from personagraph.accounts.identity import CLI_CALLER, Caller, ForbiddenError, NotFoundError
 from personagraph.insight.orders import DAY
 from personagraph.insight.settings import InsightSettings
 from personagraph.insight.source import LiveDemoSource, RedisSource
 from personagraph.memory.redis_server import LocalRedis
+from personagraph.services.insight import InsightService
 
 pytestmark = pytest.mark.integration
 
@@ -81,12 +83,20 @@ def test_a_held_refit_is_reported_and_can_be_accepted(redis_server: LocalRedis) 
         segments = (source.consumer_status() or {})["segments"]
         assert segments["held"] and segments["drift"]["kind"] == "model" and segments["drift"]["reasons"]
         version = source.store.model_version()
-        accepted = source.accept_drift()
-        assert accepted is not None and source.store.model_version() > version and accepted.prior is None
+        service = InsightService.for_source(source)  # what the API, the CLI and the tab call
+        with pytest.raises(ForbiddenError):
+            service.accept_drift(Caller("marketer"))  # swapping the model is an admin's decision
+        assert (source.consumer_status() or {})["segments"]["held"]
+        accepted = service.accept_drift(CLI_CALLER)
+        assert accepted["accepted"] and accepted["model_version"] > version
+        assert source.store.model_version() == accepted["model_version"]
+        assert sum(accepted["segments"].values()) == 400
         segments = (source.consumer_status() or {})["segments"]
         assert not segments["held"] and segments["drift"] is None
         customers = source.snapshot(fresh=True).customers
         assert customers["p_vip"].notna().all()  # everyone re-scored with memberships
-        assert source.accept_drift() is None  # nothing held any more
+        with pytest.raises(NotFoundError, match="no refit is held"):
+            service.accept_drift(CLI_CALLER)  # nothing held any more
+        assert source.accept_drift() is None
     finally:
         source.store.clear()

@@ -73,3 +73,11 @@ def test_the_session_thread_carries_follow_ups_until_a_new_one() -> None:
 def test_a_bad_question_is_answered_with_the_field_in_the_chat() -> None:
     history, details, _, thread = panel_of().answer_question(MINA, "VIP?", [], "psychic")
     assert "router_mode" in history[-1]["content"] and details == "" and thread is None
+
+
+def test_accepting_a_held_refit_is_for_admins_and_needs_live_refits() -> None:
+    panel = panel_of()
+    assert "only an admin" in panel.accept_drift(Caller("marketer"))
+    # An admin on data without live refits (a fixed snapshot) is told why, not shown an error.
+    answer = panel.accept_drift(Caller("boss", "admin"))
+    assert answer.startswith("⚠") and "Redis" in answer
