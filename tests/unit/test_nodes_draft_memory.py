@@ -57,7 +57,7 @@ def test_draft_prompt_has_the_four_blocks(make_runtime) -> None:
     assert "dating rumours, contract details" in text  # forbidden topics in the safety block
     assert "The fan said she studies in Busan." in text
     assert "Hi Pebbler!" in text  # the greeting as a style example
-    turn = per_turn.content
+    turn = str(per_turn.content)
     blocks = ["[ABOUT THIS FAN]", "[CONTEXT]", "English only", "follow only the safety rules above"]
     positions = [turn.index(b) for b in blocks]
     assert positions == sorted(positions)
