@@ -6,14 +6,20 @@ field and the allowed values when one is wrong (400).
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from personagraph.accounts.identity import ForbiddenError
 from personagraph.api.deps import CallerDep, CrmDep
+from personagraph.api.errors import PayloadTooLargeError
+from personagraph.crm.catalog import list_catalogs
 from personagraph.services import crm_jobs
 from personagraph.services.crm import check_row_count
+from personagraph.serving.settings import get_settings
 
 router = APIRouter(prefix="/api/crm", tags=["crm"])
 
@@ -81,3 +87,52 @@ def batch_info(batch_id: str, caller: CallerDep) -> dict[str, Any]:
 def batch_cancel(batch_id: str, caller: CallerDep) -> dict[str, Any]:
     """Stop the batch before its next row; the stored results stay. A finished batch: 409."""
     return crm_jobs.cancel_batch(caller, batch_id)
+
+
+CatalogFile = Annotated[
+    UploadFile | None, File(description="A .csv or .xlsx file (templates: data/crm/templates/).")
+]
+
+
+@router.get("/catalogs", name="crm_catalogs")
+def catalogs(caller: CallerDep) -> dict[str, Any]:
+    """The catalogs a request may name: "default" (the shipped one) and every imported one."""
+    return {"catalogs": ["default", *list_catalogs()]}
+
+
+@router.post("/catalogs", name="crm_catalog_import", status_code=status.HTTP_201_CREATED)
+def import_catalog(
+    caller: CallerDep,
+    crm: CrmDep,
+    catalog: Annotated[str | None, Form(description="The catalog's name: 1-40 of a-z, 0-9, _ and -.")] = None,
+    products: CatalogFile = None,
+    brands: CatalogFile = None,
+    reviews: CatalogFile = None,
+    promotions: CatalogFile = None,
+) -> dict[str, Any]:
+    """Import a shop's catalog (or add rows to one by id) from CSV or Excel files, as `personagraph
+    crm import-catalog` does; admins only (a catalog is the shop's, used by every account). Every
+    problem is named by file, row and column (400, nothing written); the counts per table otherwise."""
+    if not caller.admin:  # before reading the uploads
+        raise ForbiddenError("catalog: only an admin may import a catalog")
+    if not catalog:
+        raise ValueError("catalog: required; name the catalog (1-40 of a-z, 0-9, _ and -)")
+    uploads = {"products": products, "brands": brands, "reviews": reviews, "promotions": promotions}
+    limit = get_settings().upload_max_bytes
+    with tempfile.TemporaryDirectory(prefix="catalog-") as folder:
+        paths: dict[str, str | Path | None] = {}
+        for kind, upload in uploads.items():
+            if upload is None:
+                continue
+            suffix = Path(upload.filename or "").suffix.lower()
+            if suffix not in (".csv", ".xlsx"):
+                raise ValueError(
+                    f"{kind}: a .csv or .xlsx file; got {upload.filename or 'a file without a name'!r}"
+                )
+            data = upload.file.read(limit + 1)
+            if len(data) > limit:
+                raise PayloadTooLargeError(f"{kind}: over {limit:,} bytes (UPLOAD_MAX_BYTES)")
+            path = Path(folder) / f"{kind}{suffix}"  # our name: the importer names files in its errors
+            path.write_bytes(data)
+            paths[kind] = path
+        return crm.import_catalog(caller, catalog, paths, upload_roots=[Path(folder)])

@@ -4,7 +4,7 @@ route reads it; and the client address of a sign-in through the app's login form
 The body of every request is read here first, up to its limit, and then handed to the route
 unchanged; nothing past the limit is kept in memory. A Content-Length over the limit is refused
 without reading. Card uploads get the card limit (CARD_MAX_BYTES plus room for the multipart
-framing); the app's own file uploads keep Gradio's limit (`max_file_size`, UPLOAD_MAX_BYTES);
+framing); a catalog or an order export up to UPLOAD_MAX_BYTES a file; the app's own file uploads keep Gradio's limit (`max_file_size`, UPLOAD_MAX_BYTES);
 everything else (JSON, the app's events, its login form) gets API_MAX_JSON_BYTES.
 """
 
@@ -21,6 +21,8 @@ from personagraph.serving.settings import get_settings
 
 MULTIPART_SLACK_BYTES = 64 * 1024
 UPLOAD_PATHS = ("/api/personas/import",)
+# File uploads of the API other than cards (a catalog, an order export): UPLOAD_MAX_BYTES.
+FILE_PATHS = ("/api/crm/catalogs", "/api/insight/datasets")
 # The mounted Gradio app's file routes: Gradio streams them to disk under its own `max_file_size`.
 GRADIO_FILE_ROUTES = ("/gradio_api/upload", "/gradio_api/process_recording")
 # The Gradio login form (POST): its sign-ins are throttled per client address too.
@@ -36,12 +38,16 @@ def body_limit(path: str) -> int | None:
     """The most bytes a request to `path` may send; None where another layer applies its own limit."""
     if path in UPLOAD_PATHS:
         return max_card_bytes() + MULTIPART_SLACK_BYTES
+    if path.rstrip("/") in FILE_PATHS:
+        return get_settings().upload_max_bytes * 4 + MULTIPART_SLACK_BYTES  # up to four files per form
     if path.rstrip("/").endswith(GRADIO_FILE_ROUTES):
         return None  # Gradio's max_file_size (UPLOAD_MAX_BYTES), checked while it streams the file
     return max_json_bytes()
 
 
 def _setting_of(path: str) -> str:
+    if path.rstrip("/") in FILE_PATHS:
+        return "UPLOAD_MAX_BYTES"
     return "CARD_MAX_BYTES" if path in UPLOAD_PATHS else "API_MAX_JSON_BYTES"
 
 
@@ -90,7 +96,7 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         path = scope.get("path", "")
-        field = "file" if path in UPLOAD_PATHS else "body"
+        field = "file" if path in UPLOAD_PATHS or path.rstrip("/") in FILE_PATHS else "body"
         reason = f"the request is larger than {limit} bytes ({_setting_of(path)})"
         response = error_response(413, reason, field)
         await response(scope, receive, send)

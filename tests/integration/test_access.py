@@ -483,6 +483,11 @@ HTTP_RULES: dict[str, Rule] = {
     "crm_batch_cancel": Rule(  # her seeded batch is finished: 409 is as good as 200
         path={"batch_id": "<crm_batch>"}, allowed=_ok(bob=NOT_YOURS, boss=OK | {409}, alice=OK | {409})
     ),
+    "crm_catalogs": Rule(allowed=_ok()),
+    # A catalog is the shop's: admins only (boss's upload, a card, is no catalog: 400 names the field).
+    "crm_catalog_import": Rule(
+        files=True, allowed=_ok(bob=frozenset({403}), alice=frozenset({403}), boss=frozenset({400}))
+    ),
     "insight_ask": Rule(
         body=lambda s: {"question": "and in English?", "thread_id": s.ids["insight_thread"]},
         allowed=_ok(bob=NOT_YOURS, boss=NOT_YOURS),

@@ -125,3 +125,45 @@ def test_ui_import_from_uploads_admin_only(
         {"rank": 2, "hook": "As asked", "status": "failed", "brand_score": 0.1, "message": "d", "reasons": ["x"]},
     ]})  # fmt: skip
     assert table.splitlines()[0] == "| #1 Question | #2 As asked |" and "a\\|b<br>c" in table
+
+
+def test_the_http_api_imports_a_catalog_for_admins_only(home: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from personagraph.accounts.store import AccountStore
+    from personagraph.api.app import create_app
+    from personagraph.services.crm import CrmService
+
+    password = "a long enough password"
+    accounts = AccountStore(tmp_path / "accounts.sqlite", bcrypt_rounds=4)
+    accounts.add("alice", password)
+    accounts.add("boss", password, role="admin")
+    app = create_app(accounts, None, crm=CrmService(), ready_checks={})  # type: ignore[arg-type]
+    client = TestClient(app, raise_server_exceptions=False)
+
+    def token(user: str) -> dict[str, str]:
+        signed = client.post("/api/session", json={"user_id": user, "password": password})
+        return {"Authorization": f"Bearer {signed.json()['token']}"}
+
+    alice, boss = token("alice"), token("boss")
+    files = {kind: (f"my_{kind}.csv", (TEMPLATES / f"{kind}.csv").read_bytes(), "text/csv")
+             for kind in ("products", "brands", "reviews", "promotions")}  # fmt: skip
+    refused = client.post("/api/crm/catalogs", files=files, data={"catalog": "webshop"}, headers=alice)
+    assert refused.status_code == 403 and list_catalogs() == []
+    made = client.post("/api/crm/catalogs", files=files, data={"catalog": "webshop"}, headers=boss)
+    assert made.status_code == 201, made.text
+    assert made.json()["products"] == 2 and made.json()["catalog"] == "webshop"
+    assert client.get("/api/crm/catalogs", headers=alice).json() == {"catalogs": ["default", "webshop"]}
+    # A bad cell is named by file, row and column; nothing is written.
+    bad = (TEMPLATES / "products.csv").read_text(encoding="utf-8").splitlines()
+    header = bad[0].split(",")
+    row = bad[1].split(",")
+    row[header.index("price")] = "abc"
+    broken = {"products": ("p.csv", "\n".join([bad[0], ",".join(row)]).encode(), "text/csv")}
+    answer = client.post("/api/crm/catalogs", files=broken, data={"catalog": "other"}, headers=boss)
+    assert answer.status_code == 400
+    assert "row 2, column price" in answer.text and "other" not in list_catalogs()
+    wrong_kind = {"products": ("p.txt", b"id,name\n", "text/plain")}
+    answer = client.post("/api/crm/catalogs", files=wrong_kind, data={"catalog": "other"}, headers=boss)
+    assert answer.status_code == 400 and "products" in answer.text and ".xlsx" in answer.text
+    assert client.post("/api/crm/catalogs", files=files, headers=boss).status_code == 400  # no name
