@@ -6,7 +6,8 @@ resolved against it by small, explicit rules (deterministic and testable):
 - a question about something else entirely (weather, a film: OFF_TOPIC) is a new question;
 - it names customers: a lookup of those;
 - it names segments: with a comparison word and one segment, that segment joins the earlier ones
-  ("VIP랑 비교하면?"); with follow-up words and no intent words, the earlier segment intent for them
+  ("VIP랑 비교하면?"); after a comparison, two or more named segments replace the compared ones
+  ("그럼 신규랑 휴면은?"), one joins them; with follow-up words and no intent words, the earlier segment intent for them
   ("그럼 휴면 고객은?", "충성 고객 버전도요"); with its own intent words and no follow-up word it is a new
   question ("Compare VIP and loyal customers");
 - it names nothing: the earlier scope, with the question's own intent when it has a strong one
@@ -149,9 +150,9 @@ def resolve_follow_up(
         if no_intent_words and earlier_intent in CARRIED_INTENTS and len(words.segments) == 1:
             return KeywordGuess(earlier_intent, True, list(words.segments), [])
         if no_intent_words and earlier_intent == "segment_comparison":
-            return KeywordGuess(
-                "segment_comparison", True, [*earlier_segments, *added] if added else list(words.segments), []
-            )
+            # A new pair replaces the compared ones ("그럼 A랑 B는?"); one new segment joins them.
+            joined = [*earlier_segments, *added] if added and len(words.segments) == 1 else list(words.segments)
+            return KeywordGuess("segment_comparison", True, joined, [])
         return KeywordGuess(words.intent, True, list(words.segments), [])
     # Names nothing: the earlier scope, with the question's own strong intent if it has one.
     two = list(dict.fromkeys([*previous.get("before_segments", []), *earlier_segments]))

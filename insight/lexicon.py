@@ -31,7 +31,8 @@ SEGMENT_SYNONYMS: dict[str, tuple[str, ...]] = {
                 "long-lost"),
     "regular": ("regular customers", "regular segment", "regulars", "average customers", "mid-tier", "레귤러", "일반 고객", "일반고객",
                 "보통 고객", "보통고객", "중간층", "middle tier", "mid tier", "steady customers", "steady buyers",
-                "꾸준히 사는", "꾸준한 고객"),
+                "꾸준히 사는", "꾸준한 고객", "regular vs", "regular versus", "regular and", "regular or",
+                "vs regular", "versus regular", "and regular", "or regular"),  # "loyal vs regular", as "new vs"
     "occasional": ("occasional", "infrequent", "sporadic", "오케이저널", "간헐 구매", "간헐", "가끔 사는", "가끔 구매",
                    "뜨내기", "어쩌다 사는", "어쩌다 한 번", "가끔 오는", "once in a while", "now and then", "비정기"),
 }  # fmt: skip

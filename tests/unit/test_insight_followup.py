@@ -55,6 +55,34 @@ def test_a_follow_up_takes_what_it_does_not_say_from_the_previous_turn(
     assert (resolved.intent, resolved.segments) == (intent, segments)
 
 
+COMPARISON: PreviousTurn = {
+    "question": "VIP랑 휴면 고객 비교해줘", "answer": "...", "lang": "ko", "intent": "segment_comparison",
+    "scope": {"segments": ["vip", "dormant"], "customers": []}, "before_segments": [],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("question", "segments"),
+    [
+        ("그럼 신규 고객이랑 휴면 고객은?", ["new", "dormant"]),  # a new pair replaces the compared ones
+        ("what about the at-risk and regular segments?", ["at_risk", "regular"]),
+        ("신규 고객까지 넣어서 비교하면?", ["vip", "dormant", "new"]),  # one more joins them
+    ],
+)
+def test_after_a_comparison_a_named_pair_replaces_it_and_one_segment_joins(
+    question: str, segments: list[str]
+) -> None:
+    resolved = resolve_follow_up(question, keyword_intent(question), COMPARISON)
+    assert resolved is not None and (resolved.intent, resolved.segments) == ("segment_comparison", segments)
+
+
+def test_a_bare_regular_next_to_another_segment_is_the_regular_segment() -> None:
+    assert set(keyword_intent("occasional vs regular: who spends more?").segments) == {
+        "regular",
+        "occasional",
+    }
+
+
 @pytest.mark.parametrize(
     "question",
     [
