@@ -151,7 +151,9 @@ def resolve_follow_up(
             return KeywordGuess(earlier_intent, True, list(words.segments), [])
         if no_intent_words and earlier_intent == "segment_comparison":
             # A new pair replaces the compared ones ("그럼 A랑 B는?"); one new segment joins them.
-            joined = [*earlier_segments, *added] if added and len(words.segments) == 1 else list(words.segments)
+            joined = (
+                [*earlier_segments, *added] if added and len(words.segments) == 1 else list(words.segments)
+            )
             return KeywordGuess("segment_comparison", True, joined, [])
         return KeywordGuess(words.intent, True, list(words.segments), [])
     # Names nothing: the earlier scope, with the question's own strong intent if it has one.

@@ -73,7 +73,9 @@ KIND_WORDS: dict[str, tuple[str, ...]] = {
     "name": ("name", "called", "이름", "불러"),
     "birthday": ("birthday", "born", "birth", "생일", "태어"),
     "hometown": ("hometown", "home", "from", "live", "living", "born", "grew", "고향", "출신", "살", "태어"),
-    "favourite": ("favourite", "favorite", "fave", "love", "like", "bias", "최애", "좋아", "애정"),
+    # Not "love"/"좋아": the persona may like the fan's favourite song or member too ("나도 하은이 좋아");
+    # only "my favourite/최애 is ..." takes it.
+    "favourite": ("favourite", "favorite", "fave", "bias", "최애"),
     "job": ("work", "job", "do for", "직업", "일해", "일하"),
 }
 _PROFILE_KINDS = {
@@ -109,6 +111,13 @@ _FACT_PATTERNS_EN = [
         re.compile(
             r"\bmy\s+([\w' -]{2,40}?)\s+(?:is|are|was)\s+(?:on\s+|in\s+|called\s+|named\s+)?([^.,!?;\n]{1,40})",
             re.IGNORECASE,
+        ),
+    ),
+    (  # "Do you remember my birthday? It's May 3!"
+        "",
+        re.compile(
+            r"\bmy\s+([\w' -]{2,40}?)\s*[?!.]+\s*(?:it's|it is|its)\s+(?:on\s+|in\s+)?([^.,!?;\n]{1,40})",
+            re.I,
         ),
     ),
 ]
@@ -313,6 +322,8 @@ def fan_fact_claims(text: str, facts: Iterable[FanFact], persona: Persona) -> li
     for fact in facts:
         if fact.value.casefold() in own or len(fact.value) == 1:
             continue
+        if not fact.value and fact.kind != "name":
+            continue  # "my birthday is in April" is the persona's own unless it gives the fan's date
         if any((not fact.value or _contains(s, fact.value)) and _claims(s, fact, own) for s in sentences):
             claimed.append(fact)
     return claimed

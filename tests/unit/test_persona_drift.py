@@ -94,9 +94,18 @@ def test_a_fact_without_its_value_is_still_the_fans() -> None:
     asked = drift.mentioned_kinds("Captain, do you remember my name?")
     assert drift.fan_fact_claims("Yes, I'm Arin.", asked, HANEUL)
     assert not drift.fan_fact_claims("Of course, Arin. I'm Haneul Seo, your captain.", asked, HANEUL)
+    # Other kinds without a value take nothing: the persona has a birthday and favourites of its own.
     birthday = drift.mentioned_kinds("Do you remember my birthday?")
-    assert drift.fan_fact_claims("Of course! I remember that my birthday is on May 3 💛", birthday, YUNA)
-    assert not drift.fan_fact_claims("Of course! Your birthday is May 3 💛", birthday, YUNA)
+    assert not drift.fan_fact_claims("Of course! My birthday is April 17, yours I forgot 💛", birthday, YUNA)
+    # With the fan's date in the message ("It's May 3!"), saying that date as the persona's is a claim.
+    dated = drift.facts_from_text("Do you remember my birthday? It's May 3!")
+    assert drift.fan_fact_claims("Of course! I remember that my birthday is on May 3 💛", dated, YUNA)
+    assert not drift.fan_fact_claims("Of course! Your birthday is May 3 💛", dated, YUNA)
+    # Liking the fan's favourite member too is not taking it.
+    haeun = drift.facts_from_text("나는 스텔라에서 하은이를 제일 좋아해!")
+    assert not drift.fan_fact_claims(
+        "나도 하은이 정말 좋아해! 내가 하은이를 좋아하는 이유가 많아.", haeun, YUNA
+    )
     # The persona giving its own name while the fan asks about theirs takes nothing from the fan.
     name = drift.mentioned_kinds("What is my name? Please say it.")
     assert not drift.fan_fact_claims("Hi Minji! My name is Yuna.", name, YUNA)
