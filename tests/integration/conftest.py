@@ -186,6 +186,10 @@ def default_model_env(
     monkeypatch.setenv("PERSONAGRAPH_HOME", str(shared_home))
     monkeypatch.setenv("LLM_MAX_TOKENS", "80")
     monkeypatch.setenv("LLM_TEMPERATURE", "0")  # greedy decoding: repeatable replies
+    # A next-turn warm-up running beside the next request decides, by timing, which prompt state the
+    # server reuses, and a reused prefix is computed in other batches (other rounding): greedy replies
+    # would then depend on timing. The warm-up has its own tests (unit test, bench/chat_latency.py).
+    monkeypatch.setenv("CHAT_PREWARM", "off")
     get_settings.cache_clear()
     vector_client.cache_clear()
     return default_model_server
