@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personagraph.accounts.identity import ForbiddenError
 from personagraph.api.deps import CallerDep, CrmDep
-from personagraph.api.errors import PayloadTooLargeError
+from personagraph.api.limits import read_upload
 from personagraph.crm.catalog import list_catalogs
 from personagraph.services import crm_jobs
 from personagraph.services.crm import check_row_count
@@ -129,9 +129,7 @@ def import_catalog(
                 raise ValueError(
                     f"{kind}: a .csv or .xlsx file; got {upload.filename or 'a file without a name'!r}"
                 )
-            data = upload.file.read(limit + 1)
-            if len(data) > limit:
-                raise PayloadTooLargeError(f"{kind}: over {limit:,} bytes (UPLOAD_MAX_BYTES)")
+            data = read_upload(upload, limit, f"{kind}: over {limit:,} bytes (UPLOAD_MAX_BYTES)")
             path = Path(folder) / f"{kind}{suffix}"  # our name: the importer names files in its errors
             path.write_bytes(data)
             paths[kind] = path

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personagraph.accounts.identity import ForbiddenError
 from personagraph.api.deps import CallerDep, InsightDep
-from personagraph.api.errors import PayloadTooLargeError
+from personagraph.api.limits import read_upload
 from personagraph.api.streaming import SSE_MEDIA_TYPE, sse, wants_stream
 from personagraph.insight.importer import MAX_BYTES, template_path
 from personagraph.services.insight import AnswerEvent
@@ -113,9 +113,7 @@ def import_orders(
         raise ForbiddenError("import-orders: only an admin may change the shop's customer data")
     if not dataset:
         raise ValueError("dataset: required; name the new dataset (a-z, 0-9, _ or -)")
-    data = file.file.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise PayloadTooLargeError(f"file: over {MAX_BYTES:,} bytes; split the export")
+    data = read_upload(file, MAX_BYTES, f"file: over {MAX_BYTES:,} bytes; split the export")
     if not data:
         raise ValueError("file: the upload is empty; send the order export as CSV")
     imported = insight.import_orders(caller, data, dataset, filename=file.filename or "orders.csv",

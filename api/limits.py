@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from personagraph.accounts.store import sign_in_client
-from personagraph.api.errors import error_response
+from personagraph.api.errors import PayloadTooLargeError, error_response
 from personagraph.personas.cards import max_card_bytes
 from personagraph.serving.settings import get_settings
 
@@ -34,11 +35,24 @@ def max_json_bytes() -> int:
     return get_settings().api_max_json_bytes
 
 
+def _is_file_upload(path: str) -> bool:
+    return path.rstrip("/") in FILE_PATHS
+
+
+def read_upload(upload: UploadFile, limit: int, too_large: str) -> bytes:
+    """An uploaded file's bytes, reading at most one byte past `limit`: PayloadTooLargeError (413)
+    with the message `too_large` (naming the field and the setting) when it is longer."""
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(too_large)
+    return data
+
+
 def body_limit(path: str) -> int | None:
     """The most bytes a request to `path` may send; None where another layer applies its own limit."""
     if path in UPLOAD_PATHS:
         return max_card_bytes() + MULTIPART_SLACK_BYTES
-    if path.rstrip("/") in FILE_PATHS:
+    if _is_file_upload(path):
         return get_settings().upload_max_bytes * 4 + MULTIPART_SLACK_BYTES  # up to four files per form
     if path.rstrip("/").endswith(GRADIO_FILE_ROUTES):
         return None  # Gradio's max_file_size (UPLOAD_MAX_BYTES), checked while it streams the file
@@ -46,7 +60,7 @@ def body_limit(path: str) -> int | None:
 
 
 def _setting_of(path: str) -> str:
-    if path.rstrip("/") in FILE_PATHS:
+    if _is_file_upload(path):
         return "UPLOAD_MAX_BYTES"
     return "CARD_MAX_BYTES" if path in UPLOAD_PATHS else "API_MAX_JSON_BYTES"
 
@@ -96,7 +110,7 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         path = scope.get("path", "")
-        field = "file" if path in UPLOAD_PATHS or path.rstrip("/") in FILE_PATHS else "body"
+        field = "file" if path in UPLOAD_PATHS or _is_file_upload(path) else "body"
         reason = f"the request is larger than {limit} bytes ({_setting_of(path)})"
         response = error_response(413, reason, field)
         await response(scope, receive, send)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile, status
 
 from personagraph.api.deps import CallerDep, ChatDep
-from personagraph.api.errors import PayloadTooLargeError
+from personagraph.api.limits import read_upload
 from personagraph.personas.cards import max_card_bytes
 
 router = APIRouter(prefix="/api/personas", tags=["personas"])
@@ -32,9 +32,7 @@ def import_card(
 ) -> dict[str, Any]:
     """Import a card as a new persona of yours; its id is in the answer."""
     limit = max_card_bytes()
-    data = file.file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLargeError(f"file: the card is over {limit} bytes (CARD_MAX_BYTES)")
+    data = read_upload(file, limit, f"file: the card is over {limit} bytes (CARD_MAX_BYTES)")
     if not data:
         raise ValueError("file: the upload is empty; send a Character Card V2 (.json or .png)")
     return {

@@ -17,15 +17,13 @@ from personagraph.memory.fan_memory import read_profile
 from personagraph.memory.history import split_history
 from personagraph.nodes.context import ChatContext
 from personagraph.nodes.output_checks import SentenceGate, show, turn_facts
+from personagraph.nodes.retrieval import DOCUMENT_INTENTS, RETRIEVING_INTENTS
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
 from personagraph.prompts import persona_chat as prompts
 from personagraph.prompts import untrusted
 from personagraph.serving.language import Lang, script_drift
 from personagraph.serving.models import stream_text
-
-# Intents whose turn searched a store (nodes/retrieval.py): only these get a [CONTEXT] block.
-RETRIEVING_INTENTS = ("knowledge", "story", "personal")
 
 
 def persona_block(persona: Persona, lang: str) -> str:
@@ -155,7 +153,7 @@ def turn_block(
     repeated here: the system prompt states it and the closing rules that follow repeat it."""
     blocks = []
     intent = state.get("intent")
-    if profile and intent not in ("knowledge", "story") and (lines := format_profile(profile)):
+    if profile and intent not in DOCUMENT_INTENTS and (lines := format_profile(profile)):
         blocks.append(prompts.FAN_BLOCK.format(profile=untrusted.data_block(lines, "fan profile")))
     # Small talk searches nothing: no block to read (a turn that did search says it found nothing).
     if state.get("retrieved") or intent in RETRIEVING_INTENTS:

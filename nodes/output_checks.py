@@ -214,28 +214,29 @@ class SentenceGate:
         self.write({"writing": len(self.text)})  # progress, no text: lets a reader stop the turn
         for end in _SENTENCE_END.finditer(self.text, start):
             prefix = self.text[: end.end()]
-            if self._over_limit(prefix) or not self._release(prefix):  # stop at the first failure
+            if self._past_limit(prefix):  # the reply ends before this sentence
+                self.complete = True
+                return False
+            if not self._release(prefix):  # stop at the first failure
                 return False
             if self.limit is not None and count_sentences(self.released) >= self.limit:
                 self.complete = True  # as long as the persona's replies get: stop reading the model
                 return False
         return True
 
-    def _over_limit(self, prefix: str) -> bool:
-        """Would `prefix` pass the persona's sentence limit? Then the reply ends before it."""
-        if self.limit is None or not self.released or count_sentences(prefix) <= self.limit:
-            return False
-        self.complete = True
-        return True
+    def _past_limit(self, prefix: str) -> bool:
+        """Would `prefix` pass the persona's sentence limit (with some reply already released)?"""
+        return self.limit is not None and bool(self.released) and count_sentences(prefix) > self.limit
 
     def finish(self) -> str:
         """The draft: the whole reply (its last sentence released if it passes), the released
         sentences when the persona's sentence limit ended it, or, when the gate closed, the text up
         to the sentence that failed."""
-        if self.complete:
-            return self.released.strip()
-        if self.open and not self._over_limit(self.text.strip()):
-            self._release(self.text.strip(), final=True)
+        if self.open and not self.complete:
+            if self._past_limit(self.text.strip()):
+                self.complete = True
+            else:
+                self._release(self.text.strip(), final=True)
         if self.complete:
             return self.released.strip()
         return self._failed or self.text.strip()

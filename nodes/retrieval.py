@@ -17,6 +17,10 @@ from personagraph.nodes.state import ConversationState
 from personagraph.personas.index import ensure_persona_index
 from personagraph.personas.model import load_story
 
+# Intents whose turn searches a store: documents (Chroma) for these, the fan's memories for personal.
+DOCUMENT_INTENTS = ("knowledge", "story")
+RETRIEVING_INTENTS = (*DOCUMENT_INTENTS, "personal")
+
 
 def retrieve(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Search the stores the intent calls for; record the sources used."""
@@ -24,7 +28,7 @@ def retrieve(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[st
     query = state.get("search_query") or ""
     intent = state.get("intent", "knowledge")
     found: list[dict[str, Any]] = []
-    if intent in ("knowledge", "story"):
+    if intent in DOCUMENT_INTENTS:
         knowledge, story = ensure_persona_index(vector_client(), ctx.persona_id)
         if intent == "story" and story.count():
             current = load_story(ctx.persona_id).current_index

@@ -82,7 +82,7 @@ from personagraph.personas.model import (
 )
 from personagraph.services.turn_stats import TurnRecorder
 from personagraph.serving.metrics import observe_first_token
-from personagraph.serving.models import ModelError, warm_prompt
+from personagraph.serving.models import ModelError, prewarm_enabled, warm_prompt
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import SAFE_ID_RULE, UnsafeIdError, check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
@@ -340,7 +340,7 @@ def _warm_next_turn(values: Mapping[str, Any], context: ChatContext) -> None:
         except Exception:  # noqa: BLE001 - a warm-up must never disturb the service
             log.warning("next-turn warm-up failed", exc_info=True)
 
-    if get_settings().chat_prewarm != "off":
+    if prewarm_enabled(context.chat_role):  # else no thread and no prompt built on every turn
         threading.Thread(target=warm, name="chat-prewarm", daemon=True).start()
 
 
@@ -498,8 +498,9 @@ class ChatService:
             )
             return
         values = self.graph.get_state(config).values
-        reply = _last_ai_text(_messages(values))
-        last_ai = next((m for m in reversed(_messages(values)) if isinstance(m, AIMessage)), None)
+        messages = _messages(values)
+        reply = _last_ai_text(messages)
+        last_ai = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
         if reply != shown:  # the graph publishes only what it showed; never expected
             log.error("persona_chat streamed %d characters but published %d", len(shown), len(reply))
             yield TurnEvent("reset")

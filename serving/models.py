@@ -221,13 +221,18 @@ def invoke_text(role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any
     return reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply.content))
 
 
+def prewarm_enabled(role: Role) -> bool:
+    """Whether CHAT_PREWARM has the role's server warmed (auto: the embedded server only)."""
+    setting = get_settings().chat_prewarm
+    return setting == "on" or (setting == "auto" and resolve_role(role).embedded)
+
+
 def warm_prompt(role: Role, messages: Sequence[BaseMessage]) -> bool:
     """Have the role's server read `messages` into its prompt cache (a one-token call, reply
-    discarded), so a later call that starts with them reads only what follows. Done as set by
-    CHAT_PREWARM (auto: the embedded server only); never for test models. Returns whether a call was
-    made; a failure is logged, not raised (the later call just reads the whole prompt)."""
-    setting = get_settings().chat_prewarm
-    if role in _overrides or setting == "off" or (setting == "auto" and not resolve_role(role).embedded):
+    discarded), so a later call that starts with them reads only what follows. Done when
+    `prewarm_enabled`; never for test models. Returns whether a call was made; a failure is logged,
+    not raised (the later call just reads the whole prompt)."""
+    if role in _overrides or not prewarm_enabled(role):
         return False
     try:
         chat_model(role, max_tokens=1, temperature=0.0).invoke(
