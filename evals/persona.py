@@ -89,6 +89,7 @@ DRIFT_CAPS = {
     "claims_fan_fact": 2,
     "mixed_script": 2,
     "copied_context": 2,
+    "repeats_message": 2,
 }
 REFUSAL_FLOOR = 4
 # The labels' flags and the detector that should raise each (personas/drift.py categories).
@@ -216,6 +217,7 @@ def drift_findings(
         documents=documents,
         allowed=allowed,
         other_names=other_names,
+        echoes=[case["message"]],
     )
 
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.types import StreamWriter
 
 from personagraph.nodes.state import ConversationState
@@ -52,12 +52,14 @@ FACT_MESSAGES = 20
 @dataclass(frozen=True)
 class TurnFacts:
     """What the drift checks know about a turn: the language of the fan's current message, the fan's
-    facts (profile and messages), the retrieved documents and the Latin names a Korean reply may use."""
+    facts (profile and messages), the retrieved documents, the Latin names a Korean reply may use, and
+    what the reply must not repeat (the fan's message and the persona's previous reply)."""
 
     lang: str | None = None
     fan_facts: tuple[drift.FanFact, ...] = ()
     documents: tuple[str, ...] = ()
     allowed: frozenset[str] = field(default_factory=frozenset)
+    echoes: tuple[str, ...] = ()
 
 
 def turn_facts(
@@ -78,7 +80,22 @@ def turn_facts(
         | drift.vocabulary(*said)
         | drift.vocabulary(*documents, *(str(v) for v in (profile or {}).values()), names_only=True)
     )
-    return TurnFacts(state.get("lang"), tuple(facts), documents, allowed)
+    return TurnFacts(state.get("lang"), tuple(facts), documents, allowed, _echoes(state))
+
+
+def _echoes(state: ConversationState) -> tuple[str, ...]:
+    """The fan's current message and the persona's reply before it: what a reply must not parrot."""
+    messages = state.get("messages", [])
+    last_fan = next(
+        (i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], HumanMessage)), None
+    )
+    if last_fan is None:
+        return ()
+    previous = next((m for m in reversed(messages[:last_fan]) if isinstance(m, AIMessage)), None)
+    texts = [str(messages[last_fan].content)]
+    if previous is not None:
+        texts.append(str(previous.content))
+    return tuple(texts)
 
 
 def check_output(
@@ -116,6 +133,7 @@ def check_output(
         fan_facts=facts.fan_facts,
         documents=facts.documents,
         allowed=facts.allowed,
+        echoes=facts.echoes,
         final=final,
     )
     for category, reason in found:

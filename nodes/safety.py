@@ -18,10 +18,11 @@ from langgraph.runtime import Runtime
 
 from personagraph.memory.fan_memory import read_profile
 from personagraph.nodes.context import ChatContext
-from personagraph.nodes.output_checks import check_output, show, turn_facts
+from personagraph.nodes.output_checks import TurnFacts, check_output, show, turn_facts
 from personagraph.nodes.state import ConversationState
+from personagraph.personas import drift
 from personagraph.personas.model import Persona, load_persona
-from personagraph.personas.rules import check_speech, hard_problems
+from personagraph.personas.rules import check_speech, count_sentences, hard_problems, split_sentences
 from personagraph.personas.speech_style import conform_speech_level
 from personagraph.safety.categories import CRIME_CATEGORIES, CRIME_REFUSAL
 from personagraph.safety.input_filter import screen_input
@@ -31,6 +32,18 @@ REFUSAL_FALLBACK = {
     "ko": "음, 그 얘기는 내가 하기 좀 어려워. 우리 다른 얘기 하자!",
     "en": "Hmm, that's something I can't talk about. Let's talk about something else!",
 }
+# Said when a safe message got only drafts that drift (see DRIFT_ONLY) and none of their sentences
+# passes: a neutral line in character, not a refusal of a harmless message.
+NEUTRAL_FALLBACK = {
+    "ko": ["음, 그 얘기 조금만 더 해 줄래?", "헤헤, 잠깐 생각이 엉켰어. 한 번만 더 말해 줄래?"],
+    "en": [
+        "Hmm, tell me a little more about that?",
+        "Oops, my thoughts got tangled for a second. Say that again?",
+    ],
+}
+# What a fan notices in the persona's voice, not harm: a last draft with only these problems is cut
+# to its sentences that pass the checks (or a neutral line), never answered with a refusal.
+DRIFT_ONLY = frozenset(drift.CATEGORIES) | {"role_break", "empty"}
 SELF_HARM_REPLY = {
     "ko": "{address}, 지금 많이 힘들구나. 네 마음이 정말 소중해. 혼자 견디지 말고 꼭 도움을 받아 줘: "
     "자살예방상담전화 109 (24시간), 또는 가까운 사람에게 지금 이야기해 줘. 나도 여기서 응원할게.",
@@ -162,8 +175,37 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     if state.get("revisions", 0) < runtime.context.max_revisions:
         return {"revision_reason": reason, "revisions": state.get("revisions", 0) + 1, "blocks": blocks}
     lang = state.get("lang", "en")
+    if all(p["category"] in DRIFT_ONLY for p in problems):
+        kept = passing_sentences(draft, persona, instructions, facts)
+        reply = kept or neutral_line(persona, lang, draft, instructions, facts)
+        how = "its sentences that pass the checks" if kept else "a neutral line"
+        blocks.append(
+            block_record(
+                state, "output", safe=True, layer="output_check", category="drift_fallback", reason=how
+            )
+        )
+        return {"draft": reply, "revision_reason": "", "blocks": blocks}
     safe_reply = refusal_text(persona, problems[0]["category"], lang, seed=draft)
     return {"draft": safe_reply, "revision_reason": "", "blocks": blocks}
+
+
+def passing_sentences(draft: str, persona: Persona, instructions: str, facts: TurnFacts) -> str:
+    """The draft without the sentences that fail the output checks (each kept sentence checked with
+    everything kept before it); empty when nothing but a greeting would be left."""
+    kept = ""
+    for sentence in split_sentences(draft):
+        candidate = f"{kept} {sentence}".strip()
+        if not check_output(candidate, persona, instructions, facts):
+            kept = candidate
+    return kept if count_sentences(kept) else ""
+
+
+def neutral_line(persona: Persona, lang: str, seed: str, instructions: str, facts: TurnFacts) -> str:
+    """A neutral line in the persona's speech level that passes the checks (else the refusal line)."""
+    lang = lang if lang in NEUTRAL_FALLBACK else "en"
+    lines = [conform_speech_level(line, persona, lang) for line in NEUTRAL_FALLBACK[lang]]
+    lines = [line for line in lines if not check_output(line, persona, instructions, facts)]
+    return random.Random(seed).choice(lines) if lines else REFUSAL_FALLBACK[lang]
 
 
 def _stored_profile(runtime: Runtime[ChatContext]) -> dict[str, Any]:

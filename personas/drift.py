@@ -20,6 +20,8 @@ verdict on the same text. `findings` runs them all and returns `(category, reaso
   names the persona's data or the conversation uses (STELLA, Polaris) nor short acronyms (MV, OK).
 - `copied_context`: a run of words copied from a retrieved document (`COPY_MIN_WORDS` in a row).
 - `other_character`: talks as another character (personas/rules.identity_breaks).
+- `repeats_message`: a sentence that repeats the fan's message or the persona's previous reply
+  (a small model parrots "스텔라에서 하은이를 제일 좋아해요!" back to the fan who said it).
 
 `attributed_mentions` is the memory eval's check that a recalled fact is said to or about the fan.
 """
@@ -46,6 +48,7 @@ CATEGORIES = (
     "mixed_script",
     "copied_context",
     "other_character",
+    "repeats_message",
 )
 # Words copied in a row from one retrieved document before a reply counts as pasted: Korean words
 # (어절) carry their particles, so fewer of them in a row already mean a copied sentence.
@@ -548,12 +551,14 @@ def findings(
     documents: Sequence[str] = (),
     allowed: frozenset[str] = frozenset(),
     other_names: Iterable[str] = (),
+    echoes: Sequence[str] = (),
     final: bool = True,
 ) -> list[tuple[str, str]]:
     """Every drift finding as (category, reason); the reason is written for the model's revision.
 
     `lang` is the language of the fan's current message (None: not checked); `final` False for a
-    streamed prefix, whose language is judged only once it has MIN_LETTERS_FOR_LANGUAGE letters."""
+    streamed prefix, whose language is judged only once it has MIN_LETTERS_FOR_LANGUAGE letters;
+    `echoes` the texts a reply must not repeat (the fan's message, the persona's previous reply)."""
     found: list[tuple[str, str]] = []
     if lang and (final or _letters(text) >= MIN_LETTERS_FOR_LANGUAGE) and _other_language(text, lang):
         want = "Korean (한국어)" if lang == "ko" else "English"
@@ -575,6 +580,46 @@ def findings(
         found.append(("copied_context", f"it copies {run} words in a row from a retrieved document"))
     if phrases := identity_breaks(text, persona, other_names):
         found.append(("other_character", f"it talks as another character ({_quoted(phrases)})"))
+    if repeated := repeated_sentences(text, echoes, persona):
+        found.append(
+            (
+                "repeats_message",
+                f"it repeats what was already said ({_quoted(repeated[:2])}); answer it in your own words",
+            )
+        )
+    return found
+
+
+# A sentence shorter than this (letters: a Hangul syllable is one) is too short to count as a copy:
+# "Me too!", "고마워!", "I love you so much" answer a fan naturally. English words are longer than
+# Korean syllables, hence two limits.
+REPEAT_MIN_LETTERS = {"ko": 10, "en": 24}
+REPEAT_SIMILARITY = 0.85
+
+
+def _letters_only(text: str) -> str:
+    return "".join(ch for ch in _fold(text) if ch.isalnum())
+
+
+def repeated_sentences(text: str, echoes: Sequence[str], persona: Persona) -> list[str]:
+    """The reply's sentences that repeat a sentence of `echoes` (nearly word for word: a
+    SequenceMatcher ratio of REPEAT_SIMILARITY on letters and digits). The persona's signature
+    expressions may come back every turn; short sentences never count."""
+    said = [_letters_only(s) for echo in echoes for s in split_sentences(echo)]
+    signatures = {_letters_only(s) for s in persona.speech.signature_expressions}
+    found = []
+    for sentence in split_sentences(text):
+        letters = _letters_only(sentence)
+        hangul = len(_HANGUL.findall(letters))
+        minimum = REPEAT_MIN_LETTERS["ko" if hangul * 2 >= len(letters) else "en"]
+        if len(letters) < minimum or any(sig and sig in letters for sig in signatures):
+            continue
+        for earlier in said:
+            if len(earlier) < minimum:
+                continue
+            if SequenceMatcher(None, letters, earlier).ratio() >= REPEAT_SIMILARITY:
+                found.append(sentence)
+                break
     return found
 
 

@@ -12,6 +12,7 @@ from langgraph.store.memory import InMemoryStore
 
 from personagraph.accounts.identity import Caller
 from personagraph.graphs.persona_chat import builder
+from personagraph.nodes.safety import NEUTRAL_FALLBACK
 from personagraph.personas.model import UnknownPersonaError
 from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
 from personagraph.serving.models import ModelUnavailableError, use_models
@@ -84,22 +85,40 @@ def test_self_harm_input_gets_help_line(service: ChatService) -> None:
     assert result.blocks[0]["category"] == "self_harm"
 
 
-def test_draft_failing_output_checks_twice_ends_with_refusal(service: ChatService) -> None:
+def test_draft_drifting_twice_ends_with_a_neutral_line_not_a_refusal(service: ChatService) -> None:
     chat = scripted("As an AI language model, I have no favourite song.")
     with use_models({"router": smalltalk(), "chat": chat}):
         events = list(service.stream_turn(FAN, request("what's your favourite song?")))
     result = events[-1].result
     assert events[-1].kind == "final" and result is not None
-    assert result.reply == TINY_REFUSAL_EN
-    assert len(chat.calls) == 2  # one revision, then the safe fallback
+    # A harmless question whose drafts only broke character gets a neutral line, not "I can't talk about it".
+    assert result.reply in NEUTRAL_FALLBACK["en"]
+    assert len(chat.calls) == 2  # one revision, then the fallback
     assert (
         "Your previous draft was rejected" in chat.calls[1]["messages"][-1].content
     )  # instruction comes last
-    assert [b["category"] for b in result.blocks].count("role_break") == 2
+    categories = [b["category"] for b in result.blocks]
+    assert categories.count("role_break") == 2 and categories[-1] == "drift_fallback"
     assert all(b["stage"] == "output" for b in result.blocks)
-    # Both drafts failed in their first sentence: nothing of them was streamed, only the refusal.
-    assert [(e.kind, e.text) for e in events[:-1]] == [("token", TINY_REFUSAL_EN)]
+    # Both drafts failed in their first sentence: nothing of them was streamed, only the fallback.
+    assert [(e.kind, e.text) for e in events[:-1]] == [("token", result.reply)]
     assert "AI" not in service.history(FAN, "t1")[-1].content
+
+
+def test_a_drifting_last_draft_keeps_its_sentences_that_pass(service: ChatService) -> None:
+    chat = scripted("I love that song too, Pebbler! As an AI, I can't pick a favourite.")
+    with use_models({"router": smalltalk(), "chat": chat}):
+        result = service.send(FAN, request("what's your favourite song?"))
+    assert result.reply == "I love that song too, Pebbler!"
+    assert [b["category"] for b in result.blocks][-1] == "drift_fallback"
+
+
+def test_a_last_draft_leaking_personal_data_still_ends_with_refusal(service: ChatService) -> None:
+    chat = scripted("I love that song too! Call me at 010-1234-5678.")
+    with use_models({"router": smalltalk(), "chat": chat}):
+        result = service.send(FAN, request("what's your favourite song?"))
+    assert result.reply == TINY_REFUSAL_EN  # harm, not drift: no partial reply
+    assert "010" not in service.history(FAN, "t1")[-1].content
 
 
 def test_blocked_sentences_are_never_streamed(service: ChatService) -> None:

@@ -190,6 +190,47 @@ def test_copied_context() -> None:
     assert drift.copies_context(told, [document], "en") == 0
 
 
+@pytest.mark.parametrize(
+    ("reply", "echoes", "repeated"),
+    [
+        # The memory eval's parrot: the fan's own sentence said back as the persona's.
+        (
+            "스텔라에서 하은이를 제일 좋아해요! 내 최애야 💫",
+            ["스텔라에서 하은이를 제일 좋아해요! 내 최애야"],
+            1,
+        ),
+        (
+            "I just got back from the concert in Busan and I'm so tired!",
+            ["I just got back from the concert in Busan and I'm so tired"],
+            1,
+        ),
+        # The previous reply again, nearly word for word.
+        (
+            "Ready for tonight's show, Starlight? Let's go!",
+            ["Ready for tonight's show, Starlight? Let's go!!"],
+            1,
+        ),
+        # Short echoes answer a fan naturally; answering about the same thing is not repeating it.
+        ("I love you too! 💫", ["I love you so much"], 0),
+        ("나도 보고 싶어! 💕", ["보고 싶어 유나야"], 0),
+        (
+            "Busan must have been so much fun, tell me everything!",
+            ["I just got back from the concert in Busan"],
+            0,
+        ),
+        (
+            "하은이가 최애구나! 하은이 요즘 춤 연습 정말 열심히 해 💫",
+            ["스텔라에서 하은이를 제일 좋아해요!"],
+            0,
+        ),
+    ],
+)
+def test_repeated_sentences(reply: str, echoes: list[str], repeated: int) -> None:
+    assert len(drift.repeated_sentences(reply, echoes, YUNA)) == repeated
+    categories = [c for c, _ in drift.findings(reply, YUNA, None, echoes=echoes)]
+    assert ("repeats_message" in categories) == bool(repeated)
+
+
 def test_wrong_language_waits_for_enough_letters_in_a_prefix() -> None:
     assert drift.findings("Polaris!", YUNA, "ko", final=False) == []
     assert [c for c, _ in drift.findings("Polaris!", YUNA, "ko")] == ["wrong_language"]
@@ -231,6 +272,7 @@ def test_turn_facts_read_the_thread_and_profile() -> None:
         ("birthday", ""),
     }
     assert {"stella", "polaris", "minji"} <= facts.allowed
+    assert facts.echoes == ("Do you remember my birthday?", "Hi Minji!")
 
 
 def test_the_gate_never_shows_an_english_sentence_in_a_korean_turn() -> None:
@@ -261,7 +303,8 @@ def test_a_reply_taking_the_fans_name_is_regenerated_with_the_reason(service: Ch
             Caller("fan1"), validate_request(message="I'm Minji and I love Small Steps!", persona_id="tiny")
         )
     assert result.reply == "Nice to meet you, Minji! 🌱"
-    assert [b["category"] for b in result.blocks] == ["claims_fan_fact"]
+    # The draft also said the fan's message back word for word.
+    assert [b["category"] for b in result.blocks] == ["claims_fan_fact", "repeats_message"]
     instruction = str(chat.calls[1]["messages"][-1].content)
     assert "Your previous draft was rejected: it says the fan's name (Minji) as your own" in instruction
 
