@@ -4,12 +4,13 @@ route reads it; and the client address of a sign-in through the app's login form
 The body of every request is read here first, up to its limit, and then handed to the route
 unchanged; nothing past the limit is kept in memory. A Content-Length over the limit is refused
 without reading. Card uploads get the card limit (CARD_MAX_BYTES plus room for the multipart
-framing); a catalog or an order export up to UPLOAD_MAX_BYTES a file; the app's own file uploads keep Gradio's limit (`max_file_size`, UPLOAD_MAX_BYTES);
+framing); a catalog, an order export or a twin run's pilot answers up to UPLOAD_MAX_BYTES a file; the app's own file uploads keep Gradio's limit (`max_file_size`, UPLOAD_MAX_BYTES);
 everything else (JSON, the app's events, its login form) gets API_MAX_JSON_BYTES.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import UploadFile
@@ -24,6 +25,7 @@ MULTIPART_SLACK_BYTES = 64 * 1024
 UPLOAD_PATHS = ("/api/personas/import",)
 # File uploads of the API other than cards (a catalog, an order export): UPLOAD_MAX_BYTES.
 FILE_PATHS = ("/api/crm/catalogs", "/api/insight/datasets")
+FILE_PATH_PATTERNS = (re.compile(r"^/api/twins/runs/[^/]+/calibrate$"),)  # a run's pilot answers
 # The mounted Gradio app's file routes: Gradio streams them to disk under its own `max_file_size`.
 GRADIO_FILE_ROUTES = ("/gradio_api/upload", "/gradio_api/process_recording")
 # The Gradio login form (POST): its sign-ins are throttled per client address too.
@@ -36,7 +38,8 @@ def max_json_bytes() -> int:
 
 
 def _is_file_upload(path: str) -> bool:
-    return path.rstrip("/") in FILE_PATHS
+    path = path.rstrip("/")
+    return path in FILE_PATHS or any(p.match(path) for p in FILE_PATH_PATTERNS)
 
 
 def read_upload(upload: UploadFile, limit: int, too_large: str) -> bytes:

@@ -1,18 +1,20 @@
 """Digital twins over HTTP: start a survey or interview run (it runs in the background: 202 and its id),
-follow its progress, read its results, download its exports, cancel or delete it. Runs belong to
-the account that started them; admins see every run.
+follow its progress, read its results, download its exports, calibrate it with a pilot's real
+answers, cancel or delete it. Runs belong to the account that started them; admins see every run.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import FileResponse
 
 from personagraph.api import twins_runs
 from personagraph.api.deps import CallerDep
+from personagraph.api.limits import read_upload
 from personagraph.api.twins_runs import ExportFormat, RunBody
+from personagraph.serving.settings import get_settings
 
 router = APIRouter(prefix="/api/twins", tags=["twins"])
 MEDIA_TYPES = {
@@ -52,6 +54,28 @@ def export(run_id: str, fmt: ExportFormat, caller: CallerDep) -> FileResponse:
     """A file: json, csv or xlsx (surveys), transcripts (interviews, a zip of markdown + JSON)."""
     path = twins_runs.export_file(caller, run_id, fmt)
     return FileResponse(path, media_type=MEDIA_TYPES[fmt], filename=path.name)
+
+
+@router.post("/runs/{run_id}/calibrate", name="twins_calibrate")
+def calibrate(
+    run_id: str,
+    caller: CallerDep,
+    pilot_file: Annotated[
+        UploadFile,
+        File(
+            description="The pilot's real answers: CSV, twin_id + one column per question id; its rows of "
+            "the run's respondents are the pilot, other rows are ignored."
+        ),
+    ],
+    policy: Annotated[str, Form(description="The stored answer: mean, median, mode or draw.")] = "mean",
+) -> dict[str, Any]:
+    """Calibrate a survey run with a pilot (fitted on the pilot's answers only; everyone else of the
+    run gets calibrated answers next to the zero-shot ones); replaces an earlier calibration."""
+    limit = get_settings().upload_max_bytes
+    data = read_upload(pilot_file, limit, f"pilot_file: over {limit:,} bytes (UPLOAD_MAX_BYTES)")
+    if not data:
+        raise ValueError("pilot_file: the upload is empty; send the pilot's real answers as CSV")
+    return twins_runs.calibrate(caller, run_id, data, pilot_file.filename, policy)
 
 
 @router.post("/runs/{run_id}/cancel", name="twins_cancel")

@@ -1,5 +1,6 @@
 """The one place the HTTP API meets the digital-twin services (services/twins): starting a survey or
-interview run in the background, its progress, results, exports, cancel and delete, for a caller.
+interview run in the background, its progress, results, exports, calibration with a pilot, cancel
+and delete, for a caller.
 
 The routes (api/twins.py) call only these functions, so a change of the twin services' names
 touches this module alone. Ownership is the services' (a run is its creator's; admins see all).
@@ -8,6 +9,7 @@ touches this module alone. Ownership is the services' (a run is its creator's; a
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -16,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from personagraph.accounts.identity import Caller
 from personagraph.api.errors import split_field
 from personagraph.services.twins.analysis import summarize
+from personagraph.services.twins.calibration import calibrate_run
 from personagraph.services.twins.executor import BatchOptions
 from personagraph.services.twins.exports import export_all
 from personagraph.services.twins.runs import start_interview_run, start_survey_run
-from personagraph.services.twins.selections import parse_selection
+from personagraph.services.twins.selections import parse_selection, save_upload
 from personagraph.services.twins.store import cancel_run, delete_run, open_run, run_info, visible_runs
 from personagraph.serving.safe_paths import check_id, child_path
 from personagraph.serving.settings import get_settings
@@ -157,6 +160,17 @@ def export_file(caller: Caller, run_id: str, fmt: ExportFormat) -> Path:
     if EXPORT_KEYS[fmt] not in files:
         raise ValueError(f"fmt: {fmt!r} is an export of survey runs; {run_id!r} is an interview run")
     return Path(files[EXPORT_KEYS[fmt]])
+
+
+def calibrate(caller: Caller, run_id: str, data: bytes, filename: str | None, policy: str) -> dict[str, Any]:
+    """Calibrate a survey run with an uploaded pilot CSV (kept in the caller's upload folder, as the
+    app keeps its uploads); returns the calibration summary."""
+    run_info(caller, run_id)  # someone else's run: 404 before anything is written
+    with tempfile.TemporaryDirectory(prefix="pilot-") as folder:
+        received = Path(folder) / "pilot.csv"
+        received.write_bytes(data)
+        saved = save_upload(caller, received, name=filename or "pilot.csv", field="pilot_file")
+    return calibrate_run(caller, run_id, saved, policy)
 
 
 def cancel(caller: Caller, run_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ personagraph export-card PERSONA_ID [--out FILE]        a persona as Character C
 personagraph serve-model [--port P]       run the embedded model server in the foreground
 personagraph redis [--port P]             run a local Redis with search + JSON modules
 personagraph survey ... | interview ...    digital twins (see `personagraph survey --help`)
+personagraph twins calibrate RUN_ID --pilot FILE [--policy mean|median|mode|draw]   calibrate a run with a pilot
 personagraph insight generate-history|load|simulate|consume|report|ask   customer insight
 personagraph crm --persona 0 --brand B --product P --stage_index 1 --style_index 2 --is_event 1 [--channel sms]
 personagraph crm --batch_json FILE --out_path FILE | --build_index | --list       CRM messages
@@ -353,10 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     postgres.add_argument("--port", type=int, default=5432)
     postgres.add_argument("--data-dir", default=None, help="default: PERSONAGRAPH_HOME/postgres")
     postgres.set_defaults(func=cmd_postgres)
-    from personagraph.cli.twins import add_interview_parser, add_survey_parser
+    from personagraph.cli.twins import add_interview_parser, add_survey_parser, add_twins_parser
 
     add_survey_parser(sub)
     add_interview_parser(sub)
+    add_twins_parser(sub)
     from personagraph.cli.insight import add_insight_parser
 
     add_insight_parser(sub)

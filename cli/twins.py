@@ -1,7 +1,8 @@
-"""`personagraph survey` and `personagraph interview`: parsers ready to be added to cli/main.py.
+"""`personagraph survey`, `personagraph interview` and `personagraph twins`: parsers ready to be
+added to cli/main.py.
 
-    from personagraph.cli.twins import add_interview_parser, add_survey_parser
-    add_survey_parser(sub); add_interview_parser(sub)      # each sets `func`, returning an exit code
+    from personagraph.cli.twins import add_interview_parser, add_survey_parser, add_twins_parser
+    add_survey_parser(sub); add_interview_parser(sub); add_twins_parser(sub)   # each sets `func`
 
 personagraph survey --survey FILE --select SPEC [--select SPEC ...] --out DIR
                     [--mode per_question|per_person|distribution [--policy mode|median|mean|draw]]
@@ -9,6 +10,8 @@ personagraph survey --survey FILE --select SPEC [--select SPEC ...] --out DIR
 personagraph survey --select SPEC --count                 how many respondents match, then exit
 personagraph interview --guide FILE --select SPEC --out DIR [--max-followups N] [--resume RUN_ID]
 personagraph interview --guide FILE --select ids:17 --interactive      type your own follow-ups
+personagraph twins calibrate RUN_ID --pilot FILE [--policy mean|median|mode|draw]
+                    calibrate a survey run with the real answers of a pilot among its respondents
 
 --select (combined in order): all | random:N[:SEED] | ids:1,2,3 | where:KEY=V1|V2;KEY=LO..HI |
 saved:NAME | file:PATH.json | source:twin2k|hf:PATH|PERSONAS_FILE.  Exit codes: 0 ok, 1 model
@@ -91,6 +94,45 @@ def add_interview_parser(subparsers: Any) -> argparse.ArgumentParser:
     _common(parser)
     parser.set_defaults(func=cmd_interview)
     return parser
+
+
+def add_twins_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("twins", help="work on finished twin runs (calibrate with a pilot)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    calibrate = actions.add_parser(
+        "calibrate",
+        help="fit a calibration on a pilot's real answers (some of the run's respondents) and answer for "
+        "everyone else; the zero-shot answers stay",
+    )
+    calibrate.add_argument("run_id", metavar="RUN_ID", help="a survey run")
+    calibrate.add_argument(
+        "--pilot", type=Path, required=True,
+        help="the pilot's real answers: CSV with twin_id + one column per question id (rows of people "
+        "outside the run are ignored)",
+    )  # fmt: skip
+    calibrate.add_argument(
+        "--policy", default="mean",
+        help="the stored answer of a calibrated distribution: mean (default), median, mode or draw",
+    )  # fmt: skip
+    parser.set_defaults(func=cmd_twins)
+    return parser
+
+
+def cmd_twins(args: argparse.Namespace) -> int:
+    """`twins calibrate`: prints the calibration summary as JSON."""
+    from personagraph.accounts.identity import CLI_CALLER, AccessError
+    from personagraph.services.twins.calibration import calibrate_run
+
+    try:
+        summary = calibrate_run(CLI_CALLER, args.run_id, args.pilot, args.policy)
+    except (ValueError, AccessError) as exc:
+        message = str(exc)
+        for field, flag in (("pilot_file:", "--pilot:"), ("policy:", "--policy:")):
+            if message.startswith(field):
+                message = flag + message.removeprefix(field)
+        return _error(message)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
 
 
 def _error(message: str) -> int:

@@ -64,6 +64,7 @@ def arms_from_answers(survey: Any, answers: dict[str, dict[str, float]]) -> dict
 def run(argv: list[str]) -> dict[str, Any]:
     from personagraph.accounts.identity import CLI_CALLER
     from personagraph.services.twins.answering import MODES
+    from personagraph.services.twins.calibration import twin_feature_values
     from personagraph.services.twins.executor import BatchOptions
     from personagraph.services.twins.store import new_run_id, open_run
     from personagraph.services.twins.surveys import create_survey_run, run_survey
@@ -283,23 +284,6 @@ def draw_pilot(pool: Any, candidates: list[str], share: float, seed: int) -> lis
 
 def _id_key(pid: str) -> tuple[int, str]:
     return (int(pid), pid) if pid.isdigit() else (1 << 62, pid)
-
-
-def twin_feature_values(records: list[Any]) -> dict[str, dict[str, float]]:
-    """person -> question -> the twin's answer as a number: its distribution's expected value when
-    one was read, else its stored number (a calibration feature)."""
-    out: dict[str, dict[str, float]] = {}
-    for r in records:
-        if r.status != "ok":
-            continue
-        if r.distribution:
-            value = sum(float(code) * p for code, p in r.distribution.items())
-        elif isinstance(r.value, int | float):
-            value = float(r.value)
-        else:
-            continue
-        out.setdefault(r.person_id, {})[r.question_id] = value
-    return out
 
 
 def calibrated_section(

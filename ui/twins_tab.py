@@ -4,7 +4,7 @@ Respondents: build a selection (the CLI's --select specs, one per line), count i
 Survey: load a template or upload a file, edit it, run it with progress and a live distribution plot.
 Interview: a batch run over the selection, or an interactive interview of one twin (interrupt/resume).
 Results: coverage and validity, per-question and per-segment plots, exports, validation against
-real answers, cancelling and deleting runs.
+real answers, calibration with a pilot's real answers, cancelling and deleting runs.
 
 Every handler takes the Caller from the signed-in request (`caller_of`), never from a form field, and
 the services check ownership: users see and manage their own runs, admins every run. Uploaded files
@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from personagraph.accounts.identity import AccessError, Caller
 from personagraph.accounts.store import AccountStore
 from personagraph.services.twins.analysis import by_segment, summarize, validate_run
+from personagraph.services.twins.calibration import calibrate_run
 from personagraph.services.twins.executor import BatchOptions
 from personagraph.services.twins.exports import export_all
 from personagraph.services.twins.interviews import InterviewSession, InterviewTurn
@@ -47,6 +48,7 @@ from personagraph.services.twins.selections import (
 )
 from personagraph.services.twins.store import RunError, cancel_run, delete_run, run_info, visible_runs
 from personagraph.serving.models import ModelError
+from personagraph.twins.answer_policy import POLICIES
 from personagraph.twins.guides import GuideError, InterviewGuide, guide_data_from_text, guide_from_data
 from personagraph.twins.respondents import RespondentError, Selection, load_respondents
 from personagraph.twins.surveys import (
@@ -271,6 +273,14 @@ def distribution_figure(summary: dict[str, Any], question_id: str | None = None)
         figure.add_bar(
             x=labels, y=[chosen["real_distribution"].get(k, 0) for k in labels], name="real answers"
         )
+    if chosen.get("calibrated_distribution"):  # a calibrated run: its people calibrated, and the pilot
+        figure.add_bar(
+            x=labels, y=[chosen["calibrated_distribution"].get(k, 0) for k in labels], name="calibrated"
+        )
+    if chosen.get("pilot_distribution"):
+        figure.add_bar(
+            x=labels, y=[chosen["pilot_distribution"].get(k, 0) for k in labels], name="pilot (real answers)"
+        )
     figure.update_layout(
         title=f"{chosen['question_id']}: {chosen['text'][:80]}", height=360, yaxis_title="share",
         margin={"t": 60, "l": 40, "r": 20, "b": 80}, barmode="group",
@@ -361,6 +371,31 @@ def validation_markdown(report: dict[str, Any]) -> str:
         )
     if report["people_without_answers"]:
         lines += ["", f"Not scored (no real answers): {', '.join(report['people_without_answers'][:20])}"]
+    return "\n".join(lines)
+
+
+def calibration_markdown(summary: dict[str, Any]) -> str:
+    """The calibration of a run: its mode, pilot and policy, and per question the mean answer of the
+    twins (zero-shot) and of the calibration over the people calibrated, beside the pilot's real one."""
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    lines = [
+        f"**Results: {summary['result_mode']}** · run `{summary['run_id']}` · pilot of {summary['pilot_people']} "
+        f"people (real answers) · {summary['people_calibrated']} people calibrated · policy `{summary['policy']}`",
+        "",
+        "| question | answered from | pilot answers | twins (zero-shot) | calibrated | pilot (real) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for q in summary["questions"]:
+        lines.append(
+            f"| {q['question_id']} | {q['fit']} | {q['n_pilot']} | {fmt(q['zero_shot_mean'])} "
+            f"| {fmt(q['calibrated_mean'])} | {fmt(q['pilot_mean'])} |"
+        )
+    if summary["uncalibrated_questions"]:
+        lines += ["", f"No pilot answers (not calibrated): {', '.join(summary['uncalibrated_questions'])}"]
+    lines += ["", "Means of the answers; no answer of a person outside the pilot was used."]
     return "\n".join(lines)
 
 
@@ -868,6 +903,18 @@ def build_twins_tabs(accounts: AccountStore) -> None:
             answers_file = gr.File(label="Answers CSV", file_types=[".csv"], type="filepath")
             validate_btn = gr.Button("Validate")
             validation_md = gr.Markdown()
+        with gr.Accordion("Calibrate with a pilot (real answers)", open=False):
+            gr.Markdown("Real answers of a pilot among this run's respondents (the answers CSV format: `twin_id` "
+                        "plus one column per item id). The calibration is fitted on the pilot only; everyone "
+                        "else gets calibrated answers next to the twins' zero-shot ones, in the plot and the "
+                        "exports. Calibrating again replaces the earlier calibration.")  # fmt: skip
+            with gr.Row():
+                pilot_file = gr.File(label="Pilot answers CSV", file_types=[".csv"], type="filepath", scale=3)
+                policy_pick = gr.Dropdown(
+                    choices=list(POLICIES), value="mean", label="Answer policy", scale=1
+                )
+            calibrate_btn = gr.Button("Calibrate")
+            calibration_md = gr.Markdown()
         results_status = gr.Markdown()
 
         def do_refresh(request: gr.Request) -> Any:
@@ -947,6 +994,18 @@ def build_twins_tabs(accounts: AccountStore) -> None:
             except INPUT_ERRORS as exc:
                 return f"⚠️ {exc}"
 
+        def do_calibrate(run_id: str, path: str | None, policy: str, request: gr.Request) -> tuple[str, Any]:
+            caller = caller_of(accounts, request)
+            if not path:
+                return "⚠️ pilot_file: upload the pilot's real answers CSV first", gr.update()
+            try:
+                mine = save_upload(caller, path, field="pilot_file")
+                report = calibrate_run(caller, run_id or "", mine, policy or "mean")
+                summary = summarize(caller, run_id or "")
+            except INPUT_ERRORS as exc:
+                return f"⚠️ {exc}", gr.update()
+            return calibration_markdown(report), distribution_figure(summary)
+
         refresh_btn.click(do_refresh, None, [run_pick], api_name="list_runs")
         run_pick.focus(do_refresh, None, [run_pick], api_visibility="private")
         run_pick.input(do_show, [run_pick], [results_md, results_table, question_pick, question_plot],
@@ -959,6 +1018,8 @@ def build_twins_tabs(accounts: AccountStore) -> None:
         cancel_run_btn.click(do_cancel_run, [run_pick], [results_status], api_name="cancel_run")
         delete_btn.click(do_delete, [run_pick], [results_status, run_pick], api_name="delete_run")
         validate_btn.click(do_validate, [run_pick, answers_file], [validation_md], api_name="validate_run")
+        calibrate_btn.click(do_calibrate, [run_pick, pilot_file, policy_pick], [calibration_md, question_plot],
+                            api_name="calibrate_run")  # fmt: skip
 
 
 def _follow_survey(caller: Caller, run_id: str) -> Iterator[tuple[str, Any, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from personagraph.accounts.identity import Caller
 from personagraph.services.twins.answering import AnswerRecord
+from personagraph.services.twins.calibration import CALIBRATION_KEY
 from personagraph.services.twins.selections import confine
 from personagraph.services.twins.store import RunError, RunStore, open_run
 from personagraph.serving.settings import get_settings
@@ -39,8 +40,17 @@ def by_segment(caller: Caller, run_id: str, attribute: str) -> dict[str, dict[st
 
 
 def summary_of(store: RunStore) -> dict[str, Any]:
-    """Coverage (stored / expected), validity (ok / stored) and per-question distributions."""
+    """Coverage (stored / expected), validity (ok / stored) and per-question distributions of the
+    twins' (zero-shot) answers.
+
+    `result_mode` is "calibrated" once the run was calibrated with a pilot (`calibrate_run`): then
+    `calibration` says how, and each calibrated question also carries `calibrated_distribution` /
+    `calibrated_mean` (the people calibrated) and `pilot_distribution` / `pilot_mean` (the pilot's
+    real answers); the other figures stay the zero-shot twins'. Else it is "zero-shot".
+    """
     survey = store.survey()
+    calibration = store.meta(CALIBRATION_KEY)
+    calibrated = {c["question_id"]: c for c in calibration["questions"]} if calibration else {}
     arms = store.arms()
     people = store.people()
     answers = store.answers()
@@ -80,16 +90,28 @@ def summary_of(store: RunStore) -> dict[str, Any]:
                     for o in q.options
                 }
         entry["tokens"] = _tokens(rows)
+        if q.id in calibrated:
+            c = calibrated[q.id]
+            entry.update({
+                "calibration_fit": c["fit"], "calibrated_mean": c["calibrated_mean"], "pilot_mean": c["pilot_mean"],
+                **{k: c[k] for k in ("calibrated_distribution", "pilot_distribution") if c.get(k)},
+            })  # fmt: skip
         questions.append(entry)
     total_expected = sum(expected.values())
     ok_total = sum(a.status == "ok" for a in answers)
-    return {
+    summary: dict[str, Any] = {
         "run_id": store.meta("run_id"), "survey_id": survey.id, "title": survey.title, "people": len(people),
         "expected": total_expected, "stored": len(answers), "ok": ok_total, "failed": len(answers) - ok_total,
         "coverage": round(ok_total / total_expected, 4) if total_expected else None,
         "validity": round(ok_total / len(answers), 4) if answers else None,
-        "result_mode": "zero-shot", "usage": usage(answers), "questions": questions,
+        "result_mode": "calibrated" if calibration else "zero-shot", "usage": usage(answers), "questions": questions,
     }  # fmt: skip
+    if calibration:
+        summary["calibration"] = {
+            "policy": calibration["policy"], "pilot_people": len(calibration["pilot_ids"]),
+            "people_calibrated": calibration["people_calibrated"], "created_at": calibration["created_at"],
+        }  # fmt: skip
+    return summary
 
 
 def _tokens(records: list[AnswerRecord]) -> dict[str, int]:

@@ -1,6 +1,11 @@
 """A run's results as files: JSON (everything), CSV (one row per answer), Excel (one sheet per survey
 plus a summary), and interview transcripts as markdown + JSON. `export_all` writes what fits the run.
 
+A survey run calibrated with a pilot (services/twins/calibration.py) exports its calibrated answers
+next to the zero-shot ones, never instead of them: each answer names its `result_mode` ("zero-shot"
+or "calibrated"), in the CSV's column, the JSON's `answers` / `calibrated_answers`, and the Excel
+sheet's `result_mode` column (the calibrated rows follow the zero-shot ones).
+
 Exports are written into the caller's own folder (`exports/<user id>/<run id>/`) unless the
 terminal operator (the CLI) names another; callers from the app or the API cannot write elsewhere.
 
@@ -20,6 +25,8 @@ from typing import Any
 
 from personagraph.accounts.identity import Caller
 from personagraph.services.twins.analysis import summary_of
+from personagraph.services.twins.answering import AnswerRecord
+from personagraph.services.twins.calibration import CALIBRATION_KEY, calibrated_records, calibration_summary
 from personagraph.services.twins.store import RunStore, open_run
 from personagraph.serving.safe_paths import PathOutsideError, check_id, child_path, confined_path
 from personagraph.serving.settings import get_settings
@@ -40,7 +47,9 @@ EXPORT_COLUMNS = [
     "distribution",
     "prompt_tokens",
     "completion_tokens",
+    "result_mode",
 ]
+ZERO_SHOT, CALIBRATED = "zero-shot", "calibrated"  # the `result_mode` of each exported answer
 RUN_META_KEYS = ("run_id", "kind", "created_at", "survey_id", "options", "selection", "source", "arm_source")
 # What a spreadsheet program reads as the start of a formula (or of a DDE command).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -106,12 +115,24 @@ def export_json(store: RunStore, path: Path) -> Path:
         "run": {key: store.meta(key) for key in RUN_META_KEYS},
         "summary": summary_of(store) if survey_run else None,
         "arms": store.arms(),
-        "answers": [a.model_dump() for a in store.answers()],
+        "answers": [{**a.model_dump(), "result_mode": ZERO_SHOT} for a in store.answers()],
     }
+    calibration = store.meta(CALIBRATION_KEY) if survey_run else None
+    if calibration:
+        data["calibration"] = {**calibration_summary(calibration), "pilot_ids": calibration["pilot_ids"]}
+        data["calibrated_answers"] = [
+            {**a.model_dump(), "result_mode": CALIBRATED} for a in calibrated_records(store)
+        ]
     if not survey_run:
         data["transcripts"] = store.transcripts()
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def _by_mode(store: RunStore) -> list[tuple[str, list[AnswerRecord]]]:
+    """The run's answers by result mode: the zero-shot ones, then the calibrated ones if any."""
+    calibrated = calibrated_records(store)
+    return [(ZERO_SHOT, store.answers())] + ([(CALIBRATED, calibrated)] if calibrated else [])
 
 
 def _answer_rows(store: RunStore) -> list[dict[str, Any]]:
@@ -120,8 +141,8 @@ def _answer_rows(store: RunStore) -> list[dict[str, Any]]:
         {"run_id": run_id, "survey_id": survey_id, "person_id": a.person_id, "question_id": a.question_id,
          "arm": a.arm, "status": a.status, "value": a.value, "reason": a.reason, "error": a.error, "mode": a.mode,
          "distribution": json.dumps(a.distribution) if a.distribution else None, "prompt_tokens": a.prompt_tokens,
-         "completion_tokens": a.completion_tokens}
-        for a in store.answers()
+         "completion_tokens": a.completion_tokens, "result_mode": result_mode}
+        for result_mode, records in _by_mode(store) for a in records
     ]  # fmt: skip
 
 
@@ -151,22 +172,26 @@ def export_excel(stores: Sequence[RunStore], path: Path) -> Path:
         for store in stores:
             survey = store.survey()
             arms = store.arms()
-            values: dict[str, dict[str, Any]] = {}
-            for a in store.answers():
-                values.setdefault(a.person_id, {})[a.question_id] = a.value if a.status == "ok" else None
+            people = store.people()
             rows = []
-            for person in store.people():
-                row: dict[str, Any] = {"person_id": person.id}
-                row.update({f"arm:{g}": arm for g, arm in sorted(arms.get(person.id, {}).items())})
-                row.update({q.id: values.get(person.id, {}).get(q.id) for q in survey.questions})
-                rows.append(row)
+            for result_mode, records in _by_mode(store):
+                values: dict[str, dict[str, Any]] = {}
+                for a in records:
+                    values.setdefault(a.person_id, {})[a.question_id] = a.value if a.status == "ok" else None
+                for person in people:
+                    if result_mode == CALIBRATED and person.id not in values:
+                        continue  # the pilot: its real answers taught the calibration; none of its own
+                    row: dict[str, Any] = {"person_id": person.id, "result_mode": result_mode}
+                    row.update({f"arm:{g}": arm for g, arm in sorted(arms.get(person.id, {}).items())})
+                    row.update({q.id: values.get(person.id, {}).get(q.id) for q in survey.questions})
+                    rows.append(row)
             spreadsheet_frame(rows).to_excel(writer, sheet_name=_sheet_name(survey.id, taken), index=False)
             summary = summary_of(store)
             for q in summary["questions"]:
                 summary_rows.append(
                     {"run_id": summary["run_id"], "survey_id": summary["survey_id"],
-                     **{k: v for k, v in q.items() if k != "distribution"},
-                     "distribution": json.dumps(q.get("distribution"), ensure_ascii=False) if q.get("distribution") else None}
+                     "result_mode": summary["result_mode"],
+                     **{k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in q.items()}}
                 )  # fmt: skip
         spreadsheet_frame(summary_rows).to_excel(writer, sheet_name="summary", index=False)
     return path

@@ -207,7 +207,7 @@ GRADIO_SEES: dict[str, tuple[str, ...]] = {
     "do_read_upload_1": (), "run_interviews": (), "start_interview": (), "interview_reply": (),
     "do_clear_followup": (), "do_reply": (), "do_clear_followup_1": (), "do_next": (), "do_end": (),
     "list_runs": (), "do_refresh": (), "show_run": (RUN_CANARY,), "do_question": (), "do_question_1": (),
-    "export_run": (), "cancel_run": (), "delete_run": (), "validate_run": (),
+    "export_run": (), "cancel_run": (), "delete_run": (), "validate_run": (), "calibrate_run": (),
     "do_editor_load": (), "do_editor_action": (), "do_editor_apply": (),
     "insight_refresh": (), "set_live": (), "insight_ask": (), "ask": (), "insight_new_thread": (),
     "insight_import_orders": (), "insight_accept_drift": (),
@@ -371,11 +371,12 @@ class Rule:
     """How to call a route with alice's ids, and the statuses each caller may get.
 
     `sees`: canaries alice's own call must show (proves the canary check can fail).
+    `files`: send alice's card as the upload `file`, or as the upload of the field named here.
     """
 
     path: dict[str, str] = field(default_factory=dict)
     body: Callable[[Server], dict[str, Any]] | None = None
-    files: bool = False
+    files: bool | str = False
     allowed: dict[str, frozenset[int]] = field(default_factory=dict)
     sees: tuple[str, ...] = ()
     destructive: bool = False
@@ -468,6 +469,12 @@ HTTP_RULES: dict[str, Rule] = {
         allowed=_ok(bob=NOT_YOURS),
         sees=(RUN_CANARY,),
     ),  # fmt: skip
+    # A card is no pilot answers CSV: 400 naming pilot_file for those who may calibrate alice's run.
+    "twins_calibrate": Rule(
+        path={"run_id": RUN_ID},
+        files="pilot_file",
+        allowed=_ok(bob=NOT_YOURS, boss=frozenset({400}), alice=frozenset({400})),
+    ),
     "twins_cancel": Rule(  # a finished run has nothing to cancel: 409 is as good as 200
         path={"run_id": RUN_ID}, allowed=_ok(bob=NOT_YOURS, boss=OK | {409}, alice=OK | {409})
     ),
@@ -537,7 +544,8 @@ def _call(server: Server, route: APIRoute, rule: Rule, caller: str) -> httpx.Res
         kwargs["json"] = rule.body(server)
     if rule.files:
         card = (REPO_ROOT / "data" / "cards" / "example_card_v2.json").read_bytes()
-        kwargs["files"] = {"file": ("card.json", card, "application/json")}
+        name = rule.files if isinstance(rule.files, str) else "file"
+        kwargs["files"] = {name: ("card.json", card, "application/json")}
     return httpx.request(method, server.url + path, **kwargs)
 
 

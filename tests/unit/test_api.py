@@ -26,7 +26,7 @@ from personagraph.serving.models import ModelUnavailableError, use_models
 from personagraph.serving.settings import REPO_ROOT, get_settings
 from personagraph.twins.surveys import load_survey
 from tests.fakes import scripted
-from tests.unit.twins_support import answer_bot, people_from
+from tests.unit.twins_support import answer_bot, people_from, pilot_run
 
 PASSWORD = "a long enough password"
 
@@ -440,6 +440,33 @@ def test_twin_runs_over_http_belong_to_their_creator(client: TestClient, account
     assert_error(client.get("/api/twins/runs/r-alice/exports/pdf", headers=alice), 400, "fmt")
     assert client.delete("/api/twins/runs/r-alice", headers=alice).json() == {"deleted": "r-alice"}
     assert_error(client.get("/api/twins/runs/r-alice", headers=alice), 404, "run_id")
+
+
+def test_a_run_is_calibrated_over_http_by_its_owner(client: TestClient, tmp_path: Path) -> None:
+    alice, bob, boss = sign_in(client, "alice"), sign_in(client, "bob"), sign_in(client, "boss")
+    run_id, pilot = pilot_run(Caller("alice"), tmp_path / "pack")
+    url = f"/api/twins/runs/{run_id}/calibrate"
+
+    def upload(headers: dict[str, str], policy: str = "median", data: bytes | None = None) -> Any:
+        files = {"pilot_file": ("pilot.csv", pilot.read_bytes() if data is None else data, "text/csv")}
+        return client.post(url, headers=headers, files=files, data={"policy": policy})
+
+    assert_error(upload(bob), 404, "run_id")
+    assert not (get_settings().uploads_dir / "bob").exists()  # nothing kept of a refused upload
+    assert_error(upload(alice, "best"), 400, "policy", "allowed: mode, median, mean, draw")
+    assert_error(upload(alice, data=b""), 400, "pilot_file", "empty")
+    assert_error(upload(alice, data=b"twin_id,lik\n999,3\n"), 400, "pilot_file", "no row")
+    done = upload(alice)
+    assert done.status_code == 200, done.text
+    summary = done.json()
+    assert summary["result_mode"] == "calibrated" and summary["policy"] == "median"
+    assert summary["pilot_people"] == 30 and summary["people_calibrated"] == 10
+    assert str(tmp_path) not in done.text and "uploads" not in done.text  # no server path
+    results = client.get(f"/api/twins/runs/{run_id}/results", headers=alice).json()["summary"]
+    assert results["result_mode"] == "calibrated"
+    csv = client.get(f"/api/twins/runs/{run_id}/exports/csv", headers=alice).text
+    assert "result_mode" in csv.splitlines()[0] and ",calibrated" in csv
+    assert upload(boss, "mode").json()["policy"] == "mode"  # an admin may; it replaces alice's
 
 
 def test_the_gradio_app_is_mounted_behind_the_api(accounts: AccountStore, chat: FakeChat) -> None:

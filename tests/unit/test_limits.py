@@ -416,6 +416,13 @@ def test_request_bodies_are_capped_for_the_api_and_the_app(limits: Any) -> None:
     assert body_limit("/gradio_api/upload") is None
     assert client.post("/gradio_api/upload", content=b"x" * 3000).json()["size"] == 3000
     assert body_limit("/api/personas/import") == 4096 + 64 * 1024
+    # A run's pilot answers are an upload (UPLOAD_MAX_BYTES a file), not a JSON body.
+    uploads = get_settings().upload_max_bytes * 4 + 64 * 1024
+    assert body_limit("/api/twins/runs/r1/calibrate") == uploads
+    assert (
+        body_limit("/api/twins/runs/r1/cancel") == 2048
+        and body_limit("/api/twins/runs/a/b/calibrate") == 2048
+    )
 
 
 def test_the_login_form_knows_the_client_address(limits: Any) -> None:

@@ -135,3 +135,28 @@ def write_tiny_eval_files(folder: Path, n_people: int = 30) -> tuple[Path, Path,
         )
     personas.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return questions, answers, personas
+
+
+def pilot_run(caller: Caller, folder: Path, *, n_run: int = 40, n_pilot: int = 30) -> tuple[str, Path]:
+    """A finished survey run of the tiny items over people 1..n_run (fake twins answering per person),
+    and a pilot answers CSV: the real rows of people 1..n_pilot (the pilot) and of 41..60 (people
+    outside the run, whom a calibration must ignore). Returns (run id, the CSV, not yet uploaded)."""
+    from personagraph.services.twins.executor import BatchOptions
+    from personagraph.services.twins.surveys import create_survey_run, run_survey
+    from personagraph.serving.models import use_models
+    from personagraph.twins.respondents import load_user_personas
+    from personagraph.twins.surveys import load_survey
+    from tests.fakes import scripted
+
+    questions, answers, personas = write_tiny_eval_files(folder, n_people=60)
+    survey = load_survey(questions)
+    people = [p for p in load_user_personas(personas).respondents if int(p.id) <= n_run]
+    options = BatchOptions(mode="per_person", seed=5)
+    with use_models({"twin": scripted(answer_bot(survey, people))}):
+        run_id = create_survey_run(caller, survey, people, options).run_id
+        assert run_survey(caller, run_id, options, progress=False).stopped is None
+    lines = answers.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines[1:] if int(line.split(",")[0]) <= n_pilot or int(line.split(",")[0]) > 40]
+    pilot = folder / "pilot.csv"
+    pilot.write_text("\n".join([lines[0], *kept]) + "\n", encoding="utf-8")
+    return run_id, pilot
