@@ -6,6 +6,7 @@
 personagraph insight generate-history [--customers 5000] [--orders 100000] [--seed 7] [--regenerate]
 personagraph insight load [--redis-url URL]           history -> Redis (replaces the live state), fit, score
 personagraph insight simulate --rate 200 --seed 1 (--count N | --seconds S) [--redis-url URL]
+    [--speed 3600 [--scenario steady|shift] [--shift-after-days 3]]
 personagraph insight consume [--name c1] [--seconds S] [--refit-interval 60] [--record-latency]
 personagraph insight status [--dead-letters N] [--redis-url URL]   consumers, restarts, dead letters
 personagraph insight accept-drift [--redis-url URL]   swap in the refit held as drift (status: segments.held)
@@ -53,7 +54,17 @@ def add_insight_parser(subparsers: Any) -> argparse.ArgumentParser:
     load.set_defaults(func=cmd_load)
 
     sim = sub.add_parser("simulate", help="publish live orders to the Redis Stream")
-    sim.add_argument("--rate", type=float, default=200.0, help="orders per second (default 200)")
+    sim.add_argument(
+        "--rate", type=float, default=200.0, help="orders per second (default 200; not with --speed)"
+    )
+    sim.add_argument(
+        "--speed", type=float, default=None,
+        help="run the shop's simulated clock at S simulated seconds per real second (3600: an hour a second); "
+        "customers then buy at the history's rates",
+    )  # fmt: skip
+    sim.add_argument("--scenario", choices=("steady", "shift"), default="steady",
+                     help="with --speed: steady, or shift (the order mix changes; drift must be reported)")  # fmt: skip
+    sim.add_argument("--shift-after-days", type=float, default=3.0, help="simulated days before the shift")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--count", type=int, default=None, help="stop after N orders")
     sim.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
@@ -159,8 +170,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _error("give --count N or --seconds S", 2)
     try:
         run = InsightService.redis(args.redis_url).simulate(
-            CLI_CALLER, rate=args.rate, seed=args.seed, count=args.count, seconds=args.seconds
-        )
+            CLI_CALLER, rate=args.rate, seed=args.seed, count=args.count, seconds=args.seconds,
+            speed=args.speed, scenario=args.scenario, shift_after_days=args.shift_after_days,
+        )  # fmt: skip
     except (RedisNotConfiguredError, ValueError) as exc:
         return _error(str(exc), 2)
     except redis.RedisError as exc:

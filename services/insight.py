@@ -61,11 +61,11 @@ from personagraph.insight.importer import (
 )
 from personagraph.insight.lexicon import mentioned_segments
 from personagraph.insight.numbers import check_numbers as numeric_check
-from personagraph.insight.orders import Order, history_path, load_or_generate
+from personagraph.insight.orders import DAY, Order, history_path, load_or_generate
 from personagraph.insight.questions import validate_question, validate_router_mode
 from personagraph.insight.segments import SegmentModel, model_report, report_markdown
 from personagraph.insight.settings import InsightSettings, get_insight_settings
-from personagraph.insight.simulator import publish, simulate
+from personagraph.insight.simulator import OrderFactory, SimClock, publish, shift_scenario, simulate
 from personagraph.insight.source import (
     HistorySource,
     InsightSource,
@@ -276,6 +276,9 @@ class ImportedDataset:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "path": str(self.path),
                 "as_of": datetime.fromtimestamp(self.as_of, UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
+SIM_SCENARIOS = ("steady", "shift")
 
 
 @dataclass(frozen=True)
@@ -706,14 +709,42 @@ class InsightService:
         seed: int,
         count: int | None = None,
         seconds: float | None = None,
+        speed: float | None = None,
+        scenario: str = "steady",
+        shift_after_days: float = 3.0,
     ) -> SimulationRun:
-        """Publish live orders at `rate`/s until `count` orders or `seconds` (ValueError without either)."""
+        """Publish live orders until `count` orders or `seconds` (ValueError without either).
+
+        Without `speed`: `rate` orders per real second, stamped with the wall clock. With `speed`
+        (simulated seconds per real second): the shop's simulated clock runs at that speed from where
+        it stands (the history's end when none is set), every reader of the state (consumers, the
+        tab) uses it, and the customers buy at the history's rates; `scenario` "shift" changes the
+        order mix `shift_after_days` simulated days from the start (the drift report must catch it).
+        """
         _require_admin(caller, "simulate")
+        if scenario not in SIM_SCENARIOS:
+            raise ValueError(f"scenario: {scenario!r} is not allowed; allowed: {', '.join(SIM_SCENARIOS)}")
+        if speed is None and scenario != "steady":
+            raise ValueError("scenario: a scenario runs on the simulated clock; give speed too")
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed: {speed} is not allowed; give simulated seconds per real second > 0")
+        if shift_after_days < 0:
+            raise ValueError(f"shift_after_days: {shift_after_days} is not allowed; give 0 or more")
         source = self._redis_source()
         source.bootstrap()
-        factory = source.order_factory(seed)
         stream = source.settings.stream
-        sent = simulate(source.store.r, stream, factory, rate=rate, count=count, seconds=seconds)
+        if speed is None:
+            factory = source.order_factory(seed)
+            sent = simulate(source.store.r, stream, factory, rate=rate, count=count, seconds=seconds)
+            return SimulationRun(sent=sent, stream=stream, run_id=factory.run_id)
+        history = source.history()
+        current = source.store.clock()
+        start = current.now() if current is not None else history.anchor
+        clock = SimClock.starting_at(start, speed)
+        shift = shift_scenario(start + shift_after_days * DAY) if scenario == "shift" else None
+        factory = OrderFactory.from_history(history, seed=seed, shift=shift)
+        source.store.set_clock(clock)
+        sent = simulate(source.store.r, stream, factory, rate=rate, count=count, seconds=seconds, clock=clock)
         return SimulationRun(sent=sent, stream=stream, run_id=factory.run_id)
 
     def consume(

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from personagraph.memory.redis_server import LocalRedis
 
@@ -57,6 +58,18 @@ def test_history_load_simulate_consume_report_and_ask(env: dict[str, str]) -> No
     again = insight(env, "consume", "--name", "c1", "--seconds", "1")  # nothing left to read
     assert json.loads(again.stdout)["applied"] == 0
 
+    # On the simulated clock (five days a second) with the shift scenario: the clock is the state's.
+    shifted = insight(env, "simulate", "--seconds", "2", "--speed", str(5 * 86_400), "--scenario", "shift",
+                      "--shift-after-days", "1")  # fmt: skip
+    assert shifted.returncode == 0, shifted.stderr
+    assert int(shifted.stdout.split()[1]) > 0  # "published N orders ..."
+    clock = redis.Redis.from_url(env["INSIGHT_REDIS_URL"], decode_responses=True).hgetall(
+        f"{env['INSIGHT_PREFIX']}:clock"
+    )
+    assert float(clock["speed"]) == 5 * 86_400
+    consumed = insight(env, "consume", "--name", "c1", "--seconds", "3")
+    assert json.loads(consumed.stdout)["applied"] == int(shifted.stdout.split()[1])
+
     report = insight(env, "report", "--json", "--redis-url", env["INSIGHT_REDIS_URL"])
     assert report.returncode == 0, report.stderr
     rows = json.loads(report.stdout)
@@ -81,6 +94,10 @@ def test_errors_name_what_is_missing(env: dict[str, str]) -> None:
 
     endless = insight(env, "simulate")
     assert endless.returncode == 2 and "--count" in endless.stderr
+    wall_clock_shift = insight(env, "simulate", "--count", "5", "--scenario", "shift")
+    assert wall_clock_shift.returncode == 2 and "speed" in wall_clock_shift.stderr
+    backwards = insight(env, "simulate", "--count", "5", "--speed", "-1")
+    assert backwards.returncode == 2 and "speed" in backwards.stderr
 
     empty = insight(env, "ask", "   ", "--router", "keywords")
     assert empty.returncode == 2 and "question" in empty.stderr.lower()
