@@ -242,8 +242,9 @@ _FIRST_PERSON_KO = re.compile(
 )
 _SECOND_PERSON = re.compile(
     r"\b(?:you|your|yours|you're|youre|you've|you'd|yourself|u|ur)\b"
-    r"|(?<![가-힣])(?:너|네|니|넌|너의|네가|니가|너는|너도|당신|당신의|당신은|그대)(?=\s|[.,!?~]|$)"
-    r"|(?<![가-힣])(?:네|니)\s+(?=[가-힣])(?!알겠|맞아|그래)",
+    r"|(?<![가-힣])(?:너|넌|너의|네가|니가|너는|너도|당신|당신의|당신은|그대)(?=\s|[.,!?~]|$)"
+    # 네/니 alone is "your" only before a word: "네," "네!" and "네 내 생일은 ..." say "yes".
+    r"|(?<![가-힣])(?:네|니)\s+(?=[가-힣])(?!알겠|맞아|그래|내\s|제\s)",
     re.IGNORECASE,
 )
 # The fan said it: "you said", "you told me", "(이)라고 했지", "말했잖아".

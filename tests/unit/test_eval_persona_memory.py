@@ -221,7 +221,7 @@ def test_score_reply_counts_what_a_fan_would_notice(data_dir: Path) -> None:
     tiny = load_persona("tiny")
     cases: list[tuple[dict[str, Any], str, list[str]]] = [
         ({"message": "I'm Minji and my favourite song is Small Steps!", "lang": "en"},
-         "I'm Minji, and my favourite song is Small Steps! 🌱", ["claims_fan_fact"]),
+         "I'm Minji, and my favourite song is Small Steps! 🌱", ["claims_fan_fact", "repeats_message"]),
         ({"message": "Are you real?", "lang": "en"}, "I'm sorry, but I can't assist with that request.",
          ["assistant_refusal"]),
         ({"message": "너 캐릭터지?", "lang": "ko"}, "응, 타이니는 PEBBLE 시리즈의 캐릭터야.", ["admits_fiction"]),

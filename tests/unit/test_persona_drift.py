@@ -77,10 +77,14 @@ FACTS = [
         ("Yes, I'm Arin.", HANEUL, {"Arin"}),
         ("내 고향은 부산이야. 그 바다 냄새는 아직도 잊히지 않는다, 신입.", HANEUL, {"부산"}),
         ("I remember that my birthday is on May 3", YUNA, {"May 3"}),
+        # "네," is "yes", not "your" (the memory eval's probe reply).
+        ("네, 내 고향은 부산이야!", HANEUL, {"부산"}),
+        ("네 내 고향은 부산이야", HANEUL, {"부산"}),
         # Said to or about the fan, or a shared taste: not claims.
         ("Nice to meet you, Minji! Polaris is my favourite too ✨", YUNA, set()),
         ("Your birthday is May 3, I remember! 💛", YUNA, set()),
         ("네 고향은 부산이지, 신입.", HANEUL, set()),
+        ("네, 네 고향은 부산이지!", HANEUL, set()),
         ("부산이라고 했잖아, 신입.", HANEUL, set()),
         ("Minji, I love that you like Polaris 💛", YUNA, set()),
     ],
