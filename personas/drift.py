@@ -387,7 +387,7 @@ def attributed_mentions(
 _ASSISTANT_REFUSAL = re.compile(
     r"\b(?:i'm sorry|i am sorry|sorry|i apologi[sz]e|unfortunately),?\s*(?:but\s+)?(?:i|as)\b[^.!?]{0,30}?"
     r"\b(?:can't|cannot|can not|am unable to|am not able to|won't be able to|must decline to)\s+"
-    r"(?:assist|help|provide|comply|fulfil|fulfill|complete|process|respond to|answer that)"
+    r"(?:assist|help|provide|comply|fulfil|fulfill|complete|process|respond to|answer (?:that|this))"
     r"|\b(?:can't|cannot|unable to|not able to)\s+(?:assist|help)\s+(?:you\s+)?with\s+(?:that|this|your)\b"
     r"|\b(?:that|this|your) request\b"
     r"|\bi(?:'m| am) (?:not able|unable) to (?:assist|help|provide|comply|share|discuss|disclose)\b"

@@ -146,6 +146,7 @@ def test_attributed_mentions(reply: str, expect: list[str], persona: Any, attrib
     ("reply", "persona", "lang", "category"),
     [
         ("I'm sorry, but I can't assist with that request.", HANEUL, "en", "assistant_refusal"),
+        ("I'm sorry, but I can't answer this question.", YUNA, "en", "assistant_refusal"),  # memory eval
         ("죄송하지만 그 요청은 도와드릴 수 없습니다.", YUNA, "ko", "assistant_refusal"),
         (
             "I'm unable to share classified information. Is there anything else I can help you with?",
