@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -341,9 +342,13 @@ def text_reply(messages: list[dict[str, Any]], tokens: int, marker: str) -> list
     """`tokens` words (the marker first when there is one), a period after every few, as stream pieces."""
     korean = bool(_HANGUL.search(last_user_text(messages)))
     vocabulary = _KO_WORDS if korean else _EN_WORDS
+    # Where in the vocabulary a reply starts follows the conversation, so the next turn's reply is not
+    # the last one again (the chat's output check rejects a reply that repeats the previous one).
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).digest()
+    start = int.from_bytes(digest[:4], "big") % len(vocabulary)
     words = [marker] if marker else []
     while len(words) < tokens:
-        words.append(vocabulary[(len(words) - bool(marker)) % len(vocabulary)])
+        words.append(vocabulary[(start + len(words) - bool(marker)) % len(vocabulary)])
     words = words[: max(tokens, 1)]
     pieces: list[str] = []
     for i, word in enumerate(words):
