@@ -197,7 +197,13 @@ def test_the_next_turn_prompt_starts_with_what_was_warmed(
 
     monkeypatch.setattr(chat_service, "warm_prompt", record)
     service = chat_service.ChatService(checkpointer=InMemorySaver(), store=InMemoryStore())
-    chat = scripted(*[f"Reply number {n}, nice to hear from you!" for n in range(4)])
+    # Different replies: a reply repeating the previous one is rejected as drift (repeats_message).
+    chat = scripted(
+        "Hi Pebbler, nice to hear from you!",
+        "Practice ran late today, but I'm happy.",
+        "Dance class tomorrow starts at nine.",
+        "Sleep well and see you soon!",
+    )
     router = scripted(lambda messages: '{"intent": "smalltalk", "search_query": ""}')
     fan = Caller("fan1")
     with use_models({"chat": chat, "router": router}):
@@ -211,7 +217,7 @@ def test_the_next_turn_prompt_starts_with_what_was_warmed(
             sent = [(m.type, str(m.content)) for m in chat.calls[-1]["messages"]]
             if n > 0:  # this turn's draft begins with what the previous turn warmed
                 assert sent[: len(warmed[n - 1])] == warmed[n - 1]
-    assert len(warmed) == 4 and warmed[-1][-1] == ("ai", "Reply number 3, nice to hear from you!")
+    assert len(warmed) == 4 and warmed[-1][-1] == ("ai", "Sleep well and see you soon!")
 
 
 def test_no_warm_up_call_for_test_models_or_when_off(monkeypatch: pytest.MonkeyPatch) -> None:
