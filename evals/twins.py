@@ -303,7 +303,6 @@ def calibrated_section(
     """Fit the calibration on the pilot's real answers only, answer for the evaluated people from
     their features (and their twins' answers), and score on the same (person, item) pairs as the
     zero-shot twins."""
-    from personagraph.twins.answer_policy import draw_rng, pick
     from personagraph.twins.calibration import Calibrator
     from personagraph.twins.validation import compare_with_answers, headline, scorable
 
@@ -318,12 +317,7 @@ def calibrated_section(
         for qid in zero_shot_raw.get(person.id, {}):
             q = survey.question(qid)
             twin = twin_values.get(person.id, {}).get(qid)
-            distribution = calibrator.predict_distribution(q, person, twin)
-            if distribution is not None:
-                rng = draw_rng(seed, person.id, qid)
-                value: float | None = float(pick(distribution, policy, ordinal=q.ordinal, rng=rng))  # type: ignore[arg-type]
-            else:
-                value = calibrator.predict_value(q, person, twin)
+            value, _ = calibrator.answer(q, person, twin, policy, seed)  # type: ignore[arg-type]
             if value is not None:
                 predictions.setdefault(person.id, {})[qid] = value
     compared = compare_with_answers(

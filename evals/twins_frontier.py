@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from evals.twins import DEFAULT_ANSWERS, DEFAULT_QUESTIONS, draw_pilot
-from personagraph.twins.answer_policy import Policy, draw_rng, pick
+from personagraph.twins.answer_policy import Policy
 from personagraph.twins.calibration import Calibrator
 from personagraph.twins.respondents import (
     Respondent,
@@ -35,10 +35,7 @@ POLICIES: tuple[Policy, ...] = ("mean", "median", "mode", "draw")
 
 
 def _value(cal: Calibrator, q: Question, person: Respondent, policy: Policy, seed: int) -> float | None:
-    distribution = cal.predict_distribution(q, person, None)
-    if distribution is None:
-        return cal.predict_value(q, person, None)
-    return float(pick(distribution, policy, ordinal=q.ordinal, rng=draw_rng(seed, person.id, q.id)))
+    return cal.answer(q, person, None, policy, seed)[0]
 
 
 def _matched(value: float, pilot_predicted: list[float], pilot_true: list[float]) -> float:

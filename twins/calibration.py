@@ -33,6 +33,7 @@ from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from personagraph.twins.answer_policy import Policy, draw_rng, pick
 from personagraph.twins.respondents import Respondent
 from personagraph.twins.surveys import CHOICE_TYPES, Question
 
@@ -237,6 +238,17 @@ class Calibrator:
         if q.scale_max is not None:
             value = min(value, q.scale_max)
         return value
+
+    def answer(
+        self, q: Question, person: Respondent, twin_value: float | None, policy: Policy, seed: int
+    ) -> tuple[float | None, dict[int, float] | None]:
+        """The stored answer (the distribution's under `policy`, a draw seeded by run seed, person and
+        question) and the distribution it came from (None for a numeric question)."""
+        distribution = self.predict_distribution(q, person, twin_value)
+        if distribution is None:
+            return self.predict_value(q, person, twin_value), None
+        rng = draw_rng(seed, person.id, q.id)
+        return float(pick(distribution, policy, ordinal=q.ordinal, rng=rng)), distribution
 
     def report(self) -> dict[str, Any]:
         """Per question: what answers it (model or prior), pilot size, and the pilot cross-validation."""

@@ -26,7 +26,7 @@ from personagraph.accounts.identity import Caller
 from personagraph.services.twins.answering import AnswerRecord
 from personagraph.services.twins.selections import confine
 from personagraph.services.twins.store import RunError, RunStore, open_run, utc_now
-from personagraph.twins.answer_policy import POLICIES, Policy, draw_rng, pick
+from personagraph.twins.answer_policy import POLICIES, Policy
 from personagraph.twins.calibration import MIN_PILOT, CalibrationError, Calibrator
 from personagraph.twins.surveys import Question
 from personagraph.twins.validation import AnswersFileError, load_answers
@@ -110,12 +110,7 @@ def _calibrate(store: RunStore, path: Path, policy: Policy) -> dict[str, Any]:
             if q.id not in calibrator.fits:
                 continue  # no pilot answer to learn it from
             twin = twin_values.get(person.id, {}).get(q.id)
-            distribution = calibrator.predict_distribution(q, person, twin)
-            if distribution is not None:
-                rng = draw_rng(seed, person.id, q.id)
-                value: float | None = float(pick(distribution, policy, ordinal=q.ordinal, rng=rng))
-            else:
-                value = calibrator.predict_value(q, person, twin)
+            value, distribution = calibrator.answer(q, person, twin, policy, seed)
             if value is None:
                 continue
             shares = None if distribution is None else {str(c): round(p, 4) for c, p in distribution.items()}
