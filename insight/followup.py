@@ -10,7 +10,9 @@ resolved against it by small, explicit rules (deterministic and testable):
   ("그럼 신규랑 휴면은?"), one joins them; with follow-up words and no intent words, the earlier segment intent for them
   ("그럼 휴면 고객은?", "충성 고객 버전도요"); with its own intent words and no follow-up word it is a new
   question ("Compare VIP and loyal customers");
-- it names nothing: the earlier scope, with the question's own intent when it has a strong one
+- it asks about customers close to a segment ("그럼 이탈 위험에 가까운 고객은?"): that boundary scope, with
+  the earlier intent when it names none; "그 중" / "among them" keeps the earlier group;
+- it names nothing: the earlier scope (a boundary included), with the question's own intent when it has a strong one
   (write / compare / strategy / overview: "그걸로 카톡 메시지 하나 써줘", "둘이 비교해봐",
   "what should we do about it?"), else the earlier intent ("객단가는?", "make it shorter", "in Korean").
 
@@ -59,6 +61,10 @@ OFF_TOPIC = (
 _STRATEGY_MORE = ("should we", "should marketing", "how would you", "what would get", "keep them", "win them",
                   "win back", "win-back", "budget", "뭘 해야", "해야 할까", "해야 돼", "예산", "데려오")  # fmt: skip
 _COMPARE_MORE = ("나란히", "side by side", "versus", "compare", " vs", "비교")
+# "Of those, ...": a boundary follow-up that names no group of its own keeps the earlier one.
+_NARROWING = re.compile(
+    r"그\s?중|이 중|중에서|among (?:them|those)|of (?:them|those)|which of", re.IGNORECASE
+)
 
 
 class PreviousTurn(TypedDict, total=False):
@@ -68,7 +74,7 @@ class PreviousTurn(TypedDict, total=False):
     answer: str
     lang: str
     intent: str
-    scope: dict[str, list[str]]
+    scope: dict[str, list[str]]  # segments, customers, and boundary when the turn asked about one
     before_segments: list[str]  # the segments of the turn before it ("compare the two" across turns)
 
 
@@ -93,12 +99,17 @@ def previous_turn(turn: dict[str, Any] | None, before: dict[str, Any] | None = N
     if not turn or turn.get("intent") in (None, "", "out_of_scope") or turn.get("error"):
         return None
     scope = turn.get("scope") or {}
+    boundary = {"boundary": list(scope["boundary"])} if scope.get("boundary") else {}
     return PreviousTurn(
         question=str(turn.get("question", "")),
         answer=str(turn.get("answer", ""))[:MAX_PREVIOUS_ANSWER_CHARS],
         lang=str(turn.get("lang", "en")),
         intent=str(turn["intent"]),
-        scope={"segments": list(scope.get("segments", [])), "customers": list(scope.get("customers", []))},
+        scope={
+            "segments": list(scope.get("segments", [])),
+            "customers": list(scope.get("customers", [])),
+            **boundary,
+        },
         before_segments=list(((before or {}).get("scope") or {}).get("segments", []))
         if before and before.get("intent") not in (None, "", "out_of_scope", "summary")
         else [],
@@ -125,9 +136,14 @@ def resolve_follow_up(
     scope = previous.get("scope") or {}
     earlier_segments = list(scope.get("segments", []))
     earlier_customers = list(scope.get("customers", []))
+    earlier_boundary = next((b for b in scope.get("boundary", []) if b in earlier_segments), None)
     follows = reads_as_follow_up(question)
     cues = intent_cues(question)
     compare = cues["segment_comparison"] or _has_any(question, _COMPARE_MORE)
+    if words.boundary:
+        return _boundary_follow_up(
+            question, words, earlier_intent, earlier_segments, earlier_boundary, follows
+        )
     if words.customers:
         if not follows and words.intent != "customer_lookup":
             return None
@@ -178,4 +194,27 @@ def resolve_follow_up(
         intent = "segment_profile" if len(earlier_segments) < 2 else "segment_comparison"
     else:
         intent = earlier_intent
-    return KeywordGuess(intent, True, earlier_segments, earlier_customers)
+    boundary = earlier_boundary if intent in CARRIED_INTENTS else None  # "그들에게 보낼 메시지 써줘"
+    return KeywordGuess(intent, True, earlier_segments, earlier_customers, boundary=boundary)
+
+
+def _boundary_follow_up(
+    question: str,
+    words: KeywordGuess,
+    earlier_intent: str,
+    earlier_segments: list[str],
+    earlier_boundary: str | None,
+    follows: bool,
+) -> KeywordGuess | None:
+    """A follow-up asking about customers close to a segment: its own boundary scope; the earlier
+    intent when it names none of its own; the earlier group when it narrows ("그 중 VIP에 가까운 고객은?")."""
+    if not follows:
+        return None  # "Which loyal customers are close to VIP?" stands alone
+    toward = str(words.boundary)
+    cues = intent_cues(question)
+    own_intent = cues["message_drafting"] or cues["strategy"]
+    intent = words.intent if own_intent or earlier_intent not in CARRIED_INTENTS else earlier_intent
+    group = [s for s in words.segments if s != toward]
+    if not group and _NARROWING.search(question):
+        group = [s for s in earlier_segments if s not in (toward, earlier_boundary)]
+    return KeywordGuess(intent, True, [*group, toward], [], boundary=toward)

@@ -138,8 +138,7 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
     lang = requested_language(question) or detect_language(question)
     previous = state.get("previous")
     words = keyword_intent(question)
-    # A boundary question ("VIP에 가까운 충성 고객") names its own scope: never a follow-up's.
-    follow = None if words.boundary else resolve_follow_up(question, words, previous)
+    follow = resolve_follow_up(question, words, previous)
     guess = follow or combine(question, words)
     boundary = {"boundary": [guess.boundary]} if guess.boundary else {}
     base = {"question": question, "lang": lang, "revisions": 0, "error": None, "flagged": False,
@@ -168,7 +167,7 @@ def extract_intent(state: InsightState, runtime: Runtime[InsightContext]) -> dic
         )
     except ModelError as exc:
         return {**base, "intent": guess.intent, "router": f"keywords (model error: {str(exc)[:200]})",
-                "scope": {"segments": guess.segments, "customers": guess.customers}}  # fmt: skip
+                "scope": {"segments": guess.segments, "customers": guess.customers, **boundary}}  # fmt: skip
     # Segments the question names explicitly win over the model's; customer ids must be in the text.
     segments = guess.segments or list(dict.fromkeys(decision.segments))
     named = find_customers(question)

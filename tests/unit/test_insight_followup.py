@@ -155,3 +155,69 @@ def test_studio_gets_an_input_schema_with_the_optional_previous_turn() -> None:
     schema = graph.get_input_jsonschema()
     assert schema["required"] == ["question"] and set(schema["properties"]) == {"question", "previous"}
     assert "follow_up" in graph.get_output_jsonschema()["properties"]
+
+
+# --- boundary customers across turns (issue 21) ---------------------------------------------------
+NEAR_VIP: PreviousTurn = {
+    "question": "VIP에 가까운 충성 고객은 누구야?", "answer": "...", "lang": "ko", "intent": "segment_profile",
+    "scope": {"segments": ["loyal", "vip"], "customers": [], "boundary": ["vip"]}, "before_segments": [],
+}  # fmt: skip
+LOYAL: PreviousTurn = {
+    "question": "What are our loyal customers like?", "answer": "...", "lang": "en", "intent": "strategy",
+    "scope": {"segments": ["loyal"], "customers": []}, "before_segments": [],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("question", "intent", "segments", "boundary"),
+    [
+        ("그들에게 보낼 카톡 메시지 써줘", "message_drafting", ["loyal", "vip"], "vip"),  # the same customers
+        ("what should we do about them?", "strategy", ["loyal", "vip"], "vip"),
+        ("in English?", "segment_profile", ["loyal", "vip"], "vip"),
+        (
+            "그럼 이탈 위험에 가까운 고객은?",
+            "segment_profile",
+            ["at_risk"],
+            "at_risk",
+        ),  # a boundary of its own
+        ("and the regulars about to become dormant?", "segment_profile", ["regular", "dormant"], "dormant"),
+        ("둘이 비교해봐", "segment_comparison", ["loyal", "vip"], None),  # a comparison has no boundary
+        ("그럼 휴면 고객은?", "segment_profile", ["dormant"], None),  # a named segment replaces the scope
+    ],
+)
+def test_a_follow_up_keeps_or_replaces_the_boundary_scope(
+    question: str, intent: str, segments: list[str], boundary: str | None
+) -> None:
+    resolved = resolve_follow_up(question, keyword_intent(question), NEAR_VIP)
+    assert resolved is not None and resolved.confident
+    assert (resolved.intent, resolved.segments, resolved.boundary) == (intent, segments, boundary)
+
+
+def test_a_boundary_follow_up_carries_the_earlier_intent_and_narrows_to_the_earlier_group() -> None:
+    narrowed = resolve_follow_up(
+        "그 중 VIP에 가까운 고객은?", keyword_intent("그 중 VIP에 가까운 고객은?"), LOYAL
+    )
+    assert narrowed is not None
+    assert (narrowed.intent, narrowed.segments, narrowed.boundary) == ("strategy", ["loyal", "vip"], "vip")
+    alone = "Which loyal customers are close to VIP?"  # no follow-up words: a question of its own
+    assert resolve_follow_up(alone, keyword_intent(alone), LOYAL) is None
+
+
+def test_the_stored_boundary_reaches_the_next_turn() -> None:
+    kept = previous_turn({**NEAR_VIP, "router": "keywords"})
+    assert kept is not None and kept["scope"]["boundary"] == ["vip"]
+    plain = previous_turn({**LOYAL})
+    assert plain is not None and "boundary" not in plain["scope"]
+
+
+def test_a_message_for_the_boundary_customers_gathers_their_figures() -> None:
+    router = scripted({"intent": "message_drafting", "segments": [], "customers": []})
+    out = run(
+        "그들에게 보낼 카톡 메시지 써줘",
+        NEAR_VIP,
+        router=router,
+        drafter=scripted("VIP 혜택을 미리 만나보세요."),
+    )
+    assert out["follow_up"] and out["intent"] == "message_drafting"
+    assert out["scope"]["boundary"] == ["vip"] and "boundary_customers[vip]" in out["tool_results"]
+    assert out["tool_results"]["boundary_customers[vip]"]["among"] == ["loyal"]
