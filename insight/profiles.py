@@ -23,6 +23,9 @@ from personagraph.insight.store import Snapshot
 from personagraph.memory.vectors import Document, get_collection, index_documents, search
 
 COLLECTION = "insight_segments"
+# The figures as they were when the document was built: for search and for reading the document
+# alone; an answer prompt leaves them out (`prompt_text`), since its FIGURES are live and exact.
+FIGURES_HEADER = "Figures when built / 작성 시점 수치:"
 NOTES_HEADER = "What customers wrote (recent order notes, quoted as written) / 고객이 남긴 메모:"
 
 # What each segment means for a marketer, independent of the numbers (which come from the stats).
@@ -76,12 +79,11 @@ def profile_document(snap: Snapshot, segment: str, notes_per_segment: int | None
     names_ko = ", ".join(p["name_ko"] for p in top)
     channel = max(s["channel_mix_pct"].items(), key=lambda kv: kv[1])[0] if s["channel_mix_pct"] else "-"
     text = (
-        f"Segment {s['label_en']} ({s['label_ko']}). {en} "
-        f"{s['customers']:,} customers ({s['share_of_customers_pct']}% of customers, "
+        f"Segment {s['label_en']} ({s['label_ko']}). {en} Favourite products: {names_en}. Main channel: {channel}."
+        f"\n\n{s['label_ko']} 세그먼트. {ko} 즐겨 찾는 상품: {names_ko}. 주 채널: {channel}."
+        f"\n\n{FIGURES_HEADER} {s['customers']:,} customers ({s['share_of_customers_pct']}% of customers, "
         f"{s['share_of_revenue_pct']}% of revenue); last order {s['avg_recency_days']} days ago on average; "
-        f"{s['avg_orders_per_customer']} orders per customer; average order value "
-        f"{s['avg_order_value_krw']:,} KRW. Favourite products: {names_en}. Main channel: {channel}.\n\n"
-        f"{s['label_ko']} 세그먼트. {ko} 고객 {s['customers']:,}명, 즐겨 찾는 상품: {names_ko}. 주 채널: {channel}."
+        f"{s['avg_orders_per_customer']} orders per customer; average order value {s['avg_order_value_krw']:,} KRW."
     )
     k = get_insight_settings().notes_per_segment if notes_per_segment is None else notes_per_segment
     notes = segment_notes(snap, segment, k)
@@ -89,6 +91,19 @@ def profile_document(snap: Snapshot, segment: str, notes_per_segment: int | None
     return Document(text=text, metadata={"segment": segment, "source": f"segment_profile:{segment}",
                                          "model_version": snap.model_version, "built_at": time.time(),
                                          "notes": len(notes)})  # fmt: skip
+
+
+def prompt_text(text: str, lang: str) -> str:
+    """What an answer prompt needs of a profile document: the paragraph in the answer's language
+    (what the segment means, its favourite products, its channel) and the customers' notes, without
+    the build-time figures the prompt's live FIGURES supersede. Every token here is read before the
+    model writes (about 60 tokens/s on two cores), so the other language's paragraph is left out too."""
+    body, notes_header, notes = text.partition(NOTES_HEADER)
+    paragraphs = [p for p in body.split("\n\n") if p.strip() and not p.startswith(FIGURES_HEADER)]
+    if len(paragraphs) != 2:  # not a document of this module's shape: all of it
+        return text
+    kept = paragraphs[1] if lang == "ko" else paragraphs[0]
+    return kept.strip() + ("\n\n" + notes_header + notes if notes_header else "")
 
 
 _built: dict[str, float] = {}

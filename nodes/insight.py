@@ -81,7 +81,11 @@ class InsightContext:
     max_question_chars: int = field(
         default=MAX_QUESTION_CHARS, metadata={"description": "Longest question accepted."}
     )
-    answer_max_tokens: int = field(default=400, metadata={"description": "Longest answer, in tokens."})
+    answer_max_tokens: int = field(
+        default=240,
+        metadata={"description": "Longest answer, in tokens (the prompts ask for 2-4 sentences; an answer "
+                  "cut at this length ends at its last whole sentence)."},
+    )  # fmt: skip
     # Set in-process by the insight service; Studio runs leave it empty and read default_source().
     # An object, not JSON: left out of the schema Studio shows.
     source: SkipJsonSchema[InsightSource | None] = None
@@ -266,7 +270,8 @@ def retrieve_profiles(state: InsightState, runtime: Runtime[InsightContext]) -> 
     """Segment profile documents of the in-scope segments (rebuilt from live stats when stale)."""
     ctx = runtime.context
     segs = list((state.get("scope") or {}).get("segments", []))
-    if not ctx.use_profiles or not segs or state.get("intent") == "customer_lookup":
+    # A summary's figures cover every segment: their seven documents would double the prompt.
+    if not ctx.use_profiles or not segs or state.get("intent") in ("customer_lookup", "summary"):
         return {"retrieved": []}
     source = data_source(runtime)
     client = vector_client()
@@ -294,20 +299,50 @@ def _scope_names(state: InsightState, lang: str) -> str:
     return ", ".join(names) or "-"
 
 
+# What the answer prompt leaves out of the figures: segment display names (the RULES name the scope
+# in both languages), product codes, and product names in the other language.
+_LEFT_OUT = {"en": frozenset({"label_en", "label_ko", "sku", "name_ko"}),
+             "ko": frozenset({"label_en", "label_ko", "sku", "name_en"})}  # fmt: skip
+
+
+def prompt_figures(value: Any, lang: str) -> Any:
+    """The figures as the answer prompt shows them (the checks compare the answer with all of them)."""
+    left_out = _LEFT_OUT["ko" if lang == "ko" else "en"]
+    if isinstance(value, dict):
+        return {k: prompt_figures(v, lang) for k, v in value.items() if k not in left_out}
+    if isinstance(value, list):
+        return [prompt_figures(v, lang) for v in value]
+    return value
+
+
+_LAST_SENTENCE_END = re.compile(r"[.!?。]+[\"')\]]*(?=\s|$)|\n")
+
+
+def whole_sentences(text: str) -> str:
+    """The text up to its last sentence end (an answer cut at the token limit ends mid-sentence);
+    all of it when it has no sentence end."""
+    ends = [m.end() for m in _LAST_SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].rstrip() if ends else text
+
+
 def answer_messages(state: InsightState) -> list[BaseMessage]:
     """The answer prompt: the data first (figures; segment documents with the customers' own notes,
     fenced as data; the earlier turn), then the question, then the rules, read last."""
     lang = state.get("lang", "en")
     intent = state.get("intent", "summary")
     profiles = untrusted.fence_all(
-        [(str(d.get("source") or d.get("segment") or "segment profile"), d["text"])
+        [(str(d.get("source") or d.get("segment") or "segment profile"), profile_docs.prompt_text(d["text"], lang))
          for d in state.get("retrieved") or []],
         prompts.WHAT_PROFILES,
     )  # fmt: skip
     parts = [
         prompts.CONTEXT.format(
             # Compact: every token here is read by the model before it writes (about 60 tokens/s on 2 cores).
-            figures=json.dumps(state.get("tool_results") or {}, ensure_ascii=False, separators=(",", ":")),
+            figures=json.dumps(
+                prompt_figures(state.get("tool_results") or {}, lang),
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ),  # fmt: skip
             profiles=profiles,
         )
     ]
@@ -343,7 +378,10 @@ def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, A
             "error": str(exc),
             "flagged": True,
         }
-    return {"answer": str(reply.content).strip(), "error": None}
+    text = str(reply.content).strip()
+    if reply.response_metadata.get("finish_reason") == "length":
+        text = whole_sentences(text)
+    return {"answer": text, "error": None}
 
 
 _SENTENCE = re.compile(r"(?<=[.!?。])\s+|\n+")

@@ -228,8 +228,11 @@ class _NarrativeGate:
         if ends:
             yield from self._release(ends[-1])
 
-    def finish(self) -> Iterator[AnswerEvent]:
-        yield from self._release(len(self.text))
+    def finish(self, answer: str) -> Iterator[AnswerEvent]:
+        """Release the rest of the answer the node kept (which may end before the streamed text: an
+        answer cut at the token limit keeps its whole sentences only)."""
+        kept = answer.strip()
+        yield from self._release(len(kept) if kept and self.text.startswith(kept) else len(self.text))
 
 
 @dataclass(frozen=True)
@@ -477,7 +480,7 @@ class InsightService:
                     yield AnswerEvent("figures", template, _figures_data(state, thread_id, dataset))
                     gate = _NarrativeGate(state)
                 elif node == "answer" and gate is not None and not state.get("error"):
-                    yield from gate.finish()
+                    yield from gate.finish(str(state.get("answer", "")))
                 elif node == "check_numbers" and state.get("revision_note") and gate is not None:
                     # The answer is rewritten: withdraw what was shown of this one.
                     if gate.released:
