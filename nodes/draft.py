@@ -20,6 +20,7 @@ from personagraph.nodes.output_checks import SentenceGate, show, turn_facts
 from personagraph.nodes.retrieval import DOCUMENT_INTENTS, RETRIEVING_INTENTS
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
+from personagraph.personas.recall import asks_to_recall
 from personagraph.prompts import persona_chat as prompts
 from personagraph.prompts import untrusted
 from personagraph.serving.language import Lang, script_drift
@@ -154,7 +155,10 @@ def turn_block(
     blocks = []
     intent = state.get("intent")
     if profile and intent not in DOCUMENT_INTENTS and (lines := format_profile(profile)):
-        blocks.append(prompts.FAN_BLOCK.format(profile=untrusted.data_block(lines, "fan profile")))
+        fan = prompts.FAN_BLOCK.format(profile=untrusted.data_block(lines, "fan profile"))
+        if asks_to_recall(fan_message(state)):
+            fan += "\n" + prompts.RECALL_HINT
+        blocks.append(fan)
     # Small talk searches nothing: no block to read (a turn that did search says it found nothing).
     if state.get("retrieved") or intent in RETRIEVING_INTENTS:
         blocks.append(context_block(state, ctx.max_context_tokens))
@@ -179,14 +183,22 @@ def instruction_text(persona: Persona, lang: str) -> str:
     return "\n".join([*parts, closing_rules(persona)])
 
 
+def fan_message(state: ConversationState) -> str:
+    """The fan's current message (the last human message)."""
+    for message in reversed(state.get("messages", [])):
+        if isinstance(message, HumanMessage):
+            return str(message.content)
+    return ""
+
+
 def format_profile(profile: dict[str, Any]) -> str:
     """The fan's profile as lines (each value on one line, so a value cannot pose as another line)."""
     lines = [
-        f"- {key}: {_flat(value)}"
+        f"- {prompts.PROFILE_LABELS.get(key, key.replace('_', ' '))}: {_flat(value)}"
         for key, value in profile.items()
         if value and key not in ("facts", "updated_at")  # updated_at: the store's stamp, not a fact
     ]
-    lines += [f"- {_flat(fact)}" for fact in profile.get("facts", []) if _flat(fact)]
+    lines += [f"- {prompts.FACT_LABEL}: {_flat(fact)}" for fact in profile.get("facts", []) if _flat(fact)]
     return "\n".join(lines)
 
 

@@ -56,6 +56,20 @@ FAN_BLOCK = """[ABOUT THIS FAN]
 What the fan told you about themselves (theirs, not yours):
 {profile}"""
 
+# How the fan's notes read in the prompt: each line says whose it is ("- name: Minji" was read by the
+# small model as its own name).
+PROFILE_LABELS = {
+    "name": "the fan's name",
+    "nickname": "the fan's nickname",
+    "birthday": "the fan's birthday",
+    "favourite_member": "the fan's favourite member",
+    "favourite_song": "the fan's favourite song",
+}
+FACT_LABEL = "the fan told you"
+
+# A message asking what you remember about the fan ("do you remember my name?", "내 생일 기억나?").
+RECALL_HINT = """The fan is asking what you remember about them: answer from these notes, as the fan's own ("your name is ...", "you told me ...", "네 이름은 ...", "네가 ...라고 했잖아"), never as yours."""
+
 CONVERSATION_BLOCK = """[CONVERSATION SO FAR]
 Summary of earlier turns:
 {summary}"""

@@ -210,7 +210,7 @@ def test_two_app_processes_continue_one_fan_conversation(
     # The second process drafted with the first one's turn in the thread and its profile in the prompt.
     drafted = chat.calls[0]["messages"]
     assert any("tomatoes on my balcony" in str(m.content) for m in drafted[1:])
-    assert "- name: Minji" in str(drafted[-1].content)
+    assert "- the fan's name: Minji" in str(drafted[-1].content)
     turn(first, "Great memory!", "Thanks!")
 
     for service in (first, second):
@@ -226,7 +226,7 @@ def test_two_app_processes_continue_one_fan_conversation(
         assert "Hi! I'm Minji and I grow tomatoes on my balcony." in texts
     # A new thread on the second process still knows the fan (long-term memory in the store).
     fresh = turn(second, "Hello again", "Hello Minji!", thread_id=unique("thread"))
-    assert "- name: Minji" in str(fresh.calls[0]["messages"][-1].content)
+    assert "- the fan's name: Minji" in str(fresh.calls[0]["messages"][-1].content)
     assert second.get_profile(Caller(unique("stranger")), "tiny") == {}  # another account sees nothing
 
 

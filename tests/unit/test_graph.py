@@ -227,7 +227,7 @@ def test_profile_is_remembered_across_turns(service: ChatService) -> None:
     profile = service.store.get(("fans", "fan1", "tiny"), "profile")
     assert profile is not None and profile.value["name"] == "Minji"
     # A new thread of the same fan still knows her.
-    assert "- name: Minji" in chat.calls[1]["messages"][-1].content
+    assert "- the fan's name: Minji" in chat.calls[1]["messages"][-1].content
 
 
 def test_compiled_builder_runs_with_context(data_dir: Path) -> None:
