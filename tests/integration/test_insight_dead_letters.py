@@ -233,3 +233,33 @@ def test_a_lost_connection_is_not_blamed_on_the_entry(store: InsightStore, redis
     c.store, c.r = store, store.r
     assert store.dead_letter_count(c.dead_letter_stream) == 0
     assert store.r.xpending(c.stream, "g")["pending"] == 1  # retried after a restart
+
+
+def test_a_redis_restart_under_a_running_consumer_loses_and_repeats_no_order(tmp_path: Any) -> None:
+    """Redis stopped and started again (its data kept on disk, the same port) while the live consumer
+    runs: the consumer reconnects (restarted by its supervisor if it has to), every order published
+    before and after is applied exactly once, and the status says running again."""
+    server = LocalRedis(data_dir=tmp_path / "redis", password="restart-" + uuid.uuid4().hex[:8])
+    with server:
+        s = InsightStore.from_url(server.url, "rr")
+        s.load_history(generate_history(120, 1000, seed=5, anchor=ANCHOR))
+        before = int(s.customer("C00016")["frequency"])
+        c = consumer(s, "live")
+        supervisor = SupervisedConsumer(c, backoff_s=0.05, backoff_max_s=0.2).start()
+        try:
+            publish(s.r, c.stream, [good("RS1", "C00016")])
+            wait_for(lambda: int(s.customer("C00016")["frequency"]) == before + 1)
+
+            server.stop()
+            time.sleep(0.5)  # the consumer's reads fail meanwhile
+            server.start()
+
+            publish(s.r, c.stream, [good("RS2", "C00016"), good("RS3", "C00016")])
+            wait_for(lambda: int(s.customer("C00016")["frequency"]) == before + 3, timeout_s=60)
+            wait_for(lambda: s.r.xpending(c.stream, "g")["pending"] == 0)
+            time.sleep(0.5)  # a repeated order would show up here
+            assert int(s.customer("C00016")["frequency"]) == before + 3
+            assert supervisor.status()["state"] == "running"
+            assert server.password not in json.dumps(supervisor.status())
+        finally:
+            supervisor.stop()
