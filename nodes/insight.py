@@ -7,7 +7,8 @@ gather          exact figures (insight.facts), each limited to the scope, from o
 retrieve_profiles  segment profile documents of the scope's segments only
 answer          a prompt specialised for the intent, in the question's language
 check_numbers   every number must match a gathered figure and no other segment may be named; a failing
-                answer is regenerated once, then flagged (and sentences naming other segments dropped)
+                answer keeps its sentences before the first failing one; one failing from its first
+                sentence is regenerated once, then replaced by a short note (flagged)
 
 A run may carry the thread's last turn (`previous`, from the insight service): a question that reads
 as a follow-up ("and in Korean?", "그 중 VIP는?") takes its intent and scope from it
@@ -384,32 +385,50 @@ def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, A
     return {"answer": text, "error": None}
 
 
-_SENTENCE = re.compile(r"(?<=[.!?。])\s+|\n+")
+# Where a sentence of the narrative ends; the stream releases it there once the text so far passes.
+SENTENCE_END = re.compile(r"[.!?。](?=\s)|\n")
 
 
-def drop_sentences_naming(text: str, segments: list[str]) -> str:
-    """The text without the sentences/lines that name any of these segments."""
-    parts = [p for p in _SENTENCE.split(text) if p.strip()]
-    kept = [p for p in parts if not set(mentioned_segments(p)) & set(segments)]
-    return " ".join(kept).strip()
+def passes_checks(text: str, tool_results: Any, question: str, allowed: list[str]) -> bool:
+    """Every number is a gathered figure and no segment outside `allowed` is named."""
+    return numeric_check(text, tool_results, question).ok and set(mentioned_segments(text)) <= set(allowed)
+
+
+def checked_prefix(text: str, tool_results: Any, question: str, allowed: list[str]) -> str:
+    """The answer's whole sentences up to the first one that fails the checks: what the stream has
+    shown of it ("" when the first sentence fails)."""
+    kept = ""
+    for end in [*(m.end() for m in SENTENCE_END.finditer(text)), len(text)]:
+        prefix = text[:end].strip()
+        if len(prefix) <= len(kept):
+            continue
+        if not passes_checks(prefix, tool_results, question, allowed):
+            break
+        kept = prefix
+    return kept
 
 
 def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, Any]:
-    """Numbers must come from the tool results and only in-scope segments may be named."""
+    """Numbers must come from the tool results and only in-scope segments may be named. A failing
+    answer keeps its sentences before the first failing one (what the reader has already seen
+    streamed), so no unchecked text is ever shown and no second model call is made; only an answer
+    whose first sentence fails is regenerated (once), then replaced by a short note."""
     text = state.get("answer", "")
-    result = numeric_check(text, state.get("tool_results") or {}, state.get("question", ""))
-    leaks = [s for s in mentioned_segments(text) if s not in allowed_segments(state)]
+    tool_results = state.get("tool_results") or {}
+    question = state.get("question", "")
+    allowed = allowed_segments(state)
+    result = numeric_check(text, tool_results, question)
+    leaks = [s for s in mentioned_segments(text) if s not in allowed]
     check = {**result.as_dict(), "leaked_segments": leaks}
     if result.ok and not leaks:
         return {"check": check, "revision_note": ""}
+    kept = checked_prefix(text, tool_results, question, allowed)
+    if kept:
+        return {"check": {**check, "dropped_from": len(kept)}, "answer": kept, "revision_note": ""}
     revisions = state.get("revisions", 0)
     if revisions < runtime.context.max_revisions:
         leak = prompts.LEAK.format(segments=", ".join(leaks)) if leaks else ""
         note = prompts.REVISION.format(unsupported=", ".join(result.unsupported) or "none", leak=leak)
         return {"check": check, "revisions": revisions + 1, "revision_note": note}
-    lang = state.get("lang", "en")
-    if leaks:
-        text = drop_sentences_naming(text, leaks)
-    if result.unsupported:
-        text += prompts.FLAGGED_NOTE[lang].format(numbers=", ".join(result.unsupported))
-    return {"check": check, "answer": text, "flagged": True, "revision_note": ""}
+    return {"check": check, "answer": prompts.UNCHECKED[state.get("lang", "en")], "flagged": True,
+            "revision_note": ""}  # fmt: skip

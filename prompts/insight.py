@@ -80,9 +80,11 @@ CLARIFY_WHAT = {
     "customer": {"en": "customer id (like C00123)", "ko": "고객 ID(예: C00123)"},
 }
 
-FLAGGED_NOTE = {
-    "en": "\n\n[Check: these figures could not be verified against the data: {numbers}]",
-    "ko": "\n\n[확인: 다음 수치는 데이터와 일치하지 않아 검증되지 않았습니다: {numbers}]",
+# An answer whose every draft failed the checks from its first sentence: nothing unchecked is shown.
+UNCHECKED = {
+    "en": "(The written analysis could not be checked against the figures, so it is not shown. The figures "
+    "above are exact.)",
+    "ko": "(작성된 분석을 수치와 대조해 확인할 수 없어 표시하지 않았습니다. 위의 수치는 정확한 데이터입니다.)",
 }
 
 ERROR = {

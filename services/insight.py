@@ -30,7 +30,6 @@ after each passed the numeric and scope check, then the final answer. `ask` retu
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
@@ -59,8 +58,6 @@ from personagraph.insight.importer import (
     save_dataset,
     segment_history,
 )
-from personagraph.insight.lexicon import mentioned_segments
-from personagraph.insight.numbers import check_numbers as numeric_check
 from personagraph.insight.orders import DAY, Order, history_path, load_or_generate
 from personagraph.insight.questions import validate_question, validate_router_mode
 from personagraph.insight.segments import SegmentModel, model_report, report_markdown
@@ -78,7 +75,13 @@ from personagraph.insight.source import (
 from personagraph.insight.stats import overview
 from personagraph.insight.store import Snapshot
 from personagraph.insight.template_answer import template_answer
-from personagraph.nodes.insight import InsightContext, InsightInput, allowed_segments
+from personagraph.nodes.insight import (
+    SENTENCE_END,
+    InsightContext,
+    InsightInput,
+    allowed_segments,
+    passes_checks,
+)
 from personagraph.serving.redact import user_error
 from personagraph.serving.safe_paths import check_id
 from personagraph.serving.tracing import run_config
@@ -190,9 +193,6 @@ def _figures_data(state: Mapping[str, Any], thread_id: str, dataset: str | None)
     return {**{k: state.get(k) for k in keys}, "thread_id": thread_id, "dataset": dataset}
 
 
-_SENTENCE_END = re.compile(r"[.!?。](?=\s)|\n")
-
-
 class _NarrativeGate:
     """Releases the model's narrative one sentence at a time, each only when the text up to its end
     passes the checks the graph applies to the whole answer (every number is a gathered figure, no
@@ -202,14 +202,13 @@ class _NarrativeGate:
     def __init__(self, state: Mapping[str, Any]):
         self.tool_results = state.get("tool_results") or {}
         self.question = str(state.get("question", ""))
-        self.allowed = set(allowed_segments(state))  # type: ignore[arg-type]
+        self.allowed = allowed_segments(state)  # type: ignore[arg-type]
         self.text = ""
         self.released = ""
         self.closed = False
 
     def _passes(self, prefix: str) -> bool:
-        checked = numeric_check(prefix, self.tool_results, self.question)
-        return checked.ok and set(mentioned_segments(prefix)) <= self.allowed
+        return passes_checks(prefix, self.tool_results, self.question, self.allowed)
 
     def _release(self, end: int) -> Iterator[AnswerEvent]:
         prefix = self.text[:end]
@@ -224,7 +223,7 @@ class _NarrativeGate:
 
     def feed(self, piece: str) -> Iterator[AnswerEvent]:
         self.text = (self.text + piece).lstrip()
-        ends = [m.end() for m in _SENTENCE_END.finditer(self.text, len(self.released))]
+        ends = [m.end() for m in SENTENCE_END.finditer(self.text, len(self.released))]
         if ends:
             yield from self._release(ends[-1])
 

@@ -22,6 +22,7 @@ from personagraph.insight.source import FixedSource
 from personagraph.insight.stats import known_segments
 from personagraph.insight.template_answer import template_answer
 from personagraph.nodes.insight import InsightContext
+from personagraph.prompts.insight import UNCHECKED
 from personagraph.services.insight import AnswerEvent, InsightService
 from personagraph.serving.models import use_models
 from tests.fakes import ScriptedChatModel, scripted
@@ -70,14 +71,20 @@ def test_the_figures_and_a_template_answer_come_first_then_checked_sentences() -
     assert final.template == first.text  # the final answer carries the template too
 
 
-def test_a_sentence_with_an_unsupported_number_is_never_streamed_and_the_rewrite_replaces_it() -> None:
+def test_a_sentence_with_an_unsupported_number_ends_the_answer_where_the_stream_stopped() -> None:
+    evts = events("VIP customers buy often. There are 98,765 of them. Treat them well.", "unused")
+    assert not any("98,765" in e.text for e in evts if e.kind == "token")
+    assert "reset" not in [e.kind for e in evts]  # nothing shown is withdrawn: no second model call
+    final = evts[-1].answer
+    assert final is not None and streamed(evts) == final.answer == "VIP customers buy often."
+    assert not final.flagged and final.check["unsupported"] == ["98,765"]
+
+
+def test_an_answer_failing_from_its_first_sentence_is_rewritten_and_the_rewrite_streams() -> None:
     evts = events(
-        "VIP customers buy often. There are 98,765 of them. Treat them well.",
-        "VIP customers buy often. Treat them well.",
+        "There are 98,765 VIP customers. Treat them well.", "VIP customers buy often. Treat them well."
     )
     assert not any("98,765" in e.text for e in evts if e.kind == "token")
-    kinds = [e.kind for e in evts]
-    assert kinds.index("reset") > kinds.index("token")  # the first sentence was shown, then withdrawn
     final = evts[-1].answer
     assert final is not None and streamed(evts) == final.answer == "VIP customers buy often. Treat them well."
 
@@ -87,6 +94,7 @@ def test_another_segments_name_is_never_streamed_and_a_flagged_answer_comes_in_t
     assert not any("Dormant" in e.text or "VIP customers buy" in e.text for e in evts if e.kind == "token")
     final = evts[-1].answer
     assert final is not None and final.flagged and "Dormant" not in final.answer
+    assert final.answer == UNCHECKED["en"]  # nothing unchecked is shown, not even in the final answer
 
 
 def test_a_refusal_has_no_figures_event_and_is_final_at_once() -> None:
