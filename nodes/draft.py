@@ -20,7 +20,6 @@ from personagraph.nodes.output_checks import SentenceGate, show, turn_facts
 from personagraph.nodes.retrieval import DOCUMENT_INTENTS, RETRIEVING_INTENTS
 from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
-from personagraph.personas.recall import asks_to_recall
 from personagraph.prompts import persona_chat as prompts
 from personagraph.prompts import untrusted
 from personagraph.serving.language import Lang, script_drift
@@ -155,10 +154,7 @@ def turn_block(
     blocks = []
     intent = state.get("intent")
     if profile and intent not in DOCUMENT_INTENTS and (lines := format_profile(profile)):
-        fan = prompts.FAN_BLOCK.format(profile=untrusted.data_block(lines, "fan profile"))
-        if asks_to_recall(fan_message(state)):
-            fan += "\n" + prompts.RECALL_HINT
-        blocks.append(fan)
+        blocks.append(prompts.FAN_BLOCK.format(profile=untrusted.data_block(lines, "fan profile")))
     # Small talk searches nothing: no block to read (a turn that did search says it found nothing).
     if state.get("retrieved") or intent in RETRIEVING_INTENTS:
         blocks.append(context_block(state, ctx.max_context_tokens))
@@ -181,14 +177,6 @@ def instruction_text(persona: Persona, lang: str) -> str:
     )
     parts = [persona_block(persona, lang), untrusted.data_note("data"), safety_block(persona), instruction]
     return "\n".join([*parts, closing_rules(persona)])
-
-
-def fan_message(state: ConversationState) -> str:
-    """The fan's current message (the last human message)."""
-    for message in reversed(state.get("messages", [])):
-        if isinstance(message, HumanMessage):
-            return str(message.content)
-    return ""
 
 
 def format_profile(profile: dict[str, Any]) -> str:

@@ -67,9 +67,6 @@ PROFILE_LABELS = {
 }
 FACT_LABEL = "the fan told you"
 
-# A message asking what you remember about the fan ("do you remember my name?", "내 생일 기억나?").
-RECALL_HINT = """The fan is asking what you remember about them: answer from these notes, as the fan's own ("your name is ...", "you told me ...", "네 이름은 ...", "네가 ...라고 했잖아"), never as yours."""
-
 CONVERSATION_BLOCK = """[CONVERSATION SO FAR]
 Summary of earlier turns:
 {summary}"""

@@ -355,38 +355,3 @@ def test_personal_questions_ask_for_the_remembered_facts_by_name(make_runtime) -
         draft({**state, "intent": "smalltalk"}, make_runtime())
     personal, small = (str(call["messages"][-1].content) for call in model.calls)
     assert prompts.PERSONAL_HINT.strip() in personal and prompts.PERSONAL_HINT.strip() not in small
-
-
-def test_a_recall_question_gets_the_reminder_to_answer_with_the_fans_own_facts(make_runtime) -> None:
-    """ "Do you remember my name?" is answered from the fan's notes, as theirs ("your name is ..."):
-    the reminder is there for such a question only, and only when there are notes to answer from."""
-    from personagraph.prompts.persona_chat import RECALL_HINT
-
-    store = InMemoryStore()
-    store.put(profile_namespace("fan1", "tiny"), "profile", {"name": "Minji", "facts": ["has a cat, Mochi"]})
-
-    def per_turn(message: str, lang: str = "en", store: Any = store) -> str:
-        chat = scripted("Hello!")
-        state: Any = {"messages": conversation("hello", "hi!", message), "lang": lang, "intent": "small_talk"}
-        with use_models({"chat": chat}):
-            draft(state, make_runtime(store=store))
-        return str(chat.calls[0]["messages"][-1].content)
-
-    for question, lang in [("Do you remember my name?", "en"), ("내 고양이 이름 기억나?", "ko"),
-                           ("What's my favourite song?", "en"), ("내 생일 언제였지?", "ko")]:  # fmt: skip
-        turn = per_turn(question, lang)
-        assert RECALL_HINT in turn and turn.index("- the fan's name: Minji") < turn.index(RECALL_HINT)
-    for other, lang in [("What did you have for lunch?", "en"), ("내 이름은 민지야!", "ko")]:
-        assert RECALL_HINT not in per_turn(other, lang)
-    assert RECALL_HINT not in per_turn("Do you remember my name?", store=InMemoryStore())  # no notes
-
-
-def test_recall_questions_in_korean_and_english() -> None:
-    from personagraph.personas.recall import asks_to_recall
-
-    asked = ["Do you remember my name?", "유나야, 내 이름 기억나?", "When is my birthday?", "내 최애 멤버 누구였지?",
-             "What did I tell you about my cat?", "나 누군지 알아?", "제 이름이 뭐예요?", "Did you forget my birthday?"]  # fmt: skip
-    told = ["My name is Minji", "내 이름은 서진이야.", "What is your favourite song?", "내일 뭐 할 거야?",
-            "Who is your favourite member?", "내가 좋아하는 노래는 Polaris야", "What did you have for lunch today?"]  # fmt: skip
-    assert [q for q in asked if not asks_to_recall(q)] == []
-    assert [q for q in told if asks_to_recall(q)] == []
