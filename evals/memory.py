@@ -64,9 +64,37 @@ def recalled(reply: str, expect_any: Sequence[str]) -> bool:
     return False
 
 
+# Which fact a scenario is about, from its id ("mem-08-pet-ko" -> "pet"); None when the id says nothing.
+_SCENARIO_KIND = re.compile(r"^mem-\d+-([a-z]+)-")
+_NAMING_KINDS = ("name", "nickname")
+
+
+def fact_kind(scenario: dict[str, Any]) -> str | None:
+    found = _SCENARIO_KIND.match(str(scenario.get("id", "")))
+    return found.group(1) if found else None
+
+
+def said_as_fan_name(reply: str, expect_any: Sequence[str]) -> bool:
+    """Whether the reply gives a fact as the fan's name ("your name is Kongi", "네 이름은 콩이야"):
+    for a pet, a city or a song that is a wrong answer, not a recall, whatever words it uses."""
+    spaced, _ = normalise(reply)
+    for expected in expect_any:
+        fact = re.escape(normalise(expected)[0])
+        if fact and re.search(
+            rf"\byour name(?:'s| is)\s+{fact}|\byou(?:'re| are)\s+{fact}"
+            rf"|(?<![가-힣])(?:네|너|니|너의|당신|당신의)\s*이름(?:은|이|는)\s*{fact}|(?<![가-힣])(?:넌|너는)\s*{fact}",
+            spaced,
+        ):
+            return True
+    return False
+
+
 def attributed(reply: str, scenario: dict[str, Any]) -> bool:
-    """The probe reply recalls the fact and says it to or about the fan, never as the persona's own."""
+    """The probe reply recalls the fact and says it to or about the fan, never as the persona's own,
+    and not as the fan's name when the fact is something else (the fan's pet, city, song ...)."""
     if not recalled(reply, scenario["expect_any"]):
+        return False
+    if fact_kind(scenario) not in (None, *_NAMING_KINDS) and said_as_fan_name(reply, scenario["expect_any"]):
         return False
     return attributed_mentions(reply, scenario["expect_any"], load_persona(scenario["persona_id"]))
 

@@ -605,3 +605,22 @@ def test_sigterm_stops_a_run_with_a_partial_report(data_dir: Path, tmp_path: Pat
         result = persona_eval.run(["--dataset", str(dataset), "--report-dir", str(tmp_path)], service=service)
     assert result["n"] == 1 and result["interrupted"] is True
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+
+
+@pytest.mark.parametrize(
+    ("scenario_id", "reply", "expect", "counted"),
+    [
+        ("mem-08-pet-ko", "네 이름은 콩이야. 엄청 귀여워!", ["콩이"], False),  # the cat's name as the fan's
+        ("mem-08-pet-ko", "네 고양이 이름은 콩이잖아, 별빛!", ["콩이"], True),
+        ("mem-07-pet-en", "Your name is Bori, recruit!", ["Bori"], False),
+        ("mem-07-pet-en", "Your dog is Bori, recruit!", ["Bori"], True),
+        ("mem-01-name-en", "Your name is Minji, Starlight!", ["Minji"], True),  # a name may be the fan's name
+    ],
+)
+def test_a_fact_given_as_the_fans_name_is_not_attributed(
+    scenario_id: str, reply: str, expect: list[str], counted: bool
+) -> None:
+    persona = "captain_haneul" if "Bori" in expect else "stella_yuna"
+    scenario = {"id": scenario_id, "persona_id": persona, "expect_any": expect}
+    assert memory_eval.recalled(reply, expect)
+    assert memory_eval.attributed(reply, scenario) is counted
