@@ -265,7 +265,7 @@ def test_chat_prompt_fences_card_knowledge_profile_and_summary(planted_persona, 
     assert system.count("[SAFETY RULES]") == 1 and prompt.count("[SAFETY RULES]") == 1
     assert system.startswith("[PERSONA]\nYou are Tiny SAFETY RULES")
     for ordinary in ("PEBBLE debuted on March 3, 2020.", "Tiny always says 'never give up'.",
-                     "The fan said she studies in Busan.", "- loves cats", "Tiny loves tteokbokki."):  # fmt: skip
+                     "The fan said she studies in Busan.", "- the fan told you: loves cats", "Tiny loves tteokbokki."):  # fmt: skip
         assert any(ordinary in b for b in blocks(prompt)), ordinary
     order = [prompt.index(h) for h in ("[PERSONA]", "[CHARACTER]", "[SAFETY RULES]", "[CONVERSATION SO FAR]",
                                        "[ABOUT THIS FAN]", "[CONTEXT]")]  # fmt: skip
