@@ -142,7 +142,7 @@ def resolve_follow_up(
     compare = cues["segment_comparison"] or _has_any(question, _COMPARE_MORE)
     if words.boundary:
         return _boundary_follow_up(
-            question, words, earlier_intent, earlier_segments, earlier_boundary, follows
+            question, words, cues, earlier_intent, earlier_segments, earlier_boundary, follows
         )
     if words.customers:
         if not follows and words.intent != "customer_lookup":
@@ -201,6 +201,7 @@ def resolve_follow_up(
 def _boundary_follow_up(
     question: str,
     words: KeywordGuess,
+    cues: dict[str, bool],
     earlier_intent: str,
     earlier_segments: list[str],
     earlier_boundary: str | None,
@@ -211,7 +212,6 @@ def _boundary_follow_up(
     if not follows:
         return None  # "Which loyal customers are close to VIP?" stands alone
     toward = str(words.boundary)
-    cues = intent_cues(question)
     own_intent = cues["message_drafting"] or cues["strategy"]
     intent = words.intent if own_intent or earlier_intent not in CARRIED_INTENTS else earlier_intent
     group = [s for s in words.segments if s != toward]
