@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,26 +58,49 @@ def embed_queries(texts: Sequence[str]) -> np.ndarray:
 _memo: dict[str, np.ndarray] = {}
 
 
-def embed_queries_cached(texts: Sequence[str]) -> np.ndarray:
-    """`embed_queries` for a fixed set (a training set): kept in-process per text and on disk per set
-    under the model cache, so a classifier retrains in a new process without re-embedding (about
-    7 ms a text on 2 cores). The file is keyed by the texts and the embedding model."""
-    from personagraph.serving.cache_files import keyed_cache_path, write_cache_file
-
-    path = keyed_cache_path("embeddings", "queries", ".npy", [E5EmbeddingFunction.name(), *texts])
+def _stored_set(path: Path, count: int) -> np.ndarray | None:
+    """The embeddings of a set kept at `path`, or None when absent or damaged (then recomputed)."""
     if path.exists():
         try:
             stored = np.load(path)
-            if stored.shape == (len(texts), DIMS):
-                _memo.update(zip(texts, stored, strict=True))
+            if stored.shape == (count, DIMS):
                 return stored
         except (OSError, ValueError):
-            pass  # a damaged cache file is recomputed and replaced
+            pass
+    return None
+
+
+def embed_queries_cached(texts: Sequence[str]) -> np.ndarray:
+    """`embed_queries` for a fixed set (a training set): kept in-process per text and on disk per set
+    under the model cache, so a classifier retrains in a new process without re-embedding (about
+    20 ms a text on 2 cores). The file is keyed by the texts and the embedding model."""
+    from personagraph.serving.cache_files import keyed_cache_path, write_cache_file
+
+    path = keyed_cache_path("embeddings", "queries", ".npy", [E5EmbeddingFunction.name(), *texts])
+    stored = _stored_set(path, len(texts))
+    if stored is not None:
+        _memo.update(zip(texts, stored, strict=True))
+        return stored
     missing = list(dict.fromkeys(t for t in texts if t not in _memo))
     _memo.update(zip(missing, embed_queries(missing), strict=True))
     result = np.stack([_memo[t] for t in texts]) if texts else np.zeros((0, DIMS), dtype=np.float32)
     if not missing:
         return result  # a subset of a set already embedded (cross-validation folds): no new file
+    write_cache_file(path, lambda out: np.save(out, result))
+    return result
+
+
+def embed_passages_cached(texts: Sequence[str]) -> np.ndarray:
+    """`embed_passages` for a persona's documents, kept on disk per set under the model cache: the
+    same knowledge indexed again into another Chroma (a new home, a Chroma server, a replica's
+    setup) takes a second instead of about 40."""
+    from personagraph.serving.cache_files import keyed_cache_path, write_cache_file
+
+    path = keyed_cache_path("embeddings", "passages", ".npy", [E5EmbeddingFunction.name(), *texts])
+    stored = _stored_set(path, len(texts))
+    if stored is not None:
+        return stored
+    result = embed_passages(texts)
     write_cache_file(path, lambda out: np.save(out, result))
     return result
 

@@ -21,7 +21,12 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 
-from personagraph.memory.embeddings import E5EmbeddingFunction, embed_query, token_count
+from personagraph.memory.embeddings import (
+    E5EmbeddingFunction,
+    embed_passages_cached,
+    embed_query,
+    token_count,
+)
 from personagraph.serving.settings import Settings, get_settings
 
 CHUNK_TOKENS = 200  # about a retrieved document's share of the draft prompt's context budget
@@ -129,8 +134,10 @@ def index_documents(
     *,
     max_tokens: int = CHUNK_TOKENS,
     overlap: int = CHUNK_OVERLAP,
+    cache_embeddings: bool = False,
 ) -> int:
-    """Chunk and upsert documents; ids are content hashes, so re-indexing is idempotent."""
+    """Chunk and upsert documents; ids are content hashes, so re-indexing is idempotent. With
+    `cache_embeddings` the chunks' embeddings are kept on disk (`embed_passages_cached`)."""
     ids: list[str] = []
     texts: list[str] = []
     metadatas: list[dict[str, Any]] = []
@@ -140,11 +147,13 @@ def index_documents(
             ids.append(hashlib.sha1(f"{source}\x00{i}\x00{chunk}".encode()).hexdigest())
             texts.append(chunk)
             metadatas.append({**doc.metadata, "chunk": i})
+    vectors = embed_passages_cached(texts) if cache_embeddings and texts else None
     for start in range(0, len(ids), 64):
         collection.upsert(
             ids=ids[start : start + 64],
             documents=texts[start : start + 64],
             metadatas=metadatas[start : start + 64],  # type: ignore[arg-type]
+            embeddings=None if vectors is None else vectors[start : start + 64],
         )
     return len(ids)
 

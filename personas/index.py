@@ -78,7 +78,7 @@ def _rebuild(client: ClientAPI, name: str, documents: list[Document], stamp: str
             return collection
         client.delete_collection(name)
     collection = get_collection(client, name)
-    index_documents(collection, documents)
+    index_documents(collection, documents, cache_embeddings=True)  # re-indexed elsewhere: vectors reused
     # Stamped only after indexing finished, so an interrupted build is redone next time.
     collection.modify(metadata={"fingerprint": stamp})
     return collection

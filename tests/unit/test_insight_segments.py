@@ -91,6 +91,7 @@ def test_scorer_keeps_scoring_during_refits() -> None:
                 assert len(scorer.score(raw[:50])) == 50
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
+            stop.wait(0.001)  # a tight loop would hold the GIL and starve the refits (minutes in CI)
 
     thread = threading.Thread(target=score_forever)
     thread.start()

@@ -150,7 +150,7 @@ def test_bad_training_line_is_named() -> None:
 
 
 def test_classifier_trains_deterministically_on_every_training_file(data_dir) -> None:
-    examples = load_training_examples()[::4]  # every file contributes; a quarter keeps it quick
+    examples = load_training_examples()[::10]  # every file (40+ lines) contributes; a tenth keeps it quick
     assert {p.name for p in train_paths()} >= {"train.jsonl", "train_more.jsonl"}
     first = fit(examples)
     second = fit(examples)
