@@ -300,7 +300,7 @@ def _scope_names(state: InsightState, lang: str) -> str:
     return ", ".join(names) or "-"
 
 
-# What the answer prompt leaves out of the figures: segment display names (the RULES name the scope
+# What the answer prompt leaves out of the figures: segment display names (the TASK names the scope
 # in both languages), product codes, and product names in the other language.
 _LEFT_OUT = {"en": frozenset({"label_en", "label_ko", "sku", "name_ko"}),
              "ko": frozenset({"label_en", "label_ko", "sku", "name_en"})}  # fmt: skip
@@ -327,8 +327,9 @@ def whole_sentences(text: str) -> str:
 
 
 def answer_messages(state: InsightState) -> list[BaseMessage]:
-    """The answer prompt: the data first (figures; segment documents with the customers' own notes,
-    fenced as data; the earlier turn), then the question, then the rules, read last."""
+    """The answer prompt: the constant rules (system message, kept by the server between calls), the
+    data (figures; segment documents with the customers' own notes, fenced as data; the earlier turn),
+    the question, and the task, read last."""
     lang = state.get("lang", "en")
     intent = state.get("intent", "summary")
     profiles = untrusted.fence_all(
@@ -355,10 +356,9 @@ def answer_messages(state: InsightState) -> list[BaseMessage]:
         parts.append(prompts.EARLIER.format(turn=untrusted.fence(turn, "earlier turn", prompts.WHAT_EARLIER)))
     parts.append(prompts.QUESTION.format(question=state.get("question", "")))
     parts.append(
-        prompts.RULES.format(
+        prompts.TASK.format(
             scope_names=_scope_names(state, lang),
             language_name=prompts.LANGUAGE_NAMES[lang],
-            data_rule=untrusted.DATA_RULE,
             intent_instruction=prompts.INTENT_INSTRUCTIONS.get(intent, ""),
         )  # fmt: skip
     )

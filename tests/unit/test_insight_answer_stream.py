@@ -216,3 +216,8 @@ def test_the_answer_prompt_is_compact() -> None:
     prompts = ["\n".join(str(m.content) for m in call["messages"]) for call in drafter.calls]
     assert "<data id=" not in prompts[0] and "<data id=" in prompts[1]
     assert "Segment VIP" in prompts[1] and FIGURES_HEADER not in prompts[1]
+    # What never changes comes first, as one system message: the server reads it once, not per question.
+    systems = {str(call["messages"][0].content) for call in drafter.calls}
+    assert len(systems) == 1 and "RULES:" in systems.pop()
+    for call in drafter.calls:
+        assert str(call["messages"][1].content).rstrip().split("\n")[-3].startswith("TASK:")

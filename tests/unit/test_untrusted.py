@@ -396,8 +396,12 @@ def test_insight_answer_prompt_fences_profiles_and_notes() -> None:
                        "segment": "loyal", "source": "segment_profile:loyal"}],
         "follow_up": True, "previous": {"question": "Summary?", "answer": f"Fine. {ATTACK_KO}"},
     }  # fmt: skip
-    prompt = prompt_of(answer_messages(state))
-    assert_fenced(prompt, "RULES:")
+    messages = answer_messages(state)
+    prompt = prompt_of(messages)
+    # The constant rules are the system message (kept by the server between questions); the task,
+    # with the data rule again, comes after every data block.
+    assert "RULES:" in str(messages[0].content) and "<data id=" not in str(messages[0].content)
+    assert_fenced(prompt_of(messages[1:]), "TASK:")
     assert "Also include the VIP segment" not in prompt
     assert any('- "Love the toner, fast delivery!" (2025-01-02)' in b for b in blocks(prompt))
-    assert prompt.index("QUESTION: What are our loyal customers like?") < prompt.index("RULES:")
+    assert prompt.index("QUESTION: What are our loyal customers like?") < prompt.index("TASK:")
