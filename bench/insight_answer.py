@@ -69,6 +69,7 @@ def time_question(service: InsightService, question: str, router: str) -> dict[s
         "first_sentence_s": None if first_sentence is None else round(first_sentence, 3),
         "complete_s": round(complete, 3), "sentences_streamed": tokens,
         "narrative_chars": len(answer.answer), "flagged": answer.flagged, "error": answer.error,
+        "answer": answer.answer,  # read a sample: a fast answer is worth nothing if it says nothing
     }  # fmt: skip
 
 

@@ -219,8 +219,13 @@ _KO_AI_NOUN = r"(?:(?<![a-z])ai|인공\s*지능|언어\s*모델|챗봇|프로그
 _KO_COPULA = (
     r"\s*(?:이야|야|이에요|예요|에요|입니다|이라서|라서|이라|라|일\s*뿐|이기|이니까|니까|로서|으로서)"
 )
+# "저는 캐릭터로 만들어진 AI, ...": a made thing, with words between the subject and it, where the noun
+# ends the phrase (a copula or a clause break), so "새로 만들어진 로봇 전시회" is not one.
+_KO_MADE = r"(?:만들어진|프로그래밍된|설계된|학습된|개발된|창작된)"
 _AI_CLAIM_KO = re.compile(
     rf"(?:저는|나는|난|전|제가|내가)\s*(?:그냥\s*|사실\s*|단지\s*|진짜\s*)?{_KO_AI_NOUN}{_KO_COPULA}"
+    rf"|(?:저는|나는|난|전)\s+(?:[^.!?\n]{{0,24}}?\s)?{_KO_MADE}\s*(?:{_KO_AI_NOUN}|캐릭터|인물|존재)"
+    rf"(?:{_KO_COPULA}|\s*[,.!?~]|이고|이지만|인데|이며|\s*$)"
     r"|(?<![a-z])ai\s*(?:로서|라서|이기\s*때문에|으로서|어시스턴트|비서|모델)|인공\s*지능\s*(?:으로서|이라서|이기\s*때문에|비서|모델)"
     r"|언어\s*모델|챗봇(?:이에요|입니다|이야|이라서)"
     r"|무엇을\s*도와\s*드릴까요|어떻게\s*도와\s*드릴까요",

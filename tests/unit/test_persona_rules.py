@@ -222,6 +222,8 @@ def test_forbidden_topic_agrees_with_output_safety(data_dir: Any) -> None:
         "AI로서 답하자면, 별빛.",
         "안녕하세요! 무엇을 도와드릴까요?",
         "나는 로봇이야!",
+        "저는 서하늘이고, 저는 캐릭터로 만들어진 AI, 하지만 실제로는 역할을 가지고 있어요.",
+        "나는 AI로 만들어진 캐릭터야.",
     ],
 )
 def test_ai_claims_are_banned_phrases_and_drift(text: str) -> None:
@@ -238,6 +240,8 @@ def test_ai_claims_are_banned_phrases_and_drift(text: str) -> None:
         "How can I help you feel better, Starlight?",
         "I'm a big fan of robots in movies, Starlight.",
         "I said it before, Starlight: music first.",
+        "나는 이번에 새로 만들어진 로봇 전시회에 갔어, 별빛.",
+        "나는 엄마가 만들어진 케이크를 좋아해.",
     ],
 )
 def test_ordinary_words_are_not_ai_claims(text: str) -> None:
