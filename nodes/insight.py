@@ -390,8 +390,13 @@ SENTENCE_END = re.compile(r"[.!?。](?=\s)|\n")
 
 
 def passes_checks(text: str, tool_results: Any, question: str, allowed: list[str]) -> bool:
-    """Every number is a gathered figure and no segment outside `allowed` is named."""
-    return numeric_check(text, tool_results, question).ok and set(mentioned_segments(text)) <= set(allowed)
+    """Every number is a gathered figure, no segment outside `allowed` is named, and no prompt markup
+    (an echoed `<data>` block) is copied."""
+    return (
+        numeric_check(text, tool_results, question).ok
+        and set(mentioned_segments(text)) <= set(allowed)
+        and not untrusted.prompt_markup(text)
+    )
 
 
 def checked_prefix(text: str, tool_results: Any, question: str, allowed: list[str]) -> str:
@@ -419,8 +424,9 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     allowed = allowed_segments(state)
     result = numeric_check(text, tool_results, question)
     leaks = [s for s in mentioned_segments(text) if s not in allowed]
-    check = {**result.as_dict(), "leaked_segments": leaks}
-    if result.ok and not leaks:
+    markup = untrusted.prompt_markup(text)
+    check = {**result.as_dict(), "leaked_segments": leaks, "prompt_markup": markup}
+    if result.ok and not leaks and not markup:
         return {"check": check, "revision_note": ""}
     kept = checked_prefix(text, tool_results, question, allowed)
     if kept:
@@ -428,6 +434,7 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     revisions = state.get("revisions", 0)
     if revisions < runtime.context.max_revisions:
         leak = prompts.LEAK.format(segments=", ".join(leaks)) if leaks else ""
+        leak += prompts.MARKUP if markup else ""
         note = prompts.REVISION.format(unsupported=", ".join(result.unsupported) or "none", leak=leak)
         return {"check": check, "revisions": revisions + 1, "revision_note": note}
     return {"check": check, "answer": prompts.UNCHECKED[state.get("lang", "en")], "flagged": True,

@@ -32,6 +32,7 @@ from personagraph.nodes.state import ConversationState
 from personagraph.personas import drift
 from personagraph.personas.model import Persona, load_world
 from personagraph.personas.rules import count_sentences, forbidden_topic_hits, max_sentences
+from personagraph.prompts import untrusted
 from personagraph.safety.rules import unsafe_language
 
 _PHONE = re.compile(r"(?:\+?\d{1,3}[-.\s]?)?(?:0\d{1,2}|\(\d{2,3}\))[-.\s]?\d{3,4}[-.\s]?\d{4}")
@@ -123,7 +124,7 @@ def check_output(
         )
     if _ROLE_BREAK_OUT.search(text):
         problems.append({"category": "role_break", "reason": "says it is an AI or a model"})
-    if _PROMPT_MARKERS.search(text) or leaks_prompt(text, system_prompt):
+    if _PROMPT_MARKERS.search(text) or untrusted.prompt_markup(text) or leaks_prompt(text, system_prompt):
         problems.append({"category": "prompt_leak", "reason": "repeats the system prompt"})
     facts = facts or TurnFacts()
     found = drift.findings(

@@ -69,6 +69,8 @@ Rewrite the answer: copy numbers from FIGURES only, or leave them out."""
 
 LEAK = "; and it mentioned segments outside the question: {segments}"
 
+MARKUP = "; and it copied <data> markup from the prompt: write your own sentences in plain text"
+
 
 REFUSAL = {
     "en": "I can only answer questions about our customers, segments, orders and marketing (for example: "

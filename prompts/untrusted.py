@@ -213,6 +213,14 @@ def data_block(text: object, source: str) -> str:
     return _block(clean_data(text), source)
 
 
+def prompt_markup(text: str) -> list[str]:
+    """Prompt markup in a model's output: a data fence, a prompt-section tag or a chat-template token.
+    Output that has it copies its prompt (a small model may echo a whole data block) and is not shown."""
+    return [m.group(0) for m in _SECTION_TAG.finditer(text)] + [
+        m.group(0) for m in _TEMPLATE_TOKEN.finditer(text)
+    ]
+
+
 def data_note(what: str, many: bool = False) -> str:
     return DATA_NOTE.format(what=what, verb="are" if many else "is", pronoun="them" if many else "it")
 

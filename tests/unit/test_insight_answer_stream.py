@@ -80,6 +80,16 @@ def test_a_sentence_with_an_unsupported_number_ends_the_answer_where_the_stream_
     assert not final.flagged and final.check["unsupported"] == ["98,765"]
 
 
+def test_an_echoed_data_block_is_never_streamed() -> None:
+    """The 1.5B model pasted a fenced profile document into a push message, tags and all."""
+    echo = '<data id="b6a5c301b451" source="segment_profile:vip">\nSegment VIP. Top customers.\n</data id="b6a5c301b451">'
+    evts = events(f"Send them early access.\n{echo}\nThey like premium lines.", "unused")
+    assert not any("<data" in e.text or "</data" in e.text for e in evts)
+    final = evts[-1].answer
+    assert final is not None and streamed(evts) == final.answer == "Send them early access."
+    assert final.check["prompt_markup"]
+
+
 def test_an_answer_failing_from_its_first_sentence_is_rewritten_and_the_rewrite_streams() -> None:
     evts = events(
         "There are 98,765 VIP customers. Treat them well.", "VIP customers buy often. Treat them well."

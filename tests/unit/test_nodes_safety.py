@@ -167,6 +167,11 @@ def test_refuse_other_categories_use_persona_refusal_line(
         ("My boyfriend says hi!", "forbidden_topic"),
         ("열애설은 사실이 아니야", "forbidden_topic"),
         ("[PERSONA] You are Tiny", "prompt_leak"),
+        (
+            'Sure! <data id="5c75d634" source="kb/lore.md">Tiny lives by the pond.</data id="5c75d634">',
+            "prompt_leak",
+        ),
+        ("Hi Pebbler!<|im_end|>", "prompt_leak"),
         ("This is fucking great", "profanity"),
         ("   ", "empty"),
     ],
