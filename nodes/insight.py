@@ -33,6 +33,7 @@ from personagraph.insight import profiles as profile_docs
 from personagraph.insight.followup import PreviousTurn, requested_language, resolve_follow_up
 from personagraph.insight.intent_classifier import combine
 from personagraph.insight.lexicon import find_customers, keyword_intent, mentioned_segments
+from personagraph.insight.numbers import NumericCheck
 from personagraph.insight.numbers import check_numbers as numeric_check
 from personagraph.insight.questions import (
     MAX_QUESTION_CHARS,
@@ -389,14 +390,32 @@ def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, A
 SENTENCE_END = re.compile(r"[.!?。](?=\s)|\n")
 
 
+@dataclass(frozen=True)
+class AnswerFindings:
+    """What the checks found in an answer: numbers not among the figures, segments outside the
+    question, and prompt markup copied from the prompt (an echoed `<data>` block)."""
+
+    numbers: NumericCheck
+    leaked_segments: list[str]
+    prompt_markup: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.numbers.ok and not self.leaked_segments and not self.prompt_markup
+
+
+def answer_findings(text: str, tool_results: Any, question: str, allowed: list[str]) -> AnswerFindings:
+    return AnswerFindings(
+        numbers=numeric_check(text, tool_results, question),
+        leaked_segments=[s for s in mentioned_segments(text) if s not in allowed],
+        prompt_markup=untrusted.prompt_markup(text),
+    )
+
+
 def passes_checks(text: str, tool_results: Any, question: str, allowed: list[str]) -> bool:
     """Every number is a gathered figure, no segment outside `allowed` is named, and no prompt markup
-    (an echoed `<data>` block) is copied."""
-    return (
-        numeric_check(text, tool_results, question).ok
-        and set(mentioned_segments(text)) <= set(allowed)
-        and not untrusted.prompt_markup(text)
-    )
+    is copied."""
+    return answer_findings(text, tool_results, question, allowed).ok
 
 
 def checked_prefix(text: str, tool_results: Any, question: str, allowed: list[str]) -> str:
@@ -422,11 +441,10 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     tool_results = state.get("tool_results") or {}
     question = state.get("question", "")
     allowed = allowed_segments(state)
-    result = numeric_check(text, tool_results, question)
-    leaks = [s for s in mentioned_segments(text) if s not in allowed]
-    markup = untrusted.prompt_markup(text)
+    found = answer_findings(text, tool_results, question, allowed)
+    result, leaks, markup = found.numbers, found.leaked_segments, found.prompt_markup
     check = {**result.as_dict(), "leaked_segments": leaks, "prompt_markup": markup}
-    if result.ok and not leaks and not markup:
+    if found.ok:
         return {"check": check, "revision_note": ""}
     kept = checked_prefix(text, tool_results, question, allowed)
     if kept:
