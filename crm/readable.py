@@ -19,10 +19,10 @@ review keywords with a broken syllable and nothing for the reader to do).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
+
+from personagraph.serving.language import korean_morphemes
 
 BROKEN_SCORE = -20.0  # Kiwi's score per syllable below which a lone noun is a broken word
 KEYWORD_ITEMS = 4  # separated items in one sentence without a predicate that make a keyword list
@@ -61,19 +61,9 @@ finishes lock locks balance balances support supports boost boosts order buy sig
 _VERBS_EN = frozenset(_VERB_WORDS.split())
 _VERB_SUFFIX_EN = re.compile(r"^[a-z]+(?:ed|ize|izes|ise|ises|ify|ifies)$|n't$|'(?:s|re|ll|ve|d|m)$")
 
-_lock = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _kiwi() -> Any:
-    from kiwipiepy import Kiwi
-
-    return Kiwi()
-
 
 def _tokens(text: str) -> list[Any]:
-    with _lock:  # one Kiwi per process; its tokenizer is not documented as thread-safe
-        return list(_kiwi().tokenize(text))
+    return korean_morphemes(text)
 
 
 def _lines(text: str) -> list[str]:

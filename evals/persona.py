@@ -207,13 +207,14 @@ def drift_findings(
     the documents the turn retrieved (the same detectors as the chat's output check)."""
     said = [*case.get("before", []), case["message"]]
     facts = [fact for text in said for fact in drift.facts_from_text(text)] + drift.mentioned_kinds(said[-1])
-    allowed = drift.persona_vocabulary(persona, load_world(persona.id)) | drift.vocabulary(*said)
-    allowed |= drift.vocabulary(*documents, names_only=True)
+    persona_words = drift.persona_vocabulary(persona, load_world(persona.id))
+    allowed = persona_words | drift.vocabulary(*said) | drift.vocabulary(*documents, names_only=True)
     return drift.findings(
         reply,
         persona,
         case["lang"],
         fan_facts=facts,
+        fan_statements=drift.fan_statements(said, ignore=persona_words),
         documents=documents,
         allowed=allowed,
         other_names=other_names,

@@ -22,7 +22,7 @@ from personagraph.nodes.state import ConversationState
 from personagraph.personas.model import Persona, load_persona
 from personagraph.prompts import persona_chat as prompts
 from personagraph.prompts import untrusted
-from personagraph.serving.language import Lang, script_drift
+from personagraph.serving.language import Lang, language_drift
 from personagraph.serving.models import stream_text
 
 
@@ -218,7 +218,7 @@ def draft(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, 
 
     first = _write_through(gate(state.get("shown", "")), ctx, messages)
     text, shown = first.finish(), first.shown
-    if script_drift(text, lang):
+    if language_drift(text, lang):
         hint = "한국어로만 답해 주세요." if lang == "ko" else "Use English only."
         retry = [*messages, AIMessage(content=text),
                  HumanMessage(content=prompts.LANGUAGE_RETRY.format(language_name=prompts.LANGUAGE_NAMES[lang], hint=hint))]  # fmt: skip

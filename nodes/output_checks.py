@@ -54,10 +54,12 @@ FACT_MESSAGES = 20
 class TurnFacts:
     """What the drift checks know about a turn: the language of the fan's current message, the fan's
     facts (profile and messages), the retrieved documents, the Latin names a Korean reply may use, and
-    what the reply must not repeat (the fan's message and the persona's previous reply)."""
+    what the reply must not repeat (the fan's message and the persona's previous reply); the fan's
+    statements about themselves in any words (`drift.fan_statements`)."""
 
     lang: str | None = None
     fan_facts: tuple[drift.FanFact, ...] = ()
+    fan_statements: tuple[drift.FanStatement, ...] = ()
     documents: tuple[str, ...] = ()
     allowed: frozenset[str] = field(default_factory=frozenset)
     echoes: tuple[str, ...] = ()
@@ -76,12 +78,14 @@ def turn_facts(
     if said:  # "do you remember my birthday?": a reply must not answer with "my birthday is ..."
         facts += drift.mentioned_kinds(said[-1])
     documents = tuple(str(doc.get("text", "")) for doc in state.get("retrieved") or [])
+    persona_words = drift.persona_vocabulary(persona, load_world(persona.id))
+    statements = drift.fan_statements(said, (profile or {}).get("facts") or [], persona_words)
     allowed = (
-        drift.persona_vocabulary(persona, load_world(persona.id))
+        persona_words
         | drift.vocabulary(*said)
         | drift.vocabulary(*documents, *(str(v) for v in (profile or {}).values()), names_only=True)
     )
-    return TurnFacts(state.get("lang"), tuple(facts), documents, allowed, _echoes(state))
+    return TurnFacts(state.get("lang"), tuple(facts), tuple(statements), documents, allowed, _echoes(state))
 
 
 def _echoes(state: ConversationState) -> tuple[str, ...]:
@@ -132,6 +136,7 @@ def check_output(
         persona,
         facts.lang,
         fan_facts=facts.fan_facts,
+        fan_statements=facts.fan_statements,
         documents=facts.documents,
         allowed=facts.allowed,
         echoes=facts.echoes,

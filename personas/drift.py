@@ -38,7 +38,7 @@ from typing import Any
 
 from personagraph.personas.model import Persona
 from personagraph.personas.rules import ai_claims, identity_breaks, split_sentences
-from personagraph.serving.language import detect_language
+from personagraph.serving.language import detect_language, korean_morphemes, other_latin_language
 
 CATEGORIES = (
     "wrong_language",
@@ -232,6 +232,103 @@ def own_facts(persona: Persona) -> set[str]:
     if persona.name_ko and len(persona.name_ko) == 3:
         names.add(persona.name_ko[1:])
     return {n.casefold() for n in names if n}
+
+
+# --- what the fan said about themselves, in any words --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FanStatement:
+    """Something the fan said about themselves ("I only drink hot chocolate with cinnamon", "저 3월
+    14일에 자격시험 봐요", a profile note): its content words, and the specific ones among them
+    (numbers and names), for `statement_claims`."""
+
+    text: str
+    words: frozenset[str]
+    specific: frozenset[str]
+
+
+# A reply sentence in the first person that shares this many content words with one of the fan's
+# statements gives it as the persona's own; two are enough when one of them is specific (a date, a
+# number, a name, a Korean noun): "I'm tired from work today" may answer "I'm tired from practice
+# today", but "내 시험 날짜는 3월 14일이야" takes the fan's exam.
+STATEMENT_SHARED_WORDS = 3
+STATEMENT_SHARED_WITH_SPECIFIC = 2
+# Korean verb and adjective stems too common to say what a statement is about.
+_KO_COMMON_STEMS = frozenset({"하", "있", "없", "되", "보", "가", "오", "주", "않", "같", "알", "말", "싶"})
+_KO_CONTENT_TAGS = ("NNG", "NNP", "SL", "SN", "VV", "VA", "XR")
+_KO_SPECIFIC_TAGS = ("NNG", "NNP", "SL", "SN")
+_MONTHS = frozenset(
+    ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+     "november", "december")
+)  # fmt: skip
+
+
+def _content_words(text: str, ignore: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(content words, specific words) of a text: Kiwi's nouns, stems, numbers and Latin words for
+    Korean; words that are not stop words for English (a plural's s dropped). Words in `ignore`
+    (the persona's own names: its songs, places, crew) say nothing about the fan."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    words: set[str] = set()
+    specific: set[str] = set()
+    if _HANGUL.search(text):
+        for token in korean_morphemes(text):
+            form = _fold(token.form)
+            if token.tag in _KO_CONTENT_TAGS and form not in _KO_COMMON_STEMS and form not in ignore:
+                words.add(form)
+                if token.tag in _KO_SPECIFIC_TAGS:
+                    specific.add(form)
+    for match in re.finditer(r"[A-Za-z0-9]+", text.replace("'s ", " ")):
+        raw = match.group(0)
+        word = raw.casefold()
+        if word in ENGLISH_STOP_WORDS or word in ignore or (len(word) < 3 and not word.isdigit()):
+            continue
+        word = word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+        words.add(word)
+        if word.isdigit() or word in _MONTHS or (raw[0].isupper() and match.start() > 0):
+            specific.add(word)
+    return frozenset(words), frozenset(specific)
+
+
+def fan_statements(
+    messages: Iterable[str], notes: Iterable[str] = (), ignore: frozenset[str] = frozenset()
+) -> list[FanStatement]:
+    """The fan's sentences about themselves (a first-person word: "I", "my", "나", "제") from their
+    messages, and every profile note (all about the fan), with their content words."""
+    texts = [s for m in messages for s in split_sentences(m) if _speaks_of_self(s)]
+    texts += [" ".join(str(n).split()) for n in notes if str(n).strip()]
+    found = []
+    for text in texts:
+        words, specific = _content_words(text, ignore)
+        if len(words) >= STATEMENT_SHARED_WITH_SPECIFIC:
+            found.append(FanStatement(text, words, specific))
+    return found
+
+
+def _speaks_of_self(sentence: str) -> bool:
+    return bool(_FIRST_PERSON_EN.search(sentence) or _FIRST_PERSON_KO.search(sentence + " "))
+
+
+def statement_claims(text: str, statements: Sequence[FanStatement]) -> list[FanStatement]:
+    """The fan's statements a reply repeats as the persona's own: a first-person sentence, not said
+    to the fan ("your", "you said") nor agreeing ("me too", "나도"), sharing enough content words
+    with the statement (see STATEMENT_SHARED_WORDS)."""
+    claimed: list[FanStatement] = []
+    for sentence in split_sentences(text) or [text]:
+        if not _speaks_of_self(sentence):
+            continue
+        if _SECOND_PERSON.search(sentence) or _REPORTED.search(sentence) or _AGREEMENT.search(sentence):
+            continue
+        words, _ = _content_words(sentence, frozenset())
+        for statement in statements:
+            shared = words & statement.words
+            enough = len(shared) >= STATEMENT_SHARED_WORDS or (
+                len(shared) >= STATEMENT_SHARED_WITH_SPECIFIC and bool(shared & statement.specific)
+            )
+            if enough and statement not in claimed:
+                claimed.append(statement)
+    return claimed
 
 
 # --- who a sentence is about -------------------------------------------------------------------------
@@ -535,12 +632,15 @@ def language_undecided(text: str, lang: str | None) -> bool:
 
 def _other_language(text: str, lang: str) -> bool:
     """Written in the other language (Chinese or Japanese inside the right language is a mixed
-    script, reported as such): Korean without Hangul, or mostly the other language's letters."""
+    script, reported as such): Korean without Hangul, mostly the other language's letters, or for an
+    English fan another Latin-script language (Spanish, French, ...)."""
     if not _letters(text):
         return False
     if lang == "ko" and not _HANGUL.search(text):
         return True
-    return detect_language(text) != lang
+    if detect_language(text) != lang:
+        return True
+    return lang == "en" and other_latin_language(text) is not None
 
 
 def findings(
@@ -549,6 +649,7 @@ def findings(
     lang: str | None = None,
     *,
     fan_facts: Iterable[FanFact] = (),
+    fan_statements: Sequence[FanStatement] = (),
     documents: Sequence[str] = (),
     allowed: frozenset[str] = frozenset(),
     other_names: Iterable[str] = (),
@@ -567,6 +668,15 @@ def findings(
     for fact in fan_fact_claims(text, fan_facts, persona):
         what = f"{fact.kind} ({fact.value})" if fact.value else fact.kind
         found.append(("claims_fan_fact", f"it says the fan's {what} as your own; it is the fan's"))
+    if not any(category == "claims_fan_fact" for category, _ in found):
+        for statement in statement_claims(text, fan_statements)[:1]:
+            found.append(
+                (
+                    "claims_fan_fact",
+                    f"it says what the fan told you about themselves ({_quoted([statement.text])}) as"
+                    " your own; it is the fan's",
+                )
+            )
     if phrases := assistant_refusals(text):
         found.append(
             ("assistant_refusal", f"it refuses like an assistant ({_quoted(phrases)}), not in character")

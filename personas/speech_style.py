@@ -17,18 +17,15 @@ change only when the reply is still off the persona's level without them.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
 
 from personagraph.personas.model import Persona
 from personagraph.personas.rules import check_speech
+from personagraph.serving.language import KIWI_LOCK, korean_analyzer
 
 Level = Literal["banmal", "jondaemal"]
 Morph = tuple[str, str]
-
-_lock = threading.Lock()
 
 # Sentence-final endings (Kiwi EF forms) per level. Anything else ending in 요 is 존댓말 ("ᆯ게요").
 _TO_BANMAL = {
@@ -102,13 +99,6 @@ _COURTESY = ("감사", "고맙", "죄송", "미안", "고마워요", "고마워"
 _COPULAS = ("VCP", "VCN")
 
 
-@lru_cache(maxsize=1)
-def _kiwi() -> Any:
-    from kiwipiepy import Kiwi
-
-    return Kiwi()
-
-
 @dataclass(frozen=True)
 class _Token:
     form: str
@@ -124,14 +114,14 @@ _POLITE_TAIL = ("요", "니다", "니까", "죠")
 def _analyse(text: str) -> list[_Token]:
     """Kiwi's morphemes of `text`. A polite predicate that Kiwi takes for a proper noun before a
     name ("반갑습니다, 조약돌!", "고마워요 별빛!") is analysed again on its own."""
-    kiwi = _kiwi()
-    with _lock:
+    kiwi = korean_analyzer()
+    with KIWI_LOCK:
         tokens = kiwi.tokenize(text)
     out: list[_Token] = []
     for t in tokens:
         word = (t.sent_position, t.word_position)
         if t.tag == "NNP" and t.form.endswith(_POLITE_TAIL):
-            with _lock:
+            with KIWI_LOCK:
                 again = [m for m in kiwi.tokenize(t.form + ".") if m.tag != "SF"]
             if any(m.tag == "EF" for m in again):
                 out.extend(_Token(m.form, m.tag, t.start, t.start + t.len, word) for m in again)
@@ -276,8 +266,8 @@ def _rebuild(text: str, tokens: list[_Token], morphs: list[Morph], changed: list
         begin = min(tokens[i].start for i in indices)
         end = max(tokens[i].end for i in indices)
         kept = [morphs[i] for i in indices if morphs[i][0]]
-        with _lock:
-            joined = _kiwi().join(kept) if kept else ""
+        with KIWI_LOCK:
+            joined = korean_analyzer().join(kept) if kept else ""
         edits.append((begin, end, joined))
     for begin, end, joined in sorted(edits, reverse=True):
         text = text[:begin] + joined + text[end:]

@@ -90,7 +90,7 @@ SPEECH_HINT_JONDAE = " 정중한 존댓말로 답해 주세요."
 
 # Added when the router says the fan is asking about themselves (small models answer "yes, I remember!"
 # without saying what).
-PERSONAL_HINT = """ The fan is asking about themselves: say the exact facts you know from [ABOUT THIS FAN] and [CONTEXT] (for example their name), naming them explicitly."""
+PERSONAL_HINT = """ The fan is asking about themselves: say the exact facts you know from [ABOUT THIS FAN] and [CONTEXT] (for example their name), naming them explicitly and as theirs, to them ("your ...", in Korean "네 ..."), never as yours ("my ...", "내 ...")."""
 
 REVISION_INSTRUCTION = """Your previous draft was rejected: {reason}. Write a new reply that fixes this."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from personagraph.serving.language import detect_language, script_drift
+from personagraph.serving.language import detect_language, language_drift, script_drift
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,21 @@ def test_detect_language(text: str, expected: str) -> None:
 )
 def test_script_drift(text: str, expected: str, drift: bool) -> None:
     assert script_drift(text, expected) is drift  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "drift"),
+    [
+        # Seen in the memory eval: an English fan got Spanish.
+        ("Hola, Arin! Soy Haneul Seo, el capitán de la nave Mireu. Mi nombre es Haneul Seo.", "en", True),
+        ("Bonjour mon ami, comment ça va aujourd'hui?", "en", True),
+        ("Olá Arin, bem-vindo à nave, meu amigo!", "en", True),
+        ("I remember your name, Arin. Welcome aboard the Mireu, crew member!", "en", False),
+        ("good night starlight, sleep well and dream of the Lighthouse tour", "en", False),
+        ("Hola, Arin!", "en", False),  # too short to name a language: not drift
+        ("Hola, Arin! Soy Haneul Seo, el capitán de la nave Mireu.", "ko", True),  # no Hangul
+        ("오늘도 고마워, 별빛!", "ko", False),
+    ],
+)
+def test_language_drift(text: str, expected: str, drift: bool) -> None:
+    assert language_drift(text, expected) is drift  # type: ignore[arg-type]

@@ -161,6 +161,8 @@ def test_attributed_mentions(reply: str, expect: list[str], persona: Any, attrib
         ("준비됐다. 벽 두 번 두드리고 간다. 모두 しっかり 붙잡아라, 신입.", HANEUL, "ko", "mixed_script"),
         ("오늘 정말 happy한 하루였어 ✨", YUNA, "ko", "mixed_script"),
         ("Hello Starlight! Today I practised all day.", YUNA, "ko", "wrong_language"),
+        # Seen in the memory eval: a Latin-script language that is not English.
+        ("¡Hola, Arin! Soy la capitana de la nave y tengo muchas historias.", HANEUL, "en", "wrong_language"),
     ],
 )
 def test_breaks_a_fan_would_notice(reply: str, persona: Any, lang: str, category: str) -> None:
@@ -247,7 +249,7 @@ def test_wrong_language_waits_for_enough_letters_in_a_prefix() -> None:
 
 
 def test_check_output_reports_drift_with_the_turns_facts() -> None:
-    facts = TurnFacts("en", (FanFact("name", "Minji"),), (), drift.persona_vocabulary(YUNA))
+    facts = TurnFacts("en", (FanFact("name", "Minji"),), allowed=drift.persona_vocabulary(YUNA))
     problems = check_output("I'm Minji, nice to meet you! ✨", YUNA, "", facts)
     assert [p["category"] for p in problems] == ["claims_fan_fact"]
     assert "the fan's name (Minji) as your own" in problems[0]["reason"]
@@ -331,3 +333,35 @@ def test_a_korean_message_after_english_turns_gets_a_korean_reply(service: ChatS
     assert "The fan's last message is in Korean (한국어): reply in Korean (한국어) only" in str(
         per_turn.content
     )
+
+
+# --- the fan's statements in any words (seen in the memory eval) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("persona", "fan", "reply", "claimed"),
+    [
+        (YUNA, "나는 떡볶이를 제일 좋아해!", "안녕, 별빛! 제 가장 좋아하는 음식은 떡볶이입니다.", True),
+        (HANEUL, "저 3월 14일에 조종사 자격시험 봐요.", "안녕! 내 시험 날짜는 3월 14일이야.", True),
+        (HANEUL, "I only drink hot chocolate with cinnamon, never coffee.",
+         "I only drink hot chocolate with cinnamon, never coffee.", True),
+        (HANEUL, "I work as a nurse at a children's hospital.", "I work as a nurse at a children's hospital.", True),
+        # Said to the fan, agreeing, or only a little in common: not a claim.
+        (HANEUL, "I work as a nurse at a children's hospital.", "You work as a nurse at a children's hospital, right?", False),
+        (YUNA, "나는 떡볶이를 제일 좋아해!", "나도 떡볶이 좋아해! 같이 먹자.", False),
+        (YUNA, "나는 떡볶이를 제일 좋아해!", "나는 오늘 떡볶이 먹었어.", False),
+        (HANEUL, "I'm so tired from work today.", "I'm tired from practice today, recruit.", False),
+        (YUNA, "I love Polaris, it's my favourite song!", "I love singing Polaris on stage!", False),
+    ],
+)  # fmt: skip
+def test_a_reply_does_not_take_the_fans_statement(persona: Any, fan: str, reply: str, claimed: bool) -> None:
+    statements = drift.fan_statements([fan], ignore=drift.persona_vocabulary(persona))
+    found = [c for c, _ in drift.findings(reply, persona, fan_statements=statements)]
+    assert ("claims_fan_fact" in found) is claimed, found
+
+
+def test_profile_notes_are_the_fans_statements() -> None:
+    """A note from an earlier session ("favourite food: tteokbokki") is the fan's without an "I"."""
+    statements = drift.fan_statements([], notes=["Favourite food is tteokbokki with extra cheese"])
+    reply = "My favourite food is tteokbokki, with extra cheese!"
+    assert drift.statement_claims(reply, statements) == statements
