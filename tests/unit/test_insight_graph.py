@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from personagraph.insight.lexicon import keyword_intent, mentioned_segments
 from personagraph.insight.questions import InvalidQuestionError
 from personagraph.insight.source import FixedSource
 from personagraph.insight.store import Snapshot
-from personagraph.nodes.insight import InsightContext
+from personagraph.nodes.insight import InsightContext, figures_text, prompt_figures
 from personagraph.serving.models import use_models
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot
@@ -208,3 +209,26 @@ def test_the_data_source_is_not_part_of_studios_context_schema() -> None:
     schema = graph.get_context_jsonschema()
     assert schema is not None and "router_mode" in schema["properties"]
     assert "source" not in schema["properties"]
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+@pytest.mark.parametrize("question", ["What are our VIP customers like?", "VIP와 신규 고객을 비교해줘"])
+def test_the_prompts_figures_keep_every_value_and_name_each_column_once(
+    live: Snapshot, question: str
+) -> None:
+    out = ask(live, question)
+    shown = prompt_figures(out["tool_results"], out["lang"])
+    text = figures_text(shown)
+    for leaf in _leaves(shown):
+        assert (leaf if isinstance(leaf, str) else json.dumps(leaf)) in text
+    assert all(text.count(f"{name}:") == 1 or text.count(f"{name}.") >= 1 for name in shown)
+    if "top_products[vip]" in shown:
+        assert text.count("name_en") == 1 and "  1 | " in text  # a table: columns once, a row per product
+    assert len(text) < len(json.dumps(shown, ensure_ascii=False, separators=(",", ":")))
