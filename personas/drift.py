@@ -577,8 +577,18 @@ def persona_vocabulary(persona: Persona, world: dict[str, Any] | None = None) ->
     return vocabulary(*data, names_only=True)
 
 
-def mixed_scripts(text: str, lang: str, allowed: frozenset[str] = frozenset()) -> list[str]:
-    """Pieces of the reply in a script the fan's language does not use (see the module docstring)."""
+# An English reply may hold one Korean word (the fan's Korean nickname, "화이팅"); more are Korean
+# sentences ("네, Arin. 저는 Captain Haneul Seo입니다.", seen in the memory eval, where each sentence
+# alone still read as English by its letters).
+EN_MAX_KOREAN_WORDS = 1
+_HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]+")
+
+
+def mixed_scripts(
+    text: str, lang: str, allowed: frozenset[str] = frozenset(), korean_names: Iterable[str] = ()
+) -> list[str]:
+    """Pieces of the reply in a script the fan's language does not use (see the module docstring).
+    `korean_names` (the persona's Korean name, its Korean address for fans) may stand in English."""
     found = _OTHER_SCRIPT.findall(text) + _HAN_KANA.findall(text)
     if lang == "ko" and _HANGUL.search(text):
         for word in _LATIN_WORD.findall(text):
@@ -586,6 +596,11 @@ def mixed_scripts(text: str, lang: str, allowed: frozenset[str] = frozenset()) -
             acronym = word.isupper() and len(word) <= 5
             if not acronym and folded not in allowed and folded not in _KO_LATIN_OK:
                 found.append(word)
+    if lang == "en":
+        names = [name for name in korean_names if name]
+        korean = [w for w in _HANGUL_WORD.findall(text) if not any(name in w for name in names)]
+        if len(korean) > EN_MAX_KOREAN_WORDS:
+            found += korean
     return found
 
 
@@ -685,7 +700,10 @@ def findings(
         found.append(
             ("admits_fiction", f"it says you are an AI, a program or a character ({_quoted(phrases)})")
         )
-    if lang and (pieces := mixed_scripts(text, lang, allowed)):
+    # A reply already in the wrong language is not also reported for its Korean words.
+    korean_names = (persona.name_ko, persona.speech.fan_address_ko)
+    wrong = bool(found) and found[0][0] == "wrong_language"
+    if lang and not wrong and (pieces := mixed_scripts(text, lang, allowed, korean_names)):
         found.append(("mixed_script", f"it mixes in another script ({', '.join(pieces[:3])})"))
     if run := copies_context(text, documents, lang or "en"):
         found.append(("copied_context", f"it copies {run} words in a row from a retrieved document"))

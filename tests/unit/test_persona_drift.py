@@ -161,7 +161,9 @@ def test_attributed_mentions(reply: str, expect: list[str], persona: Any, attrib
         ("준비됐다. 벽 두 번 두드리고 간다. 모두 しっかり 붙잡아라, 신입.", HANEUL, "ko", "mixed_script"),
         ("오늘 정말 happy한 하루였어 ✨", YUNA, "ko", "mixed_script"),
         ("Hello Starlight! Today I practised all day.", YUNA, "ko", "wrong_language"),
-        # Seen in the memory eval: a Latin-script language that is not English.
+        # Seen in the memory eval: Korean sentences in an English reply, a Latin-script language that
+        # is not English.
+        ("네, Arin. 저는 Captain Haneul Seo입니다.", HANEUL, "en", "mixed_script"),
         ("¡Hola, Arin! Soy la capitana de la nave y tengo muchas historias.", HANEUL, "en", "wrong_language"),
     ],
 )
