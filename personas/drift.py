@@ -275,6 +275,8 @@ def _content_words(text: str, ignore: frozenset[str]) -> tuple[frozenset[str], f
     if _HANGUL.search(text):
         for token in korean_morphemes(text):
             form = _fold(token.form)
+            if token.tag in ("NNG", "NNP") and len(form) >= 3 and form.endswith("이"):
+                form = form[:-1]  # 하은이를 / 하은이가: Kiwi keeps a name's affectionate 이 only sometimes
             if token.tag in _KO_CONTENT_TAGS and form not in _KO_COMMON_STEMS and form not in ignore:
                 words.add(form)
                 if token.tag in _KO_SPECIFIC_TAGS:
@@ -294,10 +296,12 @@ def _content_words(text: str, ignore: frozenset[str]) -> tuple[frozenset[str], f
 def fan_statements(
     messages: Iterable[str], notes: Iterable[str] = (), ignore: frozenset[str] = frozenset()
 ) -> list[FanStatement]:
-    """The fan's sentences about themselves (a first-person word: "I", "my", "나", "제") from their
-    messages, and every profile note (all about the fan), with their content words."""
-    texts = [s for m in messages for s in split_sentences(m) if _speaks_of_self(s)]
-    texts += [" ".join(str(n).split()) for n in notes if str(n).strip()]
+    """What the fan said about themselves: per message, its sentences with a first-person word ("I",
+    "my", "나", "제"), taken together ("나는 하은이를 제일 좋아해! 내 최애야."); and every profile note
+    (all about the fan); with their content words."""
+    texts = [" ".join(s for s in split_sentences(m) if _states_about_self(s)) for m in messages]
+    texts += [" ".join(str(n).split()) for n in notes]
+    texts = [t for t in texts if t.strip()]
     found = []
     for text in texts:
         words, specific = _content_words(text, ignore)
@@ -310,24 +314,38 @@ def _speaks_of_self(sentence: str) -> bool:
     return bool(_FIRST_PERSON_EN.search(sentence) or _FIRST_PERSON_KO.search(sentence + " "))
 
 
+# The fan states something about themselves: "I ...", "my ...", "나는 ...", not a request ("read me the
+# code") nor a question ("do you remember my name?").
+_SELF_SUBJECT_EN = re.compile(r"\b(?:i|i'm|im|i've|i'd|i'll|my|mine)\b", re.IGNORECASE)
+
+
+def _states_about_self(sentence: str) -> bool:
+    if sentence.rstrip().endswith(("?", "？")):
+        return False
+    return bool(_SELF_SUBJECT_EN.search(sentence) or _FIRST_PERSON_KO.search(sentence + " "))
+
+
 def statement_claims(text: str, statements: Sequence[FanStatement]) -> list[FanStatement]:
-    """The fan's statements a reply repeats as the persona's own: a first-person sentence, not said
-    to the fan ("your", "you said") nor agreeing ("me too", "나도"), sharing enough content words
-    with the statement (see STATEMENT_SHARED_WORDS)."""
+    """The fan's statements a reply repeats as the persona's own: the reply's sentences that are not
+    said to the fan ("your", "you said") nor agreeing ("me too", "나도"), one of them in the first
+    person, share enough content words with the statement (see STATEMENT_SHARED_WORDS). Taken
+    together, since Korean drops the subject: "하은이가 제일 좋아해! 내 최애야." takes the fan's
+    "나는 하은이를 제일 좋아해! 내 최애야."."""
+    own = [
+        sentence
+        for sentence in split_sentences(text) or [text]
+        if not (_SECOND_PERSON.search(sentence) or _REPORTED.search(sentence) or _AGREEMENT.search(sentence))
+    ]
+    if not any(_speaks_of_self(sentence) for sentence in own):
+        return []
+    words, _ = _content_words(" ".join(own), frozenset())
     claimed: list[FanStatement] = []
-    for sentence in split_sentences(text) or [text]:
-        if not _speaks_of_self(sentence):
-            continue
-        if _SECOND_PERSON.search(sentence) or _REPORTED.search(sentence) or _AGREEMENT.search(sentence):
-            continue
-        words, _ = _content_words(sentence, frozenset())
-        for statement in statements:
-            shared = words & statement.words
-            enough = len(shared) >= STATEMENT_SHARED_WORDS or (
-                len(shared) >= STATEMENT_SHARED_WITH_SPECIFIC and bool(shared & statement.specific)
-            )
-            if enough and statement not in claimed:
-                claimed.append(statement)
+    for statement in statements:
+        shared = words & statement.words
+        if len(shared) >= STATEMENT_SHARED_WORDS or (
+            len(shared) >= STATEMENT_SHARED_WITH_SPECIFIC and bool(shared & statement.specific)
+        ):
+            claimed.append(statement)
     return claimed
 
 
@@ -489,7 +507,11 @@ _ASSISTANT_REFUSAL = re.compile(
     r"|\b(?:that|this|your) request\b"
     r"|\bi(?:'m| am) (?:not able|unable) to (?:assist|help|provide|comply|share|discuss|disclose)\b"
     r"|\b(?:is there )?anything else i can (?:help|assist) you with\b"
-    r"|\b(?:is|would be) (?:against|outside) (?:my|the) (?:guidelines|policies|policy|programming|capabilities)\b",
+    r"|\b(?:is|would be) (?:against|outside) (?:my|the) (?:guidelines|policies|policy|programming|capabilities)\b"
+    # "I'm sorry, but I don't have any information about your exam." (seen in the memory eval)
+    r"|\b(?:i'm sorry|i am sorry|sorry|unfortunately),?\s*(?:but\s+)?i (?:don't|do not) have (?:enough |any )?"
+    r"(?:information|data|access|details)\b"
+    r"|\bi (?:don't|do not) have (?:enough |any )?information to answer\b",
     re.IGNORECASE,
 )
 _ASSISTANT_REFUSAL_KO = re.compile(
@@ -497,7 +519,8 @@ _ASSISTANT_REFUSAL_KO = re.compile(
     r"|요청(?:은|을|에는|하신)\s*[^.!?]{0,20}(?:도와|응할|응해|처리할|수행할|제공할|답변할)\s*수\s*없"
     r"|(?:제공|답변|지원)(?:해\s*)?(?:드릴|드리기|할)\s*수\s*없(?:습니다|어요)"
     r"|(?:정책|가이드라인|지침)(?:상|에\s*따라|에\s*어긋)"
-    r"|(?:다른|더)\s*(?:도움이|궁금한\s*점이)\s*(?:필요하시|있으시)",
+    r"|(?:다른|더)\s*(?:도움이|궁금한\s*점이)\s*(?:필요하시|있으시)"
+    r"|죄송(?:하지만|합니다)[^.!?]{0,30}(?:정보|데이터)(?:가|는)\s*(?:충분하지\s*)?(?:않|없)",
 )
 
 _FICTION_EN = re.compile(

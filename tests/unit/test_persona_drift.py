@@ -149,6 +149,13 @@ def test_attributed_mentions(reply: str, expect: list[str], persona: Any, attrib
         ("I'm sorry, but I can't answer this question.", YUNA, "en", "assistant_refusal"),  # memory eval
         ("죄송하지만 그 요청은 도와드릴 수 없습니다.", YUNA, "ko", "assistant_refusal"),
         (
+            "I'm sorry, but I don't have any information about your exam. Can you tell me more?",
+            HANEUL,
+            "en",
+            "assistant_refusal",
+        ),
+        ("죄송하지만 시험에 대한 정보가 없습니다.", HANEUL, "ko", "assistant_refusal"),
+        (
             "I'm unable to share classified information. Is there anything else I can help you with?",
             HANEUL,
             "en",
@@ -348,6 +355,7 @@ def test_a_korean_message_after_english_turns_gets_a_korean_reply(service: ChatS
         (HANEUL, "I only drink hot chocolate with cinnamon, never coffee.",
          "I only drink hot chocolate with cinnamon, never coffee.", True),
         (HANEUL, "I work as a nurse at a children's hospital.", "I work as a nurse at a children's hospital.", True),
+        (YUNA, "나는 스텔라에서 하은이를 제일 좋아해! 내 최애야.", "네, 좋아해! 하은이가 제일 좋아해! 내 최애야.", True),
         # Said to the fan, agreeing, or only a little in common: not a claim.
         (HANEUL, "I work as a nurse at a children's hospital.", "You work as a nurse at a children's hospital, right?", False),
         (YUNA, "나는 떡볶이를 제일 좋아해!", "나도 떡볶이 좋아해! 같이 먹자.", False),
