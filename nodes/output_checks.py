@@ -72,14 +72,19 @@ def turn_facts(
     fan's stored profile."""
     said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)]
     said = said[-FACT_MESSAGES:]
+    # The fan's own earlier messages recalled from the memory store (another session's "저 3월 14일에
+    # 시험 봐요") are theirs as much as this thread's.
+    recalled = [
+        str(d.get("text", "")) for d in state.get("retrieved") or [] if d.get("category") == "fan_memory"
+    ]
     facts = drift.facts_from_profile(profile or {})
-    for text in said:
+    for text in [*recalled, *said]:
         facts += drift.facts_from_text(text)
     if said:  # "do you remember my birthday?": a reply must not answer with "my birthday is ..."
         facts += drift.mentioned_kinds(said[-1])
     documents = tuple(str(doc.get("text", "")) for doc in state.get("retrieved") or [])
     persona_words = drift.persona_vocabulary(persona, load_world(persona.id))
-    statements = drift.fan_statements(said, (profile or {}).get("facts") or [], persona_words)
+    statements = drift.fan_statements([*recalled, *said], (profile or {}).get("facts") or [], persona_words)
     allowed = (
         persona_words
         | drift.vocabulary(*said)

@@ -375,3 +375,19 @@ def test_profile_notes_are_the_fans_statements() -> None:
     statements = drift.fan_statements([], notes=["Favourite food is tteokbokki with extra cheese"])
     reply = "My favourite food is tteokbokki, with extra cheese!"
     assert drift.statement_claims(reply, statements) == statements
+
+
+def test_the_fans_recalled_messages_from_another_session_are_theirs() -> None:
+    """Seen in the memory eval: in a new session the fan's exam date came back from the memory store
+    and the reply gave it as the persona's own ("응, 나는 3월 14일에 조종사 자격시험을 봐.")."""
+    state: Any = {
+        "lang": "ko",
+        "messages": [HumanMessage(content="함장님, 제 시험 날짜 기억하세요?")],
+        "retrieved": [
+            {"text": "저 3월 14일에 조종사 자격시험 봐요.", "source": "memory:1", "category": "fan_memory"}
+        ],
+    }
+    facts = turn_facts(state, HANEUL)
+    claimed = check_output("응, 나는 3월 14일에 조종사 자격시험을 봐.", HANEUL, "", facts)
+    assert [p["category"] for p in claimed] == ["claims_fan_fact"]
+    assert check_output("응, 네 시험은 3월 14일이잖아. 긴장하지 마, 신입.", HANEUL, "", facts) == []
