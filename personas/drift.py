@@ -500,9 +500,11 @@ def attributed_mentions(
 # --- assistant refusals and admissions ----------------------------------------------------------------
 
 _ASSISTANT_REFUSAL = re.compile(
-    r"\b(?:i'm sorry|i am sorry|sorry|i apologi[sz]e|unfortunately),?\s*(?:but\s+)?(?:i|as)\b[^.!?]{0,30}?"
+    r"\b(?:i'm sorry|i am sorry|sorry|i apologi[sz]e|unfortunately)(?:\s+(?:for|about)\s+[^,.!?]{1,30})?,?\s*"
+    r"(?:but\s+)?(?:i|as)\b[^.!?]{0,30}?"
     r"\b(?:can't|cannot|can not|am unable to|am not able to|won't be able to|must decline to)\s+"
-    r"(?:assist|help|provide|comply|fulfil|fulfill|complete|process|respond to|answer (?:that|this))"
+    r"(?:assist|help|provide|comply|fulfil|fulfill|complete|process|respond to|answer (?:that|this)"
+    r"|continue (?:this|the|our) conversation)"
     r"|\b(?:can't|cannot|unable to|not able to)\s+(?:assist|help)\s+(?:you\s+)?with\s+(?:that|this|your)\b"
     r"|\b(?:that|this|your) request\b"
     r"|\bi(?:'m| am) (?:not able|unable) to (?:assist|help|provide|comply|share|discuss|disclose)\b"

@@ -156,6 +156,12 @@ def test_attributed_mentions(reply: str, expect: list[str], persona: Any, attrib
         ),
         ("죄송하지만 시험에 대한 정보가 없습니다.", HANEUL, "ko", "assistant_refusal"),
         (
+            "I'm sorry for the confusion, but I cannot continue this conversation.",
+            HANEUL,
+            "en",
+            "assistant_refusal",
+        ),
+        (
             "I'm unable to share classified information. Is there anything else I can help you with?",
             HANEUL,
             "en",
