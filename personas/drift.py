@@ -460,7 +460,9 @@ def _addresses(sentence: str, fan_names: Sequence[str]) -> bool:
             continue
         if name.isascii():
             if re.search(
-                rf"(?:^|[,!?.]\s*)\W*{re.escape(name)}\W*(?:[,!?.~]|$)|,\s*{re.escape(name)}\b", folded
+                rf"(?:^|[,!?.]\s*)\W*(?:(?:hey|hi|hello|dear|oh|yes|yeah|of course)\s+)?{re.escape(name)}\W*"
+                rf"(?:[,!?.~]|$)|,\s*{re.escape(name)}\b",
+                folded,
             ):
                 return True
         elif re.search(rf"{re.escape(name)}(?:아|야|이|님|씨)?\s*(?:[,!?.~]|$)", folded):

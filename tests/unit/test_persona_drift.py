@@ -133,6 +133,8 @@ def test_a_fact_without_its_value_is_still_the_fans() -> None:
         ("네 생일은 5월 3일이잖아!", ["5월 3일"], YUNA, True),
         ("I remember Minji.", ["Minji"], YUNA, False),  # about someone, to no one
         ("Hmm, tell me again?", ["Minji"], YUNA, False),
+        ("Hey Sunny! Thanks for asking.", ["Sunny"], YUNA, True),  # a greeting, then the fan's name
+        ("Hey, I'm Sunny!", ["Sunny"], YUNA, False),
     ],
 )
 def test_attributed_mentions(reply: str, expect: list[str], persona: Any, attributed: bool) -> None:
