@@ -6,6 +6,12 @@ is written with (12% matches 12.34; 1.2k matches 1,234; 35만원 matches 352,300
 matches 1,234 but 1,000 does not: rounding is accepted to within 5%). Percentages are matched
 against percentage figures only. Not checked: numbers inside identifiers (C00012, SPF50), numbers the
 question itself contains, and bare integers up to 10 without a unit (list markers, "3 ideas").
+
+A number also has to belong to the segment it is written after: in "VIP (537 customers) and Loyal
+(637 customers)" 537 must be one of VIP's figures (its own records, or a figure of no segment such as
+a total or a ratio), not New's (seen in the insight bench: every number existed, two were given to
+the wrong segment). A number before any segment name, or after one the results have no figures
+for, is checked against all figures only.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from personagraph.insight.lexicon import ANSWER_MENTIONS
+from personagraph.insight.segments import SEGMENT_LABELS
 from personagraph.insight.stats import figures
 
 _DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})(?:-(\d{2}))?(?!\d)")
@@ -96,11 +104,73 @@ def _date_supported(token: str, source_text: str) -> bool:
     return token in source_text
 
 
+# Where an answer names a segment: the answer phrases ("loyal customers", "휴면 고객", "VIP"), and a
+# segment's label used as a heading ("Loyal (637 customers)", "**New**: ...").
+def _alternatives(words: Any) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+_SEGMENT_NAME = re.compile(
+    "|".join(f"(?<![A-Za-z])(?P<{seg}>{_alternatives(words)})" for seg, words in ANSWER_MENTIONS.items()),
+    re.IGNORECASE,
+)
+_SEGMENT_HEADING = re.compile(
+    "|".join(
+        rf"(?<![A-Za-z])(?P<{seg}>{re.escape(names['en'])})(?=[*_]*\s*[(:])"
+        for seg, names in SEGMENT_LABELS.items()
+    )
+)
+
+
+def segment_figures(tool_results: Any) -> tuple[dict[str, list[tuple[str, float]]], list[tuple[str, float]]]:
+    """The figures per segment (a result named "...[vip]", or a record whose "segment" is vip) and
+    the figures of no segment (totals, ratios between segments)."""
+    owned: dict[str, list[tuple[str, float]]] = {}
+    free: list[tuple[str, float]] = []
+
+    def walk(value: Any, path: str, owner: str | None) -> None:
+        if isinstance(value, dict):
+            owner = str(value["segment"]) if isinstance(value.get("segment"), str) else owner
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key), owner)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]", owner)
+        else:
+            for leaf_path, number in figures(value, path):
+                (owned.setdefault(owner, []) if owner else free).append((leaf_path, number))
+
+    if isinstance(tool_results, dict):
+        for name, result in tool_results.items():
+            found = re.search(r"\[([a-z_]+)\]$", str(name))
+            walk(result, str(name), found.group(1) if found else None)
+    return owned, free
+
+
+def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | None]]:
+    """(start, end, segment) pieces of the answer: from each segment name to the next name or the end
+    of its sentence; text before any name has no owner."""
+    marks: list[tuple[int, str | None]] = [(0, None)]
+    for pattern in (_SEGMENT_NAME, _SEGMENT_HEADING):
+        for match in pattern.finditer(answer):
+            segment = match.lastgroup
+            marks.append((match.start(), segment if segment in segments else None))
+    marks += [(m.end(), None) for m in re.finditer(r"\n|[.!?。]+(?=\s|$)", answer)]
+    marks.sort(key=lambda mark: mark[0])
+    ends = [position for position, _ in marks[1:]] + [len(answer)]
+    return [(start, end, owner) for (start, owner), end in zip(marks, ends, strict=True) if end > start]
+
+
+def _supported(n: Number, values: list[tuple[str, float]]) -> bool:
+    pool = [abs(v) for path, v in values if "pct" in path] if n.percent else [abs(v) for _, v in values]
+    target = abs(n.value)
+    return any(abs(target - f) <= n.tolerance or (f and abs(target - f) / f <= 0.005) for f in pool)
+
+
 def check_numbers(answer: str, tool_results: Any, question: str = "") -> NumericCheck:
     """Which numbers of an answer are supported by the tool results (see the module docstring)."""
     values = figures(tool_results)
-    percents = [abs(v) for path, v in values if "pct" in path]
-    plain = [abs(v) for _, v in values]
+    owned, free = segment_figures(tool_results)
     source_text = json.dumps(tool_results, ensure_ascii=False, default=str)
     asked = {n.value for n in parse_numbers(question)} | {abs(n.value) for n in parse_numbers(question)}
     supported: list[str] = []
@@ -109,15 +179,21 @@ def check_numbers(answer: str, tool_results: Any, question: str = "") -> Numeric
     for token in dates_in(answer):
         checked += 1
         (supported if _date_supported(token, source_text) else unsupported).append(token)
-    for n in parse_numbers(answer):
-        bare = (
-            not n.percent and n.value == int(n.value) and abs(n.value) <= 10 and n.text.strip("+-−").isdigit()
-        )
-        if bare or n.value in asked:
-            continue
-        checked += 1
-        pool = percents if n.percent else plain
-        target = abs(n.value)
-        hit = any(abs(target - f) <= n.tolerance or (f and abs(target - f) / f <= 0.005) for f in pool)
-        (supported if hit else unsupported).append(n.text)
+    for start, end, owner in _owner_spans(answer, set(owned)):
+        for n in parse_numbers(answer[start:end]):
+            bare = (
+                not n.percent
+                and n.value == int(n.value)
+                and abs(n.value) <= 10
+                and n.text.strip("+-−").isdigit()
+            )
+            if bare or n.value in asked:
+                continue
+            checked += 1
+            if not _supported(n, values):
+                unsupported.append(n.text)
+            elif owner and not _supported(n, [*owned[owner], *free]):
+                unsupported.append(f"{n.text} (not a figure of {owner})")
+            else:
+                supported.append(n.text)
     return NumericCheck(checked=checked, supported=supported, unsupported=unsupported)

@@ -220,15 +220,15 @@ def _leaves(value: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("question", ["What are our VIP customers like?", "VIP와 신규 고객을 비교해줘"])
-def test_the_prompts_figures_keep_every_value_and_name_each_column_once(
-    live: Snapshot, question: str
-) -> None:
+def test_the_prompts_figures_keep_every_value_next_to_its_name(live: Snapshot, question: str) -> None:
     out = ask(live, question)
     shown = prompt_figures(out["tool_results"], out["lang"])
     text = figures_text(shown)
     for leaf in _leaves(shown):
         assert (leaf if isinstance(leaf, str) else json.dumps(leaf)) in text
     assert all(text.count(f"{name}:") == 1 or text.count(f"{name}.") >= 1 for name in shown)
-    if "top_products[vip]" in shown:
-        assert text.count("name_en") == 1 and "  1 | " in text  # a table: columns once, a row per product
+    if "top_products[vip]" in shown:  # a line per product, each value named
+        assert "- rank=1; name_en=" in text and text.count("name_en=") == len(
+            shown["top_products[vip]"]["products"]
+        )
     assert len(text) < len(json.dumps(shown, ensure_ascii=False, separators=(",", ":")))

@@ -64,3 +64,28 @@ def test_made_up_figure_is_caught(answer: str, bad: str) -> None:
 def test_numbers_from_the_question_are_allowed() -> None:
     assert check_numbers("Here are the top 25 products.", RESULTS, question="show the top 25 products").ok
     assert not check_numbers("Here are the top 25 products.", RESULTS, question="show the top products").ok
+
+
+OVERVIEW = {"segment_overview": {"customers": 1411, "segments": [
+    {"segment": "vip", "customers": 237, "share_of_customers_pct": 4.7, "share_of_revenue_pct": 35.3},
+    {"segment": "loyal", "customers": 637, "share_of_customers_pct": 12.7, "share_of_revenue_pct": 19.6},
+    {"segment": "new", "customers": 537, "share_of_customers_pct": 10.7, "share_of_revenue_pct": 1.5},
+]}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "wrong"),
+    [
+        # Seen in the insight bench: every number exists, two belong to other segments.
+        ("VIP (537 customers) and Loyal (637 customers) are the largest.", ["537 (not a figure of vip)"]),
+        (
+            "신규 고객은 637명, 충성 고객은 537명입니다.",
+            ["637 (not a figure of new)", "537 (not a figure of loyal)"],
+        ),
+        ("- **VIP**: 237 (4.7%)\n- **Loyal**: 637 (12.7%)\n- **New**: 537 (10.7%)", []),
+        # A total after a segment's name is a figure of no segment: fine anywhere.
+        ("VIP customers are 237 of 1,411 customers, 35.3% of revenue; new customers only 1.5%.", []),
+    ],
+)
+def test_a_number_belongs_to_the_segment_it_follows(answer: str, wrong: list[str]) -> None:
+    assert check_numbers(answer, OVERVIEW).unsupported == wrong
