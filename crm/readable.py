@@ -62,17 +62,13 @@ _VERBS_EN = frozenset(_VERB_WORDS.split())
 _VERB_SUFFIX_EN = re.compile(r"^[a-z]+(?:ed|ize|izes|ise|ises|ify|ifies)$|n't$|'(?:s|re|ll|ve|d|m)$")
 
 
-def _tokens(text: str) -> list[Any]:
-    return korean_morphemes(text)
-
-
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _sentences_ko(line: str) -> list[tuple[str, bool]]:
     """(sentence, has a sentence-final ending) for each sentence Kiwi finds in one line."""
-    tokens = _tokens(line)
+    tokens = korean_morphemes(line)
     sentences: dict[int, list[Any]] = {}
     for token in tokens:
         sentences.setdefault(token.sent_position, []).append(token)
@@ -118,7 +114,7 @@ def broken_words(text: str, known: Iterable[str] = ()) -> list[str]:
         for word in re.findall(r"[가-힣]+", text)
         if any(rare_syllable(c) for c in word) and not any(word in k for k in squashed_known)
     ]
-    for token in _tokens(text):
+    for token in korean_morphemes(text):
         if token.tag == "Z_CODA":
             found.append(text[max(0, token.start - 1) : token.start + token.len])
             continue

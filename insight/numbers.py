@@ -161,16 +161,28 @@ def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | 
     return [(start, end, owner) for (start, owner), end in zip(marks, ends, strict=True) if end > start]
 
 
-def _supported(n: Number, values: list[tuple[str, float]]) -> bool:
-    pool = [abs(v) for path, v in values if "pct" in path] if n.percent else [abs(v) for _, v in values]
-    target = abs(n.value)
-    return any(abs(target - f) <= n.tolerance or (f and abs(target - f) / f <= 0.005) for f in pool)
+@dataclass(frozen=True)
+class _Pool:
+    """Figures a number may match: percentages (matched by percentages only) and all of them."""
+
+    percents: list[float]
+    plain: list[float]
+
+    @classmethod
+    def of(cls, values: list[tuple[str, float]]) -> _Pool:
+        return cls([abs(v) for path, v in values if "pct" in path], [abs(v) for _, v in values])
+
+    def supports(self, n: Number) -> bool:
+        target = abs(n.value)
+        pool = self.percents if n.percent else self.plain
+        return any(abs(target - f) <= n.tolerance or (f and abs(target - f) / f <= 0.005) for f in pool)
 
 
 def check_numbers(answer: str, tool_results: Any, question: str = "") -> NumericCheck:
     """Which numbers of an answer are supported by the tool results (see the module docstring)."""
-    values = figures(tool_results)
+    everything = _Pool.of(figures(tool_results))
     owned, free = segment_figures(tool_results)
+    per_segment = {segment: _Pool.of([*values, *free]) for segment, values in owned.items()}
     source_text = json.dumps(tool_results, ensure_ascii=False, default=str)
     asked = {n.value for n in parse_numbers(question)} | {abs(n.value) for n in parse_numbers(question)}
     supported: list[str] = []
@@ -190,9 +202,9 @@ def check_numbers(answer: str, tool_results: Any, question: str = "") -> Numeric
             if bare or n.value in asked:
                 continue
             checked += 1
-            if not _supported(n, values):
+            if not everything.supports(n):
                 unsupported.append(n.text)
-            elif owner and not _supported(n, [*owned[owner], *free]):
+            elif owner and not per_segment[owner].supports(n):
                 unsupported.append(f"{n.text} (not a figure of {owner})")
             else:
                 supported.append(n.text)

@@ -331,6 +331,8 @@ def statement_claims(text: str, statements: Sequence[FanStatement]) -> list[FanS
     person, share enough content words with the statement (see STATEMENT_SHARED_WORDS). Taken
     together, since Korean drops the subject: "하은이가 제일 좋아해! 내 최애야." takes the fan's
     "나는 하은이를 제일 좋아해! 내 최애야."."""
+    if not statements:
+        return []  # the sentence gate asks on every prefix: no Kiwi run when there is nothing to compare
     own = [
         sentence
         for sentence in split_sentences(text) or [text]
@@ -729,7 +731,7 @@ def findings(
         )
     # A reply already in the wrong language is not also reported for its Korean words.
     korean_names = (persona.name_ko, persona.speech.fan_address_ko)
-    wrong = bool(found) and found[0][0] == "wrong_language"
+    wrong = any(category == "wrong_language" for category, _ in found)
     if lang and not wrong and (pieces := mixed_scripts(text, lang, allowed, korean_names)):
         found.append(("mixed_script", f"it mixes in another script ({', '.join(pieces[:3])})"))
     if run := copies_context(text, documents, lang or "en"):
