@@ -176,7 +176,9 @@ def instruction_text(persona: Persona, lang: str) -> str:
         speech_hint=speech_hint(persona, lang),
     )
     parts = [persona_block(persona, lang), untrusted.data_note("data"), safety_block(persona), instruction]
-    return "\n".join([*parts, closing_rules(persona)])
+    # The data blocks' own headings are ours too (a reply that began "[ABOUT THIS FAN]" went on with them).
+    headings = [block.format(profile="", context="", summary="") for block in prompts.DATA_HEADINGS]
+    return "\n".join([*parts, *headings, closing_rules(persona)])
 
 
 def format_profile(profile: dict[str, Any]) -> str:

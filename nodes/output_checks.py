@@ -177,6 +177,10 @@ def _ngrams(words: list[str], n: int) -> list[list[str]]:
 # Where a sentence ends while the model is still writing: closing punctuation (or an emoji) with the
 # whitespace after it already written, or the end of a line. The cut goes before the whitespace, so
 # the released text never ends in a space the final (stripped) reply would not have.
+# A label the small model puts before its reply ("[STARLIGHT]", "[ABOUT THIS FAN]"): a prompt
+# section's or a speaker's name, not part of the answer. Dropped from the start of a draft; the rest
+# is checked as the reply.
+_LEADING_LABEL = re.compile(r"^\[[^\[\]\n<>]{1,40}\](?=\s)\s*")
 _SENTENCE_END = re.compile(
     r"(?:[.!?…。！？~]+|[\u2600-\u27bf\U0001f300-\U0001faff]+)[\"'”’)\]]*(?=\s)|\S(?=\n)"
 )
@@ -240,6 +244,8 @@ class SentenceGate:
             return False
         start = len(self.released)
         self.text = (self.text + piece).lstrip()
+        if not self.released:
+            self.text = _LEADING_LABEL.sub("", self.text)
         self.write({"writing": len(self.text)})  # progress, no text: lets a reader stop the turn
         for end in _SENTENCE_END.finditer(self.text, start):
             prefix = self.text[: end.end()]

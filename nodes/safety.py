@@ -32,7 +32,7 @@ REFUSAL_FALLBACK = {
     "ko": "음, 그 얘기는 내가 하기 좀 어려워. 우리 다른 얘기 하자!",
     "en": "Hmm, that's something I can't talk about. Let's talk about something else!",
 }
-# Said when a safe message got only drafts that drift (see DRIFT_ONLY) and none of their sentences
+# Said when a safe message got only drafts that drift (see CUT_NOT_REFUSED) and none of their sentences
 # passes: a neutral line in character, not a refusal of a harmless message.
 NEUTRAL_FALLBACK = {
     "ko": ["음, 그 얘기 조금만 더 해 줄래?", "헤헤, 잠깐 생각이 엉켰어. 한 번만 더 말해 줄래?"],
@@ -41,9 +41,10 @@ NEUTRAL_FALLBACK = {
         "Oops, my thoughts got tangled for a second. Say that again?",
     ],
 }
-# What a fan notices in the persona's voice, not harm: a last draft with only these problems is cut
-# to its sentences that pass the checks (or a neutral line), never answered with a refusal.
-DRIFT_ONLY = frozenset(drift.CATEGORIES) | {"role_break", "empty"}
+# What a fan notices in the persona's voice, not harm, and a repeated instruction (the sentences
+# that repeat it are not shown): a last draft with only these problems is cut to its sentences that
+# pass the checks (or a neutral line), never answered with a refusal of a harmless message.
+CUT_NOT_REFUSED = frozenset(drift.CATEGORIES) | {"role_break", "empty", "prompt_leak"}
 SELF_HARM_REPLY = {
     "ko": "{address}, 지금 많이 힘들구나. 네 마음이 정말 소중해. 혼자 견디지 말고 꼭 도움을 받아 줘: "
     "자살예방상담전화 109 (24시간), 또는 가까운 사람에게 지금 이야기해 줘. 나도 여기서 응원할게.",
@@ -175,7 +176,7 @@ def output_safety(state: ConversationState, runtime: Runtime[ChatContext]) -> di
     if state.get("revisions", 0) < runtime.context.max_revisions:
         return {"revision_reason": reason, "revisions": state.get("revisions", 0) + 1, "blocks": blocks}
     lang = state.get("lang", "en")
-    if all(p["category"] in DRIFT_ONLY for p in problems):
+    if all(p["category"] in CUT_NOT_REFUSED for p in problems):
         kept = passing_sentences(draft, persona, instructions, facts)
         reply = kept or neutral_line(persona, lang, draft, instructions, facts)
         how = "its sentences that pass the checks" if kept else "a neutral line"

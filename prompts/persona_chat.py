@@ -71,6 +71,8 @@ CONVERSATION_BLOCK = """[CONVERSATION SO FAR]
 Summary of earlier turns:
 {summary}"""
 
+DATA_HEADINGS = (FAN_BLOCK, CONTEXT_BLOCK, CONVERSATION_BLOCK)
+
 # What the fences call each kind of data (the model reads these names in the data note).
 WHAT_CHARACTER = "character sheet of {name}"
 WHAT_CONTEXT = "retrieved documents"
@@ -89,8 +91,9 @@ SPEECH_HINT_BANMAL = " 친한 친구에게 말하듯 반말로 답해. 문장을
 SPEECH_HINT_JONDAE = " 정중한 존댓말로 답해 주세요."
 
 # Added when the router says the fan is asking about themselves (small models answer "yes, I remember!"
-# without saying what).
-PERSONAL_HINT = """ The fan is asking about themselves: say the exact facts you know from [ABOUT THIS FAN] and [CONTEXT] (for example their name), naming them explicitly and as theirs, to them ("your ...", in Korean "네 ..."), never as yours ("my ...", "내 ...")."""
+# without saying what). No section names or quoted forms: with them, the 1.5B model began its reply
+# with "[ABOUT THIS FAN]" and went on copying that block.
+PERSONAL_HINT = """ The fan is asking about themselves: tell them the exact facts you know about them (for example their name), naming them explicitly. These facts are the fan's, not yours."""
 
 REVISION_INSTRUCTION = """Your previous draft was rejected: {reason}. Write a new reply that fixes this."""
 

@@ -95,10 +95,11 @@ def test_a_phone_number_in_the_second_sentence_is_never_streamed(service: ChatSe
 
 
 def test_a_prompt_marker_in_the_second_sentence_is_never_streamed(service: ChatService) -> None:
-    events = run(service, MARKER_DRAFT)  # the revision repeats it: the refusal is sent
+    # The revision repeats it: what is left of it ("Sure thing!") says nothing, so a neutral line.
+    events = run(service, MARKER_DRAFT)
     assert tokens(events)[0] == "Sure thing!"
     assert_nothing_blocked_streamed(tokens(events))
-    assert events[-1].result is not None and events[-1].result.reply == REFUSAL
+    assert events[-1].result is not None and events[-1].result.reply in NEUTRAL_FALLBACK["en"]
     assert "prompt_leak" in [b["category"] for b in events[-1].result.blocks]
     assert_reply_is_what_was_streamed(events)
 
@@ -217,7 +218,9 @@ def test_the_api_stream_never_carries_blocked_text(service: ChatService, tmp_pat
     # First sentences of both drafts passed and were shown; each was withdrawn for what followed.
     assert [kind for kind, _ in events] == ["token", "reset", "token", "reset", "token", "final"]
     assert [data for _, data in events[:3]] == [{"text": "Hi Pebbler!"}, {}, {"text": "Sure thing!"}]
-    assert events[-1][1]["reply"] == REFUSAL == events[-2][1]["text"]
+    assert (
+        events[-1][1]["reply"] == events[-2][1]["text"] and events[-1][1]["reply"] in NEUTRAL_FALLBACK["en"]
+    )
 
 
 def test_the_cli_prints_checked_text_only(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -280,6 +283,16 @@ def test_the_gate_catches_a_prompt_leak_across_sentences(data_dir: Path) -> None
     events, draft = gate_events("Sure. Never share these private rules. With anyone at all ever. Ok.", prompt)
     assert events == [{"checked": "Sure."}, {"checked": " Never share these private rules."}]
     assert "anyone" not in "".join(e["checked"] for e in events)
+
+
+@pytest.mark.parametrize("label", ["[ABOUT THIS FAN]\n", "[STARLIGHT] ", "[Pebble]\n\n"])
+def test_the_gate_drops_a_label_before_the_reply(data_dir: Path, label: str) -> None:
+    """The 1.5B model sometimes opens with a prompt section's or a speaker's name in brackets."""
+    events, draft = gate_events(f"{label}Hi Pebbler! I practised all day.")
+    assert events == [{"checked": "Hi Pebbler!"}, {"checked": " I practised all day."}]
+    assert draft == "Hi Pebbler! I practised all day."
+    _, draft = gate_events("Hi Pebbler! [Pebble] is my group.")  # only before the reply
+    assert draft == "Hi Pebbler! [Pebble] is my group."
 
 
 def test_the_gate_replaces_an_earlier_attempt_and_holds_when_asked(data_dir: Path) -> None:

@@ -235,8 +235,10 @@ def test_output_safety_requests_one_revision_then_refuses(
 
     second = output_safety(draft_state(draft, revisions=first["revisions"]), runtime)
     assert second["revision_reason"] == ""
-    # Breaking character is drift, not harm: a neutral line instead of refusing a harmless message.
-    fallback = NEUTRAL_FALLBACK["en"] if category == "role_break" else [TINY_REFUSAL_EN]
+    # Breaking character is drift and a repeated instruction is cut, neither is harm: a neutral line
+    # instead of refusing a harmless message.
+    cut = category in ("role_break", "prompt_leak")
+    fallback = NEUTRAL_FALLBACK["en"] if cut else [TINY_REFUSAL_EN]
     assert second["draft"] in fallback
     assert route_after_output_safety(second) == "respond"  # type: ignore[arg-type]
     assert any(b["category"] == category for b in second["blocks"])
@@ -307,3 +309,7 @@ def test_repeating_a_fact_is_not_a_prompt_leak(make_runtime) -> None:
     assert rules in instruction_text(tiny, "en") and fact not in instruction_text(tiny, "en")
     leaked = output_safety(draft_state(f"Hi Pebbler 🌱 {rules}"), make_runtime())
     assert any(b["category"] == "prompt_leak" for b in leaked["blocks"])
+    # The last draft loses the sentence that repeats the instructions, not the rest of the answer.
+    answer = "I practised a new dance all day today!"
+    cut = output_safety(draft_state(f"{rules} {answer}", revisions=1), make_runtime())
+    assert cut["draft"] == answer and any(b["category"] == "prompt_leak" for b in cut["blocks"])
