@@ -38,7 +38,7 @@ from typing import Any
 
 from personagraph.personas.model import Persona
 from personagraph.personas.rules import ai_claims, identity_breaks, split_sentences
-from personagraph.serving.language import detect_language, korean_morphemes, other_latin_language
+from personagraph.serving.language import in_other_language, korean_morphemes
 
 CATEGORIES = (
     "wrong_language",
@@ -668,23 +668,14 @@ def _letters(text: str) -> int:
     return len(re.findall(r"[A-Za-z\uac00-\ud7a3]", text))
 
 
+def _other_language(text: str, lang: str | None) -> bool:
+    return in_other_language(text, "ko" if lang == "ko" else "en")
+
+
 def language_undecided(text: str, lang: str | None) -> bool:
     """A streamed prefix too short to tell its language that is not yet in the fan's ("Hi Starlight!"
     in a Korean turn): the sentence gate waits for more text before showing it."""
-    return bool(lang) and _letters(text) < MIN_LETTERS_FOR_LANGUAGE and _other_language(text, str(lang))
-
-
-def _other_language(text: str, lang: str) -> bool:
-    """Written in the other language (Chinese or Japanese inside the right language is a mixed
-    script, reported as such): Korean without Hangul, mostly the other language's letters, or for an
-    English fan another Latin-script language (Spanish, French, ...)."""
-    if not _letters(text):
-        return False
-    if lang == "ko" and not _HANGUL.search(text):
-        return True
-    if detect_language(text) != lang:
-        return True
-    return lang == "en" and other_latin_language(text) is not None
+    return bool(lang) and _letters(text) < MIN_LETTERS_FOR_LANGUAGE and _other_language(text, lang)
 
 
 def findings(

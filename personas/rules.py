@@ -48,7 +48,7 @@ from typing import Any
 
 from personagraph.personas.model import ForbiddenTopic, Persona
 from personagraph.safety.rules import normalise, unsafe_language
-from personagraph.serving.language import Lang, detect_language, language_drift
+from personagraph.serving.language import Lang, in_other_language, script_drift
 
 HARD, SOFT = "hard", "soft"
 # The fan address is a habit, not a rule for every reply: the persona meets "at least sometimes"
@@ -330,10 +330,7 @@ def wrong_language(text: str, lang: str) -> bool:
     if not text.strip():
         return False
     expected: Lang = "ko" if lang == "ko" else "en"
-    if language_drift(text, expected):
-        return True
-    has_letters = bool(_HANGUL.search(text) or re.search(r"[A-Za-z]", text))
-    return has_letters and detect_language(text) != expected
+    return script_drift(text, expected) or in_other_language(text, expected)
 
 
 def drift(text: str, persona: Persona, lang: str, other_names: Iterable[str] = ()) -> bool:

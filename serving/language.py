@@ -69,6 +69,19 @@ def other_latin_language(text: str) -> str | None:
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 
 
+def in_other_language(text: str, expected: Lang) -> bool:
+    """True when a text with letters is written in another language than `expected`: Korean without
+    Hangul, mostly the other language's letters, or for English another Latin-script language.
+    (Chinese or Japanese characters inside the right language are a script drift, `script_drift`.)"""
+    if not re.search(r"[A-Za-z\uac00-\ud7a3]", text):
+        return False
+    if expected == "ko" and not _HANGUL.search(text):
+        return True
+    if detect_language(text) != expected:
+        return True
+    return expected == "en" and other_latin_language(text) is not None
+
+
 def language_drift(text: str, expected: Lang) -> bool:
     """True when a reply is not in the expected language: another script (`script_drift`), or for
     English another Latin-script language (Spanish, French, ...)."""

@@ -8,6 +8,7 @@ import pytest
 
 from personagraph.personas import rules as pr
 from personagraph.personas.model import ForbiddenTopic, Persona, SpeechRules
+from personagraph.serving.language import detect_language
 
 
 def make_persona(**speech: Any) -> Persona:
@@ -229,7 +230,7 @@ def test_forbidden_topic_agrees_with_output_safety(data_dir: Any) -> None:
 def test_ai_claims_are_banned_phrases_and_drift(text: str) -> None:
     assert "banned_phrase" in rules(text, lang="ko" if "별빛" in text or "요" in text else "en")
     assert pr.ai_claims(text)
-    assert pr.drift(text, YUNA, pr.detect_language(text))
+    assert pr.drift(text, YUNA, detect_language(text))
 
 
 @pytest.mark.parametrize(
