@@ -87,6 +87,7 @@ DRIFT_CAPS = {
     "other_character": 1,
     "assistant_refusal": 2,
     "claims_fan_fact": 2,
+    "names_fan_as_persona": 2,
     "mixed_script": 2,
     "copied_context": 2,
     "repeats_message": 2,

@@ -43,6 +43,7 @@ from personagraph.serving.language import in_other_language, korean_morphemes
 CATEGORIES = (
     "wrong_language",
     "claims_fan_fact",
+    "names_fan_as_persona",
     "assistant_refusal",
     "admits_fiction",
     "mixed_script",
@@ -450,6 +451,37 @@ def fan_fact_claims(text: str, facts: Iterable[FanFact], persona: Persona) -> li
     return claimed
 
 
+# "Your name is Yuna." / "I remember your name. It's Yuna." / "네 이름은 유나야": the name the reply
+# gives the fan, up to two words (the persona's own names are checked against it).
+_YOUR_NAME_EN = re.compile(
+    r"\byour name(?:'s|\s+is|\s*[.!,]?\s*(?:it's|it is))\s+(?P<name>[^\s.,!?~]+(?:\s+[^\s.,!?~]+)?)",
+    re.IGNORECASE,
+)
+_YOUR_NAME_KO = re.compile(
+    r"(?<![가-힣])(?:네|너의|니|당신의|너|당신)\s*이름(?:은|이)\s*(?P<name>[가-힣A-Za-z]+)"
+)
+
+
+def persona_name_given_to_fan(text: str, persona: Persona, fan_facts: Iterable[FanFact] = ()) -> str:
+    """The persona's own name when the reply tells the fan it is theirs ("Your name is Yuna." to
+    Minji, seen in the memory eval); empty when it does not, or when the fan has that name too."""
+    own = sorted(own_facts(persona), key=len, reverse=True)
+    fan_names = {_fold(f.value) for f in fan_facts if f.kind == "name" and f.value}
+    for match in [*_YOUR_NAME_EN.finditer(text), *_YOUR_NAME_KO.finditer(text)]:
+        given = _fold(match.group("name"))
+        if any(given.startswith(name) for name in fan_names):
+            continue
+        for name in own:
+            # The whole name, or the name and a Korean copula or particle ("유나야", "유나예요").
+            if (
+                given == name
+                or given.startswith(name + " ")
+                or (not name.isascii() and re.fullmatch(rf"{re.escape(name)}{_KO_COPULA_END}?", given))
+            ):
+                return match.group("name")[: len(name)]
+    return ""
+
+
 def _addresses(sentence: str, fan_names: Sequence[str]) -> bool:
     """The sentence speaks to the fan: a second-person word, "you said", or the fan's name or the
     persona's name for fans used to call them ("Of course, Minji!", "서진아,", "신입.")."""
@@ -703,6 +735,12 @@ def findings(
     for fact in fan_fact_claims(text, fan_facts, persona):
         what = f"{fact.kind} ({fact.value})" if fact.value else fact.kind
         found.append(("claims_fan_fact", f"it says the fan's {what} as your own; it is the fan's"))
+    if name := persona_name_given_to_fan(text, persona, fan_facts):
+        known = next((f.value for f in fan_facts if f.kind == "name" and f.value), "")
+        whose = f"the fan's name is {known}" if known else "you do not know the fan's name"
+        found.append(
+            ("names_fan_as_persona", f"it tells the fan their name is {name}, your own name; {whose}")
+        )
     if not any(category == "claims_fan_fact" for category, _ in found):
         for statement in statement_claims(text, fan_statements)[:1]:
             found.append(

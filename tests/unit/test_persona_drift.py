@@ -399,3 +399,25 @@ def test_the_fans_recalled_messages_from_another_session_are_theirs() -> None:
     claimed = check_output("응, 나는 3월 14일에 조종사 자격시험을 봐.", HANEUL, "", facts)
     assert [p["category"] for p in claimed] == ["claims_fan_fact"]
     assert check_output("응, 네 시험은 3월 14일이잖아. 긴장하지 마, 신입.", HANEUL, "", facts) == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "given"),
+    [
+        ("네, Yuna. Your name is Yuna.", "Yuna"),  # the memory eval and the memory test, to Minji
+        ("Yes, I remember your name. It's Yuna.", "Yuna"),
+        ("네 이름은 유나야!", "유나"),
+        ("Your name's Yuna Kim, right?", "Yuna"),
+        ("Your name is Minji! I'm Yuna.", ""),
+        ("Is your name Yuna?", ""),  # asking is not telling
+        ("Your name is Yunara? So pretty!", ""),  # another name
+    ],
+)
+def test_the_persona_never_gives_the_fan_its_own_name(reply: str, given: str) -> None:
+    minji = [FanFact("name", "Minji")]
+    assert drift.persona_name_given_to_fan(reply, YUNA, minji) == given
+    categories = [c for c, _ in drift.findings(reply, YUNA, None, fan_facts=minji)]
+    assert ("names_fan_as_persona" in categories) == bool(given)
+    if given.isascii():  # a fan who is called Yuna too is told their own name
+        assert drift.persona_name_given_to_fan(reply, YUNA, [FanFact("name", "Yuna")]) == ""
+    assert drift.persona_name_given_to_fan("Your name is Haneul.", HANEUL) == "Haneul"
