@@ -172,8 +172,14 @@ def test_two_processes_claiming_at_once_one_wins(postgres_jobs: str, tmp_path: P
             try:
                 lease = claim_batch({batch_id!r}, sys.argv[1])
             except ConflictError:
+                open(os.path.join({str(tmp_path)!r}, "tried-" + sys.argv[1]), "w").close()
                 print("lost", flush=True)
             else:
+                open(os.path.join({str(tmp_path)!r}, "tried-" + sys.argv[1]), "w").close()
+                # A failed batch may be claimed again: release only once the other one has tried (on a
+                # loaded machine it may try after this process has already released).
+                while len([n for n in os.listdir({str(tmp_path)!r}) if n.startswith("tried-")]) < 2:
+                    time.sleep(0.01)
                 print("won", flush=True)
                 release_batch(lease, "failed", "released by the test")
             """
