@@ -406,6 +406,7 @@ def test_the_fans_recalled_messages_from_another_session_are_theirs() -> None:
     [
         ("네, Yuna. Your name is Yuna.", "Yuna"),  # the memory eval and the memory test, to Minji
         ("Yes, I remember your name. It's Yuna.", "Yuna"),
+        ("Yes, I remember your name. It’s Yuna.", "Yuna"),  # a curly apostrophe
         ("네 이름은 유나야!", "유나"),
         ("Your name's Yuna Kim, right?", "Yuna"),
         ("Your name is Minji! I'm Yuna.", ""),
