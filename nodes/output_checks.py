@@ -174,13 +174,13 @@ def _ngrams(words: list[str], n: int) -> list[list[str]]:
 
 # --- releasing checked text -----------------------------------------------------------------------
 
-# Where a sentence ends while the model is still writing: closing punctuation (or an emoji) with the
-# whitespace after it already written, or the end of a line. The cut goes before the whitespace, so
-# the released text never ends in a space the final (stripped) reply would not have.
 # A label the small model puts before its reply ("[STARLIGHT]", "[ABOUT THIS FAN]"): a prompt
 # section's or a speaker's name, not part of the answer. Dropped from the start of a draft; the rest
 # is checked as the reply.
 _LEADING_LABEL = re.compile(r"^\[[^\[\]\n<>]{1,40}\](?=\s)\s*")
+# Where a sentence ends while the model is still writing: closing punctuation (or an emoji) with the
+# whitespace after it already written, or the end of a line. The cut goes before the whitespace, so
+# the released text never ends in a space the final (stripped) reply would not have.
 _SENTENCE_END = re.compile(
     r"(?:[.!?…。！？~]+|[\u2600-\u27bf\U0001f300-\U0001faff]+)[\"'”’)\]]*(?=\s)|\S(?=\n)"
 )
