@@ -260,8 +260,13 @@ def card_uploads(draw: st.DrawFn, ids: list[str]) -> dict[str, Any]:
     return {"files": files or None, "data": data or None}
 
 
-def check_response(response: Any, where: str) -> None:
+def check_response(response: Any, where: str, readiness: bool = False) -> None:
     status = response.status_code
+    # A readiness probe answers 503 while a dependency is slow (the model server on a loaded CI
+    # machine missed its 3 s): that is its designed answer, not a crash; it must name what failed.
+    if readiness and status == 503:
+        assert response.json()["error"]["reason"].startswith("not ready: "), f"{where}: {response.text[:300]}"
+        return
     assert status < 500, f"{where}: {status} {response.text[:300]}"
     content_type = response.headers.get("content-type", "")
     if status >= 400:
@@ -305,7 +310,7 @@ def test_every_route_with_hostile_input(world: tuple[World, str], data: st.DataO
             if content_type:
                 headers["Content-Type"] = content_type
             response = world_.client.request(method, url, headers=headers, content=body)
-        check_response(response, f"{method} {url[:120]}")
+        check_response(response, f"{method} {url[:120]}", readiness=template == "/ready")
     assert bob_view(world_, insight_thread) == before
 
 
