@@ -149,16 +149,34 @@ def segment_figures(tool_results: Any) -> tuple[dict[str, list[tuple[str, float]
 
 def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | None]]:
     """(start, end, segment) pieces of the answer: from each segment name to the next name or the end
-    of its sentence; text before any name has no owner."""
-    marks: list[tuple[int, str | None]] = [(0, None)]
-    for pattern in (_SEGMENT_NAME, _SEGMENT_HEADING):
-        for match in pattern.finditer(answer):
-            segment = match.lastgroup
-            marks.append((match.start(), segment if segment in segments else None))
-    marks += [(m.end(), None) for m in re.finditer(r"\n|[.!?。]+(?=\s|$)", answer)]
-    marks.sort(key=lambda mark: mark[0])
-    ends = [position for position, _ in marks[1:]] + [len(answer)]
-    return [(start, end, owner) for (start, owner), end in zip(marks, ends, strict=True) if end > start]
+    of its sentence. A line that names a segment and ends with a colon is a heading ("**New
+    Segment:**", "VIP:"): the lines under it belong to its segment until a blank line or the next
+    heading (the bench's "**New Segment:**\n- Customers: 637명" gave the loyal segment's count to new
+    customers, and a heading's own line used to end its owner's span). Other text has no owner."""
+    spans: list[tuple[int, int, str | None]] = []
+    heading: str | None = None
+    offset = 0
+    for line in answer.splitlines(keepends=True):
+        body = line.strip().strip("*#_ ")
+        if not body:
+            heading = None
+        names = sorted(
+            (match.start(), match.lastgroup if match.lastgroup in segments else None)
+            for pattern in (_SEGMENT_NAME, _SEGMENT_HEADING)
+            for match in pattern.finditer(line)
+        )
+        marks = [(0, heading), *names, *((m.end(), heading) for m in re.finditer(r"[.!?。]+(?=\s|$)", line))]
+        marks.sort(key=lambda mark: mark[0])
+        ends = [position for position, _ in marks[1:]] + [len(line)]
+        spans += [
+            (offset + start, offset + end, owner)
+            for (start, owner), end in zip(marks, ends, strict=True)
+            if end > start
+        ]
+        if names and body.rstrip("*_ ").endswith(":"):
+            heading = names[-1][1]
+        offset += len(line)
+    return spans
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,28 @@ OVERVIEW = {"segment_overview": {"customers": 1411, "segments": [
             ["637 (not a figure of new)", "537 (not a figure of loyal)"],
         ),
         ("- **VIP**: 237 (4.7%)\n- **Loyal**: 637 (12.7%)\n- **New**: 537 (10.7%)", []),
+        # Seen in the insight bench: a heading line owns the list under it, until a blank line.
+        (
+            "신규 고객과 충성 고객을 비교해보자.\n\n**New Segment:**\n- Customers: 637명 (12.7%)",
+            ["637 (not a figure of new)", "12.7% (not a figure of new)"],
+        ),
+        ("VIP:\n- Customers: 237\n- Share: 4.7%\n\nLoyal:\n- Customers: 637\n\n- 537 new customers", []),
         # A total after a segment's name is a figure of no segment: fine anywhere.
         ("VIP customers are 237 of 1,411 customers, 35.3% of revenue; new customers only 1.5%.", []),
     ],
 )
 def test_a_number_belongs_to_the_segment_it_follows(answer: str, wrong: list[str]) -> None:
     assert check_numbers(answer, OVERVIEW).unsupported == wrong
+
+
+def test_a_list_marker_is_not_a_checked_sentence() -> None:
+    """Seen in the insight bench: "1." alone was kept as the checked part of an answer whose first
+    list item gave the loyal segment's count to new customers."""
+    from personagraph.nodes.insight import checked_prefix
+
+    answer = "신규 고객과 충성 고객을 비교해보자.\n\n1. **New Segment:**\n- Customers: 637명 (12.7%)"
+    assert checked_prefix(answer, OVERVIEW, "신규 고객과 충성 고객을 비교해줘", ["new", "loyal"]) == (
+        "신규 고객과 충성 고객을 비교해보자."
+    )
+    total = "There are 1,411 customers in all.\n2. New customers are 537."
+    assert checked_prefix(total, OVERVIEW, "", ["new"]) == total
