@@ -173,7 +173,7 @@ def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | 
             for (start, owner), end in zip(marks, ends, strict=True)
             if end > start
         ]
-        if names and body.rstrip("*_ ").endswith(":"):
+        if names and body.endswith(":"):
             heading = names[-1][1]
         offset += len(line)
     return spans
