@@ -18,6 +18,7 @@ import base64
 import builtins
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import threading
@@ -49,6 +50,10 @@ TOKEN_PREFIX = "pgt_"
 USER_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_@\-]{0,63}")
 USER_ID_RULE = "1-64 characters of letters, digits, _ - @ (not starting with -)"
 MIN_PASSWORD_CHARS = 8
+SESSION_TOKEN_NAME = "session"  # what sign_in names its tokens
+# The longest lifetime a token may be given (ten years); a longer one would overflow the date
+# arithmetic, and a token that should not expire is made without `hours`.
+MAX_TOKEN_HOURS = 10 * 366 * 24
 # The address a sign-in through the app's login form comes from (set by api/limits.py, read by
 # `gradio_auth`, whose caller, Gradio, passes only the user id and the password).
 sign_in_client: ContextVar[str] = ContextVar("sign_in_client", default="")
@@ -428,7 +433,20 @@ class AccountStore:
     def sign_in(self, user_id: str, password: str, client: str = "") -> tuple[Caller, str]:
         """Password -> (Caller, a session token that expires after SESSION_TOKEN_HOURS)."""
         caller = self.verify(user_id, password, client)
-        return caller, self.issue_token(user_id, "session", hours=self.settings.session_token_hours)
+        return caller, self.issue_token(user_id, SESSION_TOKEN_NAME, hours=self.settings.session_token_hours)
+
+    def new_api_token(self, user_id: str, name: str, hours: float | None = None) -> str:
+        """A new named token for the account (printed or returned once); a name is used once per account."""
+        check_id(name, "name")
+        if hours is not None and not (math.isfinite(hours) and 0 < hours <= MAX_TOKEN_HOURS):
+            raise ValueError(
+                f"hours: {hours!r} is not allowed; give 0 < hours <= {MAX_TOKEN_HOURS} (none: until revoked)"
+            )
+        if name == SESSION_TOKEN_NAME:
+            raise ValueError(f"name: {SESSION_TOKEN_NAME!r} is kept for sign-in tokens; choose another name")
+        if any(t["name"] == name for t in self.tokens(user_id)):
+            raise ConflictError(f"name: a token {name!r} exists; revoke it first or choose another name")
+        return self.issue_token(user_id, name, hours=hours)
 
     def caller_for_token(self, token: str) -> Caller:
         row = self.database.execute(

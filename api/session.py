@@ -4,22 +4,17 @@ and per client address); API tokens are named, listed and revoked by their own a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from personagraph.accounts.identity import ConflictError, ForbiddenError, NotFoundError, NotSignedInError
-from personagraph.accounts.store import AccountStore
+from personagraph.accounts.identity import ForbiddenError, NotFoundError, NotSignedInError
+from personagraph.accounts.store import MAX_TOKEN_HOURS
 from personagraph.api.deps import CallerDep, ServicesDep, bearer_token
 from personagraph.serving.safe_paths import check_id
 
 router = APIRouter(tags=["session"])
-SESSION_TOKEN_NAME = "session"  # what AccountStore.sign_in names its tokens
-# The longest lifetime a token may be given (ten years); a longer one would overflow the date
-# arithmetic, and a token that should not expire is made without `hours`.
-MAX_TOKEN_HOURS = 10 * 366 * 24
 
 
 class SignInBody(BaseModel):
@@ -38,20 +33,6 @@ class TokenBody(BaseModel):
         allow_inf_nan=False,
         description="Lifetime; none = until revoked.",
     )
-
-
-def new_api_token(accounts: AccountStore, user_id: str, name: str, hours: float | None = None) -> str:
-    """A new named token for the account (printed or returned once); a name is used once per account."""
-    check_id(name, "name")
-    if hours is not None and not (math.isfinite(hours) and 0 < hours <= MAX_TOKEN_HOURS):
-        raise ValueError(
-            f"hours: {hours!r} is not allowed; give 0 < hours <= {MAX_TOKEN_HOURS} (none: until revoked)"
-        )
-    if name == SESSION_TOKEN_NAME:
-        raise ValueError(f"name: {SESSION_TOKEN_NAME!r} is kept for sign-in tokens; choose another name")
-    if any(t["name"] == name for t in accounts.tokens(user_id)):
-        raise ConflictError(f"name: a token {name!r} exists; revoke it first or choose another name")
-    return accounts.issue_token(user_id, name, hours=hours)
 
 
 @router.post("/api/session", name="session_sign_in", status_code=status.HTTP_201_CREATED)
@@ -98,7 +79,7 @@ def _account_of(caller: CallerDep, svc: ServicesDep) -> str:
 def create_token(body: TokenBody, caller: CallerDep, svc: ServicesDep) -> dict[str, Any]:
     """A new API token for your own account; it is shown only in this answer."""
     user_id = _account_of(caller, svc)
-    token = new_api_token(svc.accounts, user_id, body.name, body.hours)
+    token = svc.accounts.new_api_token(user_id, body.name, body.hours)
     return {"token": token, "token_type": "bearer", "name": body.name, "user_id": user_id}
 
 

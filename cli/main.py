@@ -117,7 +117,6 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     """`personagraph accounts add|list|remove|passwd|token|revoke`: accounts in PERSONAGRAPH_HOME."""
     from personagraph.accounts.identity import AccessError, NotFoundError
     from personagraph.accounts.store import AccountStore
-    from personagraph.api.session import new_api_token
 
     try:
         accounts = AccountStore()
@@ -136,7 +135,7 @@ def cmd_accounts(args: argparse.Namespace) -> int:
             accounts.set_password(args.user, _new_password(args))
             print(f"password changed for {args.user}")
         elif args.action == "token":
-            print(new_api_token(accounts, args.user, args.name, args.hours))
+            print(accounts.new_api_token(args.user, args.name, args.hours))
             print(f"(token {args.name!r} for {args.user}: shown once; revoke with "
                   f"`personagraph accounts revoke {args.user} {args.name}`)", file=sys.stderr)  # fmt: skip
         elif args.action == "revoke":

@@ -6,10 +6,12 @@ start run it; every step is a no-op when its result is already on disk.
 - the trained insight intent classifier
 - the trained chat intent classifier (persona chat's router)
 - the knowledge index of every shipped persona
+- the CRM index of the shipped catalog (product facts, reviews, brand tone)
 """
 
 from __future__ import annotations
 
+from personagraph.crm.index import ensure_crm_index
 from personagraph.insight.intent_classifier import trained_model_file as intent_model_file
 from personagraph.memory.vectors import vector_client
 from personagraph.personas.index import ensure_persona_index
@@ -34,7 +36,13 @@ def prepare(*, start_model: bool = False) -> list[str]:
     personas = list_personas()
     for persona_id in personas:
         ensure_persona_index(vector_client(), persona_id)
-    done.append(f"knowledge index: {', '.join(personas)} in {settings.chroma_dir}")
+    where = settings.chroma_url or settings.chroma_dir
+    done.append(f"knowledge index: {', '.join(personas)} in {where}")
+    crm = ensure_crm_index(vector_client())
+    counts = (
+        f"{crm.products.count()} product facts, {crm.reviews.count()} reviews, {crm.tone.count()} tone texts"
+    )
+    done.append(f"CRM index: {counts} in {where}")
     if start_model:
         base_url, model = endpoint_of("chat")
         done.append(f"model for role 'chat': {model} at {base_url}")

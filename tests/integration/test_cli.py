@@ -63,3 +63,28 @@ def test_model_server_down_keeps_thread_usable(real_model_env: dict[str, str]) -
     get_settings.cache_clear()
     history = ChatService().history(CLI_CALLER, "cli-down")
     assert [m.type for m in history] == ["human", "ai", "human", "ai"]
+
+
+def test_prepare_builds_every_index_a_first_start_needs(
+    real_model_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new home after `prepare`: the CRM index is there and current, so the first CRM message
+    embeds nothing (building it at that message took 40 s on 2 cores)."""
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.crm.index import INDEX_VERSION, PRODUCTS, REVIEWS, TONE, ensure_crm_index
+    from personagraph.memory.vectors import chroma_client
+
+    env = {**real_model_env, "PERSONAGRAPH_HOME": str(tmp_path / "home")}
+    prepared = run_cli(env, "prepare")
+    assert prepared.returncode == 0, prepared.stderr
+    catalog = load_catalog()
+    assert f"{len(catalog.reviews)} reviews" in prepared.stdout, prepared.stdout
+    monkeypatch.setenv("PERSONAGRAPH_HOME", env["PERSONAGRAPH_HOME"])
+    get_settings.cache_clear()
+    client = chroma_client()
+    assert {PRODUCTS, REVIEWS, TONE} <= {c.name for c in client.list_collections()}
+    reviews = client.get_collection(REVIEWS)
+    assert (reviews.metadata or {}).get("fingerprint") == f"{catalog.fingerprint}-v{INDEX_VERSION}"
+    assert reviews.count() == len(catalog.reviews)
+    assert ensure_crm_index(client, catalog).reviews.id == reviews.id  # current: not rebuilt
+    get_settings.cache_clear()
