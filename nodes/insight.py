@@ -330,14 +330,38 @@ def figures_text(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _result_lines(label: str, value: Any) -> list[str]:
+# Each result's title in the prompt, in words: with the tool's name and argument as the title
+# ("segment_stats[loyal]") the model cited them in its answers, "(segment_stats[loyal])".
+_TITLES = {
+    "segment_stats": "{} figures", "top_products": "{} top products", "trend": "{} trend",
+    "boundary_customers": "customers close to {}", "customer_lookup": "customer {}",
+    "compare_segments": "comparison", "segment_overview": "overview",
+}  # fmt: skip
+_RESULT_NAME = re.compile(r"(\w+)(?:\[([^\]]*)\])?")
+
+
+def figure_title(name: str) -> str:
+    """ "segment_stats[at_risk]" -> "At-risk figures" (a tool without a title keeps its name)."""
+    match = _RESULT_NAME.fullmatch(name)
+    if match is None or match[1] not in _TITLES:
+        return name
+    argument = match[2] or ""
+    return _TITLES[match[1]].format(label(argument, "en") if match[1] != "customer_lookup" else argument)
+
+
+def _result_lines(name: str, value: Any) -> list[str]:
+    title = figure_title(name)
     if not isinstance(value, dict):
-        return [f"{label}: {_inline(value)}"]
-    scalars = {k: v for k, v in value.items() if not _is_table(v)}
-    lines = [f"{label}: " + "; ".join(f"{k}={_inline(v)}" for k, v in scalars.items())] if scalars else []
+        return [f"{title}: {_inline(value)}"]
+    argument = (_RESULT_NAME.fullmatch(name) or [None, None, None])[2]
+    # A segment's own result names its segment in the title: its `segment=` would repeat it.
+    scalars = {k: v for k, v in value.items() if not _is_table(v) and not (k == "segment" and v == argument)}
+    lines = [f"{title}: " + "; ".join(f"{k}={_inline(v)}" for k, v in scalars.items())] if scalars else []
     for key, rows in value.items():
         if _is_table(rows):
-            lines.append(f"{label}.{key}:")
+            implied = title.endswith(key.replace("_", " "))  # "VIP top products" heads its products
+            if not (lines and implied):
+                lines.append(f"{title}:" if implied else f"{title}, {key.replace('_', ' ')}:")
             lines += ["- " + "; ".join(f"{k}={_inline(v)}" for k, v in row.items()) for row in rows]
     return lines
 

@@ -52,7 +52,7 @@ INTENT_INSTRUCTIONS = {
     "say what the main difference means for marketing, in 2-4 sentences.",
 }
 
-CONTEXT = """FIGURES (exact, from the live data; one line per result, key=value; tables give their columns first):
+CONTEXT = """FIGURES (exact, from the live data; each result titled, key=value; a table's rows start with "- "):
 {figures}
 
 PROFILES (background, may be slightly older than the figures; prefer FIGURES; they end with notes

@@ -14,7 +14,7 @@ from personagraph.insight.lexicon import keyword_intent, mentioned_segments
 from personagraph.insight.questions import InvalidQuestionError
 from personagraph.insight.source import FixedSource
 from personagraph.insight.store import Snapshot
-from personagraph.nodes.insight import InsightContext, figures_text, prompt_figures
+from personagraph.nodes.insight import InsightContext, figure_title, figures_text, prompt_figures
 from personagraph.serving.models import use_models
 from tests.fakes import scripted
 from tests.unit.insight_support import small_snapshot
@@ -224,11 +224,26 @@ def test_the_prompts_figures_keep_every_value_next_to_its_name(live: Snapshot, q
     out = ask(live, question)
     shown = prompt_figures(out["tool_results"], out["lang"])
     text = figures_text(shown)
-    for leaf in _leaves(shown):
-        assert (leaf if isinstance(leaf, str) else json.dumps(leaf)) in text
-    assert all(text.count(f"{name}:") == 1 or text.count(f"{name}.") >= 1 for name in shown)
+    for name, result in shown.items():  # a segment's own result: its title names the segment
+        leaves = _leaves({k: v for k, v in result.items() if not (k == "segment" and f"[{v}]" in name)})
+        for leaf in leaves:
+            assert (leaf if isinstance(leaf, str) else json.dumps(leaf)) in text
+        assert text.count(f"{figure_title(name)}:") + text.count(f"{figure_title(name)},") >= 1
+    # titled in words: the tools' names ("segment_stats[vip]") were copied into answers as citations
+    assert not any(name in text for name in shown)
     if "top_products[vip]" in shown:  # a line per product, each value named
         assert "- rank=1; name_en=" in text and text.count("name_en=") == len(
             shown["top_products[vip]"]["products"]
         )
     assert len(text) < len(json.dumps(shown, ensure_ascii=False, separators=(",", ":")))
+
+
+@pytest.mark.parametrize(
+    ("name", "title"),
+    [("segment_stats[at_risk]", "At-risk figures"), ("top_products[vip]", "VIP top products"),
+     ("trend[loyal]", "Loyal trend"), ("customer_lookup[C00012]", "customer C00012"),
+     ("compare_segments", "comparison"), ("boundary_customers[vip]", "customers close to VIP"),
+     ("some_new_tool[x]", "some_new_tool[x]")],
+)  # fmt: skip
+def test_each_result_is_titled_in_words(name: str, title: str) -> None:
+    assert figure_title(name) == title
