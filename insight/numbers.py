@@ -43,12 +43,14 @@ class Number:
     value: float
     tolerance: float
     percent: bool
+    start: int = 0  # where it is written in the text parsed
+    end: int = 0
 
 
 def parse_numbers(text: str) -> list[Number]:
     """The numbers written in a text (dates excluded), with the tolerance their precision implies."""
-    text = _DATE.sub(" ", text)
-    text = _KO_DATE.sub(" ", text)
+    text = _DATE.sub(_blank, text)  # blanked, not removed: the positions stay the text's
+    text = _KO_DATE.sub(_blank, text)
     out: list[Number] = []
     for m in _NUMBER.finditer(text):
         raw = m.group("num")
@@ -66,8 +68,49 @@ def parse_numbers(text: str) -> list[Number]:
         value *= scale
         if m.group("sign") in ("-", "−"):
             value = -value
-        out.append(Number(text=m.group(0).strip(), value=value, tolerance=tolerance + 1e-9, percent=percent))
+        written = m.group(0).rstrip()
+        out.append(
+            Number(text=written.strip(), value=value, tolerance=tolerance + 1e-9, percent=percent,
+                   start=m.start() + len(written) - len(written.lstrip()), end=m.start() + len(written))
+        )  # fmt: skip
     return out
+
+
+def _blank(match: re.Match[str]) -> str:
+    return " " * len(match.group(0))
+
+
+# A share's measure, as answers write it: the words, and the figure names that measure it (orders by
+# channel are `channel_mix_pct`; "sales" is said of revenue and of units).
+_MEASURES: dict[str, tuple[str, ...]] = {
+    "revenue": ("revenue",), "매출": ("revenue",), "매출액": ("revenue",), "spend": ("revenue",),
+    "spending": ("revenue",), "sales": ("revenue", "units"), "판매": ("revenue", "units"),
+    "customers": ("customers",), "고객": ("customers",), "고객 수": ("customers",),
+    "units": ("units",), "판매량": ("units",), "판매 수량": ("units",),
+    "orders": ("orders", "channel_mix"), "주문": ("orders", "channel_mix"), "주문 수": ("orders", "channel_mix"),
+}  # fmt: skip
+_MEASURE_WORDS = "|".join(re.escape(w) for w in sorted(_MEASURES, key=len, reverse=True))
+_SHARE_AFTER = re.compile(  # "12.7% of (all|their|...) revenue", "12.7% revenue share", "35.3%의 매출"
+    rf"\s*(?:of\s+(?:(?:the|their|its|our|all|total|overall)\s+)*|의\s*)?(?P<word>{_MEASURE_WORDS})(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_SHARE_BEFORE = re.compile(  # "매출의 35.3%", "매출 비중 35.3%", "고객 비중은 4.7%", "share of revenue: 35.3%"
+    rf"(?:(?P<ko>{_MEASURE_WORDS})\s*(?:의|\s(?:비중|비율|점유율)(?:은|는|이|가)?)"
+    rf"|share of (?:(?:the|their|its|our|all|total|overall)\s+)*(?P<en>{_MEASURE_WORDS})(?:\s+is|:|\s+of)?)"
+    rf"\s*(?:약|about|around|roughly)?\s*$",
+    re.IGNORECASE,
+)
+
+
+def share_measure(text: str, number: Number) -> tuple[str, tuple[str, ...]] | None:
+    """(the word, the figure names it means) when a percentage in `text` is written as a share of a
+    measure; None when it names none."""
+    if not number.percent:
+        return None
+    after = _SHARE_AFTER.match(text, number.end)
+    before = _SHARE_BEFORE.search(text[max(0, number.start - 40) : number.start])
+    found = after.group("word") if after else before and (before.group("ko") or before.group("en"))
+    return (found, _MEASURES[found.lower()]) if found else None
 
 
 def dates_in(text: str) -> list[str]:
@@ -181,18 +224,26 @@ def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | 
 
 @dataclass(frozen=True)
 class _Pool:
-    """Figures a number may match: percentages (matched by percentages only) and all of them."""
+    """Figures a number may match: percentages (matched by percentages only, by their names when a
+    measure is written) and all of them."""
 
-    percents: list[float]
+    percents: list[tuple[str, float]]
     plain: list[float]
 
     @classmethod
     def of(cls, values: list[tuple[str, float]]) -> _Pool:
-        return cls([abs(v) for path, v in values if "pct" in path], [abs(v) for _, v in values])
+        return cls([(path, abs(v)) for path, v in values if "pct" in path], [abs(v) for _, v in values])
 
-    def supports(self, n: Number) -> bool:
+    def supports(self, n: Number, measure: tuple[str, ...] | None = None) -> bool:
         target = abs(n.value)
-        pool = self.percents if n.percent else self.plain
+        if n.percent:
+            last_names = [path.rsplit(".", 1)[-1] for path, _ in self.percents]
+            pool = [
+                f for name, (path, f) in zip(last_names, self.percents, strict=True)
+                if measure is None or any(m in name or f"{m}_pct." in path for m in measure)
+            ]  # fmt: skip
+        else:
+            pool = self.plain
         return any(abs(target - f) <= n.tolerance or (f and abs(target - f) / f <= 0.005) for f in pool)
 
 
@@ -211,6 +262,7 @@ def check_numbers(answer: str, tool_results: Any, question: str = "") -> Numeric
         (supported if _date_supported(token, source_text) else unsupported).append(token)
     for start, end, owner in _owner_spans(answer, set(owned)):
         for n in parse_numbers(answer[start:end]):
+            n.start, n.end = start + n.start, start + n.end
             bare = (
                 not n.percent
                 and n.value == int(n.value)
@@ -220,9 +272,13 @@ def check_numbers(answer: str, tool_results: Any, question: str = "") -> Numeric
             if bare or n.value in asked:
                 continue
             checked += 1
+            share = share_measure(answer, n)
+            measure = share[1] if share else None
             if not everything.supports(n):
                 unsupported.append(n.text)
-            elif owner and not per_segment[owner].supports(n):
+            elif share and not everything.supports(n, measure):
+                unsupported.append(f"{n.text} (not a share of {share[0]})")
+            elif owner and not per_segment[owner].supports(n, measure):
                 unsupported.append(f"{n.text} (not a figure of {owner})")
             else:
                 supported.append(n.text)

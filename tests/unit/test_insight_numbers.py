@@ -97,6 +97,36 @@ def test_a_number_belongs_to_the_segment_it_follows(answer: str, wrong: list[str
     assert check_numbers(answer, OVERVIEW).unsupported == wrong
 
 
+@pytest.mark.parametrize(
+    ("answer", "wrong"),
+    [
+        # Seen in the insight bench: 12.7% is the loyal segment's share of customers.
+        ("Loyal customers have an average spend of about 12.7% of their revenue.",
+         ["12.7% (not a share of revenue)"]),
+        ("Loyal customers are 12.7% of customers and bring 19.6% of total revenue.", []),
+        ("Loyal customers are 19.6% of customers.", ["19.6% (not a share of customers)"]),
+        ("충성 고객은 전체 고객의 12.7%이며 매출의 19.6%를 차지합니다.", []),
+        ("충성 고객의 매출 비중은 12.7%입니다.", ["12.7% (not a share of 매출)"]),
+        ("충성 고객 비중 12.7%, 매출 비중 19.6%.", []),
+        # A measure inside the owner's span still needs the owner's figure.
+        ("New customers bring 35.3% of revenue.", ["35.3% (not a figure of new)"]),
+        # No measure named: any percentage figure of the segment, as before.
+        ("- **Loyal**: 637 (12.7%), 19.6%", []),
+    ],
+)  # fmt: skip
+def test_a_share_is_a_share_of_what_it_says(answer: str, wrong: list[str]) -> None:
+    assert check_numbers(answer, OVERVIEW).unsupported == wrong
+
+
+@pytest.mark.parametrize(
+    ("answer", "ok"),
+    [("Revenue fell 12.3% last month.", True), ("매출은 -12.3% 감소했습니다.", True),
+     ("VIP revenue is 37.5% of sales.", True), ("VIP customers are 37.5% of orders.", False)],
+)  # fmt: skip
+def test_changes_and_sales_shares_match_their_measures(answer: str, ok: bool) -> None:
+    assert check_numbers(answer, RESULTS).ok is ok
+
+
 def test_a_list_marker_is_not_a_checked_sentence() -> None:
     """Seen in the insight bench: "1." alone was kept as the checked part of an answer whose first
     list item gave the loyal segment's count to new customers."""
