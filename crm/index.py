@@ -4,9 +4,9 @@
 
 `personagraph prepare` builds it for the shipped catalog; an imported catalog is built on its first
 use. The vectors are kept on disk per text set (`embed_passages_cached`), so the same catalog indexed
-into another home or Chroma server takes seconds, not the 40 s of embedding 948 texts. Each collection carries the catalog's fingerprint; a collection
-whose fingerprint differs from the data files is rebuilt, so edits to data/crm are picked up and an
-unchanged catalog is never re-embedded.
+into another home or Chroma server takes seconds, not the 40 s of embedding 948 texts. Each
+collection carries the catalog's fingerprint; a collection whose fingerprint differs from the data
+files is rebuilt, so edits to data/crm are picked up and an unchanged catalog is never re-embedded.
 """
 
 from __future__ import annotations

@@ -227,21 +227,24 @@ class _Pool:
     """Figures a number may match: percentages (matched by percentages only, by their names when a
     measure is written) and all of them."""
 
-    percents: list[tuple[str, float]]
+    percents: list[tuple[str, float]]  # (the name saying what it measures, value)
     plain: list[float]
 
     @classmethod
     def of(cls, values: list[tuple[str, float]]) -> _Pool:
-        return cls([(path, abs(v)) for path, v in values if "pct" in path], [abs(v) for _, v in values])
+        """A percentage's measure is in the last name of its path with "pct" in it:
+        "share_of_revenue_pct", or "channel_mix_pct" for "channel_mix_pct.app"."""
+        percents = [
+            (next(part for part in reversed(path.split(".")) if "pct" in part), abs(v))
+            for path, v in values
+            if "pct" in path
+        ]
+        return cls(percents, [abs(v) for _, v in values])
 
     def supports(self, n: Number, measure: tuple[str, ...] | None = None) -> bool:
         target = abs(n.value)
         if n.percent:
-            last_names = [path.rsplit(".", 1)[-1] for path, _ in self.percents]
-            pool = [
-                f for name, (path, f) in zip(last_names, self.percents, strict=True)
-                if measure is None or any(m in name or f"{m}_pct." in path for m in measure)
-            ]  # fmt: skip
+            pool = [f for key, f in self.percents if measure is None or any(m in key for m in measure)]
         else:
             pool = self.plain
         return any(abs(target - f) <= n.tolerance or (f and abs(target - f) / f <= 0.005) for f in pool)

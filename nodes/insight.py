@@ -340,20 +340,25 @@ _TITLES = {
 _RESULT_NAME = re.compile(r"(\w+)(?:\[([^\]]*)\])?")
 
 
+def _tool_and_argument(name: str) -> tuple[str, str | None]:
+    """ "segment_stats[at_risk]" -> ("segment_stats", "at_risk"); "compare_segments" -> (it, None)."""
+    match = _RESULT_NAME.fullmatch(name)
+    return (match[1], match[2]) if match else (name, None)
+
+
 def figure_title(name: str) -> str:
     """ "segment_stats[at_risk]" -> "At-risk figures" (a tool without a title keeps its name)."""
-    match = _RESULT_NAME.fullmatch(name)
-    if match is None or match[1] not in _TITLES:
+    tool, argument = _tool_and_argument(name)
+    if tool not in _TITLES:
         return name
-    argument = match[2] or ""
-    return _TITLES[match[1]].format(label(argument, "en") if match[1] != "customer_lookup" else argument)
+    return _TITLES[tool].format(argument or "" if tool == "customer_lookup" else label(argument or "", "en"))
 
 
 def _result_lines(name: str, value: Any) -> list[str]:
     title = figure_title(name)
     if not isinstance(value, dict):
         return [f"{title}: {_inline(value)}"]
-    argument = (_RESULT_NAME.fullmatch(name) or [None, None, None])[2]
+    argument = _tool_and_argument(name)[1]
     # A segment's own result names its segment in the title: its `segment=` would repeat it.
     scalars = {k: v for k, v in value.items() if not _is_table(v) and not (k == "segment" and v == argument)}
     lines = [f"{title}: " + "; ".join(f"{k}={_inline(v)}" for k, v in scalars.items())] if scalars else []
