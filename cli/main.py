@@ -26,6 +26,11 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from personagraph.services.chat import TurnEvent
 
 
 def _offline_defaults() -> None:
@@ -45,7 +50,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from personagraph.accounts.identity import CLI_CALLER, AccessError
     from personagraph.services.chat import ChatService, InvalidRequestError, validate_request
 
-    service = ChatService()
+    service = ChatService(warm_after_turn=False)  # the next turn is another process
     try:
         request = validate_request(
             message=args.message,
@@ -62,6 +67,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     # The service streams checked text only. A terminal sees it sentence by sentence; a pipe or a
     # file gets just the final reply (a withdrawn sentence cannot be taken back from a file).
     live = sys.stdout.isatty()
+    try:
+        return _print_turn(events, request.thread_id, live)
+    finally:
+        service.settle_warm_ups()
+
+
+def _print_turn(events: Iterator[TurnEvent], thread_id: str, live: bool) -> int:
     shown = ""
     for event in events:
         if event.kind == "token":
@@ -74,7 +86,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             shown = ""
         elif event.kind == "error":
             print(f"\nerror: {event.text}", file=sys.stderr)
-            print(f"Your message was not added to thread {request.thread_id}; run the same command again to retry.",
+            print(f"Your message was not added to thread {thread_id}; run the same command again to retry.",
                   file=sys.stderr)  # fmt: skip
             return 1
         elif event.kind == "final" and event.result is not None:
@@ -82,7 +94,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 print(event.result.reply, end="")
             print()
             took = event.result.timings
-            print(f"[thread {request.thread_id} | intent {event.result.intent or '-'} | first text "
+            print(f"[thread {thread_id} | intent {event.result.intent or '-'} | first text "
                   f"{took.get('first_token_s')} s | turn {took.get('total_s')} s]", file=sys.stderr)  # fmt: skip
     return 0
 

@@ -330,9 +330,10 @@ class TurnResult:
     usage: dict[str, Any] = field(default_factory=dict)
 
 
-def _warm_next_turn(values: Mapping[str, Any], context: ChatContext) -> None:
-    """Start reading the next turn's stable prompt on the chat model's server while the fan reads
-    the reply and types (CHAT_PREWARM; a background call whose failure costs nothing but speed)."""
+def _warm_next_turn(values: Mapping[str, Any], context: ChatContext) -> threading.Thread | None:
+    """Start reading the thread's next stable prompt start on the chat model's server: after a turn
+    while the fan reads the reply and types, and at a turn's start when nothing may be warm yet
+    (CHAT_PREWARM; a background call whose failure costs nothing but speed)."""
 
     def warm() -> None:
         try:
@@ -340,14 +341,27 @@ def _warm_next_turn(values: Mapping[str, Any], context: ChatContext) -> None:
         except Exception:  # noqa: BLE001 - a warm-up must never disturb the service
             log.warning("next-turn warm-up failed", exc_info=True)
 
-    if prewarm_enabled(context.chat_role):  # else no thread and no prompt built on every turn
-        threading.Thread(target=warm, name="chat-prewarm", daemon=True).start()
+    if not prewarm_enabled(context.chat_role):  # no thread and no prompt built on every turn
+        return None
+    thread = threading.Thread(target=warm, name="chat-prewarm", daemon=True)
+    thread.start()
+    return thread
 
 
 class ChatService:
     """persona_chat compiled with a checkpointer and a store, plus the turn runner."""
 
-    def __init__(self, checkpointer: BaseCheckpointSaver[Any] | None = None, store: BaseStore | None = None):
+    def __init__(
+        self,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        store: BaseStore | None = None,
+        *,
+        warm_after_turn: bool = True,
+    ):
+        """`warm_after_turn=False` for a process that runs one turn and exits (the CLI): the next
+        turn, in another process, warms its own prompt start."""
+        self.warm_after_turn = warm_after_turn
+        self._warm_ups: list[threading.Thread] = []
         self.checkpointer = checkpointer or make_checkpointer()
         self.store = store or make_store()
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build(self.checkpointer, self.store)
@@ -441,7 +455,12 @@ class ChatService:
         config["callbacks"] = [recorder]
         # The message id is the turn's id: it keys what the turn stores, so a re-run overwrites.
         human = HumanMessage(content=request.message, id=message_id or uuid.uuid4().hex)
-        messages = self._discard_unfinished(config)
+        start = self._discard_unfinished(config)
+        messages = _messages(start)
+        # A new thread, or one whose last turn ran in another process (a CLI call, another replica),
+        # has nothing warmed: the server reads the stable prompt start while the nodes before the
+        # draft run. Already read, it is a prompt-cache hit and a one-token call.
+        self._track(_warm_next_turn({**start, "messages": messages}, context))
         # What a rolled-back turn returns to: the thread's messages and the turn's store items.
         before = _Snapshot(
             messages={str(m.id) for m in messages},
@@ -519,8 +538,21 @@ class ChatService:
             usage=recorder.usage(),
         )
         # Every model call of the turn is done: the server may read the next turn's prompt start now.
-        _warm_next_turn(values, context)
+        if self.warm_after_turn:
+            self._track(_warm_next_turn(values, context))
         yield TurnEvent("final", reply, result)
+
+    def _track(self, warm_up: threading.Thread | None) -> None:
+        self._warm_ups = [t for t in self._warm_ups if t.is_alive()]
+        if warm_up is not None:
+            self._warm_ups.append(warm_up)
+
+    def settle_warm_ups(self, timeout_s: float = 120.0) -> None:
+        """Wait for the prompt warm-ups still running (a process about to exit: a thread cut off in
+        the middle of its HTTP call can abort the interpreter at shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        for warm_up in self._warm_ups:
+            warm_up.join(max(0.0, deadline - time.monotonic()))
 
     def send(self, caller: Caller, request: ChatRequest, **context_overrides: Any) -> TurnResult:
         for event in self.stream_turn(caller, request, **context_overrides):
@@ -902,24 +934,24 @@ class ChatService:
                 return {str(m.id) for m in _messages(snapshot.values)}
         return set()
 
-    def _discard_unfinished(self, config: RunnableConfig) -> list[AnyMessage]:
+    def _discard_unfinished(self, config: RunnableConfig) -> dict[str, Any]:
         """Roll back what a turn that never finished left in the thread: its process was killed mid-turn
         (a replica SIGKILLed), so the checkpoint still waits for a node and holds the fan's message
         without a reply. No turn runs in this thread in this process (checked before), so the thread
         goes back to its last finished state. Two replicas running turns in one thread at the same
-        time is not supported (the running-turn check is per process). Returns the thread's messages
+        time is not supported (the running-turn check is per process). Returns the thread's values
         as the new turn starts from them (one state read per turn, as before)."""
         state = self.graph.get_state(config)
         messages: list[AnyMessage] = list(_messages(state.values))
         if not state.next:
-            return messages
+            return dict(state.values)
         finished = self._finished_messages(config)
         removals = [RemoveMessage(id=str(m.id)) for m in messages if str(m.id) not in finished]
         log.warning("persona_chat: rolling back a turn left unfinished (%d messages)", len(removals))
         self.graph.update_state(
             config, {"messages": removals, "last_error": "interrupted"}, as_node="memory_write"
         )
-        return [m for m in messages if str(m.id) in finished]
+        return {**state.values, "messages": [m for m in messages if str(m.id) in finished]}
 
     def _register_thread(self, owner: str, request: ChatRequest) -> None:
         namespace = threads_namespace(owner)

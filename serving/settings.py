@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         description="Where the packaged GGUF parts are joined into one file (outside site-packages).",
     )
     data_dir: Path = Field(default=REPO_ROOT / "data", description="Shipped personas and documents.")
+    prompt_fence_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the ids that fence untrusted text in prompts (PROMPT_FENCE_KEY). Unset: "
+        "a random key made once and kept in <home>/secrets/prompt-fence-key (mode 600), so every "
+        "process of one home writes the same prompt for the same data and a model server's prompt "
+        "cache matches across processes and replicas. Set it to share that across homes.",
+    )
 
     # Memory and data services.
     database_url: str | None = Field(

@@ -106,8 +106,13 @@ def running_langgraph_dev(env: dict[str, str], workdir: Path) -> Iterator[LangGr
 
 @pytest.fixture(scope="session")
 def model_server() -> Iterator[LocalModelServer]:
+    from personagraph.serving.settings import Settings
+
     model_file, alias = resolve_model_file(SMOLLM2_135M.name, Path("/nonexistent"))
-    with LocalModelServer(model_file, alias, n_ctx=4096) as server:
+    # The RAM prompt cache as the app's embedded server has it: a chat turn's draft reuses the
+    # evaluated persona prefix of the previous turn instead of re-reading ~2,000 tokens.
+    cache_mb = Settings().local_model_prompt_cache_mb
+    with LocalModelServer(model_file, alias, n_ctx=4096, prompt_cache_mb=cache_mb) as server:
         yield server
 
 
@@ -131,6 +136,9 @@ def real_model_env(
         "LLM_MODEL": model_server.alias,
         "LLM_BACKEND": "llamacpp",
         "LLM_MAX_TOKENS": "96",
+        # The test server stands in for the embedded one (a llama.cpp server with a prompt cache),
+        # so it is warmed as the embedded server is: drafts then reuse the persona's system prompt.
+        "CHAT_PREWARM": "on",
         "PERSONAGRAPH_HOME": str(shared_home),
     }
     for key, value in env.items():

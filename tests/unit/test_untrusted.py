@@ -10,6 +10,7 @@ data passes unchanged.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,6 +203,43 @@ def test_block_ids_are_stable_for_the_same_data() -> None:
     """Same data, same block (a server's prefix cache keeps matching from turn to turn)."""
     assert untrusted.fence("a fact", "doc") == untrusted.fence("a fact", "doc")
     assert untrusted.fence("a fact", "doc") != untrusted.fence("another fact", "doc")
+
+
+def test_block_ids_are_the_same_in_every_process_of_one_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new process (the key cache emptied) reads the home's key: the same prompt for the same data,
+    so a model server's prompt cache matches across CLI calls and replicas. Another home, another key,
+    unless PROMPT_FENCE_KEY gives both the same."""
+    from personagraph.serving.settings import get_settings
+
+    first = untrusted.fence("a fact", "doc")
+    key_file = get_settings().personagraph_home / "secrets" / "prompt-fence-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    untrusted._home_key.cache_clear()
+    assert untrusted.fence("a fact", "doc") == first
+    monkeypatch.setenv("PERSONAGRAPH_HOME", str(tmp_path / "other-home"))
+    get_settings.cache_clear()
+    assert untrusted.fence("a fact", "doc") != first
+    monkeypatch.setenv("PROMPT_FENCE_KEY", "one deployment")
+    get_settings.cache_clear()
+    shared = untrusted.fence("a fact", "doc")
+    monkeypatch.setenv("PERSONAGRAPH_HOME", str(tmp_path / "third-home"))
+    get_settings.cache_clear()
+    assert untrusted.fence("a fact", "doc") == shared != first
+
+
+def test_a_home_that_cannot_keep_the_key_still_fences(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from personagraph.serving.settings import get_settings
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the home should be", encoding="utf-8")
+    monkeypatch.setenv("PERSONAGRAPH_HOME", str(blocker))
+    get_settings.cache_clear()
+    fenced = untrusted.fence("a fact", "doc")
+    assert len(blocks(fenced)) == 1 and fenced == untrusted.fence("a fact", "doc")
 
 
 def test_one_line_values_cannot_open_a_section() -> None:
