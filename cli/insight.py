@@ -161,13 +161,21 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from personagraph.insight.simulator import check_simulation_options
+
+    # Options are checked before the service stack is imported (seconds): a mistyped command fails at once.
+    if args.count is None and args.seconds is None:
+        return _error("give --count N or --seconds S", 2)
+    try:
+        check_simulation_options(args.speed, args.scenario, args.shift_after_days)
+    except ValueError as exc:
+        return _error(str(exc), 2)
+
     import redis
 
     from personagraph.insight.source import RedisNotConfiguredError
     from personagraph.services.insight import InsightService
 
-    if args.count is None and args.seconds is None:
-        return _error("give --count N or --seconds S", 2)
     try:
         run = InsightService.redis(args.redis_url).simulate(
             CLI_CALLER, rate=args.rate, seed=args.seed, count=args.count, seconds=args.seconds,
@@ -253,6 +261,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from personagraph.insight.questions import validate_question, validate_router_mode
+    from personagraph.serving.safe_paths import check_id
+
+    # What the service refuses anyway, checked before it is imported (seconds): errors come at once.
+    try:
+        validate_router_mode(args.router)
+        validate_question(args.question)
+        if args.thread is not None:
+            check_id(args.thread, "thread_id")
+    except ValueError as exc:
+        return _error(str(exc), 2)
+
     from personagraph.accounts.identity import NotFoundError
     from personagraph.services.insight import InsightAnswer, InsightService
 

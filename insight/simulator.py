@@ -43,6 +43,21 @@ from personagraph.insight.orders import (
 DEFAULT_LIVE_RATE = {"vip": 12.0, "loyal": 5.0, "regular": 2.0, "at_risk": 0.6, "dormant": 0.15, "new": 1.5}
 
 
+SIM_SCENARIOS = ("steady", "shift")
+
+
+def check_simulation_options(speed: float | None, scenario: str, shift_after_days: float) -> None:
+    """ValueError naming the field when a simulation's options do not go together."""
+    if scenario not in SIM_SCENARIOS:
+        raise ValueError(f"scenario: {scenario!r} is not allowed; allowed: {', '.join(SIM_SCENARIOS)}")
+    if speed is None and scenario != "steady":
+        raise ValueError("scenario: a scenario runs on the simulated clock; give speed too")
+    if speed is not None and not speed > 0:
+        raise ValueError(f"speed: {speed} is not allowed; give simulated seconds per real second > 0")
+    if shift_after_days < 0:
+        raise ValueError(f"shift_after_days: {shift_after_days} is not allowed; give 0 or more")
+
+
 @dataclass(frozen=True)
 class SimClock:
     """Simulated time: `origin_sim + (real now - origin_real) * speed` (speed 1 = the wall clock).

@@ -62,7 +62,14 @@ from personagraph.insight.orders import DAY, Order, history_path, load_or_genera
 from personagraph.insight.questions import validate_question, validate_router_mode
 from personagraph.insight.segments import SegmentModel, model_report, report_markdown
 from personagraph.insight.settings import InsightSettings, get_insight_settings
-from personagraph.insight.simulator import OrderFactory, SimClock, publish, shift_scenario, simulate
+from personagraph.insight.simulator import (
+    OrderFactory,
+    SimClock,
+    check_simulation_options,
+    publish,
+    shift_scenario,
+    simulate,
+)
 from personagraph.insight.source import (
     HistorySource,
     InsightSource,
@@ -278,9 +285,6 @@ class ImportedDataset:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "path": str(self.path),
                 "as_of": datetime.fromtimestamp(self.as_of, UTC).isoformat(timespec="seconds")}  # fmt: skip
-
-
-SIM_SCENARIOS = ("steady", "shift")
 
 
 @dataclass(frozen=True)
@@ -724,14 +728,7 @@ class InsightService:
         order mix `shift_after_days` simulated days from the start (the drift report must catch it).
         """
         _require_admin(caller, "simulate")
-        if scenario not in SIM_SCENARIOS:
-            raise ValueError(f"scenario: {scenario!r} is not allowed; allowed: {', '.join(SIM_SCENARIOS)}")
-        if speed is None and scenario != "steady":
-            raise ValueError("scenario: a scenario runs on the simulated clock; give speed too")
-        if speed is not None and not speed > 0:
-            raise ValueError(f"speed: {speed} is not allowed; give simulated seconds per real second > 0")
-        if shift_after_days < 0:
-            raise ValueError(f"shift_after_days: {shift_after_days} is not allowed; give 0 or more")
+        check_simulation_options(speed, scenario, shift_after_days)
         source = self._redis_source()
         source.bootstrap()
         stream = source.settings.stream

@@ -112,10 +112,11 @@ def test_two_replicas_share_sessions_conversations_and_runs(
             or memories["profile"].get("name") == "Dana"
         )
 
-        # A survey run started on A (slowed by its rate so that it is still running), visible on B.
+        # A survey run started on A (one person, 14 answers, paced so that it is still running when
+        # A dies), visible on B.
         started = httpx.post(
             f"{url_a}/api/twins/runs", headers=auth, timeout=60,
-            json={"kind": "survey", "template": "tam_en", "select": ["random:3:7"],
+            json={"kind": "survey", "template": "tam_en", "select": ["random:1:7"],
                   "options": {"concurrency": 1, "rate_per_s": 1.0}},
         )  # fmt: skip
         assert started.status_code == 202, started.text
