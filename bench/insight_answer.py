@@ -7,7 +7,8 @@ the clock runs). Per question it records:
 - first_visible_s: the first event a reader can show (the figures with the template answer; for a
   refusal or a question back, the final answer);
 - first_sentence_s: the first checked sentence of the model's narrative;
-- complete_s: the final answer (narrative checked, and rewritten once if a number was wrong).
+- complete_s: the final answer (narrative checked, and rewritten once if a number was wrong);
+- revised: whether it was rewritten (the final answer is not the narrative streamed).
 
 It prints one JSON object: p50/p95/max of each, the goals (first visible <= 2 s, narrative complete
 p50 <= 20 s on two cores), and one row per question. Run it alone and niced on a shared machine:
@@ -52,12 +53,14 @@ def time_question(service: InsightService, question: str, router: str) -> dict[s
     started = time.perf_counter()
     first_visible = first_sentence = None
     tokens = 0
+    streamed = ""  # the narrative as it was shown, to tell a rewritten answer (a second model call)
     answer = None
     for event in service.ask_stream(CLI_CALLER, question, router_mode=router):
         now = time.perf_counter() - started
         first_visible = now if first_visible is None else first_visible
         if event.kind == "token":
             tokens += 1
+            streamed += event.text
             first_sentence = now if first_sentence is None else first_sentence
         if event.kind == "final":
             answer = event.answer
@@ -69,6 +72,7 @@ def time_question(service: InsightService, question: str, router: str) -> dict[s
         "first_sentence_s": None if first_sentence is None else round(first_sentence, 3),
         "complete_s": round(complete, 3), "sentences_streamed": tokens,
         "narrative_chars": len(answer.answer), "flagged": answer.flagged, "error": answer.error,
+        "revised": bool(streamed) and answer.answer != streamed,
         "answer": answer.answer,  # read a sample: a fast answer is worth nothing if it says nothing
     }  # fmt: skip
 
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             [r["first_sentence_s"] for r in rows if r["first_sentence_s"] is not None]
         ),
         "complete_s": complete,
+        "revised": sum(r["revised"] for r in rows),  # answers rewritten after a failed number check
         "goal_first_visible_met": bool(first_visible and first_visible["max"] <= GOAL_FIRST_VISIBLE_S),
         "goal_complete_p50_met": bool(complete and complete["p50"] <= GOAL_COMPLETE_P50_S),
         "rows": rows,
