@@ -8,7 +8,8 @@ the clock runs). Per question it records:
   refusal or a question back, the final answer);
 - first_sentence_s: the first checked sentence of the model's narrative;
 - complete_s: the final answer (narrative checked, and rewritten once if a number was wrong);
-- revised: whether it was rewritten (the final answer is not the narrative streamed).
+- revised: whether it was rewritten (the final answer is not the narrative streamed);
+- list_lines: lines that are list items, headings or bold labels (the answers should be prose).
 
 It prints one JSON object: p50/p95/max of each, the goals (first visible <= 2 s, narrative complete
 p50 <= 20 s on two cores), and one row per question. Run it alone and niced on a shared machine:
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -45,6 +47,10 @@ QUESTIONS = [
     "신규 고객과 충성 고객을 비교해줘",
     "What's the weather in Seoul tomorrow?",
 ]
+# A line that is a list item, a heading or a bold label: the answers are meant as prose (issue 21).
+LIST_LINE = re.compile(
+    r"^\s*(?:[-*•]\s|\d{1,2}[.)]\s|#{1,4}\s|\*\*[^*\n]{1,60}\*\*:?\s*$|[^\n]{1,40}:\s*$)", re.M
+)
 GOAL_FIRST_VISIBLE_S = 2.0
 GOAL_COMPLETE_P50_S = 20.0
 
@@ -73,6 +79,7 @@ def time_question(service: InsightService, question: str, router: str) -> dict[s
         "complete_s": round(complete, 3), "sentences_streamed": tokens,
         "narrative_chars": len(answer.answer), "flagged": answer.flagged, "error": answer.error,
         "revised": bool(streamed) and answer.answer != streamed,
+        "list_lines": len(LIST_LINE.findall(answer.answer)),
         "answer": answer.answer,  # read a sample: a fast answer is worth nothing if it says nothing
     }  # fmt: skip
 
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "complete_s": complete,
         "revised": sum(r["revised"] for r in rows),  # answers rewritten after a failed number check
+        "answers_with_lists": sum(r["list_lines"] > 0 for r in narrated),
         "goal_first_visible_met": bool(first_visible and first_visible["max"] <= GOAL_FIRST_VISIBLE_S),
         "goal_complete_p50_met": bool(complete and complete["p50"] <= GOAL_COMPLETE_P50_S),
         "rows": rows,

@@ -463,10 +463,21 @@ class AnswerFindings:
     numbers: NumericCheck
     leaked_segments: list[str]
     prompt_markup: list[str]
+    copied_figures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.numbers.ok and not self.leaked_segments and not self.prompt_markup
+        return (
+            self.numbers.ok
+            and not self.leaked_segments
+            and not self.prompt_markup
+            and not self.copied_figures
+        )
+
+
+# A FIGURES line pasted as it is ("share_of_customers_pct=4.7", "segment=vip"): a lowercase key
+# written against "=" and its value. Nobody reads that as an answer, in English or Korean.
+_FIGURE_KEY_VALUE = re.compile(r"\b[a-z][a-z0-9_]*=[^\s=]")
 
 
 def answer_findings(text: str, tool_results: Any, question: str, allowed: list[str]) -> AnswerFindings:
@@ -474,6 +485,7 @@ def answer_findings(text: str, tool_results: Any, question: str, allowed: list[s
         numbers=numeric_check(text, tool_results, question),
         leaked_segments=[s for s in mentioned_segments(text) if s not in allowed],
         prompt_markup=untrusted.prompt_markup(text),
+        copied_figures=[m.group(0) for m in _FIGURE_KEY_VALUE.finditer(text)],
     )
 
 
@@ -512,7 +524,8 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     allowed = allowed_segments(state)
     found = answer_findings(text, tool_results, question, allowed)
     result, leaks, markup = found.numbers, found.leaked_segments, found.prompt_markup
-    check = {**result.as_dict(), "leaked_segments": leaks, "prompt_markup": markup}
+    check = {**result.as_dict(), "leaked_segments": leaks, "prompt_markup": markup,
+             "copied_figures": found.copied_figures}  # fmt: skip
     if found.ok:
         return {"check": check, "revision_note": ""}
     kept = checked_prefix(text, tool_results, question, allowed)
@@ -522,6 +535,7 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     if revisions < runtime.context.max_revisions:
         leak = prompts.LEAK.format(segments=", ".join(leaks)) if leaks else ""
         leak += prompts.MARKUP if markup else ""
+        leak += prompts.COPIED_FIGURES if found.copied_figures else ""
         note = prompts.REVISION.format(unsupported=", ".join(result.unsupported) or "none", leak=leak)
         return {"check": check, "revisions": revisions + 1, "revision_note": note}
     return {"check": check, "answer": prompts.UNCHECKED[state.get("lang", "en")], "flagged": True,

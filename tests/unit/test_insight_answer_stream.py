@@ -90,6 +90,16 @@ def test_an_echoed_data_block_is_never_streamed() -> None:
     assert final.check["prompt_markup"]
 
 
+def test_pasted_figures_lines_are_never_streamed() -> None:
+    """The 1.5B model answered a comparison with the FIGURES table itself ("- segment=new; ...")."""
+    pasted = "- segment=vip; customers=237; share_of_customers_pct=4.7"
+    evts = events(f"VIP customers buy often.\n{pasted}\nTreat them well.", "unused")
+    assert not any("=" in e.text for e in evts if e.kind == "token")
+    final = evts[-1].answer
+    assert final is not None and streamed(evts) == final.answer == "VIP customers buy often."
+    assert final.check["copied_figures"]
+
+
 def test_an_answer_failing_from_its_first_sentence_is_rewritten_and_the_rewrite_streams() -> None:
     evts = events(
         "There are 98,765 VIP customers. Treat them well.", "VIP customers buy often. Treat them well."
@@ -230,4 +240,4 @@ def test_the_answer_prompt_is_compact() -> None:
     systems = {str(call["messages"][0].content) for call in drafter.calls}
     assert len(systems) == 1 and "RULES:" in systems.pop()
     for call in drafter.calls:
-        assert str(call["messages"][1].content).rstrip().split("\n")[-3].startswith("TASK:")
+        assert str(call["messages"][1].content).rstrip().split("\n\n")[-1].startswith("TASK:")
