@@ -330,7 +330,7 @@ class TurnResult:
     usage: dict[str, Any] = field(default_factory=dict)
 
 
-def _warm_next_turn(values: Mapping[str, Any], context: ChatContext) -> threading.Thread | None:
+def _warm_prompt_start(values: Mapping[str, Any], context: ChatContext) -> threading.Thread | None:
     """Start reading the thread's next stable prompt start on the chat model's server: after a turn
     while the fan reads the reply and types, and at a turn's start when nothing may be warm yet
     (CHAT_PREWARM; a background call whose failure costs nothing but speed)."""
@@ -460,7 +460,7 @@ class ChatService:
         # A new thread, or one whose last turn ran in another process (a CLI call, another replica),
         # has nothing warmed: the server reads the stable prompt start while the nodes before the
         # draft run. Already read, it is a prompt-cache hit and a one-token call.
-        self._track(_warm_next_turn({**start, "messages": messages}, context))
+        self._track(_warm_prompt_start({**start, "messages": messages}, context))
         # What a rolled-back turn returns to: the thread's messages and the turn's store items.
         before = _Snapshot(
             messages={str(m.id) for m in messages},
@@ -539,7 +539,7 @@ class ChatService:
         )
         # Every model call of the turn is done: the server may read the next turn's prompt start now.
         if self.warm_after_turn:
-            self._track(_warm_next_turn(values, context))
+            self._track(_warm_prompt_start(values, context))
         yield TurnEvent("final", reply, result)
 
     def _track(self, warm_up: threading.Thread | None) -> None:
