@@ -27,6 +27,7 @@ from typing import Any
 
 from personagraph.crm.catalog import Catalog, Channel
 from personagraph.crm.readable import check_reads_as_message, explain_reads
+from personagraph.safety.rules import leaks_prompt
 from personagraph.serving.language import detect_language
 
 GROUNDING_KINDS = {"product", "event"}  # what grounds prices, percentages, volumes, dates, ingredients
@@ -371,8 +372,10 @@ def run_checks(
     lang: str = "ko",
     draft: Mapping[str, Any] | None = None,
     subject: Sequence[str] | None = None,
+    instructions: str = "",
 ) -> dict[str, Any]:
-    """Every check on a final message; `passed` is True only when all pass, `reasons` say what failed."""
+    """Every check on a final message; `passed` is True only when all pass, `reasons` say what failed.
+    `instructions`: the prompts' own rules, which a message must not repeat."""
     grounding_text = "\n".join(str(e.get("text", "")) for e in evidence if e.get("kind") in GROUNDING_KINDS)
     checks: dict[str, Any] = {
         "nonempty": {"passed": bool(message.strip())},
@@ -381,6 +384,7 @@ def run_checks(
         "length": check_length(message, channel, catalog.channels[channel]),
         "personalisation": {"passed": True, "found": find_personal(message)},
         "language": check_language(message, lang),
+        "instructions": {"passed": not leaks_prompt(message, instructions)},
     }
     if subject is not None:
         checks["subject"] = check_subject(message, subject)
@@ -402,6 +406,8 @@ def explain(checks: Mapping[str, Any]) -> list[str]:
     reasons = []
     if not checks.get("nonempty", {}).get("passed", True):
         reasons.append("nonempty: the message is empty")
+    if not checks.get("instructions", {}).get("passed", True):
+        reasons.append("instructions: the message repeats the rules you were given; write only the message")
     grounding = checks.get("grounding", {})
     if grounding.get("unsupported"):
         listed = ", ".join(f"{u['text']} ({u['kind']})" for u in grounding["unsupported"])

@@ -296,6 +296,7 @@ def check_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, An
     report = run_checks(
         message, evidence=state.get("evidence") or [], catalog=load_catalog(), channel=request.channel,
         lang=request.lang, draft=state.get("draft"), subject=subject_terms(load_catalog(), request.product),
+        instructions=prompts.INSTRUCTIONS,
     )  # fmt: skip
     attempt = {"round": state.get("tone_rounds", 0), "message": message, "passed": report["passed"],
                "reasons": report["reasons"], "stylist_message": state.get("stylist_output", message),

@@ -33,7 +33,7 @@ from personagraph.personas import drift
 from personagraph.personas.model import Persona, load_world
 from personagraph.personas.rules import count_sentences, forbidden_topic_hits, max_sentences
 from personagraph.prompts import untrusted
-from personagraph.safety.rules import unsafe_language
+from personagraph.safety.rules import leaks_prompt, unsafe_language
 
 _PHONE = re.compile(r"(?:\+?\d{1,3}[-.\s]?)?(?:0\d{1,2}|\(\d{2,3}\))[-.\s]?\d{3,4}[-.\s]?\d{4}")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
@@ -152,24 +152,6 @@ def check_output(
             continue  # the same words, already reported as a role break
         problems.append({"category": category, "reason": reason})
     return problems
-
-
-def leaks_prompt(text: str, system_prompt: str, n: int = 8) -> bool:
-    """True when the text repeats any run of `n` words of the system prompt (punctuation and case
-    aside: a leak split into sentences, or re-punctuated, is still a leak)."""
-    words = _words(text)
-    if not system_prompt or len(words) < n:
-        return False
-    prompt_grams = {tuple(g) for g in _ngrams(_words(system_prompt), n)}
-    return any(tuple(g) in prompt_grams for g in _ngrams(words, n))
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def _ngrams(words: list[str], n: int) -> list[list[str]]:
-    return [words[i : i + n] for i in range(len(words) - n + 1)]
 
 
 # --- releasing checked text -----------------------------------------------------------------------

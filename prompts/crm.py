@@ -2,7 +2,7 @@
 
 from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
 
-PROMPT_VERSION = "crm-3"  # part of the result cache key: bump when a prompt changes meaningfully
+PROMPT_VERSION = "crm-4"  # part of the result cache key: bump when a prompt or check changes meaningfully
 
 
 # The draft prompt: who you are (system), then the request and the EVIDENCE (product facts, customer
@@ -63,6 +63,10 @@ RULES:
 {constraints}
 - {data_rule}
 - Write in {language_name}."""
+
+# The rules the CRM models are given: a message repeating 8 words of them in a row copied its prompt
+# (the 1.5B stylist once ended a "passed" push message with "- Keep every fact of the text exactly").
+INSTRUCTIONS = "\n".join([DRAFT_SYSTEM, DRAFT_USER, TONE_SYSTEM, TONE_USER])
 
 WHAT_EXEMPLARS = "examples of the brand's voice"
 WHAT_TEXT = "text to rewrite"

@@ -197,3 +197,21 @@ def unsafe_language(text: str, path: Path | None = None) -> list[RuleHit]:
         if found:
             return [*hits, RuleHit(category="profanity", pattern=pattern.pattern, matched=found.group(0))]
     return hits
+
+
+def leaks_prompt(text: str, instructions: str, n: int = 8) -> bool:
+    """True when the text repeats any run of `n` words of the instructions (punctuation and case
+    aside: a leak split into sentences, or re-punctuated, is still a leak)."""
+    words = _words(text)
+    if not instructions or len(words) < n:
+        return False
+    prompt_grams = {tuple(g) for g in _ngrams(_words(instructions), n)}
+    return any(tuple(g) in prompt_grams for g in _ngrams(words, n))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _ngrams(words: list[str], n: int) -> list[list[str]]:
+    return [words[i : i + n] for i in range(len(words) - n + 1)]

@@ -187,6 +187,20 @@ def test_run_checks_passes_a_good_message_and_explains_a_bad_one(
     assert not english["checks"]["language"]["passed"]
 
 
+def test_a_message_repeating_its_rules_fails(evidence: list[dict[str, Any]], catalog: Catalog) -> None:
+    """The 1.5B stylist ended a push message with a line of its rules, and it passed every check."""
+    from personagraph.prompts.crm import INSTRUCTIONS
+
+    good = "장벽 크림 60ml 28,000원, 11/14까지 25% 할인! 지금 만나 보세요."
+    copied = good + "\n- Keep every fact of the text exactly (numbers, prices, dates, ingredients, names)."
+    for message, passed in ((good, True), (copied, False)):
+        report = run_checks(
+            message, evidence=evidence, catalog=catalog, channel="push", instructions=INSTRUCTIONS
+        )
+        assert report["checks"]["instructions"]["passed"] is passed, message
+    assert any(r.startswith("instructions:") for r in report["reasons"])
+
+
 def test_the_message_must_name_what_it_promotes(evidence: list[dict[str, Any]], catalog: Catalog) -> None:
     terms = subject_terms(catalog, "dew-01")
     for text in (

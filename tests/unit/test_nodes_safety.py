@@ -13,7 +13,7 @@ from personagraph.graphs.persona_chat import (
     route_after_output_safety,
 )
 from personagraph.nodes.draft import respond
-from personagraph.nodes.output_checks import check_output, leaks_prompt
+from personagraph.nodes.output_checks import check_output
 from personagraph.nodes.safety import (
     NEUTRAL_FALLBACK,
     SELF_HARM_REPLY,
@@ -22,6 +22,7 @@ from personagraph.nodes.safety import (
     refuse,
 )
 from personagraph.personas.model import load_persona
+from personagraph.safety.rules import leaks_prompt
 
 TINY_REFUSAL_EN = "That's not something I can talk about, Pebbler. Let's chat about something else 🌱"
 TINY_REFUSAL_KO = "그건 말하기 어려워, 조약돌. 다른 얘기 하자 🌱"
