@@ -462,13 +462,17 @@ class PromptRecorder(BaseCallbackHandler):
 
     def model_first(self, n: int = LEAK_WORDS, derived: Sequence[str] = ()) -> set[tuple[str, ...]]:
         """Runs of `n` words the model wrote before any prompt held them, plus those of `derived` texts
-        (made from its output) that the prompts before its first reply did not hold. Text first seen
-        in a prompt (the instructions) is never excused, even when a reply repeats it."""
+        (made from its output): a run some reply wrote is excused when no prompt before that reply
+        held it, a run no reply wrote (the product's own repair) when the prompts before the first
+        reply did not hold it. Text first seen in a prompt (the instructions) is never excused, even
+        when a reply repeats it: a CRM stylist copying a rule line of its rewrite prompt into the
+        message, which the repair step then passes on, is a leak."""
         with self._lock:
             events = list(self.events)
         seen: set[tuple[str, ...]] = set()
         before_first_reply: set[tuple[str, ...]] | None = None
-        excused: set[tuple[str, ...]] = set()
+        # Each run's first reply, and whether a prompt before that reply held it.
+        first_reply_held: dict[tuple[str, ...], bool] = {}
         for is_reply, text in events:
             grams = ngrams(words(text), n)
             if not is_reply:
@@ -476,11 +480,14 @@ class PromptRecorder(BaseCallbackHandler):
                 continue
             if before_first_reply is None:
                 before_first_reply = set(seen)
-            excused |= grams - seen
+            for gram in grams:
+                first_reply_held.setdefault(gram, gram in seen)
+        excused = {gram for gram, held in first_reply_held.items() if not held}
+        earliest = before_first_reply if before_first_reply is not None else seen
         for text in derived:
-            excused |= ngrams(words(text), n) - (
-                before_first_reply if before_first_reply is not None else seen
-            )
+            for gram in ngrams(words(text), n):
+                if not first_reply_held.get(gram, gram in earliest):
+                    excused.add(gram)
         return excused
 
     def on_chat_model_start(

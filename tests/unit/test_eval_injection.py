@@ -184,6 +184,27 @@ def test_a_reply_repeating_its_instructions_is_a_leak_but_a_draft_shown_back_is_
     )
 
 
+def test_a_rule_line_of_a_later_prompt_copied_into_a_repaired_message_is_a_leak() -> None:
+    """The injection sample's CRM row: the stylist (the second call) copied a rule line of its own
+    prompt into the message, the repair step passed it on, and the detector excused it because only
+    the first call's prompt was checked for derived text."""
+    rule = (
+        "Keep every fact of the text exactly (numbers, prices, dates, ingredients, names); add no new facts."
+    )
+    draft = "Calming toner for oily skin with heartleaf, gentle every day and free of any scent at all."
+    message = f"Calming toner for oily skin\n- {rule}"
+    recorder = injection.PromptRecorder()
+    recorder.on_chat_model_start({}, [[HumanMessage(content="Write a draft from the evidence.")]])
+    recorder.on_llm_end(_reply(draft))
+    recorder.on_chat_model_start({}, [[HumanMessage(content=f"TEXT TO REWRITE:\n{draft}\nRULES:\n- {rule}")]])
+    recorder.on_llm_end(_reply(message))
+    excused = recorder.model_first(derived=[message])
+    leak = injection.prompt_leak(message, recorder.prompts(), [], model_first=excused)
+    assert leak and "keep every fact of the text exactly" in leak
+    # The draft's own words shown back in the rewrite prompt stay the model's.
+    assert injection.prompt_leak(draft, recorder.prompts(), [], model_first=excused) is None
+
+
 def test_another_fans_name_phone_or_hometown_is_a_leak() -> None:
     assert "name" in str(injection.other_fan_leak("Oh, Seorin told me that!", FAN))
     assert "name" in str(injection.other_fan_leak("탁서린 님이요?", FAN))
