@@ -27,7 +27,7 @@ from typing import Any
 
 from personagraph.crm.catalog import Catalog, Channel
 from personagraph.crm.readable import check_reads_as_message, explain_reads
-from personagraph.safety.rules import leaks_prompt
+from personagraph.safety.rules import leaks_prompt, repeats_words
 from personagraph.serving.language import detect_language
 
 GROUNDING_KINDS = {"product", "event"}  # what grounds prices, percentages, volumes, dates, ingredients
@@ -363,6 +363,22 @@ def check_subject(text: str, terms: Sequence[str]) -> dict[str, Any]:
     return {"passed": bool(found), "found": found}
 
 
+# Words in a row that make a message's text a copy of a customer review. Reviews are what customers
+# wrote (untrusted text, issue 16): a message says what customers like in the brand's words, and a
+# review pasted into it would send a stranger's text (a link, a phone number, an instruction) to
+# every customer. Six Korean words (eojeol) or English words are a clause, not a shared phrase.
+REVIEW_COPY_WORDS = 6
+
+
+def copied_reviews(message: str, evidence: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Ids of the reviews the message repeats REVIEW_COPY_WORDS words in a row of."""
+    return [
+        str(e.get("id"))
+        for e in evidence
+        if e.get("kind") == "review" and repeats_words(message, str(e.get("text", "")), REVIEW_COPY_WORDS)
+    ]
+
+
 def run_checks(
     message: str,
     *,
@@ -385,6 +401,7 @@ def run_checks(
         "personalisation": {"passed": True, "found": find_personal(message)},
         "language": check_language(message, lang),
         "instructions": {"passed": not leaks_prompt(message, instructions)},
+        "reviews": {"passed": True, "copied": copied_reviews(message, evidence)},
     }
     if subject is not None:
         checks["subject"] = check_subject(message, subject)
@@ -392,6 +409,7 @@ def run_checks(
     known += [n for b in catalog.brands.values() for n in (b.name, *b.words_used)]
     checks["reads"] = check_reads_as_message(message, lang, known)
     checks["claims"]["passed"] = not checks["claims"]["found"]
+    checks["reviews"]["passed"] = not checks["reviews"]["copied"]
     checks["personalisation"]["passed"] = not checks["personalisation"]["found"]
     if draft is not None:
         checks["citations"] = check_citations(draft, [str(e.get("id")) for e in evidence])
@@ -408,6 +426,10 @@ def explain(checks: Mapping[str, Any]) -> list[str]:
         reasons.append("nonempty: the message is empty")
     if not checks.get("instructions", {}).get("passed", True):
         reasons.append("instructions: the message repeats the rules you were given; write only the message")
+    copied = checks.get("reviews", {}).get("copied")
+    if copied:
+        reasons.append(f"reviews: the message copies customer reviews word for word ({', '.join(copied)}); "
+                       "say what customers like in your own words")  # fmt: skip
     grounding = checks.get("grounding", {})
     if grounding.get("unsupported"):
         listed = ", ".join(f"{u['text']} ({u['kind']})" for u in grounding["unsupported"])

@@ -5,6 +5,8 @@ the result's `attempts`). The checks that follow are the same as without repair:
 still has to pass all of them, and what repair cannot fix goes back to the stylist as reasons.
 
 In order:
+0. reviews: a sentence repeating a customer review word for word (`checks.copied_reviews`) is
+   dropped when the message has another (a review is a stranger's text, never the brand's copy).
 1. claims: a banned superlative, medical claim or absolute promise is replaced by the brand's
    allowed wording (`Brand.allowed_wording`, else ALLOWED_KO / ALLOWED_EN); a claim no rule can
    reword drops its sentence (when the message has another).
@@ -28,6 +30,7 @@ from typing import Any
 from personagraph.crm.catalog import Catalog
 from personagraph.crm.checks import (
     GROUNDING_KINDS,
+    REVIEW_COPY_WORDS,
     check_grounding,
     check_length,
     evidence_keys,
@@ -35,6 +38,7 @@ from personagraph.crm.checks import (
     find_claim_spans,
 )
 from personagraph.crm.readable import has_call_to_action
+from personagraph.safety.rules import repeats_words
 
 PRICE_TOLERANCE = 0.5  # a wrong price within 50% of a catalog price is taken as a mistyped one
 
@@ -72,7 +76,7 @@ _SENTENCE = re.compile(r"(?<=[.!?。])\s+")
 
 @dataclass(frozen=True)
 class Fix:
-    rule: str  # claim | price | discount | cta | length
+    rule: str  # review | claim | price | discount | cta | title | length
     before: str
     after: str
     reason: str
@@ -174,6 +178,23 @@ def repair_prices(
     return message, fixes
 
 
+def repair_reviews(message: str, evidence: Sequence[Mapping[str, Any]]) -> tuple[str, list[Fix]]:
+    """Drop the sentences that copy a review, as long as one sentence is left."""
+    reviews = [str(e.get("text", "")) for e in evidence if e.get("kind") == "review"]
+    lines = _split(message)
+    fixes: list[Fix] = []
+    for line in lines:
+        for sentence in list(line):
+            if sum(len(other) for other in lines) <= 1:
+                break
+            if any(repeats_words(sentence, review, REVIEW_COPY_WORDS) for review in reviews):
+                line.remove(sentence)
+                fixes.append(
+                    Fix("review", sentence, "", "copied a customer review word for word: sentence dropped")
+                )
+    return (_join(lines), fixes) if fixes else (message, [])
+
+
 def repair_cta(message: str, lang: str, cta: str | None) -> tuple[str, list[Fix]]:
     if has_call_to_action(message, lang):
         return message, []
@@ -245,6 +266,8 @@ def repair_message(
     brand = catalog.brands.get(brand_id or "")
     allowed = brand.allowed_wording if brand else {}
     fixes: list[Fix] = []
+    message, found = repair_reviews(message, evidence)
+    fixes += found
     message, found = repair_claims(message, lang, evidence, allowed)
     fixes += found
     message, found = repair_prices(message, evidence, catalog)

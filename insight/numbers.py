@@ -28,12 +28,15 @@ from personagraph.insight.stats import figures
 _DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})(?:-(\d{2}))?(?!\d)")
 _KO_DATE = re.compile(r"(?<!\d)(\d{4})년|(?<![\d.])(\d{1,2})월")
 _NUMBER = re.compile(
-    r"(?<![A-Za-z0-9_.,\-])(?P<sign>[-−+])?(?P<cur>[₩$])?\s?"
-    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+    r"(?<![A-Za-z0-9_.,\-])(?P<sign>[-−+])?(?P<cur>[₩$]|KRW)?\s?"
+    # Grouped by thousands; else digits grouped any other way ("30,974,03": shown, so checked, and
+    # never supported, see Number.well_formed); else plain.
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?!,?\d)(?:\.\d+)?|\d+(?:,\d+)+(?:\.\d+)?|\d+(?:\.\d+)?)"
     r"(?![\d,]*[A-Za-z]\d)"  # not the start of an identifier like 3A4
     r"\s?(?P<suf>%|퍼센트|percent\b|[kK](?![A-Za-z])|M(?![A-Za-z])|천|만|억)?"
     r"\s?(?P<unit>원|KRW|won)?"
 )
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "천": 1e3, "만": 1e4, "억": 1e8}
 
 
@@ -45,6 +48,7 @@ class Number:
     percent: bool
     start: int = 0  # where it is written in the text parsed
     end: int = 0
+    well_formed: bool = True  # False: digits grouped other than by thousands ("30,974,03")
 
 
 def parse_numbers(text: str) -> list[Number]:
@@ -54,6 +58,7 @@ def parse_numbers(text: str) -> list[Number]:
     out: list[Number] = []
     for m in _NUMBER.finditer(text):
         raw = m.group("num")
+        well_formed = "," not in raw or _THOUSANDS.fullmatch(raw) is not None
         digits = raw.replace(",", "")
         value = float(digits)
         suffix = m.group("suf") or ""
@@ -71,7 +76,8 @@ def parse_numbers(text: str) -> list[Number]:
         written = m.group(0).rstrip()
         out.append(
             Number(text=written.strip(), value=value, tolerance=tolerance + 1e-9, percent=percent,
-                   start=m.start() + len(written) - len(written.lstrip()), end=m.start() + len(written))
+                   start=m.start() + len(written) - len(written.lstrip()), end=m.start() + len(written),
+                   well_formed=well_formed)
         )  # fmt: skip
     return out
 
@@ -277,7 +283,9 @@ def check_numbers(answer: str, tool_results: Any, question: str = "") -> Numeric
             checked += 1
             share = share_measure(answer, n)
             measure = share[1] if share else None
-            if not everything.supports(n):
+            if not n.well_formed:
+                unsupported.append(f"{n.text} (digits grouped wrongly)")
+            elif not everything.supports(n):
                 unsupported.append(n.text)
             elif share and not everything.supports(n, measure):
                 unsupported.append(f"{n.text} (not a share of {share[0]})")

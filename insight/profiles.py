@@ -11,6 +11,7 @@ plain data: each is one JSON-quoted line, and a prompt that takes the document f
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -27,6 +28,14 @@ COLLECTION = "insight_segments"
 # alone; an answer prompt leaves them out (`prompt_text`), since its FIGURES are live and exact.
 FIGURES_HEADER = "Figures when built / 작성 시점 수치:"
 NOTES_HEADER = "What customers wrote (recent order notes, quoted as written) / 고객이 남긴 메모:"
+# Where a description paragraph's live details begin (left out of answer prompts, see prompt_text).
+FAVOURITES = {"en": " Favourite products: ", "ko": " 즐겨 찾는 상품: "}
+_ENGLISH = re.compile(r"Segment [^\n]{1,40} \([^\n]{1,40}\)\. ")
+_KOREAN = re.compile(r"\S[^\n]{0,40} 세그먼트\. ")
+_BUILT_FIGURES = re.compile(r"[\d,]+ customers \([\d.]+% of customers")
+# Profiles are short (two sentences a language, the figures, a few notes): each is indexed whole, so a
+# search returns a segment's whole profile, never a piece cut off its paragraph.
+PROFILE_MAX_TOKENS = 512
 
 # What each segment means for a marketer, independent of the numbers (which come from the stats).
 DESCRIPTIONS: dict[str, tuple[str, str]] = {
@@ -79,8 +88,8 @@ def profile_document(snap: Snapshot, segment: str, notes_per_segment: int | None
     names_ko = ", ".join(p["name_ko"] for p in top)
     channel = max(s["channel_mix_pct"].items(), key=lambda kv: kv[1])[0] if s["channel_mix_pct"] else "-"
     text = (
-        f"Segment {s['label_en']} ({s['label_ko']}). {en} Favourite products: {names_en}. Main channel: {channel}."
-        f"\n\n{s['label_ko']} 세그먼트. {ko} 즐겨 찾는 상품: {names_ko}. 주 채널: {channel}."
+        f"Segment {s['label_en']} ({s['label_ko']}). {en}{FAVOURITES['en']}{names_en}. Main channel: {channel}."
+        f"\n\n{s['label_ko']} 세그먼트. {ko}{FAVOURITES['ko']}{names_ko}. 주 채널: {channel}."
         f"\n\n{FIGURES_HEADER} {s['customers']:,} customers ({s['share_of_customers_pct']}% of customers, "
         f"{s['share_of_revenue_pct']}% of revenue); last order {s['avg_recency_days']} days ago on average; "
         f"{s['avg_orders_per_customer']} orders per customer; average order value {s['avg_order_value_krw']:,} KRW."
@@ -94,16 +103,24 @@ def profile_document(snap: Snapshot, segment: str, notes_per_segment: int | None
 
 
 def prompt_text(text: str, lang: str) -> str:
-    """What an answer prompt needs of a profile document: the paragraph in the answer's language
-    (what the segment means, its favourite products, its channel) and the customers' notes, without
-    the build-time figures the prompt's live FIGURES supersede. Every token here is read before the
-    model writes (about 60 tokens/s on two cores), so the other language's paragraph is left out too."""
+    """What an answer prompt needs of a profile document: what the segment means, in the answer's
+    language, and the customers' notes. Left out: the other language's paragraph, and what the
+    prompt's live FIGURES give exactly (the build-time figures, the favourite products and the main
+    channel). Every token here is read before the model writes (about 40-60 tokens/s on two cores).
+    A paragraph of no shape this module writes is kept as it is ("" when nothing is left)."""
     body, notes_header, notes = text.partition(NOTES_HEADER)
-    paragraphs = [p for p in body.split("\n\n") if p.strip() and not p.startswith(FIGURES_HEADER)]
-    if len(paragraphs) != 2:  # not a document of this module's shape: all of it
-        return text
-    kept = paragraphs[1] if lang == "ko" else paragraphs[0]
-    return kept.strip() + ("\n\n" + notes_header + notes if notes_header else "")
+    kept: list[str] = []
+    for paragraph in (p.strip() for p in body.split("\n\n")):
+        if not paragraph or paragraph.startswith(FIGURES_HEADER) or _BUILT_FIGURES.match(paragraph):
+            continue
+        language = "en" if _ENGLISH.match(paragraph) else "ko" if _KOREAN.match(paragraph) else None
+        if language is None:
+            kept.append(paragraph)
+        elif language == ("ko" if lang == "ko" else "en"):
+            kept.append(paragraph.split(FAVOURITES[language], 1)[0].rstrip())
+    if notes_header:
+        kept.append(notes_header + notes)
+    return "\n\n".join(kept)
 
 
 _built: dict[str, float] = {}
@@ -116,7 +133,7 @@ def rebuild_profiles(client: ClientAPI, snap: Snapshot) -> int:
     docs = [profile_document(snap, s) for s in stats.known_segments(snap)]
     for doc in docs:
         collection.delete(where={"segment": str(doc.metadata["segment"])})
-    return index_documents(collection, docs)
+    return index_documents(collection, docs, max_tokens=PROFILE_MAX_TOKENS)
 
 
 def ensure_profiles(client: ClientAPI, snap: Snapshot, max_age_s: float) -> None:

@@ -84,7 +84,7 @@ class InsightContext:
         default=MAX_QUESTION_CHARS, metadata={"description": "Longest question accepted."}
     )
     answer_max_tokens: int = field(
-        default=180,
+        default=150,
         metadata={"description": "Longest answer, in tokens (the prompts ask for 2-4 sentences; an answer "
                   "cut at this length ends at its last whole sentence)."},
     )  # fmt: skip
@@ -305,15 +305,24 @@ def _scope_names(state: InsightState, lang: str) -> str:
 # in both languages), product codes, product names in the other language, and the trend's monthly
 # rows (the reader sees them in the chart; the last month's change stands for them in the prompt,
 # and they were a sixth of a segment question's prompt, read at about 40-60 tokens/s).
-_LEFT_OUT = {"en": frozenset({"label_en", "label_ko", "sku", "name_ko", "months"}),
-             "ko": frozenset({"label_en", "label_ko", "sku", "name_en", "months"})}  # fmt: skip
+_LEFT_OUT = {"en": frozenset({"label_en", "label_ko", "sku", "name_ko", "months", "rank"}),
+             "ko": frozenset({"label_en", "label_ko", "sku", "name_en", "months", "rank"})}  # fmt: skip
+# Products per top-products table in the prompt: the answers name two or three (the reader sees all
+# `top_products` of them); each Korean row is about 25 tokens.
+PROMPT_PRODUCTS = 3
 
 
 def prompt_figures(value: Any, lang: str) -> Any:
-    """The figures as the answer prompt shows them (the checks compare the answer with all of them)."""
+    """The figures as the answer prompt shows them (the checks compare the answer with all of them):
+    no display names, codes, other-language names, ranks (the rows are in rank order) or monthly rows,
+    and the first `PROMPT_PRODUCTS` products of a table."""
     left_out = _LEFT_OUT["ko" if lang == "ko" else "en"]
     if isinstance(value, dict):
-        return {k: prompt_figures(v, lang) for k, v in value.items() if k not in left_out}
+        return {
+            k: prompt_figures(v[:PROMPT_PRODUCTS] if k == "products" and isinstance(v, list) else v, lang)
+            for k, v in value.items()
+            if k not in left_out
+        }
     if isinstance(value, list):
         return [prompt_figures(v, lang) for v in value]
     return value
@@ -401,15 +410,16 @@ def answer_messages(state: InsightState) -> list[BaseMessage]:
     the question, and the task, read last."""
     lang = state.get("lang", "en")
     intent = state.get("intent", "summary")
-    profiles = untrusted.fence_all(
-        [(str(d.get("source") or d.get("segment") or "segment profile"), profile_docs.prompt_text(d["text"], lang))
-         for d in state.get("retrieved") or []],
-        prompts.WHAT_PROFILES,
-    )  # fmt: skip
+    # The note fencing the profiles as data is in the system message (it never changes).
+    blocks = [
+        untrusted.data_block(text, str(d.get("source") or d.get("segment") or "segment profile"))
+        for d in state.get("retrieved") or []
+        if (text := profile_docs.prompt_text(d["text"], lang))
+    ]
     parts = [
         prompts.CONTEXT.format(
             figures=figures_text(prompt_figures(state.get("tool_results") or {}, lang)),
-            profiles=profiles,
+            profiles="\n".join(blocks) or untrusted.NONE,
         )
     ]
     previous = state.get("previous")
@@ -435,8 +445,12 @@ def answer(state: InsightState, runtime: Runtime[InsightContext]) -> dict[str, A
     """Write the answer from the figures with the intent's prompt, in the question's language."""
     ctx = runtime.context
     lang = state.get("lang", "en")
+    message = state.get("intent") == "message_drafting"  # a message has lines; every other answer is prose
+    grammar = prompts.MESSAGE_GRAMMAR if message else prompts.PROSE_GRAMMAR
     try:
-        reply = invoke_text(ctx.drafter_role, answer_messages(state), max_tokens=ctx.answer_max_tokens)
+        reply = invoke_text(
+            ctx.drafter_role, answer_messages(state), max_tokens=ctx.answer_max_tokens, grammar=grammar
+        )
     except ModelError as exc:
         return {
             "answer": prompts.ERROR[lang].format(error=str(exc)[:300]),

@@ -202,11 +202,17 @@ def unsafe_language(text: str, path: Path | None = None) -> list[RuleHit]:
 def leaks_prompt(text: str, instructions: str, n: int = 8) -> bool:
     """True when the text repeats any run of `n` words of the instructions (punctuation and case
     aside: a leak split into sentences, or re-punctuated, is still a leak)."""
+    return repeats_words(text, instructions, n)
+
+
+def repeats_words(text: str, source: str, n: int) -> bool:
+    """True when the text has a run of `n` words in a row that is also in `source` (punctuation and
+    case aside)."""
     words = _words(text)
-    if not instructions or len(words) < n:
+    if not source or len(words) < n:
         return False
-    prompt_grams = {tuple(g) for g in _ngrams(_words(instructions), n)}
-    return any(tuple(g) in prompt_grams for g in _ngrams(words, n))
+    source_grams = {tuple(g) for g in _ngrams(_words(source), n)}
+    return any(tuple(g) in source_grams for g in _ngrams(words, n))
 
 
 def _words(text: str) -> list[str]:

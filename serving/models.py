@@ -128,11 +128,14 @@ def chat_model(
     temperature: float | None = None,
     top_p: float | None = None,
     top_logprobs: int | None = None,
+    grammar: str | None = None,
 ) -> BaseChatModel:
     """The chat model for a role: an override if one is set, else ChatOpenAI on the role's server.
     `max_tokens`, `temperature` and `top_p` override the role's settings for this model (None: keep).
     `top_logprobs`: replies carry the top token log-probabilities (`response_metadata["logprobs"]`),
-    from the embedded logprob server when the role has no base URL (twin answer distributions)."""
+    from the embedded logprob server when the role has no base URL (twin answer distributions).
+    `grammar`: a GBNF grammar the reply is decoded under, on a llama.cpp server (the embedded one);
+    other backends get the call without it, so a prompt must still ask for the same form."""
     if role in _overrides:
         return _overrides[role]
     settings = get_settings()
@@ -151,7 +154,11 @@ def chat_model(
         top_p=top_p,
         max_tokens=limit,  # type: ignore[call-arg]
         # ChatOpenAI sends `max_completion_tokens`, which llama-cpp-python's server ignores.
-        extra_body={"max_tokens": limit} if resolved.backend == "llamacpp" else None,
+        extra_body=(
+            {"max_tokens": limit, **({"grammar": grammar} if grammar else {})}
+            if resolved.backend == "llamacpp"
+            else None
+        ),
         timeout=settings.llm_timeout_s,
         max_retries=settings.llm_max_retries if _sdk_retries.get() is None else _sdk_retries.get(),
         # Token usage in streamed replies (vLLM, the stub server); llama-cpp-python ignores the option.

@@ -79,6 +79,29 @@ def test_claims_prices_and_call_to_action_are_repaired_with_reasons(catalog: Cat
     assert run_checks(message, evidence=EVIDENCE, catalog=catalog, channel="kakao")["passed"]
 
 
+REVIEW = {"id": "R1", "kind": "review",
+          "text": "특정한 트러블은 없지만 관리 차원에서 용기가 예뻐서 화장대에 두기만 해도 기분 좋아요."}  # fmt: skip
+
+
+def test_a_review_pasted_into_a_message_fails_and_repair_drops_its_sentence(catalog: Catalog) -> None:
+    """Found in the injection sample: CRM messages pasted customer reviews as their own lines. A review
+    is a stranger's text: repeating six of its words in a row fails the check, and repair drops that
+    sentence (the rest of the message is kept; a message of one sentence is left to the checks)."""
+    evidence = [*EVIDENCE, REVIEW]
+    pasted = ("듀이랩 배리어 크림을 만나 보세요.\n관리 차원에서 용기가 예뻐서 화장대에 두기만 해도 기분 좋아요.\n"
+              "지금 만나 보세요.")  # fmt: skip
+    checked = run_checks(pasted, evidence=evidence, catalog=catalog, channel="kakao")
+    assert not checked["passed"] and checked["checks"]["reviews"]["copied"] == ["R1"]
+    assert any(r.startswith("reviews:") for r in checked["reasons"])
+    message, fixes = repair_message(pasted, lang="ko", channel="kakao", catalog=catalog, evidence=evidence,
+                                    draft=DRAFT, brand_id="dewylab", subject="듀이랩")  # fmt: skip
+    assert [f["rule"] for f in fixes] == ["review"] and "화장대" not in message
+    assert run_checks(message, evidence=evidence, catalog=catalog, channel="kakao")["passed"]
+    # What customers like, said in the brand's words, is not a copy.
+    own_words = "듀이랩 배리어 크림은 예쁜 용기로도 사랑받아요.\n지금 만나 보세요."
+    assert run_checks(own_words, evidence=evidence, catalog=catalog, channel="kakao")["passed"]
+
+
 def test_english_claims_are_reworded(catalog: Catalog) -> None:
     message, fixes = repair(
         catalog, "Dewy Lab cream is the best. It cures dry skin. Shop now.", "kakao", "en"

@@ -224,6 +224,10 @@ def test_the_answer_prompt_is_compact() -> None:
     assert en.startswith("Segment VIP") and "세그먼트" not in en and FIGURES_HEADER not in en
     assert ko.startswith("VIP 세그먼트") and "Segment VIP" not in ko and not any(ch.isdigit() for ch in ko)
     assert prompt_text("free text", "en") == "free text"
+    # What the live FIGURES give exactly is left out, also from a piece of a document (a chunk).
+    assert "Favourite products" not in en and "즐겨 찾는 상품" not in ko and en.endswith("discounts.")
+    built = doc.split(FIGURES_HEADER, 1)[1].strip()
+    assert prompt_text(built, "en") == "" and prompt_text(f"{ko}\n\n{built}", "ko") == ko
     figures = {"top_products[vip]": {"products": [{"sku": "A1", "name_en": "Eye Cream", "name_ko": "아이크림",
                                                    "units": 3}]}, "s": {"label_en": "VIP", "customers": 5}}  # fmt: skip
     assert prompt_figures(figures, "ko") == {"top_products[vip]": {"products": [{"name_ko": "아이크림", "units": 3}]},

@@ -231,10 +231,12 @@ def test_the_prompts_figures_keep_every_value_next_to_its_name(live: Snapshot, q
         assert text.count(f"{figure_title(name)}:") + text.count(f"{figure_title(name)},") >= 1
     # titled in words: the tools' names ("segment_stats[vip]") were copied into answers as citations
     assert not any(name in text for name in shown)
-    if "top_products[vip]" in shown:  # a line per product, each value named
-        assert "- rank=1; name_en=" in text and text.count("name_en=") == len(
+    if "top_products[vip]" in shown:  # a line per product in rank order, each value named, the first three
+        products = out["tool_results"]["top_products[vip]"]["products"]
+        assert "rank=" not in text and text.count("name_en=") == min(3, len(products)) == len(
             shown["top_products[vip]"]["products"]
         )
+        assert text.index(products[0]["name_en"]) < text.index(products[min(2, len(products) - 1)]["name_en"])
     assert len(text) < len(json.dumps(shown, ensure_ascii=False, separators=(",", ":")))
 
 
@@ -247,3 +249,29 @@ def test_the_prompts_figures_keep_every_value_next_to_its_name(live: Snapshot, q
 )  # fmt: skip
 def test_each_result_is_titled_in_words(name: str, title: str) -> None:
     assert figure_title(name) == title
+
+
+@pytest.mark.parametrize(
+    ("question", "grammar"),
+    [("What are our VIP customers like?", "PROSE_GRAMMAR"), ("VIP와 신규 고객을 비교해줘", "PROSE_GRAMMAR"),
+     ("휴면 고객에게 보낼 푸시 메시지 써줘", "MESSAGE_GRAMMAR")],
+)  # fmt: skip
+def test_the_answer_is_decoded_under_its_intents_grammar(
+    live: Snapshot, monkeypatch: pytest.MonkeyPatch, question: str, grammar: str
+) -> None:
+    """Prose answers are one paragraph without markdown; a message may have lines (title, body)."""
+    from personagraph.nodes import insight as insight_nodes
+    from personagraph.prompts import insight as insight_prompts
+
+    calls: list[dict[str, Any]] = []
+    real = insight_nodes.invoke_text
+
+    def recording(role: str, messages: list[BaseMessage], **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(role, messages, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(insight_nodes, "invoke_text", recording)
+    ask(live, question, router_mode="keywords")
+    assert calls and all(c["grammar"] == getattr(insight_prompts, grammar) for c in calls)
+    # prose may not break a line; a message may (title, body)
+    assert '"\\n"' in insight_prompts.MESSAGE_GRAMMAR and '"\\n"' not in insight_prompts.PROSE_GRAMMAR

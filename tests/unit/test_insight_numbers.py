@@ -38,6 +38,7 @@ def test_identifiers_and_dates_are_not_numbers() -> None:
         "Average order value is ₩352,300 (about 35만원), last order 8.2 days ago.",
         "Revenue fell 12.3% in 2026-03 to 410 orders; total revenue 15.2억원.",
         "3 ideas: 1. gifts 2. early access",
+        "Each order is about KRW352,300.",
     ],
 )
 def test_supported_answers_pass(answer: str) -> None:
@@ -138,3 +139,19 @@ def test_a_list_marker_is_not_a_checked_sentence() -> None:
     )
     total = "There are 1,411 customers in all.\n2. New customers are 537."
     assert checked_prefix(total, OVERVIEW, "", ["new"]) == total
+
+
+@pytest.mark.parametrize(
+    ("answer", "bad"),
+    [
+        # A currency code against the number hid it from the check (a letter before a number marked
+        # an identifier): the bench showed "KRW30,974,03" unchecked.
+        ("Each order is about KRW999,000.", "KRW999,000"),
+        # Digits grouped other than by thousands read as a wrong figure, even when the digits are right.
+        ("Each order is about KRW35,23,00.", "KRW35,23,00 (digits grouped wrongly)"),
+        ("VIP has 12,34 customers.", "12,34 (digits grouped wrongly)"),
+    ],
+)
+def test_a_number_written_against_a_currency_or_grouped_wrongly_is_checked(answer: str, bad: str) -> None:
+    check = check_numbers(answer, RESULTS)
+    assert bad in check.unsupported, check

@@ -73,6 +73,21 @@ def test_response_format_is_none_for_overridden_roles() -> None:
     assert response_format_for("judge", Rating) is not None
 
 
+def test_a_grammar_goes_to_a_llamacpp_server_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_openai import ChatOpenAI
+
+    def extra_body(**kwargs: Any) -> Any:
+        model = chat_model("drafter", **kwargs)
+        assert isinstance(model, ChatOpenAI)
+        return model.extra_body
+
+    env(monkeypatch, LLM_BASE_URL="http://cpu-box:8080/v1", LLM_BACKEND="llamacpp", LLM_MAX_TOKENS="64")
+    assert extra_body(grammar="root ::= [a-z]+") == {"max_tokens": 64, "grammar": "root ::= [a-z]+"}
+    assert extra_body() == {"max_tokens": 64}
+    env(monkeypatch, LLM_BASE_URL="http://gpu-box:8000/v1", LLM_BACKEND="vllm")
+    assert extra_body(grammar="root ::= [a-z]+") is None
+
+
 # --- use_models ---------------------------------------------------------------------------------
 
 
