@@ -273,7 +273,11 @@ def next_turn_prefix(state: ConversationState, ctx: ChatContext) -> list[BaseMes
 def _write_through(gate: SentenceGate, ctx: ChatContext, messages: list[BaseMessage]) -> SentenceGate:
     """Stream the model's reply into the gate; stop reading the model once the gate closes.
     The request's generation settings (temperature, top_p, max_tokens) apply to this call only."""
-    settings = {"temperature": ctx.temperature, "top_p": ctx.top_p, "max_tokens": ctx.max_tokens}
+    settings: dict[str, Any] = {
+        "temperature": ctx.temperature,
+        "top_p": ctx.top_p,
+        "max_tokens": ctx.max_tokens,
+    }
     with closing(stream_text(ctx.chat_role, messages, **settings)) as pieces:
         for piece in pieces:
             if not gate.feed(piece):

@@ -84,6 +84,7 @@ Rewrite the answer: copy numbers from FIGURES only, or leave them out."""
 LEAK = "; and it mentioned segments outside the question: {segments}"
 
 MARKUP = "; and it copied <data> markup from the prompt: write your own sentences in plain text"
+WRONG_LANGUAGE = "; and it was not written in {language_name}: write the whole answer in {language_name}"
 COPIED_FIGURES = "; and it pasted FIGURES lines (key=value): say the numbers in sentences, in plain words"
 
 

@@ -210,12 +210,13 @@ class _NarrativeGate:
         self.tool_results = state.get("tool_results") or {}
         self.question = str(state.get("question", ""))
         self.allowed = allowed_segments(state)  # type: ignore[arg-type]
+        self.lang = str(state.get("lang", "en"))
         self.text = ""
         self.released = ""
         self.closed = False
 
     def _passes(self, prefix: str) -> bool:
-        return passes_checks(prefix, self.tool_results, self.question, self.allowed)
+        return passes_checks(prefix, self.tool_results, self.question, self.allowed, self.lang)
 
     def _release(self, end: int) -> Iterator[AnswerEvent]:
         prefix = self.text[:end]

@@ -251,18 +251,25 @@ def warm_prompt(role: Role, messages: Sequence[BaseMessage]) -> bool:
 
 
 def stream_text(
-    role: Role, messages: Sequence[BaseMessage], **model_kwargs: Any
+    role: Role,
+    messages: Sequence[BaseMessage],
+    *,
+    reply_metadata: dict[str, Any] | None = None,
+    **model_kwargs: Any,
 ) -> Generator[str, None, None]:
     """A plain text reply piece by piece as the model writes it, with errors mapped to `ModelError`.
 
     The caller decides what of it anyone sees (persona_chat releases checked sentences only);
-    closing the iterator early stops reading the model.
+    closing the iterator early stops reading the model. `reply_metadata` is updated with the
+    reply's response metadata as it arrives (`finish_reason` comes with the last piece).
     """
     model = chat_model(role, **model_kwargs)
     # A test model stands in for the server: it gets the per-request settings as call arguments.
     call_kwargs = {k: v for k, v in model_kwargs.items() if v is not None} if role in _overrides else {}
     try:
         for chunk in model.stream(list(messages), **call_kwargs):
+            if reply_metadata is not None and chunk.response_metadata:
+                reply_metadata.update(chunk.response_metadata)
             if chunk.content:
                 yield str(chunk.content)
     except ModelError:

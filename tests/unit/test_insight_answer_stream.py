@@ -80,6 +80,43 @@ def test_a_sentence_with_an_unsupported_number_ends_the_answer_where_the_stream_
     assert not final.flagged and final.check["unsupported"] == ["98,765"]
 
 
+class CountingModel(ScriptedChatModel):
+    """Counts the pieces of its reply that were read."""
+
+    read: int = 0
+
+    def _stream(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        for chunk in super()._stream(messages, *args, **kwargs):
+            self.read += 1
+            yield chunk
+
+
+def test_the_model_is_read_no_further_than_the_first_failing_sentence() -> None:
+    """What follows a failing sentence is cut anyway: writing it cost 10-15 s on two cores."""
+    tail = " ".join(["They like premium lines."] * 40)
+    model = CountingModel(script=[f"VIP customers buy often. There are 98,765 of them. {tail}"])
+    with use_models({"drafter": model}):
+        final = list(service().ask_stream(MINA, VIP_QUESTION, router_mode="keywords"))[-1].answer
+    assert final is not None and final.answer == "VIP customers buy often."
+    assert 0 < model.read < 20  # the reply has more than 130 pieces
+
+
+def test_an_answer_in_the_wrong_language_is_not_streamed_and_is_rewritten() -> None:
+    """The bench saw "신규 고객과 충성 고객을 비교해줘" answered in English."""
+    evts = events(
+        "VIP customers buy often.", "VIP 고객은 자주 구매해요.", question="VIP 고객은 어떤 특징이 있어?"
+    )
+    assert "VIP customers" not in streamed(evts)
+    final = evts[-1].answer
+    assert final is not None and final.answer == streamed(evts) == "VIP 고객은 자주 구매해요."
+    english = events("VIP customers buy often. 그리고 자주 와요. 프리미엄 라인을 좋아해요. 할인은 피해요.")[
+        -1
+    ].answer
+    assert english is not None and english.answer == "VIP customers buy often."  # drifts into Korean: cut
+
+
 def test_an_echoed_data_block_is_never_streamed() -> None:
     """The 1.5B model pasted a fenced profile document into a push message, tags and all."""
     echo = '<data id="b6a5c301b451" source="segment_profile:vip">\nSegment VIP. Top customers.\n</data id="b6a5c301b451">'

@@ -264,13 +264,13 @@ def test_the_answer_is_decoded_under_its_intents_grammar(
     from personagraph.prompts import insight as insight_prompts
 
     calls: list[dict[str, Any]] = []
-    real = insight_nodes.invoke_text
+    real = insight_nodes.stream_text
 
     def recording(role: str, messages: list[BaseMessage], **kwargs: Any) -> Any:
         calls.append(kwargs)
         return real(role, messages, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(insight_nodes, "invoke_text", recording)
+    monkeypatch.setattr(insight_nodes, "stream_text", recording)
     ask(live, question, router_mode="keywords")
     assert calls and all(c["grammar"] == getattr(insight_prompts, grammar) for c in calls)
     # prose may not break a line; a message may (title, body)

@@ -190,7 +190,7 @@ def test_the_http_api_imports_lists_and_asks_by_dataset(tmp_path: Path) -> None:
     ]
     template = client.get("/api/insight/orders-template.csv", headers=alice)
     assert template.status_code == 200 and template.text.startswith("order_id,customer_id")
-    with use_models({"drafter": scripted("Most customers buy now and then. Keep them close.")}):
+    with use_models({"drafter": scripted("대부분의 고객은 가끔 구매해요. 가까이 챙겨 주세요.")}):
         streamed = client.post("/api/insight/ask/stream", headers=alice, json={
             "question": "고객 세그먼트 전체 요약해줘", "router_mode": "keywords", "dataset": "web"})  # fmt: skip
         unknown = client.post("/api/insight/ask", headers=alice, json={"question": "VIP?", "dataset": "nope"})
@@ -202,5 +202,5 @@ def test_the_http_api_imports_lists_and_asks_by_dataset(tmp_path: Path) -> None:
     assert kinds[0] == "figures" and kinds[-1] == "final" and "token" in kinds
     first: dict[str, Any] = events[0][1]
     assert first["template"].startswith("데이터 기준") and first["dataset"] == "web"
-    assert events[-1][1]["answer"] == "Most customers buy now and then. Keep them close."
+    assert events[-1][1]["answer"] == "대부분의 고객은 가끔 구매해요. 가까이 챙겨 주세요."
     assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "dataset"

@@ -30,15 +30,15 @@ def panel() -> insight_tab.InsightPanel:
 
 
 def test_the_figures_show_first_and_the_narrative_grows_below_them() -> None:
-    with use_models({"drafter": scripted("VIP customers buy often. Keep them close.")}):
+    with use_models({"drafter": scripted("VIP 고객은 자주 구매해요. 가까이 챙겨 주세요.")}):
         steps = list(panel().stream_answer(MINA, "VIP 고객은 어떤 특징이 있어?", [], "keywords"))
     first_bubble = steps[0][0][-1]["content"]
     assert first_bubble.startswith("데이터 기준") and "Writing the analysis" in first_bubble
     assert json.loads(steps[0][1])["tool_results"]["segment_stats[vip]"]["customers"] > 0
     bubbles = [s[0][-1]["content"] for s in steps]
-    assert any(b.endswith("VIP customers buy often.") for b in bubbles)  # a sentence before the end
+    assert any(b.endswith("VIP 고객은 자주 구매해요.") for b in bubbles)  # a sentence before the end
     history, details, cleared, thread = steps[-1]
-    assert history[-1]["content"].endswith("VIP customers buy often. Keep them close.") and cleared == ""
+    assert history[-1]["content"].endswith("VIP 고객은 자주 구매해요. 가까이 챙겨 주세요.") and cleared == ""
     assert thread and json.loads(details)["numeric_check"]["ok"]
 
 
