@@ -30,15 +30,14 @@ from typing import Any
 from personagraph.crm.catalog import Catalog
 from personagraph.crm.checks import (
     GROUNDING_KINDS,
-    REVIEW_COPY_WORDS,
     check_grounding,
     check_length,
+    copied_reviews,
     evidence_keys,
     extract_numeric_facts,
     find_claim_spans,
 )
 from personagraph.crm.readable import has_call_to_action
-from personagraph.safety.rules import repeats_words
 
 PRICE_TOLERANCE = 0.5  # a wrong price within 50% of a catalog price is taken as a mistyped one
 
@@ -180,14 +179,13 @@ def repair_prices(
 
 def repair_reviews(message: str, evidence: Sequence[Mapping[str, Any]]) -> tuple[str, list[Fix]]:
     """Drop the sentences that copy a review, as long as one sentence is left."""
-    reviews = [str(e.get("text", "")) for e in evidence if e.get("kind") == "review"]
     lines = _split(message)
     fixes: list[Fix] = []
     for line in lines:
         for sentence in list(line):
             if sum(len(other) for other in lines) <= 1:
                 break
-            if any(repeats_words(sentence, review, REVIEW_COPY_WORDS) for review in reviews):
+            if copied_reviews(sentence, evidence):
                 line.remove(sentence)
                 fixes.append(
                     Fix("review", sentence, "", "copied a customer review word for word: sentence dropped")
