@@ -407,7 +407,7 @@ def run_checks(
         checks["subject"] = check_subject(message, subject)
     known = [*(subject or []), *(n for i in catalog.ingredients.values() for n in (i.name, *i.aliases))]
     known += [n for b in catalog.brands.values() for n in (b.name, *b.words_used)]
-    checks["reads"] = check_reads_as_message(message, lang, known)
+    checks["reads"] = check_reads_as_message(message, lang, known, names=subject or [])
     checks["claims"]["passed"] = not checks["claims"]["found"]
     checks["reviews"]["passed"] = not checks["reviews"]["copied"]
     checks["personalisation"]["passed"] = not checks["personalisation"]["found"]

@@ -14,6 +14,10 @@ review keywords with a broken syllable and nothing for the reader to do).
   Names and ingredients of the catalog (`known`) are never broken.
 - keyword lists: a sentence of KEYWORD_ITEMS or more comma- or dot-separated items with no
   sentence-final ending or verb in it (in English: or all but one of them three words or fewer).
+- says something: besides the names of the brand and product (`names`), the call to action and the
+  "(광고)" marker, the message has CONTENT_WORDS content words or more ("신상 컬러 도착!"), or one fewer
+  when one of them is a predicate (새로 나왔어요, melts) or an offer (a number, 할인, off). "루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요" (a too-long draft cut
+  to its name, a keyword and the call to action) has one content word and says nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from personagraph.serving.language import korean_morphemes
 
 BROKEN_SCORE = -20.0  # Kiwi's score per syllable below which a lone noun is a broken word
 KEYWORD_ITEMS = 4  # separated items in one sentence without a predicate that make a keyword list
+CONTENT_WORDS = 3  # content words beyond the names and the call to action a message needs
 
 _HANGUL = re.compile(r"[가-힣]")
 # Item separators; a comma or slash between digits (28,000원, 11/14) separates nothing.
@@ -42,6 +47,18 @@ CTA_EN = re.compile(
     r"start|add|pick|sign\s+up|don't\s+miss|reply|treat\s+yourself|check\s+out|come|save|enjoy|unlock)\b",
     re.IGNORECASE,
 )
+
+# Words that only push the call to action along ("지금 확인해 보세요", "Shop now"): not content.
+_FILLER_WORDS_KO = "지금 바로 오늘 꼭 한번 한 번 어서 얼른 더 함께 여기 이제 가능 광고"
+_STOP_WORDS_EN = """
+a an the and or but of to in on at for with from by as is are be it its this that these those your you
+we our us my me i now today here there just more so very all any some not no yes it's what how when
+"""
+_FILLER_KO = frozenset(_FILLER_WORDS_KO.split())
+_STOPWORDS_EN = frozenset(_STOP_WORDS_EN.split())
+_CONTENT_TAGS_KO = frozenset({"NNG", "NNP", "VV", "VA", "XR", "MAG", "SL", "SN"})
+_PREDICATE_TAGS_KO = frozenset({"VV", "VA", "XR"})
+_OFFER = re.compile(r"\d|할인|세일|증정|쿠폰|무료|적립|\b(?:off|sale|free|discount|coupon)\b", re.IGNORECASE)
 
 # English verbs a marketing message uses, plus auxiliaries; any word ending in a clear verb suffix
 # also counts (see `_has_verb_en`).
@@ -129,6 +146,80 @@ def broken_words(text: str, known: Iterable[str] = ()) -> list[str]:
     return found
 
 
+def _spans(text: str, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+    return [m.span() for m in pattern.finditer(text)]
+
+
+def _name_spans(text: str, names: Iterable[str]) -> list[tuple[int, int]]:
+    """Where the brand and product names occur (spaces inside a name may differ)."""
+    spans: list[tuple[int, int]] = []
+    for name in names:
+        words = name.split()
+        if words:
+            pattern = re.compile(r"\s*".join(re.escape(w) for w in words), re.IGNORECASE)
+            spans += _spans(text, pattern)
+    return spans
+
+
+def _inside(start: int, end: int, spans: Iterable[tuple[int, int]]) -> bool:
+    return any(a < end and start < b for a, b in spans)
+
+
+def _content_ko(text: str, skip: list[tuple[int, int]]) -> tuple[list[str], bool]:
+    """Kiwi's content morphemes outside `skip`, and whether one is a predicate. A verb whose auxiliary
+    belongs to the call to action ("써 보세요", "시작해 보세요") belongs to it too."""
+    tokens = korean_morphemes(text)
+    skipped = [_inside(t.start, t.start + t.len, skip) for t in tokens]
+    for i in range(len(tokens) - 1, 1, -1):
+        if tokens[i].tag == "VX" and skipped[i] and tokens[i - 1].tag == "EC":
+            j = i - 2
+            skipped[j] = True
+            if tokens[j].tag in {"XSV", "XSA"} and j > 0:
+                skipped[j - 1] = True
+    words: list[str] = []
+    predicate = False
+    for i, token in enumerate(tokens):
+        if skipped[i]:
+            continue
+        if (
+            token.tag in {"XSV", "XSA"}
+            and i > 0
+            and not skipped[i - 1]
+            and tokens[i - 1].tag in {"NNG", "XR"}
+        ):
+            predicate = True  # 편안하게, 진정해요: a noun made a predicate
+        if token.tag not in _CONTENT_TAGS_KO or token.form in _FILLER_KO:
+            continue
+        words.append(token.form)
+        predicate = predicate or token.tag in _PREDICATE_TAGS_KO
+    return words, predicate
+
+
+def _content_en(text: str, skip: list[tuple[int, int]]) -> tuple[list[str], bool]:
+    words = [
+        m.group(0).lower()
+        for m in re.finditer(r"[A-Za-z][A-Za-z']*|\d[\d,.]*%?", text)
+        if not _inside(*m.span(), skip) and m.group(0).lower() not in _STOPWORDS_EN
+    ]
+    return words, _has_verb_en(" ".join(words))
+
+
+def content_words(text: str, lang: str, names: Iterable[str] = ()) -> tuple[list[str], bool]:
+    """What the message says beyond the names and the call to action: its content words, and whether
+    it says it with a predicate or an offer (see the module docstring)."""
+    skip = _name_spans(text, names) + _spans(text, CTA_EN)
+    if lang == "ko":
+        skip += _spans(text, CTA_KO)
+        words, predicate = _content_ko(text, skip)
+        english, english_predicate = _content_en(re.sub(r"[가-힣]+", " ", text), skip)
+        words += [w for w in english if not w[0].isdigit()]  # Kiwi already counted the numbers (SN)
+        predicate = predicate or english_predicate
+    else:
+        words, predicate = _content_en(text, skip)
+    offer = any(_OFFER.search(w) for w in words)
+    return words, predicate or offer
+
+
 def keyword_lists(text: str, lang: str) -> list[str]:
     """Sentences that are lists of separated items with no predicate (a keyword list, not a message)."""
     found = []
@@ -143,9 +234,13 @@ def keyword_lists(text: str, lang: str) -> list[str]:
     return found
 
 
-def check_reads_as_message(text: str, lang: str, known: Iterable[str] = ()) -> dict[str, Any]:
-    """The reads-as-a-message check: `passed` and what failed (see the module docstring)."""
+def check_reads_as_message(
+    text: str, lang: str, known: Iterable[str] = (), names: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The reads-as-a-message check: `passed` and what failed (see the module docstring). `known`:
+    words never broken (names, ingredients, the brand's words); `names`: the brand and product names."""
     found = sentences(text, lang)
+    words, predicate_or_offer = content_words(text, lang, names)
     with_predicate = [s for _, s, ok in found if ok]
     body = [(s, ok) for line, s, ok in found if line > 0] or [(s, ok) for _, s, ok in found[1:]]
     fragments = [s for s, ok in body if not ok]
@@ -156,6 +251,8 @@ def check_reads_as_message(text: str, lang: str, known: Iterable[str] = ()) -> d
         "call_to_action": has_call_to_action(text, lang),
         "broken_words": broken_words(text, known) if lang == "ko" else [],
         "keyword_lists": keyword_lists(text, lang),
+        "content_words": words,
+        "says_something": len(words) >= CONTENT_WORDS - (1 if predicate_or_offer else 0),
     }
     result["in_sentences"] = bool(with_predicate) and len(fragments) * 2 <= max(len(body), 1)
     result["passed"] = (
@@ -163,6 +260,7 @@ def check_reads_as_message(text: str, lang: str, known: Iterable[str] = ()) -> d
         and result["call_to_action"]
         and not result["broken_words"]
         and not result["keyword_lists"]
+        and result["says_something"]
     )
     return result
 
@@ -179,4 +277,8 @@ def explain_reads(check: dict[str, Any], lang: str) -> str:
         problems.append(f"remove the broken words {', '.join(repr(w) for w in check['broken_words'])}")
     if check.get("keyword_lists"):
         problems.append("do not list keywords separated by commas; say one or two points in sentences")
+    if not check.get("says_something", True):
+        problems.append(
+            "say what the product does for the reader in a sentence, beyond its name and the call to action"
+        )
     return "reads: " + "; ".join(problems)

@@ -17,7 +17,10 @@ In order:
 4. length: a first line too long for the channel's title gets the draft's headline above it;
    over the channel's limit, the lowest-priority sentences (body sentences from the end,
    never the first line or the call to action) are dropped until it fits; if even that is too long,
-   the message becomes the draft's headline and call to action (or the subject and the call to action).
+   the message becomes a shorter one built from the draft's headline, the message's own sentences,
+   the subject and the call to action: the first that fits, says something (`readable.content_words`)
+   and names the brand or product; else the first that fits and says something; else the first that
+   fits (the checks then send it back with their reasons).
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from personagraph.crm.checks import (
     GROUNDING_KINDS,
     check_grounding,
     check_length,
+    check_subject,
     copied_reviews,
     evidence_keys,
     extract_numeric_facts,
     find_claim_spans,
 )
-from personagraph.crm.readable import has_call_to_action
+from personagraph.crm.readable import check_reads_as_message, has_call_to_action
 
 PRICE_TOLERANCE = 0.5  # a wrong price within 50% of a catalog price is taken as a mistyped one
 
@@ -215,10 +219,27 @@ def _lowest_priority(lines: list[list[str]], lang: str) -> tuple[int, int] | Non
     return None
 
 
+def _says_something(text: str, lang: str, names: Sequence[str]) -> bool:
+    return bool(check_reads_as_message(text, lang, names, names=names)["says_something"])
+
+
+def _best_fallback(fitting: Sequence[str], lang: str, names: Sequence[str]) -> str:
+    """The first fallback that says something and names the subject, else says something, else any."""
+    saying = [t for t in fitting if _says_something(t, lang, names)]
+    named = [t for t in saying if check_subject(t, names)["passed"]]
+    return (named or saying or list(fitting))[0]
+
+
 def repair_length(
-    message: str, lang: str, channel_name: str, catalog: Catalog, fallbacks: Sequence[str]
+    message: str,
+    lang: str,
+    channel_name: str,
+    catalog: Catalog,
+    fallbacks: Sequence[str],
+    names: Sequence[str] = (),
 ) -> tuple[str, list[Fix]]:
-    """Drop the lowest-priority sentences until the message fits; else the first fallback that fits."""
+    """Drop the lowest-priority sentences until the message fits; else the first fallback that fits
+    and says something, or failing that the first that fits."""
     channel = catalog.channels[channel_name]
     fixes: list[Fix] = []
     lines = _split(message)
@@ -233,12 +254,13 @@ def repair_length(
     while not check_length(message, channel_name, channel)["passed"]:
         spot = _lowest_priority(lines, lang)
         if spot is None:
-            for text in fallbacks:
-                if text and check_length(text, channel_name, channel)["passed"]:
-                    fixes.append(Fix("length", message, text,
-                                     f"over the {channel.label} limit: headline and call to action only"))  # fmt: skip
-                    return text, fixes
-            return message, fixes
+            fitting = [t for t in fallbacks if t and check_length(t, channel_name, channel)["passed"]]
+            if not fitting:
+                return message, fixes
+            text = _best_fallback(fitting, lang, names)
+            fixes.append(Fix("length", message, text,
+                             f"over the {channel.label} limit: one line and the call to action only"))  # fmt: skip
+            return text, fixes
         i, j = spot
         fixes.append(Fix("length", lines[i].pop(j), "",
                          f"over the {channel.label} limit: lowest-priority sentence dropped"))  # fmt: skip
@@ -257,8 +279,10 @@ def repair_message(
     draft: Mapping[str, Any] | None = None,
     brand_id: str | None = None,
     subject: str = "",
+    names: Sequence[str] = (),
 ) -> tuple[str, list[dict[str, str]]]:
-    """The repaired message and the fixes made (as dicts: rule, before, after, reason)."""
+    """The repaired message and the fixes made (as dicts: rule, before, after, reason). `names`: the
+    brand and product names (`checks.subject_terms`), which alone say nothing."""
     if not message.strip():
         return message, []
     brand = catalog.brands.get(brand_id or "")
@@ -275,7 +299,10 @@ def repair_message(
     fixes += found
     cta_line = cta if cta and has_call_to_action(cta, lang) else DEFAULT_CTA[lang]
     headline = str((draft or {}).get("headline") or "").strip()
-    fallbacks = [f"{headline}\n{cta_line}" if headline else "", f"{subject} {cta_line}".strip(), cta_line]
-    message, found = repair_length(message, lang, channel, catalog, fallbacks)
+    own = [s for line in _split(message) for s in line if not has_call_to_action(s, lang)]
+    fallbacks = [f"{headline}\n{cta_line}" if headline else "",
+                 *(f"{headline}\n{s}\n{cta_line}" for s in own if headline),
+                 *(f"{s}\n{cta_line}" for s in own), f"{subject} {cta_line}".strip(), cta_line]  # fmt: skip
+    message, found = repair_length(message, lang, channel, catalog, fallbacks, names or [subject])
     fixes += found
     return message, [asdict(f) for f in fixes]

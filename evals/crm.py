@@ -119,7 +119,7 @@ def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | 
 
 
 LABELS = Path(__file__).parent / "datasets" / "crm_message_labels.jsonl"
-READS_FLAGS = {"keyword_list", "no_call_to_action", "broken_word", "not_sentences"}
+READS_FLAGS = {"keyword_list", "no_call_to_action", "broken_word", "not_sentences", "says_nothing"}
 
 
 def label_evidence(catalog: Any, product_id: str) -> list[dict[str, Any]]:

@@ -279,6 +279,7 @@ def repair_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, A
         message, lang=request.lang, channel=request.channel, catalog=catalog,
         evidence=state.get("evidence") or [], draft=state.get("draft"), brand_id=request.brand,
         subject=product.name if request.lang == "ko" else product.name_en,
+        names=subject_terms(catalog, request.product),
     )  # fmt: skip
     return {
         "tone_output": repaired,

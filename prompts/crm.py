@@ -2,7 +2,7 @@
 
 from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
 
-PROMPT_VERSION = "crm-4"  # part of the result cache key: bump when a prompt or check changes meaningfully
+PROMPT_VERSION = "crm-5"  # part of the result cache key: bump when a prompt or check changes meaningfully
 
 
 # The draft prompt: who you are (system), then the request and the EVIDENCE (product facts, customer
@@ -28,7 +28,8 @@ RULES:
 - {data_rule}
 - Write in {language_name}.
 
-Write the draft for the channel {channel_label}: a headline of at most {headline_max} characters,
+Write the draft for the channel {channel_label}: a headline of at most {headline_max} characters that
+says what the product does for the reader (not only its name),
 {points_line} and a call to action of at most {cta_max} characters that tells the reader what to do
 (e.g. "지금 확인해 보세요" / "Shop now"). Write every part as a natural sentence, never as a list of keywords."""
 

@@ -88,7 +88,7 @@ def test_a_review_pasted_into_a_message_fails_and_repair_drops_its_sentence(cata
     is a stranger's text: repeating six of its words in a row fails the check, and repair drops that
     sentence (the rest of the message is kept; a message of one sentence is left to the checks)."""
     evidence = [*EVIDENCE, REVIEW]
-    pasted = ("듀이랩 배리어 크림을 만나 보세요.\n관리 차원에서 용기가 예뻐서 화장대에 두기만 해도 기분 좋아요.\n"
+    pasted = ("듀이랩 배리어 크림이 건조한 피부를 촉촉하게 지켜 줘요.\n관리 차원에서 용기가 예뻐서 화장대에 두기만 해도 기분 좋아요.\n"
               "지금 만나 보세요.")  # fmt: skip
     checked = run_checks(pasted, evidence=evidence, catalog=catalog, channel="kakao")
     assert not checked["passed"] and checked["checks"]["reviews"]["copied"] == ["R1"]
@@ -132,6 +132,21 @@ def test_too_long_drops_the_lowest_priority_sentence_then_falls_back(catalog: Ca
     )
     message, fixes = repair(catalog, long_one, "sms")
     assert message == "듀이랩 배리어 크림\n지금 만나 보세요" and fixes[-1]["rule"] == "length"
+    # ... which says nothing: the reads check sends it back rather than passing a name and a CTA.
+    assert not run_checks(message, evidence=EVIDENCE, catalog=catalog, channel="sms", subject=["듀이랩"])[
+        "passed"
+    ]
+
+
+def test_the_fallback_keeps_a_sentence_that_says_something_when_one_fits(catalog: Catalog) -> None:
+    text = ("듀이랩 배리어 크림으로 건조한 날에도 하루 종일 편안하고 촉촉한 장벽을 챙기세요. "
+            "세라마이드로 장벽을 지켜요. 지금 만나 보세요!")  # fmt: skip
+    message, fixes = repair(catalog, text, "sms")
+    assert message == "듀이랩 배리어 크림\n세라마이드로 장벽을 지켜요.\n지금 만나 보세요"
+    assert [f["rule"] for f in fixes] == ["length", "length"]
+    assert run_checks(message, evidence=EVIDENCE, catalog=catalog, channel="sms", subject=["듀이랩"])[
+        "passed"
+    ]
 
 
 def test_calibration_against_the_labels_reports_checks_and_judge_agreement(tmp_path: Any) -> None:
@@ -156,3 +171,37 @@ def test_calibration_against_the_labels_reports_checks_and_judge_agreement(tmp_p
                             "--out-dir", str(tmp_path)])  # fmt: skip
     assert out["judged"] == 2 and out["judge_exact"] is not None and Path(out["report"]).exists()
     assert "reads" in str(judge.calls[0]["messages"][0].content)
+
+
+NAMES = [
+    "루미에르",
+    "Lumiere",
+    "루미에르 르 세럼 앱솔뤼",
+    "르 세럼 앱솔뤼",
+    "Le Serum Absolu",
+    "세럼",
+    "serum",
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "lang", "says_something"),
+    [
+        # A too-long SMS draft cut by repair to its name, one keyword and the call to action (eval sample).
+        ("루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요", "ko", False),
+        ("루미에르 세럼, 지금 시작해 보세요", "ko", False),  # the verb belongs to the call to action
+        ("건성 피부용 세럼이에요. 한번 써 보세요", "ko", False),
+        ("Lumiere serum: dry skin. Shop now.", "en", False),
+        ("루미에르 세럼이 새로 나왔어요. 지금 확인해 보세요.", "ko", True),
+        ("건조한 피부에 촉촉함을 채우는 루미에르 세럼. 바로 만나 보세요", "ko", True),
+        ("루미에르 세럼 25% 할인, 지금 만나 보세요!", "ko", True),  # an offer says something
+        ("20% off Lumiere serum. Shop now.", "en", True),
+        ("Le Serum Absolu\nA refined drop melts into your skin. Discover the ritual today.", "en", True),
+    ],
+)
+def test_a_message_must_say_more_than_its_name_and_call_to_action(
+    message: str, lang: str, says_something: bool
+) -> None:
+    result = check_reads_as_message(message, lang, NAMES, names=NAMES)
+    assert result["says_something"] is says_something, result
+    assert result["passed"] is says_something, result
