@@ -1,6 +1,13 @@
 """crm: the crm_message graph over input combinations (evals/datasets/crm_inputs.jsonl, 60 rows).
 
     python -m evals crm [--limit N] [--dataset FILE] [--no-judge] [--out-dir reports]
+                        [--variants K] [--concurrency N] [--max-minutes M] [--fresh]
+
+Resumable: each result is appended to reports/crm-partial-<key>.jsonl as it finishes (the key names
+the dataset, the limit, the variants and the prompt version), and a run started again with the same
+arguments runs only the rows not there yet (`--fresh` starts over). `--max-minutes M` starts no row
+after M minutes and prints `"complete": false` with the rows done; the summary of a complete run
+covers every row, whichever invocation ran it.
 
 Prints (as the last line, via the registry) one JSON object:
 - n, valid_rate: results that are valid JSON with every field of the result schema (status passed or
@@ -12,6 +19,8 @@ Prints (as the last line, via the registry) one JSON object:
   product names removed first (so it scores the voice, not the name);
 - judge_mean: the judge role's mean score (1-5) for persuasion and tone (null with --no-judge or when
   every judge call failed);
+- seconds (this invocation's wall time), message_seconds_p50/mean (each row's own graph time,
+  variants included);
 and writes reports/crm-<timestamp>.json (all results, the worst cases with their reasons) and
 reports/crm-preferences.jsonl (accepted/rejected pairs for DPO training of the stylist).
 Needs a model server (LLM_BASE_URL, or the embedded model); results are not cached here.
@@ -20,8 +29,10 @@ Needs a model server (LLM_BASE_URL, or the embedded model); results are not cach
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -104,6 +115,7 @@ def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | 
         p == r.get("request", {}).get("brand") for r, p in zip(results, predictions, strict=True) if p
     ]
     judged = [s for s in scores if s is not None]
+    seconds = [float(r["timings"]["total"]) for r in results if "total" in (r.get("timings") or {})]
     return {
         "n": n,
         "valid_rate": round(len(valid) / n, 4) if n else 0.0,
@@ -115,6 +127,8 @@ def summarise(results: Sequence[Mapping[str, Any]], predictions: Sequence[str | 
         "brand_id_accuracy": round(sum(brand_hits) / len(brand_hits), 4) if brand_hits else 0.0,
         "judge_mean": round(sum(judged) / len(judged), 3) if judged else None,
         "judged": len(judged),
+        "message_seconds_p50": round(statistics.median(seconds), 1) if seconds else None,
+        "message_seconds_mean": round(statistics.fmean(seconds), 1) if seconds else None,
     }
 
 
@@ -219,6 +233,10 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--labels", type=Path, default=LABELS)
     parser.add_argument("--variants", type=int, default=1, help="candidates per combination, best one scored")
     parser.add_argument("--concurrency", type=int, default=1, help="combinations run at the same time")
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="start no row after M minutes (resume later)"
+    )
+    parser.add_argument("--fresh", action="store_true", help="discard the partial results of an earlier run")
     args = parser.parse_args(argv)
     if args.calibrate:
         return run_calibration(args)
@@ -226,10 +244,14 @@ def run(argv: list[str]) -> dict[str, Any]:
     rows = service.read_batch(CLI_CALLER, args.dataset)
     rows = rows[: args.limit] if args.limit else rows
     started = time.time()
-    results = service.run_batch(
-        CLI_CALLER, rows, progress=lambda d, t: print(f"crm eval {d}/{t}", flush=True),
-        concurrency=args.concurrency, variants=args.variants,
-    )  # fmt: skip
+    partial = partial_path(args)
+    done = {} if args.fresh else load_partial(partial)
+    resumed = len(done)
+    results = run_rows(service, rows, partial, done, args, started)
+    if len(results) < len(rows):
+        return {"complete": False, "rows_done": len(results), "rows": len(rows), "partial": str(partial),
+                "seconds": round(time.time() - started, 1),
+                "resume": "run the same command again (without --fresh)"}  # fmt: skip
     classifier = brand_classifier()
     predictions = [
         str(classifier.predict([mask_names(r["message"])])[0]) if r.get("message") else None for r in results
@@ -257,4 +279,56 @@ def run(argv: list[str]) -> dict[str, Any]:
         ),
         encoding="utf-8",
     )
-    return summary
+    partial.unlink(missing_ok=True)
+    return {"complete": True, "resumed_rows": resumed, **summary}
+
+
+def partial_path(args: argparse.Namespace) -> Path:
+    """Where a run's finished rows wait for the rest: one file per dataset, limit, variants and prompts."""
+    from personagraph.prompts.crm import PROMPT_VERSION
+
+    key = f"{args.dataset.resolve()}|{args.limit}|{args.variants}|{PROMPT_VERSION}"
+    return args.out_dir / f"crm-partial-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
+
+
+def load_partial(path: Path) -> dict[int, dict[str, Any]]:
+    done: dict[int, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                result = json.loads(line)
+                done[int(result["row"])] = result
+    return done
+
+
+def run_rows(
+    service: Any,
+    rows: Sequence[Mapping[str, Any]],
+    partial: Path,
+    done: dict[int, dict[str, Any]],
+    args: argparse.Namespace,
+    started: float,
+) -> list[dict[str, Any]]:
+    """The rows not in `done`, `--concurrency` at a time, each appended to `partial` as it finishes;
+    no new group starts after `--max-minutes`. Returns every finished row (earlier ones included)."""
+    from personagraph.accounts.identity import CLI_CALLER
+
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    mode = "a" if done else "w"
+    todo = [number for number in range(1, len(rows) + 1) if number not in done]
+    with partial.open(mode, encoding="utf-8") as handle:
+
+        def keep(result: dict[str, Any]) -> None:
+            handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+            handle.flush()
+            done[int(result["row"])] = result
+            print(f"crm eval {len(done)}/{len(rows)}", flush=True)
+
+        for first in range(0, len(todo), args.concurrency):
+            if args.max_minutes is not None and time.time() - started > args.max_minutes * 60:
+                break
+            group = set(todo[first : first + args.concurrency])
+            skip = {n for n in range(1, len(rows) + 1) if n not in group}
+            service.run_batch(CLI_CALLER, rows, concurrency=args.concurrency, variants=args.variants,
+                              skip=skip, on_result=keep)  # fmt: skip
+    return [done[number] for number in sorted(done)]

@@ -375,3 +375,38 @@ def test_short_channels_get_fewer_draft_points() -> None:
     assert schema["properties"]["call_to_action"]["maxLength"] <= 15
     draft = {"headline": "H", "points": [{"text": "a"}, {"text": "b"}], "call_to_action": "C"}
     assert render_draft(draft, 0) == "H\nC" and render_draft(draft) == "H\n- a\n- b\nC"
+
+
+def test_eval_stops_at_max_minutes_and_resumes_where_it_stopped(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as real_time
+
+    from evals import crm as crm_eval
+
+    class Clock:  # 40 s pass per reading: row 1 starts at 40 s, row 2 would start at 80 s
+        now = 0.0
+        strftime = staticmethod(real_time.strftime)
+
+        @classmethod
+        def time(cls) -> float:
+            cls.now += 40
+            return cls.now
+
+    dataset = tmp_path / "inputs.jsonl"
+    rows = [REQUEST, {**REQUEST, "channel": "kakao"}, {**REQUEST, "style_index": 4}]
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    argv = ["--dataset", str(dataset), "--out-dir", str(tmp_path / "reports"), "--no-judge"]
+    monkeypatch.setattr(crm_eval, "time", Clock)
+    with use_models({"drafter": scripted(DRAFT), "stylist": scripted(GOOD)}):
+        stopped = crm_eval.run([*argv, "--max-minutes", "1"])
+    assert stopped["complete"] is False and stopped["rows_done"] == 1 and stopped["rows"] == 3
+    assert len(Path(stopped["partial"]).read_text(encoding="utf-8").splitlines()) == 1
+    monkeypatch.setattr(crm_eval, "time", real_time)
+    stylist = scripted(GOOD)
+    with use_models({"drafter": scripted(DRAFT), "stylist": stylist}):
+        summary = crm_eval.run(argv)
+    assert summary["complete"] is True and summary["resumed_rows"] == 1 and summary["n"] == 3
+    assert summary["message_seconds_p50"] is not None and not Path(stopped["partial"]).exists()
+    report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"))
+    assert [r["row"] for r in report["results"]] == [1, 2, 3]
