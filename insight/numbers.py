@@ -12,6 +12,12 @@ A number also has to belong to the segment it is written after: in "VIP (537 cus
 a total or a ratio), not New's (seen in the insight bench: every number existed, two were given to
 the wrong segment). A number before any segment name, or after one the results have no figures
 for, is checked against all figures only.
+
+A comparison's answer may also compute (`derived_figures`): for each figure two compared segments
+both have, the ratio either way ("3.2배", "a third of"), the difference ("12.5일 더 최근") and the
+change in percent ("220% more", "69% less"). A figure computed wrongly is still unsupported (the
+bench's VIP / at-risk answers computed ratios, and the check, knowing only the tools' own ratios,
+failed correct ones and wrong ones alike).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from itertools import permutations
 from typing import Any
 
 from personagraph.insight.lexicon import ANSWER_MENTIONS
@@ -196,6 +203,29 @@ def segment_figures(tool_results: Any) -> tuple[dict[str, list[tuple[str, float]
     return owned, free
 
 
+def derived_figures(tool_results: Any) -> list[tuple[str, float]]:
+    """What an answer may compute from a comparison result (one with `segments` records and
+    `first_vs_second`): per shared figure of two segments, both ratios, the difference and the
+    change in percent (a path with "pct", so it matches percentages)."""
+    out: list[tuple[str, float]] = []
+    if not isinstance(tool_results, dict):
+        return out
+    for name, result in tool_results.items():
+        if not isinstance(result, dict) or "first_vs_second" not in result:
+            continue
+        rows = [r for r in result.get("segments") or [] if isinstance(r, dict)]
+        for a, b in permutations(rows, 2):
+            for key, x in a.items():
+                y = b.get(key)
+                if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y)):
+                    continue
+                path = f"{name}.derived.{a.get('segment')}_vs_{b.get('segment')}.{key}"
+                out.append((f"{path}.difference", abs(x - y)))
+                if y:
+                    out += [(f"{path}.ratio", x / y), (f"{path}.change_pct", (x / y - 1) * 100)]
+    return out
+
+
 def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | None]]:
     """(start, end, segment) pieces of the answer: from each segment name to the next name or the end
     of its sentence. A line that names a segment and ends with a colon is a heading ("**New
@@ -258,8 +288,10 @@ class _Pool:
 
 def check_numbers(answer: str, tool_results: Any, question: str = "") -> NumericCheck:
     """Which numbers of an answer are supported by the tool results (see the module docstring)."""
-    everything = _Pool.of(figures(tool_results))
+    derived = derived_figures(tool_results)
+    everything = _Pool.of([*figures(tool_results), *derived])
     owned, free = segment_figures(tool_results)
+    free = [*free, *derived]
     per_segment = {segment: _Pool.of([*values, *free]) for segment, values in owned.items()}
     source_text = json.dumps(tool_results, ensure_ascii=False, default=str)
     asked = {n.value for n in parse_numbers(question)} | {abs(n.value) for n in parse_numbers(question)}

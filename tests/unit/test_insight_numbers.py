@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from personagraph.insight.numbers import check_numbers, parse_numbers
@@ -155,3 +157,42 @@ def test_a_list_marker_is_not_a_checked_sentence() -> None:
 def test_a_number_written_against_a_currency_or_grouped_wrongly_is_checked(answer: str, bad: str) -> None:
     check = check_numbers(answer, RESULTS)
     assert bad in check.unsupported, check
+
+
+COMPARISON: dict[str, Any] = {
+    "compare_segments": {
+        "segments": [
+            {"segment": "vip", "customers": 500, "avg_spend_per_customer_krw": 300000, "avg_recency_days": 20.0,
+             "share_of_revenue_pct": 40.0},
+            {"segment": "at_risk", "customers": 800, "avg_spend_per_customer_krw": 100000, "avg_recency_days": 95.5,
+             "share_of_revenue_pct": 10.0},
+        ],
+        "first_vs_second": {"avg_spend_ratio": 3.0, "recency_difference_days": -75.5},
+    }
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "wrong"),
+    [
+        ("VIP customers spend 200% more than at-risk customers, who spend 67% less.", []),
+        ("이탈 위험 고객의 1인당 지출은 VIP 고객의 0.33배입니다.", []),
+        ("이탈 위험 고객은 VIP 고객보다 평균 75.5일 더 오래 주문하지 않았습니다.", []),
+        ("VIP customers spend 200,000 won more per customer than at-risk customers.", []),
+        ("VIP 고객의 평균 지출은 이탈 위험 고객의 3.5배입니다.", ["3.5"]),  # computed wrongly
+        ("VIP customers spend 150% more than at-risk customers.", ["150%"]),
+    ],
+)
+def test_a_comparison_may_compute_ratios_and_differences_but_not_wrongly(
+    answer: str, wrong: list[str]
+) -> None:
+    """The bench's VIP / at-risk answers computed ratios; the check knew only the tool's own ratios."""
+    assert check_numbers(answer, COMPARISON).unsupported == wrong
+
+
+def test_computed_figures_are_only_those_of_a_comparison() -> None:
+    two_results = {"segment_stats[vip]": COMPARISON["compare_segments"]["segments"][0],
+                   "segment_stats[at_risk]": COMPARISON["compare_segments"]["segments"][1]}  # fmt: skip
+    assert check_numbers(
+        "VIP customers spend 200% more than at-risk customers.", two_results
+    ).unsupported == ["200%"]
