@@ -379,6 +379,12 @@ def copied_reviews(message: str, evidence: Sequence[Mapping[str, Any]]) -> list[
     ]
 
 
+def known_words(catalog: Catalog, subject: Sequence[str] = ()) -> list[str]:
+    """Words a message may use that no dictionary knows: names, ingredients, the brands' own words."""
+    known = [*subject, *(n for i in catalog.ingredients.values() for n in (i.name, *i.aliases))]
+    return known + [n for b in catalog.brands.values() for n in (b.name, *b.words_used)]
+
+
 def run_checks(
     message: str,
     *,
@@ -405,8 +411,7 @@ def run_checks(
     }
     if subject is not None:
         checks["subject"] = check_subject(message, subject)
-    known = [*(subject or []), *(n for i in catalog.ingredients.values() for n in (i.name, *i.aliases))]
-    known += [n for b in catalog.brands.values() for n in (b.name, *b.words_used)]
+    known = known_words(catalog, subject or [])
     checks["reads"] = check_reads_as_message(message, lang, known, names=subject or [])
     checks["claims"]["passed"] = not checks["claims"]["found"]
     checks["reviews"]["passed"] = not checks["reviews"]["copied"]

@@ -16,7 +16,8 @@ review keywords with a broken syllable and nothing for the reader to do).
   sentence-final ending or verb in it (in English: or all but one of them three words or fewer).
 - says something: besides the names of the brand and product (`names`), the call to action and the
   "(광고)" marker, the message has CONTENT_WORDS content words or more ("신상 컬러 도착!"), or one fewer
-  when one of them is a predicate (새로 나왔어요, melts) or an offer (a number, 할인, off). "루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요" (a too-long draft cut
+  when one of them is a predicate (새로 나왔어요, melts) or an offer (a number, 할인, off).
+- names: no word one letter off the brand's or product's name ("루미에르" for 뤼미에르). "루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요" (a too-long draft cut
   to its name, a keyword and the call to action) has one content word and says nothing.
 """
 
@@ -161,6 +162,47 @@ def _name_spans(text: str, names: Iterable[str]) -> list[tuple[int, int]]:
     return spans
 
 
+_WORD = re.compile(r"[^\W\d_]+")  # letters of any script
+
+
+def _name_like(word: str, name_word: str) -> bool:
+    """`word` is `name_word`, with up to two letters after it (a particle: 세럼이, 뤼미에르의) and one
+    letter typed differently in a name of three or more (루미에르 for 뤼미에르, Lumiére)."""
+    if len(name_word) == 1 or len(word) < len(name_word) or len(word) - len(name_word) > 2:
+        return word == name_word  # a one-letter word of a name (르) only as itself
+    head = word[: len(name_word)].lower()
+    differences = sum(a != b for a, b in zip(head, name_word.lower(), strict=True))
+    return differences == 0 or (differences == 1 and len(name_word) >= 3)
+
+
+def _name_word_spans(text: str, names: Iterable[str]) -> list[tuple[int, int]]:
+    """Where a word of a name stands alone, possibly misspelt by one letter ("루미에르 르 세럼")."""
+    name_words = {w for name in names for w in _WORD.findall(name)}
+    return [m.span() for m in _WORD.finditer(text) if any(_name_like(m.group(0), w) for w in name_words)]
+
+
+def misspellings(text: str, names: Iterable[str], known: Iterable[str] = ()) -> list[tuple[int, int, str]]:
+    """(start, end, the name's word) of each word one letter off a word of the brand's or product's
+    name ("루미에르" for 뤼미에르); the span is the misspelt part (a particle after it stays outside).
+    Words in `known` (ingredients, the brand's words) are fine."""
+    name_words = {w for name in names for w in _WORD.findall(name) if len(w) >= 3}
+    fine = {w.lower() for k in known for w in _WORD.findall(k)} | {w.lower() for w in name_words}
+    found = []
+    for match in _WORD.finditer(text):
+        word = match.group(0)
+        if word.lower() in fine:
+            continue
+        near = [w for w in name_words if _name_like(word, w) and not word.lower().startswith(w.lower())]
+        if near:
+            found.append((match.start(), match.start() + len(near[0]), near[0]))
+    return found
+
+
+def misspelt_names(text: str, names: Iterable[str], known: Iterable[str] = ()) -> list[str]:
+    """Misspelt names as "written (right)": a message a marketer would never send."""
+    return [f"{text[a:b]} ({right})" for a, b, right in misspellings(text, names, known)]
+
+
 def _inside(start: int, end: int, spans: Iterable[tuple[int, int]]) -> bool:
     return any(a < end and start < b for a, b in spans)
 
@@ -198,7 +240,7 @@ def _content_ko(text: str, skip: list[tuple[int, int]]) -> tuple[list[str], bool
 def _content_en(text: str, skip: list[tuple[int, int]]) -> tuple[list[str], bool]:
     words = [
         m.group(0).lower()
-        for m in re.finditer(r"[A-Za-z][A-Za-z']*|\d[\d,.]*%?", text)
+        for m in re.finditer(r"[^\W\d_][^\W\d_']*(?:'[^\W\d_]+)?|\d[\d,.]*%?", text)
         if not _inside(*m.span(), skip) and m.group(0).lower() not in _STOPWORDS_EN
     ]
     return words, _has_verb_en(" ".join(words))
@@ -207,7 +249,8 @@ def _content_en(text: str, skip: list[tuple[int, int]]) -> tuple[list[str], bool
 def content_words(text: str, lang: str, names: Iterable[str] = ()) -> tuple[list[str], bool]:
     """What the message says beyond the names and the call to action: its content words, and whether
     it says it with a predicate or an offer (see the module docstring)."""
-    skip = _name_spans(text, names) + _spans(text, CTA_EN)
+    names = list(names)
+    skip = _name_spans(text, names) + _name_word_spans(text, names) + _spans(text, CTA_EN)
     if lang == "ko":
         skip += _spans(text, CTA_KO)
         words, predicate = _content_ko(text, skip)
@@ -252,6 +295,7 @@ def check_reads_as_message(
         "broken_words": broken_words(text, known) if lang == "ko" else [],
         "keyword_lists": keyword_lists(text, lang),
         "content_words": words,
+        "misspelt_names": misspelt_names(text, names, known),
         "says_something": len(words) >= CONTENT_WORDS - (1 if predicate_or_offer else 0),
     }
     result["in_sentences"] = bool(with_predicate) and len(fragments) * 2 <= max(len(body), 1)
@@ -261,6 +305,7 @@ def check_reads_as_message(
         and not result["broken_words"]
         and not result["keyword_lists"]
         and result["says_something"]
+        and not result["misspelt_names"]
     )
     return result
 
@@ -277,6 +322,10 @@ def explain_reads(check: dict[str, Any], lang: str) -> str:
         problems.append(f"remove the broken words {', '.join(repr(w) for w in check['broken_words'])}")
     if check.get("keyword_lists"):
         problems.append("do not list keywords separated by commas; say one or two points in sentences")
+    if check.get("misspelt_names"):
+        problems.append(
+            f"write the names exactly: {', '.join(check['misspelt_names'])} (yours, then the right one)"
+        )
     if not check.get("says_something", True):
         problems.append(
             "say what the product does for the reader in a sentence, beyond its name and the call to action"

@@ -5,6 +5,8 @@ the result's `attempts`). The checks that follow are the same as without repair:
 still has to pass all of them, and what repair cannot fix goes back to the stylist as reasons.
 
 In order:
+0. names: a word one letter off the brand's or product's name ("루미에르" for 뤼미에르) is written as
+   the catalog has it (`readable.misspellings`).
 0. reviews: a sentence repeating a customer review word for word (`checks.copied_reviews`) is
    dropped when the message has another (a review is a stranger's text, never the brand's copy).
 1. claims: a banned superlative, medical claim or absolute promise is replaced by the brand's
@@ -40,8 +42,9 @@ from personagraph.crm.checks import (
     evidence_keys,
     extract_numeric_facts,
     find_claim_spans,
+    known_words,
 )
-from personagraph.crm.readable import check_reads_as_message, has_call_to_action
+from personagraph.crm.readable import check_reads_as_message, has_call_to_action, misspellings
 
 PRICE_TOLERANCE = 0.5  # a wrong price within 50% of a catalog price is taken as a mistyped one
 
@@ -79,7 +82,7 @@ _SENTENCE = re.compile(r"(?<=[.!?。])\s+")
 
 @dataclass(frozen=True)
 class Fix:
-    rule: str  # review | claim | price | discount | cta | title | length
+    rule: str  # name | review | claim | price | discount | cta | title | length
     before: str
     after: str
     reason: str
@@ -179,6 +182,17 @@ def repair_prices(
             continue
         message = message[: fact["start"]] + new + message[fact["end"] :]
     return message, fixes
+
+
+def repair_names(message: str, names: Sequence[str], known: Sequence[str] = ()) -> tuple[str, list[Fix]]:
+    """Misspelt brand and product names written as the catalog has them."""
+    fixes = []
+    for start, end, right in reversed(misspellings(message, names, known)):
+        fixes.append(
+            Fix("name", message[start:end], right, f"name: {message[start:end]!r} is written {right!r}")
+        )
+        message = message[:start] + right + message[end:]
+    return message, fixes[::-1]
 
 
 def repair_reviews(message: str, evidence: Sequence[Mapping[str, Any]]) -> tuple[str, list[Fix]]:
@@ -288,6 +302,8 @@ def repair_message(
     brand = catalog.brands.get(brand_id or "")
     allowed = brand.allowed_wording if brand else {}
     fixes: list[Fix] = []
+    message, found = repair_names(message, names, known_words(catalog, names))
+    fixes += found
     message, found = repair_reviews(message, evidence)
     fixes += found
     message, found = repair_claims(message, lang, evidence, allowed)

@@ -189,6 +189,8 @@ NAMES = [
     [
         # A too-long SMS draft cut by repair to its name, one keyword and the call to action (eval sample).
         ("루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요", "ko", False),
+        ("루미에르 르 세럼 앱솔뤼: 건성\n지금 확인해 보세요", "ko", False),  # a name misspelt is still a name
+        ("Lumiére serum: dry skin. Shop now.", "en", False),
         ("루미에르 세럼, 지금 시작해 보세요", "ko", False),  # the verb belongs to the call to action
         ("건성 피부용 세럼이에요. 한번 써 보세요", "ko", False),
         ("Lumiere serum: dry skin. Shop now.", "en", False),
@@ -205,3 +207,16 @@ def test_a_message_must_say_more_than_its_name_and_call_to_action(
     result = check_reads_as_message(message, lang, NAMES, names=NAMES)
     assert result["says_something"] is says_something, result
     assert result["passed"] is says_something, result
+
+
+def test_a_misspelt_name_fails_the_reads_check_and_repair_writes_it_right(catalog: Catalog) -> None:
+    from personagraph.crm.checks import subject_terms
+
+    names = subject_terms(catalog, "lum-01")
+    message = "루미에르 르 세럼 앱솔뤼로 건조한 밤에도 촉촉하게 채워 보세요. 지금 확인해 보세요."
+    checked = check_reads_as_message(message, "ko", names, names=names)
+    assert checked["misspelt_names"] == ["루미에르 (뤼미에르)"] and not checked["passed"]
+    repaired, fixes = repair_message(message, lang="ko", channel="kakao", catalog=catalog, evidence=EVIDENCE,
+                                     names=names)  # fmt: skip
+    assert repaired.startswith("뤼미에르 르 세럼 앱솔뤼로") and fixes[0]["rule"] == "name"
+    assert check_reads_as_message(repaired, "ko", names, names=names)["passed"]
