@@ -368,6 +368,9 @@ def check_subject(text: str, terms: Sequence[str]) -> dict[str, Any]:
 # review pasted into it would send a stranger's text (a link, a phone number, an instruction) to
 # every customer. Six Korean words (eojeol) or English words are a clause, not a shared phrase.
 REVIEW_COPY_WORDS = 6
+# A tag in a message: messages are plain text, and a tag is the prompt's own markup copied (the 1.5B
+# stylist once wrote its input's `<data id=...>` fence and an HTML list into a Kakao message).
+MARKUP = re.compile(r"</?[A-Za-z][^<>\n]{0,200}>")
 
 
 def copied_reviews(message: str, evidence: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -407,6 +410,7 @@ def run_checks(
         "personalisation": {"passed": True, "found": find_personal(message)},
         "language": check_language(message, lang),
         "instructions": {"passed": not leaks_prompt(message, instructions)},
+        "markup": {"passed": True, "found": MARKUP.findall(message)},
         "reviews": {"passed": True, "copied": copied_reviews(message, evidence)},
     }
     if subject is not None:
@@ -415,6 +419,7 @@ def run_checks(
     checks["reads"] = check_reads_as_message(message, lang, known, names=subject or [])
     checks["claims"]["passed"] = not checks["claims"]["found"]
     checks["reviews"]["passed"] = not checks["reviews"]["copied"]
+    checks["markup"]["passed"] = not checks["markup"]["found"]
     checks["personalisation"]["passed"] = not checks["personalisation"]["found"]
     if draft is not None:
         checks["citations"] = check_citations(draft, [str(e.get("id")) for e in evidence])
@@ -431,6 +436,9 @@ def explain(checks: Mapping[str, Any]) -> list[str]:
         reasons.append("nonempty: the message is empty")
     if not checks.get("instructions", {}).get("passed", True):
         reasons.append("instructions: the message repeats the rules you were given; write only the message")
+    markup = checks.get("markup", {}).get("found")
+    if markup:
+        reasons.append(f"markup: write plain text, without tags such as {', '.join(markup[:3])}")
     copied = checks.get("reviews", {}).get("copied")
     if copied:
         reasons.append(f"reviews: the message copies customer reviews word for word ({', '.join(copied)}); "

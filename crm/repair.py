@@ -5,6 +5,8 @@ the result's `attempts`). The checks that follow are the same as without repair:
 still has to pass all of them, and what repair cannot fix goes back to the stylist as reasons.
 
 In order:
+0. markup: tags are removed (list items become "- " lines): a message is plain text, and a tag is
+   the prompt's markup copied (`checks.MARKUP`).
 0. names: a word one letter off the brand's or product's name ("루미에르" for 뤼미에르) is written as
    the catalog has it (`readable.misspellings`).
 0. reviews: a sentence repeating a customer review word for word (`checks.copied_reviews`) is
@@ -35,6 +37,7 @@ from typing import Any
 from personagraph.crm.catalog import Catalog
 from personagraph.crm.checks import (
     GROUNDING_KINDS,
+    MARKUP,
     check_grounding,
     check_length,
     check_subject,
@@ -82,7 +85,7 @@ _SENTENCE = re.compile(r"(?<=[.!?。])\s+")
 
 @dataclass(frozen=True)
 class Fix:
-    rule: str  # name | review | claim | price | discount | cta | title | length
+    rule: str  # markup | name | review | claim | price | discount | cta | title | length
     before: str
     after: str
     reason: str
@@ -182,6 +185,18 @@ def repair_prices(
             continue
         message = message[: fact["start"]] + new + message[fact["end"] :]
     return message, fixes
+
+
+def repair_markup(message: str) -> tuple[str, list[Fix]]:
+    """Tags removed; a list item starts a "- " line and a line break tag breaks the line."""
+    found = MARKUP.findall(message)
+    if not found:
+        return message, []
+    text = re.sub(r"<\s*li\b[^<>\n]*>", "\n- ", message, flags=re.IGNORECASE)
+    text = re.sub(r"<\s*br\s*/?\s*>", "\n", text, flags=re.IGNORECASE)
+    text = MARKUP.sub("", text)
+    text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+    return text, [Fix("markup", tag, "", "markup: a message is plain text; tag removed") for tag in found]
 
 
 def repair_names(message: str, names: Sequence[str], known: Sequence[str] = ()) -> tuple[str, list[Fix]]:
@@ -302,7 +317,10 @@ def repair_message(
     brand = catalog.brands.get(brand_id or "")
     allowed = brand.allowed_wording if brand else {}
     fixes: list[Fix] = []
-    message, found = repair_names(message, names, known_words(catalog, names))
+    message, found = repair_markup(message)
+    fixes += found
+    known = known_words(catalog, names)
+    message, found = repair_names(message, names, known)
     fixes += found
     message, found = repair_reviews(message, evidence)
     fixes += found
@@ -320,5 +338,7 @@ def repair_message(
                  *(f"{headline}\n{s}\n{cta_line}" for s in own if headline),
                  *(f"{s}\n{cta_line}" for s in own), f"{subject} {cta_line}".strip(), cta_line]  # fmt: skip
     message, found = repair_length(message, lang, channel, catalog, fallbacks, names or [subject])
+    fixes += found
+    message, found = repair_names(message, names, known)  # a headline taken from the draft
     fixes += found
     return message, [asdict(f) for f in fixes]

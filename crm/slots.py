@@ -3,14 +3,18 @@
 The drafter's JSON schema carries the lengths (`draft_model`), so constrained decoding (llama.cpp
 grammars, vLLM guided decoding) cannot write a headline longer than the channel has room for, and the
 number of points shown is what fits: a 90-byte SMS (about 45 Korean characters) gets the headline and
-the call to action only; the drafter still writes one cited point, which grounds the facts.
+the call to action only, the headline taking all the room the call to action leaves (an 18-character
+headline held the product's name and half a word); the drafter still writes one cited point, which
+grounds the facts. A slot the model filled to its limit was cut there, often mid-word: `uncut_draft`
+ends it at its last whole word.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, create_model
 
@@ -41,9 +45,27 @@ def slots_for(channel: Channel, lang: str = "ko") -> Slots:
     cta = min(CTA_MAX_CHARS, max(8, budget * 3 // 10))
     room = budget - headline - cta - 4  # line breaks and a little slack
     points = 0 if room < 20 else min(MAX_POINTS, max(1, room // 60))
+    if not points:  # headline and call to action only: the headline is the message, give it the room
+        headline = min(channel.title_max_chars or budget, budget - cta - 2)
     # A point not shown (points == 0) still grounds the draft: it keeps a useful length.
     point_max = max(10, min(POINT_MAX_CHARS, room)) if points else 60
     return Slots(budget=budget, headline_max=headline, points=points, point_max=point_max, cta_max=cta)
+
+
+def _uncut(text: str, max_chars: int) -> str:
+    """A text that filled its slot was cut there by constrained decoding, often inside a word ("펩타"
+    for 펩타이드): it ends at its last whole word instead (when it has more than one)."""
+    text = text.strip()
+    if len(text) < max_chars or not re.search(r"\s", text):
+        return text
+    return text[: re.search(r"\s\S*$", text).start()].rstrip(" ,:;·/-–—(")  # type: ignore[union-attr]
+
+
+def uncut_draft(draft: dict[str, Any], slots: Slots) -> dict[str, Any]:
+    """The draft with each slot that hit its length limit ended at its last whole word."""
+    points = [{**p, "text": _uncut(str(p["text"]), slots.point_max)} for p in draft.get("points") or []]
+    return {**draft, "headline": _uncut(str(draft["headline"]), slots.headline_max), "points": points,
+            "call_to_action": _uncut(str(draft["call_to_action"]), slots.cta_max)}  # fmt: skip
 
 
 EvidenceId = Annotated[str, Field(pattern=r"^[FRE][0-9]{1,2}$")]

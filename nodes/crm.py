@@ -19,7 +19,7 @@ from personagraph.crm.definitions import HOOKS, PERSONAS, STAGES, STYLES
 from personagraph.crm.index import ensure_crm_index
 from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
 from personagraph.crm.repair import repair_message as repair_text
-from personagraph.crm.slots import draft_model, slots_for
+from personagraph.crm.slots import draft_model, slots_for, uncut_draft
 from personagraph.memory.vectors import search, vector_client
 from personagraph.nodes.tone import ToneState
 from personagraph.prompts import crm as prompts
@@ -250,12 +250,14 @@ def draft_message(state: CrmState, runtime: Runtime[CrmContext]) -> dict[str, An
     started = time.perf_counter()
     try:
         channel = load_catalog().channels[_request(state).channel]
+        slots = slots_for(channel, _request(state).lang)
         draft = structured(
             runtime.context.drafter_role,
-            draft_model(slots_for(channel, _request(state).lang)),
+            draft_model(slots),
             draft_messages(state),
             max_tokens=runtime.context.draft_max_tokens,
         ).model_dump()
+        draft = uncut_draft(draft, slots)
     except ModelError as exc:
         return {
             "status": "error",

@@ -371,7 +371,7 @@ def test_short_channels_get_fewer_draft_points() -> None:
     assert slots_for(channels["email"]).points == 3 and slots_for(channels["sms"], "en").points == 1
     # The lengths are in the drafter's JSON schema (constrained decoding keeps to them).
     schema = draft_model(slots_for(channels["sms"])).model_json_schema()
-    assert schema["properties"]["headline"]["maxLength"] == slots_for(channels["sms"]).headline_max <= 20
+    assert schema["properties"]["headline"]["maxLength"] == slots_for(channels["sms"]).headline_max <= 30
     assert schema["properties"]["call_to_action"]["maxLength"] <= 15
     draft = {"headline": "H", "points": [{"text": "a"}, {"text": "b"}], "call_to_action": "C"}
     assert render_draft(draft, 0) == "H\nC" and render_draft(draft) == "H\n- a\n- b\nC"

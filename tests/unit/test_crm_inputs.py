@@ -101,3 +101,26 @@ def test_cli_list_prints_the_choices(capsys: pytest.CaptureFixture[str]) -> None
     assert args.func(args) == 0
     choices = json.loads(capsys.readouterr().out)
     assert len(choices["brands"]) >= 6 and "email" in choices["channels"]
+
+
+def test_a_slot_filled_to_its_limit_ends_at_its_last_whole_word() -> None:
+    """Constrained decoding cut headlines mid-word ("... 맞는 펩타" for 펩타이드) in the eval run."""
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.crm.slots import slots_for, uncut_draft
+
+    slots = slots_for(load_catalog().channels["push"], "ko")
+    headline = "뤼미에르 아이 컨투어 크림: 건성, 중성, 복합성 피부 타입에 맞는 펩타"
+    assert len(headline) == slots.headline_max
+    draft = {"headline": headline, "points": [{"text": "펩타이드를 담았어요.", "evidence_ids": ["F1"]}],
+             "call_to_action": "지금 확인해 보세요"}  # fmt: skip
+    uncut = uncut_draft(draft, slots)
+    assert uncut["headline"] == "뤼미에르 아이 컨투어 크림: 건성, 중성, 복합성 피부 타입에 맞는"
+    assert uncut["points"] == draft["points"] and uncut["call_to_action"] == "지금 확인해 보세요"
+
+
+def test_an_sms_headline_gets_the_room_the_call_to_action_leaves() -> None:
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.crm.slots import slots_for
+
+    sms = slots_for(load_catalog().channels["sms"], "ko")
+    assert sms.points == 0 and sms.headline_max + sms.cta_max + 2 == sms.budget

@@ -220,3 +220,19 @@ def test_a_misspelt_name_fails_the_reads_check_and_repair_writes_it_right(catalo
                                      names=names)  # fmt: skip
     assert repaired.startswith("뤼미에르 르 세럼 앱솔뤼로") and fixes[0]["rule"] == "name"
     assert check_reads_as_message(repaired, "ko", names, names=names)["passed"]
+
+
+def test_prompt_markup_in_a_message_fails_and_repair_removes_it(catalog: Catalog) -> None:
+    """Seen in the eval: the stylist wrote its input's data fence and an HTML list into a message."""
+    message = ('듀이랩 배리어 크림이 장벽을 지켜 줘요. <data id="e7dbda0bc32c" source="text to rewrite"><ul>'
+               '<li>세라마이드가 촉촉함을 채워요.</li></ul></data id="e7dbda0bc32c">\n지금 만나 보세요.')  # fmt: skip
+    checked = run_checks(message, evidence=EVIDENCE, catalog=catalog, channel="kakao")
+    assert not checked["passed"] and checked["checks"]["markup"]["found"][0].startswith("<data")
+    assert any(r.startswith("markup:") for r in checked["reasons"])
+    repaired, fixes = repair(catalog, message)
+    assert (
+        repaired
+        == "듀이랩 배리어 크림이 장벽을 지켜 줘요.\n- 세라마이드가 촉촉함을 채워요.\n지금 만나 보세요."
+    )
+    assert {f["rule"] for f in fixes} == {"markup"}
+    assert run_checks(repaired, evidence=EVIDENCE, catalog=catalog, channel="kakao")["passed"]
