@@ -15,6 +15,7 @@ It prints one JSON object: p50/p95/max of each, the goals (first visible <= 2 s,
 p50 <= 20 s on two cores), and one row per question. Run it alone and niced on a shared machine:
 
     nice python -m bench.insight_answer [--limit 8] [--router hybrid|keywords|model] [--repeat 1]
+    nice python -m bench.insight_answer --question "How do VIP customers compare with at-risk ones?" --repeat 3
     LOCAL_MODEL=smollm2-135m nice python -m bench.insight_answer --limit 4     (a tiny model: faster)
 """
 
@@ -94,11 +95,14 @@ def _stats(values: list[float]) -> dict[str, float] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.insight_answer")
-    parser.add_argument("--limit", type=int, default=len(QUESTIONS), help="first N questions")
+    parser.add_argument("--limit", type=int, default=None, help="first N questions")
     parser.add_argument("--repeat", type=int, default=1, help="ask each question this many times")
     parser.add_argument("--router", default="hybrid", choices=ROUTER_MODES)
+    parser.add_argument("--question", action="append", default=None,
+                        help="ask this question instead of the set (repeatable); --limit then applies to these")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.limit < 1 or args.repeat < 1:
+    questions = args.question or QUESTIONS
+    if (args.limit is not None and args.limit < 1) or args.repeat < 1:
         parser.error("--limit and --repeat must be at least 1")
 
     service = InsightService.history(store=InMemoryStore())
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"warmup": warm, "setup_s": round(setup_s, 1)}, ensure_ascii=False), file=sys.stderr)
     rows: list[dict[str, Any]] = []
     for _ in range(args.repeat):
-        for question in QUESTIONS[: args.limit]:
+        for question in questions[: args.limit]:
             rows.append(time_question(service, question, args.router))
             print(json.dumps(rows[-1], ensure_ascii=False), file=sys.stderr)  # kept if the run is cut short
     narrated = [r for r in rows if r["sentences_streamed"] or r["intent"] != "out_of_scope"]
