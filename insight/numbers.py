@@ -10,7 +10,8 @@ question itself contains, and bare integers up to 10 without a unit (list marker
 A number also has to belong to the segment it is written after: in "VIP (537 customers) and Loyal
 (637 customers)" 537 must be one of VIP's figures (its own records, or a figure of no segment such as
 a total or a ratio), not New's (seen in the insight bench: every number existed, two were given to
-the wrong segment). A number before any segment name, or after one the results have no figures
+the wrong segment). A segment named as the standard of a comparison ("than at-risk ones", "이탈
+위험 고객보다") does not take the figures after it: they stay the sentence subject's. A number before any segment name, or after one the results have no figures
 for, is checked against all figures only.
 
 A comparison's answer may also compute (`derived_figures`): for each figure two compared segments
@@ -226,6 +227,20 @@ def derived_figures(tool_results: Any) -> list[tuple[str, float]]:
     return out
 
 
+# A segment named as the standard of a comparison ("than at-risk ones", "이탈 위험 고객보다"): the
+# figures after it are still the sentence's subject's ("VIP customers ... than at-risk ones, with a
+# 35.3% share of revenue" is VIP's share; the bench's comparison failed on it twice).
+_COMPARED_BEFORE = re.compile(
+    r"(?:\bthan|\bcompared\s+(?:to|with)|\bvs\.?|\bversus|\brelative\s+to)\s+(?:the\s+|our\s+|those\s+)?$",
+    re.IGNORECASE,
+)
+_COMPARED_AFTER = re.compile(r"^\s*(?:고객|세그먼트|고객층)?\s*들?\s*(?:보다|에\s*비해|대비|[과와]\s*비교해)")
+
+
+def _compared_against(line: str, match: re.Match[str]) -> bool:
+    return bool(_COMPARED_BEFORE.search(line[: match.start()]) or _COMPARED_AFTER.match(line[match.end() :]))
+
+
 def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | None]]:
     """(start, end, segment) pieces of the answer: from each segment name to the next name or the end
     of its sentence. A line that names a segment and ends with a colon is a heading ("**New
@@ -243,6 +258,7 @@ def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | 
             (match.start(), match.lastgroup if match.lastgroup in segments else None)
             for pattern in (_SEGMENT_NAME, _SEGMENT_HEADING)
             for match in pattern.finditer(line)
+            if not _compared_against(line, match)
         )
         marks = [(0, heading), *names, *((m.end(), heading) for m in re.finditer(r"[.!?。]+(?=\s|$)", line))]
         marks.sort(key=lambda mark: mark[0])

@@ -196,3 +196,24 @@ def test_computed_figures_are_only_those_of_a_comparison() -> None:
     assert check_numbers(
         "VIP customers spend 200% more than at-risk customers.", two_results
     ).unsupported == ["200%"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "wrong"),
+    [
+        # From the bench: VIP's revenue share written after "than at-risk ones" is still VIP's.
+        ("VIP customers spend more than at-risk ones and have a higher share of the revenue (40%).", []),
+        ("VIP 고객은 이탈 위험 고객보다 매출 비중이 40%로 높습니다.", []),
+        ("VIP customers spend more compared with at-risk customers, with 500 customers.", []),
+        # Named as a subject, at-risk takes the figures after it as before.
+        (
+            "VIP customers lead, and at-risk customers hold 40% of revenue.",
+            ["40% (not a figure of at_risk)"],
+        ),
+        ("VIP customers spend more than at-risk ones, with 800 customers.", ["800 (not a figure of vip)"]),
+    ],
+)
+def test_the_standard_of_a_comparison_does_not_take_the_figures_after_it(
+    answer: str, wrong: list[str]
+) -> None:
+    assert check_numbers(answer, COMPARISON).unsupported == wrong
