@@ -5,20 +5,20 @@ the result's `attempts`). The checks that follow are the same as without repair:
 still has to pass all of them, and what repair cannot fix goes back to the stylist as reasons.
 
 In order:
-0. markup: tags are removed (list items become "- " lines): a message is plain text, and a tag is
+1. markup: tags are removed (list items become "- " lines): a message is plain text, and a tag is
    the prompt's markup copied (`checks.MARKUP`).
-0. names: a word one letter off the brand's or product's name ("루미에르" for 뤼미에르) is written as
+2. names: a word one letter off the brand's or product's name ("루미에르" for 뤼미에르) is written as
    the catalog has it (`readable.misspellings`).
-0. reviews: a sentence repeating a customer review word for word (`checks.copied_reviews`) is
+3. reviews: a sentence repeating a customer review word for word (`checks.copied_reviews`) is
    dropped when the message has another (a review is a stranger's text, never the brand's copy).
-1. claims: a banned superlative, medical claim or absolute promise is replaced by the brand's
+4. claims: a banned superlative, medical claim or absolute promise is replaced by the brand's
    allowed wording (`Brand.allowed_wording`, else ALLOWED_KO / ALLOWED_EN); a claim no rule can
    reword drops its sentence (when the message has another).
-2. prices: a price not in the evidence but within PRICE_TOLERANCE of the catalog's (or the
+5. prices: a price not in the evidence but within PRICE_TOLERANCE of the catalog's (or the
    event's discounted) price is written as the catalog has it; a discount the event does not state is
    set to the event's one when the event has exactly one.
-3. call to action: a message without one gets the draft's call to action (or a plain default).
-4. length: a first line too long for the channel's title gets the draft's headline above it;
+6. call to action: a message without one gets the draft's call to action (or a plain default).
+7. length: a first line too long for the channel's title gets the draft's headline above it;
    over the channel's limit, the lowest-priority sentences (body sentences from the end,
    never the first line or the call to action) are dropped until it fits; if even that is too long,
    the message becomes a shorter one built from the draft's headline, the message's own sentences,
