@@ -17,6 +17,8 @@ review keywords with a broken syllable and nothing for the reader to do).
 - says something: besides the names of the brand and product (`names`), the call to action and the
   "(광고)" marker, the message has CONTENT_WORDS content words or more ("신상 컬러 도착!"), or one fewer
   when one of them is a predicate (새로 나왔어요, melts) or an offer (a number, 할인, off).
+- cut lines: no line ends in an adnominal ending with nothing after it ("피부를 위한", "가격을 얻을"):
+  Korean never ends there; it is a slot or a sentence cut at its length limit.
 - names: no word one letter off the brand's or product's name ("루미에르" for 뤼미에르). "루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요" (a too-long draft cut
   to its name, a keyword and the call to action) has one content word and says nothing.
 """
@@ -58,7 +60,7 @@ we our us my me i now today here there just more so very all any some not no yes
 _FILLER_KO = frozenset(_FILLER_WORDS_KO.split())
 _STOPWORDS_EN = frozenset(_STOP_WORDS_EN.split())
 _CONTENT_TAGS_KO = frozenset({"NNG", "NNP", "VV", "VA", "XR", "MAG", "SL", "SN"})
-_PREDICATE_TAGS_KO = frozenset({"VV", "VA", "XR"})
+_PREDICATE_TAGS_KO = frozenset({"VV", "VA"})  # a root (XR: 촉촉, 민감) only with 하다 after it
 _OFFER = re.compile(r"\d|할인|세일|증정|쿠폰|무료|적립|\b(?:off|sale|free|discount|coupon)\b", re.IGNORECASE)
 
 # English verbs a marketing message uses, plus auxiliaries; any word ending in a clear verb suffix
@@ -263,6 +265,18 @@ def content_words(text: str, lang: str, names: Iterable[str] = ()) -> tuple[list
     return words, predicate or offer
 
 
+def cut_lines(text: str) -> list[str]:
+    """Korean lines ending in an adnominal ending (Kiwi's ETM) with nothing after it: cut off."""
+    found = []
+    for line in _lines(text):
+        if not _HANGUL.search(line):
+            continue
+        tokens = [t for t in korean_morphemes(line) if not t.tag.startswith("S")]  # punctuation aside
+        if tokens and tokens[-1].tag == "ETM":
+            found.append(line)
+    return found
+
+
 def keyword_lists(text: str, lang: str) -> list[str]:
     """Sentences that are lists of separated items with no predicate (a keyword list, not a message)."""
     found = []
@@ -296,6 +310,7 @@ def check_reads_as_message(
         "keyword_lists": keyword_lists(text, lang),
         "content_words": words,
         "misspelt_names": misspelt_names(text, names, known),
+        "cut_lines": cut_lines(text) if lang == "ko" else [],
         "says_something": len(words) >= CONTENT_WORDS - (1 if predicate_or_offer else 0),
     }
     result["in_sentences"] = bool(with_predicate) and len(fragments) * 2 <= max(len(body), 1)
@@ -306,6 +321,7 @@ def check_reads_as_message(
         and not result["keyword_lists"]
         and result["says_something"]
         and not result["misspelt_names"]
+        and not result["cut_lines"]
     )
     return result
 
@@ -322,6 +338,10 @@ def explain_reads(check: dict[str, Any], lang: str) -> str:
         problems.append(f"remove the broken words {', '.join(repr(w) for w in check['broken_words'])}")
     if check.get("keyword_lists"):
         problems.append("do not list keywords separated by commas; say one or two points in sentences")
+    if check.get("cut_lines"):
+        problems.append(
+            f"finish the lines cut off mid-phrase: {', '.join(repr(c) for c in check['cut_lines'])}"
+        )
     if check.get("misspelt_names"):
         problems.append(
             f"write the names exactly: {', '.join(check['misspelt_names'])} (yours, then the right one)"

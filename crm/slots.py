@@ -64,8 +64,10 @@ def _uncut(text: str, max_chars: int) -> str:
 def uncut_draft(draft: dict[str, Any], slots: Slots) -> dict[str, Any]:
     """The draft with each slot that hit its length limit ended at its last whole word."""
     points = [{**p, "text": _uncut(str(p["text"]), slots.point_max)} for p in draft.get("points") or []]
+    # A call to action cut short ("...더 저렴한 가격을 얻을") is left out: repair adds a plain one.
+    cta = str(draft["call_to_action"]).strip()
     return {**draft, "headline": _uncut(str(draft["headline"]), slots.headline_max), "points": points,
-            "call_to_action": _uncut(str(draft["call_to_action"]), slots.cta_max)}  # fmt: skip
+            "call_to_action": "" if len(cta) >= slots.cta_max else cta}  # fmt: skip
 
 
 EvidenceId = Annotated[str, Field(pattern=r"^[FRE][0-9]{1,2}$")]

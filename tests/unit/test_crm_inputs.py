@@ -116,6 +116,8 @@ def test_a_slot_filled_to_its_limit_ends_at_its_last_whole_word() -> None:
     uncut = uncut_draft(draft, slots)
     assert uncut["headline"] == "뤼미에르 아이 컨투어 크림: 건성, 중성, 복합성 피부 타입에 맞는"
     assert uncut["points"] == draft["points"] and uncut["call_to_action"] == "지금 확인해 보세요"
+    cut_cta = "장벽 루틴 위크에서 구매하면 더 저렴한 가격을 얻을 수"[: slots.cta_max]
+    assert uncut_draft({**draft, "call_to_action": cut_cta}, slots)["call_to_action"] == ""  # repair adds one
 
 
 def test_an_sms_headline_gets_the_room_the_call_to_action_leaves() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from personagraph.crm.catalog import Catalog, load_catalog
 from personagraph.crm.checks import run_checks
-from personagraph.crm.readable import check_reads_as_message
+from personagraph.crm.readable import check_reads_as_message, explain_reads
 from personagraph.crm.repair import repair_message
 
 EVIDENCE = [
@@ -193,6 +193,11 @@ NAMES = [
         ("Lumiére serum: dry skin. Shop now.", "en", False),
         ("루미에르 세럼, 지금 시작해 보세요", "ko", False),  # the verb belongs to the call to action
         ("건성 피부용 세럼이에요. 한번 써 보세요", "ko", False),
+        (
+            "뤼미에르 르 세럼 앱솔뤼: 건성, 민감성\n지금 확인해 보세요",
+            "ko",
+            False,
+        ),  # 민감 is a root, not a predicate
         ("Lumiere serum: dry skin. Shop now.", "en", False),
         ("루미에르 세럼이 새로 나왔어요. 지금 확인해 보세요.", "ko", True),
         ("건조한 피부에 촉촉함을 채우는 루미에르 세럼. 바로 만나 보세요", "ko", True),
@@ -236,3 +241,20 @@ def test_prompt_markup_in_a_message_fails_and_repair_removes_it(catalog: Catalog
     )
     assert {f["rule"] for f in fixes} == {"markup"}
     assert run_checks(repaired, evidence=EVIDENCE, catalog=catalog, channel="kakao")["passed"]
+
+
+@pytest.mark.parametrize(
+    ("message", "cut"),
+    [
+        ("뤼미에르 아이 컨투어 크림: 건성, 중성, 복합성 피부 타입에 맞는\n지금 확인해 보세요", True),
+        ("듀이랩 세럼으로 맑은 톤을 챙겨요.\n장벽 루틴 위크에서 구매하면 더 저렴한 가격을 얻을", True),
+        ("뤼미에르 쿠션 꾸뛰르: 건성 피부를 촉촉하게\n지금 확인해 보세요", False),
+        ("하루의 끝, 고요한 의식처럼.\n정제된 한 방울이 여유를 남깁니다. 지금 만나 보세요!", False),
+    ],
+)
+def test_a_line_cut_off_after_an_adnominal_ending_fails(message: str, cut: bool) -> None:
+    """Seen in the eval: headlines and calls to action cut at their slot's length ("피부를 위한")."""
+    result = check_reads_as_message(message, "ko", NAMES, names=NAMES)
+    assert bool(result["cut_lines"]) is cut, result
+    if cut:
+        assert not result["passed"] and "cut off" in explain_reads(result, "ko")
