@@ -2,6 +2,7 @@
 
     python -m evals crm [--limit N] [--dataset FILE] [--no-judge] [--out-dir reports]
                         [--variants K] [--concurrency N] [--max-minutes M] [--fresh]
+    python -m evals crm --rescore reports/crm-<timestamp>.json   # an earlier run's messages, today's checks
 
 Resumable: each result is appended to reports/crm-partial-<key>.jsonl as it finishes (the key names
 the dataset, the limit, the variants and the prompt version), and a run started again with the same
@@ -237,9 +238,13 @@ def run(argv: list[str]) -> dict[str, Any]:
         "--max-minutes", type=float, default=None, help="start no row after M minutes (resume later)"
     )
     parser.add_argument("--fresh", action="store_true", help="discard the partial results of an earlier run")
+    parser.add_argument("--rescore", type=Path, default=None,
+                        help="a report (.json) or partial file (.jsonl): its final messages under today's checks")  # fmt: skip
     args = parser.parse_args(argv)
     if args.calibrate:
         return run_calibration(args)
+    if args.rescore:
+        return rescore(args.rescore)
     service = CrmService(use_cache=False)
     rows = service.read_batch(CLI_CALLER, args.dataset)
     rows = rows[: args.limit] if args.limit else rows
@@ -281,6 +286,42 @@ def run(argv: list[str]) -> dict[str, Any]:
     )
     partial.unlink(missing_ok=True)
     return {"complete": True, "resumed_rows": resumed, **summary}
+
+
+def rescore(path: Path) -> dict[str, Any]:
+    """The final messages of an earlier run under today's checks (no model call): which passed then,
+    which pass now, and why each newly failing one fails. What it cannot show is what the rewrite
+    loop would have made of a message today's checks send back."""
+    from personagraph.crm.catalog import load_catalog
+    from personagraph.crm.checks import run_checks, subject_terms
+    from personagraph.prompts.crm import INSTRUCTIONS
+
+    text = path.read_text(encoding="utf-8")
+    results = (
+        json.loads(text)["results"]
+        if path.suffix == ".json"
+        else [json.loads(x) for x in text.splitlines() if x.strip()]
+    )
+    catalog = load_catalog()
+    rows = []
+    for result in results:
+        request = result.get("request") or {}
+        if not result.get("message") or request.get("product") not in catalog.products:
+            continue
+        report = run_checks(str(result["message"]), evidence=result.get("evidence") or [], catalog=catalog,
+                            channel=request["channel"], lang=request.get("lang", "ko"), draft=result.get("draft"),
+                            subject=subject_terms(catalog, request["product"]), instructions=INSTRUCTIONS)  # fmt: skip
+        rows.append({"row": result.get("row"), "then": result.get("status") == "passed", "now": report["passed"],
+                     "reasons": report["reasons"]})  # fmt: skip
+    return {
+        "rescored": len(rows),
+        "passed_then": sum(r["then"] for r in rows),
+        "passed_now": sum(r["now"] for r in rows),
+        "newly_failing": [
+            {"row": r["row"], "reasons": r["reasons"]} for r in rows if r["then"] and not r["now"]
+        ],
+        "newly_passing": [r["row"] for r in rows if r["now"] and not r["then"]],
+    }
 
 
 def partial_path(args: argparse.Namespace) -> Path:

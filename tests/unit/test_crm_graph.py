@@ -410,3 +410,19 @@ def test_eval_stops_at_max_minutes_and_resumes_where_it_stopped(
     assert summary["message_seconds_p50"] is not None and not Path(stopped["partial"]).exists()
     report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"))
     assert [r["row"] for r in report["results"]] == [1, 2, 3]
+
+
+def test_rescore_reads_an_earlier_runs_messages_under_todays_checks(tmp_path: Path) -> None:
+    from evals import crm as crm_eval
+
+    request = {**REQUEST, "lang": "ko"}
+    results = [
+        {"row": 1, "status": "passed", "request": request, "message": "듀이랩 세라마이드 배리어 크림: 건성, 민감성\n지금 확인해 보세요"},
+        {"row": 2, "status": "passed", "request": request, "message": "듀이랩 배리어 크림이 장벽을 촉촉하게 지켜요. 지금 만나 보세요."},
+    ]  # fmt: skip
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
+    summary = crm_eval.run(["--rescore", str(partial)])
+    assert summary["rescored"] == 2 and summary["passed_then"] == 2 and summary["passed_now"] == 1
+    assert [r["row"] for r in summary["newly_failing"]] == [1]
+    assert any(r.startswith("reads:") for r in summary["newly_failing"][0]["reasons"])
