@@ -126,6 +126,13 @@ def rare_syllable(char: str) -> bool:
     return len(char.encode("euc_kr")) != 2
 
 
+def _word_at(text: str, position: int) -> str:
+    """The whitespace-delimited word around `position`."""
+    start = max(text.rfind(" ", 0, position), text.rfind("\n", 0, position)) + 1
+    ends = [i for i in (text.find(" ", position), text.find("\n", position)) if i >= 0]
+    return text[start : min(ends) if ends else len(text)]
+
+
 def broken_words(text: str, known: Iterable[str] = ()) -> list[str]:
     """Hangul tokens Kiwi cannot analyse as real words (see BROKEN_SCORE), minus the known names."""
     squashed_known = {re.sub(r"\s+", "", k) for k in known if k}
@@ -134,7 +141,13 @@ def broken_words(text: str, known: Iterable[str] = ()) -> list[str]:
         for word in re.findall(r"[가-힣]+", text)
         if any(rare_syllable(c) for c in word) and not any(word in k for k in squashed_known)
     ]
-    for token in korean_morphemes(text):
+    tokens = korean_morphemes(text)
+    for token, after in zip(tokens, tokens[1:], strict=False):
+        # Two words run together: an adnominal ending glued to an adverb ("위한지금": a headline and
+        # a call to action joined without a space, seen in the eval).
+        if token.tag == "ETM" and after.tag == "MAG" and after.start == token.start + token.len:
+            found.append(_word_at(text, token.start))
+    for token in tokens:
         if token.tag == "Z_CODA":
             found.append(text[max(0, token.start - 1) : token.start + token.len])
             continue

@@ -41,6 +41,7 @@ def repair(
         "듀이랩 세라마이드 크림 60ml 28,000원, 11/14까지 25% 할인!",  # no sentence, no call to action
         "Luxury texture, scent, packaging, gift, premium. Shop now.",  # an English keyword list
         "듀이랩 크림이 뜗 촉촉해요. 지금 확인해 보세요.",  # a broken syllable
+        "뤼미에르 르 세럼 앱솔뤼: 건성, 중성 피부를 위한지금 확인해 보세요",  # words run together (eval)
     ],
 )
 def test_what_does_not_read_as_a_message_fails(message: str) -> None:
