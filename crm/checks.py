@@ -165,7 +165,7 @@ CLAIM_RULES: dict[str, list[str]] = {
     ],
     "absolute": [
         r"부작용\s*(?:이\s*)?(?:없|제로|0)", r"100\s*%\s*(?:효과|안전|만족|보장)", r"영구적", r"평생\s*효과",
-        r"즉시\s*효과", r"효과\s*보장", r"\bno side effects?\b", r"\bguaranteed?\b", r"\bpermanent(?:ly)?\b",
+        r"즉시\s*효과", r"효과\s*보장", r"보장", r"완벽", r"\bno side effects?\b", r"\bguaranteed?\b", r"\bpermanent(?:ly)?\b",
         r"\binstant results?\b", r"\b100\s*% (?:safe|effective)\b",
     ],
     "superlative": [

@@ -259,3 +259,24 @@ def test_a_line_cut_off_after_an_adnominal_ending_fails(message: str, cut: bool)
     assert bool(result["cut_lines"]) is cut, result
     if cut:
         assert not result["passed"] and "cut off" in explain_reads(result, "ko")
+
+
+@pytest.mark.parametrize(
+    ("message", "repaired"),
+    [
+        # Seen in the eval, passed: "보장" (a guarantee) and "완벽" are absolute claims a cosmetics ad may not make.
+        (
+            "판테놀이 더 많은 피부 건강을 보장합니다. 지금 만나 보세요.",
+            "판테놀이 더 많은 피부 건강을 도와줍니다. 지금 만나 보세요.",
+        ),
+        ("완벽한 보습을 느껴 보세요.", "꼼꼼한 보습을 느껴 보세요."),
+        ("각질 완벽 제거 보장! 지금 만나 보세요.", "각질 제거! 지금 만나 보세요."),
+    ],
+)
+def test_guarantees_and_perfection_are_claims_and_are_reworded(
+    catalog: Catalog, message: str, repaired: str
+) -> None:
+    assert not run_checks(message, evidence=EVIDENCE, catalog=catalog, channel="kakao")["checks"]["claims"][
+        "passed"
+    ]
+    assert repair(catalog, message)[0] == repaired
