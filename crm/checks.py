@@ -336,9 +336,32 @@ def check_citations(draft: Mapping[str, Any] | None, evidence_ids: Iterable[str]
     }
 
 
+# A line of a Korean message with no Hangul and this many English words is not the message: the
+# stylist's note about its own rewrite ("This corrected version follows the provided rules by:" passed
+# in the eval) or a label. A short English call to action ("Shop now") or a product name is fine.
+FOREIGN_LINE_WORDS = 5
+
+
+def foreign_lines(text: str, lang: str) -> list[str]:
+    """Lines of a Korean message written in English (see FOREIGN_LINE_WORDS)."""
+    if lang != "ko":
+        return []
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if not re.search(r"[가-힣]", line) and len(re.findall(r"[A-Za-z]+", line)) >= FOREIGN_LINE_WORDS
+    ]
+
+
 def check_language(text: str, lang: str) -> dict[str, Any]:
     detected = detect_language(text) if text.strip() else "?"
-    return {"passed": detected == lang, "expected": lang, "detected": detected}
+    foreign = foreign_lines(text, lang)
+    return {
+        "passed": detected == lang and not foreign,
+        "expected": lang,
+        "detected": detected,
+        "foreign_lines": foreign,
+    }
 
 
 def subject_terms(catalog: Catalog, product_id: str) -> list[str]:
@@ -464,7 +487,10 @@ def explain(checks: Mapping[str, Any]) -> list[str]:
         reasons.append(f"personalisation: do not mention the customer's sensitive attributes: {listed}")
     language = checks.get("language", {})
     if language and not language.get("passed", True):
-        reasons.append(f"language: write in {'Korean' if language['expected'] == 'ko' else 'English'}")
+        text = f"language: write in {'Korean' if language['expected'] == 'ko' else 'English'}"
+        if language.get("foreign_lines"):
+            text += f"; remove the lines that are not the message: {language['foreign_lines'][:2]}"
+        reasons.append(text)
     if not checks.get("subject", {}).get("passed", True):
         reasons.append("subject: name the brand or the product the message is about")
     reads = checks.get("reads", {})

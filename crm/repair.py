@@ -7,18 +7,20 @@ still has to pass all of them, and what repair cannot fix goes back to the styli
 In order:
 1. markup: tags are removed (list items become "- " lines): a message is plain text, and a tag is
    the prompt's markup copied (`checks.MARKUP`).
-2. names: a word one letter off the brand's or product's name ("루미에르" for 뤼미에르) is written as
+2. notes: in a Korean message, a line in English ("This corrected version follows the provided rules
+   by:", `checks.foreign_lines`) and a bare list marker ("1.") are dropped: the stylist's notes.
+3. names: a word one letter off the brand's or product's name ("루미에르" for 뤼미에르) is written as
    the catalog has it (`readable.misspellings`).
-3. reviews: a sentence repeating a customer review word for word (`checks.copied_reviews`) is
+4. reviews: a sentence repeating a customer review word for word (`checks.copied_reviews`) is
    dropped when the message has another (a review is a stranger's text, never the brand's copy).
-4. claims: a banned superlative, medical claim or absolute promise is replaced by the brand's
+5. claims: a banned superlative, medical claim or absolute promise is replaced by the brand's
    allowed wording (`Brand.allowed_wording`, else ALLOWED_KO / ALLOWED_EN); a claim no rule can
    reword drops its sentence (when the message has another).
-5. prices: a price not in the evidence but within PRICE_TOLERANCE of the catalog's (or the
+6. prices: a price not in the evidence but within PRICE_TOLERANCE of the catalog's (or the
    event's discounted) price is written as the catalog has it; a discount the event does not state is
    set to the event's one when the event has exactly one.
-6. call to action: a message without one gets the draft's call to action (or a plain default).
-7. length: a first line too long for the channel's title gets the draft's headline above it;
+7. call to action: a message without one gets the draft's call to action (or a plain default).
+8. length: a first line too long for the channel's title gets the draft's headline above it;
    over the channel's limit, the lowest-priority sentences (body sentences from the end,
    never the first line or the call to action) are dropped until it fits; if even that is too long,
    the message becomes a shorter one built from the draft's headline, the message's own sentences,
@@ -45,6 +47,7 @@ from personagraph.crm.checks import (
     evidence_keys,
     extract_numeric_facts,
     find_claim_spans,
+    foreign_lines,
     known_words,
 )
 from personagraph.crm.readable import check_reads_as_message, has_call_to_action, misspellings
@@ -87,7 +90,7 @@ _SENTENCE = re.compile(r"(?<=[.!?。])\s+")
 
 @dataclass(frozen=True)
 class Fix:
-    rule: str  # markup | name | review | claim | price | discount | cta | title | length
+    rule: str  # markup | note | name | review | claim | price | discount | cta | title | length
     before: str
     after: str
     reason: str
@@ -199,6 +202,20 @@ def repair_markup(message: str) -> tuple[str, list[Fix]]:
     text = MARKUP.sub("", text)
     text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
     return text, [Fix("markup", tag, "", "markup: a message is plain text; tag removed") for tag in found]
+
+
+def repair_notes(message: str, lang: str) -> tuple[str, list[Fix]]:
+    """A Korean message's lines in English and bare list markers dropped, when another line is left."""
+    notes = set(foreign_lines(message, lang))
+    lines = [line for line in message.splitlines() if line.strip()]
+    dropped = [
+        line for line in lines if line.strip() in notes or re.fullmatch(r"\s*(?:\d{1,2}[.)]|[-*•])\s*", line)
+    ]
+    kept = [line for line in lines if line not in dropped]
+    if not dropped or not kept:
+        return message, []
+    return "\n".join(kept), [Fix("note", line.strip(), "", "not the message (a note or a bare list marker): line dropped")
+                              for line in dropped]  # fmt: skip
 
 
 def repair_names(message: str, names: Sequence[str], known: Sequence[str] = ()) -> tuple[str, list[Fix]]:
@@ -320,6 +337,8 @@ def repair_message(
     allowed = brand.allowed_wording if brand else {}
     fixes: list[Fix] = []
     message, found = repair_markup(message)
+    fixes += found
+    message, found = repair_notes(message, lang)
     fixes += found
     known = known_words(catalog, names)
     message, found = repair_names(message, names, known)

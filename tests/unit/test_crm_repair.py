@@ -280,3 +280,18 @@ def test_guarantees_and_perfection_are_claims_and_are_reworded(
         "passed"
     ]
     assert repair(catalog, message)[0] == repaired
+
+
+def test_the_stylists_own_notes_fail_and_repair_drops_them(catalog: Catalog) -> None:
+    """Passed in the eval: a push message ending in the stylist's English note about its rewrite."""
+    message = ("듀이랩 배리어 크림이 장벽을 촉촉하게 지켜 줘요. 지금 만나 보세요.\n"
+               "This corrected version follows the provided rules by:\n1.")  # fmt: skip
+    checked = run_checks(message, evidence=EVIDENCE, catalog=catalog, channel="kakao")
+    assert not checked["checks"]["language"]["passed"] and checked["checks"]["language"]["foreign_lines"]
+    repaired, fixes = repair(catalog, message)
+    assert repaired == "듀이랩 배리어 크림이 장벽을 촉촉하게 지켜 줘요. 지금 만나 보세요."
+    assert [f["rule"] for f in fixes] == ["note", "note"]
+    assert run_checks(repaired, evidence=EVIDENCE, catalog=catalog, channel="kakao")["passed"]
+    # A short English call to action in a Korean message stays.
+    assert run_checks("듀이랩 배리어 크림이 장벽을 지켜 줘요.\nShop now", evidence=EVIDENCE, catalog=catalog,
+                      channel="kakao")["checks"]["language"]["passed"]  # fmt: skip
