@@ -17,10 +17,11 @@ review keywords with a broken syllable and nothing for the reader to do).
 - says something: besides the names of the brand and product (`names`), the call to action and the
   "(광고)" marker, the message has CONTENT_WORDS content words or more ("신상 컬러 도착!"), or one fewer
   when one of them is a predicate (새로 나왔어요, melts) or an offer (a number, 할인, off).
+  "루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요" (a too-long draft cut to its name, a keyword and
+  the call to action) has one content word and says nothing.
 - cut lines: no line ends in an adnominal ending with nothing after it ("피부를 위한", "가격을 얻을"):
   Korean never ends there; it is a slot or a sentence cut at its length limit.
-- names: no word one letter off the brand's or product's name ("루미에르" for 뤼미에르). "루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요" (a too-long draft cut
-  to its name, a keyword and the call to action) has one content word and says nothing.
+- names: no word one letter off the brand's or product's name ("루미에르" for 뤼미에르).
 """
 
 from __future__ import annotations
@@ -278,6 +279,12 @@ def content_words(text: str, lang: str, names: Iterable[str] = ()) -> tuple[list
     return words, predicate or offer
 
 
+def says_something(text: str, lang: str, names: Iterable[str] = ()) -> tuple[bool, list[str]]:
+    """Whether the message says something (see the module docstring), and its content words."""
+    words, predicate_or_offer = content_words(text, lang, names)
+    return len(words) >= CONTENT_WORDS - (1 if predicate_or_offer else 0), words
+
+
 def cut_lines(text: str) -> list[str]:
     """Korean lines ending in an adnominal ending (Kiwi's ETM) with nothing after it: cut off."""
     found = []
@@ -310,7 +317,8 @@ def check_reads_as_message(
     """The reads-as-a-message check: `passed` and what failed (see the module docstring). `known`:
     words never broken (names, ingredients, the brand's words); `names`: the brand and product names."""
     found = sentences(text, lang)
-    words, predicate_or_offer = content_words(text, lang, names)
+    names = list(names)
+    saying, words = says_something(text, lang, names)
     with_predicate = [s for _, s, ok in found if ok]
     body = [(s, ok) for line, s, ok in found if line > 0] or [(s, ok) for _, s, ok in found[1:]]
     fragments = [s for s, ok in body if not ok]
@@ -324,7 +332,7 @@ def check_reads_as_message(
         "content_words": words,
         "misspelt_names": misspelt_names(text, names, known),
         "cut_lines": cut_lines(text) if lang == "ko" else [],
-        "says_something": len(words) >= CONTENT_WORDS - (1 if predicate_or_offer else 0),
+        "says_something": saying,
     }
     result["in_sentences"] = bool(with_predicate) and len(fragments) * 2 <= max(len(body), 1)
     result["passed"] = (

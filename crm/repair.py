@@ -50,7 +50,7 @@ from personagraph.crm.checks import (
     foreign_lines,
     known_words,
 )
-from personagraph.crm.readable import check_reads_as_message, has_call_to_action, misspellings
+from personagraph.crm.readable import has_call_to_action, misspellings, says_something
 
 PRICE_TOLERANCE = 0.5  # a wrong price within 50% of a catalog price is taken as a mistyped one
 
@@ -267,13 +267,9 @@ def _lowest_priority(lines: list[list[str]], lang: str) -> tuple[int, int] | Non
     return None
 
 
-def _says_something(text: str, lang: str, names: Sequence[str]) -> bool:
-    return bool(check_reads_as_message(text, lang, names, names=names)["says_something"])
-
-
 def _best_fallback(fitting: Sequence[str], lang: str, names: Sequence[str]) -> str:
     """The first fallback that says something and names the subject, else says something, else any."""
-    saying = [t for t in fitting if _says_something(t, lang, names)]
+    saying = [t for t in fitting if says_something(t, lang, names)[0]]
     named = [t for t in saying if check_subject(t, names)["passed"]]
     return (named or saying or list(fitting))[0]
 
