@@ -158,18 +158,13 @@ def _batch(service: Any, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from personagraph.accounts.identity import CLI_CALLER
-    from personagraph.services.crm import write_results
+    from personagraph.services.crm import read_partial, write_results
 
     rows = service.read_batch(CLI_CALLER, args.batch_json)
     partial = args.out_path.with_name(args.out_path.name + ".partial.jsonl")
-    done: dict[int, dict[str, Any]] = {}
-    if args.resume and partial.exists():
-        for line in partial.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                result = json.loads(line)
-                done[int(result["row"])] = result
-    elif partial.exists():
-        partial.unlink()
+    done = read_partial(partial) if args.resume else {}
+    if not args.resume:
+        partial.unlink(missing_ok=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(rows), initial=len(done), unit="row", file=sys.stderr, desc="crm")
     with partial.open("a", encoding="utf-8") as handle:

@@ -223,7 +223,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from personagraph.accounts.identity import CLI_CALLER
     from personagraph.crm.preferences import export_preferences
     from personagraph.crm.tone_classifier import mask_names
-    from personagraph.services.crm import CrmService
+    from personagraph.services.crm import CrmService, read_partial
 
     parser = argparse.ArgumentParser(prog="python -m evals crm")
     parser.add_argument("--limit", type=int, default=None, help="first N combinations only")
@@ -250,7 +250,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     rows = rows[: args.limit] if args.limit else rows
     started = time.time()
     partial = partial_path(args)
-    done = {} if args.fresh else load_partial(partial)
+    done = {} if args.fresh else read_partial(partial)
     resumed = len(done)
     results = run_rows(service, rows, partial, done, args, started)
     if len(results) < len(rows):
@@ -330,16 +330,6 @@ def partial_path(args: argparse.Namespace) -> Path:
 
     key = f"{args.dataset.resolve()}|{args.limit}|{args.variants}|{PROMPT_VERSION}"
     return args.out_dir / f"crm-partial-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
-
-
-def load_partial(path: Path) -> dict[int, dict[str, Any]]:
-    done: dict[int, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                result = json.loads(line)
-                done[int(result["row"])] = result
-    return done
 
 
 def run_rows(

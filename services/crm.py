@@ -358,6 +358,17 @@ def variant_rows(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def read_partial(path: Path) -> dict[int, dict[str, Any]]:
+    """The results a stopped batch wrote as JSON lines, by row number (empty when there is no file)."""
+    done: dict[int, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                result = json.loads(line)
+                done[int(result["row"])] = result
+    return done
+
+
 def write_results(results: list[dict[str, Any]], path: Path, fmt: str = "default") -> None:
     """JSON (a list), JSON lines, or CSV (one row per variant), by the file's suffix; `fmt="legacy"`
     writes each result in the shape of the CRM generator this job replaced (crm/legacy.py)."""
