@@ -93,19 +93,72 @@ def _overview(result: dict[str, Any], lang: str) -> list[str]:
     return lines
 
 
-def _comparison(result: dict[str, Any], lang: str) -> list[str]:
-    segments = result.get("segments", [])
-    lines = [f"- {segment_line(s, lang)}" for s in segments]
-    ratios = result.get("first_vs_second") or {}
-    if len(segments) >= 2 and ratios.get("avg_spend_ratio"):
-        a, b = label(segments[0]["segment"], lang), label(segments[1]["segment"], lang)
-        if lang == "ko":
-            lines.append(f"{a}의 1인당 구매액은 {b}의 {_num(ratios['avg_spend_ratio'])}배, 주문 횟수는 "
-                         f"{_num(ratios['avg_orders_ratio'])}배입니다.")  # fmt: skip
-        else:
-            lines.append(f"{a} spend per customer is {_num(ratios['avg_spend_ratio'])}× {b}'s, and orders per "
-                         f"customer {_num(ratios['avg_orders_ratio'])}×.")  # fmt: skip
+# What a comparison sets side by side: (figure, English name, Korean name).
+# What a comparison sets side by side: (figure, English name, Korean name, counted: "more"/"많음"
+# rather than "higher"/"높음").
+COMPARED = (
+    ("avg_spend_per_customer_krw", "Spend per customer", "1인당 구매액", False),
+    ("avg_orders_per_customer", "Orders per customer", "1인당 주문 횟수", True),
+    ("avg_order_value_krw", "Average order value", "평균 주문금액", False),
+    ("customers", "Customers", "고객 수", True),
+)
+
+
+def _ratio_words(measure: str, big: str, small: str, ratio: float, lang: str, counted: bool) -> str:
+    """The larger over the smaller, in times from 2 up and in percent below it ("0.05x" and "618% more"
+    read badly); both forms are figures the numeric check derives from the segments' rows."""
+    if ratio >= 2:
+        amount = f"{ratio:.2f}".rstrip("0").rstrip(".")
+        return (
+            f"{measure}: {small} 대비 {big} {amount}배"
+            if lang == "ko"
+            else f"{measure}: {big} {amount} times {small}"
+        )
+    percent = round((ratio - 1) * 100)
+    if percent == 0:
+        return (
+            f"{measure}: {big}, {small} 비슷함"
+            if lang == "ko"
+            else f"{measure}: {big} and {small} about the same"
+        )
+    if lang == "ko":
+        return f"{measure}: {small} 대비 {big} {percent}% {'많음' if counted else '높음'}"
+    return f"{measure}: {big} {percent}% {'more' if counted else 'higher'} than {small}"
+
+
+def comparison_sentences(result: dict[str, Any], lang: str) -> list[str]:
+    """The first two compared segments side by side in words, each line naming both segments and the
+    larger one first: what the answer prompt shows instead of `first_vs_second` (whose key names the
+    model copied into its prose, "an avg_orders_ratio of 3.37") and what the template answer says."""
+    rows = [r for r in result.get("segments") or [] if isinstance(r, dict)]
+    if len(rows) < 2:
+        return []
+    a, b = rows[0], rows[1]
+    name = {id(r): label(str(r.get("segment", "")), lang) for r in (a, b)}
+    lines = []
+    for key, en, ko, counted in COMPARED:
+        x, y = a.get(key), b.get(key)
+        if not isinstance(x, int | float) or not isinstance(y, int | float) or min(x, y) <= 0:
+            continue
+        big, small = (a, b) if x >= y else (b, a)
+        measure = ko if lang == "ko" else en
+        ratio = max(x, y) / min(x, y)
+        lines.append(_ratio_words(measure, name[id(big)], name[id(small)], ratio, lang, counted))
+    x, y = a.get("avg_recency_days"), b.get("avg_recency_days")
+    if isinstance(x, int | float) and isinstance(y, int | float) and x != y:
+        recent, other = (a, b) if x < y else (b, a)
+        days = _num(round(abs(x - y), 1))
+        lines.append(
+            f"최근 구매: {name[id(other)]} 대비 {name[id(recent)]} 평균 {days}일 더 최근"
+            if lang == "ko"
+            else f"Last order: {name[id(recent)]} {days} days more recent on average than {name[id(other)]}"
+        )
     return lines
+
+
+def _comparison(result: dict[str, Any], lang: str) -> list[str]:
+    lines = [f"- {segment_line(s, lang)}" for s in result.get("segments", [])]
+    return lines + [f"{line}." for line in comparison_sentences(result, lang)]
 
 
 def _customer(result: dict[str, Any], lang: str) -> str:

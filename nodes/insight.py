@@ -45,6 +45,7 @@ from personagraph.insight.questions import (
 from personagraph.insight.segments import SEGMENT_LABELS, boundary_customers, label
 from personagraph.insight.source import InsightSource, default_source
 from personagraph.insight.stats import figures, known_segments
+from personagraph.insight.template_answer import comparison_sentences
 from personagraph.memory.vectors import vector_client
 from personagraph.prompts import insight as prompts
 from personagraph.prompts import untrusted
@@ -318,6 +319,12 @@ def prompt_figures(value: Any, lang: str) -> Any:
     no display names, codes, other-language names, ranks (the rows are in rank order) or monthly rows,
     and the first `PROMPT_PRODUCTS` products of a table."""
     left_out = _LEFT_OUT["ko" if lang == "ko" else "en"]
+    if isinstance(value, dict) and "first_vs_second" in value:
+        # A comparison's ratios in words, both segments named in each line (with the ratios' key
+        # names the model wrote "an avg_orders_ratio of 3.37", and "0.05" for a 21x difference).
+        words = comparison_sentences(value, lang)
+        rest = {k: v for k, v in value.items() if k != "first_vs_second"}
+        return {**({"side_by_side": words} if words else {}), **prompt_figures(rest, lang)}
     if isinstance(value, dict):
         return {
             k: prompt_figures(v[:PROMPT_PRODUCTS] if k == "products" and isinstance(v, list) else v, lang)
@@ -370,15 +377,25 @@ def _result_lines(name: str, value: Any) -> list[str]:
         return [f"{title}: {_inline(value)}"]
     argument = _tool_and_argument(name)[1]
     # A segment's own result names its segment in the title: its `segment=` would repeat it.
-    scalars = {k: v for k, v in value.items() if not _is_table(v) and not (k == "segment" and v == argument)}
+    scalars = {
+        k: v
+        for k, v in value.items()
+        if not _is_table(v) and not _is_text_lines(v) and not (k == "segment" and v == argument)
+    }
     lines = [f"{title}: " + "; ".join(f"{k}={_inline(v)}" for k, v in scalars.items())] if scalars else []
     for key, rows in value.items():
+        if _is_text_lines(rows):
+            lines += [f"{title}, {key.replace('_', ' ')}:", *(f"- {row}" for row in rows)]
         if _is_table(rows):
             implied = title.endswith(key.replace("_", " "))  # "VIP top products" heads its products
             if not (lines and implied):
                 lines.append(f"{title}:" if implied else f"{title}, {key.replace('_', ' ')}:")
             lines += ["- " + "; ".join(f"{k}={_inline(v)}" for k, v in row.items()) for row in rows]
     return lines
+
+
+def _is_text_lines(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
 
 
 def _is_table(value: Any) -> bool:
@@ -511,6 +528,28 @@ class AnswerFindings:
 # A FIGURES line pasted as it is ("share_of_customers_pct=4.7", "segment=vip"): a lowercase key
 # written against "=" and its value. Nobody reads that as an answer, in English or Korean.
 _FIGURE_KEY_VALUE = re.compile(r"\b[a-z][a-z0-9_]*=[^\s=]")
+# A figure's key name written into prose ("an avg_orders_ratio of 3.37 times", the bench's VIP
+# comparison): a snake_case word that is a key of the figures.
+_SNAKE_CASE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+
+
+def _key_names(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return {str(k) for k in value} | {name for v in value.values() for name in _key_names(v)}
+    if isinstance(value, list):
+        return {name for v in value for name in _key_names(v)}
+    return set()
+
+
+def copied_figures(text: str, tool_results: Any) -> list[str]:
+    """FIGURES pasted into the answer: key=value lines and the figures' key names."""
+    keys = _key_names(tool_results)
+    pasted = [m.group(0) for m in _FIGURE_KEY_VALUE.finditer(text)]
+    return pasted + [
+        m.group(0)
+        for m in _SNAKE_CASE.finditer(text)
+        if m.group(0) in keys and "=" not in text[m.end() : m.end() + 1]
+    ]
 
 
 def wrong_language(text: str, lang: str) -> bool:
@@ -530,7 +569,7 @@ def answer_findings(
         numbers=numeric_check(text, tool_results, question),
         leaked_segments=[s for s in mentioned_segments(text) if s not in allowed],
         prompt_markup=untrusted.prompt_markup(text),
-        copied_figures=[m.group(0) for m in _FIGURE_KEY_VALUE.finditer(text)],
+        copied_figures=copied_figures(text, tool_results),
         wrong_language=wrong_language(text, lang),
     )
 

@@ -85,7 +85,7 @@ LEAK = "; and it mentioned segments outside the question: {segments}"
 
 MARKUP = "; and it copied <data> markup from the prompt: write your own sentences in plain text"
 WRONG_LANGUAGE = "; and it was not written in {language_name}: write the whole answer in {language_name}"
-COPIED_FIGURES = "; and it pasted FIGURES lines (key=value): say the numbers in sentences, in plain words"
+COPIED_FIGURES = "; and it pasted FIGURES lines (key=value) or their key names: say the numbers in sentences, in plain words"
 
 
 REFUSAL = {

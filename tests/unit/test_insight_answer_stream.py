@@ -137,6 +137,17 @@ def test_pasted_figures_lines_are_never_streamed() -> None:
     assert final.check["copied_figures"]
 
 
+def test_a_figures_key_name_in_prose_is_never_streamed() -> None:
+    """The bench's VIP comparison passed with "an avg_orders_ratio of 3.37 times": code, not prose."""
+    evts = events(
+        "VIP customers buy often. They place orders at an avg_orders_per_customer of 9 each.", "unused"
+    )
+    assert not any("avg_" in e.text for e in evts if e.kind == "token")
+    final = evts[-1].answer
+    assert final is not None and streamed(evts) == final.answer == "VIP customers buy often."
+    assert final.check["copied_figures"] == ["avg_orders_per_customer"]
+
+
 def test_an_answer_failing_from_its_first_sentence_is_rewritten_and_the_rewrite_streams() -> None:
     evts = events(
         "There are 98,765 VIP customers. Treat them well.", "VIP customers buy often. Treat them well."

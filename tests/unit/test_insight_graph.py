@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from langchain_core.messages import BaseMessage
 from personagraph.graphs.insight_qa import graph
 from personagraph.insight import facts
 from personagraph.insight.lexicon import keyword_intent, mentioned_segments
+from personagraph.insight.numbers import check_numbers
 from personagraph.insight.questions import InvalidQuestionError
 from personagraph.insight.source import FixedSource
 from personagraph.insight.store import Snapshot
@@ -238,6 +240,23 @@ def test_the_prompts_figures_keep_every_value_next_to_its_name(live: Snapshot, q
         )
         assert text.index(products[0]["name_en"]) < text.index(products[min(2, len(products) - 1)]["name_en"])
     assert len(text) < len(json.dumps(shown, ensure_ascii=False, separators=(",", ":")))
+
+
+def test_a_comparison_is_shown_in_words_naming_both_segments(live: Snapshot) -> None:
+    """Its ratios' key names were copied into answers ("an avg_orders_ratio of 3.37"), and a ratio
+    below one ("0.05") read as nothing: each line names both segments, the larger first."""
+    for question, lang, words in [("Compare VIP and new customers", "en", " times "),
+                                  ("신규 고객과 VIP를 비교해줘", "ko", "대비")]:  # fmt: skip
+        out = ask(live, question)
+        text = figures_text(prompt_figures(out["tool_results"], lang))
+        assert "first_vs_second" not in text and "_ratio" not in text
+        side = [line for line in text.splitlines() if words in line]
+        assert len(side) >= 3, text
+        vip, new = ("VIP", "New") if lang == "en" else ("VIP", "신규 고객")
+        assert all(vip in line and new in line for line in side)
+        ratios = re.findall(r"(\d+(?:\.\d+)?)(?: times|배)", "\n".join(side))
+        assert ratios and all(float(r) >= 2 for r in ratios)
+        assert check_numbers("\n".join(side), out["tool_results"]).ok
 
 
 @pytest.mark.parametrize(
