@@ -93,72 +93,78 @@ def _overview(result: dict[str, Any], lang: str) -> list[str]:
     return lines
 
 
-# What a comparison sets side by side: (figure, English name, Korean name).
-# What a comparison sets side by side: (figure, English name, Korean name, counted: "more"/"많음"
-# rather than "higher"/"높음").
+# What a comparison sets side by side: (figure, English name, Korean name with its topic particle).
 COMPARED = (
-    ("avg_spend_per_customer_krw", "Spend per customer", "1인당 구매액", False),
-    ("avg_orders_per_customer", "Orders per customer", "1인당 주문 횟수", True),
-    ("avg_order_value_krw", "Average order value", "평균 주문금액", False),
-    ("customers", "Customers", "고객 수", True),
+    ("avg_spend_per_customer_krw", "spend per customer", "1인당 구매액은"),
+    ("avg_orders_per_customer", "orders per customer", "1인당 주문 횟수는"),
+    ("avg_order_value_krw", "average order value", "평균 주문금액은"),
+    ("customers", "", "고객 수는"),
 )
 
 
-def _ratio_words(measure: str, big: str, small: str, ratio: float, lang: str, counted: bool) -> str:
-    """The larger over the smaller, in times from 2 up and in percent below it ("0.05x" and "618% more"
-    read badly); both forms are figures the numeric check derives from the segments' rows."""
-    if ratio >= 2:
-        amount = f"{ratio:.2f}".rstrip("0").rstrip(".")
-        return (
-            f"{measure}: {small} 대비 {big} {amount}배"
-            if lang == "ko"
-            else f"{measure}: {big} {amount} times {small}"
-        )
+def _amount(ratio: float) -> str:
+    return f"{ratio:.2f}".rstrip("0").rstrip(".")
+
+
+def _ratio_sentence(key: str, big: str, small: str, ratio: float, lang: str) -> str:
+    """One figure of two segments as a sentence whose subject is the larger one ("New 대비 Loyal 21.11배"
+    was read backwards by the 1.5B model, "신규 고객은 충성 고객 대비 21.11배"): in times from 2 up, in
+    percent below it ("0.05x" read as nothing); both are figures the numeric check derives."""
+    _, en, ko = next(c for c in COMPARED if c[0] == key)
     percent = round((ratio - 1) * 100)
-    if percent == 0:
-        return (
-            f"{measure}: {big}, {small} 비슷함"
-            if lang == "ko"
-            else f"{measure}: {big} and {small} about the same"
-        )
     if lang == "ko":
-        return f"{measure}: {small} 대비 {big} {percent}% {'많음' if counted else '높음'}"
-    return f"{measure}: {big} {percent}% {'more' if counted else 'higher'} than {small}"
+        more = "많습니다" if key in ("customers", "avg_orders_per_customer") else "높습니다"
+        if ratio >= 2:
+            return f"{big}의 {ko} {small}의 {_amount(ratio)}배입니다."
+        if percent == 0:
+            return f"{big}와 {small}의 {ko.removesuffix('은').removesuffix('는')} 비슷합니다."
+        return f"{big}의 {ko} {small}보다 {percent}% {more}."
+    if key == "customers":
+        if ratio >= 2:
+            return f"{big} has {_amount(ratio)} times as many customers as {small}."
+        if percent == 0:
+            return f"{big} and {small} have about as many customers."
+        return f"{big} has {percent}% more customers than {small}."
+    verb, more = ("are", "more") if key == "avg_orders_per_customer" else ("is", "higher")
+    if ratio >= 2:
+        return f"{big}'s {en} {verb} {_amount(ratio)} times {small}'s."
+    if percent == 0:
+        return f"{big} and {small} have about the same {en}."
+    return f"{big}'s {en} {verb} {percent}% {more} than {small}'s."
 
 
 def comparison_sentences(result: dict[str, Any], lang: str) -> list[str]:
-    """The first two compared segments side by side in words, each line naming both segments and the
-    larger one first: what the answer prompt shows instead of `first_vs_second` (whose key names the
-    model copied into its prose, "an avg_orders_ratio of 3.37") and what the template answer says."""
+    """The first two compared segments side by side in sentences, the larger one the subject, the
+    other named after it: what the answer prompt shows instead of `first_vs_second` (whose key names
+    the model copied into its prose, "an avg_orders_ratio of 3.37") and what the template answer
+    says. Recency as each segment's own days since its last order, each after its segment's name."""
     rows = [r for r in result.get("segments") or [] if isinstance(r, dict)]
     if len(rows) < 2:
         return []
     a, b = rows[0], rows[1]
     name = {id(r): label(str(r.get("segment", "")), lang) for r in (a, b)}
     lines = []
-    for key, en, ko, counted in COMPARED:
+    for key, _, _ in COMPARED:
         x, y = a.get(key), b.get(key)
         if not isinstance(x, int | float) or not isinstance(y, int | float) or min(x, y) <= 0:
             continue
         big, small = (a, b) if x >= y else (b, a)
-        measure = ko if lang == "ko" else en
-        ratio = max(x, y) / min(x, y)
-        lines.append(_ratio_words(measure, name[id(big)], name[id(small)], ratio, lang, counted))
+        lines.append(_ratio_sentence(key, name[id(big)], name[id(small)], max(x, y) / min(x, y), lang))
     x, y = a.get("avg_recency_days"), b.get("avg_recency_days")
     if isinstance(x, int | float) and isinstance(y, int | float) and x != y:
-        recent, other = (a, b) if x < y else (b, a)
-        days = _num(round(abs(x - y), 1))
+        recent = name[id(a if x < y else b)]
         lines.append(
-            f"최근 구매: {name[id(other)]} 대비 {name[id(recent)]} 평균 {days}일 더 최근"
+            f"마지막 주문 후 평균 경과일: {name[id(a)]} {_num(x)}일, {name[id(b)]} {_num(y)}일 (더 최근에 산 쪽: {recent})."
             if lang == "ko"
-            else f"Last order: {name[id(recent)]} {days} days more recent on average than {name[id(other)]}"
+            else f"Days since the last order, on average: {name[id(a)]} customers {_num(x)}, {name[id(b)]} customers {_num(y)} "
+            f"({recent} bought more recently)."
         )
     return lines
 
 
 def _comparison(result: dict[str, Any], lang: str) -> list[str]:
     lines = [f"- {segment_line(s, lang)}" for s in result.get("segments", [])]
-    return lines + [f"{line}." for line in comparison_sentences(result, lang)]
+    return lines + comparison_sentences(result, lang)
 
 
 def _customer(result: dict[str, Any], lang: str) -> str:

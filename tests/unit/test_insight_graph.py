@@ -242,20 +242,26 @@ def test_the_prompts_figures_keep_every_value_next_to_its_name(live: Snapshot, q
     assert len(text) < len(json.dumps(shown, ensure_ascii=False, separators=(",", ":")))
 
 
-def test_a_comparison_is_shown_in_words_naming_both_segments(live: Snapshot) -> None:
-    """Its ratios' key names were copied into answers ("an avg_orders_ratio of 3.37"), and a ratio
-    below one ("0.05") read as nothing: each line names both segments, the larger first."""
-    for question, lang, words in [("Compare VIP and new customers", "en", " times "),
-                                  ("신규 고객과 VIP를 비교해줘", "ko", "대비")]:  # fmt: skip
+def test_a_comparison_is_shown_in_sentences_naming_both_segments(live: Snapshot) -> None:
+    """Its ratios' key names were copied into answers ("an avg_orders_ratio of 3.37"), a ratio below
+    one ("0.05") read as nothing, and "신규 고객 대비 충성 고객 21.11배" was read backwards: each line
+    is a sentence naming both segments, the larger one its subject."""
+    for question, lang in [("Compare VIP and new customers", "en"), ("신규 고객과 VIP를 비교해줘", "ko")]:
         out = ask(live, question)
         text = figures_text(prompt_figures(out["tool_results"], lang))
         assert "first_vs_second" not in text and "_ratio" not in text
-        side = [line for line in text.splitlines() if words in line]
-        assert len(side) >= 3, text
-        vip, new = ("VIP", "New") if lang == "en" else ("VIP", "신규 고객")
-        assert all(vip in line and new in line for line in side)
+        new = "New" if lang == "en" else "신규 고객"
+        side = [line for line in text.splitlines() if "VIP" in line and new in line and "=" not in line]
+        assert len(side) == 5, text
+        assert all(line.endswith(".") for line in side)
         ratios = re.findall(r"(\d+(?:\.\d+)?)(?: times|배)", "\n".join(side))
         assert ratios and all(float(r) >= 2 for r in ratios)
+        rows = {r["segment"]: r for r in out["tool_results"]["compare_segments"]["segments"]}
+        spend = side[0]  # the larger spender is the subject, named first
+        first = "vip" if spend.index("VIP") < spend.index(new) else "new"
+        other = "new" if first == "vip" else "vip"
+        spend_key = "avg_spend_per_customer_krw"
+        assert rows[first][spend_key] >= rows[other][spend_key]
         assert check_numbers("\n".join(side), out["tool_results"]).ok
 
 
