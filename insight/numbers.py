@@ -241,14 +241,27 @@ def _compared_against(line: str, match: re.Match[str]) -> bool:
     return bool(_COMPARED_BEFORE.search(line[: match.start()]) or _COMPARED_AFTER.match(line[match.end() :]))
 
 
+# A sentence whose subject is a pronoun for the segment the sentence before named ("New customers
+# spend more. They also have a longer recency (476.4 days)": the bench gave dormant's figure to "They").
+_PRONOUN_SUBJECT = re.compile(
+    r"\s*[*_]*(?:(?:they|their|these|those|such)\b(?!\s+(?:two|both|segments|groups))|this\s+(?:segment|group)\b"
+    r"|이들|이\s*고객|이\s*세그먼트|해당\s*고객|해당\s*세그먼트|그들)",
+    re.IGNORECASE,
+)
+
+
 def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | None]]:
     """(start, end, segment) pieces of the answer: from each segment name to the next name or the end
     of its sentence. A line that names a segment and ends with a colon is a heading ("**New
     Segment:**", "VIP:"): the lines under it belong to its segment until a blank line or the next
     heading (the bench's "**New Segment:**\n- Customers: 637명" gave the loyal segment's count to new
-    customers, and a heading's own line used to end its owner's span). Other text has no owner."""
+    customers, and a heading's own line used to end its owner's span). A sentence opening with a
+    pronoun ("They", "이들은") belongs to the one segment the sentence before it named. Other text
+    has no owner."""
     spans: list[tuple[int, int, str | None]] = []
     heading: str | None = None
+    named: set[str | None] = set()  # the segments named in the sentence being read
+    finished: set[str | None] = set()  # and in the sentence before it
     offset = 0
     for line in answer.splitlines(keepends=True):
         body = line.strip().strip("*#_ ")
@@ -260,14 +273,22 @@ def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | 
             for match in pattern.finditer(line)
             if not _compared_against(line, match)
         )
-        marks = [(0, heading), *names, *((m.end(), heading) for m in re.finditer(r"[.!?。]+(?=\s|$)", line))]
-        marks.sort(key=lambda mark: mark[0])
-        ends = [position for position, _ in marks[1:]] + [len(line)]
-        spans += [
-            (offset + start, offset + end, owner)
-            for (start, owner), end in zip(marks, ends, strict=True)
-            if end > start
-        ]
+        ends = [m.end() for m in re.finditer(r"[.!?。]+(?=\s|$)", line)]
+        marks = sorted([(0, heading, "start"), *((p, o, "name") for p, o in names), *((e, heading, "end") for e in ends)],
+                       key=lambda mark: mark[0])  # fmt: skip
+        starts = [position for position, _, _ in marks[1:]] + [len(line)]
+        for (start, owner, kind), end in zip(marks, starts, strict=True):
+            if kind == "name":
+                named.add(owner)
+            elif kind == "end" or named:  # a sentence ended (a line break ends one without a period)
+                finished, named = named, set()
+            pronoun = (
+                kind != "name" and not (kind == "start" and heading) and _PRONOUN_SUBJECT.match(line, start)
+            )
+            if pronoun and len(finished) == 1 and None not in finished:
+                owner = next(iter(finished))
+            if end > start:
+                spans.append((offset + start, offset + end, owner))
         if names and body.endswith(":"):
             heading = names[-1][1]
         offset += len(line)

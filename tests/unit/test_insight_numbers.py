@@ -217,3 +217,27 @@ def test_the_standard_of_a_comparison_does_not_take_the_figures_after_it(
     answer: str, wrong: list[str]
 ) -> None:
     assert check_numbers(answer, COMPARISON).unsupported == wrong
+
+
+NEW_AND_DORMANT = {"compare_segments": {"first_vs_second": {}, "segments": [
+    {"segment": "new", "avg_recency_days": 22.0, "customers": 537},
+    {"segment": "dormant", "avg_recency_days": 476.4, "customers": 1142},
+]}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "wrong"),
+    [
+        # From the bench: "They" is the new customers of the sentence before; 476.4 is dormant's.
+        ("New customers spend more than dormant customers. They also have a longer recency (476.4 days).",
+         ["476.4 (not a figure of new)"]),
+        ("신규 고객은 자주 삽니다. 이들은 평균 476.4일 전에 샀습니다.", ["476.4 (not a figure of new)"]),
+        ("New customers spend more.\nThey have 476.4 days.", ["476.4 (not a figure of new)"]),
+        ("New customers spend more. They last ordered 22.0 days ago.", []),
+        # Two segments before it: "They" is both, so no single owner.
+        ("New and dormant customers differ. They have 476.4 and 22 days.", []),
+        ("New customers spend more. Overall, 476.4 days pass for the other group.", []),
+    ],
+)  # fmt: skip
+def test_a_pronoun_subject_is_the_segment_of_the_sentence_before(answer: str, wrong: list[str]) -> None:
+    assert check_numbers(answer, NEW_AND_DORMANT).unsupported == wrong
