@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from personagraph.serving.language import detect_language
 from personagraph.serving.settings import get_settings
 
 DATA_FILES = ("brands.yaml", "products.json", "reviews.jsonl", "promotions.json", "ingredients.yaml",
@@ -66,6 +67,11 @@ class Brand(BaseModel):
     copy_examples: list[str] = Field(alias="copy")
     # Banned phrase -> the brand's own allowed wording, used by the repair step before its defaults.
     allowed_wording: dict[str, str] = Field(default_factory=dict)
+
+
+def brand_copy(brand: Brand, lang: str, limit: int = 4) -> list[str]:
+    """The brand's own copy written in `lang` (the first `limit` lines): the voice the drafter imitates."""
+    return [line for line in brand.copy_examples if detect_language(line) == lang][:limit]
 
 
 class Product(BaseModel):

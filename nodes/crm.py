@@ -13,7 +13,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
-from personagraph.crm.catalog import Catalog, CatalogError, load_catalog, promotion_text
+from personagraph.crm.catalog import Catalog, CatalogError, brand_copy, load_catalog, promotion_text
 from personagraph.crm.checks import check_grounding, run_checks, subject_terms
 from personagraph.crm.definitions import HOOKS, PERSONAS, STAGES, STYLES
 from personagraph.crm.index import ensure_crm_index
@@ -184,7 +184,13 @@ def draft_messages(state: CrmState) -> list[BaseMessage]:
     event = state.get("event")
     channel = catalog.channels[request.channel]
     slots = slots_for(channel, request.lang)
-    system = prompts.DRAFT_SYSTEM.format(brand_name=brand.name, brand_name_en=brand.name_en)
+    # The voice is catalog text (an imported catalog is anyone's file): fenced as data like the evidence.
+    voice = untrusted.fence_lines(
+        [("Tone:", brand.tone), ("Uses:", ", ".join(brand.words_used)), ("Never uses:", ", ".join(brand.words_avoided)),
+         *(("-", line) for line in brand_copy(brand, request.lang))],
+        "brand voice", prompts.WHAT_VOICE,
+    )  # fmt: skip
+    system = prompts.DRAFT_SYSTEM.format(brand_name=brand.name, brand_name_en=brand.name_en, voice=voice)
     user = prompts.DRAFT_USER.format(
         stage_name=stage.name, stage_name_ko=stage.name_ko, stage_objective=stage.objective,
         stage_target=stage.target_state, persona_name=persona.name, persona_name_ko=persona.name_ko,

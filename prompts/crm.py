@@ -2,14 +2,19 @@
 
 from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
 
-PROMPT_VERSION = "crm-7"  # part of the result cache key: bump when a prompt or check changes meaningfully
+PROMPT_VERSION = "crm-8"  # part of the result cache key: bump when a prompt or check changes meaningfully
 
 
 # The draft prompt: who you are (system), then the request and the EVIDENCE (product facts, customer
 # reviews, the event: data, fenced by prompts/untrusted.py), and last the rules and the task.
-DRAFT_SYSTEM = """You are a CRM copy planner for the beauty brand {brand_name} ({brand_name_en}).
-You write a factual draft that a stylist will later turn into the brand's voice, following the RULES
-that come after the evidence."""
+DRAFT_SYSTEM = """You are a CRM copywriter for the beauty brand {brand_name} ({brand_name_en}).
+You write the message in the brand's voice, with facts only from the evidence, following the RULES that
+come after it.
+The brand's voice (its tone, the words it uses and never uses, and its own copy: imitate their voice
+and rhythm, never their facts):
+{voice}"""
+
+WHAT_VOICE = "the brand's voice: tone, words and copy"
 
 DRAFT_USER = """WHY (AARRR stage): {stage_name} ({stage_name_ko}): {stage_objective} Target state: {stage_target}
 WHO (persona): {persona_name} ({persona_name_ko}): cares about {persona_concerns}. Note: {persona_sensitivities}.
@@ -31,7 +36,8 @@ RULES:
 Write the draft for the channel {channel_label}: a headline of at most {headline_max} characters that
 says what the product does for the reader (not only its name),
 {points_line} and a call to action of at most {cta_max} characters that tells the reader what to do
-(e.g. "지금 확인해 보세요" / "Shop now"). Write every part as a natural sentence, never as a list of keywords."""
+(e.g. "지금 확인해 보세요" / "Shop now"). Write every part as a natural sentence in the brand's voice, never as
+a list of keywords or a product sheet."""
 
 SLOT_POINTS = "{points} point(s) of at most {point_max} characters each (each with evidence_ids),"
 SLOT_POINTS_HIDDEN = (
