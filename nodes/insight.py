@@ -31,6 +31,7 @@ from typing_extensions import TypedDict
 
 from personagraph.insight import facts
 from personagraph.insight import profiles as profile_docs
+from personagraph.insight.comparisons import wrong_comparisons
 from personagraph.insight.followup import PreviousTurn, requested_language, resolve_follow_up
 from personagraph.insight.intent_classifier import combine
 from personagraph.insight.lexicon import find_customers, keyword_intent, mentioned_segments
@@ -506,13 +507,14 @@ SENTENCE_END = re.compile(r"(?<!\n\d)(?<!\n\d\d)(?<!^\d)(?<!^\d\d)[.!?。](?=\s)
 class AnswerFindings:
     """What the checks found in an answer: numbers not among the figures, segments outside the
     question, prompt markup copied from the prompt (an echoed `<data>` block), FIGURES lines pasted,
-    and a language other than the one asked for."""
+    a language other than the one asked for, and comparisons the figures contradict."""
 
     numbers: NumericCheck
     leaked_segments: list[str]
     prompt_markup: list[str]
     copied_figures: list[str] = field(default_factory=list)
     wrong_language: bool = False
+    wrong_comparisons: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -522,6 +524,7 @@ class AnswerFindings:
             and not self.prompt_markup
             and not self.copied_figures
             and not self.wrong_language
+            and not self.wrong_comparisons
         )
 
 
@@ -571,6 +574,7 @@ def answer_findings(
         prompt_markup=untrusted.prompt_markup(text),
         copied_figures=copied_figures(text, tool_results),
         wrong_language=wrong_language(text, lang),
+        wrong_comparisons=wrong_comparisons(text, tool_results),
     )
 
 
@@ -611,7 +615,8 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     found = answer_findings(text, tool_results, question, allowed, lang)
     result, leaks, markup = found.numbers, found.leaked_segments, found.prompt_markup
     check = {**result.as_dict(), "leaked_segments": leaks, "prompt_markup": markup,
-             "copied_figures": found.copied_figures, "wrong_language": found.wrong_language}  # fmt: skip
+             "copied_figures": found.copied_figures, "wrong_language": found.wrong_language,
+             "wrong_comparisons": found.wrong_comparisons}  # fmt: skip
     if found.ok:
         return {"check": check, "revision_note": ""}
     kept = checked_prefix(text, tool_results, question, allowed, lang)
@@ -622,6 +627,7 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
         leak = prompts.LEAK.format(segments=", ".join(leaks)) if leaks else ""
         leak += prompts.MARKUP if markup else ""
         leak += prompts.COPIED_FIGURES if found.copied_figures else ""
+        leak += prompts.WRONG_COMPARISON if found.wrong_comparisons else ""
         leak += (
             prompts.WRONG_LANGUAGE.format(language_name=prompts.LANGUAGE_NAMES[lang])
             if found.wrong_language

@@ -87,6 +87,10 @@ MARKUP = "; and it copied <data> markup from the prompt: write your own sentence
 WRONG_LANGUAGE = "; and it was not written in {language_name}: write the whole answer in {language_name}"
 COPIED_FIGURES = "; and it pasted FIGURES lines (key=value) or their key names: say the numbers in sentences, in plain words"
 
+WRONG_COMPARISON = (
+    "; and it said a segment has more (or less) of something than the figures show: compare the segments only "
+    "as the side-by-side lines say, the larger one first"
+)
 
 REFUSAL = {
     "en": "I can only answer questions about our customers, segments, orders and marketing (for example: "

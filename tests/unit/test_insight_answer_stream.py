@@ -148,6 +148,18 @@ def test_a_figures_key_name_in_prose_is_never_streamed() -> None:
     assert final.check["copied_figures"] == ["avg_orders_per_customer"]
 
 
+def test_a_comparison_the_wrong_way_round_is_never_streamed() -> None:
+    """The bench's "New has more customers and higher spend per customer than Dormant" passed every
+    check while each half was the wrong way round."""
+    question = "Compare VIP and new customers"
+    evts = events("Both segments matter. New customers spend more per customer than VIP customers.", "unused",
+                  question=question)  # fmt: skip
+    assert not any("spend more" in e.text for e in evts if e.kind == "token")
+    final = evts[-1].answer
+    assert final is not None and streamed(evts) == final.answer == "Both segments matter."
+    assert final.check["wrong_comparisons"]
+
+
 def test_an_answer_failing_from_its_first_sentence_is_rewritten_and_the_rewrite_streams() -> None:
     evts = events(
         "There are 98,765 VIP customers. Treat them well.", "VIP customers buy often. Treat them well."
