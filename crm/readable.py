@@ -286,13 +286,15 @@ def says_something(text: str, lang: str, names: Iterable[str] = ()) -> tuple[boo
 
 
 def cut_lines(text: str) -> list[str]:
-    """Korean lines ending in an adnominal ending (Kiwi's ETM) with nothing after it: cut off."""
+    """Korean lines ending in an adnominal ending (Kiwi's ETM), or in a particle with no punctuation
+    after it ("...위한 향과", "...피부를"; "고요한 의식처럼." is a line of the brand's own copy): cut off."""
     found = []
     for line in _lines(text):
         if not _HANGUL.search(line):
             continue
         tokens = [t for t in korean_morphemes(line) if not t.tag.startswith("S")]  # punctuation aside
-        if tokens and tokens[-1].tag == "ETM":
+        particle = bool(tokens) and tokens[-1].tag.startswith("J") and tokens[-1].form != "요"
+        if tokens and (tokens[-1].tag == "ETM" or particle and not re.search(r"[.!?…~]\W*$", line)):
             found.append(line)
     return found
 

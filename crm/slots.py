@@ -19,7 +19,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, create_model
 
 from personagraph.crm.catalog import Channel
+from personagraph.serving.language import korean_morphemes
 
+_HANGUL = re.compile(r"[가-힣]")
 MAX_POINTS = 3
 POINT_MAX_CHARS = 120
 HEADLINE_MAX_CHARS = 40
@@ -52,13 +54,34 @@ def slots_for(channel: Channel, lang: str = "ko") -> Slots:
     return Slots(budget=budget, headline_max=headline, points=points, point_max=point_max, cta_max=cta)
 
 
+def stated(max_chars: int) -> int:
+    """The length the prompt asks for: three quarters of the slot. The model cannot count characters;
+    asked for the slot's full length it ran into the grammar's limit and was cut mid-phrase."""
+    return max(8, max_chars * 3 // 4)
+
+
+def _dangling(text: str) -> bool:
+    """A Korean text whose last word ends in a particle or an adnominal ending ("...위한 향과",
+    "...피부를", "...맞는"): the phrase goes on after it."""
+    if not _HANGUL.search(text.split()[-1] if text.split() else ""):
+        return False
+    tokens = [t for t in korean_morphemes(text) if not t.tag.startswith("S")]
+    return bool(tokens) and (
+        tokens[-1].tag == "ETM" or tokens[-1].tag.startswith("J") and tokens[-1].form != "요"
+    )
+
+
 def _uncut(text: str, max_chars: int) -> str:
     """A text that filled its slot was cut there by constrained decoding, often inside a word ("펩타"
-    for 펩타이드): it ends at its last whole word instead (when it has more than one)."""
+    for 펩타이드): it ends at its last whole word instead (when it has more than one), and without
+    the words left hanging ("...건성 피부를 위한 향과" -> "...건성"), as a headline may end on a noun."""
     text = text.strip()
     if len(text) < max_chars or not re.search(r"\s", text):
         return text
-    return text[: re.search(r"\s\S*$", text).start()].rstrip(" ,:;·/-–—(")  # type: ignore[union-attr]
+    text = text[: re.search(r"\s\S*$", text).start()]  # type: ignore[union-attr]
+    while re.search(r"\s", text.strip()) and _dangling(text):
+        text = text[: re.search(r"\s\S*$", text.rstrip()).start()]  # type: ignore[union-attr]
+    return text.rstrip(" ,:;·/-–—(")
 
 
 def uncut_draft(draft: dict[str, Any], slots: Slots) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from personagraph.crm.definitions import HOOKS, PERSONAS, STAGES, STYLES
 from personagraph.crm.index import ensure_crm_index
 from personagraph.crm.inputs import CrmInputError, CrmRequest, parse_request
 from personagraph.crm.repair import repair_message as repair_text
-from personagraph.crm.slots import draft_model, slots_for, uncut_draft
+from personagraph.crm.slots import draft_model, slots_for, stated, uncut_draft
 from personagraph.memory.vectors import search, vector_client
 from personagraph.nodes.tone import ToneState
 from personagraph.prompts import crm as prompts
@@ -199,9 +199,9 @@ def draft_messages(state: CrmState) -> list[BaseMessage]:
         event_line=prompts.EVENT_LINE.format(event_id="E1") if event else prompts.NO_EVENT_LINE,
         evidence=evidence_block(state.get("evidence") or []), data_rule=untrusted.DATA_RULE,
         language_name=prompts.LANGUAGE_NAMES[request.lang], channel_label=channel.label,
-        headline_max=slots.headline_max, cta_max=slots.cta_max,
+        headline_max=stated(slots.headline_max), cta_max=stated(slots.cta_max),
         points_line=(prompts.SLOT_POINTS if slots.points else prompts.SLOT_POINTS_HIDDEN).format(
-            points=slots.points, point_max=slots.point_max),
+            points=slots.points, point_max=stated(slots.point_max)),
     )  # fmt: skip
     return [SystemMessage(content=system), HumanMessage(content=user)]
 

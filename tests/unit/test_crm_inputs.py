@@ -114,7 +114,11 @@ def test_a_slot_filled_to_its_limit_ends_at_its_last_whole_word() -> None:
     draft = {"headline": headline, "points": [{"text": "펩타이드를 담았어요.", "evidence_ids": ["F1"]}],
              "call_to_action": "지금 확인해 보세요"}  # fmt: skip
     uncut = uncut_draft(draft, slots)
-    assert uncut["headline"] == "뤼미에르 아이 컨투어 크림: 건성, 중성, 복합성 피부 타입에 맞는"
+    # and without the words left hanging ("맞는", "타입에"): the phrase they start was cut
+    assert uncut["headline"] == "뤼미에르 아이 컨투어 크림: 건성, 중성, 복합성 피부"
+    sms = slots_for(load_catalog().channels["sms"], "ko")
+    cut = "뤼미에르 르 세럼 앱솔뤼: 건성 피부를 위한 향과 보습"[: sms.headline_max]  # seen in the eval
+    assert uncut_draft({**draft, "headline": cut}, sms)["headline"] == "뤼미에르 르 세럼 앱솔뤼: 건성"
     assert uncut["points"] == draft["points"] and uncut["call_to_action"] == "지금 확인해 보세요"
     cut_cta = "장벽 루틴 위크에서 구매하면 더 저렴한 가격을 얻을 수"[: slots.cta_max]
     assert uncut_draft({**draft, "call_to_action": cut_cta}, slots)["call_to_action"] == ""  # repair adds one

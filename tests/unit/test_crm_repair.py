@@ -250,10 +250,14 @@ def test_prompt_markup_in_a_message_fails_and_repair_removes_it(catalog: Catalog
         ("뤼미에르 아이 컨투어 크림: 건성, 중성, 복합성 피부 타입에 맞는\n지금 확인해 보세요", True),
         ("듀이랩 세럼으로 맑은 톤을 챙겨요.\n장벽 루틴 위크에서 구매하면 더 저렴한 가격을 얻을", True),
         ("뤼미에르 쿠션 꾸뛰르: 건성 피부를 촉촉하게\n지금 확인해 보세요", False),
+        # and after a particle (the eval's SMS "…: 건성 피부를 위한 향과 / 지금 확인해 보세요" passed)
+        ("뤼미에르 르 세럼 앱솔뤼: 건성 피부를 위한 향과\n지금 확인해 보세요", True),
+        ("뤼미에르 펄 에센스 로션: 중성 피부 타입에서\n지금 확인해 보세요", True),
+        ("뤼미에르 펄 에센스 로션: 중성 피부의 빛나는 순간\n지금 확인해 보세요", False),
         ("하루의 끝, 고요한 의식처럼.\n정제된 한 방울이 여유를 남깁니다. 지금 만나 보세요!", False),
     ],
 )
-def test_a_line_cut_off_after_an_adnominal_ending_fails(message: str, cut: bool) -> None:
+def test_a_line_cut_off_after_an_adnominal_ending_or_a_particle_fails(message: str, cut: bool) -> None:
     """Seen in the eval: headlines and calls to action cut at their slot's length ("피부를 위한")."""
     result = check_reads_as_message(message, "ko", NAMES, names=NAMES)
     assert bool(result["cut_lines"]) is cut, result
