@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from personagraph.insight.lexicon import ANSWER_MENTIONS
+from personagraph.insight.numbers import compared_against
 from personagraph.insight.segments import SEGMENT_LABELS
+from personagraph.insight.stats import records
 
 # The figures a claim can be about, and for recency which way "more" goes ("more recent" = fewer days).
 RECENCY = "avg_recency_days"
@@ -63,14 +65,6 @@ _SEGMENT = re.compile(
     ),
     re.IGNORECASE,
 )
-# The standard of a comparison: a segment right after "than"/"compared to", or right before 보다/대비.
-_STANDARD_BEFORE = re.compile(
-    r"(?:\bthan|\bcompared\s+(?:to|with)|\bvs\.?|\bversus|\brelative\s+to)\s+(?:the\s+|our\s+|those\s+)?$",
-    re.IGNORECASE,
-)
-_STANDARD_AFTER = re.compile(
-    r"^\s*(?:'s|’s)?\s*(?:고객|세그먼트|고객층)?\s*들?\s*(?:보다|에\s*비해|대비|[과와]\s*비교해)"
-)
 _NAME_TAIL = re.compile(r"(?:'s|’s)?\s+(?:customers?|ones|segment|group|buyers)\b", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?:[^.!?。\n]|[.!?。](?![\s]|$))+[.!?。]*")  # "21.11" ends no sentence
 # How far (characters) a comparative word reaches for its measure: English "more customers" looks
@@ -90,10 +84,7 @@ def _mentions(sentence: str) -> list[_Mention]:
     out = []
     for match in _SEGMENT.finditer(sentence):
         segment = str(match.lastgroup)
-        standard = bool(
-            _STANDARD_BEFORE.search(sentence[: match.start()])
-            or _STANDARD_AFTER.match(sentence[match.end() :])
-        )
+        standard = compared_against(sentence, match)
         tail = _NAME_TAIL.match(sentence, match.end())  # "dormant customers": "customers" is the name's
         out.append(_Mention(segment, match.start(), tail.end() if tail else match.end(), standard))
     return out
@@ -102,19 +93,10 @@ def _mentions(sentence: str) -> list[_Mention]:
 def segment_rows(tool_results: Any) -> dict[str, dict[str, float]]:
     """Each segment's comparable figures, from every result record that names its segment."""
     rows: dict[str, dict[str, float]] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            if isinstance(value.get("segment"), str):
-                figures = {k: float(value[k]) for k in MEASURES if isinstance(value.get(k), int | float)}
-                rows.setdefault(value["segment"], {}).update(figures)
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(tool_results)
+    for record in records(tool_results):
+        if isinstance(record.get("segment"), str):
+            figures = {k: float(record[k]) for k in MEASURES if isinstance(record.get(k), int | float)}
+            rows.setdefault(record["segment"], {}).update(figures)
     return rows
 
 

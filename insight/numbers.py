@@ -234,10 +234,13 @@ _COMPARED_BEFORE = re.compile(
     r"(?:\bthan|\bcompared\s+(?:to|with)|\bvs\.?|\bversus|\brelative\s+to)\s+(?:the\s+|our\s+|those\s+)?$",
     re.IGNORECASE,
 )
-_COMPARED_AFTER = re.compile(r"^\s*(?:고객|세그먼트|고객층)?\s*들?\s*(?:보다|에\s*비해|대비|[과와]\s*비교해)")
+_COMPARED_AFTER = re.compile(
+    r"^\s*(?:'s|’s)?\s*(?:고객|세그먼트|고객층)?\s*들?\s*(?:보다|에\s*비해|대비|[과와]\s*비교해)"
+)
 
 
-def _compared_against(line: str, match: re.Match[str]) -> bool:
+def compared_against(line: str, match: re.Match[str]) -> bool:
+    """Whether the segment name `match` is the standard of a comparison in `line`."""
     return bool(_COMPARED_BEFORE.search(line[: match.start()]) or _COMPARED_AFTER.match(line[match.end() :]))
 
 
@@ -271,7 +274,7 @@ def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | 
             (match.start(), match.lastgroup if match.lastgroup in segments else None)
             for pattern in (_SEGMENT_NAME, _SEGMENT_HEADING)
             for match in pattern.finditer(line)
-            if not _compared_against(line, match)
+            if not compared_against(line, match)
         )
         ends = [m.end() for m in re.finditer(r"[.!?。]+(?=\s|$)", line)]
         marks = sorted([(0, heading, "start"), *((p, o, "name") for p, o in names), *((e, heading, "end") for e in ends)],

@@ -6,6 +6,7 @@ passes only in-scope names cannot get out-of-scope data. Percentages end in `_pc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,6 +176,17 @@ def compare_segments(snap: Snapshot, segments: list[str]) -> dict[str, Any]:
             "recency_difference_days": round(a["avg_recency_days"] - b["avg_recency_days"], 1),
         },
     }
+
+
+def records(value: Any) -> Iterator[dict[str, Any]]:
+    """Every dict in a tool result, nested ones included (depth first)."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from records(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from records(item)
 
 
 def figures(result: Any, path: str = "") -> list[tuple[str, float]]:

@@ -45,7 +45,7 @@ from personagraph.insight.questions import (
 )
 from personagraph.insight.segments import SEGMENT_LABELS, boundary_customers, label
 from personagraph.insight.source import InsightSource, default_source
-from personagraph.insight.stats import figures, known_segments
+from personagraph.insight.stats import figures, known_segments, records
 from personagraph.insight.template_answer import comparison_sentences
 from personagraph.memory.vectors import vector_client
 from personagraph.prompts import insight as prompts
@@ -536,17 +536,9 @@ _FIGURE_KEY_VALUE = re.compile(r"\b[a-z][a-z0-9_]*=[^\s=]")
 _SNAKE_CASE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 
 
-def _key_names(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return {str(k) for k in value} | {name for v in value.values() for name in _key_names(v)}
-    if isinstance(value, list):
-        return {name for v in value for name in _key_names(v)}
-    return set()
-
-
 def copied_figures(text: str, tool_results: Any) -> list[str]:
     """FIGURES pasted into the answer: key=value lines and the figures' key names."""
-    keys = _key_names(tool_results)
+    keys = {str(key) for record in records(tool_results) for key in record}
     pasted = [m.group(0) for m in _FIGURE_KEY_VALUE.finditer(text)]
     return pasted + [
         m.group(0)
