@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any
 
 from personagraph.insight.lexicon import ANSWER_MENTIONS
-from personagraph.insight.numbers import compared_against
+from personagraph.insight.numbers import compared_against, owner_spans
+from personagraph.insight.profiles import DESCRIPTIONS
 from personagraph.insight.segments import SEGMENT_LABELS
 from personagraph.insight.stats import records
 
@@ -154,3 +156,34 @@ def wrong_comparisons(text: str, tool_results: Any) -> list[str]:
                 wrong.append(f"{sentence.strip()} ({measure}: {subject} {x:g}, {standard} {y:g})")
                 break
     return wrong
+
+
+# How long a phrase of another segment's description must be to count as copied: a few words.
+BORROWED_CHARS = {"ko": 12, "en": 24}
+
+
+def borrowed_descriptions(text: str) -> list[str]:
+    """Pieces of the answer that give a segment another segment's description: the profiles in the
+    prompt say what each segment is and how to treat it, and the 1.5B model copied at-risk's "개인화
+    리마인드와 재구매 혜택으로 되찾는다" after "VIP는" (the bench's Korean comparison, which passed).
+    A phrase of a few words from segment Y's description, in a piece of the answer about segment X
+    (after X's name, or a pronoun for it) and not in X's own description, is borrowed."""
+    found: list[str] = []
+    for start, end, owner in owner_spans(text, set(DESCRIPTIONS)):
+        piece = text[start:end]
+        if owner is None or len(piece.strip()) < min(BORROWED_CHARS.values()):
+            continue
+        own = " ".join(DESCRIPTIONS.get(owner, ()))
+        for other, descriptions in DESCRIPTIONS.items():
+            if other == owner:
+                continue
+            for description, lang in zip(descriptions, ("en", "ko"), strict=True):
+                phrase = _longest_common(piece, description)
+                if len(phrase.strip()) >= BORROWED_CHARS[lang] and phrase.strip() not in own:
+                    found.append(f"{piece.strip()} ({other}: {phrase.strip()})")
+    return found
+
+
+def _longest_common(a: str, b: str) -> str:
+    match = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return a[match.a : match.a + match.size]

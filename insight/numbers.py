@@ -253,7 +253,7 @@ _PRONOUN_SUBJECT = re.compile(
 )
 
 
-def _owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | None]]:
+def owner_spans(answer: str, segments: set[str]) -> list[tuple[int, int, str | None]]:
     """(start, end, segment) pieces of the answer: from each segment name to the next name or the end
     of its sentence. A line that names a segment and ends with a colon is a heading ("**New
     Segment:**", "VIP:"): the lines under it belong to its segment until a blank line or the next
@@ -341,7 +341,7 @@ def check_numbers(answer: str, tool_results: Any, question: str = "") -> Numeric
     for token in dates_in(answer):
         checked += 1
         (supported if _date_supported(token, source_text) else unsupported).append(token)
-    for start, end, owner in _owner_spans(answer, set(owned)):
+    for start, end, owner in owner_spans(answer, set(owned)):
         for n in parse_numbers(answer[start:end]):
             n.start, n.end = start + n.start, start + n.end
             bare = (

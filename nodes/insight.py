@@ -31,7 +31,7 @@ from typing_extensions import TypedDict
 
 from personagraph.insight import facts
 from personagraph.insight import profiles as profile_docs
-from personagraph.insight.comparisons import wrong_comparisons
+from personagraph.insight.comparisons import borrowed_descriptions, wrong_comparisons
 from personagraph.insight.followup import PreviousTurn, requested_language, resolve_follow_up
 from personagraph.insight.intent_classifier import combine
 from personagraph.insight.lexicon import find_customers, keyword_intent, mentioned_segments
@@ -507,7 +507,8 @@ SENTENCE_END = re.compile(r"(?<!\n\d)(?<!\n\d\d)(?<!^\d)(?<!^\d\d)[.!?。](?=\s)
 class AnswerFindings:
     """What the checks found in an answer: numbers not among the figures, segments outside the
     question, prompt markup copied from the prompt (an echoed `<data>` block), FIGURES lines pasted,
-    a language other than the one asked for, and comparisons the figures contradict."""
+    a language other than the one asked for, comparisons the figures contradict, and a segment given
+    another segment's profile description."""
 
     numbers: NumericCheck
     leaked_segments: list[str]
@@ -515,6 +516,7 @@ class AnswerFindings:
     copied_figures: list[str] = field(default_factory=list)
     wrong_language: bool = False
     wrong_comparisons: list[str] = field(default_factory=list)
+    borrowed_descriptions: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -525,6 +527,7 @@ class AnswerFindings:
             and not self.copied_figures
             and not self.wrong_language
             and not self.wrong_comparisons
+            and not self.borrowed_descriptions
         )
 
 
@@ -567,6 +570,7 @@ def answer_findings(
         copied_figures=copied_figures(text, tool_results),
         wrong_language=wrong_language(text, lang),
         wrong_comparisons=wrong_comparisons(text, tool_results),
+        borrowed_descriptions=borrowed_descriptions(text),
     )
 
 
@@ -608,7 +612,8 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
     result, leaks, markup = found.numbers, found.leaked_segments, found.prompt_markup
     check = {**result.as_dict(), "leaked_segments": leaks, "prompt_markup": markup,
              "copied_figures": found.copied_figures, "wrong_language": found.wrong_language,
-             "wrong_comparisons": found.wrong_comparisons}  # fmt: skip
+             "wrong_comparisons": found.wrong_comparisons,
+             "borrowed_descriptions": found.borrowed_descriptions}  # fmt: skip
     if found.ok:
         return {"check": check, "revision_note": ""}
     kept = checked_prefix(text, tool_results, question, allowed, lang)
@@ -620,6 +625,7 @@ def check_numbers(state: InsightState, runtime: Runtime[InsightContext]) -> dict
         leak += prompts.MARKUP if markup else ""
         leak += prompts.COPIED_FIGURES if found.copied_figures else ""
         leak += prompts.WRONG_COMPARISON if found.wrong_comparisons else ""
+        leak += prompts.BORROWED_DESCRIPTION if found.borrowed_descriptions else ""
         leak += (
             prompts.WRONG_LANGUAGE.format(language_name=prompts.LANGUAGE_NAMES[lang])
             if found.wrong_language

@@ -91,6 +91,7 @@ WRONG_COMPARISON = (
     "; and it said a segment has more (or less) of something than the figures show: compare the segments only "
     "as the side-by-side lines say, the larger one first"
 )
+BORROWED_DESCRIPTION = "; and it described a segment with another segment's profile: describe each segment only with its own PROFILES"
 
 REFUSAL = {
     "en": "I can only answer questions about our customers, segments, orders and marketing (for example: "

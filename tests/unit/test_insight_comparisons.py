@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from personagraph.insight import facts
-from personagraph.insight.comparisons import wrong_comparisons
+from personagraph.insight.comparisons import borrowed_descriptions, wrong_comparisons
 from personagraph.insight.stats import known_segments
 from personagraph.insight.template_answer import comparison_sentences, template_answer
 from tests.unit.insight_support import small_snapshot
@@ -93,3 +93,23 @@ def test_the_side_by_side_lines_and_template_answers_never_fail(lang: str) -> No
         text = " ".join(comparison_sentences(results["compare_segments"], lang))
         assert wrong_comparisons(text, results) == [], (a, b, text)
         assert wrong_comparisons(template_answer("segment_comparison", lang, results), results) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "borrowed"),
+    [
+        # From the bench (passed every other check): at-risk's treatment given to VIP and VIP's to at-risk.
+        ("VIP와 이탈 위험 고객의 차이점을 볼 수 있습니다. VIP는 개인화 리마인드와 재구매 혜택으로 되찾는다. "
+         "반면에 이탈 위험 고객들은 과도한 할인은 피한다.", ["at_risk", "vip"]),
+        ("At-risk customers should get early access, gifts and premium lines.", ["vip"]),
+        ("VIP customers buy often. They are best won back with personal reminders and replenishment offers.",
+         ["at_risk"]),
+        # Each segment with its own description, or words any description may use: nothing borrowed.
+        ("VIP 세그먼트는 선공개·사은품·프리미엄 라인으로 관리하고 과도한 할인을 피합니다. 이탈 위험 세그먼트는 "
+         "예전엔 자주 구매했지만 몇 달째 구매가 없는 이탈 위험 고객입니다.", []),
+        ("Loyal customers bought recently; new customers bought recently too.", []),
+    ],
+)  # fmt: skip
+def test_a_segment_given_another_segments_description_fails(answer: str, borrowed: list[str]) -> None:
+    found = borrowed_descriptions(answer)
+    assert [item.rsplit("(", 1)[1].split(":")[0] for item in found] == borrowed
