@@ -134,6 +134,9 @@ def _word_at(text: str, position: int) -> str:
     return text[start : min(ends) if ends else len(text)]
 
 
+_GLUED_LATIN = re.compile(r"[가-힣]+-?[a-z]{3,}")  # "app에서" (a particle after English) is fine
+
+
 def broken_words(text: str, known: Iterable[str] = ()) -> list[str]:
     """Hangul tokens Kiwi cannot analyse as real words (see BROKEN_SCORE), minus the known names."""
     squashed_known = {re.sub(r"\s+", "", k) for k in known if k}
@@ -148,6 +151,8 @@ def broken_words(text: str, known: Iterable[str] = ()) -> list[str]:
         # a call to action joined without a space, seen in the eval).
         if token.tag == "ETM" and after.tag == "MAG" and after.start == token.start + token.len:
             found.append(_word_at(text, token.start))
+    # An English word glued after a Korean one ("고-priced", seen in the eval): half a translation.
+    found += [m.group(0) for m in _GLUED_LATIN.finditer(text) if not any(m.group(0) in k for k in known)]
     for token in tokens:
         if token.tag == "Z_CODA":
             found.append(text[max(0, token.start - 1) : token.start + token.len])

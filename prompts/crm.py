@@ -2,7 +2,7 @@
 
 from personagraph.serving.language import LANGUAGE_NAMES as LANGUAGE_NAMES  # re-exported for templates
 
-PROMPT_VERSION = "crm-9"  # part of the result cache key: bump when a prompt or check changes meaningfully
+PROMPT_VERSION = "crm-10"  # part of the result cache key: bump when a prompt or check changes meaningfully
 
 
 # The draft prompt: who you are (system), then the request and the EVIDENCE (product facts, customer

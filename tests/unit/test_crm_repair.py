@@ -42,6 +42,7 @@ def repair(
         "Luxury texture, scent, packaging, gift, premium. Shop now.",  # an English keyword list
         "듀이랩 크림이 뜗 촉촉해요. 지금 확인해 보세요.",  # a broken syllable
         "뤼미에르 르 세럼 앱솔뤼: 건성, 중성 피부를 위한지금 확인해 보세요",  # words run together (eval)
+        "뤼미에르 로즈 토닉 로션은 정가 78,000원으로 고-priced입니다. 지금 확인해 보세요.",  # half English (eval)
     ],
 )
 def test_what_does_not_read_as_a_message_fails(message: str) -> None:
@@ -62,6 +63,7 @@ def test_what_does_not_read_as_a_message_fails(message: str) -> None:
             "세라마이드, 판테놀, 스쿠알란, 히알루론산을 담았어요. 지금 만나 보세요.",
             "ko",
         ),  # items inside a sentence
+        ("듀이랩 세럼을 app에서 먼저 만나 보세요. 비타민C가 맑은 톤을 챙겨 줘요.", "ko"),  # English before a particle
     ],
 )
 def test_messages_in_sentences_with_a_call_to_action_pass(message: str, lang: str) -> None:
