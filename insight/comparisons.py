@@ -1,17 +1,19 @@
-"""Comparative claims that the figures contradict: "New has more customers than Dormant" when Dormant
-has twice as many, "신규 고객은 충성 고객 대비 21.11배 높습니다" when the loyal customers spend 21 times
-more. The numeric check sees that 21.11 is a ratio of the two segments, not which way it goes; a claim
-without a number ("they are also more frequent buyers") it does not see at all. The insight bench's
-comparisons made both mistakes in answers that passed every other check.
+"""Claims about two segments that the data contradicts.
 
-A claim is read in one sentence that names two segments: the subject (named first, not as the
-standard) and the standard ("than Dormant", "충성 고객보다", "대비"); each comparative word ("more",
-"higher", "fewer", "많", "높", "적") goes with the nearest measure word (customers, spend, orders,
-order value, recency). Only a clear contradiction counts (the figures at least 5% apart the other way):
-the check must never fail a true sentence, so what it cannot read it lets pass.
+- `wrong_comparisons`: "New has more customers than Dormant" when Dormant has twice as many,
+  "신규 고객은 충성 고객 대비 21.11배 높습니다" when the loyal customers spend 21 times more. The
+  numeric check sees that 21.11 is a ratio of the two segments, not which way it goes; a claim without
+  a number ("they are also more frequent buyers") it does not see at all. The insight bench's
+  comparisons made both mistakes in answers that passed every other check.
+  A claim is read in one sentence that names two segments: the subject (named first, not as the
+  standard) and the standard ("than Dormant", "충성 고객보다", "대비"); each comparative word ("more",
+  "higher", "fewer", "많", "높", "적") goes with the nearest measure word (customers, spend, orders,
+  order value, recency). Only a clear contradiction counts (the figures at least 5% apart the other
+  way): the check must never fail a true sentence, so what it cannot read it lets pass.
+- `borrowed_descriptions`: a segment described with a phrase of another segment's profile.
 
     wrong_comparisons("New has more customers than Dormant.", tool_results)
-    -> ["New has more customers than Dormant. (customers: new 537, dormant 1,142)"]
+    -> ["New has more customers than Dormant. (customers: new 537, dormant 1142)"]
 """
 
 from __future__ import annotations
@@ -50,20 +52,22 @@ _MEASURE_WORDS: tuple[tuple[str, str], ...] = (
 )
 _MEASURE = re.compile("|".join(f"(?P<{key}>{words})" for key, words in _MEASURE_WORDS), re.IGNORECASE)
 
-# Comparative words: +1 the subject has more of the measure, -1 less. Korean stems stand alone (not
-# inside 적합, 효과적, 목적).
-_MORE = r"more|higher|larger|bigger|greater|times as (?:much|many|often)|많|높|크|큰|자주|길"
-_LESS = r"fewer|lower|less|smaller|적|낮|작|드물|짧"
-_COMPARATIVE = re.compile(
-    rf"(?<![A-Za-z가-힣])(?:(?P<more>{_MORE})|(?P<less>{_LESS}))(?![A-Za-z])(?!합|극|용|절|정|자)",
-    re.IGNORECASE,
+# Comparative words: the subject has more of the measure, or less. A Korean stem counts at a word's
+# start and before one of its endings ("높습니다", "적은"; not 크림, 적합, 목적).
+_MORE = (
+    r"\b(?:more|higher|larger|bigger|greater|times as (?:much|many|often))\b"
+    r"|(?:많|높)(?=[이아은고다습지으])|크(?=[고다며게지])|큰|자주|길(?=[고다게어])"
 )
+_LESS = r"\b(?:fewer|lower|less|smaller)\b|(?:적|낮|작|짧)(?=[은고다습어아게지])|드물"
+_COMPARATIVE = re.compile(rf"(?<![가-힣])(?:(?P<more>{_MORE})|(?P<less>{_LESS}))", re.IGNORECASE)
 
-_NAMES = {seg: (*words, SEGMENT_LABELS[seg]["en"]) for seg, words in ANSWER_MENTIONS.items()}
+# A segment's name as the answers write it, and its English label capitalised ("New has more
+# customers than Dormant"; a lowercase "new campaign" is no segment).
 _SEGMENT = re.compile(
     "|".join(
-        f"(?<![A-Za-z])(?P<{seg}>{'|'.join(re.escape(w) for w in sorted(words, key=len, reverse=True))})"
-        for seg, words in _NAMES.items()
+        f"(?<![A-Za-z])(?P<{seg}>{'|'.join(re.escape(w) for w in sorted(words, key=len, reverse=True))}"
+        f"|(?-i:{re.escape(SEGMENT_LABELS[seg]['en'])}))"
+        for seg, words in ANSWER_MENTIONS.items()
     ),
     re.IGNORECASE,
 )
