@@ -343,13 +343,18 @@ FOREIGN_LINE_WORDS = 5
 
 
 def foreign_lines(text: str, lang: str) -> list[str]:
-    """Lines of a Korean message written in English (see FOREIGN_LINE_WORDS)."""
+    """Lines of a Korean message written in English (see FOREIGN_LINE_WORDS), and English headings
+    ending in a colon ("Problems to fix:", a line of the stylist's rewrite prompt copied in the eval)."""
     if lang != "ko":
         return []
     return [
         line.strip()
         for line in text.splitlines()
-        if not re.search(r"[가-힣]", line) and len(re.findall(r"[A-Za-z]+", line)) >= FOREIGN_LINE_WORDS
+        if not re.search(r"[가-힣]", line)
+        and (
+            len(re.findall(r"[A-Za-z]+", line)) >= FOREIGN_LINE_WORDS
+            or re.fullmatch(r"\s*[A-Za-z][A-Za-z ]*:\s*", line)
+        )
     ]
 
 

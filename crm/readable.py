@@ -18,7 +18,8 @@ review keywords with a broken syllable and nothing for the reader to do).
   "(광고)" marker, the message has CONTENT_WORDS content words or more ("신상 컬러 도착!"), or one fewer
   when one of them is a predicate (새로 나왔어요, melts) or an offer (a number, 할인, off).
   "루미에르 르 세럼 앱솔뤼: 건성 / 지금 확인해 보세요" (a too-long draft cut to its name, a keyword and
-  the call to action) has one content word and says nothing.
+  the call to action) has one content word and says nothing. The items of a list with no predicate
+  count as one ("…젤: 지성, 복합성, 중성" says nothing either).
 - cut lines: no line ends in an adnominal ending with nothing after it ("피부를 위한", "가격을 얻을"):
   Korean never ends there; it is a slot or a sentence cut at its length limit.
 - names: no word one letter off the brand's or product's name ("루미에르" for 뤼미에르).
@@ -287,7 +288,14 @@ def content_words(text: str, lang: str, names: Iterable[str] = ()) -> tuple[list
 def says_something(text: str, lang: str, names: Iterable[str] = ()) -> tuple[bool, list[str]]:
     """Whether the message says something (see the module docstring), and its content words."""
     words, predicate_or_offer = content_words(text, lang, names)
-    return len(words) >= CONTENT_WORDS - (1 if predicate_or_offer else 0), words
+    count = len(words)
+    if not predicate_or_offer:
+        # A list with no predicate says one thing however many items it has: "…젤: 지성, 복합성, 중성 /
+        # 지금 확인해 보세요" passed the eval with three skin types as its three content words.
+        for _, sentence, has_predicate in sentences(text, lang):
+            items = [i for i in _SPLIT_ITEMS.split(sentence) if i.strip()]
+            count -= 0 if has_predicate else max(0, len(items) - 1)
+    return count >= CONTENT_WORDS - (1 if predicate_or_offer else 0), words
 
 
 def cut_lines(text: str) -> list[str]:

@@ -71,10 +71,6 @@ RULES:
 - {data_rule}
 - Write in {language_name}."""
 
-# The rules the CRM models are given: a message repeating 8 words of them in a row copied its prompt
-# (the 1.5B stylist once ended a "passed" push message with "- Keep every fact of the text exactly").
-INSTRUCTIONS = "\n".join([DRAFT_SYSTEM, DRAFT_USER, TONE_SYSTEM, TONE_USER])
-
 WHAT_EXEMPLARS = "examples of the brand's voice"
 WHAT_TEXT = "text to rewrite"
 
@@ -85,6 +81,10 @@ Problems to fix:
 Write a corrected version of the TEXT that fixes every problem. Output only the final text."""
 
 NO_EXEMPLARS = "(none)"
+
+# The rules the CRM models are given: a message repeating 8 words of them in a row copied its prompt
+# (the 1.5B stylist once ended a "passed" push message with "- Keep every fact of the text exactly").
+INSTRUCTIONS = "\n".join([DRAFT_SYSTEM, DRAFT_USER, TONE_SYSTEM, TONE_USER, TONE_FEEDBACK])
 
 # --- CRM pieces handed to the tone node ----------------------------------------------------------------
 

@@ -43,11 +43,14 @@ def repair(
         "듀이랩 크림이 뜗 촉촉해요. 지금 확인해 보세요.",  # a broken syllable
         "뤼미에르 르 세럼 앱솔뤼: 건성, 중성 피부를 위한지금 확인해 보세요",  # words run together (eval)
         "뤼미에르 로즈 토닉 로션은 정가 78,000원으로 고-priced입니다. 지금 확인해 보세요.",  # half English (eval)
+        "뤼미에르 르 세럼 앱솔뤼: 지성, 복합성, 중성\n지금 확인해 보세요.",  # a list says one thing (eval)
     ],
 )
 def test_what_does_not_read_as_a_message_fails(message: str) -> None:
     lang = "en" if message.startswith("Luxury") else "ko"
-    assert not check_reads_as_message(message, lang, ["뤼미에르 르 세럼 앱솔뤼"])["passed"]
+    assert not check_reads_as_message(
+        message, lang, ["뤼미에르 르 세럼 앱솔뤼"], names=["뤼미에르 르 세럼 앱솔뤼"]
+    )["passed"]
 
 
 @pytest.mark.parametrize(
@@ -63,7 +66,10 @@ def test_what_does_not_read_as_a_message_fails(message: str) -> None:
             "세라마이드, 판테놀, 스쿠알란, 히알루론산을 담았어요. 지금 만나 보세요.",
             "ko",
         ),  # items inside a sentence
-        ("듀이랩 세럼을 app에서 먼저 만나 보세요. 비타민C가 맑은 톤을 챙겨 줘요.", "ko"),  # English before a particle
+        (
+            "듀이랩 세럼을 app에서 먼저 만나 보세요. 비타민C가 맑은 톤을 챙겨 줘요.",
+            "ko",
+        ),  # English before a particle
     ],
 )
 def test_messages_in_sentences_with_a_call_to_action_pass(message: str, lang: str) -> None:
@@ -298,6 +304,12 @@ def test_the_stylists_own_notes_fail_and_repair_drops_them(catalog: Catalog) -> 
     assert repaired == "듀이랩 배리어 크림이 장벽을 촉촉하게 지켜 줘요. 지금 만나 보세요."
     assert [f["rule"] for f in fixes] == ["note", "note"]
     assert run_checks(repaired, evidence=EVIDENCE, catalog=catalog, channel="kakao")["passed"]
+    # So is a heading of its rewrite prompt copied as a line ("Problems to fix:", passed in the eval).
+    headed = "듀이랩 세라마이드 배리어 크림이 장벽을 지켜 줘요.\nProblems to fix:\n지금 확인해 보세요"
+    assert not run_checks(headed, evidence=EVIDENCE, catalog=catalog, channel="kakao")["checks"]["language"][
+        "passed"
+    ]
+    assert "Problems" not in repair(catalog, headed)[0]
     # A short English call to action in a Korean message stays.
     assert run_checks("듀이랩 배리어 크림이 장벽을 지켜 줘요.\nShop now", evidence=EVIDENCE, catalog=catalog,
                       channel="kakao")["checks"]["language"]["passed"]  # fmt: skip
