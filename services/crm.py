@@ -262,8 +262,17 @@ class CrmService:
                     progress(len(results), len(todo))
 
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="crm-batch") as pool:
-            for future in [pool.submit(one, number, row) for number, row in todo]:
-                future.result()
+            futures = [pool.submit(one, number, row) for number, row in todo]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                # Stopped (SIGTERM's SystemExit, Ctrl-C) or a result that could not be kept: the rows
+                # not started are cancelled, only those running finish (leaving the block used to
+                # wait for the whole batch). A resumed run starts from the first row not kept.
+                for future in futures:
+                    future.cancel()
+                raise
         return [results[number] for number, _ in todo]
 
 

@@ -426,3 +426,30 @@ def test_rescore_reads_an_earlier_runs_messages_under_todays_checks(tmp_path: Pa
     assert summary["rescored"] == 2 and summary["passed_then"] == 2 and summary["passed_now"] == 1
     assert [r["row"] for r in summary["newly_failing"]] == [1]
     assert any(r.startswith("reads:") for r in summary["newly_failing"][0]["reasons"])
+
+
+def test_a_stopped_batch_does_not_run_its_remaining_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch stopped while it waits (SIGTERM's SystemExit, Ctrl-C, a result that cannot be written)
+    ran every remaining row before stopping: leaving the thread pool waited for all of them."""
+    import threading
+    import time
+
+    from personagraph.services.crm import CrmService
+
+    started: list[int] = []
+
+    def run_row(caller: Any, row: Any, number: int, variants: int) -> dict[str, Any]:
+        started.append(number)
+        time.sleep(0.05)
+        return {"row": number, "status": "passed"}
+
+    service = CrmService(use_cache=False)
+    monkeypatch.setattr(service, "run_row", run_row)
+
+    def keep(result: dict[str, Any]) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        service.run_batch(MINA, [REQUEST] * 20, concurrency=2, on_result=keep)
+    assert len(started) <= 4 and started[:2] == [1, 2]
