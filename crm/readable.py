@@ -305,11 +305,21 @@ def cut_lines(text: str) -> list[str]:
     for line in _lines(text):
         if not _HANGUL.search(line):
             continue
-        tokens = [t for t in korean_morphemes(line) if not t.tag.startswith("S")]  # punctuation aside
-        particle = bool(tokens) and tokens[-1].tag.startswith("J") and tokens[-1].form != "요"
-        if tokens and (tokens[-1].tag == "ETM" or particle and not re.search(r"[.!?…~]\W*$", line)):
+        ending = hanging_ending(line)
+        if ending == "adnominal" or ending == "particle" and not re.search(r"[.!?…~]\W*$", line):
             found.append(line)
     return found
+
+
+def hanging_ending(text: str) -> str | None:
+    """How a Korean text's last morpheme (punctuation aside) leaves it hanging: "adnominal" (Kiwi's
+    ETM, "...위한"), "particle" (any J tag but the polite 요, "...향과", "...피부를"), else None."""
+    tokens = [t for t in korean_morphemes(text) if not t.tag.startswith("S")]
+    if not tokens:
+        return None
+    if tokens[-1].tag == "ETM":
+        return "adnominal"
+    return "particle" if tokens[-1].tag.startswith("J") and tokens[-1].form != "요" else None
 
 
 def keyword_lists(text: str, lang: str) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, create_model
 
 from personagraph.crm.catalog import Channel
-from personagraph.serving.language import korean_morphemes
+from personagraph.crm.readable import hanging_ending
 
 _HANGUL = re.compile(r"[가-힣]")
 MAX_POINTS = 3
@@ -65,10 +65,7 @@ def _dangling(text: str) -> bool:
     "...피부를", "...맞는"): the phrase goes on after it."""
     if not _HANGUL.search(text.split()[-1] if text.split() else ""):
         return False
-    tokens = [t for t in korean_morphemes(text) if not t.tag.startswith("S")]
-    return bool(tokens) and (
-        tokens[-1].tag == "ETM" or tokens[-1].tag.startswith("J") and tokens[-1].form != "요"
-    )
+    return hanging_ending(text) is not None
 
 
 def _uncut(text: str, max_chars: int) -> str:
