@@ -106,11 +106,11 @@ def _amount(ratio: float) -> str:
     return f"{ratio:.2f}".rstrip("0").rstrip(".")
 
 
-def _ratio_sentence(key: str, big: str, small: str, ratio: float, lang: str) -> str:
+def _ratio_sentence(measure: tuple[str, str, str], big: str, small: str, ratio: float, lang: str) -> str:
     """One figure of two segments as a sentence whose subject is the larger one ("New 대비 Loyal 21.11배"
     was read backwards by the 1.5B model, "신규 고객은 충성 고객 대비 21.11배"): in times from 2 up, in
     percent below it ("0.05x" read as nothing); both are figures the numeric check derives."""
-    _, en, ko = next(c for c in COMPARED if c[0] == key)
+    key, en, ko = measure  # an entry of COMPARED
     percent = round((ratio - 1) * 100)
     if lang == "ko":
         more = "많습니다" if key in ("customers", "avg_orders_per_customer") else "높습니다"
@@ -144,12 +144,12 @@ def comparison_sentences(result: dict[str, Any], lang: str) -> list[str]:
     a, b = rows[0], rows[1]
     name = {id(r): label(str(r.get("segment", "")), lang) for r in (a, b)}
     lines = []
-    for key, _, _ in COMPARED:
-        x, y = a.get(key), b.get(key)
+    for measure in COMPARED:
+        x, y = a.get(measure[0]), b.get(measure[0])
         if not isinstance(x, int | float) or not isinstance(y, int | float) or min(x, y) <= 0:
             continue
         big, small = (a, b) if x >= y else (b, a)
-        lines.append(_ratio_sentence(key, name[id(big)], name[id(small)], max(x, y) / min(x, y), lang))
+        lines.append(_ratio_sentence(measure, name[id(big)], name[id(small)], max(x, y) / min(x, y), lang))
     x, y = a.get("avg_recency_days"), b.get("avg_recency_days")
     if isinstance(x, int | float) and isinstance(y, int | float) and x != y:
         recent = name[id(a if x < y else b)]
