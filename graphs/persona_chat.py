@@ -2,6 +2,7 @@
 
 input_safety -> (unsafe) refuse -> memory_write
              -> classify_intent -> (smalltalk) draft | retrieve -> draft -> output_safety
+                                   retrieve -> (a recall question) recall -> output_safety | draft
                                  output_safety -> (failed, once) draft | respond -> memory_write
 
 Only checked text reaches a reader (stream_mode="custom"): `draft` streams the model itself and
@@ -24,6 +25,7 @@ from langgraph.store.base import BaseStore
 from personagraph.nodes.context import ChatContext
 from personagraph.nodes.draft import draft, respond
 from personagraph.nodes.memory_write import memory_write
+from personagraph.nodes.recall import recall, wants_recall
 from personagraph.nodes.retrieval import retrieve
 from personagraph.nodes.routing import classify_intent
 from personagraph.nodes.safety import (
@@ -43,6 +45,7 @@ builder.add_node("input_safety", input_safety)
 builder.add_node("refuse", refuse)
 builder.add_node("classify_intent", classify_intent)
 builder.add_node("retrieve", retrieve)
+builder.add_node("recall", recall)
 builder.add_node("draft", draft)
 builder.add_node("output_safety", output_safety)
 builder.add_node("respond", respond)
@@ -64,7 +67,21 @@ def route_after_intent(state: ConversationState) -> Literal["retrieve", "draft"]
 
 
 builder.add_conditional_edges("classify_intent", route_after_intent)
-builder.add_edge("retrieve", "draft")
+
+
+def route_after_retrieve(state: ConversationState) -> Literal["recall", "draft"]:
+    """A fan asking what they told the persona is answered from the notes first (nodes/recall.py)."""
+    return "recall" if wants_recall(state) else "draft"
+
+
+builder.add_conditional_edges("retrieve", route_after_retrieve)
+
+
+def route_after_recall(state: ConversationState) -> Literal["output_safety", "draft"]:
+    return "output_safety" if state.get("draft") else "draft"
+
+
+builder.add_conditional_edges("recall", route_after_recall)
 builder.add_edge("draft", "output_safety")
 
 

@@ -422,6 +422,8 @@ def _claims(sentence: str, fact: FanFact, own: set[str] | None = None) -> bool:
         return False
     if fact.kind == "favourite" and _AGREEMENT.search(sentence):
         return False  # "Polaris is my favourite too!": the persona shares the taste, it does not take it
+    if fact.kind == "hometown" and fact.value and _says_own_origin(folded, value):
+        return True
     if fact.kind == ANY_KIND:  # kind unknown: a first-person possessive or subject with the value
         return bool(
             re.search(r"\b(?:my|mine)\b|(?<![가-힣])(?:내|제|나의|저의)\s", folded)
@@ -434,6 +436,20 @@ def _claims(sentence: str, fact: FanFact, own: set[str] | None = None) -> bool:
     english = rf"\b(?:i|i'm|im|i am|i've|my)\b(?:\W+\w+){{0,3}}?\W+(?:{words})"
     korean = rf"(?<![가-힣])(?:내|제|나의|저의|내가|제가|나는|난|저는|전)\s*(?:\S+\s+){{0,3}}?\S*(?:{words})"
     return re.search(english, folded) is not None or re.search(korean, folded) is not None
+
+
+# Korean drops the subject: "부산에서 태어났고, ..." in the persona's reply is the persona's birthplace,
+# unless the ending speaks of the listener ("부산에서 왔구나!", "부산에 살지?").
+_KO_ORIGIN = r"\s*(?:에서\s*(?:태어|자랐|자라|왔어|왔습|왔다)|에\s*살(?:아|고\s*있|았|지)(?!\s*싶)|\s*출신)"
+_LISTENER_ENDING = re.compile(r"(?:구나|군요|군|잖아|잖아요|네요|[?？])[\s!.~\W]*$")
+
+
+def _says_own_origin(folded_sentence: str, value: str) -> bool:
+    """A subject-less Korean sentence giving the place as where the speaker is from or lives."""
+    return (
+        re.search(value + _KO_ORIGIN, folded_sentence) is not None
+        and _LISTENER_ENDING.search(folded_sentence) is None
+    )
 
 
 def fan_fact_claims(text: str, facts: Iterable[FanFact], persona: Persona) -> list[FanFact]:

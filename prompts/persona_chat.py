@@ -95,6 +95,27 @@ SPEECH_HINT_JONDAE = " 정중한 존댓말로 답해 주세요."
 # with "[ABOUT THIS FAN]" and went on copying that block.
 PERSONAL_HINT = """ The fan is asking about themselves: tell them the exact facts you know about them (for example their name), naming them explicitly. These facts are the fan's, not yours."""
 
+# A fan asking what they told the persona ("do you remember my name?") is answered from the notes
+# first (nodes/recall.py): a small model finds a fact in a short list far more reliably than it keeps
+# whose fact is whose while role-playing.
+RECALL_SYSTEM = """The fan is asking {name} about something the fan said about themselves. The notes
+below are the fan's own words and what is known about the fan. Answer only from the notes.
+- found: true only when the notes say what the fan asks about; otherwise false.
+- answer: the words from the notes that answer the question (a name, a date, a place, a thing),
+  copied exactly as they are written in the notes.
+- sentence: one short sentence in {language_name} that tells the fan the answer as the fan's own,
+  speaking to the fan ("Your ... is ...", "네 ...는 ...야")."""
+
+RECALL_QUESTION = """Notes about the fan:
+{notes}
+
+The fan asks: {question}"""
+
+# Said before the recalled sentence, in the persona's voice (Korean endings fitted to its speech level).
+RECALL_OPENERS = {"en": "Of course I remember!", "ko": "그럼, 당연히 기억하지!"}
+# The recalled fact when the model's own sentence does not tell it as the fan's.
+RECALL_TEMPLATES = {"en": "You told me: {answer}.", "ko": "{answer}(이)라고 했잖아."}
+
 REVISION_INSTRUCTION = """Your previous draft was rejected: {reason}. Write a new reply that fixes this."""
 
 LANGUAGE_RETRY = """Reply again in {language_name} only. {hint}"""

@@ -54,15 +54,20 @@ def test_fan_is_remembered_in_a_new_thread(
     )
     assert asked.error is None and asked.reply.strip()
     # The new thread's turn retrieved the fan's message from the memory store and gave the model the
-    # name. Whether the 1.5B model then says it is the model's part: its greedy reply differs between
-    # CPUs (two CI runs), so it is measured by `python -m evals memory`, not asserted here.
+    # name. Whether the 1.5B model's draft then says it is the model's part: its greedy reply differs
+    # between CPUs (two CI runs), so it is measured by `python -m evals memory`, not asserted here.
     recalled = [
         service.store.get(memories_namespace("fan-minji", "stella_yuna"), source.removeprefix("memory:"))
         for source in asked.sources
         if source.startswith("memory:")
     ]
     assert any(item is not None and "Minji" in str(item.value) for item in recalled), asked.sources
-    assert prompts and all("Minji" in prompt for prompt in prompts)
+    # Either the recall step answered from the notes (then the reply says the name, grounded in the
+    # notes) or the draft did, with the name in every prompt it was given.
+    if prompts:
+        assert all("Minji" in prompt for prompt in prompts)
+    else:
+        assert "Minji" in asked.reply, asked.reply
     assert (
         service.history(minji, "memory-b")[0].content == "What is my name? Please say it."
     )  # a separate thread

@@ -80,6 +80,13 @@ FACTS = [
         # "네," is "yes", not "your" (the memory eval's probe reply).
         ("네, 내 고향은 부산이야!", HANEUL, {"부산"}),
         ("네 내 고향은 부산이야", HANEUL, {"부산"}),
+        # Korean drops the subject: the persona's own birthplace (memory eval, mem-04).
+        ("저는 Haneul Seo입니다. 부산에서 태어났고, Mars에 오래 머물렀어.", HANEUL, {"부산"}),
+        ("부산 출신이야.", HANEUL, {"부산"}),
+        # ... unless the ending speaks of the listener, or the persona only wishes.
+        ("부산에서 왔구나! 멋지다.", HANEUL, set()),
+        ("부산에 살지?", HANEUL, set()),
+        ("부산에 살고 싶어!", HANEUL, set()),
         # Said to or about the fan, or a shared taste: not claims.
         ("Nice to meet you, Minji! Polaris is my favourite too ✨", YUNA, set()),
         ("Your birthday is May 3, I remember! 💛", YUNA, set()),

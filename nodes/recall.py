@@ -1,0 +1,143 @@
+"""Recall: a fan asking what they told the persona is answered from the notes about the fan.
+
+"Do you remember my name?" asked of the 1.5B drafter came back as the persona's own biography, as the
+fan's fact claimed as the persona's ("부산에서 태어났고" to a fan from Busan) or as a neutral line when
+every draft failed a check. Finding one fact in a short list of notes is a much easier task for a small
+model than keeping whose fact is whose in character, so a recall question first asks the memory role
+for the fact (structured output). The answer is used only when it is grounded: the answer's words are
+in the notes and the sentence tells them as the fan's (personas/drift.attributed_mentions). The reply
+then goes through the same output checks as any draft; anything else goes on to the draft as before.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from personagraph.memory.fan_memory import read_profile
+from personagraph.nodes.context import ChatContext
+from personagraph.nodes.draft import format_profile
+from personagraph.nodes.routing import asks_about_the_fan
+from personagraph.nodes.safety import last_human, last_human_text
+from personagraph.nodes.state import ConversationState
+from personagraph.personas import drift
+from personagraph.personas.model import Persona, load_persona
+from personagraph.prompts import persona_chat as prompts
+from personagraph.prompts import untrusted
+from personagraph.serving.language import detect_language, language_drift
+from personagraph.serving.models import StructuredOutputError, structured
+
+# The fan's earlier messages of this thread given as notes (the memory store has the other threads').
+NOTE_MESSAGES = 12
+
+
+class RecalledFact(BaseModel):
+    """What the notes say about the fan's question."""
+
+    found: bool = Field(description="True only when the notes say what the fan asks about.")
+    answer: str = Field(default="", max_length=120, description="The answering words, copied from the notes.")
+    sentence: str = Field(default="", max_length=300, description="One sentence telling the fan, as theirs.")
+
+
+def notes_about_the_fan(state: ConversationState, profile: dict[str, Any]) -> list[str]:
+    """The profile's lines, the fan's memories retrieved for this turn and the fan's earlier messages
+    in this thread (not the question itself), each once."""
+    question = last_human(state)
+    said = [
+        str(m.content)
+        for m in state.get("messages", [])
+        if isinstance(m, HumanMessage) and m is not question and (question is None or m.id != question.id)
+    ][-NOTE_MESSAGES:]
+    recalled = [
+        str(d.get("text", "")) for d in state.get("retrieved") or [] if d.get("category") == "fan_memory"
+    ]
+    lines = [line.removeprefix("- ") for line in format_profile(profile).splitlines()]
+    return list(dict.fromkeys(n.strip() for n in [*lines, *recalled, *said] if n.strip()))
+
+
+def recall(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
+    """Answer a recall question from the notes about the fan, or leave the turn to the draft."""
+    ctx = runtime.context
+    profile = read_profile(runtime.store, ctx.user_id, ctx.persona_id) if runtime.store is not None else {}
+    notes = notes_about_the_fan(state, profile)
+    if not notes:
+        return {}
+    persona = load_persona(ctx.persona_id)
+    lang = "ko" if state.get("lang") == "ko" else "en"
+    question = last_human_text(state)
+    body = untrusted.data_block("\n".join(f"- {' '.join(n.split())}" for n in notes), "fan notes")
+    messages = [
+        SystemMessage(
+            content=prompts.RECALL_SYSTEM.format(
+                name=untrusted.one_line(persona.name, 100), language_name=prompts.LANGUAGE_NAMES[lang]
+            )
+            + "\n"
+            + untrusted.DATA_RULE
+        ),
+        HumanMessage(content=prompts.RECALL_QUESTION.format(notes=body, question=question)),
+    ]
+    try:
+        fact = structured(ctx.memory_role, RecalledFact, messages, max_tokens=120)
+    except StructuredOutputError:
+        return {}  # no usable answer: the draft answers from the same notes (a server that is down raises)
+    reply = recalled_reply(fact, notes, persona, lang, fan_names(profile))
+    return {"draft": reply} if reply else {}
+
+
+def recalled_reply(
+    fact: RecalledFact, notes: list[str], persona: Persona, lang: str, names: list[str]
+) -> str | None:
+    """The reply for a grounded answer (the opener, then the fact told as the fan's), else None."""
+    answer = " ".join(fact.answer.split()).strip(" .,!?\"'")
+    if not fact.found or not answer or not _within(answer, "\n".join(notes)):
+        return None
+    sentence = " ".join(fact.sentence.split())
+    told = (
+        _within(answer, sentence)
+        and detect_language(sentence) == lang
+        and not language_drift(sentence, lang)
+        and drift.attributed_mentions(sentence, [answer], persona, names)
+    )
+    if not told:
+        sentence = template_sentence(answer, lang)
+    return f"{prompts.RECALL_OPENERS[lang]} {sentence}"
+
+
+def template_sentence(answer: str, lang: str) -> str:
+    if lang == "ko":
+        quoted = f"{answer}라고" if _ends_open(answer) else f"{answer}이라고"
+        return prompts.RECALL_TEMPLATES["ko"].format(answer=answer).replace(f"{answer}(이)라고", quoted)
+    return prompts.RECALL_TEMPLATES["en"].format(answer=answer)
+
+
+def fan_names(profile: dict[str, Any]) -> list[str]:
+    return [str(profile[key]) for key in ("name", "nickname") if profile.get(key)]
+
+
+def wants_recall(state: ConversationState) -> bool:
+    """A personal turn whose message asks what the fan told the persona."""
+    return state.get("intent") == "personal" and asks_about_the_fan(last_human_text(state))
+
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def _compact(text: str) -> str:
+    return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _within(part: str, text: str) -> bool:
+    """`part` occurs in `text`, ignoring case, spacing and punctuation ("5월3일" = "5월 3일")."""
+    compact = _compact(part)
+    return bool(compact) and compact in _compact(text)
+
+
+def _ends_open(word: str) -> bool:
+    """True unless the word ends in a Hangul syllable with a final consonant (then "이라고")."""
+    last = word[-1]
+    return not ("가" <= last <= "힣") or (ord(last) - 0xAC00) % 28 == 0
