@@ -135,7 +135,16 @@ def evaluate(
         for scenario in scenarios:
             rows.append(run_scenario(service, scenario))
             if verbose:
-                keys = ("id", "same_session", "recalled", "attributed", "probe_reply", "error", "seconds")
+                keys = (
+                    "id",
+                    "same_session",
+                    "recalled",
+                    "attributed",
+                    "probe_reply",
+                    "probe_blocks",
+                    "error",
+                    "seconds",
+                )
                 print(json.dumps({k: rows[-1][k] for k in keys}, ensure_ascii=False), flush=True)
     except KeyboardInterrupt:
         if not stop_on_interrupt:
@@ -159,7 +168,11 @@ def run_scenario(service: ChatService, scenario: dict[str, Any]) -> dict[str, An
             fan,
             validate_request(message=turn["message"], persona_id=scenario["persona_id"], thread_id=thread_id),
         )
-        transcript.append({"session": turn["session"], "fan": turn["message"], "reply": result.reply})
+        transcript.append({
+            "session": turn["session"], "fan": turn["message"], "reply": result.reply,
+            # What the checks stopped on the way (a neutral line says nothing of why without these).
+            "blocks": [{k: b.get(k) for k in ("stage", "category", "reason")} for b in result.blocks],
+        })  # fmt: skip
         if result.error is not None:
             error = result.error
             break
@@ -175,6 +188,7 @@ def run_scenario(service: ChatService, scenario: dict[str, Any]) -> dict[str, An
         "claimed_as_own": error is None and claims_as_own(probe_reply, scenario["expect_any"]),
         "expect_any": scenario["expect_any"],
         "probe_reply": probe_reply,
+        "probe_blocks": transcript[-1]["blocks"] if error is None else [],
         "error": error,
         "transcript": transcript,
         "seconds": elapsed(started),

@@ -20,9 +20,10 @@ from langchain_core.embeddings import Embeddings as LCEmbeddings
 DIMS = 384
 _lock = threading.Lock()  # the C engine holds one model; serialise calls from threads
 # A call with at most this many texts (a chat message and its clauses, a query, a memory) runs on one
-# of the engine's threads. Beside a busy model server a parallel region waits for its slowest thread:
-# a message with two threads took p50 0.07-0.08 s, p95 0.19-0.32 s, max 1.7 s; with one, p50 0.05 s,
-# p95 0.10 s (bench/embedding_threads.py). Larger batches (training sets, documents) use every core.
+# of the engine's threads. Beside busy cores (the model server, other requests) a parallel region
+# waits for its slowest thread: two threads took p50 0.25 s, p95 2.2 s a message, one thread 0.13 /
+# 0.24 s; on idle cores one thread costs 23 ms more (0.049 vs 0.026 s; bench/embedding_threads.py).
+# Larger batches (training sets, documents) use every core.
 SMALL_CALL_TEXTS = 8
 
 

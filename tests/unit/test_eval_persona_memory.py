@@ -387,6 +387,8 @@ MEMORY_SCENARIOS = [
 def memory_router(messages: list[BaseMessage]) -> str:
     if "Extract facts" in str(messages[0].content):
         return '{"name": "Minji"}' if "Minji" in last_text(messages) else "{}"
+    if "The fan is asking" in str(messages[0].content):
+        return '{"found": false}'  # the recall step finds nothing: the scripted drafter answers
     return '{"intent": "smalltalk", "search_query": ""}'
 
 
@@ -411,6 +413,7 @@ def test_memory_rows_and_summary(service: ChatService) -> None:
     assert rows[2]["probe_reply"] == "Of course, you told me: kongi! 🌱"
     assert rows[3]["probe_reply"] == "Of course, you told me: kongi! 🌱"  # the wrong pet: not recalled
     assert [len(r["transcript"]) for r in rows] == [3, 2, 2, 2]
+    assert [r["probe_blocks"] for r in rows] == [[], [], [], []]  # nothing was stopped on the way
     assert [r["attributed"] for r in rows] == [True, True, True, False]
     assert memory_eval.summarise(rows) == {
         "n": 4,
