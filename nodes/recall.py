@@ -32,6 +32,8 @@ from personagraph.prompts import untrusted
 from personagraph.serving.language import detect_language, language_drift
 from personagraph.serving.models import StructuredOutputError, structured
 
+# A fact is a few words ("Bori", "May 3", "hot chocolate with cinnamon").
+ANSWER_MAX_WORDS = 5
 # The fan's earlier messages of this thread given as notes (the memory store has the other threads').
 NOTE_MESSAGES = 12
 
@@ -96,9 +98,14 @@ def recalled_reply(
     answer = " ".join(fact.answer.split()).strip(" .,!?\"'")
     if not fact.found or not answer or not _within(answer, "\n".join(notes)):
         return None
+    if len(answer.split()) > ANSWER_MAX_WORDS or drift.speaks_of_self(answer):
+        return None  # the fan's whole sentence ("제 고향은 부산이에요"), not the fact it holds
     sentence = " ".join(fact.sentence.split())
     told = (
         _within(answer, sentence)
+        # A statement to the fan: "Captain, do you remember Arin?" echoes the question instead.
+        and not re.search(r"[?？]", sentence)
+        and drift.speaks_to_the_fan(sentence)
         and detect_language(sentence) == lang
         and not language_drift(sentence, lang)
         and drift.attributed_mentions(sentence, [answer], persona, names)

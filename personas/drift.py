@@ -311,7 +311,8 @@ def fan_statements(
     return found
 
 
-def _speaks_of_self(sentence: str) -> bool:
+def speaks_of_self(sentence: str) -> bool:
+    """A first-person word ("I", "my", "나는", "제")."""
     return bool(_FIRST_PERSON_EN.search(sentence) or _FIRST_PERSON_KO.search(sentence + " "))
 
 
@@ -339,7 +340,7 @@ def statement_claims(text: str, statements: Sequence[FanStatement]) -> list[FanS
         for sentence in split_sentences(text) or [text]
         if not (_SECOND_PERSON.search(sentence) or _REPORTED.search(sentence) or _AGREEMENT.search(sentence))
     ]
-    if not any(_speaks_of_self(sentence) for sentence in own):
+    if not any(speaks_of_self(sentence) for sentence in own):
         return []
     words, _ = _content_words(" ".join(own), frozenset())
     claimed: list[FanStatement] = []
@@ -370,6 +371,13 @@ _REPORTED = re.compile(
     r"\byou (?:said|told|mentioned|shared)\b|(?:이)?라고\s*(?:했|말했|하셨|말씀)|말했잖|알려\s*줬|얘기했",
     re.IGNORECASE,
 )
+
+
+def speaks_to_the_fan(sentence: str) -> bool:
+    """The sentence speaks to the fan ("your ...", "네 ...", "you said", "(이)라고 했잖아")."""
+    return bool(_SECOND_PERSON.search(sentence) or _REPORTED.search(sentence))
+
+
 _AGREEMENT = re.compile(r"\b(?:too|also|as well|same here|me too)\b|(?<![가-힣])(?:나도|저도)(?=\s)", re.I)
 
 

@@ -101,8 +101,8 @@ PERSONAL_HINT = """ The fan is asking about themselves: tell them the exact fact
 RECALL_SYSTEM = """The fan is asking {name} about something the fan said about themselves. The notes
 below are the fan's own words and what is known about the fan. Answer only from the notes.
 - found: true only when the notes say what the fan asks about; otherwise false.
-- answer: the words from the notes that answer the question (a name, a date, a place, a thing),
-  copied exactly as they are written in the notes.
+- answer: only the words that answer the question, copied exactly from the notes: a name, a date,
+  a place or a thing ("Bori", "May 3", "부산"), never the fan's whole sentence.
 - sentence: one short sentence in {language_name} that tells the fan the answer as the fan's own,
   speaking to the fan ("Your ... is ...", "네 ...는 ...야")."""
 

@@ -111,6 +111,12 @@ def test_a_sentence_that_takes_the_fact_as_the_personas_is_replaced(data_dir: Pa
     assert (
         recalled_reply(wrong_language, notes, persona, "en", []) == "Of course I remember! You told me: Bori."
     )
+    echoed = RecalledFact(found=True, answer="Arin", sentence="Captain, do you remember Arin?")
+    assert recalled_reply(echoed, ["Captain, call me Arin."], persona, "en", []) == (
+        "Of course I remember! You told me: Arin."
+    )
+    whole = RecalledFact(found=True, answer="제 고향은 부산이에요", sentence="제 고향은 부산이에요")
+    assert recalled_reply(whole, ["함장님, 제 고향은 부산이에요."], persona, "ko", []) is None
     told = RecalledFact(found=True, answer="bori", sentence="Your dog is Bori, Minji!")
     assert (
         recalled_reply(told, notes, persona, "en", ["Minji"])
