@@ -4,9 +4,10 @@
 fan's fact claimed as the persona's ("부산에서 태어났고" to a fan from Busan) or as a neutral line when
 every draft failed a check. Finding one fact in a short list of notes is a much easier task for a small
 model than keeping whose fact is whose in character, so a recall question first asks the memory role
-for the fact (structured output). The answer is used only when it is grounded: the answer's words are
-in the notes and the sentence tells them as the fan's (personas/drift.attributed_mentions). The reply
-then goes through the same output checks as any draft; anything else goes on to the draft as before.
+for the fact in the fan's own words (structured output). The answer is used only when it is grounded:
+a few words found in those words; its sentence only when it tells them to the fan as the fan's (else a
+template). The reply then goes through the same output checks as any draft; anything else goes on to
+the draft as before.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pydantic import BaseModel, Field
 
 from personagraph.memory.fan_memory import read_profile
 from personagraph.nodes.context import ChatContext
-from personagraph.nodes.draft import format_profile
 from personagraph.nodes.routing import asks_about_the_fan
 from personagraph.nodes.safety import last_human, last_human_text
 from personagraph.nodes.state import ConversationState
@@ -46,9 +46,11 @@ class RecalledFact(BaseModel):
     sentence: str = Field(default="", max_length=300, description="One sentence telling the fan, as theirs.")
 
 
-def notes_about_the_fan(state: ConversationState, profile: dict[str, Any]) -> list[str]:
-    """The profile's lines, the fan's memories retrieved for this turn and the fan's earlier messages
-    in this thread (not the question itself), each once."""
+def notes_about_the_fan(state: ConversationState) -> list[str]:
+    """The fan's own words: the memories retrieved for this turn and the fan's earlier messages in this
+    thread (not the question itself), each once. Not the extracted profile: the 1.5B extraction wrote
+    `favourite_member: 스템라` (the group, misspelt) for "나는 스텔라에서 하은이를 제일 좋아해!", and the
+    recall answered from it."""
     question = last_human(state)
     said = [
         str(m.content)
@@ -58,15 +60,13 @@ def notes_about_the_fan(state: ConversationState, profile: dict[str, Any]) -> li
     recalled = [
         str(d.get("text", "")) for d in state.get("retrieved") or [] if d.get("category") == "fan_memory"
     ]
-    lines = [line.removeprefix("- ") for line in format_profile(profile).splitlines()]
-    return list(dict.fromkeys(n.strip() for n in [*lines, *recalled, *said] if n.strip()))
+    return list(dict.fromkeys(n.strip() for n in [*recalled, *said] if n.strip()))
 
 
 def recall(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Answer a recall question from the notes about the fan, or leave the turn to the draft."""
     ctx = runtime.context
-    profile = read_profile(runtime.store, ctx.user_id, ctx.persona_id) if runtime.store is not None else {}
-    notes = notes_about_the_fan(state, profile)
+    notes = notes_about_the_fan(state)
     if not notes:
         return {}
     persona = load_persona(ctx.persona_id)
@@ -87,6 +87,7 @@ def recall(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str,
         fact = structured(ctx.memory_role, RecalledFact, messages, max_tokens=120)
     except StructuredOutputError:
         return {}  # no usable answer: the draft answers from the same notes (a server that is down raises)
+    profile = read_profile(runtime.store, ctx.user_id, ctx.persona_id) if runtime.store is not None else {}
     reply = recalled_reply(fact, notes, persona, lang, fan_names(profile))
     return {"draft": reply} if reply else {}
 
@@ -106,6 +107,8 @@ def recalled_reply(
         # A statement to the fan: "Captain, do you remember Arin?" echoes the question instead.
         and not re.search(r"[?？]", sentence)
         and drift.speaks_to_the_fan(sentence)
+        # "Your favorite song is Lighthouse, I play it every morning": the fan's habit as the persona's.
+        and not drift.speaks_of_self(sentence)
         and detect_language(sentence) == lang
         and not language_drift(sentence, lang)
         and drift.attributed_mentions(sentence, [answer], persona, names)
@@ -134,12 +137,16 @@ def wants_recall(state: ConversationState) -> bool:
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
+_ORDINAL = re.compile(r"(?<=\d)(?:st|nd|rd|th)\b")
+
+
 def _compact(text: str) -> str:
-    return _NON_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    """Case, spacing, punctuation and English ordinal endings ignored ("May 3rd" = "May 3")."""
+    return _NON_WORD.sub("", _ORDINAL.sub("", unicodedata.normalize("NFKC", text).casefold()))
 
 
 def _within(part: str, text: str) -> bool:
-    """`part` occurs in `text`, ignoring case, spacing and punctuation ("5월3일" = "5월 3일")."""
+    """`part` occurs in `text` as `_compact` reads them ("5월3일" = "5월 3일")."""
     compact = _compact(part)
     return bool(compact) and compact in _compact(text)
 

@@ -478,7 +478,8 @@ def fan_fact_claims(text: str, facts: Iterable[FanFact], persona: Persona) -> li
 # "Your name is Yuna." / "I remember your name. It's Yuna." / "네 이름은 유나야": the name the reply
 # gives the fan, up to two words (the persona's own names are checked against it).
 _YOUR_NAME_EN = re.compile(
-    r"\byour name(?:['’]s|\s+is|\s*[.!,]?\s*(?:it['’]s|it\s+is))\s+(?P<name>[^\s.,!?~]+(?:\s+[^\s.,!?~]+)?)",
+    r"\b(?:your name(?:['’]s|\s+is|\s*[.!,]?\s*(?:it['’]s|it\s+is))|you['’]re|you\s+are)"
+    r"\s+(?P<name>[^\s.,!?~]+(?:\s+[^\s.,!?~]+)?)",
     re.IGNORECASE,
 )
 _YOUR_NAME_KO = re.compile(

@@ -419,6 +419,11 @@ def test_the_fans_recalled_messages_from_another_session_are_theirs() -> None:
         ("Your name is Minji! I'm Yuna.", ""),
         ("Is your name Yuna?", ""),  # asking is not telling
         ("Your name is Yunara? So pretty!", ""),  # another name
+        # The memory eval (mem-05): the persona's own identity told to the fan.
+        ("May 3rd is your birthday. You're Yuna, the leader of STELLA and the main vocalist.", "Yuna"),
+        ("You are Yuna!", "Yuna"),
+        ("You're Yuna's biggest fan, I know!", ""),
+        ("Thank you, you're so sweet.", ""),
     ],
 )
 def test_the_persona_never_gives_the_fan_its_own_name(reply: str, given: str) -> None:

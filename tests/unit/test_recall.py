@@ -60,6 +60,7 @@ def test_a_recall_question_is_answered_from_the_notes_without_a_draft(service: C
     # The notes were data: the fan's stored words inside a fence, then the question.
     (notes,) = router.recall_calls
     assert "my dog is called Bori" in notes and "<data" in notes and notes.endswith("What's my dog's name?")
+    assert "the fan's name" not in notes  # the model-extracted profile is not evidence
     assert service.history(FAN, "t-new")[-1].content == result.reply
 
 
@@ -117,6 +118,18 @@ def test_a_sentence_that_takes_the_fact_as_the_personas_is_replaced(data_dir: Pa
     )
     whole = RecalledFact(found=True, answer="제 고향은 부산이에요", sentence="제 고향은 부산이에요")
     assert recalled_reply(whole, ["함장님, 제 고향은 부산이에요."], persona, "ko", []) is None
+    own_habit = RecalledFact(
+        found=True,
+        answer="Lighthouse",
+        sentence="Your favourite song is Lighthouse, I play it every morning.",
+    )
+    assert recalled_reply(
+        own_habit, ["My favourite is Lighthouse, I play it every morning."], persona, "en", []
+    ) == ("Of course I remember! You told me: Lighthouse.")
+    ordinal = RecalledFact(found=True, answer="May 3rd", sentence="Your birthday is May 3rd.")
+    assert recalled_reply(ordinal, ["my birthday is on May 3!"], persona, "en", []) == (
+        "Of course I remember! Your birthday is May 3rd."
+    )
     told = RecalledFact(found=True, answer="bori", sentence="Your dog is Bori, Minji!")
     assert (
         recalled_reply(told, notes, persona, "en", ["Minji"])
