@@ -88,12 +88,12 @@ def recall(state: ConversationState, runtime: Runtime[ChatContext]) -> dict[str,
     except StructuredOutputError:
         return {}  # no usable answer: the draft answers from the same notes (a server that is down raises)
     profile = read_profile(runtime.store, ctx.user_id, ctx.persona_id) if runtime.store is not None else {}
-    reply = recalled_reply(fact, notes, persona, lang, fan_names(profile))
+    reply = recalled_reply(fact, notes, persona, lang, fan_names(profile), question)
     return {"draft": reply} if reply else {}
 
 
 def recalled_reply(
-    fact: RecalledFact, notes: list[str], persona: Persona, lang: str, names: list[str]
+    fact: RecalledFact, notes: list[str], persona: Persona, lang: str, names: list[str], question: str = ""
 ) -> str | None:
     """The reply for a grounded answer (the opener, then the fact told as the fan's), else None."""
     answer = " ".join(fact.answer.split()).strip(" .,!?\"'")
@@ -103,12 +103,18 @@ def recalled_reply(
         return None  # the fan's whole sentence ("제 고향은 부산이에요"), not the fact it holds
     sentence = " ".join(fact.sentence.split())
     told = (
-        _within(answer, sentence)
+        # Korean always takes the template: the 1.5B's Korean sentences came back broken ("네 콩이야는
+        # 이름") where its English ones read well ("Your dog's name is Bori, he's a little shiba.").
+        lang == "en"
+        and _within(answer, sentence)
         # A statement to the fan: "Captain, do you remember Arin?" echoes the question instead.
         and not re.search(r"[?？]", sentence)
         and drift.speaks_to_the_fan(sentence)
         # "Your favorite song is Lighthouse, I play it every morning": the fan's habit as the persona's.
         and not drift.speaks_of_self(sentence)
+        # "Your dog's name is Bori, Captain.": the fan called by the persona's name or title.
+        and not drift.names_persona(sentence, persona)
+        and not any(drift.mentions(sentence, word) for word in vocatives(question))
         and detect_language(sentence) == lang
         and not language_drift(sentence, lang)
         and drift.attributed_mentions(sentence, [answer], persona, names)
@@ -116,6 +122,18 @@ def recalled_reply(
     if not told:
         sentence = template_sentence(answer, lang)
     return f"{prompts.RECALL_OPENERS[lang]} {sentence}"
+
+
+_LEADING_VOCATIVE = re.compile(r"^\s*([^\s,.!?]{1,20}(?:\s[^\s,.!?]{1,20})?)\s*,")
+_TRAILING_VOCATIVE = re.compile(r",\s*([^\s,.!?]{1,20}(?:\s[^\s,.!?]{1,20})?)\s*[?？!.~]*\s*$")
+
+
+def vocatives(question: str) -> list[str]:
+    """What the fan calls the persona at the start or end of the question ("Captain, ...", "...,
+    Captain?", "함장님, ...")."""
+    return [
+        m.group(1) for m in (_LEADING_VOCATIVE.search(question), _TRAILING_VOCATIVE.search(question)) if m
+    ]
 
 
 def template_sentence(answer: str, lang: str) -> str:

@@ -235,6 +235,16 @@ def own_facts(persona: Persona) -> set[str]:
     return {n.casefold() for n in names if n}
 
 
+def mentions(text: str, value: str) -> bool:
+    """The value as a whole word in Latin script, anywhere in Korean (particles attach)."""
+    return _contains(text, value)
+
+
+def names_persona(text: str, persona: Persona) -> bool:
+    """The text uses one of the persona's own names ("Bori, Captain." calls the fan by it)."""
+    return any(_contains(text, name) for name in own_facts(persona))
+
+
 # --- what the fan said about themselves, in any words --------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from personagraph.accounts.identity import Caller
-from personagraph.nodes.recall import RecalledFact, recalled_reply, template_sentence
+from personagraph.nodes.recall import RecalledFact, recalled_reply, template_sentence, vocatives
 from personagraph.personas.model import load_persona
 from personagraph.services.chat import ChatService, validate_request
 from personagraph.serving.models import use_models
@@ -126,6 +126,15 @@ def test_a_sentence_that_takes_the_fact_as_the_personas_is_replaced(data_dir: Pa
     assert recalled_reply(
         own_habit, ["My favourite is Lighthouse, I play it every morning."], persona, "en", []
     ) == ("Of course I remember! You told me: Lighthouse.")
+    named = RecalledFact(found=True, answer="Bori", sentence="Your dog's name is Bori, Tiny.")
+    assert recalled_reply(named, ["my dog is called Bori"], persona, "en", []) == (
+        "Of course I remember! You told me: Bori."
+    )
+    titled = RecalledFact(found=True, answer="Bori", sentence="Your dog's name is Bori, Captain.")
+    question = "What's my dog's name, Captain?"
+    assert recalled_reply(titled, ["my dog is called Bori"], persona, "en", [], question) == (
+        "Of course I remember! You told me: Bori."
+    )
     ordinal = RecalledFact(found=True, answer="May 3rd", sentence="Your birthday is May 3rd.")
     assert recalled_reply(ordinal, ["my birthday is on May 3!"], persona, "en", []) == (
         "Of course I remember! Your birthday is May 3rd."
@@ -135,6 +144,21 @@ def test_a_sentence_that_takes_the_fact_as_the_personas_is_replaced(data_dir: Pa
         recalled_reply(told, notes, persona, "en", ["Minji"])
         == "Of course I remember! Your dog is Bori, Minji!"
     )
+
+
+def test_korean_replies_take_the_template(data_dir: Path) -> None:
+    persona = load_persona("tiny")
+    broken = RecalledFact(found=True, answer="콩이", sentence="네 콩이야는 이름")
+    assert recalled_reply(broken, ["우리 고양이 이름은 콩이야."], persona, "ko", []) == (
+        "그럼, 당연히 기억하지! 콩이라고 했잖아."
+    )
+
+
+def test_what_the_fan_calls_the_persona() -> None:
+    assert vocatives("What's my dog's name, Captain?") == ["Captain"]
+    assert vocatives("함장님, 제 이름 기억하세요?") == ["함장님"]
+    assert vocatives("유나야, 내 이름 기억나?") == ["유나야"]
+    assert vocatives("Do you remember my name?") == []
 
 
 def test_the_korean_template_takes_the_right_particle() -> None:
