@@ -29,7 +29,7 @@ from personagraph.personas import drift
 from personagraph.personas.model import Persona, load_persona
 from personagraph.prompts import persona_chat as prompts
 from personagraph.prompts import untrusted
-from personagraph.serving.language import detect_language, language_drift
+from personagraph.serving.language import detect_language, korean_morphemes, language_drift
 from personagraph.serving.models import StructuredOutputError, structured
 
 # A fact is a few words ("Bori", "May 3", "hot chocolate with cinnamon").
@@ -99,8 +99,8 @@ def recalled_reply(
     answer = " ".join(fact.answer.split()).strip(" .,!?\"'")
     if not fact.found or not answer or not _within(answer, "\n".join(notes)):
         return None
-    if len(answer.split()) > ANSWER_MAX_WORDS or drift.speaks_of_self(answer):
-        return None  # the fan's whole sentence ("제 고향은 부산이에요"), not the fact it holds
+    if len(answer.split()) > ANSWER_MAX_WORDS or drift.speaks_of_self(answer) or _is_clause(answer):
+        return None  # the fan's sentence ("제 고향은 부산이에요", "배우고 있어"), not the fact it holds
     sentence = " ".join(fact.sentence.split())
     told = (
         # Korean always takes the template: the 1.5B's Korean sentences came back broken ("네 콩이야는
@@ -134,6 +134,11 @@ def vocatives(question: str) -> list[str]:
     return [
         m.group(1) for m in (_LEADING_VOCATIVE.search(question), _TRAILING_VOCATIVE.search(question)) if m
     ]
+
+
+def _is_clause(answer: str) -> bool:
+    """A Korean answer that ends a clause (a final ending: "배우고 있어" for "what am I learning?")."""
+    return bool(re.search(r"[가-힣]", answer)) and any(t.tag == "EF" for t in korean_morphemes(answer))
 
 
 def template_sentence(answer: str, lang: str) -> str:

@@ -118,6 +118,10 @@ def test_a_sentence_that_takes_the_fact_as_the_personas_is_replaced(data_dir: Pa
     )
     whole = RecalledFact(found=True, answer="제 고향은 부산이에요", sentence="제 고향은 부산이에요")
     assert recalled_reply(whole, ["함장님, 제 고향은 부산이에요."], persona, "ko", []) is None
+    verb = RecalledFact(found=True, answer="배우고 있어", sentence="네 배우고 있어!")  # memory eval, mem-13
+    assert recalled_reply(verb, ["나 요즘 우쿨렐레 배우고 있어!"], persona, "ko", []) is None
+    name = RecalledFact(found=True, answer="하은", sentence="하은이야")  # Kiwi reads the name alone as a verb
+    assert recalled_reply(name, ["나는 스텔라에서 하은이를 제일 좋아해!"], persona, "ko", []) is not None
     own_habit = RecalledFact(
         found=True,
         answer="Lighthouse",
