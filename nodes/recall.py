@@ -96,7 +96,7 @@ def recalled_reply(
     fact: RecalledFact, notes: list[str], persona: Persona, lang: str, names: list[str], question: str = ""
 ) -> str | None:
     """The reply for a grounded answer (the opener, then the fact told as the fan's), else None."""
-    answer = " ".join(fact.answer.split()).strip(" .,!?\"'")
+    answer = fact_of(" ".join(fact.answer.split()).strip(" .,!?\"'~"))
     if not fact.found or not answer or not _within(answer, "\n".join(notes)):
         return None
     if len(answer.split()) > ANSWER_MAX_WORDS or drift.speaks_of_self(answer) or _is_clause(answer):
@@ -134,6 +134,20 @@ def vocatives(question: str) -> list[str]:
     return [
         m.group(1) for m in (_LEADING_VOCATIVE.search(question), _TRAILING_VOCATIVE.search(question)) if m
     ]
+
+
+# The fan's sentence around the fact: "내 생일은 10월 9일이야", "My birthday is November 14", "모찌예요".
+_TOPIC = re.compile(
+    r"^(?:(?:내|제|나의|저의)\s.*?(?:은|는)|my\s.*?\s(?:is|are))\s+(?P<fact>.+)$", re.IGNORECASE
+)
+_COPULA_END = re.compile(r"(?<=[가-힣A-Za-z0-9])(?:이에요|예요|이야|입니다|이다|이요)$")
+
+
+def fact_of(answer: str) -> str:
+    """The fact an answer holds when the model copied the fan's sentence around it (else the answer)."""
+    topic = _TOPIC.match(answer)
+    fact = topic.group("fact") if topic else answer
+    return _COPULA_END.sub("", fact.strip(" .,!?~")).strip() or answer
 
 
 def _is_clause(answer: str) -> bool:

@@ -11,7 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from personagraph.accounts.identity import Caller
-from personagraph.nodes.recall import RecalledFact, recalled_reply, template_sentence, vocatives
+from personagraph.nodes.recall import RecalledFact, fact_of, recalled_reply, template_sentence, vocatives
 from personagraph.personas.model import load_persona
 from personagraph.services.chat import ChatService, validate_request
 from personagraph.serving.models import use_models
@@ -117,7 +117,11 @@ def test_a_sentence_that_takes_the_fact_as_the_personas_is_replaced(data_dir: Pa
         "Of course I remember! You told me: Arin."
     )
     whole = RecalledFact(found=True, answer="제 고향은 부산이에요", sentence="제 고향은 부산이에요")
-    assert recalled_reply(whole, ["함장님, 제 고향은 부산이에요."], persona, "ko", []) is None
+    assert recalled_reply(whole, ["함장님, 제 고향은 부산이에요."], persona, "ko", []) == (
+        "그럼, 당연히 기억하지! 부산이라고 했잖아."
+    )
+    sentence = RecalledFact(found=True, answer="I work as a nurse", sentence="You work as a nurse.")
+    assert recalled_reply(sentence, ["I work as a nurse at a hospital."], persona, "en", []) is None
     verb = RecalledFact(found=True, answer="배우고 있어", sentence="네 배우고 있어!")  # memory eval, mem-13
     assert recalled_reply(verb, ["나 요즘 우쿨렐레 배우고 있어!"], persona, "ko", []) is None
     name = RecalledFact(found=True, answer="하은", sentence="하은이야")  # Kiwi reads the name alone as a verb
@@ -156,6 +160,22 @@ def test_korean_replies_take_the_template(data_dir: Path) -> None:
     assert recalled_reply(broken, ["우리 고양이 이름은 콩이야."], persona, "ko", []) == (
         "그럼, 당연히 기억하지! 콩이라고 했잖아."
     )
+
+
+@pytest.mark.parametrize(
+    ("answer", "fact"),
+    [
+        ("내 생일은 10월 9일이야", "10월 9일"),  # memory eval, mem-16
+        ("모찌예요", "모찌"),  # mem-19 had "모찌예요라고 했잖아."
+        ("My birthday is November 14", "November 14"),
+        ("콩이야", "콩"),  # the template still reads "콩이라고 했잖아."
+        ("떡볶이", "떡볶이"),
+        ("Bori", "Bori"),
+        ("I work as a nurse", "I work as a nurse"),  # no fact to cut out: rejected as first person
+    ],
+)
+def test_the_fact_inside_a_copied_sentence(answer: str, fact: str) -> None:
+    assert fact_of(answer) == fact
 
 
 def test_what_the_fan_calls_the_persona() -> None:
