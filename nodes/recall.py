@@ -27,6 +27,7 @@ from personagraph.nodes.safety import last_human, last_human_text
 from personagraph.nodes.state import ConversationState
 from personagraph.personas import drift
 from personagraph.personas.model import Persona, load_persona
+from personagraph.personas.speech_style import ends_open
 from personagraph.prompts import persona_chat as prompts
 from personagraph.prompts import untrusted
 from personagraph.serving.language import detect_language, korean_morphemes, language_drift
@@ -157,7 +158,7 @@ def _is_clause(answer: str) -> bool:
 
 def template_sentence(answer: str, lang: str) -> str:
     if lang == "ko":
-        quoted = f"{answer}라고" if _ends_open(answer) else f"{answer}이라고"
+        quoted = f"{answer}라고" if _takes_ra(answer) else f"{answer}이라고"
         return prompts.RECALL_TEMPLATES["ko"].format(answer=answer).replace(f"{answer}(이)라고", quoted)
     return prompts.RECALL_TEMPLATES["en"].format(answer=answer)
 
@@ -188,7 +189,6 @@ def _within(part: str, text: str) -> bool:
     return bool(compact) and compact in _compact(text)
 
 
-def _ends_open(word: str) -> bool:
-    """True unless the word ends in a Hangul syllable with a final consonant (then "이라고")."""
-    last = word[-1]
-    return not ("가" <= last <= "힣") or (ord(last) - 0xAC00) % 28 == 0
+def _takes_ra(answer: str) -> bool:
+    """ "라고" after anything but a Hangul syllable with a final consonant (then "이라고")."""
+    return not ("가" <= answer[-1] <= "힣") or ends_open(answer)

@@ -348,7 +348,7 @@ def statement_claims(text: str, statements: Sequence[FanStatement]) -> list[FanS
     own = [
         sentence
         for sentence in split_sentences(text) or [text]
-        if not (_SECOND_PERSON.search(sentence) or _REPORTED.search(sentence) or _AGREEMENT.search(sentence))
+        if not (speaks_to_the_fan(sentence) or _AGREEMENT.search(sentence))
     ]
     if not any(speaks_of_self(sentence) for sentence in own):
         return []
@@ -436,7 +436,7 @@ def _claims(sentence: str, fact: FanFact, own: set[str] | None = None) -> bool:
             folded,
         ):
             return True
-    if _SECOND_PERSON.search(sentence) or _REPORTED.search(sentence):
+    if speaks_to_the_fan(sentence):
         return False
     if fact.kind == "favourite" and _AGREEMENT.search(sentence):
         return False  # "Polaris is my favourite too!": the persona shares the taste, it does not take it
@@ -520,7 +520,7 @@ def persona_name_given_to_fan(text: str, persona: Persona, fan_facts: Iterable[F
 def _addresses(sentence: str, fan_names: Sequence[str]) -> bool:
     """The sentence speaks to the fan: a second-person word, "you said", or the fan's name or the
     persona's name for fans used to call them ("Of course, Minji!", "서진아,", "신입.")."""
-    if _SECOND_PERSON.search(sentence) or _REPORTED.search(sentence):
+    if speaks_to_the_fan(sentence):
         return True
     folded = _fold(sentence)
     for name in fan_names:

@@ -197,7 +197,7 @@ def _convert_clause(morphs: list[Morph], changed: list[bool], clause: range, tar
         new = _to_banmal(form, tag, before)
     else:
         noun = morphs[last - 2][0] if last - 2 >= clause[0] else ""
-        new = _to_jondae(form, tag, before, noun_ends_open=_ends_open(noun))
+        new = _to_jondae(form, tag, before, noun_ends_open=ends_open(noun))
     if new is None or new == morphs[last]:
         return False
     morphs[last], changed[last] = new, True
@@ -236,7 +236,7 @@ def _to_banmal(form: str, tag: str, before: Morph) -> Morph | None:
     return None
 
 
-def _ends_open(word: str) -> bool:
+def ends_open(word: str) -> bool:
     """True when the word ends in a Hangul syllable without a final consonant ("가수", not "서울")."""
     return bool(word) and "가" <= word[-1] <= "힣" and (ord(word[-1]) - 0xAC00) % 28 == 0
 
